@@ -1,13 +1,581 @@
-"""``TrainGenerator``: placeholder until the train loop lands."""
+"""``TrainGenerator``: the train and validation loop around a compiled Keras 3 model.
+
+The loop, top to bottom (``train()``)::
+
+    while True:
+        if validation is pending: validate()          # also after an interrupt inside it
+        elif epoch < epochs:      one train iteration  # fetch, fit, bookkeeping, callbacks
+        else:                     break
+
+An iteration is one call of the fit function: a whole batch, or one window of it when the
+preprocessor slices batches. Each iteration runs with Ctrl-C held until it ends
+(:mod:`deeptrain.training.interrupts`), so after a ``KeyboardInterrupt`` the state is always
+consistent and ``train()`` continues without skipping or repeating anything.
+
+All counters, flags and histories live in ``tg.state`` (a :class:`TrainState`); DeepTrain
+0.6's attribute names (``tg._fit_iters``, ``tg.history`` ...) read and write it.
+"""
 from __future__ import annotations
 
-from typing import Any
+import inspect
+import logging
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from . import callbacks as callbacks_lib
+from .backend.stateful import prepare_stateful_model, reset_states, stateful_layers
+from .data_generator import DataGenerator
+from .training.configs import TRAINGEN_DEFAULTS, defaults
+from .training.fitting import make_eval_fn, make_fit_fn, model_metric_names, to_metric_dict
+from .training.frequency import check_freq, should_do
+from .training.interrupts import deferred_interrupts
+from .training.progress import EpochProgress, MetricsLog, format_metrics
+from .training.state import LEGACY_NAMES, TrainState
+from .training.validation import (MetricResolver, PredictCache, evaluate_mode_summary,
+                                  predict_mode_summary)
+from .training.weights import check_class_weights, sample_weights
+from .util.misc import check_kwargs
 
 __all__ = ["TrainGenerator"]
 
+log = logging.getLogger("deeptrain")
+
+_LOSS_LIKE = ("loss", "error", "crossentropy", "hinge", "kld", "kullback", "poisson", "logcosh",
+              "log_cosh", "mse", "mae", "mape", "msle")
+
 
 class TrainGenerator:
-    """The train and validation loop (not implemented yet)."""
+    """Train ``model`` on ``datagen`` and validate on ``val_datagen``.
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        raise NotImplementedError("TrainGenerator is not implemented yet")
+    Args:
+        model: a compiled Keras 3 model.
+        datagen, val_datagen: :class:`~deeptrain.DataGenerator` for training / validation.
+        epochs: train while ``epoch < epochs``.
+        fit_fn: ``'train_on_batch'`` (default), ``'fit'`` or ``fn(x, y, sample_weight)``.
+        eval_fn: ``'evaluate'`` (metrics from the model, averaged over batches weighted by
+            sample count) or ``'predict'`` (predictions cached; metrics computed over the
+            whole validation set), or a callable with ``val_mode`` given.
+        key_metric: metric that decides the best model; ``max_is_best`` its direction
+            (default: minimise losses and errors, maximise anything else).
+        val_metrics: predict mode: metrics to compute (``'*'`` inserts the model's).
+        val_freq, plot_history_freq, unique_checkpoint_freq, temp_checkpoint_freq:
+            ``{'iter' | 'batch' | 'epoch' | 'val': n}`` or None.
+        class_weights, val_class_weights: ``{class: weight}`` turned into sample weights.
+        reset_statefuls: reset stateful RNN layers after every train and validation batch.
+        iter_verbosity: 0 silent, 1 progress bar and validation lines, 2 also per-iteration
+            metrics in the bar and per-batch validation lines.
+        callbacks: ``{stage: fn(tg)}``, ``TraingenCallback`` objects, or a list of them.
+        **kwargs: the rest of DeepTrain 0.6's settings (``TRAINGEN_DEFAULTS``).
+    """
+
+    def __init__(self, model: Any, datagen: DataGenerator, val_datagen: DataGenerator,
+                 epochs: int = 1, logs_dir: str | Path | None = None,
+                 best_models_dir: str | Path | None = None, loadpath: str | Path | None = None,
+                 callbacks: Any = None, fit_fn: str | Callable = "train_on_batch",
+                 eval_fn: str | Callable = "evaluate", key_metric: str = "loss",
+                 key_metric_fn: Callable | None = None, val_metrics: list | None = None,
+                 custom_metrics: Mapping[str, Callable] | None = None,
+                 input_as_labels: bool = False, max_is_best: bool | None = None,
+                 val_freq: Mapping[str, int] | None = {"epoch": 1},
+                 plot_history_freq: Mapping[str, int] | None = {"epoch": 1},
+                 unique_checkpoint_freq: Mapping[str, int] | None = {"epoch": 1},
+                 temp_checkpoint_freq: Mapping[str, int] | None = None,
+                 class_weights: Mapping[int, float] | None = None,
+                 val_class_weights: Mapping[int, float] | None = None,
+                 reset_statefuls: bool = False, iter_verbosity: int = 1,
+                 logdir: str | Path | None = None, optimizer_save_configs: Any = None,
+                 optimizer_load_configs: Any = None, plot_configs: Any = None,
+                 model_configs: Mapping[str, Any] | None = None, **kwargs: Any):
+        explicit = {k: v for k, v in locals().items()
+                    if k not in ("self", "kwargs", "model", "datagen", "val_datagen")}
+        check_kwargs(kwargs, [k for k in TRAINGEN_DEFAULTS if k not in explicit],
+                     "TrainGenerator")
+        signature = inspect.signature(TrainGenerator.__init__).parameters
+        self._passed_args = sorted([k for k, v in explicit.items()
+                                    if v is not signature[k].default] + list(kwargs))
+        configs = defaults()
+        configs.update(explicit)
+        configs.update(kwargs)
+        self._fit_fn_spec = configs.pop("fit_fn")
+        self._eval_fn_spec = configs.pop("eval_fn")
+        self.state = TrainState()
+        for name, value in configs.items():
+            setattr(self, name, value)
+
+        self.model = model
+        self.datagen = datagen
+        self.val_datagen = val_datagen
+        self._check_inputs()
+        self._set_up_model()
+        self._set_up_metrics()
+        self.callbacks = callbacks_lib.CallbackList(callbacks)
+        self._set_up_logdir()
+        self._progress = EpochProgress(self.iter_verbosity)
+        self._metrics_log = MetricsLog(self.logdir, self.metrics_log)
+        self._val_cache = PredictCache()
+        self._history_fig = None
+        self.last_validation: dict[str, Any] = {}
+        self.best_subset_nums: list[str] | None = None
+        self._recording = True
+        self.callbacks.init_with_traingen(self)
+        if self.loadpath is not None:
+            raise NotImplementedError("loading a checkpoint (loadpath=) is not implemented yet")
+
+    # -- construction ------------------------------------------------------------------
+    def _check_inputs(self) -> None:
+        for name in ("datagen", "val_datagen"):
+            if not isinstance(getattr(self, name), DataGenerator):
+                raise TypeError(f"{name} must be a deeptrain.DataGenerator, got "
+                                f"{type(getattr(self, name)).__name__}")
+        if getattr(self.model, "optimizer", None) is None or not getattr(self.model, "compiled",
+                                                                         False):
+            raise ValueError("model must be compiled (model.compile(optimizer, loss, ...)) "
+                             "before it is given to TrainGenerator")
+        if not self.input_as_labels:
+            for name in ("datagen", "val_datagen"):
+                if getattr(self, name).labels_path is None:
+                    raise ValueError(f"{name} has no labels_path; pass labels_path= or "
+                                     "input_as_labels=True (autoencoders)")
+        if not isinstance(self.epochs, int) or self.epochs < 0:
+            raise ValueError(f"epochs must be an int >= 0, got {self.epochs!r}")
+        if self.iter_verbosity not in (0, 1, 2):
+            raise ValueError(f"iter_verbosity must be 0, 1 or 2, got {self.iter_verbosity!r}")
+        for name in ("val_freq", "plot_history_freq", "unique_checkpoint_freq",
+                     "temp_checkpoint_freq"):
+            setattr(self, name, check_freq(getattr(self, name), name))
+        if self.val_freq and "val" in self.val_freq:
+            raise ValueError("val_freq={'val': n} would validate based on validations: use "
+                             "'iter', 'batch' or 'epoch'")
+        self.class_weights = check_class_weights(self.class_weights, "class_weights")
+        self.val_class_weights = check_class_weights(self.val_class_weights, "val_class_weights")
+        if self.input_as_labels and (self.class_weights or self.val_class_weights):
+            raise ValueError("class_weights need class labels; they cannot be used with "
+                             "input_as_labels=True")
+        for name in ("loss_weighted_slices_range", "pred_weighted_slices_range",
+                     "dynamic_predict_threshold_min_max"):
+            value = getattr(self, name)
+            if value is not None and (len(value) != 2 or not all(np.isscalar(v) for v in value)):
+                raise ValueError(f"{name} must be None or a pair (a, b), got {value!r}")
+        if self.best_subset_size is not None:
+            if not isinstance(self.best_subset_size, int) or self.best_subset_size < 1:
+                raise ValueError(f"best_subset_size must be an int >= 1, got "
+                                 f"{self.best_subset_size!r}")
+            if self.val_datagen.shuffle_group_samples:
+                raise ValueError("best_subset_size needs whole validation batches: it cannot be "
+                                 "used with val_datagen's shuffle_group_samples=True")
+
+    def _set_up_model(self) -> None:
+        for line in prepare_stateful_model(self.model):
+            log.info("Stateful RNN workaround applied: %s", line)
+        self._has_statefuls = bool(stateful_layers(self.model))
+        if self.batch_size is None:
+            inputs = getattr(self.model, "inputs", None) or []
+            self.batch_size = inputs[0].shape[0] if inputs else None
+        self._fit_fn, self._fit_fn_name = make_fit_fn(self.model, self._fit_fn_spec)
+        self._eval_fn, self._eval_fn_name, self.val_mode = make_eval_fn(
+            self.model, self._eval_fn_spec, self.val_mode)
+
+    def _set_up_metrics(self) -> None:
+        self.train_metrics = model_metric_names(self.model)
+        self.key_metric = self._canonical(self.key_metric, self.train_metrics)
+        if self.max_is_best is None:
+            self.max_is_best = not any(s in self.key_metric.lower() for s in _LOSS_LIKE)
+        self._resolver = None
+        if self.val_mode == "evaluate":
+            if self.val_metrics is not None:
+                log.warning("val_metrics is ignored in evaluate mode: validation reports the "
+                            "model's compiled metrics %s", self.train_metrics)
+            self.val_metrics = list(self.train_metrics)
+            if self.key_metric not in self.val_metrics:
+                raise ValueError(f"key_metric={self.key_metric!r} is not among the model's "
+                                 f"metrics {self.val_metrics}; compile the model with it, or "
+                                 "use eval_fn='predict' to compute it with NumPy")
+            if self.key_metric_fn is not None:
+                log.info("key_metric_fn is only used in predict mode; ignoring it")
+        else:
+            names = list(self.val_metrics or self.train_metrics)
+            if "*" in names:
+                i = names.index("*")
+                names[i:i + 1] = [m for m in self.train_metrics if m not in names]
+            names = ["loss"] + [n for n in names if n != "loss"]
+            if self.key_metric not in names:
+                names.append(self.key_metric)
+            self.val_metrics = names
+            self._resolver = MetricResolver(self.model, self.custom_metrics, self.key_metric,
+                                            self.key_metric_fn)
+            self._resolver.check(names)
+
+    def _canonical(self, name: str, available: list[str]) -> str:
+        """``name`` as the model calls it (``'acc'`` -> ``'accuracy'`` and back)."""
+        if name in available:
+            return name
+        for candidate in (self.alias_to_metric.get(name),
+                          *[k for k, v in self.alias_to_metric.items() if v == name]):
+            if candidate in available:
+                return candidate
+        return name
+
+    def _set_up_logdir(self) -> None:
+        if self.logdir is None and self.logs_dir is not None:
+            logs_dir = Path(self.logs_dir)
+            logs_dir.mkdir(parents=True, exist_ok=True)
+            taken = [int(p.name[1:].split("__")[0]) for p in logs_dir.iterdir()
+                     if p.name.startswith("M") and p.name[1:].split("__")[0].isdigit()]
+            self.model_num = 1 + max(taken, default=-1)
+            self.model_name = f"M{self.model_num}__{self.model_base_name}"
+            self.logdir = logs_dir / self.model_name
+        if self.logdir is not None:
+            self.logdir = Path(self.logdir)
+            self.logdir.mkdir(parents=True, exist_ok=True)
+            self.model_name = getattr(self, "model_name", self.logdir.name)
+            log.info("Logging to %s", self.logdir)
+        else:
+            self.model_name = getattr(self, "model_name", f"M0__{self.model_base_name}")
+            log.info("logs_dir and logdir are None: no logs, checkpoints or figures are saved")
+
+    # -- the train loop ----------------------------------------------------------------
+    def train(self) -> None:
+        """Train until ``epoch == epochs``, validating at ``val_freq``. Resumable: after an
+        interrupt (or with more ``epochs``), call it again."""
+        try:
+            while True:
+                if self.state.train_loop_done:  # validation due, or interrupted inside it
+                    self.validate()
+                elif self.state.epoch < self.epochs:
+                    self._progress.start(self.state.epoch, len(self.datagen),
+                                         self._batches_into_epoch())
+                    with deferred_interrupts():
+                        self._train_iteration()
+                else:
+                    break
+        finally:
+            self._progress.close()
+        log.info("Training has concluded.")
+
+    def _train_iteration(self) -> None:
+        dg, state = self.datagen, self.state
+        x, y, sw = self.get_data(val=False)
+        first_slice = dg.slice_idx in (None, 0)
+        metrics = to_metric_dict(self._fit_fn(x, y, sw), self.train_metrics)
+        self._update_names(metrics)
+        for name, value in metrics.items():  # temp history: one list per batch, then its mean
+            entries = state.temp_history.setdefault(name, [])
+            if first_slice or not entries or not isinstance(entries[-1], list):
+                entries.append([value])
+            else:
+                entries[-1].append(value)
+        state.fit_iters += 1
+        dg.update_state()
+        self.callbacks("train:iter", self)
+        self._progress.iteration(state.set_name, self._format(metrics, "train"))
+        if dg.batch_exhausted:
+            self._on_train_batch_end()
+        if dg.all_data_exhausted:
+            self._on_train_epoch_end()
+        if self._should_do(self.val_freq):
+            state.train_loop_done, state.val_loop_done = True, False
+
+    def _on_train_batch_end(self) -> None:
+        state = self.state
+        state.batches_fit += 1
+        state.train_x_ticks.append(state.batches_fit)
+        state.train_val_x_ticks.append(state.times_validated)
+        state.set_name_cache.append(state.set_name)
+        batch_metrics = {}
+        for name, entries in state.temp_history.items():
+            entries[-1] = float(np.mean(entries[-1]))
+            batch_metrics[name] = entries[-1]
+            state.history.setdefault(name, []).append(float(np.mean(entries)))
+        if self.reset_statefuls:
+            reset_states(self.model)
+        self._metrics_log.write("train_batch", epoch=state.epoch, batches_fit=state.batches_fit,
+                                fit_iters=state.fit_iters, set_name=state.set_name,
+                                **batch_metrics)
+        running = {n: v[-1] for n, v in state.history.items()}
+        self._progress.batch(state.set_name, self._format(running, "train"))
+        self.callbacks("train:batch", self)
+
+    def _on_train_epoch_end(self) -> None:
+        state = self.state
+        state.temp_history = {}
+        state.epoch = self.datagen.on_epoch_end()
+        state.hist_vlines.append(state.batches_fit)
+        state.val_hist_vlines.append(state.times_validated)
+        self._progress.close()
+        log.info("EPOCH %d -- COMPLETE", state.epoch)
+        self.callbacks("train:epoch", self)
+
+    def get_data(self, val: bool = False) -> tuple[Any, Any, Any]:
+        """The next ``(x, y, sample_weight)`` to fit (or validate); ``sample_weight`` is None
+        when no weighting is configured."""
+        dg = self.val_datagen if val else self.datagen
+        x, labels = dg.get()
+        if val:
+            self.state.val_set_name = dg.set_name
+        else:
+            self.state.set_name = dg.set_name
+        y = x if self.input_as_labels else labels
+        class_weights = self.val_class_weights if val else self.class_weights
+        weighted = class_weights or self.loss_weighted_slices_range is not None
+        if not weighted and not (val and self.val_mode == "predict"):
+            return x, y, None
+        sw = sample_weights(None if self.input_as_labels else labels, len(x), class_weights,
+                            self.loss_weighted_slices_range, dg.slices_per_batch, dg.slice_idx)
+        return x, y, sw
+
+    def _update_names(self, metrics: dict[str, float]) -> None:
+        """Keras names some metrics only at the first step: adopt its names then."""
+        if list(metrics) != self.train_metrics:
+            renamed = {old: new for old, new in zip(self.train_metrics, metrics)
+                       if old != new}
+            self.train_metrics = list(metrics)
+            if self.val_mode == "evaluate":
+                self.val_metrics = list(metrics)
+                self.key_metric = renamed.get(self.key_metric, self.key_metric)
+
+    # -- validation --------------------------------------------------------------------
+    def validate(self, record_progress: bool = True, clear_cache: bool = True,
+                 restart: bool = False, use_callbacks: bool = True) -> dict[str, Any]:
+        """Run over the whole validation set; returns its metrics.
+
+        ``record_progress=False`` evaluates without touching histories, counters or the
+        best model (an ad-hoc evaluation).
+        """
+        if restart:
+            self.reset_validation()
+        state = self.state
+        self._recording = record_progress
+        state.train_loop_done = True
+        log.debug("Validating...")
+        while not state.val_loop_done:
+            with deferred_interrupts():
+                self._val_iteration()
+        with deferred_interrupts():
+            self._on_val_end(record_progress, use_callbacks, clear_cache)
+        return self.last_validation
+
+    def _val_iteration(self) -> None:
+        vdg, state = self.val_datagen, self.state
+        x, y, sw = self.get_data(val=True)
+        first_slice = vdg.slice_idx in (None, 0)
+        eval_sw = sw if (self.val_class_weights or self.loss_weighted_slices_range) else None
+        out = self._eval_fn(x, y, eval_sw)
+        if self.val_mode == "evaluate":
+            metrics = to_metric_dict(out, self.val_metrics)
+            for name, value in metrics.items():
+                entries = state.val_temp_history.setdefault(name, [])
+                if first_slice or not entries or not isinstance(entries[-1], list):
+                    entries.append([value])
+                else:
+                    entries[-1].append(value)
+        else:
+            self._val_cache.add(y, out, sw, first_slice, state.val_set_name)
+        if self._recording:
+            state.val_iters += 1
+        vdg.update_state()
+        self.callbacks("val:iter", self)
+        if vdg.batch_exhausted:
+            self._on_val_batch_end(len(x))
+        if vdg.all_data_exhausted:
+            self._on_val_epoch_end()
+
+    def _on_val_batch_end(self, n_samples: int) -> None:
+        state = self.state
+        if self._recording:
+            state.batches_validated += 1
+        state.val_set_name_cache.append(state.val_set_name)
+        state.val_temp_sizes.append(n_samples)
+        for entries in state.val_temp_history.values():
+            entries[-1] = float(np.mean(entries[-1]))
+        if self.reset_statefuls:
+            reset_states(self.model)
+        if self.iter_verbosity >= 2:  # this batch's metrics, in both modes
+            if self.val_mode == "evaluate":
+                batch = {n: v[-1] for n, v in state.val_temp_history.items()}
+            else:
+                labels, preds, weights = self._val_cache.per_batch(
+                    self.pred_weighted_slices_range)[-1]
+                batch = self._resolver.compute(self.val_metrics, labels, preds, weights,
+                                               state.predict_threshold)
+            log.info("Validated set %s: %s", state.val_set_name, self._format(batch, "val"))
+        self.callbacks("val:batch", self)
+
+    def _on_val_epoch_end(self) -> None:
+        state = self.state
+        if self.val_mode == "evaluate":
+            summary, subset = evaluate_mode_summary(
+                state.val_temp_history, state.val_temp_sizes, self.val_metrics, self.key_metric,
+                self.best_subset_size, self.max_is_best, state.val_set_name_cache)
+        else:
+            search = (self.dynamic_predict_threshold_min_max
+                      if self.dynamic_predict_threshold is not None else None)
+            summary, threshold, subset = predict_mode_summary(
+                self._val_cache, self._resolver, self.val_metrics,
+                threshold=state.predict_threshold, search_range=search,
+                max_is_best=self.max_is_best, weighted_slices=self.pred_weighted_slices_range,
+                best_subset_size=self.best_subset_size)
+            if search is not None:
+                state.predict_threshold = self.dynamic_predict_threshold = threshold
+        self.best_subset_nums = subset
+        self.last_validation = summary
+        if self._recording:
+            for name, value in summary.items():
+                state.val_history.setdefault(name, []).append(value)
+            state.key_metric_history.append(summary[self.key_metric])
+        state.val_epoch = self.val_datagen.on_epoch_end()  # once per validation (0.6: twice)
+        self.callbacks("val:epoch", self)
+        state.val_loop_done = True
+
+    def _on_val_end(self, record_progress: bool, use_callbacks: bool, clear_cache: bool) -> None:
+        state = self.state
+        if record_progress:
+            state.times_validated += 1
+            state.val_x_ticks.append(state.times_validated)
+            state.val_train_x_ticks.append(state.batches_fit)
+            latest = state.key_metric_history[-1]
+            if self._is_new_best(latest):
+                state.best_key_metric = float(latest)
+                log.info("New best %s: %s", self.key_metric, f"{latest:.6f}")
+            self._metrics_log.write("validation", epoch=state.epoch, val_epoch=state.val_epoch,
+                                    batches_fit=state.batches_fit,
+                                    times_validated=state.times_validated,
+                                    best_subset=self.best_subset_nums, **self.last_validation)
+        if self.iter_verbosity:
+            log.info("Validation %d: %s", state.times_validated,
+                     self._format(self.last_validation, "val"))
+            if self.best_subset_nums:
+                log.info("Best %d-subset: %s", len(self.best_subset_nums), self.best_subset_nums)
+        if use_callbacks and self._should_do(self.plot_history_freq, validation_ended=True):
+            self.plot_history()
+        if use_callbacks:
+            self.callbacks(("val_end", "train:epoch") if self.datagen.all_data_exhausted
+                           else "val_end", self)
+        if clear_cache:
+            self.clear_cache()
+        state.val_loop_done = state.train_loop_done = False
+        self._recording = True
+
+    def _is_new_best(self, value: Any) -> bool:
+        if np.ndim(value) != 0 or not np.isfinite(value):
+            return False
+        best = self.state.best_key_metric
+        return best is None or (value > best if self.max_is_best else value < best)
+
+    def clear_cache(self) -> None:
+        """Drop the validation's cached predictions and per-batch metrics."""
+        self._val_cache = PredictCache()
+        self.state.val_temp_history = {}
+        self.state.val_temp_sizes = []
+
+    def reset_validation(self) -> None:
+        """Abandon a validation in progress: caches, flags and the val datagen's position."""
+        self.clear_cache()
+        self.state.val_loop_done = False
+        self.val_datagen.reset_state(shuffle=False)
+        if self.reset_statefuls:
+            reset_states(self.model)
+
+    # -- frequencies, display ----------------------------------------------------------
+    def _should_do(self, freq: Mapping[str, int] | None, validation_ended: bool = False) -> bool:
+        s = self.state
+        return should_do(freq, iters=s.fit_iters, batches=s.batches_fit, epochs=s.epoch,
+                         validations=s.times_validated,
+                         batch_ended=self.datagen.batch_exhausted,
+                         epoch_ended=self.datagen.all_data_exhausted,
+                         validation_ended=validation_ended)
+
+    def _batches_into_epoch(self) -> int:
+        return self.state.batches_fit - (self.state.hist_vlines[-1] if self.state.hist_vlines
+                                         else 0)
+
+    def _format(self, metrics: Mapping[str, Any], stage: str) -> str:
+        skip = (self.metric_printskip_configs or {}).get(stage, [])
+        return format_metrics(metrics, self.metric_to_alias, skip)
+
+    def plot_history(self, w: float = 1, h: float = 1, savepath: str | Path | None = None):
+        """Draw the history figure; saved as ``<logdir>/history.png`` (or ``savepath``)."""
+        from .visuals import history_figure
+        s = self.state
+        fig = history_figure(s.history, s.val_history, s.train_x_ticks, s.val_train_x_ticks,
+                             s.hist_vlines, self.metric_to_alias, key_metric=self.key_metric,
+                             max_is_best=self.max_is_best,
+                             first_pane_max_vals=self.plot_first_pane_max_vals, w=w, h=h)
+        self._history_fig = fig
+        path = savepath or (self.logdir / "history.png" if self.logdir is not None else None)
+        if path is not None:
+            fig.savefig(path, dpi=80)
+        return fig
+
+    # -- inspection --------------------------------------------------------------------
+    def interrupt_status(self) -> tuple[bool, bool]:
+        """``(train_interrupted, validation_interrupted)``. Train iterations are atomic, so
+        only a validation can be caught half-way."""
+        val = self.state.train_loop_done
+        log.info("Interrupted: train[no], validation[%s].", "yes" if val else "no")
+        return False, val
+
+    def info(self) -> str:
+        """A summary of where training stands."""
+        s, dg, vdg = self.state, self.datagen, self.val_datagen
+        lines = [
+            f"Epochs: {s.epoch}/{self.epochs}",
+            f"Train batches fit: {s.batches_fit} ({self._batches_into_epoch()}/{len(dg)} "
+            f"this epoch; {len(dg.set_nums_to_process)} set nums queued)",
+            f"Validations: {s.times_validated}; in progress: {s.train_loop_done} "
+            f"({s.batches_validated} val batches in all; {len(vdg.set_nums_to_process)} queued)",
+            f"Best {self.key_metric}: {s.best_key_metric}",
+            f"Model name: {self.model_name}; logdir: {self.logdir}; "
+            f"best_models_dir: {self.best_models_dir}",
+        ]
+        text = "\n".join(lines)
+        log.info("%s", text)
+        return text
+
+    # -- settable properties of DeepTrain 0.6 ------------------------------------------
+    @property
+    def epoch(self) -> int:
+        return self.state.epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self.state.epoch = self.datagen.epoch = int(value)
+
+    @property
+    def val_epoch(self) -> int:
+        return self.state.val_epoch
+
+    @val_epoch.setter
+    def val_epoch(self, value: int) -> None:
+        self.state.val_epoch = self.val_datagen.epoch = int(value)
+
+    @property
+    def fit_fn(self) -> Callable:
+        return self._fit_fn
+
+    @fit_fn.setter
+    def fit_fn(self, spec: str | Callable) -> None:
+        self._fit_fn, self._fit_fn_name = make_fit_fn(self.model, spec)
+
+    @property
+    def eval_fn(self) -> Callable:
+        return self._eval_fn
+
+    @eval_fn.setter
+    def eval_fn(self, spec: str | Callable) -> None:
+        self._eval_fn, self._eval_fn_name, mode = make_eval_fn(self.model, spec, self.val_mode)
+        if mode != self.val_mode:
+            raise ValueError(f"eval_fn {spec!r} implies val_mode {mode!r}, but this "
+                             f"TrainGenerator validates in {self.val_mode!r} mode")
+
+
+def _legacy_property(field_name: str) -> property:
+    return property(lambda self: getattr(self.state, field_name),
+                    lambda self, value: setattr(self.state, field_name, value),
+                    doc=f"Alias of ``state.{field_name}``.")
+
+
+for _name, _field in LEGACY_NAMES.items():
+    if _name not in ("epoch", "val_epoch"):
+        setattr(TrainGenerator, _name, _legacy_property(_field))

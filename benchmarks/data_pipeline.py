@@ -1,0 +1,617 @@
+"""Data pipeline benchmark: DeepTrain's DataGenerator against a plain loop and its peers.
+
+Run from the repository root::
+
+    PYTHONPATH=src python benchmarks/data_pipeline.py            # full run (a few minutes)
+    PYTHONPATH=src python benchmarks/data_pipeline.py --quick    # smoke run (~30 s)
+
+Needs numpy, h5py, lz4 and deeptrain; torch, tensorflow and psutil are optional (their
+rows are skipped when missing). The script writes its own data (``--files`` files of
+``--rows x --cols`` float32, default 64 x 128x1024 = 512 KiB each, as ``.npy`` and as
+lz4-frame ``.npy``, plus a labels ``.h5``) into a temporary folder, or ``--data-dir``.
+
+What is measured, section by section:
+
+1. **Throughput** (batches per second, higher is better). Every loader serves one
+   128-sample file per batch, as ``(x, y)``, with labels preloaded. Each row is built and
+   run for one warm-up epoch (files page-cached, worker processes started), then the rows
+   take turns, one epoch each, for ``--repeats`` rounds (start rotated every round), so
+   machine noise hits all rows alike; a row's figure is the median of its epochs.
+   ``vs peer`` is the row's speed over the fastest *goal peer* (the torch DataLoader and
+   plain tf.data rows) on the same format; ``vs loop`` is over the plain ``np.load`` loop
+   (for lz4: ``np.load`` + ``lz4.frame.decompress``). A ratio above 1 is faster.
+   The peers read lz4 with the same decode function as the plain loop.
+2. **Per-batch overhead**: the same numbers as milliseconds per batch, minus the plain
+   loop's: what each pipeline adds to reading the file.
+3. **Simulated training**: each batch costs a ``--load-ms`` load (a custom DataGenerator
+   ``data_loader`` that sleeps, releasing the GIL as real IO does, then ``np.load``-s)
+   and a ``--step-ms`` train step (``time.sleep``, or with ``--step matmul`` also a
+   GIL-releasing numpy matmul calibrated to the same time). The ideal epoch is
+   ``max(load, step) x batches`` (load and step timed alone); ``ratio`` is the epoch
+   time over that ideal. Without prefetch expect ``(load + step) / max(load, step)``.
+4. **Peak memory of a full superbatch**: in a fresh subprocess, the resident set after
+   the imports is the baseline; the peak is reset, a DataGenerator with
+   ``superbatch_set_nums='all'`` is built and iterated for one epoch, and
+   ``(peak RSS - baseline) / dataset bytes`` is reported (1.0 = one copy of the data).
+5. **Goals**: each goal, the measured value and PASS/FAIL.
+
+``--profile`` adds a cProfile of DataGenerator epochs (prefetch on and off, npy and lz4),
+listing where the main thread's time goes per batch.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import functools
+import gc
+import io
+import json
+import os
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import h5py
+import lz4.frame
+import numpy as np
+
+try:  # run from the repo root without installing: PYTHONPATH=src
+    import deeptrain  # noqa: F401
+except ImportError:  # pragma: no cover
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from deeptrain import DataGenerator
+from deeptrain.preprocessing import numpy_to_lz4f
+
+DTYPE = np.float32
+
+
+# -- data -------------------------------------------------------------------------------
+@dataclass
+class Dataset:
+    root: Path
+    n_files: int
+    rows: int
+    cols: int
+    npy_dir: Path = field(init=False)
+    lz4_dir: Path = field(init=False)
+    labels_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.npy_dir = self.root / "npy"
+        self.lz4_dir = self.root / "lz4"
+        self.labels_path = self.root / "labels.h5"
+
+    @property
+    def batch_shape(self) -> tuple[int, int]:
+        return (self.rows, self.cols)
+
+    @property
+    def data_bytes(self) -> int:
+        return self.n_files * self.rows * self.cols * np.dtype(DTYPE).itemsize
+
+    @property
+    def labels_bytes(self) -> int:
+        return self.n_files * self.rows * np.dtype(np.int64).itemsize
+
+    def paths(self, fmt: str) -> list[str]:
+        folder = self.npy_dir if fmt == "npy" else self.lz4_dir
+        return [str(folder / f"batch{i}.npy") for i in range(self.n_files)]
+
+    def labels(self) -> list[np.ndarray]:
+        with h5py.File(self.labels_path, "r") as f:
+            return [f[str(i)][()] for i in range(self.n_files)]
+
+    def compressed_bytes(self) -> int:
+        return sum(os.path.getsize(p) for p in self.paths("lz4"))
+
+
+def make_data(root: Path, n_files: int, rows: int, cols: int, seed: int = 0) -> Dataset:
+    """Write the files (reused when ``root`` already holds data of the same sizes).
+
+    The arrays are random walks quantised to 0.25, so lz4 compresses them to about a third
+    and decompression is real work (a few times the cost of ``np.load``)."""
+    ds = Dataset(root, n_files, rows, cols)
+    stamp = root / "sizes.json"
+    sizes = {"n_files": n_files, "rows": rows, "cols": cols, "seed": seed}
+    if stamp.exists() and json.loads(stamp.read_text()) == sizes:
+        return ds
+    shutil.rmtree(root, ignore_errors=True)
+    ds.npy_dir.mkdir(parents=True)
+    ds.lz4_dir.mkdir()
+    rng = np.random.default_rng(seed)
+    with h5py.File(ds.labels_path, "w") as labels:
+        for i in range(n_files):
+            walk = np.cumsum(rng.standard_normal((rows, cols)), axis=1)
+            data = (np.round(walk * 4) / 4).astype(DTYPE)
+            np.save(ds.npy_dir / f"batch{i}.npy", data)
+            numpy_to_lz4f(data, ds.lz4_dir / f"batch{i}.npy", overwrite=True)
+            labels[str(i)] = rng.integers(0, 2, rows, dtype=np.int64)
+    stamp.write_text(json.dumps(sizes))
+    return ds
+
+
+def read_all(ds: Dataset) -> None:
+    """Read every file once, so that all rows start from the page cache."""
+    for fmt in ("npy", "lz4"):
+        for p in ds.paths(fmt):
+            Path(p).read_bytes()
+
+
+# -- the loaders compared ---------------------------------------------------------------
+def load_npy(path: str) -> np.ndarray:
+    return np.load(path, allow_pickle=False)
+
+
+def load_lz4(path: str, shape: tuple[int, ...]) -> np.ndarray:
+    """np.load + lz4 decompress into a writable buffer (the peers' and plain loop's decoder)."""
+    raw = lz4.frame.decompress(np.load(path, allow_pickle=False), return_bytearray=True)
+    return np.frombuffer(raw, dtype=DTYPE).reshape(shape)
+
+
+def loader_for(ds: Dataset, fmt: str) -> Callable[[str], np.ndarray]:
+    return load_npy if fmt == "npy" else functools.partial(load_lz4, shape=ds.batch_shape)
+
+
+@dataclass
+class Case:
+    """One row of the throughput table: ``epoch()`` serves one epoch, returns its batches."""
+    name: str
+    fmt: str
+    group: str  # 'loop' | 'deeptrain' | 'peer' (a goal peer) | 'extra'
+    epoch: Callable[[], int]
+    close: Callable[[], None] = lambda: None
+    times: list[float] = field(default_factory=list)
+    batches: int = 0
+
+    @property
+    def bps(self) -> float:
+        return self.batches / statistics.median(self.times)
+
+
+def make_loop(ds: Dataset, fmt: str) -> Case:
+    paths, labels, load = ds.paths(fmt), ds.labels(), loader_for(ds, fmt)
+
+    def epoch() -> int:
+        n = 0
+        for i, p in enumerate(paths):
+            x, y = load(p), labels[i]
+            n += 1
+        return n
+    return Case(f"np.load loop" + (" + lz4 decompress" if fmt == "lz4" else ""), fmt,
+                "loop", epoch)
+
+
+def datagen_kwargs(ds: Dataset, fmt: str) -> dict[str, Any]:
+    kw: dict[str, Any] = dict(labels_path=ds.labels_path, shuffle=False, seed=0)
+    if fmt == "lz4":
+        kw.update(data_loader="numpy-lz4f", data_dtype="float32", data_batch_shape=ds.batch_shape)
+    return kw
+
+
+def make_datagen(ds: Dataset, fmt: str, prefetch: int = 2, workers: int = 1,
+                 superbatch: bool = False) -> Case:
+    folder = ds.npy_dir if fmt == "npy" else ds.lz4_dir
+    dg = DataGenerator(folder, ds.rows, prefetch=prefetch, prefetch_workers=workers,
+                       superbatch_set_nums="all" if superbatch else None,
+                       **datagen_kwargs(ds, fmt))
+
+    def epoch() -> int:
+        n = 0
+        for x, y in dg:
+            n += 1
+        return n
+    if superbatch:
+        name = "DataGenerator superbatch (in RAM)"
+    elif prefetch:
+        name = f"DataGenerator prefetch={prefetch} workers={workers}"
+    else:
+        name = "DataGenerator prefetch off"
+    return Case(name, fmt, "deeptrain", epoch, dg.close)
+
+
+def make_torch(ds: Dataset, fmt: str, workers: int) -> Case | None:
+    try:
+        import torch  # noqa: F401
+        from torch.utils.data import DataLoader as TorchLoader
+    except ImportError:
+        return None
+    dataset = FileDataset(ds.paths(fmt), ds.labels(), loader_for(ds, fmt))
+    loader = TorchLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,
+                         persistent_workers=workers > 0)
+
+    def epoch() -> int:
+        n = 0
+        for x, y in loader:
+            n += 1
+        return n
+
+    def close() -> None:
+        it = getattr(loader, "_iterator", None)
+        if it is not None and hasattr(it, "_shutdown_workers"):
+            it._shutdown_workers()
+    return Case(f"torch DataLoader {workers} workers", fmt, "peer", epoch, close)
+
+
+class FileDataset:
+    """Map-style torch Dataset: item ``i`` is ``(load(paths[i]), labels[i])``."""
+
+    def __init__(self, paths: list[str], labels: list[np.ndarray], load: Callable) -> None:
+        self.paths, self.labels, self.load = paths, labels, load
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.load(self.paths[i]), self.labels[i]
+
+
+def make_tf(ds: Dataset, fmt: str, parallel: bool) -> Case | None:
+    try:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import tensorflow as tf
+    except ImportError:
+        return None
+    load = loader_for(ds, fmt)
+
+    def read(path: bytes) -> np.ndarray:
+        return load(path.decode())
+
+    files = tf.data.Dataset.from_tensor_slices((ds.paths(fmt), np.stack(ds.labels())))
+    data = files.map(lambda p, y: (tf.numpy_function(read, [p], tf.float32), y),
+                     num_parallel_calls=tf.data.AUTOTUNE if parallel else None)
+    data = data.prefetch(tf.data.AUTOTUNE)
+
+    def epoch() -> int:
+        n = 0
+        for x, y in data:
+            n += 1
+        return n
+    if parallel:
+        return Case("tf.data parallel map (AUTOTUNE)", fmt, "extra", epoch)
+    return Case("tf.data numpy_function + prefetch", fmt, "peer", epoch)
+
+
+def build_cases(ds: Dataset, with_tf: bool, with_torch: bool) -> list[Case]:
+    """torch's worker processes are forked before TensorFlow is imported (forking a
+    process that runs TF's thread pools is asking for trouble)."""
+    cases: list[Case | None] = []
+    for fmt in ("npy", "lz4"):
+        cases += [make_loop(ds, fmt),
+                  make_datagen(ds, fmt, prefetch=0),
+                  make_datagen(ds, fmt, prefetch=2, workers=1),
+                  make_datagen(ds, fmt, prefetch=2, workers=2),
+                  make_datagen(ds, fmt, superbatch=True)]
+        if with_torch:
+            cases += [make_torch(ds, fmt, 0), make_torch(ds, fmt, 2)]
+    built = [c for c in cases if c is not None]
+    for c in built:  # warm-up epoch (forks torch's persistent workers)
+        c.batches = c.epoch()
+    if with_tf:
+        for fmt in ("npy", "lz4"):
+            for parallel in (False, True):
+                c = make_tf(ds, fmt, parallel)
+                if c is not None:
+                    c.batches = c.epoch()
+                    built.append(c)
+    order = {"npy": 0, "lz4": 1}
+    return sorted(built, key=lambda c: order[c.fmt])  # stable: keeps the order within a format
+
+
+def run_rounds(cases: list[Case], repeats: int) -> None:
+    """One epoch per case per round; the starting case rotates each round."""
+    for r in range(repeats):
+        k = r % len(cases)
+        for c in cases[k:] + cases[:k]:
+            gc.collect()
+            t0 = time.perf_counter()
+            n = c.epoch()
+            c.times.append(time.perf_counter() - t0)
+            assert n == c.batches, (c.name, n, c.batches)
+
+
+# -- tables -----------------------------------------------------------------------------
+def table(headers: list[str], rows: list[list[str]], title: str) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    rule = "-" * len(line(headers))
+    return "\n".join([title, rule, line(headers), rule, *(line(r) for r in rows), rule])
+
+
+def best_peer(cases: list[Case], fmt: str) -> Case | None:
+    peers = [c for c in cases if c.fmt == fmt and c.group == "peer"]
+    return max(peers, key=lambda c: c.bps) if peers else None
+
+
+def throughput_table(cases: list[Case], repeats: int) -> str:
+    rows = []
+    for fmt in ("npy", "lz4"):
+        peer = best_peer(cases, fmt)
+        loop = next(c for c in cases if c.fmt == fmt and c.group == "loop")
+        for c in (c for c in cases if c.fmt == fmt):
+            spread = (max(c.times) - min(c.times)) / statistics.median(c.times)
+            tag = {"peer": " *", "extra": " +"}.get(c.group, "")
+            rows.append([c.name + tag, fmt, f"{c.bps:,.0f}",
+                         f"{1e3 / c.bps:.3f}", f"{(1e3 / c.bps - 1e3 / loop.bps):+.3f}",
+                         f"{c.bps / peer.bps:.2f}x" if peer else "-",
+                         f"{c.bps / loop.bps:.2f}x", f"{100 * spread:.0f}%"])
+    return table(["loader", "format", "batches/s", "ms/batch", "vs loop ms", "vs peer",
+                  "vs loop", "spread"], rows,
+                 f"Throughput: median of {repeats} interleaved epochs after a warm-up "
+                 f"(* = goal peer, + = extra, not a goal peer)")
+
+
+# -- simulated training ---------------------------------------------------------------------
+def slow_npy(load_s: float, loader: Any, set_num: str) -> np.ndarray:
+    """A DataGenerator ``data_loader`` function: IO latency (GIL released), then np.load."""
+    time.sleep(load_s)
+    return np.load(loader._path(set_num), allow_pickle=False)
+
+
+def make_step(kind: str, step_s: float, ds: Dataset) -> tuple[Callable[[np.ndarray], Any], str]:
+    if kind == "sleep":
+        return (lambda x: time.sleep(step_s)), f"time.sleep({step_s:g})"
+    # a matmul x @ W, W (cols, k), with k calibrated so that it takes step_s
+    x = np.ones(ds.batch_shape, DTYPE)
+    k = 256
+    while True:
+        w = np.ones((ds.cols, k), DTYPE)
+        t = median_time(lambda: x @ w, 5)
+        if t >= step_s or k > 1 << 18:
+            break
+        k = int(k * min(4.0, max(1.1, step_s / t)))
+    k = max(1, int(k * step_s / t))
+    w = np.ones((ds.cols, k), DTYPE)
+    return (lambda x: x @ w), f"numpy matmul ({ds.rows}x{ds.cols}) @ ({ds.cols}x{k})"
+
+
+def median_time(fn: Callable[[], Any], n: int) -> float:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def simulated_training(ds: Dataset, n_batches: int, load_ms: float, step_ms: float,
+                       step_kind: str, repeats: int) -> tuple[str, dict[str, float]]:
+    load_s, step_s = load_ms / 1e3, step_ms / 1e3
+    step, step_desc = make_step(step_kind, step_s, ds)
+    set_nums = list(range(n_batches))
+    gens = {name: DataGenerator(ds.npy_dir, ds.rows, set_nums=set_nums, prefetch=prefetch,
+                                data_loader=functools.partial(slow_npy, load_s),
+                                **datagen_kwargs(ds, "npy"))
+            for name, prefetch in (("prefetch off", 0), ("prefetch=2 workers=1", 2))}
+    first = next(iter(gens.values()))
+    t_load = median_time(lambda: first.data_loader.load("0"), 7)
+    x0 = np.load(ds.paths("npy")[0])
+    t_step = median_time(lambda: step(x0), 7)
+    ideal = max(t_load, t_step) * n_batches
+    times: dict[str, list[float]] = {name: [] for name in gens}
+    for r in range(repeats):
+        names = list(gens)[r % 2:] + list(gens)[:r % 2]
+        for name in names:
+            dg = gens[name]
+            gc.collect()
+            t0 = time.perf_counter()
+            n = 0
+            for x, y in dg:
+                step(x)
+                n += 1
+            times[name].append(time.perf_counter() - t0)
+            assert n == n_batches
+    rows, ratios = [], {}
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        ratios[name] = med / ideal
+        rows.append([f"DataGenerator {name}", f"{med:.3f}", f"{ideal:.3f}", f"{med / ideal:.3f}",
+                     f"{1e3 * (med - ideal) / n_batches:+.2f}"])
+    for dg in gens.values():
+        dg.close()
+    title = (f"Simulated training, step = {step_desc}: {n_batches} batches, load {t_load * 1e3:.2f} ms "
+             f"(sleep {load_ms:g} ms + np.load), step {t_step * 1e3:.2f} ms, median of {repeats}")
+    return table(["loop", "epoch s", "ideal s", "ratio", "ms/batch over ideal"], rows,
+                 title), ratios
+
+
+# -- superbatch memory ------------------------------------------------------------------
+def rss_kib(field_name: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field_name} in /proc/self/status")
+
+
+def memory_child(args_json: str) -> None:
+    """In a fresh process: baseline RSS, reset the peak, superbatch epoch, peak RSS."""
+    a = json.loads(args_json)
+    ds = Dataset(Path(a["root"]), a["n_files"], a["rows"], a["cols"])
+    gc.collect()
+    baseline = rss_kib("VmRSS")
+    try:  # reset VmHWM to the current RSS (Linux >= 4.0), so import-time peaks don't count
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        reset = True
+    except OSError:
+        reset = False
+    hwm_before = rss_kib("VmHWM")
+    folder = ds.npy_dir if a["fmt"] == "npy" else ds.lz4_dir
+    dg = DataGenerator(folder, ds.rows, superbatch_set_nums="all", **datagen_kwargs(ds, a["fmt"]))
+    after_build = rss_kib("VmRSS")
+    n = sum(1 for _ in dg)
+    peak = rss_kib("VmHWM")
+    try:
+        import psutil
+        psutil_rss = psutil.Process().memory_info().rss // 1024
+    except ImportError:
+        psutil_rss = None
+    print(json.dumps({"baseline_kib": baseline, "hwm_before_kib": hwm_before, "reset": reset,
+                      "after_build_kib": after_build, "peak_kib": peak, "batches": n,
+                      "end_rss_kib": rss_kib("VmRSS"), "psutil_end_rss_kib": psutil_rss}))
+
+
+def superbatch_memory(ds: Dataset) -> tuple[str, dict[str, float]]:
+    rows, ratios = [], {}
+    dataset_bytes = ds.data_bytes + ds.labels_bytes
+    for fmt in ("npy", "lz4"):
+        args = json.dumps({"root": str(ds.root), "n_files": ds.n_files, "rows": ds.rows,
+                           "cols": ds.cols, "fmt": fmt})
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")]))
+        out = subprocess.run([sys.executable, __file__, "--memory-child", args], env=env,
+                             capture_output=True, text=True, check=True).stdout
+        m = json.loads(out.strip().splitlines()[-1])
+        extra = (m["peak_kib"] - m["baseline_kib"]) * 1024
+        ratios[fmt] = extra / dataset_bytes
+        rows.append([fmt, f"{dataset_bytes / 2**20:.1f}", f"{m['baseline_kib'] / 1024:.1f}",
+                     f"{(m['after_build_kib'] - m['baseline_kib']) / 1024:.1f}",
+                     f"{m['peak_kib'] / 1024:.1f}", f"{extra / 2**20:.1f}",
+                     f"{extra / dataset_bytes:.3f}", "yes" if m["reset"] else "no"])
+    return table(["format", "dataset MiB", "baseline MiB", "built +MiB", "peak MiB",
+                  "peak-base MiB", "(peak-base)/data", "peak reset"], rows,
+                 "Superbatch peak RSS (fresh subprocess, superbatch_set_nums='all', one epoch)"), ratios
+
+
+# -- profile ----------------------------------------------------------------------------------
+def profile_datagen(ds: Dataset, epochs: int, top: int = 14) -> str:
+    """cProfile of the main thread over ``epochs`` epochs, per configuration."""
+    out = []
+    for fmt in ("npy", "lz4"):
+        for prefetch in (0, 2):
+            case = make_datagen(ds, fmt, prefetch=prefetch)
+            case.epoch()
+            prof = cProfile.Profile()
+            prof.enable()
+            n = sum(case.epoch() for _ in range(epochs))
+            prof.disable()
+            case.close()
+            s = io.StringIO()
+            st = pstats.Stats(prof, stream=s)
+            st.sort_stats("tottime").print_stats(top)
+            total = st.total_tt
+            out.append(f"== cProfile {case.name} [{fmt}]: {n} batches, "
+                       f"{1e3 * total / n:.3f} ms/batch on the main thread (profiled)")
+            out.append("\n".join(l for l in s.getvalue().splitlines()
+                                 if l.strip() and not l.startswith(("   Ordered", "         "))))
+    return "\n".join(out)
+
+
+# -- main -------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes for a smoke run (~30 s): 16 files, 3 repeats, no tf.data")
+    p.add_argument("--files", type=int, help="files (= batches per epoch); default 64")
+    p.add_argument("--rows", type=int, default=128, help="samples per file (= batch size)")
+    p.add_argument("--cols", type=int, default=1024, help="float32 values per sample")
+    p.add_argument("--repeats", type=int, help="timed epochs per row; default 15 (quick: 3)")
+    p.add_argument("--sim-batches", type=int, help="batches of the simulated epoch; default 64")
+    p.add_argument("--sim-repeats", type=int, help="simulated epochs per loop; default 3")
+    p.add_argument("--load-ms", type=float, default=15.0, help="simulated load time per batch")
+    p.add_argument("--step-ms", type=float, default=20.0, help="simulated train step per batch")
+    p.add_argument("--step", choices=["sleep", "matmul", "both"],
+                   help="simulated step: time.sleep, a numpy matmul, or both (default: both; "
+                        "quick: sleep). The goal uses sleep.")
+    p.add_argument("--no-tf", action="store_true", help="skip the tf.data rows")
+    p.add_argument("--no-torch", action="store_true", help="skip the torch rows")
+    p.add_argument("--profile", action="store_true", help="add a cProfile of DataGenerator")
+    p.add_argument("--data-dir", type=Path,
+                   help="where to write the data (kept, reused); default: a temp folder")
+    p.add_argument("--memory-child", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    q = a.quick
+    a.files = a.files or (16 if q else 64)
+    a.repeats = a.repeats or (3 if q else 15)
+    a.sim_batches = min(a.sim_batches or (12 if q else 64), a.files)
+    a.sim_repeats = a.sim_repeats or (1 if q else 3)
+    a.step = a.step or ("sleep" if q else "both")
+    a.no_tf = a.no_tf or q
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    if a.memory_child:
+        memory_child(a.memory_child)
+        return 0
+    t_start = time.perf_counter()
+    tmp = None
+    root = a.data_dir
+    if root is None:
+        tmp = tempfile.mkdtemp(prefix="deeptrain-bench-")
+        root = Path(tmp)
+    try:
+        ds = make_data(Path(root), a.files, a.rows, a.cols)
+        read_all(ds)
+        mib = ds.data_bytes / 2**20
+        print(f"Data: {ds.n_files} files of {ds.rows}x{ds.cols} float32 "
+              f"({ds.data_bytes / ds.n_files / 1024:.0f} KiB each, {mib:.1f} MiB), lz4 "
+              f"{ds.compressed_bytes() / ds.data_bytes:.2f} of that; {os.cpu_count()} CPUs; "
+              f"python {sys.version.split()[0]}, numpy {np.__version__}, "
+              f"sys.getswitchinterval()={sys.getswitchinterval() * 1e3:g} ms")
+        print()
+
+        cases = build_cases(ds, with_tf=not a.no_tf, with_torch=not a.no_torch)
+        run_rounds(cases, a.repeats)
+        for c in cases:
+            c.close()
+        print(throughput_table(cases, a.repeats))
+        print()
+
+        sim_ratios: dict[str, dict[str, float]] = {}
+        for kind in (["sleep", "matmul"] if a.step == "both" else [a.step]):
+            text, sim_ratios[kind] = simulated_training(ds, a.sim_batches, a.load_ms, a.step_ms,
+                                                        kind, a.sim_repeats)
+            print(text)
+            print()
+
+        mem_text, mem = superbatch_memory(ds)
+        print(mem_text)
+        print()
+
+        print(goals_table(cases, sim_ratios, mem))
+        if a.profile:
+            print()
+            print(profile_datagen(ds, epochs=max(3, a.repeats // 3)))
+        print(f"\n(total {time.perf_counter() - t_start:.0f} s)")
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def goals_table(cases: list[Case], sim: dict[str, dict[str, float]],
+                mem: dict[str, float]) -> str:
+    rows = []
+    for fmt in ("npy", "lz4"):
+        peer = best_peer(cases, fmt)
+        if peer is None:
+            continue
+        for c in (c for c in cases if c.fmt == fmt and c.name.startswith("DataGenerator prefetch=")):
+            ratio = c.bps / peer.bps
+            rows.append([f"{c.name} [{fmt}] >= fastest peer ({peer.name})",
+                         f"{ratio:.2f}x", ">= 1.00x", "PASS" if ratio >= 1.0 else "FAIL"])
+    for kind, ratios in sim.items():
+        r = ratios["prefetch=2 workers=1"]
+        rows.append([f"simulated epoch with prefetch, step={kind} / max(load, step) x batches",
+                     f"{r:.3f}", "<= 1.10", "PASS" if r <= 1.1 else "FAIL"])
+    for fmt, r in mem.items():
+        rows.append([f"superbatch (peak RSS - baseline) / dataset bytes [{fmt}]", f"{r:.3f}",
+                     "<= 1.20", "PASS" if r <= 1.2 else "FAIL"])
+    return table(["goal", "measured", "target", "result"], rows, "Goals")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Callbacks: functions keyed by stage, and ``TraingenCallback`` objects.
+
+Stages, in the order they fire during a run::
+
+    'train:iter'   after every train iteration (window)
+    'train:batch'  after the last iteration of a batch
+    'train:epoch'  after the last batch of an epoch
+    'val:iter', 'val:batch', 'val:epoch'   the same during validation
+    'val_end'      after validation's bookkeeping (best model, checkpoints, plots);
+                   ('val_end', 'train:epoch') when the validation directly follows an epoch end
+    'save', 'load' inside checkpoint saving (before writing) and at the end of loading
+
+Function callbacks are given as ``{stage: fn | [fns]}`` with ``fn(tg)``: a string key fires
+on every stage that contains it (``'train:epoch'`` also at ``('val_end', 'train:epoch')``), a
+tuple key only on that exact compound stage. Objects override ``on_<stage>_end(stage)`` /
+``on_save(stage)`` / ``on_load(stage)``. Callbacks run in the order given.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterable, Mapping
+
+__all__ = ["TraingenCallback", "CallbackList", "STAGES"]
+
+log = logging.getLogger(__name__)
+
+STAGES = ("train:iter", "train:batch", "train:epoch", "val:iter", "val:batch", "val:epoch",
+          "val_end", "save", "load")
+
+_METHODS = {"train:iter": "on_train_iter_end", "train:batch": "on_train_batch_end",
+            "train:epoch": "on_train_epoch_end", "val:iter": "on_val_iter_end",
+            "val:batch": "on_val_batch_end", "val:epoch": "on_val_epoch_end",
+            "val_end": "on_val_end", "save": "on_save", "load": "on_load"}
+
+Stage = str | tuple[str, ...]
+
+
+class TraingenCallback:
+    """Base class of callback objects: override the stage methods you need.
+
+    ``init_with_traingen(tg)`` is called once when the TrainGenerator starts (or loads) and
+    stores ``self.tg``. ``state_dict()`` / ``load_state_dict()`` carry the callback's own
+    state into checkpoints (JSON-serialisable values only).
+    """
+
+    tg: Any = None
+
+    def init_with_traingen(self, tg: Any) -> None:
+        self.tg = tg
+
+    def on_train_iter_end(self, stage: Stage) -> None: ...
+    def on_train_batch_end(self, stage: Stage) -> None: ...
+    def on_train_epoch_end(self, stage: Stage) -> None: ...
+    def on_val_iter_end(self, stage: Stage) -> None: ...
+    def on_val_batch_end(self, stage: Stage) -> None: ...
+    def on_val_epoch_end(self, stage: Stage) -> None: ...
+    def on_val_end(self, stage: Stage) -> None: ...
+    def on_save(self, stage: Stage) -> None: ...
+    def on_load(self, stage: Stage) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass
+
+
+def _check_stage_key(key: Any) -> None:
+    keys = key if isinstance(key, tuple) else (key,)
+    bad = [k for k in keys if k not in STAGES]
+    if bad or not keys:
+        raise ValueError(f"callback stage {key!r} is not one of {STAGES} (or a tuple of them)")
+
+
+class CallbackList:
+    """Validated callbacks and their dispatch by stage."""
+
+    def __init__(self, callbacks: Any):
+        if callbacks is None:
+            callbacks = []
+        elif isinstance(callbacks, (dict, TraingenCallback)):
+            callbacks = [callbacks]
+        self.entries: list[dict[Stage, list[Callable]] | TraingenCallback] = []
+        for cb in callbacks:
+            if isinstance(cb, TraingenCallback):
+                self.entries.append(cb)
+            elif isinstance(cb, Mapping):
+                entry = {}
+                for key, fns in cb.items():
+                    _check_stage_key(key)
+                    fns = list(fns) if isinstance(fns, (list, tuple)) else [fns]
+                    for fn in fns:
+                        if not callable(fn):
+                            raise TypeError(f"callback for stage {key!r} must be callable "
+                                            f"fn(tg), got {fn!r}")
+                    entry[key] = fns
+                self.entries.append(entry)
+            else:
+                raise TypeError("callbacks must be a dict {stage: fn}, a TraingenCallback, or a "
+                                f"list of them; got {cb!r}")
+
+    @property
+    def objects(self) -> list[TraingenCallback]:
+        return [e for e in self.entries if isinstance(e, TraingenCallback)]
+
+    def init_with_traingen(self, tg: Any) -> None:
+        for cb in self.objects:
+            cb.init_with_traingen(tg)
+
+    def __call__(self, stage: Stage, tg: Any) -> None:
+        first = stage[0] if isinstance(stage, tuple) else stage
+        for entry in self.entries:
+            if isinstance(entry, TraingenCallback):
+                method = _METHODS[first]
+                if getattr(type(entry), method) is not getattr(TraingenCallback, method):
+                    getattr(entry, method)(stage)
+                continue
+            for key, fns in entry.items():
+                if _fires(key, stage):
+                    for fn in fns:
+                        fn(tg)
+
+
+def _fires(key: Stage, stage: Stage) -> bool:
+    if isinstance(key, tuple):
+        return key == stage
+    return key in stage if isinstance(stage, tuple) else key == stage
+
+
+def names(entries: Iterable[Any]) -> list[str]:
+    """Readable names of callbacks (for logs and reports)."""
+    out = []
+    for e in entries:
+        out.append(type(e).__name__ if isinstance(e, TraingenCallback) else
+                   "{" + ", ".join(str(k) for k in e) + "}")
+    return out

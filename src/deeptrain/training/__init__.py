@@ -1,0 +1,1 @@
+"""Internals of the train loop: configuration, state, stages, validation, progress."""

@@ -1,0 +1,108 @@
+"""Adapters from ``fit_fn`` / ``eval_fn`` settings to callables ``fn(x, y, sample_weight)``.
+
+A string names a model method; a callable is used as it is. Train results are normalised to
+an ordered ``{metric: float}`` dict with ``'loss'`` first, then the compiled metrics in the
+order they were given to ``compile`` (Keras 3 returns them sorted by name).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["FitFn", "make_fit_fn", "make_eval_fn", "model_metric_names", "to_metric_dict",
+           "VAL_MODES"]
+
+log = logging.getLogger(__name__)
+
+FitFn = Callable[[Any, Any, Any], Any]
+VAL_MODES = ("evaluate", "predict")
+
+
+def model_metric_names(model: Any) -> list[str]:
+    """``['loss', *compiled metric names]`` from the model's compile config."""
+    config = model.get_compile_config() or {}
+    names = ["loss"]
+    for key in ("metrics", "weighted_metrics"):
+        metrics = config.get(key) or []
+        if isinstance(metrics, dict):  # per-output metrics: names only known after a step
+            continue
+        for m in metrics:
+            if isinstance(m, str):
+                names.append(m)
+            elif isinstance(m, dict):
+                names.append(m.get("config", {}).get("name") or m.get("class_name", "").lower())
+            elif hasattr(m, "name"):
+                names.append(m.name)
+            elif callable(m):
+                names.append(m.__name__)
+    return names
+
+
+def to_metric_dict(result: Any, names: list[str]) -> dict[str, float]:
+    """Normalise a fit/eval result (dict, list ordered like ``names``, or scalar)."""
+    if isinstance(result, dict):
+        ordered = {n: result[n] for n in names if n in result}
+        ordered.update({k: v for k, v in result.items() if k not in ordered})
+        return {k: _scalar(k, v) for k, v in ordered.items()}
+    if np.ndim(result) == 0:
+        return {names[0]: _scalar(names[0], result)}
+    values = list(result)
+    if len(values) != len(names):
+        raise ValueError(f"the fit/eval function returned {len(values)} values but the model "
+                         f"has {len(names)} metrics {names}; return a dict to name them")
+    return {n: _scalar(n, v) for n, v in zip(names, values)}
+
+
+def _scalar(name: str, value: Any) -> float:
+    array = np.asarray(value)
+    if array.size != 1:
+        raise TypeError(f"metric {name!r} must be a scalar, got shape {array.shape}")
+    return float(array.reshape(()))
+
+
+def make_fit_fn(model: Any, spec: str | FitFn) -> tuple[FitFn, str]:
+    """The train step as ``fn(x, y, sw)`` and its name."""
+    if callable(spec):
+        return spec, getattr(spec, "__qualname__", type(spec).__name__)
+    if spec == "train_on_batch":
+        return (lambda x, y, sw: model.train_on_batch(x, y, sample_weight=sw, return_dict=True),
+                spec)
+    if spec == "fit":  # DeepTrain 0.6 passed fit's History on as metrics (bug 8)
+        def fit(x, y, sw):
+            history = model.fit(x, y, sample_weight=sw, batch_size=len(x), epochs=1, verbose=0)
+            return {k: v[-1] for k, v in history.history.items()}
+        return fit, spec
+    raise ValueError(f"fit_fn must be 'train_on_batch', 'fit' or a callable (x, y, "
+                     f"sample_weight) -> metrics; got {spec!r}")
+
+
+def make_eval_fn(model: Any, spec: str | FitFn, val_mode: str | None) -> tuple[FitFn, str, str]:
+    """The validation step as ``fn(x, y, sw)``, its name, and the validation mode.
+
+    ``val_mode`` is explicit ('evaluate': the function returns metrics; 'predict': it returns
+    predictions); when None it is read from the name, as DeepTrain 0.6 did.
+    """
+    if callable(spec):
+        fn, name = spec, getattr(spec, "__qualname__", type(spec).__name__)
+    elif spec in ("evaluate", "test_on_batch"):
+        fn, name = (lambda x, y, sw: model.test_on_batch(x, y, sample_weight=sw,
+                                                          return_dict=True)), spec
+    elif spec in ("predict", "predict_on_batch"):
+        fn, name = (lambda x, y, sw: model.predict_on_batch(x)), spec
+    else:
+        raise ValueError(f"eval_fn must be 'evaluate', 'test_on_batch', 'predict', "
+                         f"'predict_on_batch' or a callable (x, y, sample_weight); got {spec!r}")
+    if val_mode is None:
+        lowered = name.lower()
+        if "predict" in lowered:
+            val_mode = "predict"
+        elif "evaluate" in lowered or "test" in lowered:
+            val_mode = "evaluate"
+        else:
+            raise ValueError(f"cannot tell whether eval_fn {name!r} returns metrics or "
+                             "predictions: pass val_mode='evaluate' or val_mode='predict'")
+    if val_mode not in VAL_MODES:
+        raise ValueError(f"val_mode must be one of {VAL_MODES}, got {val_mode!r}")
+    return fn, name, val_mode

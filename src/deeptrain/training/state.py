@@ -1,0 +1,70 @@
+"""``TrainState``: every counter, flag and history of a run, in one plain object.
+
+It is what checkpoints save (as JSON) and what ``tg.info()`` reports. DeepTrain 0.6's
+attribute names (``tg._fit_iters``, ``tg.epoch``, ``tg.history`` ...) read and write it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+__all__ = ["TrainState", "LEGACY_NAMES"]
+
+
+@dataclass
+class TrainState:
+    # progress counters
+    epoch: int = 0
+    val_epoch: int = 0
+    fit_iters: int = 0
+    batches_fit: int = 0
+    val_iters: int = 0
+    batches_validated: int = 0
+    times_validated: int = 0
+    # where the loop is: validation pending (train_loop_done), validation loop finished
+    train_loop_done: bool = False
+    val_loop_done: bool = False
+    # histories: train metrics per batch (epoch-running mean), val metrics per validation
+    history: dict[str, list] = field(default_factory=dict)
+    temp_history: dict[str, list] = field(default_factory=dict)
+    val_history: dict[str, list] = field(default_factory=dict)
+    val_temp_history: dict[str, list] = field(default_factory=dict)
+    val_temp_sizes: list = field(default_factory=list)  # samples per val batch (weighting)
+    key_metric_history: list = field(default_factory=list)
+    best_key_metric: float | None = None
+    predict_threshold: float = 0.5
+    # plot bookkeeping (x positions and epoch boundaries)
+    train_x_ticks: list = field(default_factory=list)
+    train_val_x_ticks: list = field(default_factory=list)
+    val_x_ticks: list = field(default_factory=list)
+    val_train_x_ticks: list = field(default_factory=list)
+    hist_vlines: list = field(default_factory=list)
+    val_hist_vlines: list = field(default_factory=list)
+    set_name_cache: list = field(default_factory=list)
+    val_set_name_cache: list = field(default_factory=list)
+    set_name: str | None = None
+    val_set_name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainState":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown TrainState fields {sorted(unknown)}")
+        return cls(**data)
+
+
+# DeepTrain 0.6 attribute name on TrainGenerator -> TrainState field
+LEGACY_NAMES = {f.name: f.name for f in fields(TrainState)} | {
+    "_fit_iters": "fit_iters", "_batches_fit": "batches_fit", "_val_iters": "val_iters",
+    "_batches_validated": "batches_validated", "_times_validated": "times_validated",
+    "_train_loop_done": "train_loop_done", "_val_loop_done": "val_loop_done",
+    "_train_x_ticks": "train_x_ticks", "_train_val_x_ticks": "train_val_x_ticks",
+    "_val_x_ticks": "val_x_ticks", "_val_train_x_ticks": "val_train_x_ticks",
+    "_hist_vlines": "hist_vlines", "_val_hist_vlines": "val_hist_vlines",
+    "_set_name_cache": "set_name_cache", "_val_set_name_cache": "val_set_name_cache",
+    "_set_name": "set_name", "_val_set_name": "val_set_name",
+}

@@ -1,0 +1,198 @@
+"""Validation metrics.
+
+*Evaluate mode*: the model returns metrics per batch; DeepTrain averages them over the
+validation weighted by each batch's sample count.
+
+*Predict mode*: predictions are cached per batch and window, and metrics are computed once
+over the whole validation set with NumPy (:mod:`deeptrain.metrics`), which is right for
+metrics that do not decompose over batches (F1, AUC). Labels, weights and predictions are
+cached; inputs only when a metric asks for them (``needs_inputs``).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .. import metrics as metrics_lib
+from ..util.searching import find_best_predict_threshold, find_best_subset, \
+    find_best_subset_from_history
+
+__all__ = ["PredictCache", "MetricResolver", "weighted_mean", "merge_weighted_slices",
+           "evaluate_mode_summary"]
+
+log = logging.getLogger(__name__)
+
+
+def weighted_mean(values: Sequence[float], sizes: Sequence[int]) -> float:
+    values, sizes = np.asarray(values, dtype=float), np.asarray(sizes, dtype=float)
+    return float((values * sizes).sum() / sizes.sum())
+
+
+@dataclass
+class PredictCache:
+    """Per validation batch: a list (one entry per window) of labels, predictions, weights."""
+    labels: list[list[np.ndarray]] = field(default_factory=list)
+    preds: list[list[np.ndarray]] = field(default_factory=list)
+    weights: list[list[np.ndarray]] = field(default_factory=list)
+    inputs: list[list[np.ndarray]] = field(default_factory=list)
+    set_names: list[str] = field(default_factory=list)
+
+    def add(self, labels: Any, preds: Any, weights: Any, first_slice: bool,
+            set_name: str | None, inputs: Any = None) -> None:
+        if first_slice or not self.preds:
+            for cache in (self.labels, self.preds, self.weights, self.inputs):
+                cache.append([])
+            self.set_names.append(set_name)
+        self.labels[-1].append(np.asarray(labels))
+        self.preds[-1].append(np.asarray(preds))
+        self.weights[-1].append(np.asarray(weights))
+        if inputs is not None:
+            self.inputs[-1].append(np.asarray(inputs))
+
+    def per_batch(self, weighted_slices: Sequence[float] | None) -> list[tuple]:
+        """``(labels, preds, weights)`` per batch, windows merged or stacked as samples."""
+        out = []
+        for labels, preds, weights in zip(self.labels, self.preds, self.weights):
+            if weighted_slices is not None and len(preds) > 1:
+                out.append((labels[0], merge_weighted_slices(preds, weighted_slices),
+                            np.mean(weights, axis=0)))
+            else:
+                out.append((np.concatenate(labels), np.concatenate(preds),
+                            np.concatenate(weights)))
+        return out
+
+    def __len__(self) -> int:
+        return len(self.preds)
+
+
+def merge_weighted_slices(preds: Sequence[np.ndarray], weight_range: Sequence[float]) -> np.ndarray:
+    """One prediction per sample from the windows' sigmoid outputs:
+    ``p = sum_i (p_i - .5) w_i / sum_i w_i + .5`` with ``w = linspace(a, b, n)``."""
+    preds = np.asarray(preds, dtype=float)
+    if preds.min() < 0 or preds.max() > 1:
+        raise ValueError("pred_weighted_slices_range needs predictions in [0, 1] (sigmoid)")
+    w = np.linspace(*weight_range, len(preds)).reshape((-1,) + (1,) * (preds.ndim - 1))
+    return ((preds - 0.5) * w).sum(axis=0) / w.sum() + 0.5
+
+
+class MetricResolver:
+    """Names -> NumPy metric functions, for predict mode.
+
+    ``'loss'`` is the model's loss (by name, or ``custom_metrics[loss.__name__]`` for a
+    custom loss) plus weight regularisation penalties; ``'accuracy'`` follows the loss
+    (binary / categorical / sparse); ``key_metric`` uses ``key_metric_fn`` if given;
+    ``custom_metrics`` come before the built-ins.
+    """
+
+    def __init__(self, model: Any, custom_metrics: Mapping[str, Callable] | None,
+                 key_metric: str, key_metric_fn: Callable | None):
+        self.model = model
+        self.custom = dict(custom_metrics or {})
+        self.key_metric = key_metric
+        self.key_metric_fn = key_metric_fn
+        loss = model.loss
+        self.loss_name = loss if isinstance(loss, str) else getattr(
+            loss, "__name__", getattr(loss, "name", type(loss).__name__))
+
+    def resolve(self, name: str) -> Callable:
+        if name == self.key_metric and self.key_metric_fn is not None:
+            return self.key_metric_fn
+        if name in self.custom:
+            return self.custom[name]
+        if name == "loss":
+            if self.loss_name in self.custom:
+                return self.custom[self.loss_name]
+            return metrics_lib.get(self.loss_name)
+        if name in ("accuracy", "acc"):
+            return metrics_lib.accuracy_for_loss(self.loss_name)
+        return metrics_lib.get(name)
+
+    def check(self, names: Sequence[str]) -> None:
+        """Resolve every name now, so a typo fails at construction, not after an epoch."""
+        for name in names:
+            try:
+                self.resolve(name)
+            except (ValueError, AttributeError) as e:
+                raise ValueError(f"validation metric {name!r} cannot be computed in predict "
+                                 f"mode: {e}. Add it to custom_metrics={{{name!r}: fn}}") from None
+
+    def compute(self, names: Sequence[str], labels: np.ndarray, preds: np.ndarray,
+                weights: np.ndarray, threshold: float) -> dict[str, Any]:
+        out = {}
+        for name in names:
+            value = metrics_lib.call_metric(self.resolve(name), labels, preds,
+                                            sample_weight=weights, pred_threshold=threshold)
+            if name == "loss":
+                value = value + weight_penalty(self.model)
+            out[name] = value
+        return out
+
+    def accepts_threshold(self, name: str) -> bool:
+        return metrics_lib.accepts_arg(self.resolve(name), "pred_threshold")
+
+
+_REGULARIZED = {"kernel_regularizer": "kernel", "bias_regularizer": "bias",
+                "recurrent_regularizer": "recurrent_kernel",
+                "depthwise_regularizer": "depthwise_kernel",
+                "pointwise_regularizer": "pointwise_kernel",
+                "embeddings_regularizer": "embeddings", "gamma_regularizer": "gamma",
+                "beta_regularizer": "beta"}
+
+
+def weight_penalty(model: Any) -> float:
+    """Sum of the weight regularisation penalties, as Keras adds them to the loss."""
+    from keras import ops
+    total = 0.0
+    for layer in model._flatten_layers(include_self=False):
+        for reg_name, var_name in _REGULARIZED.items():
+            reg, var = getattr(layer, reg_name, None), getattr(layer, var_name, None)
+            if reg is not None and var is not None:
+                total += float(ops.convert_to_numpy(reg(var)))
+    return total
+
+
+def evaluate_mode_summary(temp: Mapping[str, list], sizes: Sequence[int], names: Sequence[str],
+                          key_metric: str, best_subset_size: int | None, max_is_best: bool,
+                          set_names: Sequence[str]) -> tuple[dict[str, float], list[str] | None]:
+    """Sample-weighted mean of per-batch metrics, over all batches or the best subset."""
+    idxs = range(len(sizes))
+    subset = None
+    if best_subset_size:
+        idxs = sorted(find_best_subset_from_history(temp[key_metric], best_subset_size,
+                                                    max_is_best))
+        subset = [set_names[i] for i in idxs]
+    return ({n: weighted_mean([temp[n][i] for i in idxs], [sizes[i] for i in idxs])
+             for n in names if n in temp}, subset)
+
+
+def predict_mode_summary(cache: PredictCache, resolver: MetricResolver, names: Sequence[str],
+                         *, threshold: float, search_range: Sequence[float] | None,
+                         max_is_best: bool, weighted_slices: Sequence[float] | None,
+                         best_subset_size: int | None
+                         ) -> tuple[dict[str, Any], float, list[str] | None]:
+    """Metrics over the whole cached validation set (or its best subset), the tuned
+    prediction threshold, and the best subset's set names."""
+    batches = cache.per_batch(weighted_slices)
+    key = resolver.key_metric
+    subset = None
+    if best_subset_size:
+        key_fn = resolver.resolve(key)
+        idxs, threshold_found, _ = find_best_subset(
+            [b[0] for b in batches], [b[1] for b in batches], key_fn,
+            search_min_max=search_range or (threshold, threshold), max_is_best=max_is_best,
+            subset_size=best_subset_size)
+        batches = [batches[i] for i in sorted(idxs)]
+        subset = [cache.set_names[i] for i in sorted(idxs)]
+        if search_range is not None and resolver.accepts_threshold(key):
+            threshold = threshold_found
+    labels = np.concatenate([b[0] for b in batches])
+    preds = np.concatenate([b[1] for b in batches])
+    weights = np.concatenate([b[2] for b in batches])
+    if search_range is not None and resolver.accepts_threshold(key):
+        threshold = float(find_best_predict_threshold(
+            labels, preds, resolver.resolve(key), search_min_max=tuple(search_range),
+            max_is_best=max_is_best, sample_weight=weights))
+    return resolver.compute(names, labels, preds, weights, threshold), threshold, subset
