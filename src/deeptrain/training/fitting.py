@@ -94,8 +94,8 @@ def make_eval_fn(model: Any, spec: str | FitFn, val_mode: str | None) -> tuple[F
     else:
         raise ValueError(f"eval_fn must be 'evaluate', 'test_on_batch', 'predict', "
                          f"'predict_on_batch' or a callable (x, y, sample_weight); got {spec!r}")
-    if val_mode is None:
-        lowered = name.lower()
+    if val_mode is None:  # DeepTrain 0.6's fallback: the function's own name decides
+        lowered = getattr(spec, "__name__", name).lower()
         if "predict" in lowered:
             val_mode = "predict"
         elif "evaluate" in lowered or "test" in lowered:
