@@ -1,8 +1,9 @@
 """Quickstart: a directory of .npy batches -> DataGenerator -> a Keras model.
 
 Writes a small synthetic classification set (8 files of 64 samples + labels.h5) under
-examples/data/quickstart, then trains a dense classifier on it for a few epochs with
-batch_size=32 (each file is split in two), and prints what it saw.
+examples/data/quickstart, then trains a dense classifier on it with TrainGenerator for 3 epochs
+(batch_size=32: each file is split in two), validating every epoch, and prints where the
+outputs went.
 Run: python examples/quickstart.py
 """
 from __future__ import annotations
@@ -37,21 +38,24 @@ def make_data() -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import keras
+    from deeptrain import TrainGenerator
     make_data()
-    train = DataGenerator(DATA / "train", batch_size=32, labels_path=DATA / "train/labels.h5",
-                          shuffle=True, seed=0)
-    val = DataGenerator(DATA / "val", batch_size=32, labels_path=DATA / "val/labels.h5")
-
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(16, activation="relu"),
                               keras.layers.Dense(2, activation="softmax")])
     model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
-    for epoch in range(3):
-        losses = [model.train_on_batch(x, y)[0] for x, y in train]
-        accs = [model.test_on_batch(x, y, return_dict=True)["accuracy"] for x, y in val]
-        print(f"epoch {epoch + 1}: {len(losses)} batches ({train.set_name} last), "
-              f"train loss {np.mean(losses):.3f}, val accuracy {np.mean(accs):.3f}")
-    print(f"data written to {DATA}")
+
+    dg = DataGenerator(DATA / "train", batch_size=32, labels_path=DATA / "train/labels.h5",
+                       shuffle=True)
+    vdg = DataGenerator(DATA / "val", batch_size=32, labels_path=DATA / "val/labels.h5")
+    tg = TrainGenerator(model, dg, vdg, epochs=3, logs_dir=HERE / "logs",
+                        key_metric="accuracy")
+    tg.train()
+    print(f"\n{tg._fit_iters} iterations over {tg.epoch} epochs; best val accuracy "
+          f"{tg.best_key_metric:.3f}")
+    print(f"history figure: {tg.logdir / 'history.png'}")
+    print(f"metrics log:    {tg.logdir / 'metrics.jsonl'}")
+    print(f"data:           {DATA}")
 
 
 if __name__ == "__main__":
