@@ -450,8 +450,8 @@ class TrainGenerator:
         if use_callbacks and self._should_do(self.plot_history_freq, validation_ended=True):
             self.plot_history()
         if use_callbacks:
-            self.callbacks(("val_end", "train:epoch") if self.datagen.all_data_exhausted
-                           else "val_end", self)
+            after_epoch = record_progress and self.datagen.all_data_exhausted
+            self.callbacks(("val_end", "train:epoch") if after_epoch else "val_end", self)
         if clear_cache:
             self.clear_cache()
         state.val_loop_done = state.train_loop_done = False
