@@ -260,12 +260,7 @@ class TrainGenerator:
         first_slice = dg.slice_idx in (None, 0)
         metrics = to_metric_dict(self._fit_fn(x, y, sw), self.train_metrics)
         self._update_names(metrics)
-        for name, value in metrics.items():  # temp history: one list per batch, then its mean
-            entries = state.temp_history.setdefault(name, [])
-            if first_slice or not entries or not isinstance(entries[-1], list):
-                entries.append([value])
-            else:
-                entries[-1].append(value)
+        _append_slice(state.temp_history, metrics, first_slice)
         state.fit_iters += 1
         dg.update_state()
         self.callbacks("train:iter", self)
@@ -363,13 +358,8 @@ class TrainGenerator:
         eval_sw = sw if (self.val_class_weights or self.loss_weighted_slices_range) else None
         out = self._eval_fn(x, y, eval_sw)
         if self.val_mode == "evaluate":
-            metrics = to_metric_dict(out, self.val_metrics)
-            for name, value in metrics.items():
-                entries = state.val_temp_history.setdefault(name, [])
-                if first_slice or not entries or not isinstance(entries[-1], list):
-                    entries.append([value])
-                else:
-                    entries[-1].append(value)
+            _append_slice(state.val_temp_history, to_metric_dict(out, self.val_metrics),
+                          first_slice)
         else:
             self._val_cache.add(y, out, sw, first_slice, state.val_set_name)
         if self._recording:
@@ -568,6 +558,17 @@ class TrainGenerator:
         if mode != self.val_mode:
             raise ValueError(f"eval_fn {spec!r} implies val_mode {mode!r}, but this "
                              f"TrainGenerator validates in {self.val_mode!r} mode")
+
+
+def _append_slice(temp: dict[str, list], metrics: Mapping[str, Any], first_slice: bool) -> None:
+    """Temp history: one list per batch (a value per window), replaced by its mean at the
+    batch's end."""
+    for name, value in metrics.items():
+        entries = temp.setdefault(name, [])
+        if first_slice or not entries or not isinstance(entries[-1], list):
+            entries.append([value])
+        else:
+            entries[-1].append(value)
 
 
 def _legacy_property(field_name: str) -> property:
