@@ -32,10 +32,12 @@ across runs. How to read the output, section by section:
    marked ``+`` are shown for information only (tf.data with a parallel map).
 2. **Simulated training**: per batch a ``--load-ms`` load (a custom DataGenerator
    ``data_loader`` that sleeps, releasing the GIL as real IO does, then ``np.load``-s) and
-   a ``--step-ms`` train step: ``time.sleep`` (the goal), and, in full runs, a
-   GIL-releasing numpy matmul calibrated to the same time. ``ideal`` is
-   ``max(load, step) x batches`` with load and step timed alone; ``ratio`` is the epoch's
-   time over it. Without prefetch expect ``(load + step) / max(load, step)``.
+   a ``--step-ms`` train step: ``time.sleep`` and, in full runs, a GIL-releasing numpy
+   matmul calibrated to the same time (one BLAS thread unless OPENBLAS_NUM_THREADS says
+   otherwise: a 2-thread BLAS on a busy 2-core machine stalls and times erratically).
+   ``ideal`` is ``max(load, step) x batches``, load timed alone, step the mean of the
+   epoch's own steps (``step ms``); ``ratio`` is the epoch's time over its ideal (median
+   over epochs). Without prefetch expect ``(load + step) / max(load, step)``.
 3. **Superbatch peak memory**: in a fresh subprocess, the RSS after the imports is the
    baseline; the peak (VmHWM) is reset, a DataGenerator with ``superbatch_set_nums='all'``
    is built and iterated for one epoch, and ``(peak - baseline) / dataset bytes`` is
@@ -69,9 +71,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import h5py
-import lz4.frame
-import numpy as np
+# One BLAS thread for the simulated matmul step (set before numpy loads its BLAS): a
+# 2-thread BLAS on a busy 2-core machine stalls on its barrier and times 2-20x slower.
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import h5py  # noqa: E402
+import lz4.frame  # noqa: E402
+import numpy as np  # noqa: E402
 
 try:  # run from the repo root without installing: PYTHONPATH=src
     import deeptrain  # noqa: F401
@@ -386,18 +393,18 @@ def slow_npy(load_s: float, loader: Any, set_num: str) -> np.ndarray:
 def make_step(kind: str, step_s: float, ds: Dataset) -> tuple[Callable[[np.ndarray], Any], str]:
     if kind == "sleep":
         return (lambda x: time.sleep(step_s)), f"time.sleep({step_s:g})"
-    # a matmul x @ W, W (cols, k), with k calibrated so that it takes step_s
+    # a matmul x @ W, W (cols, k): its time is linear in k, so scale k until it takes step_s
     x = np.ones(ds.batch_shape, DTYPE)
     k = 256
-    while True:
+    for _ in range(8):
         w = np.ones((ds.cols, k), DTYPE)
-        t = median_time(lambda: x @ w, 5)
-        if t >= step_s or k > 1 << 18:
+        t = median_time(lambda: x @ w, 7)
+        if abs(t / step_s - 1) < 0.05:
             break
-        k = int(k * min(4.0, max(1.1, step_s / t)))
-    k = max(1, int(k * step_s / t))
+        k = max(1, min(1 << 18, round(k * min(8.0, step_s / t))))
     w = np.ones((ds.cols, k), DTYPE)
-    return (lambda x: x @ w), f"numpy matmul ({ds.rows}x{ds.cols}) @ ({ds.cols}x{k})"
+    return (lambda x: x @ w), (f"numpy matmul ({ds.rows}x{ds.cols}) @ ({ds.cols}x{k}), "
+                               f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
 
 
 def median_time(fn: Callable[[], Any], n: int) -> float:
@@ -411,6 +418,11 @@ def median_time(fn: Callable[[], Any], n: int) -> float:
 
 def simulated_training(ds: Dataset, n_batches: int, load_ms: float, step_ms: float,
                        step_kind: str, repeats: int) -> tuple[str, dict[str, float]]:
+    """Epochs of ``for x, y in dg: step(x)`` with prefetch off and on, taking turns.
+
+    Each epoch's ideal is ``max(load, step) x batches``, with ``load`` the slow loader timed
+    alone and ``step`` the mean of that epoch's own steps (timed in the loop, so that a
+    busy machine slowing the step down does not count against the pipeline)."""
     load_s, step_s = load_ms / 1e3, step_ms / 1e3
     step, step_desc = make_step(step_kind, step_s, ds)
     set_nums = list(range(n_batches))
@@ -420,34 +432,36 @@ def simulated_training(ds: Dataset, n_batches: int, load_ms: float, step_ms: flo
             for name, prefetch in (("prefetch off", 0), ("prefetch=2 workers=1", 2))}
     first = next(iter(gens.values()))
     t_load = median_time(lambda: first.data_loader.load("0"), 7)
-    x0 = np.load(ds.paths("npy")[0])
-    t_step = median_time(lambda: step(x0), 7)
-    ideal = max(t_load, t_step) * n_batches
-    times: dict[str, list[float]] = {name: [] for name in gens}
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in gens}  # (epoch, step)
     for r in range(repeats):
         names = list(gens)[r % 2:] + list(gens)[:r % 2]
         for name in names:
             dg = gens[name]
             gc.collect()
+            n, t_steps = 0, 0.0
             t0 = time.perf_counter()
-            n = 0
             for x, y in dg:
+                t1 = time.perf_counter()
                 step(x)
+                t_steps += time.perf_counter() - t1
                 n += 1
-            times[name].append(time.perf_counter() - t0)
+            runs[name].append((time.perf_counter() - t0, t_steps / n))
             assert n == n_batches
     rows, ratios = [], {}
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        ratios[name] = med / ideal
-        rows.append([f"DataGenerator {name}", f"{med:.3f}", f"{ideal:.3f}", f"{med / ideal:.3f}",
-                     f"{1e3 * (med - ideal) / n_batches:+.2f}"])
+    for name, epochs in runs.items():
+        ratio = statistics.median(t / (max(t_load, st) * n_batches) for t, st in epochs)
+        med = statistics.median(t for t, _ in epochs)
+        t_step = statistics.median(st for _, st in epochs)
+        ideal = max(t_load, t_step) * n_batches
+        ratios[name] = ratio
+        rows.append([f"DataGenerator {name}", f"{med:.3f}", f"{1e3 * t_step:.2f}",
+                     f"{ideal:.3f}", f"{ratio:.3f}", f"{1e3 * (med - ideal) / n_batches:+.2f}"])
     for dg in gens.values():
         dg.close()
-    title = (f"Simulated training, step = {step_desc}: {n_batches} batches, load {t_load * 1e3:.2f} ms "
-             f"(sleep {load_ms:g} ms + np.load), step {t_step * 1e3:.2f} ms, median of {repeats}")
-    return table(["loop", "epoch s", "ideal s", "ratio", "ms/batch over ideal"], rows,
-                 title), ratios
+    title = (f"Simulated training, step = {step_desc}: {n_batches} batches, load "
+             f"{t_load * 1e3:.2f} ms (sleep {load_ms:g} ms + np.load), median of {repeats}")
+    return table(["loop", "epoch s", "step ms", "ideal s", "ratio", "ms/batch over ideal"],
+                 rows, title), ratios
 
 
 # -- superbatch memory ------------------------------------------------------------------
@@ -594,7 +608,7 @@ def profile_datagen(ds: Dataset, repeats: int) -> str:
     case.close()
     st = pstats.Stats(prof)
     rows = []
-    for (file, line, func), (cc, nc, tt, ct, _) in sorted(st.stats.items(),
+    for (file, line, func), (_, nc, tt, ct, _) in sorted(st.stats.items(),
                                                          key=lambda kv: -kv[1][2])[:12]:
         where = f"{Path(file).name}:{line}" if line else file
         rows.append([f"{func} ({where})", f"{nc / n:.1f}", f"{1e3 * tt / n:.4f}",
@@ -622,7 +636,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--step-ms", type=float, default=20.0, help="simulated train step per batch")
     p.add_argument("--step", choices=["sleep", "matmul", "both"],
                    help="simulated step: time.sleep, a numpy matmul, or both (default: both; "
-                        "quick: sleep). The goal uses sleep.")
+                        "quick: sleep); the Goals table judges each one run")
     p.add_argument("--no-tf", action="store_true", help="skip the tf.data rows")
     p.add_argument("--no-torch", action="store_true", help="skip the torch rows")
     p.add_argument("--profile", action="store_true",

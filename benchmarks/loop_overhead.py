@@ -101,10 +101,10 @@ def make_data(root: Path, n_files: int, seed: int = 0) -> Path:
     return root
 
 
-def make_datagen(root: Path, prefetch: int = 2) -> DataGenerator:
+def make_datagen(root: Path, prefetch: int = 2, cls: type | None = None) -> DataGenerator:
     """Everything in the superbatch; ``prefetch`` left at its default (2), as a user would
     (with every set num in RAM the prefetcher never loads anything)."""
-    return DataGenerator(root, batch_size=BATCH, labels_path=root / "labels.h5",
+    return (cls or DataGenerator)(root, batch_size=BATCH, labels_path=root / "labels.h5",
                          superbatch_set_nums="all", shuffle=False, prefetch=prefetch, seed=0)
 
 
@@ -403,6 +403,25 @@ class LeanTrainGenerator(TrainGenerator):
         super()._on_train_epoch_end()
 
 
+class LeanDataGenerator(DataGenerator):
+    """DataGenerator without prefetch bookkeeping when every set num is in the superbatch:
+    ``advance_batch`` schedules the prefetcher twice per batch, and each time scans the
+    whole remaining queue for set nums not in RAM (``_upcoming``; ``_load_group`` also
+    builds ``[*group.set_nums, *set_nums_to_process]``): O(files) per batch, for nothing."""
+
+    def _all_in_ram(self) -> bool:
+        return len(self.superbatch) == len(self.set_nums_original)
+
+    def _upcoming(self) -> Iterator[str]:
+        return iter(()) if self._all_in_ram() else super()._upcoming()
+
+    def _load_group(self, group: Any) -> tuple[Any, Any]:
+        if len(group.set_nums) == 1 and self._all_in_ram():
+            data = self.superbatch[group.set_nums[0]]
+            return data, self._labels_of(group.set_nums[0], len(data))
+        return super()._load_group(group)
+
+
 # -- contenders -------------------------------------------------------------------------
 class Contender:
     """``run(epochs)`` trains that many epochs, of ``steps_per_epoch`` steps each."""
@@ -451,9 +470,10 @@ def build_contenders(root: Path, with_bar: bool = True,
                 tg.train()
         return run
 
-    def traingen(cls: type = TrainGenerator, model: Any = None, **kw: Any) -> TrainGenerator:
-        return make_traingen(model or make_model(), make_datagen(root), make_datagen(root),
-                             epochs=0, cls=cls, **kw)
+    def traingen(cls: type = TrainGenerator, model: Any = None, dg_cls: type | None = None,
+                 **kw: Any) -> TrainGenerator:
+        return make_traingen(model or make_model(), make_datagen(root, cls=dg_cls),
+                             make_datagen(root, cls=dg_cls), epochs=0, cls=cls, **kw)
 
     keep["tg"] = tg = traingen()
     out.append(Contender("tg", tg_runner(tg), n))
@@ -461,6 +481,8 @@ def build_contenders(root: Path, with_bar: bool = True,
         out.append(Contender("tg_bar", tg_runner(traingen(iter_verbosity=1), True), n))
     keep["tg_lean"] = tg_lean = traingen(LeanTrainGenerator)
     out.append(Contender("tg_lean", tg_runner(tg_lean), n))
+    keep["tg_lean_dg"] = tg_lean_dg = traingen(LeanTrainGenerator, dg_cls=LeanDataGenerator)
+    out.append(Contender("tg_lean_dg", tg_runner(tg_lean_dg), n))
 
     if BACKEND == "jax":
         for variant in ("jstep", "jstep_float", "jstep_lag"):
@@ -516,7 +538,11 @@ def paired_ratio(a: Contender, b: Contender) -> float:
 def report(contenders: list[Contender], rounds: int, epochs: int) -> dict[str, tuple]:
     by = {c.name: c for c in contenders}
     bare, fit = by["bare"], by["fit"]
-    print(f"\nbackend={BACKEND} keras={keras.__version__}  {rounds} rounds x {epochs} epochs x "
+    threads = ""
+    if BACKEND == "torch":
+        import torch
+        threads = f" torch threads={torch.get_num_threads()}"
+    print(f"\nbackend={BACKEND} keras={keras.__version__}{threads}  {rounds} rounds x {epochs} epochs x "
           f"{bare.steps_per_epoch} steps, batch {BATCH}")
     print("ms/step: median over rounds (min); vs bare/fit: median of per-round ratios "
           "(ratio of the minima)")
@@ -529,7 +555,7 @@ def report(contenders: list[Contender], rounds: int, epochs: int) -> dict[str, t
         ratios[c.name] = (rb, rf)
         print(f"{c.name:<14}{statistics.median(c.times) * 1e3:>8.3f}{min(c.times) * 1e3:>8.3f}"
               f"{rb:>8.3f}x{mb:>7.3f}x{rf:>7.3f}x{mf:>7.3f}x")
-    for name in ("tg", "tg_lean", "tg_jstep", "tg_lean_jstep"):
+    for name in ("tg", "tg_lean", "tg_lean_dg", "tg_jstep", "tg_lean_jstep"):
         if name not in ratios:
             continue
         rb, rf = ratios[name]
@@ -635,24 +661,26 @@ def profile(root: Path, big_root: Path | None, epochs: int) -> None:
     for r in (root, big_root):
         if r is None:
             continue
-        for prefetch in (2, 0):
-            us = _per_batch(make_datagen(r, prefetch=prefetch))
-            print(f"{us:>8.2f}  DataGenerator get()+update_state() per batch, superbatch 'all', "
-                  f"{_count(r)} files, prefetch={prefetch}")
+        for prefetch, cls in ((2, DataGenerator), (0, DataGenerator), (2, LeanDataGenerator)):
+            us = _per_batch(make_datagen(r, prefetch=prefetch, cls=cls))
+            print(f"{us:>8.2f}  {cls.__name__} get()+update_state() per batch, superbatch "
+                  f"'all', {_count(r)} files, prefetch={prefetch}")
     # the running history mean: np.mean over the epoch's batches so far, per metric
     for k in (32, 1024):
         entries = [0.5] * k
         print(f"{_micro(lambda: float(np.mean(entries))) * 2:>8.2f}  history running mean: "
               f"np.mean(entries) x 2 metrics at batch {k} of an epoch")
     if big_root is not None:
-        for cls in (TrainGenerator, LeanTrainGenerator):
-            tg = make_traingen(make_model(), make_datagen(big_root), make_datagen(big_root),
-                               epochs=1, fit_fn=null_fit_fn, cls=cls)
+        for cls, dg_cls in ((TrainGenerator, DataGenerator), (LeanTrainGenerator, DataGenerator),
+                            (LeanTrainGenerator, LeanDataGenerator)):
+            tg = make_traingen(make_model(), make_datagen(big_root, cls=dg_cls),
+                               make_datagen(big_root, cls=dg_cls), epochs=1,
+                               fit_fn=null_fit_fn, cls=cls)
             t0 = time.perf_counter()
             tg.train()
             us = (time.perf_counter() - t0) / len(tg.datagen) * 1e6
-            print(f"{us:>8.2f}  {cls.__name__} with a no-op fit_fn, one {_count(big_root)}-batch "
-                  "epoch, per step (compare with the 32-batch figures above)")
+            print(f"{us:>8.2f}  {cls.__name__} + {dg_cls.__name__}, no-op fit_fn, one "
+                  f"{_count(big_root)}-batch epoch, per step")
 
 
 def _in_deferred_interrupts() -> None:
@@ -705,6 +733,17 @@ def _print_profile(prof: cProfile.Profile, steps: int, top: int = 20) -> None:
 
 
 # -- main -------------------------------------------------------------------------------
+def set_threads(n: int) -> None:
+    if BACKEND == "torch":
+        import torch
+        torch.set_num_threads(n)
+    elif BACKEND == "tensorflow":
+        import tensorflow as tf
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
+    else:
+        print(f"--threads is not applied on {BACKEND}: set XLA_FLAGS before starting Python")
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="few rounds, one epoch (smoke run)")
@@ -715,11 +754,17 @@ def main() -> None:
                    help="the fit_xN row runs N times the epochs per fit call (1: no such row)")
     p.add_argument("--files", type=int, default=32, help="files of 64 samples (steps/epoch)")
     p.add_argument("--no-bar", action="store_true", help="skip the iter_verbosity=1 row")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch / tensorflow intra-op threads (default: the library's). On a "
+                        "small shared machine 1 thread is far less sensitive to other load; "
+                        "it applies to every contender alike")
     p.add_argument("--profile", action="store_true",
                    help="also profile DeepTrain's per-step overhead")
     p.add_argument("--big-files", type=int, default=1024,
                    help="--profile: files of the large dataset for the scaling rows (0: skip)")
     args = p.parse_args()
+    if args.threads:
+        set_threads(args.threads)
     rounds = args.rounds or (3 if args.quick else 15)
     epochs = args.epochs or (1 if args.quick else 2)
 
@@ -733,7 +778,7 @@ def main() -> None:
                   f"optimizer and metrics variables): max |diff| = {diff:.3g}")
         measure(contenders, rounds, epochs)
         report(contenders, rounds, epochs)
-        for name in ("tg_lean", "tg_jstep", "tg_lean_jstep"):
+        for name in ("tg_lean", "tg_lean_dg", "tg_jstep", "tg_lean_jstep"):
             if name in keep:
                 print(f"{name} vs tg train history (same model, data and steps): max rel diff "
                       f"= {check_same_history(keep['tg'], keep[name]):.3g}")

@@ -19,7 +19,8 @@ __all__ = ["LZ4FrameFormat"]
 
 
 def _decompress(path: Path, opts: FormatOptions) -> np.ndarray:
-    raw = lz4.frame.decompress(np.load(path, allow_pickle=False).tobytes())
+    # decompress straight from the array's buffer into a writable bytearray: no copies
+    raw = lz4.frame.decompress(np.load(path, allow_pickle=False), return_bytearray=True)
     return np.frombuffer(raw, dtype=opts.dtype)
 
 
@@ -42,8 +43,7 @@ class LZ4FrameFormat(FileFormat):
     extensions = ()  # .npy files are read as plain numpy unless numpy-lz4f is asked for
 
     def load_file(self, path: Path, opts: FormatOptions) -> np.ndarray:
-        # frombuffer gives a read-only view of the bytes; copy so batches are ordinary arrays
-        return _reshape(_decompress(path, opts), tuple(opts.batch_shape), path).copy()
+        return _reshape(_decompress(path, opts), tuple(opts.batch_shape), path)
 
     def dataset_keys(self, path: Path, opts: FormatOptions) -> list[str]:
         return [str(i) for i in range(len(self._dataset(path, opts)))]
