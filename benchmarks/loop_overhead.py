@@ -26,7 +26,9 @@ Contenders (ms per train step):
 * ``tg_bar``   the same with ``iter_verbosity=1`` (the tqdm bar, written to /dev/null).
 * ``tg_lean``  :class:`LeanTrainGenerator`, a prototype of the recommended per-iteration
                savings (one interrupt guard per ``train()``, running-sum history, no
-               metric strings or callback dispatch when nobody reads them).
+               metric strings or callback dispatch when nobody reads them);
+               ``tg_lean_dg``: the same with :class:`LeanDataGenerator` (no prefetch
+               bookkeeping when every set num is in the superbatch).
 * JAX only, a prototype step driver (:class:`JaxStateStepper`) that keeps the JAX state on
   the device between steps and writes it back to the model only at sync points (here: the
   end of every epoch), as ``fit`` does:
@@ -37,6 +39,11 @@ Contenders (ms per train step):
   ``tg_jstep``       TrainGenerator with ``fit_fn=JaxStateStepper(model)`` and a
                      ``'train:epoch'`` callback that syncs the model;
   ``tg_lean_jstep``  the same with LeanTrainGenerator.
+* TensorFlow / torch only: ``tfstep`` / ``torchstep``, a bare loop of :class:`TFStepper`
+  (metrics reset inside one ``tf.function`` call with ``model.train_step``) or
+  :class:`TorchStepper` (``train_on_batch`` minus its per-call build checks);
+  ``tg_<x>step`` and ``tg_lean_<x>step``: TrainGenerator / LeanTrainGenerator (the latter
+  with :class:`LeanDataGenerator`) with that stepper as ``fit_fn``.
 
 Warm-up: every contender runs one epoch (fit: two calls) before timing. Timing: ``--rounds``
 rounds; in each round every contender trains E epochs, in an order rotated every round, so
@@ -46,6 +53,12 @@ ratio (paired, robust to drift), and in brackets the ratio of the minima. ``--pr
 adds a cProfile of TrainGenerator epochs (with the model, and with a no-op ``fit_fn`` to
 see DeepTrain's own cost alone) and micro-timings of the pieces of one iteration, in
 microseconds per step.
+
+Checks printed with the table: each stepper against ``train_on_batch`` from the same start
+(per-batch metrics, weights, optimizer and metrics variables: max |diff|), and every
+TrainGenerator variant's train history against plain ``tg``'s (same steps, same data).
+``--threads 1`` (torch / TensorFlow) makes the numbers far less sensitive to other load on
+a small shared machine; it applies to every contender alike.
 """
 from __future__ import annotations
 
@@ -53,6 +66,7 @@ import argparse
 import contextlib
 import cProfile
 import gc
+import logging
 import os
 import pstats
 import signal
@@ -241,6 +255,80 @@ def _floats(logs: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in logs.items()}
 
 
+class TFStepper:
+    """``fn(x, y, sample_weight) -> {metric: float}`` for the TensorFlow backend: one
+    ``tf.function`` call per step that resets the metrics *inside* the graph and runs
+    ``model.train_step``. ``train_on_batch`` does the same work but resets the metrics with
+    eager ``assign`` calls (one per metric variable) and goes through Keras' generic
+    iterator plumbing, which costs more than the step itself on a small model. The state
+    stays in the model's ``tf.Variable``s, so there is nothing to sync.
+
+    Like Keras' ``_make_function``: runs under ``model.distribute_strategy`` and honours
+    ``run_eagerly`` / ``jit_compile``. The first call (optimizer not built) goes through
+    ``train_on_batch`` to build everything, and so does every call under a multi-replica
+    strategy (Keras reduces per-replica outputs there; not prototyped).
+    """
+
+    def __init__(self, model: Any):
+        import tensorflow as tf
+        self.model = model
+
+        def one_step(data):
+            model.reset_metrics()  # per-batch metrics, as train_on_batch gives
+            return model.train_step(data)
+
+        def step(data):
+            return model.distribute_strategy.run(one_step, args=(data,))
+
+        if model.distribute_strategy.num_replicas_in_sync > 1:
+            self._step = None  # per-replica outputs: leave that to train_on_batch
+        else:
+            self._step = step if model.run_eagerly else tf.function(
+                step, reduce_retracing=True, jit_compile=model.jit_compile)
+
+    def __call__(self, x: Any, y: Any, sample_weight: Any = None) -> dict[str, float]:
+        if self._step is None or not self.model.optimizer.built:
+            return self.model.train_on_batch(x, y, sample_weight=sample_weight,
+                                              return_dict=True)
+        return {k: float(v) for k, v in sorted(self._step((x, y, sample_weight)).items())}
+
+
+class TorchStepper:
+    """``fn(x, y, sample_weight) -> {metric: float}`` for the torch backend: what
+    ``train_on_batch`` does minus its per-call checks (``_symbolic_build`` walks every
+    layer to see whether the model is built, ``make_train_function``): reset the metrics,
+    run ``model.train_function`` on the batch, convert the logs. The first call goes
+    through ``train_on_batch``, which builds everything and the train function."""
+
+    def __init__(self, model: Any):
+        self.model = model
+
+    def __call__(self, x: Any, y: Any, sample_weight: Any = None) -> dict[str, float]:
+        m = self.model
+        if m.train_function is None or not m.optimizer.built:
+            return m.train_on_batch(x, y, sample_weight=sample_weight, return_dict=True)
+        m.reset_metrics()
+        logs = m.train_function([(x, y, sample_weight)])
+        return {k: float(v) for k, v in sorted(logs.items())}
+
+
+def check_stepper(batches: list, steps: int = 40, cls: type | None = None) -> float:
+    """As :func:`check_jax_stepper`, for :class:`TFStepper` (or ``cls``)."""
+    ref, proto = make_model(), make_model()
+    stepper = (cls or TFStepper)(proto)
+    worst = 0.0
+    for i in range(steps):
+        x, y = batches[i % len(batches)]
+        a = ref.train_on_batch(x, y, return_dict=True)
+        b = stepper(x, y)
+        assert list(a) == list(b), (a, b)
+        worst = max(worst, *(abs(a[k] - b[k]) for k in a))
+    for va, vb in zip(ref.variables + ref.optimizer.variables + ref.metrics_variables,
+                      proto.variables + proto.optimizer.variables + proto.metrics_variables):
+        worst = max(worst, float(np.max(np.abs(np.asarray(va) - np.asarray(vb)))))
+    return worst
+
+
 # -- a lean TrainGenerator (prototype of the recommended changes) -------------------------
 class _InterruptGuard:
     """One SIGINT handler for a whole ``train()`` call instead of two ``signal.signal``
@@ -258,6 +346,9 @@ class _InterruptGuard:
         if self.received:  # second Ctrl-C: the user means it
             raise KeyboardInterrupt
         self.received.append(signum)
+        logging.getLogger("deeptrain").warning(
+            "Interrupt received: stopping after the current iteration (Ctrl-C again to stop "
+            "now)")
 
     def __enter__(self) -> "_InterruptGuard":
         if threading.current_thread() is threading.main_thread() and not interrupts._depth:
@@ -337,6 +428,7 @@ class LeanTrainGenerator(TrainGenerator):
                         break
         finally:
             self._progress.close()
+        logging.getLogger("deeptrain").info("Training has concluded.")
 
     def _train_iteration(self) -> None:
         dg, state = self.datagen, self.state
@@ -484,6 +576,23 @@ def build_contenders(root: Path, with_bar: bool = True,
     keep["tg_lean_dg"] = tg_lean_dg = traingen(LeanTrainGenerator, dg_cls=LeanDataGenerator)
     out.append(Contender("tg_lean_dg", tg_runner(tg_lean_dg), n))
 
+    if BACKEND in ("tensorflow", "torch"):
+        short = "tf" if BACKEND == "tensorflow" else "torch"
+        stepper_cls = TFStepper if BACKEND == "tensorflow" else TorchStepper
+        step_bare = stepper_cls(make_model())
+
+        def stepper_loop(epochs: int) -> None:
+            for _ in range(epochs):
+                for x, y in batches:
+                    step_bare(x, y)
+        out.append(Contender(f"{short}step", stepper_loop, n))
+        for name, cls in ((f"tg_{short}step", TrainGenerator),
+                          (f"tg_lean_{short}step", LeanTrainGenerator)):
+            model = make_model()
+            keep[name] = tg_t = traingen(cls, model, fit_fn=stepper_cls(model),
+                                         dg_cls=LeanDataGenerator if "lean" in name else None)
+            out.append(Contender(name, tg_runner(tg_t), n))
+
     if BACKEND == "jax":
         for variant in ("jstep", "jstep_float", "jstep_lag"):
             out.append(Contender(variant, _jstep_loop(variant, batches), n))
@@ -542,20 +651,21 @@ def report(contenders: list[Contender], rounds: int, epochs: int) -> dict[str, t
     if BACKEND == "torch":
         import torch
         threads = f" torch threads={torch.get_num_threads()}"
-    print(f"\nbackend={BACKEND} keras={keras.__version__}{threads}  {rounds} rounds x {epochs} epochs x "
-          f"{bare.steps_per_epoch} steps, batch {BATCH}")
+    print(f"\nbackend={BACKEND} keras={keras.__version__}{threads}  {rounds} rounds x {epochs} "
+          f"epochs x {bare.steps_per_epoch} steps, batch {BATCH}")
     print("ms/step: median over rounds (min); vs bare/fit: median of per-round ratios "
           "(ratio of the minima)")
-    print(f"{'contender':<14}{'ms/step':>8}{'(min)':>8}{'vs bare':>9}{'(min)':>8}"
+    print(f"{'contender':<18}{'ms/step':>8}{'(min)':>8}{'vs bare':>9}{'(min)':>8}"
           f"{'vs fit':>8}{'(min)':>8}")
     ratios = {}
     for c in contenders:
         rb, rf = paired_ratio(c, bare), paired_ratio(c, fit)
         mb, mf = min(c.times) / min(bare.times), min(c.times) / min(fit.times)
         ratios[c.name] = (rb, rf)
-        print(f"{c.name:<14}{statistics.median(c.times) * 1e3:>8.3f}{min(c.times) * 1e3:>8.3f}"
+        print(f"{c.name:<18}{statistics.median(c.times) * 1e3:>8.3f}{min(c.times) * 1e3:>8.3f}"
               f"{rb:>8.3f}x{mb:>7.3f}x{rf:>7.3f}x{mf:>7.3f}x")
-    for name in ("tg", "tg_lean", "tg_lean_dg", "tg_jstep", "tg_lean_jstep"):
+    for name in ("tg", "tg_lean", "tg_lean_dg", "tg_tfstep", "tg_lean_tfstep", "tg_torchstep",
+                 "tg_lean_torchstep", "tg_jstep", "tg_lean_jstep"):
         if name not in ratios:
             continue
         rb, rf = ratios[name]
@@ -599,7 +709,8 @@ def profile(root: Path, big_root: Path | None, epochs: int) -> None:
             tg.train()
             plain = (time.perf_counter() - t0) / steps * 1e6
             if cls is LeanTrainGenerator:
-                print(f"\n-- LeanTrainGenerator, {label}: {plain:.1f} us/step")
+                print(f"\n-- LeanTrainGenerator, {label}: {plain:.1f} us/step (one run, not "
+                      "interleaved: the timing table above is the comparison to trust)")
                 continue
             tg.epochs += n_ep
             prof = cProfile.Profile()
@@ -772,13 +883,19 @@ def main() -> None:
         root = make_data(Path(tmp) / "data", args.files)
         contenders, keep = build_contenders(root, with_bar=not args.no_bar,
                                             fit_long=args.fit_long)
+        if BACKEND in ("tensorflow", "torch"):
+            cls = TFStepper if BACKEND == "tensorflow" else TorchStepper
+            diff = check_stepper(keep["batches"], cls=cls)
+            print(f"{cls.__name__} vs train_on_batch (40 steps; per-batch metrics, weights, "
+                  f"optimizer and metrics variables): max |diff| = {diff:.3g}")
         if BACKEND == "jax":
             diff = check_jax_stepper(keep["batches"])
             print(f"JaxStateStepper vs train_on_batch (40 steps; per-batch metrics, weights, "
                   f"optimizer and metrics variables): max |diff| = {diff:.3g}")
         measure(contenders, rounds, epochs)
         report(contenders, rounds, epochs)
-        for name in ("tg_lean", "tg_lean_dg", "tg_jstep", "tg_lean_jstep"):
+        for name in ("tg_lean", "tg_lean_dg", "tg_tfstep", "tg_lean_tfstep", "tg_torchstep",
+                     "tg_lean_torchstep", "tg_jstep", "tg_lean_jstep"):
             if name in keep:
                 print(f"{name} vs tg train history (same model, data and steps): max rel diff "
                       f"= {check_same_history(keep['tg'], keep[name]):.3g}")

@@ -7,13 +7,17 @@ The life of a batch::
     update_state()    preprocessor.update_state(); flags the epoch's end
     on_epoch_end()    epoch += 1, refill (and reshuffle) the queue
 
-``get()`` advances by itself when the current batch is used up, so a plain loop is::
+``get()`` advances by itself when the current batch is used up, so one epoch is::
 
-    while not dg.all_data_exhausted:
+    while True:
         x, y = dg.get()
         ...
         dg.update_state()
-    dg.on_epoch_end()
+        if dg.all_data_exhausted:  # as in 0.6, stays True until the next batch is loaded
+            dg.on_epoch_end()
+            break
+
+which is what ``for x, y in dg:`` does.
 
 Everything random is drawn from one seeded generator owned by the DataGenerator, and the
 whole position (queue, group, slice, preprocessor, generator) is in :meth:`state_dict`.
