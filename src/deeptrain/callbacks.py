@@ -18,7 +18,7 @@ tuple key only on that exact compound stage. Objects override ``on_<stage>_end(s
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 __all__ = ["TraingenCallback", "CallbackList", "STAGES"]
 
@@ -126,11 +126,3 @@ def _fires(key: Stage, stage: Stage) -> bool:
         return key == stage
     return key in stage if isinstance(stage, tuple) else key == stage
 
-
-def names(entries: Iterable[Any]) -> list[str]:
-    """Readable names of callbacks (for logs and reports)."""
-    out = []
-    for e in entries:
-        out.append(type(e).__name__ if isinstance(e, TraingenCallback) else
-                   "{" + ", ".join(str(k) for k in e) + "}")
-    return out

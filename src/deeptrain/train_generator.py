@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from . import callbacks as callbacks_lib
-from .backend.stateful import prepare_stateful_model, reset_states, stateful_layers
+from .backend.stateful import prepare_stateful_model, reset_states
 from .data_generator import DataGenerator
 from .training.configs import TRAINGEN_DEFAULTS, defaults
 from .training.fitting import make_eval_fn, make_fit_fn, model_metric_names, to_metric_dict
@@ -169,7 +169,6 @@ class TrainGenerator:
     def _set_up_model(self) -> None:
         for line in prepare_stateful_model(self.model):
             log.info("Stateful RNN workaround applied: %s", line)
-        self._has_statefuls = bool(stateful_layers(self.model))
         if self.batch_size is None:
             inputs = getattr(self.model, "inputs", None) or []
             self.batch_size = inputs[0].shape[0] if inputs else None
