@@ -27,6 +27,9 @@ import numpy as np
 from . import callbacks as callbacks_lib
 from .backend.stateful import prepare_stateful_model, reset_states
 from .data_generator import DataGenerator
+from .saving.checkpointer import Checkpointer
+from .saving.naming import name_suffix, next_model_num
+from .saving.report import write_init_logs
 from .training.configs import TRAINGEN_DEFAULTS, defaults
 from .training.fitting import make_eval_fn, make_fit_fn, model_metric_names, to_metric_dict
 from .training.frequency import check_freq, should_do
@@ -111,17 +114,21 @@ class TrainGenerator:
         self._set_up_model()
         self._set_up_metrics()
         self.callbacks = callbacks_lib.CallbackList(callbacks)
-        self._set_up_logdir()
-        self._progress = EpochProgress(self.iter_verbosity)
-        self._metrics_log = MetricsLog(self.logdir, self.metrics_log)
         self._val_cache = PredictCache()
         self._history_fig = None
         self.last_validation: dict[str, Any] = {}
         self.best_subset_nums: list[str] | None = None
         self._recording = True
+        self.logdir = Path(self.logdir) if self.logdir is not None else None
+        self._checkpointer = Checkpointer(self)
         self.callbacks.init_with_traingen(self)
         if self.loadpath is not None:
-            raise NotImplementedError("loading a checkpoint (loadpath=) is not implemented yet")
+            self.load(self.loadpath)
+        self._set_up_logdir()
+        self._progress = EpochProgress(self.iter_verbosity)
+        self._metrics_log = MetricsLog(self.logdir, self.metrics_log)
+        if self.logdir is not None:
+            write_init_logs(self, self.logdir / "misc")
 
     # -- construction ------------------------------------------------------------------
     def _check_inputs(self) -> None:
@@ -176,14 +183,14 @@ class TrainGenerator:
         self._eval_fn, self._eval_fn_name, self.val_mode = make_eval_fn(
             self.model, self._eval_fn_spec, self.val_mode)
 
-    def _set_up_metrics(self) -> None:
+    def _set_up_metrics(self, reloading: bool = False) -> None:
         self.train_metrics = model_metric_names(self.model)
         self.key_metric = self._canonical(self.key_metric, self.train_metrics)
         if self.max_is_best is None:
             self.max_is_best = not any(s in self.key_metric.lower() for s in _LOSS_LIKE)
         self._resolver = None
         if self.val_mode == "evaluate":
-            if self.val_metrics is not None:
+            if self.val_metrics is not None and not reloading:
                 log.warning("val_metrics is ignored in evaluate mode: validation reports the "
                             "model's compiled metrics %s", self.train_metrics)
             self.val_metrics = list(self.train_metrics)
@@ -217,22 +224,26 @@ class TrainGenerator:
         return name
 
     def _set_up_logdir(self) -> None:
+        """``logdir = logs_dir/<model_name>`` unless ``logdir`` is given; none: no logs."""
         if self.logdir is None and self.logs_dir is not None:
-            logs_dir = Path(self.logs_dir)
-            logs_dir.mkdir(parents=True, exist_ok=True)
-            taken = [int(p.name[1:].split("__")[0]) for p in logs_dir.iterdir()
-                     if p.name.startswith("M") and p.name[1:].split("__")[0].isdigit()]
-            self.model_num = 1 + max(taken, default=-1)
-            self.model_name = f"M{self.model_num}__{self.model_base_name}"
-            self.logdir = logs_dir / self.model_name
+            self.model_num = next_model_num(Path(self.logs_dir), self.new_model_num)
+            self.model_name = self.get_unique_model_name()
+            self.logdir = Path(self.logs_dir) / self.model_name
+        else:
+            self.model_num = getattr(self, "model_num", 0)
+            self.model_name = self.get_unique_model_name()
         if self.logdir is not None:
-            self.logdir = Path(self.logdir)
             self.logdir.mkdir(parents=True, exist_ok=True)
-            self.model_name = getattr(self, "model_name", self.logdir.name)
             log.info("Logging to %s", self.logdir)
         else:
-            self.model_name = getattr(self, "model_name", f"M0__{self.model_base_name}")
             log.info("logs_dir and logdir are None: no logs, checkpoints or figures are saved")
+
+    def get_unique_model_name(self) -> str:
+        """``M<num>__<base>-<encoded model_name_configs>__<max|min><best>`` (0.6 naming)."""
+        suffix = name_suffix(self.model_name_configs or {}, [self.model_configs or {}, self],
+                             self.max_is_best, self.state.best_key_metric,
+                             self.name_process_key_fn)
+        return f"M{self.model_num}__{self.model_base_name}{suffix}"
 
     # -- the train loop ----------------------------------------------------------------
     def train(self) -> None:
@@ -270,6 +281,7 @@ class TrainGenerator:
             self._on_train_epoch_end()
         if self._should_do(self.val_freq):
             state.train_loop_done, state.val_loop_done = True, False
+        self._checkpoint_if_due(at_validation_end=False)
 
     def _on_train_batch_end(self) -> None:
         state = self.state
@@ -419,12 +431,14 @@ class TrainGenerator:
 
     def _on_val_end(self, record_progress: bool, use_callbacks: bool, clear_cache: bool) -> None:
         state = self.state
+        new_best = False
         if record_progress:
             state.times_validated += 1
             state.val_x_ticks.append(state.times_validated)
             state.val_train_x_ticks.append(state.batches_fit)
             latest = state.key_metric_history[-1]
-            if self._is_new_best(latest):
+            new_best = self._is_new_best(latest)
+            if new_best:
                 state.best_key_metric = float(latest)
                 log.info("New best %s: %s", self.key_metric, f"{latest:.6f}")
             self._metrics_log.write("validation", epoch=state.epoch, val_epoch=state.val_epoch,
@@ -445,6 +459,12 @@ class TrainGenerator:
             self.clear_cache()
         state.val_loop_done = state.train_loop_done = False
         self._recording = True
+        # Saved last, so that a resumed run continues right after this validation.
+        if record_progress:
+            self.model_name = self.get_unique_model_name()
+            if new_best:
+                self._checkpointer.save_best()
+            self._checkpoint_if_due(at_validation_end=True)
 
     def _is_new_best(self, value: Any) -> bool:
         if np.ndim(value) != 0 or not np.isfinite(value):
@@ -465,6 +485,106 @@ class TrainGenerator:
         self.val_datagen.reset_state(shuffle=False)
         if self.reset_statefuls:
             reset_states(self.model)
+
+    # -- checkpoints -------------------------------------------------------------------
+    def _checkpoint_if_due(self, at_validation_end: bool) -> None:
+        """Write the checkpoint a frequency asks for now. One due while a validation is
+        pending is written at its end, so that it holds the validation's results."""
+        state = self.state
+        due = state.checkpoint_due
+        for kind, freq in (("unique", self.unique_checkpoint_freq),
+                           ("temp", self.temp_checkpoint_freq)):
+            if not freq or due == "unique" or (("val" in freq) != at_validation_end):
+                continue
+            if self._should_do(freq, validation_ended=at_validation_end):
+                due = kind
+        if due is None or self.logdir is None:
+            return
+        if state.train_loop_done:
+            state.checkpoint_due = due
+            return
+        state.checkpoint_due = None
+        self.model_name = self.get_unique_model_name()
+        self._checkpointer.checkpoint(due)
+
+    def checkpoint(self, forced: bool = False) -> Path | None:
+        """Write a checkpoint if a checkpoint frequency fires now; ``forced``: a unique
+        checkpoint regardless. Returns its path (None if nothing was written)."""
+        if not forced:
+            before = self.state.save_seq
+            self._checkpoint_if_due(at_validation_end=False)
+            return self.get_last_log("checkpoint") if self.state.save_seq != before else None
+        if self.logdir is None:
+            raise ValueError("checkpoint() needs a log directory: set logs_dir or logdir")
+        self.model_name = self.get_unique_model_name()
+        return self._checkpointer.checkpoint("unique")
+
+    def save(self, savepath: str | Path | None = None) -> Path:
+        """Save a checkpoint to the directory ``savepath`` (default: a temp checkpoint in
+        the log directory). Everything needed to continue exactly is in it."""
+        if savepath is None:
+            if self.logdir is None:
+                raise ValueError("save() needs savepath= or a log directory (logs_dir/logdir)")
+            return self._checkpointer.checkpoint("temp")
+        return self._checkpointer.save(Path(savepath), "manual", figures=False)
+
+    def load(self, filepath: str | Path | None = None,
+             passed_args: list[str] | None = None) -> Path:
+        """Continue from a checkpoint: ``filepath`` (a checkpoint or a log directory, then
+        its newest intact checkpoint), else ``loadpath``, else this run's log directory.
+
+        Restores the model's weights, optimizer and other variables, RNN states, random
+        generators, this TrainGenerator's settings and state, both DataGenerators' position
+        and the callbacks' state; settings named in ``loadskip_list`` (``'{auto}'``: those
+        passed to the constructor, or ``passed_args``) keep their current values.
+        """
+        path = filepath or self.loadpath or (self.logdir / "checkpoints" if self.logdir
+                                              else None)
+        if path is None:
+            raise ValueError("load() needs filepath=, loadpath= or a log directory")
+        loaded = self._checkpointer.load(path, passed_args)
+        self._check_inputs()
+        self._set_up_metrics(reloading=True)
+        self.callbacks("load", self)
+        return loaded
+
+    def get_last_log(self, name: str, best: bool = False) -> Path | None:
+        """Path of the newest ``'state'``, ``'weights'``, ``'model'``, ``'report'``,
+        ``'history'`` or ``'checkpoint'`` (the directory) of this run, or of its best model
+        with ``best=True``; ``'init_state'`` / ``'init_source'``: the init logs."""
+        files = {"state": "state.json", "weights": "model.weights.h5", "model": "model.keras",
+                 "report": "report.png", "history": "history.png", "checkpoint": None}
+        if name in ("init_state", "init_source"):
+            return self.logdir / "misc" / f"{name}.{'json' if name == 'init_state' else 'txt'}"
+        if name not in files:
+            raise ValueError(f"get_last_log: name must be one of "
+                             f"{[*files, 'init_state', 'init_source']}, got {name!r}")
+        checkpoint = self._checkpointer.latest(best=best)
+        if checkpoint is None or files[name] is None:
+            return checkpoint
+        path = checkpoint / files[name]
+        return path if path.exists() else None
+
+    def generate_report(self) -> str:
+        """The report's text (model configs, TrainGenerator and DataGenerators' state)."""
+        return "\n".join(line for head, body in self._checkpointer.report_text().items()
+                         for line in (head, *body, ""))
+
+    def save_report(self, savepath: str | Path | None = None) -> Path:
+        """Draw the one-image report of the train state; default ``<logdir>/report.png``."""
+        path = Path(savepath) if savepath else self.logdir / "report.png"
+        self._checkpointer.report().savefig(path, dpi=80)
+        return path
+
+    def destroy(self, confirm: bool = False) -> None:
+        """Stop the DataGenerators' threads and drop references (to free memory)."""
+        if not confirm:
+            log.warning("destroy() does nothing without confirm=True")
+            return
+        self.datagen.close()
+        self.val_datagen.close()
+        for name in ("model", "datagen", "val_datagen", "callbacks", "_checkpointer"):
+            self.__dict__.pop(name, None)
 
     # -- frequencies, display ----------------------------------------------------------
     def _should_do(self, freq: Mapping[str, int] | None, validation_ended: bool = False) -> bool:

@@ -73,7 +73,7 @@ TRAINGEN_DEFAULTS: dict[str, Any] = {
     "final_fig_dir": None,
     "loadskip_list": ["{auto}", "model_name", "model_base_name", "model_num",
                       "use_passed_dirs_over_loaded", "logdir", "_init_callbacks_called"],
-    "saveskip_list": ["model", "optimizer_state", "callbacks", "key_metric_fn",
+    "saveskip_list": ["model", "callbacks", "key_metric_fn",
                       "custom_metrics", "metric_to_alias", "alias_to_metric",
                       "name_process_key_fn", "_fit_fn", "_eval_fn"],
     "model_save_kw": None,

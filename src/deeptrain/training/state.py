@@ -44,6 +44,9 @@ class TrainState:
     val_set_name_cache: list = field(default_factory=list)
     set_name: str | None = None
     val_set_name: str | None = None
+    # checkpoints: how many were written, and one due at the end of a pending validation
+    save_seq: int = 0
+    checkpoint_due: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

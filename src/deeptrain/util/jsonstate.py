@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["UNSUPPORTED", "to_json", "restore_like"]
+__all__ = ["UNSUPPORTED", "to_json", "from_json", "restore_like"]
 
 UNSUPPORTED = object()
 """Returned by :func:`to_json` for values that cannot be represented in JSON."""
@@ -19,7 +19,9 @@ UNSUPPORTED = object()
 def to_json(value: Any) -> Any:
     """Return a JSON-serialisable copy of ``value``, or :data:`UNSUPPORTED`.
 
-    Tuples become lists, NumPy scalars Python scalars; dict keys must be strings.
+    Tuples become lists, NumPy scalars Python scalars. Dicts with non-string scalar keys
+    (``class_weights={0: 1., 1: 5.}``) become ``{"__items__": [[key, value], ...]}``, which
+    :func:`from_json` turns back into the dict.
     Non-finite floats are kept (Python's json writes them as NaN/Infinity and reads them back).
     """
     if value is None or isinstance(value, (bool, str)):
@@ -35,10 +37,29 @@ def to_json(value: Any) -> Any:
         return UNSUPPORTED if any(v is UNSUPPORTED for v in items) else items
     if isinstance(value, dict):
         if not all(isinstance(k, str) for k in value):
-            return UNSUPPORTED
+            items = [[to_json(k), to_json(v)] for k, v in value.items()]
+            keys_ok = all(isinstance(k, (int, float, bool, str)) for k, _ in items)
+            if not keys_ok or any(v is UNSUPPORTED for _, v in items):
+                return UNSUPPORTED
+            return {"__items__": items}
         items = {k: to_json(v) for k, v in value.items()}
         return UNSUPPORTED if any(v is UNSUPPORTED for v in items.values()) else items
     return UNSUPPORTED
+
+
+def from_json(value: Any) -> Any:
+    """Undo :func:`to_json`'s encoding of dicts with non-string keys."""
+    if isinstance(value, dict):
+        if set(value) == {"__items__"} and isinstance(value["__items__"], list):
+            items = value["__items__"]
+            if not all(isinstance(i, list) and len(i) == 2
+                       and isinstance(i[0], (int, float, bool, str)) for i in items):
+                raise ValueError(f"malformed encoded dict {value!r}")
+            return {k: from_json(v) for k, v in items}
+        return {k: from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_json(v) for v in value]
+    return value
 
 
 def restore_like(saved: Any, current: Any) -> Any:

@@ -1,0 +1,146 @@
+"""``Checkpointer``: when and where a TrainGenerator's checkpoints are written and read.
+
+Three kinds of checkpoint, all in the format of :mod:`.checkpoint`:
+
+* ``temp``: at ``temp_checkpoint_freq``; only the newest is kept;
+* ``unique``: at ``unique_checkpoint_freq``, named ``<model_name>_<n>vals_<k>iters``; at most
+  ``max_checkpoints`` are kept;
+* ``best``: in ``best_models_dir`` when the key metric improves (one per model number with
+  ``max_one_best_save``).
+
+Order of a save: ``'save'`` callbacks, collect the state, write the directory atomically,
+point ``checkpoints/latest`` at it, and only then prune older ones. A crash at any moment
+leaves the previous checkpoint loadable.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from . import model_state
+from .checkpoint import (CHECKPOINTS_DIR, MODEL_FILE, WEIGHTS_FILE, list_checkpoints, prune,
+                         read_checkpoint, resolve_loadpath, update_pointer, write_checkpoint)
+from .naming import encode_best
+from .report import report_figure, report_sections
+from .traingen_state import collect, effective_loadskip, restore
+
+__all__ = ["Checkpointer"]
+
+log = logging.getLogger("deeptrain")
+
+
+class Checkpointer:
+    """Writes and reads checkpoints of ``tg``. ``fault`` is a test hook (see ``AtomicDir``)."""
+
+    def __init__(self, tg: Any):
+        self.tg = tg
+        self.fault: Callable[[str], None] | None = None
+
+    @property
+    def directory(self) -> Path | None:
+        return self.tg.logdir / CHECKPOINTS_DIR if self.tg.logdir is not None else None
+
+    # -- saving ------------------------------------------------------------------------
+    def save(self, path: Path, kind: str, figures: bool = False, replace: bool = False) -> Path:
+        """Write a checkpoint of ``kind`` to ``path``; returns the path."""
+        tg = self.tg
+        tg.callbacks("save", tg)
+        tg.state.save_seq += 1
+        payload, arrays = collect(tg, kind, tg.state.save_seq)
+        skip = set(tg.saveskip_list)
+        if "optimizer_state" in skip:
+            payload["model"]["optimizer"] = []
+        writers: dict[str, Callable[[Path], None]] = {}
+        if "model:weights" not in skip:
+            writers[WEIGHTS_FILE] = lambda p: model_state.save_weights(tg.model, p)
+        if "model" not in skip:
+            kw = dict(tg.model_save_kw or {})
+            writers[MODEL_FILE] = lambda p: tg.model.save(p, **kw)
+        if figures:
+            writers["history.png"] = lambda p: tg.plot_history(savepath=p)
+            writers["report.png"] = lambda p: tg.save_report(p)
+        try:
+            return write_checkpoint(path, payload, arrays, writers, self.fault, replace)
+        except BaseException:
+            tg.state.save_seq -= 1
+            raise
+
+    def checkpoint(self, kind: str) -> Path | None:
+        """A ``temp`` or ``unique`` checkpoint in the log directory (None without one)."""
+        tg = self.tg
+        if self.directory is None:
+            return None
+        s = tg.state
+        if kind == "unique":
+            best = f"__{'max' if tg.max_is_best else 'min'}{encode_best(s.best_key_metric)}"
+            base = tg.model_name if tg.logs_use_full_model_name else best.lstrip("_")
+            name = f"{base}_{s.times_validated}vals_{s.fit_iters}iters"
+        else:
+            name = f"_temp_{s.fit_iters}iters_{s.times_validated}vals"
+        path = self.save(self.directory / name, kind, figures=kind == "unique",
+                         replace=tg.checkpoints_overwrite_duplicates)
+        update_pointer(self.directory, path.name, self.fault)
+        prune(self.directory, 1, {path}, "temp")
+        prune(self.directory, max(1, tg.max_checkpoints), {path}, "unique")
+        log.debug("Checkpoint saved: %s", path)
+        return path
+
+    def save_best(self) -> Path | None:
+        """Save the best model to ``best_models_dir/<model_name>``."""
+        tg = self.tg
+        if tg.best_models_dir is None:
+            return None
+        directory = Path(tg.best_models_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = self.save(directory / tg.model_name, "best", figures=True, replace=True)
+        if tg.max_one_best_save:
+            prefix = re.compile(rf"^M{tg.model_num}__")
+            for item in directory.iterdir():
+                if item != path and item.is_dir() and prefix.match(item.name):
+                    shutil.rmtree(item, ignore_errors=True)
+        log.info("Best model saved to %s", path)
+        return path
+
+    # -- loading -----------------------------------------------------------------------
+    def load(self, path: str | Path, passed_args: list[str] | None = None) -> Path:
+        """Restore ``tg`` (settings, state, data position, model, RNGs, callbacks)."""
+        tg = self.tg
+        path, _ = resolve_loadpath(path)
+        payload, arrays = read_checkpoint(path)
+        skip = effective_loadskip(tg.loadskip_list, tg._passed_args if passed_args is None
+                                  else passed_args)
+        if "model:weights" not in skip and (path / WEIGHTS_FILE).is_file():
+            model_state.check_compatible(payload["model"], tg.model, path)
+            no_opt = "optimizer_state" in skip or not payload["model"].get("optimizer")
+            model_state.load_weights(tg.model, path / WEIGHTS_FILE, skip_optimizer=no_opt)
+            model_state.restore_arrays(tg.model, arrays)
+        restore(tg, payload, arrays, skip)
+        log.info("Loaded checkpoint %s (epoch %d, %d batches fit, %d validations)", path,
+                 tg.state.epoch, tg.state.batches_fit, tg.state.times_validated)
+        return path
+
+    def latest(self, best: bool = False) -> Path | None:
+        """The newest checkpoint of this run (or best model of this model number)."""
+        tg = self.tg
+        if best:
+            if tg.best_models_dir is None:
+                return None
+            prefix = re.compile(rf"^M{tg.model_num}__")
+            found = [p for _, p in list_checkpoints(Path(tg.best_models_dir))
+                     if prefix.match(p.name)]
+            return found[0] if found else None
+        if self.directory is None:
+            return None
+        try:
+            return resolve_loadpath(self.directory)[0]
+        except FileNotFoundError:
+            return None
+
+    def report_text(self) -> dict[str, list[str]]:
+        return report_sections(self.tg)
+
+    def report(self) -> Any:
+        return report_figure(report_sections(self.tg), title=self.tg.model_name)

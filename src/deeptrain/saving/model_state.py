@@ -1,0 +1,162 @@
+"""What a checkpoint needs from the model and the process, beyond DeepTrain's own state.
+
+* weights and optimizer variables: Keras 3's ``.weights.h5`` (the optimizer is built before
+  loading, or Keras silently skips its part);
+* variables that are not weights, such as the seed-generator states of Dropout layers;
+* stateful RNN layers' states (not in Keras' weights on TensorFlow and torch);
+* random number generators: Python's, NumPy's global one, torch's global one (Dropout with
+  ``seed=None`` draws from it on the torch backend), and Keras' global seed generator.
+
+Arrays go into the checkpoint's ``.npz`` (read with ``allow_pickle=False``); their
+descriptions into its JSON. Nothing here unpickles or executes anything from a file.
+"""
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..backend.stateful import get_states, set_states
+
+__all__ = ["variable_specs", "check_compatible", "save_weights", "load_weights",
+           "extra_variables", "capture_arrays", "restore_arrays", "capture_rng", "restore_rng"]
+
+
+def _spec(v: Any) -> list:
+    return [v.path, [int(d) for d in v.shape], str(v.dtype)]
+
+
+def _optimizer(model: Any) -> Any:
+    opt = getattr(model, "optimizer", None)
+    if opt is not None and not opt.built:
+        opt.build(model.trainable_variables)  # else load_weights skips the optimizer part
+    return opt
+
+
+def variable_specs(model: Any) -> dict[str, list]:
+    """Path, shape and dtype of every variable a checkpoint restores, in order."""
+    opt = _optimizer(model)
+    return {"weights": [_spec(v) for v in model.weights],
+            "optimizer": [_spec(v) for v in opt.variables] if opt is not None else [],
+            "extra": [_spec(v) for v in extra_variables(model)]}
+
+
+def check_compatible(saved: dict[str, list], model: Any, source: str | Path) -> None:
+    """Raise ``ValueError`` naming the first variable whose shape differs from the saved one.
+
+    Variables are matched by position (as Keras' own loading does), so a model rebuilt in
+    another session, where layer names may carry other suffixes, is still compatible.
+    """
+    live = variable_specs(model)
+    for group, what in (("weights", "model weight"), ("extra", "model variable"),
+                        ("optimizer", "optimizer variable")):
+        ours, theirs = live[group], saved.get(group, [])
+        if group == "optimizer" and not theirs:
+            continue  # saved without optimizer state
+        for i in range(max(len(ours), len(theirs))):
+            mine = ours[i] if i < len(ours) else None
+            other = theirs[i] if i < len(theirs) else None
+            if mine is None or other is None or list(mine[1]) != list(other[1]):
+                model_part = f"'{mine[0]}' with shape {tuple(mine[1])}" if mine else "nothing"
+                saved_part = f"'{other[0]}' with shape {tuple(other[1])}" if other else "nothing"
+                raise ValueError(
+                    f"checkpoint {source} does not fit this model: {what} #{i} is {model_part} "
+                    f"in the model but {saved_part} in the checkpoint ({len(ours)} vs "
+                    f"{len(theirs)} {what}s). Build the model with the architecture it was "
+                    "saved with.")
+
+
+def save_weights(model: Any, path: Path) -> None:
+    _optimizer(model)
+    model.save_weights(path)
+
+
+def load_weights(model: Any, path: Path, skip_optimizer: bool = False) -> None:
+    """Load weights and optimizer state; with ``skip_optimizer`` keep the live optimizer's."""
+    opt = _optimizer(model)
+    kept = [np.array(v.numpy()) for v in opt.variables] if (skip_optimizer and opt) else None
+    model.load_weights(path)
+    if kept is not None:
+        for v, value in zip(opt.variables, kept):
+            v.assign(value)
+
+
+def extra_variables(model: Any) -> list[Any]:
+    """Model variables that ``save_weights`` leaves out (seed-generator states and such)."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+def capture_arrays(model: Any) -> dict[str, np.ndarray]:
+    arrays = {f"extra/{i}": np.array(v.numpy()) for i, v in enumerate(extra_variables(model))}
+    for path, values in get_states(model).items():
+        for i, value in enumerate(values):
+            arrays[f"rnn/{path}/{i}"] = value
+    return arrays
+
+
+def restore_arrays(model: Any, arrays: dict[str, np.ndarray]) -> None:
+    for i, v in enumerate(extra_variables(model)):
+        key = f"extra/{i}"
+        if key in arrays:
+            v.assign(arrays[key])
+    states: dict[str, list] = {}
+    for key in sorted((k for k in arrays if k.startswith("rnn/")),
+                      key=lambda k: int(k.rsplit("/", 1)[1])):
+        path = key[len("rnn/"):].rsplit("/", 1)[0]
+        states.setdefault(path, []).append(arrays[key])
+    if states:
+        set_states(model, states)
+
+
+def capture_rng() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The process's random generators: a JSON part and an array part."""
+    version, internal, gauss = random.getstate()
+    np_state = np.random.get_state(legacy=False)
+    info: dict[str, Any] = {
+        "python": [version, list(internal), gauss],
+        "numpy": {"bit_generator": np_state["bit_generator"],
+                  "pos": int(np_state["state"]["pos"]),
+                  "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
+    }
+    arrays = {"rng/numpy_key": np.asarray(np_state["state"]["key"])}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        arrays["rng/torch"] = torch.get_rng_state().numpy().copy()
+    seed_gen = _keras_global_seed_generator(create=False)
+    if seed_gen is not None:
+        arrays["rng/keras_global"] = np.array(seed_gen.state.numpy())
+    return info, arrays
+
+
+def restore_rng(info: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    version, internal, gauss = info["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = info["numpy"]
+    np.random.set_state({"bit_generator": n["bit_generator"],
+                         "state": {"key": arrays["rng/numpy_key"], "pos": n["pos"]},
+                         "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
+    if "rng/torch" in arrays:
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_rng_state(torch.from_numpy(arrays["rng/torch"].copy()))
+    if "rng/keras_global" in arrays:
+        seed_gen = _keras_global_seed_generator(create=True)
+        if seed_gen is not None:
+            seed_gen.state.assign(arrays["rng/keras_global"])
+
+
+def _keras_global_seed_generator(create: bool) -> Any:
+    """Keras' process-wide SeedGenerator (used by ``keras.random`` ops given no seed)."""
+    try:
+        from keras.src.backend.common import global_state
+        from keras.src.random import seed_generator
+    except ImportError:  # pragma: no cover - private path moved
+        return None
+    existing = global_state.get_global_attribute("global_seed_generator")
+    if existing is not None or not create:
+        return existing
+    return seed_generator.global_seed_generator()

@@ -1,0 +1,132 @@
+"""Descriptive model names: ``M<num>__<base>-<encoded configs>__<max|min><best>``.
+
+``model_name_configs`` maps attribute names to aliases, in the order they appear in the
+name. Values come from ``model_configs`` first, then the TrainGenerator's attributes;
+dotted keys reach into objects (``'datagen.batch_size'``). Keys with no value are skipped.
+Examples: ``M0__model-idp.5-pdp.4-nadam__min.081``, ``M9__AE-filt6_12_2_6_12-Adam-1e-4__max.238``.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+__all__ = ["encode_value", "encode_best", "name_suffix", "next_model_num", "MISSING"]
+
+MISSING = object()
+
+
+def encode_value(value: Any, key: str = "") -> str:
+    """Compact text for a hyperparameter value (``2e-4``, ``.5``, ``6_12x2``, ``Adam``)."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if key == "timesteps" and value >= 1000:
+            return f"{value / 1000:g}k"
+        return str(value)
+    if isinstance(value, float):
+        return _encode_float(value)
+    if isinstance(value, (list, tuple)):
+        return _squash([encode_value(v, key) for v in value])
+    if isinstance(value, type) or (callable(value) and hasattr(value, "__name__")):
+        return value.__name__
+    if type(value).__module__ != "builtins":
+        return type(value).__name__  # objects such as optimizers: their class name
+    raise TypeError(f"cannot encode {key!r}={value!r} into a model name; give "
+                    "name_process_key_fn or leave it out of model_name_configs")
+
+
+def _encode_float(v: float) -> str:
+    if v == 0:
+        return "0"
+    if abs(v) < 1e-2:
+        mantissa, exp = f"{v:.1e}".split("e")
+        mantissa = mantissa.rstrip("0").rstrip(".")
+        return f"{mantissa}e{int(exp)}"
+    if abs(v) < 1:
+        return f"{v:.3f}".rstrip("0").replace("0.", ".", 1)
+    return f"{v:.3f}".rstrip("0").rstrip(".")
+
+
+def _squash(items: list[str]) -> str:
+    """Join with ``_``, writing runs of a repeated value as ``vxN``."""
+    out: list[str] = []
+    i = 0
+    while i < len(items):
+        j = i
+        while j + 1 < len(items) and items[j + 1] == items[i]:
+            j += 1
+        out.append(items[i] if j == i else f"{items[i]}x{j - i + 1}")
+        i = j + 1
+    return "_".join(out)
+
+
+def encode_best(value: float | None) -> str:
+    """``.081``, ``1.296``, ``10.500``, ``-.250``; ``""`` before any validation."""
+    if value is None:
+        return ""
+    text = f"{value:.3f}"
+    if text.startswith("0."):
+        return text[1:]
+    if text.startswith("-0."):
+        return "-" + text[2:]
+    return text
+
+
+def _lookup(key: str, sources: list[Any]) -> Any:
+    head, *rest = key.split(".")
+    for source in sources:
+        if isinstance(source, Mapping):
+            value = source.get(head, MISSING)
+        else:
+            value = getattr(source, head, MISSING)
+        if value is not MISSING:
+            break
+    else:
+        return MISSING
+    for part in rest:
+        value = value.get(part, MISSING) if isinstance(value, Mapping) else \
+            getattr(value, part, MISSING)
+        if value is MISSING:
+            return MISSING
+    return value
+
+
+def name_suffix(configs: Mapping[str, str | None], sources: list[Any], max_is_best: bool,
+                best: float | None, process_key_fn: Callable | None = None) -> str:
+    """The part after ``M<num>__<base>``, from ``model_name_configs``."""
+    text = ""
+    for key, alias in configs.items():
+        if key == "best_key_metric":
+            if best is not None:
+                prefix = alias if alias is not None else ("__max" if max_is_best else "__min")
+                text += f"{prefix}{encode_best(best)}"
+            continue
+        value = _lookup(key, sources)
+        if value is MISSING:
+            continue
+        if process_key_fn is not None:
+            text += process_key_fn(key, alias, value)
+            continue
+        label = key.split(".")[-1] if alias is None else alias
+        text += f"-{label}{encode_value(value, key.split('.')[-1])}"
+    return text
+
+
+_NUM = re.compile(r"^M(\d+)__")
+
+
+def next_model_num(logs_dir: Path, new_model_num: bool = True) -> int:
+    """``1 + max`` of the ``M<num>__`` directories in ``logs_dir`` (``new_model_num``), or
+    the lowest number not taken. Numbers are parsed exactly (``M1`` never matches ``M10``)."""
+    taken = set()
+    if Path(logs_dir).is_dir():
+        for p in Path(logs_dir).iterdir():
+            m = _NUM.match(p.name)
+            if m:
+                taken.add(int(m.group(1)))
+    if new_model_num:
+        return 1 + max(taken, default=-1)
+    return next(i for i in range(len(taken) + 1) if i not in taken)

@@ -1,0 +1,136 @@
+"""What of a TrainGenerator goes into a checkpoint, and how it comes back.
+
+``collect(tg)`` returns the JSON payload and the arrays; ``restore(tg, ...)`` applies them to
+a live TrainGenerator built with a compatible model and data. The saving and loading rules
+of DeepTrain 0.6 hold: ``saveskip_list`` names attributes left out of the file,
+``loadskip_list`` names saved attributes left alone at load, and ``'{auto}'`` in it stands
+for the arguments passed explicitly to the constructor (they win over saved values).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Mapping
+
+import numpy as np
+
+from .. import __version__
+from ..training.configs import TRAINGEN_DEFAULTS
+from ..training.state import TrainState
+from ..util.jsonstate import UNSUPPORTED, from_json, restore_like, to_json
+from . import model_state
+
+__all__ = ["collect", "restore", "effective_loadskip", "NOT_CONFIGS"]
+
+log = logging.getLogger("deeptrain")
+
+# Settings that are code, objects or derived: never saved as configs.
+NOT_CONFIGS = {"callbacks", "key_metric_fn", "custom_metrics", "name_process_key_fn",
+               "loadpath", "fit_fn", "eval_fn", "model"}
+# Attributes saved besides the configs.
+EXTRA_ATTRS = ("model_num", "model_name", "best_subset_nums")
+
+
+def _split_arrays(value: Any, prefix: str, arrays: dict[str, np.ndarray]) -> Any:
+    """Replace NumPy arrays in nested dicts/lists by references into ``arrays``."""
+    if isinstance(value, np.ndarray):
+        arrays[prefix] = value
+        return {"__array__": prefix}
+    if isinstance(value, Mapping):
+        return {k: _split_arrays(v, f"{prefix}/{k}", arrays) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_split_arrays(v, f"{prefix}/{i}", arrays) for i, v in enumerate(value)]
+    return value
+
+
+def _join_arrays(value: Any, arrays: Mapping[str, np.ndarray]) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__array__"}:
+            return arrays[value["__array__"]]
+        return {k: _join_arrays(v, arrays) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_join_arrays(v, arrays) for v in value]
+    return value
+
+
+def collect(tg: Any, kind: str, seq: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The checkpoint payload (JSON-safe) and arrays of ``tg``."""
+    import keras
+
+    skip = set(tg.saveskip_list) | NOT_CONFIGS
+    configs, unsaved = {}, []
+    for name in [*TRAINGEN_DEFAULTS, *EXTRA_ATTRS]:
+        if name in skip or not hasattr(tg, name):
+            continue
+        value = to_json(getattr(tg, name))
+        if value is UNSUPPORTED:
+            unsaved.append(name)
+        else:
+            configs[name] = value
+    if unsaved:
+        log.debug("Not saved (no JSON form): %s", unsaved)
+    arrays = model_state.capture_arrays(tg.model)
+    rng, rng_arrays = model_state.capture_rng()
+    arrays.update(rng_arrays)
+    callbacks = []
+    for i, cb in enumerate(tg.callbacks.objects):
+        callbacks.append({"class": type(cb).__qualname__,
+                          "state": _split_arrays(cb.state_dict(), f"callbacks/{i}", arrays)})
+    payload = {
+        "kind": kind, "seq": seq, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "deeptrain_version": __version__, "keras_version": keras.__version__,
+        "backend": keras.backend.backend(),
+        "train_state": tg.state.to_dict(),
+        "traingen": configs,
+        "datagen": tg.datagen.state_dict(), "val_datagen": tg.val_datagen.state_dict(),
+        "callbacks": callbacks,
+        "model": model_state.variable_specs(tg.model),
+        "rng": rng,
+    }
+    if to_json(payload) is UNSUPPORTED:  # a bug in a state_dict: fail before writing
+        raise TypeError("checkpoint state has values with no JSON form (check callbacks' "
+                        "state_dict)")
+    return payload, arrays
+
+
+def effective_loadskip(loadskip_list: list[str], passed_args: list[str]) -> set[str]:
+    """``loadskip_list`` with ``'{auto}'`` expanded to the explicitly passed arguments."""
+    skip = set()
+    for name in loadskip_list:
+        if name == "{auto}":
+            skip.update(passed_args)
+        elif name not in ("auto", "none"):
+            skip.add(name)
+    return skip | {"model"}
+
+
+def restore(tg: Any, payload: dict[str, Any], arrays: dict[str, np.ndarray],
+            skip: set[str]) -> list[str]:
+    """Apply a checkpoint to ``tg`` (model weights are loaded separately). Returns the
+    names of the TrainGenerator settings that were restored."""
+    restored = []
+    for name, value in payload.get("traingen", {}).items():
+        if name in skip or name in NOT_CONFIGS:
+            continue
+        if name not in TRAINGEN_DEFAULTS and name not in EXTRA_ATTRS:
+            log.warning("Ignoring unknown saved setting %r", name)
+            continue
+        setattr(tg, name, restore_like(from_json(value), getattr(tg, name, None)))
+        restored.append(name)
+    tg.state = TrainState.from_dict(payload["train_state"])
+    for name in ("datagen", "val_datagen"):
+        if name not in skip:
+            getattr(tg, name).load_state_dict(payload[name])
+    if "rng" not in skip:
+        model_state.restore_rng(payload["rng"], arrays)
+    saved_cbs = payload.get("callbacks", [])
+    live_cbs = tg.callbacks.objects
+    if "callbacks" not in skip:
+        for i, cb in enumerate(live_cbs):
+            match = saved_cbs[i] if i < len(saved_cbs) else None
+            if match is None or match["class"] != type(cb).__qualname__:
+                log.warning("No saved state for callback #%d (%s); it starts fresh", i,
+                            type(cb).__qualname__)
+                continue
+            cb.load_state_dict(_join_arrays(match["state"], arrays))
+    return restored
