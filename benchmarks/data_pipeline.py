@@ -19,7 +19,8 @@ across runs. How to read the output, section by section:
 1. **Throughput** (batches per second; higher is better). Every loader serves one file
    per batch as ``(x, y)``, labels preloaded, and nothing else happens per batch: this is
    the pipeline's own cost, the worst case for prefetching (there is no train step to
-   overlap a load with). Each row is built and run for one warm-up epoch (files
+   overlap a load with; the Prefetcher sees the caller come back at once and loads inline,
+   in the caller's thread: its adaptive mode, see ``deeptrain/data/prefetch.py``). Each row is built and run for one warm-up epoch (files
    page-cached, torch's persistent workers started); then the rows take turns, one epoch
    each, for ``--repeats`` rounds (the first row rotates every round), so machine noise
    hits all rows alike, and a row's figure is the median of its epochs.
@@ -49,7 +50,7 @@ across runs. How to read the output, section by section:
 5. **Profile** (``--profile``, or automatically in a full run whose throughput goal
    fails): each DataGenerator configuration's time per batch split into the main thread
    waiting in ``Prefetcher.get``, scheduling, and the rest, with the time of one load,
-   thread wake-ups (voluntary context switches) and page faults per batch; then a
+   the share of loads run inline (in the main thread: the adaptive mode), thread wake-ups (voluntary context switches) and page faults per batch; then a
    cProfile of the main thread with prefetch on.
 """
 from __future__ import annotations
@@ -66,6 +67,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -553,7 +555,8 @@ def profile_datagen(ds: Dataset, repeats: int) -> str:
     load, or loading inline when prefetch is off); ``main: schedule`` queueing loads;
     ``main: rest`` everything else the main thread does per batch (``get()``,
     ``advance_batch``, ``_serve``, ``update_state``, the loop). ``load`` is one load's time
-    in whichever thread ran it. ``ctx sw`` are voluntary context switches (thread
+    in whichever thread ran it; ``inline`` the share of loads run by the main thread
+    (prefetch off, or the Prefetcher's adaptive inline mode). ``ctx sw`` are voluntary context switches (thread
     wake-ups) and ``faults`` minor page faults, per batch. Then a cProfile of the main
     thread with prefetch on (npy), top functions by own time."""
     import resource
@@ -569,22 +572,23 @@ def profile_datagen(ds: Dataset, repeats: int) -> str:
         for prefetch, workers in ((0, 1), (2, 1), (2, 2)):
             case = make_datagen(ds, fmt, prefetch=prefetch, workers=workers)
             pre = case.close.__self__._prefetcher
-            acc = {"get": 0.0, "schedule": 0.0, "load": 0.0, "loads": 0}
+            acc = {"get": 0.0, "schedule": 0.0, "load": 0.0, "loads": 0, "inline": 0}
 
             def timed(fn: Callable, key: str) -> Callable:
-                def wrapper(*args: Any) -> Any:
+                def wrapper(*args: Any, **kwargs: Any) -> Any:
                     t0 = time.perf_counter()
                     try:
-                        return fn(*args)
+                        return fn(*args, **kwargs)
                     finally:
                         acc[key] += time.perf_counter() - t0
                         if key == "load":
                             acc["loads"] += 1
+                            acc["inline"] += threading.current_thread() is threading.main_thread()
                 return wrapper
             pre.get, pre.schedule = timed(pre.get, "get"), timed(pre.schedule, "schedule")
             pre._load = timed(pre._load, "load")
             case.epoch()
-            acc.update(get=0.0, schedule=0.0, load=0.0, loads=0)
+            acc.update(get=0.0, schedule=0.0, load=0.0, loads=0, inline=0)
             c0, f0, t0, n = ctx(), faults(), time.perf_counter(), 0
             for _ in range(repeats):
                 n += case.epoch()
@@ -595,9 +599,10 @@ def profile_datagen(ds: Dataset, repeats: int) -> str:
             rows.append([case.name, fmt, ms(total), ms(acc["get"]), ms(acc["schedule"]),
                          ms(total - acc["get"] - acc["schedule"]),
                          f"{1e3 * acc['load'] / max(1, acc['loads']):.3f}",
+                         f"{100 * acc['inline'] / max(1, acc['loads']):.0f}%",
                          f"{(c1 - c0) / n:.1f}", f"{(f1 - f0) / n:.0f}"])
     out = [table(["DataGenerator", "format", "ms/batch", "main: get", "main: schedule",
-                  "main: rest", "load ms", "ctx sw", "faults"], rows,
+                  "main: rest", "load ms", "inline", "ctx sw", "faults"], rows,
                  f"Per-batch breakdown, {repeats} epochs back to back (ms per batch)")]
     case = make_datagen(ds, "npy", prefetch=2, workers=1)
     case.epoch()

@@ -120,3 +120,136 @@ def test_ctrl_c_while_waiting_keeps_the_load_in_line():
     assert p.get("a") == "A" and p.get("b") == "B"
     assert calls == ["a", "b"]  # nothing loaded twice, nothing skipped
     p.close()
+
+
+# -- adaptive mode: inline loads for a caller with no work between batches -----------------
+class FakeClock:
+    """``clock`` for a Prefetcher: time moves only when the test says (or at random)."""
+
+    def __init__(self, steps=None):
+        self.now = 0.0
+        self.steps = steps  # an iterator of increments, one per call; None = frozen
+
+    def __call__(self) -> float:
+        if self.steps is not None:
+            self.now += next(self.steps)
+        return self.now
+
+
+def test_adaptive_switch_goes_inline_and_back_preserving_order():
+    clock = FakeClock()
+    calls, on_main = [], {}
+
+    def load(key):
+        calls.append(key)
+        on_main[key] = threading.current_thread() is threading.main_thread()
+        return key.upper()
+
+    keys = [f"k{i}" for i in range(12)]
+    # the caller's work before each get(): 0 = back at once (quick), 5 = a train step
+    work = [0, 0, 0, 0, 0, 5, 0, 0, 0, 5, 5, 0]
+    p = Prefetcher(load, depth=2, inline_below=1.0, clock=clock)
+    p.schedule(keys)
+    out, inline = [], []
+    for i, key in enumerate(keys):
+        clock.now += work[i]
+        out.append(p.get(key))
+        inline.append(p.inline)
+        p.schedule(keys[i + 1:])  # as DataGenerator does after serving each batch
+        assert len(p._pending) <= p.depth
+    p.close()
+    assert out == [k.upper() for k in keys]
+    assert calls == keys  # each key loaded once, in order, whatever the mode
+    # inline after two quick returns in a row; back to background at the first slow one
+    assert inline == [False, True, True, True, True, False, False, True, True, False, False, False]
+    # loads submitted before the switch are still used (k1, k2, k7, k8); a key asked for
+    # right after leaving inline mode was not submitted, so it loads inline (k5, k9)
+    assert [k for k in keys if on_main[k]] == ["k3", "k4", "k5", "k9"]
+
+
+def test_inline_below_zero_never_goes_inline():
+    p = Prefetcher(str.upper, depth=2, inline_below=0.0, clock=FakeClock())
+    keys = list("abcdef")
+    p.schedule(keys)
+    for i, key in enumerate(keys):
+        assert p.get(key) == key.upper()
+        p.schedule(keys[i + 1:])
+        assert not p.inline
+    p.close()
+
+
+def datagen_runs(npy_dir, batch_size, inline_below, clock, epochs=3):
+    """Epochs of a DataGenerator whose Prefetcher uses ``inline_below`` and ``clock``, and
+    the threads that did its loads."""
+    threads = []
+
+    def loader(self, set_num):
+        threads.append(threading.current_thread().name)
+        return np.load(self._path(set_num))
+
+    dg = DataGenerator(npy_dir, batch_size=batch_size, labels_path=npy_dir / "labels.h5",
+                       data_loader=loader, shuffle=True, shuffle_group_samples=True, seed=3,
+                       prefetch=2 if clock else 0)
+    if clock:
+        dg._prefetcher.inline_below, dg._prefetcher.clock = inline_below, clock
+    runs = [run_epoch(dg) for _ in range(epochs)]
+    dg.close()
+    return runs, threads
+
+
+@pytest.mark.parametrize("batch_size", [2, 8, 24])  # 4 batches per file, 1, 3 files per batch
+def test_datagen_batches_identical_in_inline_background_and_switching_modes(npy_dir, batch_size):
+    reference, _ = datagen_runs(npy_dir, batch_size, 0, None)
+    always_inline, t_inline = datagen_runs(npy_dir, batch_size, float("inf"), FakeClock())
+    never_inline, t_background = datagen_runs(npy_dir, batch_size, 0.0, FakeClock())
+    rng = np.random.default_rng(0)  # the caller: quick or slow (0 or 1 s) in random runs
+    steps = [float(i % 2) for i in range(200) for _ in range(rng.integers(1, 12))]
+    switching, t_switching = datagen_runs(npy_dir, batch_size, 0.5, FakeClock(iter(steps)))
+    assert always_inline == never_inline == switching == reference
+    main = threading.main_thread().name
+    # (the first load is the constructor's, which reads a file for its size)
+    # inline: after the loads scheduled before the switch, every load is the caller's
+    assert set(t_inline[-6:]) == {main} and main not in t_inline[1:3]  # npy_dir: 6 files
+    # background: the caller loads only what was not scheduled: the 3rd file of each
+    # 24-sample batch (beyond depth=2); 2 such batches per epoch, 3 epochs
+    assert t_background[1:].count(main) == (2 * 3 if batch_size == 24 else 0)
+    assert main in t_switching[1:] and any(t != main for t in t_switching)
+
+
+def test_loader_error_in_inline_mode_names_the_file(tmp_path):
+    d = write_dataset(tmp_path, n_files=6, labels=None)
+    dg = DataGenerator(d, batch_size=8, prefetch=2)
+    dg._prefetcher.inline_below, dg._prefetcher.clock = float("inf"), FakeClock()
+    (d / "batch__5.npy").write_bytes(b"corrupt")
+    for _ in range(4):
+        dg.get()
+        dg.update_state()
+    assert dg._prefetcher.inline
+    with pytest.raises(DataLoadError, match="batch__5.npy"):
+        dg.get()
+    dg.close()
+
+
+def test_epoch_start_is_not_timed_as_the_callers_work(npy_dir):
+    """A data-only loop stays inline across epochs, whatever happens between them; a
+    training loop stays in the background, epoch starts included."""
+    def run(step_s, between_epochs_s):
+        threads, clock = [], FakeClock()
+
+        def loader(self, set_num):
+            threads.append(threading.current_thread().name)
+            return np.load(self._path(set_num))
+
+        dg = DataGenerator(npy_dir, batch_size=8, data_loader=loader, prefetch=2)
+        dg._prefetcher.inline_below, dg._prefetcher.clock = 0.5, clock
+        for _ in range(3):
+            for _ in dg:
+                clock.now += step_s  # the train step
+            clock.now += between_epochs_s  # validation, other work
+        dg.close()
+        return threads[1:]  # after the constructor's own read
+
+    main = threading.main_thread().name
+    data_only = run(0.0, 10.0)
+    assert set(data_only[-12:]) == {main}  # the last 2 epochs: all inline
+    assert main not in run(1.0, 0.0)

@@ -311,7 +311,7 @@ class DataGenerator:
             self._group_data = self._load_group(self._group)
         self._serve(self._group.next_batch)
         self._group.next_batch += 1
-        self._prefetcher.schedule(self._upcoming())
+        self._schedule(timed=True)  # the caller trains now: see Prefetcher's adaptive rule
 
     def update_state(self) -> None:
         """End of an iteration: let the preprocessor advance, and flag the epoch's end."""
@@ -347,7 +347,7 @@ class DataGenerator:
         self.set_nums_to_process = queue
         self._group = None
         self._group_data = None
-        self._prefetcher.schedule(self._upcoming())
+        self._schedule()
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         """Iterate over what remains of the current epoch, then call :meth:`on_epoch_end`."""
@@ -359,6 +359,13 @@ class DataGenerator:
                 return
 
     # -- loading -------------------------------------------------------------------
+    def _schedule(self, timed: bool = False) -> None:
+        """Tell the prefetcher which set nums will be read from disk next, in order; not
+        when prefetch is off or every set num is in the superbatch (nothing to read)."""
+        # superbatch keys are a subset of set_nums_original (unique): equal sizes = all in RAM
+        if self._prefetcher.enabled and len(self.superbatch) < len(self.set_nums_original):
+            self._prefetcher.schedule(self._upcoming(), timed=timed)
+
     def _upcoming(self) -> Iterator[str]:
         """Set nums that will be read from disk next, in order (for the prefetcher)."""
         return (s for s in self.set_nums_to_process if s not in self.superbatch)
@@ -387,8 +394,9 @@ class DataGenerator:
         return data
 
     def _load_group(self, group: Group) -> tuple[Any, Any]:
-        self._prefetcher.schedule(s for s in [*group.set_nums, *self.set_nums_to_process]
-                                  if s not in self.superbatch)
+        # no schedule() here: the last one (end of the previous batch, or reset_state)
+        # queued these files, in this order; if the plan changed since (load_state_dict),
+        # get() drops the stale loads and reads directly
         parts = [(self.superbatch[s], self._labels_of(s, len(self.superbatch[s])))
                  if s in self.superbatch else self._prefetcher.get(s) for s in group.set_nums]
         if len(parts) == 1:
@@ -460,7 +468,7 @@ class DataGenerator:
             elif self._group.remaining:
                 self._group_data = self._load_group(self._group)
         self.set_num, self.set_name = state.get("set_num"), state.get("set_name")
-        self._prefetcher.schedule(self._upcoming())
+        self._schedule()
 
     # -- resources -------------------------------------------------------------------
     def close(self) -> None:
