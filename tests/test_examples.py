@@ -1,0 +1,372 @@
+"""The examples: every script runs as a real subprocess (fast mode), the seed document's code
+is in examples/misc/preprocessor.py unchanged, and the example datasets are built once, as
+documented, even when several processes ask at the same time."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import h5py
+import lz4.frame
+import numpy as np
+import pytest
+
+from deeptrain import DataGenerator
+from deeptrain.util import example_data
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+
+
+# -- running examples ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def example_env(tmp_path_factory):
+    """Environment of the example subprocesses: fast mode, data and outputs in a temp dir."""
+    root = tmp_path_factory.mktemp("examples")
+    env = dict(os.environ)
+    env.update(DEEPTRAIN_EXAMPLES_FAST="1", DEEPTRAIN_EXAMPLES_DATA=str(root / "data"),
+               DEEPTRAIN_EXAMPLES_OUT=str(root / "out"), KERAS_BACKEND="tensorflow",
+               TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+    env.pop("DEEPTRAIN_EXAMPLES_MNIST", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"),
+                                                      env.get("PYTHONPATH")]))
+    env["_root"] = str(root)
+    return env
+
+
+def run_example(relpath: str, env: dict) -> tuple[str, list[Path]]:
+    """Run an example; return its output and the log directories it created."""
+    logs = Path(env["_root"]) / "out" / "logs"
+    before = set(logs.iterdir()) if logs.is_dir() else set()
+    proc = subprocess.run([sys.executable, str(EXAMPLES / relpath)], env=env,
+                          cwd=env["_root"], capture_output=True, text=True, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{relpath} failed ({proc.returncode}):\n{output[-5000:]}"
+    assert "Traceback" not in output, output[-5000:]
+    return output, sorted(set(logs.iterdir()) - before, key=lambda p: p.name)
+
+
+def metrics_events(logdir: Path) -> list[str]:
+    return [json.loads(line)["event"] for line in
+            (logdir / "metrics.jsonl").read_text().splitlines()]
+
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_basic(example_env):
+    output, (logdir,) = run_example("basic.py", example_env)
+    assert "trained 1 epoch(s), 4 batches; val accuracy" in output
+    assert metrics_events(logdir) == ["train_batch"] * 4 + ["validation"]
+    assert (logdir / "history.png").stat().st_size > 5_000
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_preprocessor_seed_example(example_env):
+    output, (logdir,) = run_example("misc/preprocessor.py", example_env)
+    assert metrics_events(logdir) == ["train_batch"] * 4 + ["validation"]
+    for method in ("process(self, batch", "_next_window(self, batch", "update_state(self)"):
+        assert f"def {method}" in output  # the printed sources of TimeseriesPreprocessor
+    assert "Training has concluded." in output
+
+
+def _printed_sets(output: str, batch_size: int, kind: str) -> list[list[str]]:
+    pattern = rf"^batch_size={batch_size} {kind} \d+ {'train ' if kind == 'epoch' else ''}sets: (.*)$"
+    return [line.split() for line in re.findall(pattern, output, flags=re.M)]
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_flexible_batch_size(example_env):
+    output, logdirs = run_example("misc/flexible_batch_size.py", example_env)
+    assert len(logdirs) == 2
+    halves = sorted(f"{n}-{c}" for n in "1234" for c in "ab")
+    train64 = _printed_sets(output, 64, "epoch")
+    assert len(train64) == 2 and all(sorted(names) == halves for names in train64)
+    for names in train64:  # a split file's halves are served back to back
+        assert all(a[:-1] == b[:-1] for a, b in zip(names[::2], names[1::2]))
+    assert _printed_sets(output, 64, "validation") == [["1-a", "1-b", "2-a", "2-b"]] * 2
+
+    train256 = _printed_sets(output, 256, "epoch")
+    assert len(train256) == 2
+    for names in train256:
+        assert len(names) == 2 and all(re.fullmatch(r"\d\+\d", n) for n in names)
+        assert sorted(n for name in names for n in name.split("+")) == list("1234")
+    assert _printed_sets(output, 256, "validation") == [["1+2"]] * 2
+    assert "Every sample was served exactly once" in output
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_timeseries(example_env):
+    output, (logdir,) = run_example("misc/timeseries.py", example_env)
+    assert "windows per batch: 3; iterations: 12 over 4 batches" in output
+    assert re.search(r"class_weights=\{0: [\d.]+, 1: [\d.]+\}", output)
+    for name in ("loss", "tnr", "tpr", "f1_score"):
+        assert re.search(rf"^val {name}: \d\.\d{{3}}$", output, flags=re.M), name
+    assert (logdir / "samples.png").is_file() and (logdir / "history.png").is_file()
+    assert metrics_events(logdir) == ["train_batch"] * 4 + ["validation"]
+
+
+# -- the seed document's code -------------------------------------------------------------
+
+# The code of the seed document ("Preprocessor & batching logic"), as printed there (its
+# rendering lost the line "crop_same=False):" and the calls that print the first two sources).
+SEED_CODE = '''
+import deeptrain
+from utils import make_autoencoder, init_session, AE_CONFIGS as C
+from deeptrain.util.preprocessors import Preprocessor
+import numpy as np
+class RandCropPreprocessor(Preprocessor):
+    """2D random crop. MNIST is 28x28, we try 25x25 crops,
+    e.g. batch[2:27, 3:28]."""
+    def __init__(self, size, crop_batch=True, crop_labels=False,
+        # length          -> (length, length)
+        # (width, height) -> (width, height)
+        assert isinstance(size, (tuple, int))
+        self.size = size if isinstance(size, tuple) else (size, size)
+        self.crop_batch = crop_batch
+        self.crop_labels = crop_labels
+        self.crop_same = crop_same
+    def process(self, batch, labels):
+        if self.crop_batch:
+            (x_start, x_end), (y_start, y_end) = self._make_crop_mask(batch)
+            batch = batch[:, x_start:x_end, y_start:y_end]
+        if self.crop_labels:
+            if not self.crop_same or not self.crop_batch:
+                (x_start, x_end), (y_start, y_end
+                                   ) = self._make_crop_mask(labels)
+            labels = labels[:, x_start:x_end, y_start:y_end]
+        return batch, labels
+    def _make_crop_mask(self, data):
+        _, w, h, *_ = data.shape  # (samples, width, height, channels)
+        x_offset = np.random.randint(0, w - self.size[0])
+        y_offset = np.random.randint(0, h - self.size[1])
+        x_start, x_end = x_offset, x_offset + self.size[0]
+        y_start, y_end = y_offset, y_offset + self.size[1]
+        return (x_start, x_end), (y_start, y_end)
+C['datagen'    ]['preprocessor'] = RandCropPreprocessor(size=24)
+C['val_datagen']['preprocessor'] = RandCropPreprocessor(size=24)
+C['datagen'    ]['batch_size'] = 128
+C['val_datagen']['batch_size'] = 128
+C['model']['batch_shape'] = (128, 24, 24, 1)
+C['traingen']['iter_verbosity'] = 0
+C['traingen']['epochs'] = 1
+tg = init_session(C, make_autoencoder)
+from deeptrain.util.preprocessors import TimeseriesPreprocessor
+from inspect import getsource
+print(getsource(TimeseriesPreprocessor.update_state))  # called within DataGenerator.update_state
+'''
+SEED_FILE = REPO.parent / "shared" / "spec" / "seed-preprocessor-example.txt"
+
+
+def _code_lines(text: str) -> list[str]:
+    return [line.rstrip() for line in text.splitlines() if line.strip()]
+
+
+def test_seed_code_is_in_the_preprocessor_example_unchanged():
+    example = _code_lines((EXAMPLES / "misc" / "preprocessor.py").read_text())
+    position = 0
+    for line in _code_lines(SEED_CODE):  # every line, in order, indentation included
+        assert line in example[position:], f"seed line missing or out of order: {line!r}"
+        position = example.index(line, position) + 1
+
+
+@pytest.mark.skipif(not SEED_FILE.is_file(), reason="shared/spec is not beside the repo")
+def test_seed_code_copy_matches_the_seed_document():
+    seed = set(_code_lines(SEED_FILE.read_text()))
+    assert [line for line in _code_lines(SEED_CODE) if line not in seed] == []
+
+
+# -- utils ----------------------------------------------------------------------------------
+
+def load_utils(monkeypatch, tmp_path, **env):
+    """Import examples/utils.py as a fresh module with the given environment."""
+    monkeypatch.setenv("DEEPTRAIN_EXAMPLES_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("DEEPTRAIN_EXAMPLES_OUT", str(tmp_path / "out"))
+    for name in ("DEEPTRAIN_EXAMPLES_FAST", "DEEPTRAIN_EXAMPLES_MNIST"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    spec = importlib.util.spec_from_file_location("examples_utils_under_test",
+                                                  EXAMPLES / "utils.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_utils_configs_and_models(monkeypatch, tmp_path):
+    utils = load_utils(monkeypatch, tmp_path, DEEPTRAIN_EXAMPLES_FAST="1")
+    for configs in (utils.AE_CONFIGS, utils.CL_CONFIGS, utils.TS_CONFIGS):
+        assert set(configs) == {"model", "datagen", "val_datagen", "traingen"}
+        assert configs["traingen"]["epochs"] == 1  # fast mode
+        assert configs["traingen"]["model_configs"] is configs["model"]
+    fresh = utils.ae_configs()
+    fresh["model"]["batch_shape"] = (64, 28, 28, 1)
+    assert utils.AE_CONFIGS["model"]["batch_shape"] == (128, 28, 28, 1)
+
+    ae = utils.make_autoencoder(**{**utils.AE_CONFIGS["model"], "batch_shape": (8, 24, 24, 1)})
+    assert ae.output_shape == (8, 24, 24, 1) and ae.loss == "mse"
+    cl = utils.make_classifier(**{**utils.CL_CONFIGS["model"], "batch_shape": (8, 28, 28, 1)})
+    assert cl.output_shape == (8, 10)
+    assert np.isclose(float(cl.optimizer.learning_rate), 4e-4)
+    ts = utils.make_timeseries_classifier(**utils.TS_CONFIGS["model"])
+    assert ts.input_shape == (64, 8, 1) and ts.output_shape == (64, 1)
+    assert [layer.stateful for layer in ts.layers if "lstm" in layer.name] == [True, True]
+
+    tg = utils.init_session(utils.CL_CONFIGS, utils.make_classifier)  # builds the data
+    assert tg.datagen.data_path == tmp_path / "data" / "image_small" / "train"
+    assert len(tg.datagen) == 4 and len(tg.val_datagen) == 2
+    assert tg.logdir.parent == tmp_path / "out" / "logs"
+
+
+def test_utils_mnist_falls_back_to_digits_without_network(monkeypatch, tmp_path, caplog):
+    import keras
+
+    def no_network():
+        raise OSError("no network")
+
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", no_network)
+    utils = load_utils(monkeypatch, tmp_path, DEEPTRAIN_EXAMPLES_FAST="1",
+                       DEEPTRAIN_EXAMPLES_MNIST="1")
+    assert utils.dataset("image") == tmp_path / "data" / "image_small"
+    assert "MNIST unavailable" in caplog.text
+    assert utils.AE_CONFIGS["datagen"]["data_path"] == tmp_path / "data" / "image_small" / "train"
+
+
+# -- example datasets -------------------------------------------------------------------------
+
+def _h5(path: Path) -> dict[str, np.ndarray]:
+    with h5py.File(path, "r") as f:
+        return {k: f[k][:] for k in f}
+
+
+def test_image_data_as_documented(tmp_path):
+    root = example_data.build("image", tmp_path)
+    assert root == tmp_path / "image"
+    for split, n in (("train", 10), ("val", 4)):
+        files = sorted((root / split).glob("128batch__*.npy"))
+        assert len(files) == n
+        labels = _h5(root / split / "labels.h5")
+        assert sorted(labels, key=int) == [str(k) for k in range(1, n + 1)]
+        for k in (1, n):
+            x = np.load(root / split / f"128batch__{k}.npy")
+            assert x.shape == (128, 28, 28, 1) and x.dtype == np.float32
+            assert x.min() == 0 and 0.99 <= x.max() <= 1
+            y = labels[str(k)]
+            assert y.shape == (128, 10) and y.dtype == np.float32
+            assert np.array_equal(y.sum(1), np.ones(128)) and set(np.unique(y)) == {0, 1}
+    info = json.loads((root / "dataset.json").read_text())
+    assert info["batches"] == {"train": 10, "val": 4}
+    # train and val hold different digits
+    train = np.concatenate([np.load(p) for p in (root / "train").glob("*.npy")])
+    val = np.concatenate([np.load(p) for p in (root / "val").glob("*.npy")])
+    assert len(np.unique(np.concatenate([train, val]).reshape(len(train) + len(val), -1),
+                         axis=0)) > 0.95 * (len(train) + len(val))
+
+
+def test_build_is_idempotent(tmp_path):
+    first = example_data.build("image", tmp_path, small=True)
+    stamps = {p: p.stat().st_mtime_ns for p in first.rglob("*")}
+    assert example_data.build("image", tmp_path, small=True) == first
+    assert {p: p.stat().st_mtime_ns for p in first.rglob("*")} == stamps
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["image_small"]  # no temp leftovers
+
+
+def test_build_refuses_incomplete_dirs_and_unknown_names(tmp_path):
+    (tmp_path / "image").mkdir()
+    with pytest.raises(FileExistsError, match="not a complete example dataset"):
+        example_data.build("image", tmp_path)
+    with pytest.raises(ValueError, match="unknown example dataset"):
+        example_data.build("cifar", tmp_path)
+
+
+def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
+    def broken(tmp, small):
+        (tmp / "train").mkdir()
+        raise RuntimeError("disk full")
+
+    monkeypatch.setitem(example_data._BUILDERS, "image", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        example_data.build("image", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_concurrent_first_use_builds_once(tmp_path, monkeypatch):
+    """Several builders finish at the same moment: one rename wins, the others discard their
+    copy, and everyone gets the complete dataset."""
+    n = 4
+    barrier = threading.Barrier(n)
+    original = example_data._BUILDERS["image"]
+
+    def build_then_wait(tmp, small):
+        original(tmp, small)
+        barrier.wait(timeout=60)  # all copies complete before any rename
+
+    monkeypatch.setitem(example_data._BUILDERS, "image", build_then_wait)
+    results, errors = [], []
+
+    def worker():
+        try:
+            results.append(example_data.build("image", tmp_path, small=True))
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and results == [tmp_path / "image_small"] * n
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["image_small"]
+    assert len(list((tmp_path / "image_small" / "train").glob("*.npy"))) == 4
+
+
+def test_lz4f_variant_matches_and_loads(tmp_path):
+    plain = example_data.build("image", tmp_path, small=True)
+    packed = example_data.build("image_lz4f", tmp_path, small=True)
+    raw = np.load(packed / "train" / "128batch__2.npy")
+    assert raw.dtype == np.uint8 and raw.nbytes < 0.5 * 128 * 28 * 28 * 4
+    x = np.frombuffer(lz4.frame.decompress(raw.tobytes()), np.float32).reshape(128, 28, 28, 1)
+    assert np.array_equal(x, np.load(plain / "train" / "128batch__2.npy"))
+    dg = DataGenerator(packed / "train", batch_size=128, data_loader="numpy-lz4f",
+                       data_dtype="float32", data_batch_shape=(128, 28, 28, 1),
+                       labels_path=packed / "train" / "labels.h5", prefetch=0)
+    batch, labels = dg.get()
+    assert batch.shape == (128, 28, 28, 1) and labels.shape == (128, 10)
+
+
+def test_timeseries_data_as_documented(tmp_path):
+    pytest.importorskip("sktime")
+    root = example_data.build("timeseries", tmp_path, small=True)
+    for split, n in (("train", 4), ("val", 2)):
+        data, labels = _h5(root / split / "data.h5"), _h5(root / split / "labels.h5")
+        assert sorted(data, key=int) == sorted(labels, key=int) == [str(i) for i in range(n)]
+        for key in data:
+            assert data[key].shape == (64, 24, 1) and data[key].dtype == np.float32
+            assert labels[key].shape == (64, 1) and labels[key].dtype == np.float32
+            assert set(np.unique(labels[key])) <= {0.0, 1.0}
+            # each day is z-normalised in the UCR archive
+            assert np.allclose(data[key].mean(1), 0, atol=1e-3)
+    x, y = example_data.italy_power_demand()
+    assert x.shape == (1096, 24, 1) and y.shape == (1096,) and 0.45 < y.mean() < 0.55
+
+
+def test_resize_bilinear_matches_keras():
+    import keras
+    rng = np.random.default_rng(0)
+    images = rng.random((3, 8, 8))
+    ours = example_data.resize_bilinear(images, (28, 28))
+    theirs = keras.ops.convert_to_numpy(keras.ops.image.resize(
+        images[..., None], (28, 28), interpolation="bilinear", antialias=False))[..., 0]
+    assert np.allclose(ours, theirs, atol=1e-5)
+    assert np.allclose(example_data.resize_bilinear(np.full((1, 8, 8), .3), (28, 28)), .3)
