@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Mapping
 
-__all__ = ["TraingenCallback", "CallbackList", "STAGES"]
+__all__ = ["TraingenCallback", "PeriodicCallback", "CallbackList", "STAGES"]
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,17 @@ class TraingenCallback:
     """Base class of callback objects: override the stage methods you need.
 
     ``init_with_traingen(tg)`` is called once when the TrainGenerator starts (or loads) and
-    stores ``self.tg``. ``state_dict()`` / ``load_state_dict()`` carry the callback's own
-    state into checkpoints (JSON-serialisable values only).
+    stores ``self.tg``. Only the methods a subclass overrides are called; each gets the
+    stage (a compound stage such as ``('val_end', 'train:epoch')`` goes to the method of its
+    first element).
+
+    Checkpoints (no pickle): at save, ``on_save('save')`` runs, then ``state_dict()`` is
+    stored; at load, ``load_state_dict(state)`` runs, then ``on_load('load')``.
+    ``state_dict()`` returns a dict of JSON-serialisable values (numbers, strings, bools,
+    None, lists, dicts with string keys) and/or NumPy arrays as top-level values: the
+    checkpoint writer puts the arrays in an ``.npz`` beside the JSON and hands them back as
+    arrays. Callback objects hold a reference to their TrainGenerator: make new ones for a
+    new TrainGenerator.
     """
 
     tg: Any = None
@@ -63,6 +72,70 @@ class TraingenCallback:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         pass
+
+
+_PERIODIC_STAGES = tuple(s for s in STAGES if s not in ("save", "load"))
+
+
+class PeriodicCallback(TraingenCallback):
+    """A callback that acts on every ``freq[stage]``-th firing of the stages in ``freq``.
+
+    ``freq={'train:epoch': 2, 'val_end': 1}``: :meth:`on_due` runs at every second epoch
+    end and after every validation. A compound stage counts as its first element
+    (``('val_end', 'train:epoch')`` is a ``'val_end'``). The call counters are in
+    :meth:`state_dict`, so a resumed run keeps the rhythm. Subclasses implement
+    :meth:`on_due`; if they extend ``state_dict``, they should include ``super()``'s.
+    """
+
+    def __init__(self, freq: Mapping[str, int]):
+        if not isinstance(freq, Mapping) or not freq:
+            raise TypeError(f"freq must be a non-empty dict {{stage: n}}, got {freq!r}")
+        for stage, n in freq.items():
+            if stage not in _PERIODIC_STAGES:
+                raise ValueError(f"freq stage {stage!r} is not one of {_PERIODIC_STAGES}")
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise ValueError(f"freq[{stage!r}] must be an int >= 1, got {n!r}")
+        self.freq = dict(freq)
+        self._counters = {stage: 0 for stage in self.freq}
+
+    def on_due(self, stage: Stage) -> None:
+        raise NotImplementedError
+
+    def _tick(self, stage: Stage) -> None:
+        first = stage[0] if isinstance(stage, tuple) else stage
+        if first in self.freq:
+            self._counters[first] += 1
+            if self._counters[first] % self.freq[first] == 0:
+                self.on_due(stage)
+
+    def on_train_iter_end(self, stage: Stage) -> None:
+        self._tick(stage)
+
+    def on_train_batch_end(self, stage: Stage) -> None:
+        self._tick(stage)
+
+    def on_train_epoch_end(self, stage: Stage) -> None:
+        self._tick(stage)
+
+    def on_val_iter_end(self, stage: Stage) -> None:
+        self._tick(stage)
+
+    def on_val_batch_end(self, stage: Stage) -> None:
+        self._tick(stage)
+
+    def on_val_epoch_end(self, stage: Stage) -> None:
+        self._tick(stage)
+
+    def on_val_end(self, stage: Stage) -> None:
+        self._tick(stage)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"counters": dict(self._counters)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for stage, count in dict(state.get("counters", {})).items():
+            if stage in self._counters:
+                self._counters[stage] = int(count)
 
 
 def _check_stage_key(key: Any) -> None:

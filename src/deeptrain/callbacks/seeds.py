@@ -1,0 +1,63 @@
+"""Random seeds: set once (:func:`set_seeds`) or periodically during training
+(:class:`RandomSeedSetter`), with the seed carried through checkpoints."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from .base import PeriodicCallback, Stage
+
+__all__ = ["RandomSeedSetter", "set_seeds"]
+
+log = logging.getLogger(__name__)
+
+
+def set_seeds(seed: int = 0, reset_graph: bool = False) -> None:
+    """Seed Python's ``random``, NumPy, the backend (TensorFlow / torch) and Keras' global
+    seed generator: ``keras.utils.set_random_seed(seed)``. ``reset_graph`` first calls
+    ``keras.backend.clear_session()`` (models built before are then unusable)."""
+    import keras
+
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    if reset_graph:
+        keras.backend.clear_session()
+        log.info("Keras session cleared")
+    keras.utils.set_random_seed(seed)
+    log.info("RANDOM SEEDS RESET (keras.utils.set_random_seed(%d))", seed)
+
+
+class RandomSeedSetter(PeriodicCallback):
+    """Re-seed everything at a stage frequency, one seed higher each time.
+
+    Args:
+        seed: the first seed set is ``seed + 1``. Keras 3 seeds Python, NumPy and the
+            backend from one integer, so DeepTrain 0.6's per-library dict of seeds is now
+            one int.
+        freq: ``{stage: n}``: re-seed on every n-th firing of each stage (default: every
+            second epoch end).
+
+    The current seed and the stage counters are in :meth:`state_dict`; after loading a
+    checkpoint, :meth:`on_load` sets the saved seed again, so the run continues from the
+    same random state as the saved run did after its last re-seed.
+    """
+
+    def __init__(self, seed: int = 0, freq: Mapping[str, int] | None = None):
+        super().__init__({"train:epoch": 2} if freq is None else freq)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise TypeError(f"seed must be an int, got {seed!r}")
+        self.seed = seed
+
+    def on_due(self, stage: Stage) -> None:
+        self.seed += 1
+        set_seeds(self.seed)
+
+    def on_load(self, stage: Stage) -> None:
+        set_seeds(self.seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "seed": self.seed}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.seed = int(state.get("seed", self.seed))

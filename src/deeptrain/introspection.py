@@ -1,0 +1,468 @@
+"""Introspection: weights, layer outputs and loss gradients by layer; gradient norms over a
+dataset; the model's health (dead, NaN/Inf and large weights).
+
+Functions whose first argument is ``self`` are TrainGenerator methods (bound by the
+TrainGenerator class); those that only need a model also accept a Keras model there.
+
+Layers are chosen with ``_id`` as in DeepTrain 0.6:
+
+* ``'*'``: every layer of ``model.layers`` (input layers excluded);
+* ``int``: ``model.layers[i]``; a ``Layer`` object: itself;
+* ``str``: the layer of that name, else the first whose name contains it; for weights, a
+  string with ``'/'`` names a weight by its path (``'dense/kernel'`` finds
+  ``'sequential/dense/kernel'``; a TF1-style ``':0'`` suffix is ignored);
+* a list of the above.
+
+Names in returned dicts are weight paths (``variable.path``) or layer names.
+Gradients are of the compiled loss (plus regularisation penalties), computed by
+:mod:`deeptrain.backend.gradients` on tensorflow, torch or jax, and never change the model.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .backend.gradients import layer_outputs, loss_gradients
+
+__all__ = ["select_layers", "select_weights", "get_weights", "get_outputs", "get_gradients",
+           "compute_gradient_norm", "gradient_norm_over_dataset", "gradient_sum_over_dataset",
+           "GradientNorms", "GradientSums", "kept_position", "peek_batch",
+           "print_dead_weights", "print_nan_weights", "print_large_weights",
+           "HealthReport", "check_health"]
+
+log = logging.getLogger(__name__)
+
+LayerId = Any  # '*' | int | str | Layer | list of them
+NormFn = Callable | tuple[Callable, Callable]
+GRADIENT_MODES = ("weights", "outputs")
+
+
+# -- choosing layers and weights -----------------------------------------------------------
+def select_layers(model: Any, _id: LayerId = "*") -> list[Any]:
+    """The layers ``_id`` names (see the module docstring), each once, in order."""
+    import keras
+
+    if isinstance(_id, str) and _id == "*":
+        return [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    ids = list(_id) if isinstance(_id, (list, tuple)) else [_id]
+    out: list[Any] = []
+    for item in ids:
+        layer = _one_layer(model, item)
+        if all(layer is not l for l in out):
+            out.append(layer)
+    return out
+
+
+def _one_layer(model: Any, item: Any) -> Any:
+    import keras
+
+    if isinstance(item, keras.Layer):
+        return item
+    if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+        return model.layers[item]
+    if isinstance(item, str):
+        names = [l.name for l in model.layers]
+        if item in names:
+            return model.layers[names.index(item)]
+        for layer in model.layers:
+            if item in layer.name:
+                return layer
+        raise ValueError(f"no layer named (or containing) {item!r}; layers are {names}")
+    raise TypeError(f"a layer id must be '*', an int, a str or a Layer, got {item!r}")
+
+
+def select_weights(model: Any, _id: LayerId = "*", omit_names: str | Sequence[str] | None = None,
+                   trainable_only: bool = False) -> list[Any]:
+    """Variables chosen by ``_id``: the weights of the chosen layers (minus those whose name
+    contains one of ``omit_names``), or weights named by path (strings with ``'/'``)."""
+    omit = [omit_names] if isinstance(omit_names, str) else list(omit_names or [])
+    ids = list(_id) if isinstance(_id, (list, tuple)) else [_id]
+    pool = model.trainable_weights if trainable_only else model.weights
+    out: list[Any] = []
+    for item in ids:
+        if isinstance(item, str) and "/" in item:
+            chosen = [_weight_by_path(model, pool, item)]
+        else:
+            chosen = [w for layer in select_layers(model, item) for w in
+                      (layer.trainable_weights if trainable_only else layer.weights)
+                      if not any(o in w.name for o in omit)]
+        out += [w for w in chosen if all(w is not o for o in out)]
+    return out
+
+
+def _weight_by_path(model: Any, pool: Sequence[Any], name: str) -> Any:
+    name = name[:-2] if name.endswith(":0") else name
+    for test in (lambda p: p == name, lambda p: p.endswith("/" + name), lambda p: name in p):
+        for w in pool:
+            if test(w.path):
+                return w
+    raise ValueError(f"no weight of {model.name!r} matches {name!r}; weights are "
+                     f"{[w.path for w in pool]}")
+
+
+def _model_of(obj: Any) -> Any:
+    import keras
+
+    return obj if isinstance(obj, keras.Model) else obj.model
+
+
+# -- gathering -----------------------------------------------------------------------------
+def get_weights(model: Any, _id: LayerId = "*",
+                omit_names: str | Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """``{weight path: value}`` of the weights ``_id`` chooses."""
+    return {w.path: _np(w) for w in select_weights(_model_of(model), _id, omit_names)}
+
+
+def get_outputs(model: Any, _id: LayerId, input_data: Any,
+                learning_phase: int | bool = 0) -> dict[str, np.ndarray]:
+    """``{layer name: output}`` of the layers ``_id`` chooses, on ``input_data``."""
+    model = _model_of(model)
+    layers = select_layers(model, _id)
+    outs = layer_outputs(model, input_data, layers, training=bool(learning_phase))
+    return dict(zip([l.name for l in layers], outs))
+
+
+def get_gradients(model: Any, _id: LayerId, input_data: Any, labels: Any,
+                  sample_weight: Any = None, learning_phase: int | bool = 0,
+                  mode: str = "weights") -> dict[str, np.ndarray]:
+    """Gradients of the loss on one batch w.r.t. the trainable weights (``mode='weights'``,
+    keyed by weight path) or outputs (``mode='outputs'``, keyed by layer name) that ``_id``
+    chooses."""
+    model = _model_of(model)
+    if mode not in GRADIENT_MODES:
+        raise ValueError(f"mode must be one of {GRADIENT_MODES}, got {mode!r}")
+    if mode == "weights":
+        variables = select_weights(model, _id, trainable_only=True)
+        g = loss_gradients(model, input_data, labels, sample_weight, variables=variables,
+                           training=bool(learning_phase))
+        return dict(zip([v.path for v in variables], g.weights))
+    layers = select_layers(model, _id)
+    g = loss_gradients(model, input_data, labels, sample_weight, layers=layers,
+                       training=bool(learning_phase))
+    return dict(zip([l.name for l in layers], g.outputs))
+
+
+# -- gradient norms ------------------------------------------------------------------------
+def _norm_fns(norm_fn: NormFn) -> tuple[Callable, Callable]:
+    if isinstance(norm_fn, (tuple, list)):
+        outer, inner = norm_fn
+        return outer, inner
+    return (lambda v: v), norm_fn
+
+
+def _norms(grads: Sequence[np.ndarray], norm_fn: NormFn, scope: str) -> np.ndarray:
+    outer, inner = _norm_fns(norm_fn)
+    sums = np.array([np.sum(inner(g)) for g in grads], dtype=float)
+    return np.asarray(outer(sums) if scope == "local" else outer(np.sum(sums)), dtype=float)
+
+
+def compute_gradient_norm(self: Any, input_data: Any, labels: Any, sample_weight: Any = None,
+                          learning_phase: int | bool = 0, _id: LayerId = "*",
+                          mode: str = "weights", norm_fn: NormFn = (np.sqrt, np.square),
+                          scope: str = "local") -> np.ndarray:
+    """Norm of the loss gradient on one batch: ``outer(sum(inner(g)))``.
+
+    ``norm_fn=(outer, inner)`` (default ``(np.sqrt, np.square)``: the L2 norm; a single
+    function ``f`` means ``(identity, f)``, e.g. ``np.abs`` for L1). ``scope='local'``: one
+    norm per gradient tensor, a 1-D array in ``_id`` order (with ``mode='weights'`` these are
+    what ``clipnorm`` compares); ``'global'``: one norm over all tensors, a 0-d array
+    (what ``global_clipnorm`` compares).
+    """
+    if scope not in ("local", "global"):
+        raise ValueError(f"scope must be 'local' or 'global', got {scope!r}")
+    grads = get_gradients(self, _id, input_data, labels, sample_weight, learning_phase, mode)
+    return _norms(list(grads.values()), norm_fn, scope)
+
+
+@dataclass
+class GradientNorms:
+    """Result of :func:`gradient_norm_over_dataset`.
+
+    ``norms[i, j]``: iteration ``i``'s norm of gradient tensor ``names[j]`` (one column,
+    named ``'global'``, with ``scope='global'``); ``stat[i] = stat_fn(norms[i])``.
+    """
+    norms: np.ndarray
+    names: list[str]
+    stat: np.ndarray
+    batches_processed: int
+    iters_processed: int
+    figure: Any = None
+    savepath: Path | None = None
+
+
+@dataclass
+class GradientSums:
+    """Result of :func:`gradient_sum_over_dataset`: ``sums[name]`` is the gradient tensor
+    summed over ``iters_processed`` iterations (divide for the mean gradient)."""
+    sums: dict[str, np.ndarray]
+    batches_processed: int
+    iters_processed: int
+    figure: Any = None
+    savepath: Path | None = None
+
+
+def gradient_norm_over_dataset(self: Any, val: bool = False, learning_phase: int | bool = 0,
+                               mode: str = "weights", norm_fn: NormFn = (np.sqrt, np.square),
+                               stat_fn: Callable = np.median, n_iters: int | None = None,
+                               prog_freq: int = 10, w: float = 1, h: float = 1,
+                               _id: LayerId = "*", scope: str = "local", plot: bool = True,
+                               savepath: str | Path | None = None) -> GradientNorms:
+    """Gradient norms at every iteration over the train (or ``val``) data: for picking
+    ``clipnorm``.
+
+    Runs over one whole epoch of ``datagen`` (or ``val_datagen``) from its start,
+    or ``n_iters`` iterations if fewer, then puts the DataGenerator back exactly where it
+    was. Per iteration it keeps every tensor's norm (:func:`compute_gradient_norm`), so
+    ``norms`` has shape ``(iters_processed, n_tensors)`` (DeepTrain 0.6 documented this shape
+    but returned only ``stat_fn`` per iteration, which is now ``stat``). Logs the mean and
+    max of ``stat``; draws a histogram of all norms, saved to ``savepath`` (default
+    ``<logdir>/figures/gradient_norms.png`` when the TrainGenerator has a logdir).
+    """
+    if scope not in ("local", "global"):
+        raise ValueError(f"scope must be 'local' or 'global', got {scope!r}")
+    model = self.model
+    names: list[str] = []
+
+    def gather(acc: list, x: Any, y: Any, sw: Any) -> list:
+        grads = get_gradients(model, _id, x, y, sw, learning_phase, mode)
+        if not names:
+            names.extend(grads if scope == "local" else ["global"])
+        acc.append(_norms(list(grads.values()), norm_fn, scope).reshape(-1))
+        return acc
+
+    _notify_start("gradient norms", val, learning_phase)
+    rows, batches, iters = _gather_over_dataset(self, gather, [], val, n_iters, prog_freq)
+    norms = np.array(rows, dtype=float).reshape(iters, -1)
+    stat = np.array([stat_fn(r) for r in norms], dtype=float)
+    if iters:
+        log.info("GRADIENT NORM %s (AVG, MAX) = (%.4g, %.4g), over %d batches, %d iterations "
+                 "of %s", getattr(stat_fn, "__name__", "stat"), stat.mean(), stat.max(),
+                 batches, iters, "val_datagen" if val else "datagen")
+    result = GradientNorms(norms, names, stat, batches, iters)
+    if plot and iters:
+        from .visuals import hist_grid
+        result.figure = hist_grid({f"gradient norms ({mode}, {scope})": norms.ravel()},
+                                  bins=min(600, max(10, norms.size)), w=1.5 * w, h=h)
+        result.savepath = _save(self, result.figure, savepath, "gradient_norms.png")
+    return result
+
+
+def gradient_sum_over_dataset(self: Any, val: bool = False, learning_phase: int | bool = 0,
+                              mode: str = "weights", n_iters: int | None = None,
+                              prog_freq: int = 10, plot_kw: Mapping[str, Any] | None = None,
+                              _id: LayerId = "*", plot: bool = True,
+                              savepath: str | Path | None = None) -> GradientSums:
+    """Gradient tensors summed over the train (or ``val``) data, full shapes kept: for mean
+    gradients or ``clipvalue``. Iterates like :func:`gradient_norm_over_dataset` (position
+    restored afterwards); draws a histogram per tensor (``plot_kw`` goes to
+    :func:`~deeptrain.visuals.hist_grid`), saved to ``savepath`` (default
+    ``<logdir>/figures/gradient_sums.png``)."""
+    model = self.model
+
+    def gather(acc: dict, x: Any, y: Any, sw: Any) -> dict:
+        for name, g in get_gradients(model, _id, x, y, sw, learning_phase, mode).items():
+            acc[name] = acc[name] + g if name in acc else np.array(g, dtype=np.float64)
+        return acc
+
+    _notify_start("gradient sums", val, learning_phase)
+    sums, batches, iters = _gather_over_dataset(self, gather, {}, val, n_iters, prog_freq)
+    log.info("GRADIENT SUMS over %d batches, %d iterations of %s", batches, iters,
+             "val_datagen" if val else "datagen")
+    result = GradientSums(sums, batches, iters)
+    if plot and sums:
+        from .visuals import hist_grid
+        kw = {"share_xy": (False, False), "center_zero": True, **dict(plot_kw or {})}
+        result.figure = hist_grid(sums, **kw)
+        result.savepath = _save(self, result.figure, savepath, "gradient_sums.png")
+    return result
+
+
+def _notify_start(what: str, val: bool, learning_phase: Any) -> None:
+    log.info("Computing %s over %s batches, in %s mode", what,
+             "val_datagen" if val else "datagen", "train" if learning_phase else "inference")
+
+
+def _gather_over_dataset(self: Any, gather_fn: Callable, acc: Any, val: bool = False,
+                         n_iters: int | None = None, prog_freq: int = 10
+                         ) -> tuple[Any, int, int]:
+    """``acc = gather_fn(acc, x, y, sample_weight)`` for every iteration (batch, or window of
+    one) of one pass over the data from its start, stopping early after ``n_iters``.
+    Returns ``(acc, batches_processed, iters_processed)``; the DataGenerator's position is
+    restored afterwards (:func:`kept_position`)."""
+    batches = iters = 0
+    with kept_position(self, val) as dg:
+        dg.reset_state(shuffle=False)
+        while n_iters is None or iters < n_iters:
+            x, y, sw = self.get_data(val=val)
+            acc = gather_fn(acc, x, y, sw)
+            iters += 1
+            dg.update_state()
+            if dg.batch_exhausted:
+                batches += 1
+                if prog_freq and batches % prog_freq == 0:
+                    log.info("... %d batches (%d iterations)", batches, iters)
+            if dg.all_data_exhausted:
+                break
+    return acc, batches, iters
+
+
+@contextmanager
+def kept_position(self: Any, val: bool = False) -> Iterator[Any]:
+    """Yield ``datagen`` (or ``val_datagen``) and put it back afterwards exactly where it
+    was: queue, current batch and window, epoch, shuffling generator; the TrainGenerator's
+    ``set_name`` / ``val_set_name`` too."""
+    dg = self.val_datagen if val else self.datagen
+    snapshot = dg.state_dict()
+    batch, labels, exhausted = dg.batch, dg.labels, dg.all_data_exhausted
+    names = self.state.set_name, self.state.val_set_name
+    try:
+        yield dg
+    finally:
+        dg.reset_state(shuffle=False)
+        dg.load_state_dict(snapshot)
+        dg.batch, dg.labels, dg.all_data_exhausted = batch, labels, exhausted
+        self.state.set_name, self.state.val_set_name = names
+
+
+def peek_batch(self: Any, val: bool = True) -> tuple[Any, Any, Any]:
+    """``(x, y, sample_weight)`` of the first batch (window) of the data, as the model would
+    get it, without moving the DataGenerator."""
+    with kept_position(self, val) as dg:
+        dg.reset_state(shuffle=False)
+        return self.get_data(val=val)
+
+
+def _save(self: Any, fig: Any, savepath: str | Path | None, default_name: str) -> Path | None:
+    from .visuals import save_figure
+
+    if savepath is None:
+        logdir = getattr(self, "logdir", None)
+        if logdir is None:
+            return None
+        savepath = Path(logdir) / "figures" / default_name
+    return save_figure(fig, savepath)
+
+
+# -- model health --------------------------------------------------------------------------
+def _np(variable: Any) -> np.ndarray:
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(variable.value))
+
+
+def _all_weights(model: Any) -> dict[str, np.ndarray]:
+    """Every weight of the model (trainable or not) by path, read once."""
+    out: dict[str, np.ndarray] = {}
+    for w in _model_of(model).weights:
+        name, n = w.path, 1
+        while name in out:  # paths are unique in practice; never drop a weight silently
+            name, n = f"{w.path}#{n}", n + 1
+        out[name] = _np(w)
+    return out
+
+
+def _percent(frac: float, notify_above_frac: float) -> str:
+    digits = max(1, int(np.ceil(-np.log10(notify_above_frac)))) if notify_above_frac > 0 else 3
+    return f"{100 * frac:.{digits}f}%"
+
+
+def _dead(weights: Mapping[str, np.ndarray], dead_threshold: float, notify_above_frac: float,
+          notify_detected_only: bool) -> dict[str, float]:
+    found, any_dead = {}, False
+    for name, value in weights.items():
+        n_dead = int(np.sum(np.abs(value) < dead_threshold))
+        any_dead |= n_dead > 0
+        frac = n_dead / max(1, value.size)
+        if frac > notify_above_frac:
+            found[name] = frac
+            log.warning("%s dead -- %r", _percent(frac, notify_above_frac), name)
+    if not found and not notify_detected_only:
+        log.info("%s (dead_threshold, notify_above_frac) = (%s, %s)",
+                 "Dead weights detected, but below the notify fraction;" if any_dead
+                 else "No dead weights detected;", dead_threshold, notify_above_frac)
+    return found
+
+
+def _nan(weights: Mapping[str, np.ndarray], notify_detected_only: bool
+         ) -> dict[str, tuple[int, int]]:
+    found = {}
+    for name, value in weights.items():
+        if not np.issubdtype(value.dtype, np.inexact):
+            continue
+        n_nan, n_inf = int(np.isnan(value).sum()), int(np.isinf(value).sum())
+        if n_nan or n_inf:
+            found[name] = (n_nan, n_inf)
+            log.warning("%d NaN, %d Inf (%s of %d) -- %r", n_nan, n_inf,
+                        _percent((n_nan + n_inf) / value.size, 1e-3), value.size, name)
+    if not found and not notify_detected_only:
+        log.info("No NaN or Inf weights detected")
+    return found
+
+
+def _large(weights: Mapping[str, np.ndarray], large_threshold: float, notify_above_frac: float,
+           notify_detected_only: bool) -> dict[str, float]:
+    found = {}
+    for name, value in weights.items():
+        with np.errstate(invalid="ignore"):
+            n_large = int(np.sum(np.isfinite(value) & (np.abs(value) > large_threshold)))
+        frac = n_large / max(1, value.size)
+        if frac > notify_above_frac:
+            found[name] = frac
+            log.warning("%s large (|w| > %s) -- %r", _percent(frac, notify_above_frac),
+                        large_threshold, name)
+    if not found and not notify_detected_only:
+        log.info("No large weights detected; (large_threshold, notify_above_frac) = (%s, %s)",
+                 large_threshold, notify_above_frac)
+    return found
+
+
+def print_dead_weights(model: Any, dead_threshold: float = 1e-7,
+                       notify_above_frac: float = 1e-3,
+                       notify_detected_only: bool = False) -> dict[str, float]:
+    """Log weights with more than ``notify_above_frac`` of their values ``|w| <
+    dead_threshold``; return ``{path: dead fraction}`` of those."""
+    return _dead(_all_weights(model), dead_threshold, notify_above_frac, notify_detected_only)
+
+
+def print_nan_weights(model: Any, notify_detected_only: bool = False
+                      ) -> dict[str, tuple[int, int]]:
+    """Log weights holding NaN or Inf; return ``{path: (n_nan, n_inf)}`` of those."""
+    return _nan(_all_weights(model), notify_detected_only)
+
+
+def print_large_weights(model: Any, large_threshold: float = 3, notify_above_frac: float = 1e-3,
+                        notify_detected_only: bool = False) -> dict[str, float]:
+    """Log weights with more than ``notify_above_frac`` of their finite values ``|w| >
+    large_threshold``; return ``{path: large fraction}`` of those."""
+    return _large(_all_weights(model), large_threshold, notify_above_frac,
+                  notify_detected_only)
+
+
+@dataclass
+class HealthReport:
+    """What :func:`check_health` found, by weight path."""
+    dead: dict[str, float] = field(default_factory=dict)
+    nan: dict[str, tuple[int, int]] = field(default_factory=dict)
+    large: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.dead or self.nan or self.large)
+
+
+def check_health(self: Any, dead_threshold: float = 1e-7, dead_notify_above_frac: float = 1e-3,
+                 large_threshold: float = 3, large_notify_above_frac: float = 1e-3,
+                 notify_detected_only: bool = True) -> HealthReport:
+    """Dead, NaN/Inf and large weights of ``self.model`` (or of a model), read once; each
+    finding is logged as a warning. Meant to run after every validation when the
+    TrainGenerator's ``check_model_health`` is set."""
+    weights = _all_weights(self)
+    return HealthReport(
+        dead=_dead(weights, dead_threshold, dead_notify_above_frac, notify_detected_only),
+        nan=_nan(weights, notify_detected_only),
+        large=_large(weights, large_threshold, large_notify_above_frac, notify_detected_only))

@@ -1,0 +1,271 @@
+"""Introspection: gradients, outputs, gradient norms over a dataset.
+
+Gradients are checked against references that do not go through DeepTrain: backpropagation
+written out in NumPy for a small tanh MLP (MSE loss, sample weights, an L2 penalty), and the
+update Keras' own SGD(learning_rate=1) applies. Tests marked ``backends`` also run under
+torch and JAX in CI.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+keras = pytest.importorskip("keras")
+
+from matplotlib.image import imread  # noqa: E402
+
+from deeptrain import DataGenerator, TrainGenerator  # noqa: E402
+from deeptrain import introspection as intro  # noqa: E402
+from deeptrain.backend.gradients import layer_outputs, loss_gradients  # noqa: E402
+from deeptrain.preprocessing import numpy_data_to_numpy_sets  # noqa: E402
+
+F, H, U, BS, REG = 4, 5, 3, 8, 0.01
+TOL = dict(rtol=2e-4, atol=1e-6)
+
+
+def mlp(reg: float = REG, lr: float = 1.0) -> keras.Model:
+    """x -> Dense(H, tanh, L2(reg) on the kernel) 'hidden' -> Dense(U) 'out'; MSE."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((F,)),
+        keras.layers.Dense(H, activation="tanh", name="hidden",
+                           kernel_regularizer=keras.regularizers.L2(reg)),
+        keras.layers.Dense(U, name="out")])
+    model.compile(keras.optimizers.SGD(lr), "mse")
+    return model
+
+
+def numpy_backprop(model: keras.Model, x, y, sw=None, reg: float = REG):
+    """Loss, weight gradients (in model.trainable_weights order) and output gradients
+    ({'hidden': dL/dh, 'out': dL/dy_pred}) of ``mlp``, by hand."""
+    W1, b1, W2, b2 = (np.asarray(w, dtype=np.float64) for w in model.get_weights())
+    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    y = np.asarray(y, np.float64)
+    sw = np.ones(len(x)) if sw is None else np.asarray(sw, np.float64)
+    h = np.tanh(x @ W1 + b1)
+    out = h @ W2 + b2
+    n, u = out.shape
+    loss = (sw * ((out - y) ** 2).mean(axis=1)).sum() / n + reg * (W1 ** 2).sum()
+    d_out = sw[:, None] * 2 * (out - y) / (n * u)  # Keras: sum over batch / batch size
+    d_h = d_out @ W2.T
+    d_z = d_h * (1 - h ** 2)
+    grads = [x.T @ d_z + 2 * reg * W1, d_z.sum(0), h.T @ d_out, d_out.sum(0)]
+    return loss, grads, {"hidden": d_h, "out": d_out}
+
+
+def batch(seed: int = 0, n: int = BS):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, F)).astype("float32"), rng.normal(size=(n, U)).astype("float32"),
+            rng.uniform(0.5, 2.0, size=n).astype("float32"))
+
+
+# -- one batch ------------------------------------------------------------------------------
+@pytest.mark.backends
+def test_gradients_match_numpy_backprop():
+    model = mlp()
+    x, y, sw = batch()
+    loss, want_w, want_o = numpy_backprop(model, x, y, sw)
+
+    got_w = intro.get_gradients(model, "*", x, y, sw, mode="weights")
+    assert list(got_w) == [w.path for w in model.trainable_weights]
+    for got, want in zip(got_w.values(), want_w):
+        np.testing.assert_allclose(got, want, **TOL)
+    got_o = intro.get_gradients(model, ["hidden", "out"], x, y, sw, mode="outputs")
+    assert list(got_o) == ["hidden", "out"]
+    for name in got_o:
+        np.testing.assert_allclose(got_o[name], want_o[name], **TOL)
+    g = loss_gradients(model, x, y, sw, variables=model.trainable_weights[:1])
+    assert g.loss == pytest.approx(loss, rel=1e-5)
+    np.testing.assert_allclose(g.weights[0], want_w[0], **TOL)
+
+
+@pytest.mark.backends
+def test_gradient_norms_match_numpy():
+    model = mlp()
+    x, y, sw = batch(1)
+    _, want_w, want_o = numpy_backprop(model, x, y, sw)
+
+    local = intro.compute_gradient_norm(model, x, y, sw)  # L2 per tensor (clipnorm's view)
+    np.testing.assert_allclose(local, [np.sqrt((g ** 2).sum()) for g in want_w], **TOL)
+    glob = intro.compute_gradient_norm(model, x, y, sw, scope="global")
+    assert glob.shape == ()
+    np.testing.assert_allclose(glob, np.sqrt(sum((g ** 2).sum() for g in want_w)), **TOL)
+    l1 = intro.compute_gradient_norm(model, x, y, sw, norm_fn=np.abs, _id="hidden")
+    np.testing.assert_allclose(l1, [np.abs(g).sum() for g in want_w[:2]], **TOL)
+    out_norm = intro.compute_gradient_norm(model, x, y, sw, mode="outputs", _id=[1])
+    np.testing.assert_allclose(out_norm, [np.sqrt((want_o["out"] ** 2).sum())], **TOL)
+
+
+@pytest.mark.backends
+def test_weight_gradients_are_what_sgd_applies():
+    """SGD(learning_rate=1) without momentum moves each weight by exactly -gradient."""
+    model = mlp(lr=1.0)
+    x, y, sw = batch(2)
+    grads = intro.get_gradients(model, "*", x, y, sw, learning_phase=1)
+    before = [np.array(w) for w in model.get_weights()]
+    model.train_on_batch(x, y, sample_weight=sw)
+    for b, a, g in zip(before, model.get_weights(), grads.values()):
+        np.testing.assert_allclose(b - np.asarray(a), g, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.backends
+def test_train_mode_leaves_the_model_unchanged():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((F,))
+    h = keras.layers.Dense(16, name="d")(inp)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    h = keras.layers.Dropout(0.5, name="drop")(h)
+    model = keras.Model(inp, keras.layers.Dense(1, activation="sigmoid", name="p")(h))
+    model.compile("adam", "binary_crossentropy")
+    x = np.random.default_rng(0).normal(size=(32, F)).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+    state = [np.array(keras.ops.convert_to_numpy(v.value)) for v in model.variables]
+
+    inference = intro.get_outputs(model, "drop", x)["drop"]
+    train = intro.get_outputs(model, "drop", x, learning_phase=1)["drop"]
+    grads = intro.get_gradients(model, ["bn", "drop"], x, y, mode="outputs", learning_phase=1)
+    assert grads["drop"].shape == grads["bn"].shape == (32, 16)
+    # dropout: about half the units are zeroed in train mode (BatchNorm outputs are not 0)
+    assert (inference == 0).mean() < 0.05 and 0.3 < (train == 0).mean() < 0.7
+    # dL/d(bn) is dL/d(drop) * mask / (1 - rate): zero exactly where the unit was dropped
+    assert np.count_nonzero(grads["bn"]) < grads["bn"].size
+    for v, before in zip(model.variables, state):  # BN statistics, seed states, weights
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(v.value), before)
+    assert "call" not in vars(model.get_layer("bn"))  # the output hooks are removed
+
+
+def test_layer_and_weight_selection():
+    model = mlp()
+    assert [l.name for l in intro.select_layers(model)] == ["hidden", "out"]
+    assert [l.name for l in intro.select_layers(model, ["ou", 0, "hidden"])] == ["out", "hidden"]
+    paths = [w.path for w in intro.select_weights(model, "hidden/kernel:0")]
+    assert paths == [model.get_layer("hidden").kernel.path]
+    assert list(intro.get_weights(model, "*", omit_names="bias")) == [
+        model.get_layer("hidden").kernel.path, model.get_layer("out").kernel.path]
+    with pytest.raises(ValueError, match="no layer named"):
+        intro.select_layers(model, "lstm")
+    with pytest.raises(ValueError, match="no weight"):
+        intro.select_weights(model, "hidden/gamma")
+
+
+def test_shared_layer_outputs_are_refused():
+    shared = keras.layers.Dense(F, name="shared")
+    inp = keras.Input((F,))
+    model = keras.Model(inp, shared(shared(inp)))
+    model.compile("sgd", "mse")
+    x, _, _ = batch()
+    with pytest.raises(ValueError, match="called 2 times"):
+        layer_outputs(model, x, [shared])
+    assert "call" not in vars(shared)
+
+
+# -- over a dataset ---------------------------------------------------------------------------
+N_BATCHES = 4
+
+
+@pytest.fixture
+def regression_dirs(tmp_path: Path):
+    rng = np.random.default_rng(3)
+    for name in ("train", "val"):
+        x = rng.normal(size=(N_BATCHES * BS, F)).astype("float32")
+        y = np.tanh(x[:, :U] * 2).astype("float32")
+        numpy_data_to_numpy_sets(x, y, tmp_path / name, batch_size=BS, shuffle=False,
+                                 verbose=0)
+    return tmp_path
+
+
+def _tg(root: Path, logdir: Path, model=None, **dg_kw) -> TrainGenerator:
+    dgs = [DataGenerator(root / n, batch_size=BS, labels_path=root / n / "labels.h5", seed=0,
+                         **dg_kw) for n in ("train", "val")]
+    return TrainGenerator(model or mlp(lr=0.05), *dgs, epochs=1, logdir=logdir,
+                          iter_verbosity=0, plot_history_freq=None)
+
+
+def _batches(directory: Path):
+    """(x, y) of batch__1..K.npy, in order."""
+    import h5py
+    with h5py.File(directory / "labels.h5") as f:
+        return [(np.load(directory / f"batch__{k}.npy"), f[str(k)][()])
+                for k in range(1, N_BATCHES + 1)]
+
+
+@pytest.mark.backends
+def test_gradient_norm_over_dataset_per_iteration(regression_dirs, tmp_path):
+    tg = _tg(regression_dirs, tmp_path / "logs")
+    tg.train()  # one epoch and a validation: the weights moved away from their init
+    dg = tg.datagen
+    dg.get(), dg.update_state()  # stand mid-epoch: batch 2 of 4 comes next
+    position = dg.state_dict()
+
+    res = intro.gradient_norm_over_dataset(tg, stat_fn=np.max)
+    assert res.iters_processed == res.batches_processed == N_BATCHES
+    assert res.norms.shape == (N_BATCHES, 4)  # bug 24: per-tensor norms, per iteration
+    assert res.names == [w.path for w in tg.model.trainable_weights]
+    for row, (x, y) in zip(res.norms, _batches(regression_dirs / "train")):
+        _, grads, _ = numpy_backprop(tg.model, x, y)
+        np.testing.assert_allclose(row, [np.sqrt((g ** 2).sum()) for g in grads], **TOL)
+    np.testing.assert_allclose(res.stat, res.norms.max(axis=1))
+    assert dg.state_dict() == position  # the datagen is back where it was
+    assert dg.get()[0][0, 0] == np.load(regression_dirs / "train" / "batch__2.npy")[0, 0]
+    png = imread(res.savepath)
+    assert res.savepath == tg.logdir / "figures" / "gradient_norms.png"
+    assert png.shape[0] > 100 and png.std() > 0.01
+
+    val = intro.gradient_norm_over_dataset(tg, val=True, n_iters=2, scope="global",
+                                           plot=False)
+    assert val.norms.shape == (2, 1) and val.names == ["global"] and val.savepath is None
+    for row, (x, y) in zip(val.norms, _batches(regression_dirs / "val")):
+        _, grads, _ = numpy_backprop(tg.model, x, y)
+        np.testing.assert_allclose(row[0], np.sqrt(sum((g ** 2).sum() for g in grads)), **TOL)
+
+
+def test_gradient_sum_over_windows(tmp_path):
+    """Timeseries windows: one iteration per window; sums are over all of them."""
+    T, WIN = 6, 2
+    rng = np.random.default_rng(4)
+    for name in ("train", "val"):
+        x = rng.normal(size=(N_BATCHES * BS, T, F // 2)).astype("float32")
+        y = rng.normal(size=(N_BATCHES * BS, U)).astype("float32")
+        numpy_data_to_numpy_sets(x, y, tmp_path / name, batch_size=BS, shuffle=False,
+                                 verbose=0)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([  # a window (WIN, F/2) flattened is F features: same MLP
+        keras.Input((WIN, F // 2)), keras.layers.Flatten(),
+        keras.layers.Dense(H, activation="tanh", name="hidden",
+                           kernel_regularizer=keras.regularizers.L2(REG)),
+        keras.layers.Dense(U, name="out")])
+    model.compile("sgd", "mse")
+    tg = _tg(tmp_path, tmp_path / "logs", model, preprocessor="timeseries",
+             preprocessor_configs={"window_size": WIN})
+
+    res = intro.gradient_sum_over_dataset(tg, _id=["hidden", "out"])
+    n_windows = T // WIN
+    assert (res.batches_processed, res.iters_processed) == (N_BATCHES, N_BATCHES * n_windows)
+    want = [0.0] * 4
+    for x, y in _batches(tmp_path / "train"):
+        for k in range(n_windows):
+            _, grads, _ = numpy_backprop(model, x[:, k * WIN:(k + 1) * WIN], y)
+            want = [a + g for a, g in zip(want, grads)]
+    assert list(res.sums) == [w.path for w in model.trainable_weights]
+    for got, w in zip(res.sums.values(), want):
+        np.testing.assert_allclose(got, w, rtol=1e-4, atol=1e-5)
+    assert res.savepath.exists() and imread(res.savepath).std() > 0.01
+
+
+def test_peek_batch_does_not_move_the_datagen(regression_dirs, tmp_path):
+    tg = _tg(regression_dirs, tmp_path / "logs")
+    vdg = tg.val_datagen
+    vdg.get(), vdg.update_state()
+    position = vdg.state_dict()
+    x, y, sw = intro.peek_batch(tg)
+    first_x, first_y = _batches(regression_dirs / "val")[0]
+    np.testing.assert_array_equal(x, first_x)
+    np.testing.assert_array_equal(y, first_y)
+    assert sw is None and vdg.state_dict() == position
