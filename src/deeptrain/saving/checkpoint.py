@@ -78,6 +78,22 @@ def write_checkpoint(path: Path, payload: dict[str, Any], arrays: dict[str, np.n
         final = path.with_name(f"{TEMP_PREFIX}new-{path.name}")
         shutil.rmtree(final, ignore_errors=True)
     writer = AtomicDir(final, fault)
+    try:
+        _write_files(writer, payload, arrays, writers)
+    except BaseException:
+        if final != path:
+            shutil.rmtree(final, ignore_errors=True)
+        raise
+    if final != path:  # swap the complete new checkpoint in for the old one
+        trash = path.with_name(f"{TEMP_PREFIX}old-{path.name}")
+        path.rename(trash)
+        final.rename(path)
+        shutil.rmtree(trash, ignore_errors=True)
+    return path
+
+
+def _write_files(writer: AtomicDir, payload: dict[str, Any], arrays: dict[str, np.ndarray],
+                 writers: dict[str, Callable[[Path], None]]) -> None:
     with writer as tmp:
         for name, write in writers.items():
             writer.step(f"write {name}")
@@ -90,12 +106,6 @@ def write_checkpoint(path: Path, payload: dict[str, Any], arrays: dict[str, np.n
         writer.step(f"write {STATE_FILE}")
         state = {"format": FORMAT, "version": VERSION, **payload, "files": files}
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
-    if final != path:  # swap the complete new checkpoint in for the old one
-        trash = path.with_name(f"{TEMP_PREFIX}old-{path.name}")
-        path.rename(trash)
-        final.rename(path)
-        shutil.rmtree(trash, ignore_errors=True)
-    return path
 
 
 def verify_checkpoint(path: Path) -> dict[str, Any]:

@@ -5,6 +5,9 @@ a live TrainGenerator built with a compatible model and data. The saving and loa
 of DeepTrain 0.6 hold: ``saveskip_list`` names attributes left out of the file,
 ``loadskip_list`` names saved attributes left alone at load, and ``'{auto}'`` in it stands
 for the arguments passed explicitly to the constructor (they win over saved values).
+Besides setting names, ``loadskip_list`` may hold ``'datagen'``, ``'val_datagen'`` (their
+position), ``'rng'`` (random generators), ``'callbacks_state'``, ``'model:weights'`` and
+``'optimizer_state'``.
 """
 from __future__ import annotations
 
@@ -125,7 +128,7 @@ def restore(tg: Any, payload: dict[str, Any], arrays: dict[str, np.ndarray],
         model_state.restore_rng(payload["rng"], arrays)
     saved_cbs = payload.get("callbacks", [])
     live_cbs = tg.callbacks.objects
-    if "callbacks" not in skip:
+    if "callbacks_state" not in skip:  # not "callbacks": that is the (passed) argument
         for i, cb in enumerate(live_cbs):
             match = saved_cbs[i] if i < len(saved_cbs) else None
             if match is None or match["class"] != type(cb).__qualname__:

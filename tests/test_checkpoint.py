@@ -1,0 +1,300 @@
+"""Checkpoints on the TensorFlow backend: format, atomicity under injected faults, fallback
+from corrupt checkpoints, hostile files, skip rules, pruning, best model, naming, reports.
+
+Real models, real files; the kill-and-resume guarantee itself is in ``test_resume.py``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from deeptrain import TrainGenerator
+from deeptrain.callbacks import TraingenCallback
+from deeptrain.saving.checkpoint import CorruptCheckpointError, resolve_loadpath
+from deeptrain.saving.naming import encode_best, encode_value, next_model_num
+from test_train_generator import classification_data, generators
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return classification_data(tmp_path_factory.mktemp("ckdata"), n_train=96, n_val=32)
+
+
+def model(units=8, seed=0):
+    keras.utils.set_random_seed(seed)
+    m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(units, activation="relu"),
+                          keras.layers.Dropout(0.2), keras.layers.Dense(2, "softmax")])
+    m.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
+def make_tg(data, tmp_path, m=None, **kw):
+    keras.utils.set_random_seed(0)
+    dg, vdg = generators(data, batch_size=16, shuffle=True)
+    kw = dict(dict(epochs=1, logs_dir=tmp_path / "logs", iter_verbosity=0,
+                   plot_history_freq=None), **kw)
+    return TrainGenerator(m or model(), dg, vdg, **kw)
+
+
+def weights_of(m):
+    return [np.array(w) for w in m.get_weights()]
+
+
+def test_checkpoint_directory_layout_and_manifest(data, tmp_path):
+    tg = make_tg(data, tmp_path, best_models_dir=tmp_path / "best")
+    tg.train()
+    ckdir = tg.logdir / "checkpoints"
+    latest = (ckdir / "latest").read_text().strip()
+    assert latest == f"{tg.model_name}_1vals_6iters"
+    files = sorted(p.name for p in (ckdir / latest).iterdir())
+    assert files == ["arrays.npz", "history.png", "model.weights.h5", "report.png",
+                     "state.json"]
+    state = json.loads((ckdir / latest / "state.json").read_text())
+    assert state["format"] == "deeptrain.checkpoint" and state["version"] == 1
+    assert state["kind"] == "unique" and state["train_state"]["batches_fit"] == 6
+    assert set(state["files"]) == set(files) - {"state.json"}
+    assert state["datagen"]["epoch"] == 1 and "rng" in state["datagen"]
+    assert "class_weights" in state["traingen"] and "callbacks" not in state["traingen"]
+    with np.load(ckdir / latest / "arrays.npz", allow_pickle=False) as npz:
+        assert "extra/0" in npz.files and "rng/numpy_key" in npz.files  # Dropout seed state
+    best = list((tmp_path / "best").iterdir())
+    assert [p.name for p in best] == [tg.model_name]
+    assert tg.model_name == f"M0__model__min{encode_best(tg.best_key_metric)}"
+    assert (tg.logdir / "misc" / "init_state.json").is_file()
+    init = json.loads((tg.logdir / "misc" / "init_state.json").read_text())
+    assert init["epochs"] == "1" and "logs_dir" in init["_passed_args"]
+    assert (tg.logdir / "misc" / "init_source.txt").stat().st_size > 0
+
+
+def test_in_process_resume_is_exact_and_skip_rules_apply(data, tmp_path):
+    ref = make_tg(data, tmp_path / "ref", epochs=2)
+    ref.train()
+    first = make_tg(data, tmp_path, epochs=1, max_checkpoints=2, predict_threshold=0.3,
+                    saveskip_list=["model", "callbacks", "val_class_weights"])
+    first.train()
+    saved = json.loads(first.get_last_log("state").read_text())["traingen"]
+    assert "val_class_weights" not in saved and saved["max_checkpoints"] == 2
+    # epochs passed explicitly wins ('{auto}'); max_checkpoints, not passed, is loaded
+    resumed = make_tg(data, tmp_path, m=model(seed=5), epochs=2, loadpath=first.logdir)
+    assert resumed.epochs == 2 and resumed.max_checkpoints == 2
+    assert resumed.state.batches_fit == 6 and resumed.model_num == 1
+    assert resumed.logdir.name.startswith("M1__")
+    resumed.train()
+    for a, b in zip(weights_of(ref.model), weights_of(resumed.model)):
+        np.testing.assert_array_equal(a, b)
+    assert ref.history == resumed.history and ref.val_history == resumed.val_history
+    # 'none': nothing skipped, so the saved epochs=1 replaces the passed value
+    again = make_tg(data, tmp_path, epochs=7, loadpath=first.logdir,
+                    loadskip_list=["none"])
+    assert again.epochs == 1
+
+
+def fault_steps(data, tmp_path) -> list[str]:
+    tg = make_tg(data, tmp_path / "probe")
+    tg.train()
+    steps = []
+    tg._checkpointer.fault = steps.append
+    tg.checkpoint(forced=True)
+    return steps
+
+
+def test_a_failure_at_any_step_of_a_save_leaves_the_previous_checkpoint(data, tmp_path):
+    steps = fault_steps(data, tmp_path)
+    assert steps == ["write model.weights.h5", "write history.png", "write report.png",
+                     "write arrays.npz", "write state.json", "fsync files",
+                     "rename into place", "fsync parent", "replace latest"]
+    for i, step in enumerate(steps):
+        tg = make_tg(data, tmp_path / f"run{i}", unique_checkpoint_freq={"batch": 3})
+        tg.train()
+        before = resolve_loadpath(tg.logdir)[0]
+        saved_weights = weights_of(tg.model)
+
+        def fail(name, step=step):
+            if name == step:
+                raise OSError(f"injected failure at {name}")
+        tg._checkpointer.fault = fail
+        tg.epochs = 2  # the checkpoint after batch 9 fails, weights have moved on
+        with pytest.raises(OSError, match="injected"):
+            tg.train()
+        assert tg.state.batches_fit == 9
+        leftovers = [p.name for p in (tg.logdir / "checkpoints").iterdir()
+                     if p.name.startswith(".tmp-")]
+        assert leftovers == [], step
+        assert resolve_loadpath(tg.logdir)[0] == before, step  # pointer moves last
+        fresh = make_tg(data, tmp_path / f"load{i}", m=model(seed=9), loadpath=tg.logdir)
+        assert fresh.state.batches_fit == 6
+        for a, b in zip(saved_weights, weights_of(fresh.model)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_corrupt_newest_checkpoint_falls_back_with_a_warning(data, tmp_path, caplog):
+    tg = make_tg(data, tmp_path, epochs=2, unique_checkpoint_freq={"epoch": 1})
+    tg.train()
+    newest = resolve_loadpath(tg.logdir)[0]
+    weights = newest / "model.weights.h5"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated
+    with caplog.at_level(logging.WARNING, logger="deeptrain"):
+        chosen, state = resolve_loadpath(tg.logdir)
+    assert chosen != newest and state["train_state"]["epoch"] == 1
+    assert "truncated or altered" in caplog.text
+    for item in (tg.logdir / "checkpoints").iterdir():
+        if item.is_dir():
+            (item / "state.json").write_text("{not json")
+    with pytest.raises(FileNotFoundError, match="no intact DeepTrain checkpoint"):
+        resolve_loadpath(tg.logdir)
+    with pytest.raises(FileNotFoundError, match="does-not-exist"):
+        make_tg(data, tmp_path, loadpath=tmp_path / "does-not-exist")
+
+
+class _Boom:
+    def __reduce__(self):
+        import os
+        return (os.mkdir, (str(MARKER),))
+
+
+MARKER = Path("/nonexistent")
+
+
+def test_hostile_files_never_execute_code(data, tmp_path):
+    global MARKER
+    MARKER = tmp_path / "pwned"
+    tg = make_tg(data, tmp_path)
+    tg.train()
+    ckpt = resolve_loadpath(tg.logdir)[0]
+    # an object array in the .npz (loading it would unpickle and run os.mkdir)
+    arrays = dict(np.load(ckpt / "arrays.npz", allow_pickle=False))
+    arrays["extra/0"] = np.array([_Boom()], dtype=object)
+    np.savez(ckpt / "arrays.npz", **arrays)
+    _rehash(ckpt)
+    with pytest.raises(CorruptCheckpointError, match="arrays.npz"):
+        make_tg(data, tmp_path, loadpath=ckpt)
+    # a pickle disguised as state.json
+    (ckpt / "state.json").write_bytes(pickle.dumps(_Boom()))
+    with pytest.raises(FileNotFoundError, match="not valid JSON"):
+        make_tg(data, tmp_path, loadpath=ckpt)
+    assert not MARKER.exists()
+
+
+def _rehash(ckpt: Path) -> None:
+    import hashlib
+    state = json.loads((ckpt / "state.json").read_text())
+    for name in state["files"]:
+        raw = (ckpt / name).read_bytes()
+        state["files"][name] = {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    (ckpt / "state.json").write_text(json.dumps(state))
+
+
+def test_unknown_format_version_is_a_clear_error(data, tmp_path):
+    tg = make_tg(data, tmp_path)
+    tg.train()
+    ckpt = resolve_loadpath(tg.logdir)[0]
+    state = json.loads((ckpt / "state.json").read_text())
+    state["version"] = 99
+    (ckpt / "state.json").write_text(json.dumps(state))
+    with pytest.raises(ValueError, match="format version 99"):
+        make_tg(data, tmp_path, loadpath=ckpt)
+
+
+def test_loading_into_another_architecture_names_the_variable_and_shapes(data, tmp_path):
+    tg = make_tg(data, tmp_path)
+    tg.train()
+    with pytest.raises(ValueError, match=r"kernel' with shape \(8, 12\).*shape \(8, 8\)"):
+        make_tg(data, tmp_path, m=model(units=12), loadpath=tg.logdir)
+
+
+def test_max_checkpoints_and_temp_checkpoints(data, tmp_path):
+    tg = make_tg(data, tmp_path, epochs=2, unique_checkpoint_freq={"batch": 2},
+                 temp_checkpoint_freq={"iter": 1}, max_checkpoints=3)
+    tg.train()
+    ckdir = tg.logdir / "checkpoints"
+    dirs = sorted(p.name for p in ckdir.iterdir() if p.is_dir())
+    uniques = [d for d in dirs if not d.startswith("_temp")]
+    temps = [d for d in dirs if d.startswith("_temp")]
+    assert len(uniques) == 3 and len(temps) <= 1, dirs
+    assert (ckdir / "latest").read_text().strip() == f"{tg.model_name}_2vals_12iters"
+    assert tg.state.save_seq == 12  # one per iteration: unique every 2 batches, else temp
+    # a temp checkpoint is loadable like any other (0.6 named them so load never found them)
+    temp_only = make_tg(data, tmp_path / "t", unique_checkpoint_freq=None,
+                        temp_checkpoint_freq={"iter": 4})
+    temp_only.train()
+    path, state = resolve_loadpath(temp_only.logdir)
+    assert path.name.startswith("_temp_4iters") and state["kind"] == "temp"
+
+
+class CountingCallback(TraingenCallback):
+    def __init__(self):
+        self.batches, self.saves, self.loads, self.trace = 0, 0, 0, np.zeros(3)
+
+    def on_train_batch_end(self, stage):
+        self.batches += 1
+        self.trace = self.trace + 1
+
+    def on_save(self, stage):
+        self.saves += 1
+
+    def on_load(self, stage):
+        self.loads += 1
+
+    def state_dict(self):
+        return {"batches": self.batches, "trace": self.trace}
+
+    def load_state_dict(self, state):
+        self.batches, self.trace = state["batches"], state["trace"]
+
+
+def test_callbacks_state_goes_through_the_checkpoint(data, tmp_path):
+    cb = CountingCallback()
+    tg = make_tg(data, tmp_path, callbacks=[cb])
+    tg.train()
+    assert cb.batches == 6 and cb.saves == 1
+    fresh = CountingCallback()
+    make_tg(data, tmp_path, callbacks=[fresh], loadpath=tg.logdir)
+    assert fresh.batches == 6 and fresh.loads == 1
+    np.testing.assert_array_equal(fresh.trace, np.full(3, 6.0))
+
+
+def test_report_and_history_are_real_images(data, tmp_path):
+    tg = make_tg(data, tmp_path, epochs=2, best_models_dir=tmp_path / "best",
+                 model_configs={"units": 8, "optimizer": "Adam"})
+    tg.train()
+    for path in (tg.get_last_log("report"), tg.get_last_log("history"),
+                 tg.get_last_log("report", best=True)):
+        img = imread(path)
+        assert img.shape[0] > 100 and img.shape[1] > 300, path
+        assert img[..., :3].std() > 0.02, f"{path} looks blank"
+    text = tg.generate_report()
+    for section in (">>HYPERPARAMETERS", ">>TRAINGEN STATE", ">>TRAIN DATAGEN STATE",
+                    ">>VAL DATAGEN STATE"):
+        assert section in text
+    assert "'units' = 8" in text and "'batches_fit' = 12" in text
+    tg.report_configs = {"traingen": {"include": ["epochs"]}}
+    assert "'batches_fit'" not in tg.generate_report()
+    with pytest.raises(ValueError, match="name must be one of"):
+        tg.get_last_log("best")
+
+
+def test_model_auto_naming(data, tmp_path):
+    tg = make_tg(data, tmp_path, model_base_name="AE",
+                 model_configs={"filters": [6, 12, 2, 6, 12], "optimizer": "Adam", "lr": 1e-4},
+                 model_name_configs={"datagen.batch_size": "BS", "filters": "filt",
+                                     "optimizer": "", "lr": "", "best_key_metric": "__max"})
+    assert tg.model_name == "M0__AE-BS16-filt6_12_2_6_12-Adam-1e-4"
+    tg.train()
+    assert tg.model_name == f"M0__AE-BS16-filt6_12_2_6_12-Adam-1e-4__max{encode_best(tg.best_key_metric)}"
+    assert encode_best(10.5) == "10.500" and encode_best(0.0812) == ".081"
+    assert encode_best(-0.25) == "-.250"
+    assert encode_value([2e-4, 2e-4, 2e-4, 1e-4]) == "2e-4x3_1e-4"
+    assert encode_value(keras.optimizers.Adam()) == "Adam" and encode_value(0.5) == ".5"
+    logs = tmp_path / "numbering"
+    for name in ("M0__a", "M10__b", "M2__c"):
+        (logs / name).mkdir(parents=True)
+    assert next_model_num(logs) == 11 and next_model_num(logs, new_model_num=False) == 1

@@ -1,0 +1,127 @@
+"""Exact resume: a run killed with SIGKILL and resumed from its latest checkpoint ends
+bit-identical to an uninterrupted run (weights, optimizer state, histories).
+
+Every run is a real subprocess (``tests/resume_job.py``) on the backend KERAS_BACKEND
+selects, with shuffled data and Dropout, or a stateful LSTM fed windows (killed mid-batch,
+between windows). CPU only.
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.backends, pytest.mark.subprocess]
+
+JOB = Path(__file__).with_name("resume_job.py")
+ITERS = {"dense": 24, "lstm": 54}  # 2 epochs: 12 batches; 9 batches x 3 windows
+
+
+def run_job(data: Path, logs: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    return subprocess.run([sys.executable, str(JOB), str(data), str(logs), str(out), *args],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+def load(out: Path) -> dict[str, np.ndarray]:
+    with np.load(out) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def assert_identical(resumed: dict, reference: dict, context: str) -> None:
+    assert sorted(resumed) == sorted(reference), context
+    for key in reference:
+        np.testing.assert_array_equal(resumed[key], reference[key],
+                                      err_msg=f"{key} differs ({context})")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("resume")
+
+
+@pytest.fixture(scope="module")
+def reference(workdir):
+    """Uninterrupted runs, one per model kind (computed on first use)."""
+    cache = {}
+
+    def get(model: str) -> dict[str, np.ndarray]:
+        if model not in cache:
+            out = workdir / f"ref_{model}.npz"
+            proc = run_job(workdir / f"data_{model}", workdir / f"ref_logs_{model}", out,
+                           "--model", model, "--temp-freq", '{"iter": 1}')
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            cache[model] = load(out)
+            assert int(cache[model]["fit_iters"]) == ITERS[model]
+        return cache[model]
+    return get
+
+
+def kill_and_resume(workdir: Path, model: str, name: str, freq: str, kill_at: int | None = None,
+                    external_kill=None) -> tuple[dict, str]:
+    data, logs = workdir / f"data_{model}", workdir / f"logs_{name}"
+    out = workdir / f"{name}.npz"
+    if external_kill is None:
+        proc = run_job(data, logs, out, "--model", model, "--temp-freq", freq,
+                       "--kill-at-iter", str(kill_at))
+        assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    else:
+        external_kill(data, logs, out)
+    assert not out.exists()
+    (logdir,) = list(logs.iterdir())
+    proc = run_job(data, logs, out, "--model", model, "--loadpath", str(logdir),
+                   "--temp-freq", freq)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return load(out), proc.stderr
+
+
+@pytest.mark.parametrize("model, freq, kill_at", [
+    ("dense", '{"batch": 3}', 8),      # resumes from batch 6: replays two batches
+    ("dense", '{"iter": 1}', 17),      # second epoch, right after a validation
+    ("lstm", '{"iter": 2}', 23),       # mid-batch: window 2 of 3, state carried
+    ("lstm", '{"epoch": 1}', 40),      # only the end-of-epoch checkpoint exists
+])
+def test_sigkill_at_an_iteration_then_resume_is_bit_exact(workdir, reference, model, freq,
+                                                          kill_at):
+    resumed, log = kill_and_resume(workdir, model, f"{model}_{kill_at}", freq, kill_at)
+    assert_identical(resumed, reference(model), f"{model} killed after iteration {kill_at}, "
+                                                f"checkpoints {freq}")
+    assert "Loaded checkpoint" in log
+
+
+def test_sigkill_at_a_random_moment_during_checkpoint_writes(workdir, reference):
+    """Killed from outside at a random time while a checkpoint is written every iteration:
+    the newest intact checkpoint is found and the run still ends bit-identical."""
+    seed = int(os.environ.get("DEEPTRAIN_TEST_SEED", time.time_ns() % 10_000))
+    rng = random.Random(seed)
+
+    def external_kill(data, logs, out):
+        env = dict(os.environ, PYTHONHASHSEED="0")
+        proc = subprocess.Popen([sys.executable, str(JOB), str(data), str(logs), str(out),
+                                 "--model", "dense", "--temp-freq", '{"iter": 1}'],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        deadline = time.monotonic() + 300
+        wanted = rng.randrange(3, ITERS["dense"] - 4)
+        seen = set()
+        while len(seen) < wanted and time.monotonic() < deadline and proc.poll() is None:
+            for pointer in logs.glob("*/checkpoints/latest"):
+                try:
+                    seen.add(pointer.read_text())
+                except OSError:
+                    pass
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.05))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL, f"job ended before the kill (seed {seed})"
+
+    resumed, _ = kill_and_resume(workdir, "dense", "dense_external", '{"iter": 1}',
+                                 external_kill=external_kill)
+    assert_identical(resumed, reference("dense"), f"external kill, DEEPTRAIN_TEST_SEED={seed}")
