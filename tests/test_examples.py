@@ -26,31 +26,67 @@ EXAMPLES = REPO / "examples"
 
 # -- running examples ---------------------------------------------------------------------
 
+# test -> the example it runs; all selected examples start together (in parallel) when the
+# first of them is needed, each writing to its own output directory, sharing one data
+# directory (so their first use of the data races, as it may for users)
+EXAMPLE_TESTS = {
+    "test_basic": "basic.py",
+    "test_preprocessor_seed_example": "misc/preprocessor.py",
+    "test_flexible_batch_size": "misc/flexible_batch_size.py",
+    "test_timeseries": "misc/timeseries.py",
+}
+
+
+class ExampleRun:
+    """An example script running as a subprocess, output to a file."""
+
+    def __init__(self, relpath: str, root: Path):
+        self.relpath = relpath
+        self.out = root / "out" / relpath.replace("/", "_").removesuffix(".py")
+        self.out.mkdir(parents=True)
+        env = dict(os.environ)
+        env.update(DEEPTRAIN_EXAMPLES_FAST="1", DEEPTRAIN_EXAMPLES_DATA=str(root / "data"),
+                   DEEPTRAIN_EXAMPLES_OUT=str(self.out), KERAS_BACKEND="tensorflow",
+                   TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+        env.pop("DEEPTRAIN_EXAMPLES_MNIST", None)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"),
+                                                          env.get("PYTHONPATH")]))
+        self.log = open(self.out / "output.txt", "w+")
+        self.proc = subprocess.Popen([sys.executable, str(EXAMPLES / relpath)], env=env,
+                                     cwd=self.out, stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+
+    def result(self, timeout: float = 300) -> tuple[str, list[Path]]:
+        """Wait for the script; return its output and the log directories it created."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        self.log.seek(0)
+        output = self.log.read()
+        assert code == 0, f"{self.relpath} failed ({code}):\n{output[-5000:]}"
+        assert "Traceback" not in output, output[-5000:]
+        return output, sorted((self.out / "logs").iterdir(), key=lambda p: p.name)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
 @pytest.fixture(scope="module")
-def example_env(tmp_path_factory):
-    """Environment of the example subprocesses: fast mode, data and outputs in a temp dir."""
+def examples(request, tmp_path_factory):
+    """``{script: ExampleRun}`` for the selected example tests, started together."""
+    selected = {item.originalname for item in request.session.items
+                if item.module is request.module}
     root = tmp_path_factory.mktemp("examples")
-    env = dict(os.environ)
-    env.update(DEEPTRAIN_EXAMPLES_FAST="1", DEEPTRAIN_EXAMPLES_DATA=str(root / "data"),
-               DEEPTRAIN_EXAMPLES_OUT=str(root / "out"), KERAS_BACKEND="tensorflow",
-               TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
-    env.pop("DEEPTRAIN_EXAMPLES_MNIST", None)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"),
-                                                      env.get("PYTHONPATH")]))
-    env["_root"] = str(root)
-    return env
-
-
-def run_example(relpath: str, env: dict) -> tuple[str, list[Path]]:
-    """Run an example; return its output and the log directories it created."""
-    logs = Path(env["_root"]) / "out" / "logs"
-    before = set(logs.iterdir()) if logs.is_dir() else set()
-    proc = subprocess.run([sys.executable, str(EXAMPLES / relpath)], env=env,
-                          cwd=env["_root"], capture_output=True, text=True, timeout=300)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"{relpath} failed ({proc.returncode}):\n{output[-5000:]}"
-    assert "Traceback" not in output, output[-5000:]
-    return output, sorted(set(logs.iterdir()) - before, key=lambda p: p.name)
+    runs = {script: ExampleRun(script, root) for test, script in EXAMPLE_TESTS.items()
+            if test in selected}
+    yield runs
+    for run in runs.values():
+        run.close()
 
 
 def metrics_events(logdir: Path) -> list[str]:
@@ -58,11 +94,10 @@ def metrics_events(logdir: Path) -> list[str]:
             (logdir / "metrics.jsonl").read_text().splitlines()]
 
 
-
 @pytest.mark.slow
 @pytest.mark.subprocess
-def test_basic(example_env):
-    output, (logdir,) = run_example("basic.py", example_env)
+def test_basic(examples):
+    output, (logdir,) = examples["basic.py"].result()
     assert "trained 1 epoch(s), 4 batches; val accuracy" in output
     assert metrics_events(logdir) == ["train_batch"] * 4 + ["validation"]
     assert (logdir / "history.png").stat().st_size > 5_000
@@ -70,8 +105,8 @@ def test_basic(example_env):
 
 @pytest.mark.slow
 @pytest.mark.subprocess
-def test_preprocessor_seed_example(example_env):
-    output, (logdir,) = run_example("misc/preprocessor.py", example_env)
+def test_preprocessor_seed_example(examples):
+    output, (logdir,) = examples["misc/preprocessor.py"].result()
     assert metrics_events(logdir) == ["train_batch"] * 4 + ["validation"]
     for method in ("process(self, batch", "_next_window(self, batch", "update_state(self)"):
         assert f"def {method}" in output  # the printed sources of TimeseriesPreprocessor
@@ -79,14 +114,16 @@ def test_preprocessor_seed_example(example_env):
 
 
 def _printed_sets(output: str, batch_size: int, kind: str) -> list[list[str]]:
-    pattern = rf"^batch_size={batch_size} {kind} \d+ {'train ' if kind == 'epoch' else ''}sets: (.*)$"
+    """Set names the example printed per train epoch (kind 'epoch') or per validation."""
+    label = r"epoch \d+ train" if kind == "epoch" else r"validation \d+"
+    pattern = rf"^batch_size={batch_size} {label} sets: (.*)$"
     return [line.split() for line in re.findall(pattern, output, flags=re.M)]
 
 
 @pytest.mark.slow
 @pytest.mark.subprocess
-def test_flexible_batch_size(example_env):
-    output, logdirs = run_example("misc/flexible_batch_size.py", example_env)
+def test_flexible_batch_size(examples):
+    output, logdirs = examples["misc/flexible_batch_size.py"].result()
     assert len(logdirs) == 2
     halves = sorted(f"{n}-{c}" for n in "1234" for c in "ab")
     train64 = _printed_sets(output, 64, "epoch")
@@ -106,8 +143,8 @@ def test_flexible_batch_size(example_env):
 
 @pytest.mark.slow
 @pytest.mark.subprocess
-def test_timeseries(example_env):
-    output, (logdir,) = run_example("misc/timeseries.py", example_env)
+def test_timeseries(examples):
+    output, (logdir,) = examples["misc/timeseries.py"].result()
     assert "windows per batch: 3; iterations: 12 over 4 batches" in output
     assert re.search(r"class_weights=\{0: [\d.]+, 1: [\d.]+\}", output)
     for name in ("loss", "tnr", "tpr", "f1_score"):

@@ -68,7 +68,7 @@ for label, ax in enumerate(axes):
     for edge in range(window_size, timesteps, window_size):
         ax.axvline(edge - .5, color='k', linestyle=':')  # window boundaries
     ax.set_xlabel("hour")
-fig.savefig(tg.logdir / "samples.png", dpi=80)
+fig.savefig(tg.logdir / "samples.png", dpi=80, bbox_inches="tight")
 plt.close(fig)
 
 # Train ################################################################################
