@@ -367,7 +367,10 @@ def _all_weights(model: Any) -> dict[str, np.ndarray]:
 
 
 def _percent(frac: float, notify_above_frac: float) -> str:
-    digits = max(1, int(np.ceil(-np.log10(notify_above_frac)))) if notify_above_frac > 0 else 3
+    """``frac`` as a percentage with enough decimals to show ``notify_above_frac``."""
+    digits = 1
+    if 0 < notify_above_frac < 1e-3:
+        digits = int(np.ceil(-np.log10(100 * notify_above_frac)))
     return f"{100 * frac:.{digits}f}%"
 
 

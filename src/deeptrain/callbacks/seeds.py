@@ -36,24 +36,31 @@ class RandomSeedSetter(PeriodicCallback):
             one int.
         freq: ``{stage: n}``: re-seed on every n-th firing of each stage (default: every
             second epoch end).
+        reseed_on_load: after a checkpoint is loaded, set the saved seed again.
 
-    The current seed and the stage counters are in :meth:`state_dict`; after loading a
-    checkpoint, :meth:`on_load` sets the saved seed again, so the run continues from the
-    same random state as the saved run did after its last re-seed.
+    The current seed and the stage counters are in :meth:`state_dict`, so a resumed run
+    re-seeds at the same points with the same seeds. DeepTrain's checkpoints also restore
+    the random generators' exact state, so by default nothing is re-seeded on load (that
+    would rewind them to the last re-seed). ``reseed_on_load=True`` is DeepTrain 0.6's
+    behaviour, for checkpoints loaded without their random state (``'rng'`` in
+    ``loadskip_list``).
     """
 
-    def __init__(self, seed: int = 0, freq: Mapping[str, int] | None = None):
+    def __init__(self, seed: int = 0, freq: Mapping[str, int] | None = None,
+                 reseed_on_load: bool = False):
         super().__init__({"train:epoch": 2} if freq is None else freq)
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise TypeError(f"seed must be an int, got {seed!r}")
         self.seed = seed
+        self.reseed_on_load = reseed_on_load
 
     def on_due(self, stage: Stage) -> None:
         self.seed += 1
         set_seeds(self.seed)
 
     def on_load(self, stage: Stage) -> None:
-        set_seeds(self.seed)
+        if self.reseed_on_load:
+            set_seeds(self.seed)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "seed": self.seed}

@@ -1,0 +1,270 @@
+"""Built-in callbacks in real TrainGenerator runs (TensorFlow backend): what they record,
+the files they write (read back and compared), and the figures (decoded PNGs)."""
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from deeptrain import DataGenerator, TrainGenerator, visuals
+from deeptrain.callbacks import (PeriodicCallback, RandomSeedSetter, TraingenLogger, VizAE2D,
+                                 binary_preds_distribution_cb, binary_preds_per_iteration_cb,
+                                 infer_train_hist_cb, make_layer_hists_cb, read_log)
+from deeptrain.preprocessing import numpy_data_to_numpy_sets
+
+BS, N_TRAIN, N_VAL, F = 8, 3, 2, 4
+
+
+def write(root: Path, x: np.ndarray, y: np.ndarray, n_train: int = N_TRAIN) -> Path:
+    """The first ``n_train`` batches to ``root/train``, the rest to ``root/val``."""
+    cut = n_train * BS
+    for name, (xs, ys) in {"train": (x[:cut], y[:cut]), "val": (x[cut:], y[cut:])}.items():
+        numpy_data_to_numpy_sets(xs, ys, root / name, batch_size=BS, shuffle=False, verbose=0)
+    return root
+
+
+def traingen(model, root: Path, logdir: Path | None, callbacks, epochs: int = 1, **kw):
+    dgs = [DataGenerator(root / n, batch_size=BS, labels_path=root / n / "labels.h5", seed=0)
+           for n in ("train", "val")]
+    return TrainGenerator(model, *dgs, epochs=epochs, logdir=logdir, callbacks=callbacks,
+                          iter_verbosity=0, plot_history_freq=None, **kw)
+
+
+def val_batches(root: Path) -> list[np.ndarray]:
+    return [np.load(root / "val" / f"batch__{k}.npy") for k in range(1, N_VAL + 1)]
+
+
+def assert_image(path: Path, min_side: int = 100) -> np.ndarray:
+    """A real, non-blank PNG."""
+    assert path is not None and path.suffix == ".png" and path.exists(), path
+    img = imread(path)
+    assert min(img.shape[:2]) >= min_side and img.shape[2] in (3, 4)
+    assert img[..., :3].std() > 0.01  # not one flat colour
+    return img
+
+
+@pytest.fixture(scope="module")
+def binary_data(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=((N_TRAIN + N_VAL) * BS, F)).astype("float32")
+    y = (x[:, :1] + 0.3 * x[:, 1:2] > 0).astype("float32")
+    return write(tmp_path_factory.mktemp("binary"), x, y)
+
+
+def binary_model(dropout: float = 0.3) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((F,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dropout(dropout),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(keras.optimizers.Adam(0.01), "binary_crossentropy")
+    return model
+
+
+# -- frequencies and seeds ---------------------------------------------------------------------
+def test_periodic_callback_counts_and_state(binary_data):
+    class Every(PeriodicCallback):
+        def __init__(self, freq):
+            super().__init__(freq)
+            self.due = []
+
+        def on_due(self, stage):
+            self.due.append((stage, self.tg._batches_fit))
+
+    cb = Every({"train:batch": 2, "val_end": 1})
+    tg = traingen(binary_model(), binary_data, None, cb, epochs=2)
+    tg.train()
+    # 6 batches fit: due after batches 2, 4, 6; two validations, each right after an epoch
+    assert cb.due == [("train:batch", 2), (("val_end", "train:epoch"), 3),
+                      ("train:batch", 4), ("train:batch", 6),
+                      (("val_end", "train:epoch"), 6)]
+    state = json.loads(json.dumps(cb.state_dict()))
+    assert state == {"counters": {"train:batch": 6, "val_end": 2}}
+    fresh = Every({"train:batch": 2, "val_end": 1})
+    fresh.load_state_dict(state)
+    assert fresh._counters == cb._counters
+    with pytest.raises(ValueError, match="freq stage 'save'"):
+        Every({"save": 1})
+    with pytest.raises(ValueError, match="int >= 1"):
+        Every({"train:epoch": 0})
+
+
+def _draws() -> tuple[float, float, float]:
+    return random.random(), float(np.random.random()), float(
+        keras.ops.convert_to_numpy(keras.random.uniform(())))
+
+
+def _draws_after_seed(seed: int) -> tuple[float, float, float]:
+    keras.utils.set_random_seed(seed)
+    return _draws()
+
+
+@pytest.mark.backends
+def test_random_seed_setter_reseeds_and_round_trips(binary_data):
+    seen = []
+    setter = RandomSeedSetter(seed=5, freq={"train:epoch": 1})
+    tg = traingen(binary_model(), binary_data, None,
+                  [setter, {"train:epoch": lambda tg: seen.append(_draws())}], epochs=2)
+    tg.train()
+    # the seed setter runs first at each epoch end: the draws follow seeds 6 and then 7
+    # ('train:epoch' also fires at the compound stage after each validation: 2 draws/epoch)
+    expected = [_draws_after_seed(6), _draws_after_seed(7)]
+    assert seen[0] == expected[0] and seen[2] == expected[1]
+    assert setter.seed == 7
+
+    state = json.loads(json.dumps(setter.state_dict()))
+    assert state == {"counters": {"train:epoch": 2}, "seed": 7}
+    resumed = RandomSeedSetter(seed=0, freq={"train:epoch": 1}, reseed_on_load=True)
+    resumed.load_state_dict(state)
+    resumed.init_with_traingen(tg)
+    random.random(), np.random.random()  # move the generators on
+    resumed.on_load("load")
+    assert _draws() == _draws_after_seed(7)
+    keep = RandomSeedSetter(seed=0, freq={"train:epoch": 1})  # default: exact RNG restore
+    keep.load_state_dict(state)
+    keras.utils.set_random_seed(123)
+    keep.on_load("load")
+    assert keep.seed == 7 and _draws() == _draws_after_seed(123)
+
+
+# -- figures -----------------------------------------------------------------------------------
+@pytest.mark.backends
+def test_figure_callbacks_write_images(binary_data, tmp_path):
+    cbs = [binary_preds_per_iteration_cb, binary_preds_distribution_cb, infer_train_hist_cb,
+           make_layer_hists_cb(mode="weights"), make_layer_hists_cb(mode="outputs"),
+           make_layer_hists_cb(_id=[0, 2], mode="gradients:weights", omit_names=None),
+           make_layer_hists_cb(mode="gradients:outputs")]
+    paths = []
+    tg = traingen(binary_model(), binary_data, tmp_path / "logs",
+                  {"val_end": [lambda tg, cb=cb: paths.append(cb(tg)) for cb in cbs]},
+                  eval_fn="predict")
+    tg.train()
+    names = ["binary_preds_per_iteration", "binary_preds_distribution", "infer_train_hist",
+             "layer_hists_weights", "layer_hists_outputs", "layer_hists_gradients-weights",
+             "layer_hists_gradients-outputs"]
+    assert [p.name for p in paths] == [f"{n}__e1_b3_v1.png" for n in names]
+    for path in paths:
+        assert path.parent == tg.logdir / "figures"
+        assert_image(path)
+
+
+def test_prediction_figures_need_predict_mode(binary_data, tmp_path, caplog):
+    tg = traingen(binary_model(), binary_data, tmp_path / "logs", None)
+    tg.train()  # evaluate mode: nothing cached
+    with caplog.at_level(logging.WARNING):
+        assert binary_preds_distribution_cb(tg) is None
+    assert "predict mode" in caplog.text
+    assert not (tg.logdir / "figures").exists()
+
+
+def test_binary_preds_per_iteration_draws_labels_over_windows():
+    labels = [[np.array([[1.], [0.], [1.]])] * 2, [np.array([[0.], [0.], [1.]])] * 2]
+    preds = [[np.array([[.9], [.2], [.6]]), np.array([[.8], [.1], [.4]])],
+             [np.array([[.3], [.7], [.5]]), np.array([[.2], [.6], [.9]])]]
+    fig = visuals.binary_preds_per_iteration(labels, preds)
+    assert len(fig.axes) == 2
+    np.testing.assert_array_equal(fig.axes[1].images[0].get_array(),
+                                  [[0, 0, 1], [0, 0, 1], [.3, .7, .5], [.2, .6, .9]])
+
+
+def test_infer_train_hist_titles_and_counts():
+    """Inference-mode values on top, titled 'Train mode OFF' (0.6 had the titles swapped)."""
+    model = binary_model(dropout=0.5)
+    x = np.random.default_rng(1).normal(size=(64, F)).astype("float32")
+    fig = visuals.infer_train_hist(model, x, layer=model.layers[1], bins=20)
+    top, bottom = fig.axes
+    assert (top.get_title(), bottom.get_title()) == ("Train mode OFF", "Train mode ON")
+    hidden = np.maximum(x @ model.layers[0].kernel.numpy() + model.layers[0].bias.numpy(), 0)
+    counts = [p.get_height() for p in top.patches]
+    np.testing.assert_array_equal(counts, np.histogram(hidden.ravel(), bins=20)[0])
+    zeros_top = (hidden == 0).sum()
+    assert sum(counts) == hidden.size
+    # dropout zeroes about half of the units in train mode: the first bin (0) grows
+    assert bottom.patches[0].get_height() > zeros_top + 0.3 * (hidden.size - zeros_top)
+
+
+@pytest.mark.parametrize("eval_fn", ["predict", "evaluate"])
+def test_viz_ae2d(tmp_path, eval_fn):
+    rng = np.random.default_rng(2)
+    n = (N_TRAIN + N_VAL) * BS
+    images = np.zeros((n, 8, 8, 1), "float32")  # bright squares at random places
+    for img, (r, c) in zip(images, rng.integers(0, 5, size=(n, 2))):
+        img[r:r + 3, c:c + 3] = 1
+    root = write(tmp_path / "data", images, np.zeros((n, 1), "float32"))
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(64, activation="sigmoid"),
+                              keras.layers.Reshape((8, 8, 1))])
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    viz = VizAE2D(n_images=4)
+    tg = traingen(model, root, tmp_path / "logs", viz, epochs=2, input_as_labels=True,
+                  eval_fn=eval_fn)
+    tg.train()
+    assert viz.savepath == tg.logdir / "figures" / "VizAE2D__e2_b6_v2.png"
+    assert len(list((tg.logdir / "figures").glob("VizAE2D__*.png"))) == 2
+    assert_image(viz.savepath)
+    originals, reconstructions = viz.get_data()
+    last = val_batches(root)[-1][:4]
+    np.testing.assert_array_equal(originals, last)
+    np.testing.assert_allclose(reconstructions, model.predict_on_batch(last), atol=1e-5)
+    shown = [ax.images[0].get_array() for ax in viz.figure.axes if ax.images]
+    np.testing.assert_array_equal(shown[0], last[0, ..., 0])
+
+
+# -- TraingenLogger --------------------------------------------------------------------------
+@pytest.mark.backends
+@pytest.mark.parametrize("fmt", ["h5", "npz"])
+def test_traingen_logger_files_hold_weights_outputs_gradients(tmp_path, fmt):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=((N_TRAIN + N_VAL) * BS, F)).astype("float32")
+    y = (x[:, :2] * [1.5, -2]).astype("float32")
+    root = write(tmp_path / "data", x, y)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((F,)), keras.layers.Dense(2, name="lin")])
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    kernel, bias = model.layers[0].kernel.path, model.layers[0].bias.path
+    weights_seen = []  # the weights when the logger logged (it runs first)
+    logger = TraingenLogger(tmp_path / "tlog", {"weights": "lin", "outputs": ["lin"],
+                                                "gradients": "lin",
+                                                "gradients-kw": {"mode": "weights"}},
+                            freq={"train:epoch": 1}, fmt=fmt)
+    tg = traingen(model, root, None,
+                  [logger, {"train:epoch": lambda tg: weights_seen.append(
+                      [np.array(w) for w in tg.model.get_weights()])}], epochs=2)
+    tg.train()
+
+    files = sorted((tmp_path / "tlog").glob(f"datalog_*.{fmt}"))
+    assert [f.name for f in files] == [f"datalog_0.{fmt}", f"datalog_1.{fmt}"]
+    x_val, y_val = val_batches(root)[0], np.asarray(tg.val_datagen.load_labels("1"))
+    for log_id, (path, (w, b)) in enumerate(zip(files, weights_seen[::2])):
+        data = read_log(path)
+        assert set(data["weights"]) == {log_id}
+        np.testing.assert_array_equal(data["weights"][log_id][kernel], w)
+        np.testing.assert_array_equal(data["weights"][log_id][bias], b)
+        out = x_val @ w + b  # default data: the first validation batch
+        np.testing.assert_allclose(data["outputs"][log_id]["lin"], out, rtol=1e-5, atol=1e-6)
+        d_out = 2 * (out - y_val) / out.size  # mse, mean over all elements
+        np.testing.assert_allclose(data["gradients"][log_id][kernel], x_val.T @ d_out,
+                                   rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(data["gradients"][log_id][bias], d_out.sum(0),
+                                   rtol=1e-4, atol=1e-6)
+    assert logger.weights == {} and logger.state_dict()["log_id"] == 1  # cleared after save
+    assert tg.val_datagen.state_dict()["set_nums_to_process"] == ["1", "2"]  # not moved
+    loaded = logger.load()
+    np.testing.assert_array_equal(logger.weights[1][kernel], weights_seen[2][0])
+    assert set(loaded) == {"weights", "outputs", "gradients"}
+
+
+def test_traingen_logger_rejects_bad_configs(tmp_path):
+    with pytest.raises(ValueError, match="not supported"):
+        TraingenLogger(tmp_path, {"activations": "dense"})
+    with pytest.raises(TypeError, match="layer ids"):
+        TraingenLogger(tmp_path, {"weights": [1.5]})
+    with pytest.raises(ValueError, match="fmt"):
+        TraingenLogger(tmp_path, {"weights": "d"}, fmt="pkl")
