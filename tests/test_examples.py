@@ -407,3 +407,19 @@ def test_resize_bilinear_matches_keras():
         images[..., None], (28, 28), interpolation="bilinear", antialias=False))[..., 0]
     assert np.allclose(ours, theirs, atol=1e-5)
     assert np.allclose(example_data.resize_bilinear(np.full((1, 8, 8), .3), (28, 28)), .3)
+
+
+def test_mnist_layout_without_downloading(tmp_path, monkeypatch):
+    import keras
+    rng = np.random.default_rng(0)
+    fake = ((rng.integers(0, 256, (600, 28, 28), dtype=np.uint8), rng.integers(0, 10, 600)),
+            (rng.integers(0, 256, (300, 28, 28), dtype=np.uint8), rng.integers(0, 10, 300)))
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", lambda: fake)
+    root = example_data.build("mnist", tmp_path, small=True)
+    for split, n in (("train", 4), ("val", 2)):
+        files = sorted((root / split).glob("128batch__*.npy"))
+        assert len(files) == n
+        x = np.load(files[0])
+        assert x.shape == (128, 28, 28, 1) and x.dtype == np.float32 and x.max() <= 1
+        assert sorted(_h5(root / split / "labels.h5"), key=int) == [str(k) for k in
+                                                                     range(1, n + 1)]
