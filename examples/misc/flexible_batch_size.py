@@ -19,19 +19,30 @@ deeptrain.util.misc.append_examples_dir_to_sys_path()
 from utils import make_autoencoder, init_session, AE_CONFIGS as C
 
 
+set_names = {'train': [], 'val': []}  # filled by the callbacks below
+C['traingen']['callbacks'] = {
+    'train:batch': lambda tg: set_names['train'].append(tg.set_name),
+    'val:batch': lambda tg: set_names['val'].append(tg.val_set_name),
+}
+
+
 def show_set_names(tg):
     """Print what was trained and validated on, epoch by epoch; check one-pass coverage."""
     dg, vdg = tg.datagen, tg.val_datagen
     bs = dg.batch_size
     per_epoch, per_val = len(dg), len(vdg)
+    train, val = set_names['train'], set_names['val']
+    assert len(train) == tg.epoch * per_epoch and len(val) == tg.times_validated * per_val
     for epoch in range(tg.epoch):
-        names = tg.set_name_cache[epoch * per_epoch:(epoch + 1) * per_epoch]
+        names = train[epoch * per_epoch:(epoch + 1) * per_epoch]
         print(f"batch_size={bs} epoch {epoch + 1} train sets: {' '.join(names)}")
         check_once_per_epoch(names, dg.set_nums_original, bs)
     for i in range(tg.times_validated):
-        names = tg.val_set_name_cache[i * per_val:(i + 1) * per_val]
+        names = val[i * per_val:(i + 1) * per_val]
         print(f"batch_size={bs} validation {i + 1} sets: {' '.join(names)}")
         check_once_per_epoch(names, vdg.set_nums_original, bs)
+    train.clear()
+    val.clear()
 
 
 def check_once_per_epoch(names, set_nums, batch_size, file_size=128):
