@@ -132,6 +132,26 @@ def test_random_seed_setter_reseeds_and_round_trips(binary_data):
     assert keep.seed == 7 and _draws() == _draws_after_seed(123)
 
 
+def test_random_seed_setter_resumes_from_a_checkpoint(binary_data, tmp_path):
+    """Train 2 epochs at once, or 1 epoch, checkpoint, and 1 more in a new TrainGenerator:
+    the re-seed at the second epoch's end uses the same seed (its state came back)."""
+    def run(epochs, logs_dir, **kw):
+        seen = []
+        setter = RandomSeedSetter(seed=5, freq={"train:epoch": 1})
+        tg = traingen(binary_model(), binary_data, None, epochs=epochs, logs_dir=logs_dir,
+                      callbacks=[setter, {"train:epoch": lambda tg: seen.append(_draws())}],
+                      **kw)
+        tg.train()
+        return tg, setter, seen
+
+    _, whole, seen_whole = run(2, tmp_path / "whole")
+    first, _, _ = run(1, tmp_path / "parts")
+    _, resumed, seen_resumed = run(2, tmp_path / "parts", loadpath=first.logdir)
+    assert resumed.seed == whole.seed == 7
+    assert resumed._counters == whole._counters == {"train:epoch": 2}
+    assert seen_resumed[0] == seen_whole[2] == _draws_after_seed(7)
+
+
 # -- figures -----------------------------------------------------------------------------------
 @pytest.mark.backends
 def test_figure_callbacks_write_images(binary_data, tmp_path):

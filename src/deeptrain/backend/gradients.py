@@ -136,7 +136,7 @@ def _grads_jax(model, x, y, sw, variables, layers, training):
             model.stateless_call(tv, ntv, x, **kw)
         return _single_outputs(layers, outs)
 
-    probes = [jnp.zeros(s.shape, s.dtype) for s in jax.eval_shape(forward, tv)]
+    probes = [jnp.zeros(s.shape, s.dtype) for s in jax.eval_shape(forward, tv)] if layers else []
 
     def loss_fn(chosen, probes):
         values = list(tv)

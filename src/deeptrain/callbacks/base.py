@@ -46,9 +46,9 @@ class TraingenCallback:
     Checkpoints (no pickle): at save, ``on_save('save')`` runs, then ``state_dict()`` is
     stored; at load, ``load_state_dict(state)`` runs, then ``on_load('load')``.
     ``state_dict()`` returns a dict of JSON-serialisable values (numbers, strings, bools,
-    None, lists, dicts with string keys) and/or NumPy arrays as top-level values: the
-    checkpoint writer puts the arrays in an ``.npz`` beside the JSON and hands them back as
-    arrays. Callback objects hold a reference to their TrainGenerator: make new ones for a
+    None, lists, dicts with string keys), in which NumPy arrays may appear at any depth:
+    the checkpoint writer puts the arrays in an ``.npz`` beside the JSON and hands them
+    back as arrays. Callback objects hold a reference to their TrainGenerator: make new ones for a
     new TrainGenerator.
     """
 

@@ -25,8 +25,9 @@ def figure_path(tg: Any, name: str) -> Path | None:
     """Where a callback figure called ``name`` goes now; None without a logdir."""
     if getattr(tg, "logdir", None) is None:
         return None
-    return (Path(tg.logdir) / "figures" /
-            f"{name}__e{tg.epoch}_b{tg._batches_fit}_v{tg._times_validated}.png")
+    s = tg.state
+    return Path(tg.logdir) / "figures" / (
+        f"{name}__e{s.epoch}_b{s.batches_fit}_v{s.times_validated}.png")
 
 
 def _save(tg: Any, fig: Any, name: str) -> Path | None:
