@@ -43,6 +43,9 @@ import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
 from deeptrain import DataGenerator, TrainGenerator  # noqa: E402
+from deeptrain.backend.stateful import reset_states  # noqa: E402
+from deeptrain.callbacks import (binary_preds_distribution_cb,  # noqa: E402
+                                 binary_preds_per_iteration_cb, infer_train_hist_cb)
 from deeptrain.util import example_data  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -233,6 +236,12 @@ def make_timeseries_classifier(batch_shape, loss, optimizer, units, activation, 
     return model
 
 
+def _reset_states_cb(tg):
+    """infer_train_hist_cb runs the model, which moves stateful RNN states: start the next
+    batch from zero states as `reset_statefuls=True` promises."""
+    reset_states(tg.model)
+
+
 def ts_configs():
     model = dict(
         batch_shape=(ts_batch_size, ts_window_size, 1),
@@ -261,6 +270,10 @@ def ts_configs():
         val_freq={"epoch": 1},
         plot_history_freq={"epoch": 1},
         unique_checkpoint_freq={"epoch": 2},
+        eval_fn="predict",  # the binary-prediction figures need the predictions
+        # figures of each validation's predictions, in <logdir>/figures
+        callbacks={"val_end": [infer_train_hist_cb, binary_preds_per_iteration_cb,
+                               binary_preds_distribution_cb, _reset_states_cb]},
     )
     return {"model": model, "datagen": datagen, "val_datagen": val_datagen,
             "traingen": traingen}

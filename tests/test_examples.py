@@ -150,6 +150,9 @@ def test_timeseries(examples):
     for name in ("loss", "tnr", "tpr", "f1_score"):
         assert re.search(rf"^val {name}: \d\.\d{{3}}$", output, flags=re.M), name
     assert (logdir / "samples.png").is_file() and (logdir / "history.png").is_file()
+    figures = sorted(p.name.split("__")[0] for p in (logdir / "figures").iterdir())
+    assert figures == ["binary_preds_distribution", "binary_preds_per_iteration",
+                       "infer_train_hist"]
     assert metrics_events(logdir) == ["train_batch"] * 4 + ["validation"]
 
 

@@ -11,7 +11,10 @@ predictions of the whole validation set are collected and F1 (the key metric tha
 best model), TNR and TPR computed from them with NumPy. `class_weights` weight each class's
 samples in the loss, here to balance the classes' counts in the training data.
 
-Writes samples.png (a few days of each class) and the history figure to the run's logdir.
+Writes samples.png (a few days of each class) and the history figure to the run's logdir,
+and, after every validation, the figures of TS_CONFIGS' callbacks to its figures/ folder:
+labels vs predictions per batch and window, all predictions against the threshold, and the
+output layer's values in inference vs train mode.
 Run: python examples/misc/timeseries.py
 """
 import deeptrain
