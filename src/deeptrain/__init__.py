@@ -11,9 +11,9 @@ from typing import Any
 from .data_generator import DataGenerator
 
 __version__ = "0.7.0.dev0"
-__all__ = ["DataGenerator", "TrainGenerator", "__version__"]
+__all__ = ["DataGenerator", "TrainGenerator", "set_seeds", "__version__"]
 
-_LAZY = {"TrainGenerator": ".train_generator"}
+_LAZY = {"TrainGenerator": ".train_generator", "set_seeds": ".callbacks"}
 
 
 def __getattr__(name: str) -> Any:

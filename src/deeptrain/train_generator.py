@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from . import callbacks as callbacks_lib
+from . import introspection
 from .backend.stateful import prepare_stateful_model, reset_states
 from .data_generator import DataGenerator
 from .saving.checkpointer import Checkpointer
@@ -33,7 +34,7 @@ from .saving.report import write_init_logs
 from .training.configs import TRAINGEN_DEFAULTS, defaults
 from .training.fitting import make_eval_fn, make_fit_fn, model_metric_names, to_metric_dict
 from .training.frequency import check_freq, should_do
-from .training.interrupts import deferred_interrupts
+from .training.interrupts import InterruptGuard
 from .training.progress import EpochProgress, MetricsLog, format_metrics
 from .training.state import LEGACY_NAMES, TrainState
 from .training.validation import (MetricResolver, PredictCache, evaluate_mode_summary,
@@ -118,6 +119,7 @@ class TrainGenerator:
         self._history_fig = None
         self.last_validation: dict[str, Any] = {}
         self.best_subset_nums: list[str] | None = None
+        self.last_health = None  # HealthReport of the last validation (check_model_health)
         self._recording = True
         self.logdir = Path(self.logdir) if self.logdir is not None else None
         self._checkpointer = Checkpointer(self)
@@ -249,18 +251,23 @@ class TrainGenerator:
     def train(self) -> None:
         """Train until ``epoch == epochs``, validating at ``val_freq``. Resumable: after an
         interrupt (or with more ``epochs``), call it again."""
+        state = self.state
         try:
-            while True:
-                if self.state.train_loop_done:  # validation due, or interrupted inside it
-                    self.validate()
-                elif self.state.epoch < self.epochs:
-                    self._progress.start(self.state.epoch, len(self.datagen),
-                                         self._batches_into_epoch())
-                    with deferred_interrupts():
+            with InterruptGuard() as guard:  # Ctrl-C lands between iterations
+                while True:
+                    guard.check()
+                    state = self.state  # (a callback may have loaded a checkpoint)
+                    if state.train_loop_done:  # validation due, or interrupted inside it
+                        self.validate()
+                    elif state.epoch < self.epochs:
+                        if self.iter_verbosity:
+                            self._progress.start(state.epoch, len(self.datagen),
+                                                 self._batches_into_epoch())
                         self._train_iteration()
-                else:
-                    break
+                    else:
+                        break
         finally:
+            self._sync_model()
             self._progress.close()
         log.info("Training has concluded.")
 
@@ -269,19 +276,34 @@ class TrainGenerator:
         x, y, sw = self.get_data(val=False)
         first_slice = dg.slice_idx in (None, 0)
         metrics = to_metric_dict(self._fit_fn(x, y, sw), self.train_metrics)
-        self._update_names(metrics)
+        if list(metrics) != self.train_metrics:
+            self._update_names(metrics)
         _append_slice(state.temp_history, metrics, first_slice)
         state.fit_iters += 1
         dg.update_state()
-        self.callbacks("train:iter", self)
-        self._progress.iteration(state.set_name, self._format(metrics, "train"))
+        self._callbacks("train:iter")
+        if self.iter_verbosity >= 2:
+            self._progress.iteration(state.set_name, self._format(metrics, "train"))
         if dg.batch_exhausted:
             self._on_train_batch_end()
         if dg.all_data_exhausted:
             self._on_train_epoch_end()
-        if self._should_do(self.val_freq):
+        if self.val_freq and self._should_do(self.val_freq):
             state.train_loop_done, state.val_loop_done = True, False
         self._checkpoint_if_due(at_validation_end=False)
+
+    def _callbacks(self, stage: str) -> None:
+        """Dispatch ``stage`` (skipped when there are no callbacks: it runs every step)."""
+        if self.callbacks.entries:
+            self._sync_model()
+            self.callbacks(stage, self)
+
+    def _sync_model(self) -> None:
+        """Make the model's variables current (the JAX train step keeps them on the
+        device between steps); call before anything reads the model."""
+        sync = getattr(self._fit_fn, "sync", None)
+        if sync is not None:
+            sync()
 
     def _on_train_batch_end(self) -> None:
         state = self.state
@@ -291,27 +313,35 @@ class TrainGenerator:
         state.set_name_cache.append(state.set_name)
         batch_metrics = {}
         for name, entries in state.temp_history.items():
-            entries[-1] = float(np.mean(entries[-1]))
-            batch_metrics[name] = entries[-1]
-            state.history.setdefault(name, []).append(float(np.mean(entries)))
+            last = entries[-1]
+            entries[-1] = batch_metrics[name] = last[0] if len(last) == 1 else float(np.mean(last))
+            # epoch-running mean from a running sum (saved with the state, so exact on resume)
+            total = state.epoch_sums.setdefault(name, [0.0, 0])
+            total[0] += entries[-1]
+            total[1] += 1
+            state.history.setdefault(name, []).append(total[0] / total[1])
         if self.reset_statefuls:
+            self._sync_model()
             reset_states(self.model)
-        self._metrics_log.write("train_batch", epoch=state.epoch, batches_fit=state.batches_fit,
-                                fit_iters=state.fit_iters, set_name=state.set_name,
-                                **batch_metrics)
-        running = {n: v[-1] for n, v in state.history.items()}
-        self._progress.batch(state.set_name, self._format(running, "train"))
-        self.callbacks("train:batch", self)
+        if self._metrics_log.path is not None:
+            self._metrics_log.write("train_batch", epoch=state.epoch,
+                                    batches_fit=state.batches_fit, fit_iters=state.fit_iters,
+                                    set_name=state.set_name, **batch_metrics)
+        if self.iter_verbosity:
+            running = {n: v[-1] for n, v in state.history.items()}
+            self._progress.batch(state.set_name, self._format(running, "train"))
+        self._callbacks("train:batch")
 
     def _on_train_epoch_end(self) -> None:
         state = self.state
         state.temp_history = {}
+        state.epoch_sums = {}
         state.epoch = self.datagen.on_epoch_end()
         state.hist_vlines.append(state.batches_fit)
         state.val_hist_vlines.append(state.times_validated)
         self._progress.close()
         log.info("EPOCH %d -- COMPLETE", state.epoch)
-        self.callbacks("train:epoch", self)
+        self._callbacks("train:epoch")
 
     def get_data(self, val: bool = False) -> tuple[Any, Any, Any]:
         """The next ``(x, y, sample_weight)`` to fit (or validate); ``sample_weight`` is None
@@ -349,16 +379,18 @@ class TrainGenerator:
         ``record_progress=False`` evaluates without touching histories, counters or the
         best model (an ad-hoc evaluation).
         """
+        self._sync_model()
         if restart:
             self.reset_validation()
         state = self.state
         self._recording = record_progress
         state.train_loop_done = True
         log.debug("Validating...")
-        while not state.val_loop_done:
-            with deferred_interrupts():
+        with InterruptGuard() as guard:
+            while not state.val_loop_done:
+                guard.check()
                 self._val_iteration()
-        with deferred_interrupts():
+            guard.check()
             self._on_val_end(record_progress, use_callbacks, clear_cache)
         return self.last_validation
 
@@ -450,6 +482,8 @@ class TrainGenerator:
                      self._format(self.last_validation, "val"))
             if self.best_subset_nums:
                 log.info("Best %d-subset: %s", len(self.best_subset_nums), self.best_subset_nums)
+        if record_progress and self.check_model_health:
+            self.last_health = self.check_health()
         if use_callbacks and self._should_do(self.plot_history_freq, validation_ended=True):
             self.plot_history()
         if use_callbacks:
@@ -480,6 +514,7 @@ class TrainGenerator:
 
     def reset_validation(self) -> None:
         """Abandon a validation in progress: caches, flags and the val datagen's position."""
+        self._sync_model()
         self.clear_cache()
         self.state.val_loop_done = False
         self.val_datagen.reset_state(shuffle=False)
@@ -542,6 +577,7 @@ class TrainGenerator:
                                               else None)
         if path is None:
             raise ValueError("load() needs filepath=, loadpath= or a log directory")
+        self._sync_model()  # device-side train state would otherwise overwrite what we load
         loaded = self._checkpointer.load(path, passed_args)
         self._check_inputs()
         self._set_up_metrics(reloading=True)
@@ -617,6 +653,31 @@ class TrainGenerator:
             fig.savefig(path, dpi=80)
         return fig
 
+    # -- introspection (see deeptrain.introspection) -------------------------------------
+    def compute_gradient_norm(self, input_data: Any, labels: Any, sample_weight: Any = None,
+                              **kwargs: Any) -> np.ndarray:
+        """Norm of the loss gradient on one batch (per tensor, or ``scope='global'``)."""
+        self._sync_model()
+        return introspection.compute_gradient_norm(self, input_data, labels, sample_weight,
+                                                   **kwargs)
+
+    def gradient_norm_over_dataset(self, val: bool = False, **kwargs: Any):
+        """Gradient norms at every iteration over the train (or validation) data; the
+        DataGenerator is left where it was. Returns ``GradientNorms``."""
+        self._sync_model()
+        return introspection.gradient_norm_over_dataset(self, val, **kwargs)
+
+    def gradient_sum_over_dataset(self, val: bool = False, **kwargs: Any):
+        """Sum of the loss gradients over the train (or validation) data."""
+        self._sync_model()
+        return introspection.gradient_sum_over_dataset(self, val, **kwargs)
+
+    def check_health(self, **kwargs: Any):
+        """Dead, NaN/Inf and large weights, logged as warnings (run after every validation
+        when ``check_model_health``). Returns a ``HealthReport``."""
+        self._sync_model()
+        return introspection.check_health(self, **kwargs)
+
     # -- inspection --------------------------------------------------------------------
     def interrupt_status(self) -> tuple[bool, bool]:
         """``(train_interrupted, validation_interrupted)``. Train iterations are atomic, so
@@ -665,6 +726,7 @@ class TrainGenerator:
 
     @fit_fn.setter
     def fit_fn(self, spec: str | Callable) -> None:
+        self._sync_model()
         self._fit_fn, self._fit_fn_name = make_fit_fn(self.model, spec)
 
     @property

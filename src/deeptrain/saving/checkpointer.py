@@ -47,6 +47,7 @@ class Checkpointer:
     def save(self, path: Path, kind: str, figures: bool = False, replace: bool = False) -> Path:
         """Write a checkpoint of ``kind`` to ``path``; returns the path."""
         tg = self.tg
+        tg._sync_model()
         tg.callbacks("save", tg)
         tg.state.save_seq += 1
         payload, arrays = collect(tg, kind, tg.state.save_seq)

@@ -42,6 +42,12 @@ def model_metric_names(model: Any) -> list[str]:
 
 def to_metric_dict(result: Any, names: list[str]) -> dict[str, float]:
     """Normalise a fit/eval result (dict, list ordered like ``names``, or scalar)."""
+    if type(result) is dict and all(type(v) is float for v in result.values()):
+        if list(result) == names:  # the common case, kept cheap: it runs every step
+            return result
+        ordered = {n: result[n] for n in names if n in result}
+        ordered.update({k: v for k, v in result.items() if k not in ordered})
+        return ordered
     if isinstance(result, dict):
         ordered = {n: result[n] for n in names if n in result}
         ordered.update({k: v for k, v in result.items() if k not in ordered})
@@ -66,9 +72,9 @@ def make_fit_fn(model: Any, spec: str | FitFn) -> tuple[FitFn, str]:
     """The train step as ``fn(x, y, sw)`` and its name."""
     if callable(spec):
         return spec, getattr(spec, "__qualname__", type(spec).__name__)
-    if spec == "train_on_batch":
-        return (lambda x, y, sw: model.train_on_batch(x, y, sample_weight=sw, return_dict=True),
-                spec)
+    if spec == "train_on_batch":  # the same step, without train_on_batch's per-call cost
+        from .steppers import make_train_step
+        return make_train_step(model), spec
     if spec == "fit":  # DeepTrain 0.6 passed fit's History on as metrics (bug 8)
         def fit(x, y, sw):
             history = model.fit(x, y, sample_weight=sw, batch_size=len(x), epochs=1, verbose=0)

@@ -1,9 +1,13 @@
-"""Ctrl-C at a consistent point: a SIGINT during a critical section is held until it ends.
+"""Ctrl-C at a consistent point: SIGINT is held while a loop runs and raised between iterations.
 
-Each train or validation iteration (fetch, fit, bookkeeping, callbacks) runs inside
-:func:`deferred_interrupts`, so a ``KeyboardInterrupt`` always lands *between* iterations:
-the model never trains on a batch whose bookkeeping is lost, and ``tg.train()`` simply
-continues. A second Ctrl-C inside the section interrupts at once.
+``train()`` and ``validate()`` run inside an :class:`InterruptGuard` and call
+:meth:`InterruptGuard.check` between iterations, so a ``KeyboardInterrupt`` always lands
+*between* iterations: the model never trains on a batch whose bookkeeping is lost, and
+``tg.train()`` simply continues. A second Ctrl-C before the check interrupts at once.
+
+One handler is installed per loop, not per iteration: swapping signal handlers costs more
+than a small model's train step. Guards nest: an inner guard (``validate()`` inside
+``train()``) defers to the outer one.
 """
 from __future__ import annotations
 
@@ -11,41 +15,56 @@ import logging
 import signal
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
-__all__ = ["deferred_interrupts"]
+__all__ = ["InterruptGuard", "deferred_interrupts"]
 
 log = logging.getLogger(__name__)
 
-_depth = 0
+_active: "InterruptGuard | None" = None  # the guard whose handler is installed
+
+
+class InterruptGuard:
+    """Hold SIGINT until :meth:`check` (main thread only; elsewhere it does nothing)."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: Any = None
+        self._owner = False
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.received:  # second Ctrl-C: the user means it
+            raise KeyboardInterrupt
+        self.received = True
+        log.warning("Interrupt received: stopping after the current iteration "
+                    "(Ctrl-C again to stop now)")
+
+    def __enter__(self) -> "InterruptGuard":
+        global _active
+        if _active is None and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+            _active, self._owner = self, True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        global _active
+        if self._owner:
+            signal.signal(signal.SIGINT, self._previous)
+            _active, self._owner = None, False
+
+    @staticmethod
+    def check() -> None:
+        """Raise the ``KeyboardInterrupt`` held by the active guard, if any."""
+        guard = _active
+        if guard is not None and guard.received:
+            guard.received = False
+            raise KeyboardInterrupt
 
 
 @contextmanager
 def deferred_interrupts() -> Iterator[None]:
-    """Hold SIGINT until the block ends (main thread only; re-entrant)."""
-    global _depth
-    if threading.current_thread() is not threading.main_thread() or _depth:
-        _depth += 1
-        try:
-            yield
-        finally:
-            _depth -= 1
-        return
-    received = []
-
-    def handler(signum, frame):
-        if received:  # second Ctrl-C: the user means it
-            raise KeyboardInterrupt
-        received.append(signum)
-        log.warning("Interrupt received: stopping after the current iteration "
-                    "(Ctrl-C again to stop now)")
-
-    previous = signal.signal(signal.SIGINT, handler)
-    _depth = 1
-    try:
+    """Hold SIGINT until the block ends, then raise it (a one-iteration guard)."""
+    with InterruptGuard() as guard:
         yield
-    finally:
-        _depth = 0
-        signal.signal(signal.SIGINT, previous)
-    if received:
-        raise KeyboardInterrupt
+        if guard._owner:
+            guard.check()

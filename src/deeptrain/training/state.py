@@ -27,6 +27,7 @@ class TrainState:
     # histories: train metrics per batch (epoch-running mean), val metrics per validation
     history: dict[str, list] = field(default_factory=dict)
     temp_history: dict[str, list] = field(default_factory=dict)
+    epoch_sums: dict[str, list] = field(default_factory=dict)  # [sum, count] for history means
     val_history: dict[str, list] = field(default_factory=dict)
     val_temp_history: dict[str, list] = field(default_factory=dict)
     val_temp_sizes: list = field(default_factory=list)  # samples per val batch (weighting)

@@ -1,0 +1,152 @@
+"""Fast train steps: ``model.train_on_batch`` minus its per-call overhead, per backend.
+
+``fit_fn='train_on_batch'`` (the default) runs one of these. Each returns the same per-batch
+metrics, and leaves the same weights, as ``model.train_on_batch(x, y, sample_weight=sw)``
+(tested bit for bit on every backend); what they save is Keras' generic per-call plumbing,
+which on a small model costs more than the step itself:
+
+* TensorFlow: ``train_on_batch`` resets the metrics with one eager ``assign`` per metric
+  variable, then goes through Keras' data-adapter iterator. Here one ``tf.function`` resets
+  them *inside* the graph and runs ``model.train_step``.
+* torch: ``train_on_batch`` walks every layer to check the model is built and remakes the
+  train function each call; here ``model.train_function`` is called directly.
+* JAX: ``train_on_batch`` gathers every variable, runs the jitted step and assigns every
+  variable back, every call. Here the state returned by one step is fed (donated) to the
+  next and written back to the model only by :meth:`JaxStepper.sync`, as ``fit`` does per
+  epoch. The TrainGenerator syncs before anything reads the model (validation, checkpoints,
+  callbacks, RNN resets, the end of ``train()``).
+
+The first call of each goes through ``train_on_batch``, which builds the model, optimizer,
+metrics and train function; so does every call in the cases a stepper does not cover
+(multi-replica TensorFlow strategies).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["make_train_step"]
+
+
+class _Stepper:
+    name = "train_on_batch"
+
+    def __init__(self, model: Any):
+        self.model = model
+
+    def _first(self, x: Any, y: Any, sw: Any) -> dict[str, Any]:
+        return self.model.train_on_batch(x, y, sample_weight=sw, return_dict=True)
+
+    def _ready(self) -> bool:
+        m = self.model
+        return m.train_function is not None and m.optimizer.built
+
+    def sync(self) -> None:
+        """Write any state kept outside the model back into it (no-op here)."""
+
+
+class TensorFlowStepper(_Stepper):
+    def __init__(self, model: Any):
+        super().__init__(model)
+        import tensorflow as tf
+
+        def one_step(data):
+            model.reset_metrics()  # per-batch metrics, as train_on_batch gives
+            return model.train_step(data)
+
+        def step(data):
+            return model.distribute_strategy.run(one_step, args=(data,))
+
+        if model.distribute_strategy.num_replicas_in_sync > 1:
+            self._step = None  # per-replica outputs: leave them to train_on_batch
+        else:
+            self._step = step if model.run_eagerly else tf.function(
+                step, reduce_retracing=True, jit_compile=model.jit_compile)
+
+    def __call__(self, x: Any, y: Any, sw: Any = None) -> dict[str, float]:
+        if self._step is None or not self._ready():
+            return self._first(x, y, sw)
+        return {k: float(v) for k, v in self._step((x, y, sw)).items()}
+
+
+class TorchStepper(_Stepper):
+    def __call__(self, x: Any, y: Any, sw: Any = None) -> dict[str, float]:
+        if not self._ready():
+            return self._first(x, y, sw)
+        m = self.model
+        m.reset_metrics()
+        logs = m.train_function([(x, y, sw)])
+        return {k: float(v) for k, v in logs.items()}
+
+
+class JaxStepper(_Stepper):
+    """State kept on the device between steps; see the module docstring.
+
+    Until :meth:`sync`, the model's variables hold donated (deleted) buffers: reading them
+    fails loudly ("Array has been deleted") rather than giving stale weights. Metrics
+    variables are not carried from step to step: each step starts from the values
+    ``reset_metrics()`` gives, so the logs are the batch's own, as with ``train_on_batch``.
+    """
+
+    def __init__(self, model: Any):
+        super().__init__(model)
+        import jax
+
+        self.state: tuple | None = None
+        self._metrics_vars: list | None = None
+        self._metrics_reset: list | None = None
+
+        def step(state, metrics_reset, data):
+            trainable, non_trainable, optimizer_vars = state
+            logs, (trainable, non_trainable, optimizer_vars, metrics_vars) = model.train_step(
+                (trainable, non_trainable, optimizer_vars, metrics_reset), data)
+            return logs, (trainable, non_trainable, optimizer_vars), metrics_vars
+
+        self._step = jax.jit(step, donate_argnums=0)
+
+    def _start(self) -> None:
+        import jax.numpy as jnp
+        m = self.model
+        m.reset_metrics()
+        if self._metrics_reset is None:  # copies: the step must not donate the originals
+            self._metrics_reset = [jnp.array(v.value, copy=True) for v in m.metrics_variables]
+        self.state = ([v.value for v in m.trainable_variables],
+                      [v.value for v in m.non_trainable_variables],
+                      [v.value for v in m.optimizer.variables])
+
+    def __call__(self, x: Any, y: Any, sw: Any = None) -> dict[str, float]:
+        if self.state is None:
+            if not self._ready():
+                return self._first(x, y, sw)
+            self._start()
+        logs, self.state, self._metrics_vars = self._step(
+            self.state, self._metrics_reset, (x, y, sw))
+        # float() waits for this step; DeepTrain's per-batch bookkeeping needs the numbers
+        return {k: float(v) for k, v in logs.items()}
+
+    def sync(self) -> None:
+        """Write the device state back into the model's variables; the next step reads
+        them again, so changes made in between (loaded weights, reset states) count."""
+        if self.state is None:
+            return
+        m = self.model
+        trainable, non_trainable, optimizer_vars = self.state
+        for refs, values in ((m.trainable_variables, trainable),
+                             (m.non_trainable_variables, non_trainable),
+                             (m.optimizer.variables, optimizer_vars)):
+            for ref, value in zip(refs, values):
+                ref.assign(value)
+        if self._metrics_vars is not None:
+            for ref, value in zip(m.metrics_variables, self._metrics_vars):
+                ref.assign(value)
+        self.state = None
+
+
+def make_train_step(model: Any) -> _Stepper:
+    """The fast ``train_on_batch`` of the current Keras backend."""
+    import keras
+    backend = keras.backend.backend()
+    cls = {"tensorflow": TensorFlowStepper, "torch": TorchStepper, "jax": JaxStepper}.get(
+        backend)
+    if cls is None:
+        raise ValueError(f"no train step for Keras backend {backend!r}")
+    return cls(model)
