@@ -97,3 +97,17 @@ def test_restored_mid_batch_serves_the_same_batch(npy_dir):
     fresh.load_state_dict(dg.state_dict())
     assert fresh.set_name == dg.set_name
     assert ids_of(fresh.get()[0]) == ids_of(x)
+
+
+def test_restored_at_epoch_end_still_reports_the_epoch_as_exhausted(npy_dir):
+    """State saved between the last batch of an epoch and the next epoch (where checkpoints
+    after an epoch's validation are taken) comes back with ``all_data_exhausted`` set."""
+    dg = DataGenerator(npy_dir, batch_size=4, shuffle=True, seed=4)
+    while not dg.all_data_exhausted:
+        dg.get()
+        dg.update_state()
+    fresh = DataGenerator(npy_dir, batch_size=4, shuffle=True, seed=9)
+    fresh.load_state_dict(dg.state_dict())
+    assert fresh.all_data_exhausted and fresh.batch_exhausted
+    assert fresh.on_epoch_end() == dg.on_epoch_end() == 1
+    assert ids_of(fresh.get()[0]) == ids_of(dg.get()[0])

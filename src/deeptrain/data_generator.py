@@ -465,6 +465,7 @@ class DataGenerator:
                 self._group_data = self._load_group(self._group)
                 self._serve(self._group.next_batch - 1)
                 self.preprocessor.load_state_dict(state["preprocessor"])  # _serve reset slice_idx
+                self.all_data_exhausted = state.get("all_data_exhausted", False)  # and this
             elif self._group.remaining:
                 self._group_data = self._load_group(self._group)
         self.set_num, self.set_name = state.get("set_num"), state.get("set_name")
