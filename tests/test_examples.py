@@ -34,6 +34,8 @@ EXAMPLE_TESTS = {
     "test_preprocessor_seed_example": "misc/preprocessor.py",
     "test_flexible_batch_size": "misc/flexible_batch_size.py",
     "test_timeseries": "misc/timeseries.py",
+    "test_reproducibility": "misc/reproducibility.py",
+    "test_callbacks_basic": "callbacks/basic.py",
 }
 
 
@@ -154,6 +156,25 @@ def test_timeseries(examples):
     assert figures == ["binary_preds_distribution", "binary_preds_per_iteration",
                        "infer_train_hist"]
     assert metrics_events(logdir) == ["train_batch"] * 4 + ["validation"]
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_reproducibility(examples):
+    output, logdirs = examples["misc/reproducibility.py"].result()
+    assert len(logdirs) == 2  # the original run and the resumed one
+    assert "resumed at epoch 1, seed setter at seed 1" in output
+    assert "resumed weights identical to the uninterrupted run's: True" in output
+    # set_seeds(0), then the seed setter after epochs 1 and 2, and after epoch 2 again
+    assert re.findall(r"set_random_seed\((\d+)\)", output) == ["0", "1", "2", "2"]
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_callbacks_basic(examples):
+    output, (logdir,) = examples["callbacks/basic.py"].result()
+    assert re.findall(r"^BATCHES FIT: (\d+)$", output, flags=re.M) == ["4", "8"]
+    assert (logdir / "weights_v1.png").is_file() and (logdir / "weights_v2.png").is_file()
 
 
 # -- the seed document's code -------------------------------------------------------------
