@@ -298,3 +298,17 @@ def test_model_auto_naming(data, tmp_path):
     for name in ("M0__a", "M10__b", "M2__c"):
         (logs / name).mkdir(parents=True)
     assert next_model_num(logs) == 11 and next_model_num(logs, new_model_num=False) == 1
+
+
+def test_optimizer_load_configs_keep_the_live_learning_rate(data, tmp_path):
+    tg = make_tg(data, tmp_path)
+    tg.train()
+    iterations = int(tg.model.optimizer.iterations.numpy())
+    m = model(seed=3)
+    m.optimizer.learning_rate.assign(0.123)
+    fresh = make_tg(data, tmp_path, m=m, loadpath=tg.logdir,
+                    optimizer_load_configs={"exclude": ["learning_rate"]})
+    assert float(fresh.model.optimizer.learning_rate.numpy()) == pytest.approx(0.123)
+    assert int(fresh.model.optimizer.iterations.numpy()) == iterations  # the rest loaded
+    with pytest.raises(ValueError, match="optimizer_load_configs must be"):
+        make_tg(data, tmp_path, loadpath=tg.logdir, optimizer_load_configs={"drop": []})

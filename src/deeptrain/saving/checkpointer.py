@@ -54,6 +54,8 @@ class Checkpointer:
         skip = set(tg.saveskip_list)
         if "optimizer_state" in skip:
             payload["model"]["optimizer"] = []
+        payload["model"]["optimizer_unsaved"] = sorted(model_state.optimizer_selection(
+            tg.model, tg.optimizer_save_configs, "optimizer_save_configs"))
         writers: dict[str, Callable[[Path], None]] = {}
         if "model:weights" not in skip:
             writers[WEIGHTS_FILE] = lambda p: model_state.save_weights(tg.model, p)
@@ -116,7 +118,11 @@ class Checkpointer:
         if "model:weights" not in skip and (path / WEIGHTS_FILE).is_file():
             model_state.check_compatible(payload["model"], tg.model, path)
             no_opt = "optimizer_state" in skip or not payload["model"].get("optimizer")
-            model_state.load_weights(tg.model, path / WEIGHTS_FILE, skip_optimizer=no_opt)
+            keep = set(payload["model"].get("optimizer_unsaved", [])) | \
+                model_state.optimizer_selection(tg.model, tg.optimizer_load_configs,
+                                                "optimizer_load_configs")
+            model_state.load_weights(tg.model, path / WEIGHTS_FILE, skip_optimizer=no_opt,
+                                     keep_optimizer=keep)
             model_state.restore_arrays(tg.model, arrays)
         restore(tg, payload, arrays, skip)
         log.info("Loaded checkpoint %s (epoch %d, %d batches fit, %d validations)", path,

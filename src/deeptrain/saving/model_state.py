@@ -22,6 +22,7 @@ import numpy as np
 from ..backend.stateful import get_states, set_states
 
 __all__ = ["variable_specs", "check_compatible", "save_weights", "load_weights",
+           "optimizer_selection",
            "extra_variables", "capture_arrays", "restore_arrays", "capture_rng", "restore_rng"]
 
 
@@ -74,14 +75,35 @@ def save_weights(model: Any, path: Path) -> None:
     model.save_weights(path)
 
 
-def load_weights(model: Any, path: Path, skip_optimizer: bool = False) -> None:
-    """Load weights and optimizer state; with ``skip_optimizer`` keep the live optimizer's."""
+def optimizer_selection(model: Any, configs: Any, argname: str) -> set[str]:
+    """Paths of the optimizer variables that ``{'include': [...]}`` / ``{'exclude': [...]}``
+    leave out (names match a variable path's last part, or any part with ``'*text'``)."""
+    if not configs:
+        return set()
+    if not isinstance(configs, dict) or not set(configs) <= {"include", "exclude"} or \
+            len(configs) != 1:
+        raise ValueError(f"{argname} must be None, {{'include': [names]}} or "
+                         f"{{'exclude': [names]}}, got {configs!r}")
+    (mode, names), = configs.items()
+
+    def hit(path: str) -> bool:
+        last = path.rsplit("/", 1)[-1]
+        return any(last == n or (n.startswith("*") and n[1:] in path) for n in names)
     opt = _optimizer(model)
-    kept = [np.array(v.numpy()) for v in opt.variables] if (skip_optimizer and opt) else None
+    return {v.path for v in opt.variables if hit(v.path) != (mode == "include")}
+
+
+def load_weights(model: Any, path: Path, skip_optimizer: bool = False,
+                 keep_optimizer: set[str] = frozenset()) -> None:
+    """Load weights and optimizer state; the live optimizer's values are kept for all its
+    variables with ``skip_optimizer``, else for those whose path is in ``keep_optimizer``."""
+    opt = _optimizer(model)
+    keep = [v for v in (opt.variables if opt is not None else [])
+            if skip_optimizer or v.path in keep_optimizer]
+    kept = [np.array(v.numpy()) for v in keep]
     model.load_weights(path)
-    if kept is not None:
-        for v, value in zip(opt.variables, kept):
-            v.assign(value)
+    for v, value in zip(keep, kept):
+        v.assign(value)
 
 
 def extra_variables(model: Any) -> list[Any]:
