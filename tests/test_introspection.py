@@ -269,3 +269,23 @@ def test_peek_batch_does_not_move_the_datagen(regression_dirs, tmp_path):
     np.testing.assert_array_equal(x, first_x)
     np.testing.assert_array_equal(y, first_y)
     assert sw is None and vdg.state_dict() == position
+
+
+def test_outputs_and_gradients_leave_stateful_rnn_states_alone():
+    from deeptrain.backend.stateful import get_states, prepare_stateful_model
+    keras.utils.set_random_seed(0)
+    inp = keras.Input(batch_shape=(4, 5, 2))
+    lstm = keras.layers.LSTM(3, stateful=True, name="lstm")
+    model = keras.Model(inp, keras.layers.Dense(1, name="out")(lstm(inp)))
+    model.compile("adam", "mse")
+    prepare_stateful_model(model)
+    x = np.random.default_rng(0).normal(size=(4, 5, 2)).astype("float32")
+    model.predict_on_batch(x)  # carries a non-zero state
+    before = get_states(model)
+    assert np.abs(before["lstm"][0]).sum() > 0
+    for learning_phase in (0, 1):
+        intro.get_outputs(model, "lstm", x, learning_phase=learning_phase)
+        intro.get_gradients(model, "out", x, np.zeros((4, 1), "float32"),
+                            learning_phase=learning_phase)
+    for a, b in zip(before["lstm"], get_states(model)["lstm"]):
+        np.testing.assert_array_equal(a, b)

@@ -342,3 +342,43 @@ def test_callback_objects_and_functions_in_order(data):
                       ("fn", "tuple")]
     with pytest.raises(ValueError, match="stage 'train:step'"):
         TrainGenerator(classifier(), dg, vdg, callbacks={"train:step": print})
+
+
+def test_plot_configs_shape_the_history_figure(data, tmp_path):
+    dg, vdg = generators(data, batch_size=32)
+    tg = TrainGenerator(classifier(), dg, vdg, epochs=2, iter_verbosity=0,
+                        logs_dir=tmp_path / "logs", plot_first_pane_max_vals=1,
+                        plot_configs={"fig_kw": {"figsize": (8, 6)},
+                                      "0": {"ylims": (0, 3), "color": ["r"],
+                                            "vhlines": {"v": "_hist_vlines", "h": 1}}})
+    tg.train()
+    fig = tg._history_fig
+    assert tuple(fig.get_size_inches()) == (8, 6)
+    top, bottom = fig.axes  # accuracy (val) gets the second pane
+    assert top.get_ylim() == (0, 3)
+    labels = [line.get_label() for line in top.lines if not line.get_label().startswith("_")]
+    assert labels == ["Loss (train)", "Acc (train)", "Loss (val)"]
+    assert all(line.get_color() == "r" for line in top.lines[:3])  # extended to every line
+    train_loss = top.lines[0]
+    np.testing.assert_array_equal(train_loss.get_xdata(), tg._train_x_ticks)
+    np.testing.assert_allclose(train_loss.get_ydata(), tg.history["loss"])
+    assert [lab.get_label() for lab in bottom.lines][:1] == ["Acc (val)"]
+    np.testing.assert_array_equal(bottom.lines[0].get_xdata(), [1, 2])  # vs validations
+    with pytest.raises(ValueError, match="plot_configs key 'panes'"):
+        TrainGenerator(classifier(), dg, vdg, plot_configs={"panes": {}})
+
+
+def test_best_subset_is_this_validations_best_batch(tmp_path):
+    root = classification_data(tmp_path, n_val=96, file_size=16)
+    dg, vdg = generators(root, batch_size=16)
+    vdg.shuffle = True  # the batch order differs between validations
+    seen = []
+
+    def check(tg):
+        names = tg._val_set_name_cache[-len(tg.state.val_temp_sizes):]
+        losses = tg.state.val_temp_history["loss"]
+        seen.append((tg.best_subset_nums, [names[int(np.argmin(losses))]]))
+    tg = TrainGenerator(classifier(), dg, vdg, epochs=3, best_subset_size=1,
+                        callbacks={"val:epoch": check}, **quiet())
+    tg.train()
+    assert len(seen) == 3 and all(got == want for got, want in seen), seen

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -35,6 +36,7 @@ from .training.configs import TRAINGEN_DEFAULTS, defaults
 from .training.fitting import make_eval_fn, make_fit_fn, model_metric_names, to_metric_dict
 from .training.frequency import check_freq, should_do
 from .training.interrupts import InterruptGuard
+from .training.plotting import default_plot_configs, history_figure, merge_plot_configs
 from .training.progress import EpochProgress, MetricsLog, format_metrics
 from .training.state import LEGACY_NAMES, TrainState
 from .training.validation import (MetricResolver, PredictCache, evaluate_mode_summary,
@@ -117,6 +119,7 @@ class TrainGenerator:
         self.callbacks = callbacks_lib.CallbackList(callbacks)
         self._val_cache = PredictCache()
         self._history_fig = None
+        self._figure_files: dict[str, tuple] = {}  # name -> (progress key, PNG drawn then)
         self.last_validation: dict[str, Any] = {}
         self.best_subset_nums: list[str] | None = None
         self.last_health = None  # HealthReport of the last validation (check_model_health)
@@ -157,6 +160,8 @@ class TrainGenerator:
         if self.val_freq and "val" in self.val_freq:
             raise ValueError("val_freq={'val': n} would validate based on validations: use "
                              "'iter', 'batch' or 'epoch'")
+        if self.plot_configs is not None:
+            merge_plot_configs(self.plot_configs, {"0": {}, "1": {}})  # raises if malformed
         self.class_weights = check_class_weights(self.class_weights, "class_weights")
         self.val_class_weights = check_class_weights(self.val_class_weights, "val_class_weights")
         if self.input_as_labels and (self.class_weights or self.val_class_weights):
@@ -440,7 +445,8 @@ class TrainGenerator:
         if self.val_mode == "evaluate":
             summary, subset = evaluate_mode_summary(
                 state.val_temp_history, state.val_temp_sizes, self.val_metrics, self.key_metric,
-                self.best_subset_size, self.max_is_best, state.val_set_name_cache)
+                self.best_subset_size, self.max_is_best,
+                state.val_set_name_cache[-len(state.val_temp_sizes):])  # this validation's
         else:
             search = (self.dynamic_predict_threshold_min_max
                       if self.dynamic_predict_threshold is not None else None)
@@ -610,6 +616,7 @@ class TrainGenerator:
         """Draw the one-image report of the train state; default ``<logdir>/report.png``."""
         path = Path(savepath) if savepath else self.logdir / "report.png"
         self._checkpointer.report().savefig(path, dpi=80)
+        self._figure_files["report"] = (self._progress_key(), path)
         return path
 
     def destroy(self, confirm: bool = False) -> None:
@@ -640,18 +647,39 @@ class TrainGenerator:
         return format_metrics(metrics, self.metric_to_alias, skip)
 
     def plot_history(self, w: float = 1, h: float = 1, savepath: str | Path | None = None):
-        """Draw the history figure; saved as ``<logdir>/history.png`` (or ``savepath``)."""
-        from .visuals import history_figure
-        s = self.state
-        fig = history_figure(s.history, s.val_history, s.train_x_ticks, s.val_train_x_ticks,
-                             s.hist_vlines, self.metric_to_alias, key_metric=self.key_metric,
-                             max_is_best=self.max_is_best,
-                             first_pane_max_vals=self.plot_first_pane_max_vals, w=w, h=h)
+        """Draw the history figure per ``plot_configs`` (see
+        :mod:`deeptrain.training.plotting`); saved as ``<logdir>/history.png`` (or
+        ``savepath``). Returns the matplotlib ``Figure``."""
+        fig = history_figure(self._plot_configs(), self.state.history, self.state.val_history,
+                             lambda name: getattr(self, name), self.metric_to_alias, w=w, h=h)
         self._history_fig = fig
         path = savepath or (self.logdir / "history.png" if self.logdir is not None else None)
         if path is not None:
             fig.savefig(path, dpi=80)
+            self._figure_files["history"] = (self._progress_key(), Path(path))
         return fig
+
+    def _progress_key(self) -> tuple:
+        s = self.state
+        return (s.fit_iters, s.times_validated, s.val_iters)
+
+    def _write_figure(self, name: str, path: Path) -> None:
+        """Write the ``'history'`` or ``'report'`` PNG to ``path``, copying the one already
+        drawn at this point of training if there is one (checkpoints and best models at the
+        end of a validation would otherwise draw the same figure up to three times)."""
+        key, drawn = self._figure_files.get(name, (None, None))
+        if key != self._progress_key() or drawn is None or not drawn.is_file():
+            drawn = self.logdir / f"{name}.png" if self.logdir is not None else path
+            self.plot_history(savepath=drawn) if name == "history" else self.save_report(drawn)
+        if drawn != path:
+            shutil.copyfile(drawn, path)
+
+    def _plot_configs(self) -> dict[str, Any]:
+        val_names = [n for n in self.val_metrics if n in self.state.val_history
+                     or not self.state.val_history]
+        return merge_plot_configs(self.plot_configs, default_plot_configs(
+            self.train_metrics, val_names, self.key_metric, self.max_is_best,
+            self.plot_first_pane_max_vals))
 
     # -- introspection (see deeptrain.introspection) -------------------------------------
     def compute_gradient_norm(self, input_data: Any, labels: Any, sample_weight: Any = None,

@@ -202,18 +202,21 @@ def _single_outputs(layers: Sequence[Any], outs: list[list[Any]]) -> list[Any]:
 
 @contextmanager
 def _variables_kept(model: Any, training: bool) -> Iterator[None]:
-    """Restore every non-trainable variable after a train-mode call (BatchNorm statistics,
-    seed-generator states): introspection must not change the model."""
-    if not training:
-        yield
-        return
-    variables = list(model.non_trainable_variables)
+    """Restore what a forward pass changes: stateful RNN states (any call), and every
+    non-trainable variable after a train-mode call (BatchNorm statistics, seed-generator
+    states). Introspection must not change the model."""
+    from .stateful import get_states, set_states
+
+    states = get_states(model)
+    variables = list(model.non_trainable_variables) if training else []
     values = [np.array(_np(v.value)) for v in variables]
     try:
         yield
     finally:
         for v, value in zip(variables, values):
             v.assign(value)
+        if states:
+            set_states(model, states)
 
 
 @contextmanager

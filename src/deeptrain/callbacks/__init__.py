@@ -6,8 +6,10 @@ Stages, in the order they fire during a run::
     'train:batch'  after the last iteration of a batch
     'train:epoch'  after the last batch of an epoch
     'val:iter', 'val:batch', 'val:epoch'   the same during validation
-    'val_end'      after validation's bookkeeping (best model, checkpoints, plots);
-                   ('val_end', 'train:epoch') when the validation directly follows an epoch end
+    'val_end'      after validation's bookkeeping (metrics, history figure, health check);
+                   ('val_end', 'train:epoch') when the validation directly follows an epoch
+                   end. The best model and the checkpoint of that moment are saved right
+                   after, so they include what the callbacks changed.
     'save', 'load' inside checkpoint saving (before writing) and at the end of loading
 
 Function callbacks are given as ``{stage: fn | [fns]}`` with ``fn(tg)``: a string key fires

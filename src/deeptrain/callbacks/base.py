@@ -1,20 +1,5 @@
-"""Callbacks: functions keyed by stage, and ``TraingenCallback`` objects.
-
-Stages, in the order they fire during a run::
-
-    'train:iter'   after every train iteration (window)
-    'train:batch'  after the last iteration of a batch
-    'train:epoch'  after the last batch of an epoch
-    'val:iter', 'val:batch', 'val:epoch'   the same during validation
-    'val_end'      after validation's bookkeeping (best model, checkpoints, plots);
-                   ('val_end', 'train:epoch') when the validation directly follows an epoch end
-    'save', 'load' inside checkpoint saving (before writing) and at the end of loading
-
-Function callbacks are given as ``{stage: fn | [fns]}`` with ``fn(tg)``: a string key fires
-on every stage that contains it (``'train:epoch'`` also at ``('val_end', 'train:epoch')``), a
-tuple key only on that exact compound stage. Objects override ``on_<stage>_end(stage)`` /
-``on_save(stage)`` / ``on_load(stage)``. Callbacks run in the order given.
-"""
+"""The callback machinery: ``TraingenCallback``, ``PeriodicCallback`` and the dispatch
+by stage (``CallbackList``). Stages and rules: see :mod:`deeptrain.callbacks`."""
 from __future__ import annotations
 
 import logging

@@ -45,6 +45,9 @@ def discover(path: str | Path, argname: str, supported: tuple[str, ...] | None,
     excluded = Path(exclude).resolve() if exclude is not None else None
     files = [p for p in path.iterdir()
              if p.is_file() and not p.name.startswith(".") and p.resolve() != excluded]
+    if exclude is None and any(p.stem != "labels" for p in files):
+        # a labels file beside the data (the builders' layout) is never data
+        files = [p for p in files if p.stem != "labels"]
     if not files:
         raise ValueError(f"{argname}={str(path)!r} is an empty directory (hidden files and "
                          f"the labels/data file do not count)")

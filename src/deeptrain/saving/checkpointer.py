@@ -63,8 +63,8 @@ class Checkpointer:
             kw = dict(tg.model_save_kw or {})
             writers[MODEL_FILE] = lambda p: tg.model.save(p, **kw)
         if figures:
-            writers["history.png"] = lambda p: tg.plot_history(savepath=p)
-            writers["report.png"] = lambda p: tg.save_report(p)
+            writers["history.png"] = lambda p: tg._write_figure("history", p)
+            writers["report.png"] = lambda p: tg._write_figure("report", p)
         try:
             return write_checkpoint(path, payload, arrays, writers, self.fault, replace)
         except BaseException:

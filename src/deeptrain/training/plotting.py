@@ -1,0 +1,130 @@
+"""The history figure and its ``plot_configs`` (DeepTrain 0.6's format)::
+
+    {'fig_kw': {...},                        # Figure(...) keywords, e.g. {'figsize': (12, 8)}
+     '0': {'metrics': {'train': ['loss'], 'val': ['loss', 'accuracy']},
+           'x_ticks': {'train': ['_train_x_ticks'], 'val': ['_val_train_x_ticks']},
+           'vhlines': {'v': '_hist_vlines', 'h': 1.0},
+           'mark_best_cfg': {'val': 'loss', 'max_is_best': False},
+           'ylims': (0, 2), 'legend_kw': {'fontsize': 9},
+           'color': ['C0', 'C1'], 'linewidth': [1.5]},   # any other key: a per-line plot kw
+     '1': {...}}
+
+Missing panes and keys come from :func:`default_plot_configs`: pane 0 has the train
+metrics and the first ``plot_first_pane_max_vals`` validation metrics against batches fit,
+with epoch lines; pane 1 (only if there are more validation metrics) the rest against the
+number of validations. ``x_ticks`` and ``vhlines['v']`` name TrainGenerator attributes
+(0.6's names such as ``'_train_x_ticks'`` work). Per-line lists are extended by repeating
+their last element; the best value of ``mark_best_cfg``'s metric gets a green circle.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from matplotlib.figure import Figure
+
+__all__ = ["default_plot_configs", "merge_plot_configs", "history_figure"]
+
+_RESERVED = ("metrics", "x_ticks", "vhlines", "mark_best_cfg", "ylims", "legend_kw")
+
+
+def default_plot_configs(train_metrics: list[str], val_metrics: list[str], key_metric: str,
+                         max_is_best: bool, first_pane_max_vals: int = 2) -> dict[str, Any]:
+    first, rest = val_metrics[:first_pane_max_vals], val_metrics[first_pane_max_vals:]
+    configs: dict[str, Any] = {
+        "fig_kw": {},
+        "0": {"metrics": {"train": list(train_metrics), "val": first},
+              "x_ticks": {"train": ["_train_x_ticks"], "val": ["_val_train_x_ticks"]},
+              "vhlines": {"v": "_hist_vlines", "h": None},
+              "mark_best_cfg": {"val": key_metric, "max_is_best": max_is_best}
+              if key_metric in first else None,
+              "ylims": None, "legend_kw": {"fontsize": 9}},
+    }
+    if rest:
+        configs["1"] = {"metrics": {"train": [], "val": rest},
+                        "x_ticks": {"train": [], "val": ["_val_x_ticks"]},
+                        "vhlines": {"v": "_val_hist_vlines", "h": None},
+                        "mark_best_cfg": {"val": key_metric, "max_is_best": max_is_best}
+                        if key_metric in rest else None,
+                        "ylims": None, "legend_kw": {"fontsize": 9}}
+    return configs
+
+
+def merge_plot_configs(user: Mapping[str, Any] | None, defaults: dict[str, Any]) -> dict:
+    """``defaults`` updated pane by pane (and key by key) with the user's ``plot_configs``."""
+    merged = copy.deepcopy(defaults)
+    for key, value in (user or {}).items():
+        key = str(key)
+        if key == "fig_kw":
+            merged["fig_kw"] = {**merged.get("fig_kw", {}), **value}
+        elif key.isdigit():
+            if not isinstance(value, Mapping) or "metrics" not in value and key not in merged:
+                raise ValueError(f"plot_configs[{key!r}] must be a dict with 'metrics' "
+                                 "({'train': [...], 'val': [...]}) for a new pane")
+            merged[key] = {**merged.get(key, {}), **copy.deepcopy(dict(value))}
+        else:
+            raise ValueError(f"plot_configs key {key!r} is not 'fig_kw' or a pane number "
+                             "('0', '1', ...)")
+    return merged
+
+
+def _extend(values: list, n: int) -> list:
+    values = list(values) if isinstance(values, (list, tuple)) else [values]
+    return (values + [values[-1]] * n)[:n] if values else [None] * n
+
+
+def history_figure(configs: Mapping[str, Any], history: Mapping[str, list],
+                   val_history: Mapping[str, list], lookup: Callable[[str], Any],
+                   aliases: Mapping[str, str], w: float = 1, h: float = 1) -> Figure:
+    """Draw the panes of ``configs`` (see the module docstring); ``lookup(name)`` gives the
+    TrainGenerator attribute ``name`` (x ticks, vertical line positions)."""
+    panes = [configs[k] for k in sorted((k for k in configs if k.isdigit()), key=int)]
+    fig_kw = dict(configs.get("fig_kw") or {})
+    fig_kw.setdefault("figsize", (12 * w, 5 * h * max(1, len(panes))))
+    fig = Figure(**fig_kw)
+    axes = fig.subplots(max(1, len(panes)), 1, squeeze=False)[:, 0]
+    for ax, pane in zip(axes, panes):
+        pane = {"metrics": {}, "x_ticks": {}, **pane}
+        lines = [(name, "train") for name in pane["metrics"].get("train", [])] + \
+                [(name, "val") for name in pane["metrics"].get("val", [])]
+        xs = {"train": _extend(pane["x_ticks"].get("train") or ["_train_x_ticks"],
+                               len(pane["metrics"].get("train", []))),
+              "val": _extend(pane["x_ticks"].get("val") or ["_val_train_x_ticks"],
+                             len(pane["metrics"].get("val", [])))}
+        per_line = {k: _extend(v, len(lines)) for k, v in pane.items()
+                    if k not in _RESERVED}
+        counters = {"train": 0, "val": 0}
+        for i, (name, kind) in enumerate(lines):
+            x_name = xs[kind][counters[kind]]
+            counters[kind] += 1
+            values = (history if kind == "train" else val_history).get(name, [])
+            x = list(lookup(x_name)) if isinstance(x_name, str) else list(x_name or [])
+            if not values or len(values) != len(x) or any(np.ndim(v) for v in values):
+                continue  # nothing yet, or not a scalar series (e.g. per-threshold lists)
+            kw = {k: v[i] for k, v in per_line.items() if v[i] is not None}
+            if kind == "val":
+                kw.setdefault("marker", "o")
+                kw.setdefault("ms", 3)
+            ax.plot(x, values, label=f"{aliases.get(name, name)} ({kind})", **kw)
+            best = pane.get("mark_best_cfg")
+            if kind == "val" and best and best.get("val") == name:
+                arr = np.asarray(values, dtype=float)
+                if np.isfinite(arr).any():
+                    j = int(np.nanargmax(arr) if best.get("max_is_best") else np.nanargmin(arr))
+                    ax.plot(x[j], arr[j], "o", ms=12, mfc="none", mec="g", mew=2)
+        vh = pane.get("vhlines") or {}
+        v = vh.get("v")
+        for xv in (lookup(v) if isinstance(v, str) else ([] if v is None else np.atleast_1d(v))):
+            ax.axvline(xv, color="k", lw=0.8, alpha=0.6)
+        for yv in ([] if vh.get("h") is None else np.atleast_1d(vh["h"])):
+            ax.axhline(yv, color="k", lw=0.8, ls="--", alpha=0.6)
+        if pane.get("ylims") is not None:
+            ax.set_ylim(*pane["ylims"])
+        ax.set_xlabel("batches fit" if any(x != "_val_x_ticks" for x in xs["val"] + xs["train"])
+                      else "validations")
+        if ax.lines and pane.get("legend_kw") is not None:
+            ax.legend(loc="best", **pane["legend_kw"])
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
