@@ -271,6 +271,8 @@ def test_report_and_history_are_real_images(data, tmp_path):
         img = imread(path)
         assert img.shape[0] > 100 and img.shape[1] > 300, path
         assert img[..., :3].std() > 0.02, f"{path} looks blank"
+    best_dirs = list((tmp_path / "best").iterdir())  # max_one_best_save: one per model num
+    assert [p.name for p in best_dirs] == [tg.model_name]
     text = tg.generate_report()
     for section in (">>HYPERPARAMETERS", ">>TRAINGEN STATE", ">>TRAIN DATAGEN STATE",
                     ">>VAL DATAGEN STATE"):
@@ -312,3 +314,11 @@ def test_optimizer_load_configs_keep_the_live_learning_rate(data, tmp_path):
     assert int(fresh.model.optimizer.iterations.numpy()) == iterations  # the rest loaded
     with pytest.raises(ValueError, match="optimizer_load_configs must be"):
         make_tg(data, tmp_path, loadpath=tg.logdir, optimizer_load_configs={"drop": []})
+
+
+def test_full_model_file_when_asked_for(data, tmp_path):
+    tg = make_tg(data, tmp_path, saveskip_list=["callbacks"])  # 'model' not skipped
+    tg.train()
+    restored = keras.models.load_model(tg.get_last_log("model"))
+    x = np.ones((4, 8), "float32")
+    np.testing.assert_array_equal(restored.predict_on_batch(x), tg.model.predict_on_batch(x))
