@@ -1,6 +1,6 @@
 """The fast train steps behind ``fit_fn='train_on_batch'`` give exactly what
 ``model.train_on_batch`` gives: per-batch metrics, weights, optimizer and metric variables,
-bit for bit, on the backend KERAS_BACKEND selects (including across a JAX sync).
+bit for bit, on the backend KERAS_BACKEND selects (across a JAX sync and a recompile).
 Dropout is seeded: on torch an unseeded one draws from the global RNG the two models share."""
 from __future__ import annotations
 
@@ -43,6 +43,10 @@ def test_stepper_matches_train_on_batch_bit_for_bit():
             assert np.float32(a[k]) == np.float32(b[k]), (i, k, a[k], b[k])
         if i == 5:
             step.sync()  # a sync point in the middle, then carry on from the model
+        if i == 8:  # recompiled mid-run (multi-phase training): the step follows
+            step.sync()  # as TrainGenerator does before user code runs (end of train())
+            for m in (ref, fast):
+                m.compile(keras.optimizers.SGD(0.05, momentum=0.5), "mse", metrics=["mae"])
     step.sync()
     for group in ("variables", "metrics_variables"):
         for va, vb in zip(getattr(ref, group), getattr(fast, group)):

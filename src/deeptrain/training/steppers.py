@@ -32,22 +32,34 @@ class _Stepper:
 
     def __init__(self, model: Any):
         self.model = model
+        self._built_for: Any = None  # the model's train function when the step was built
 
     def _first(self, x: Any, y: Any, sw: Any) -> dict[str, Any]:
         return self.model.train_on_batch(x, y, sample_weight=sw, return_dict=True)
 
     def _ready(self) -> bool:
+        """Built by a first ``train_on_batch``, and the step is current: ``compile()``
+        replaces the model's train function, and then the step is rebuilt (a traced
+        step would keep the old loss and optimizer)."""
         m = self.model
-        return m.train_function is not None and m.optimizer.built
+        if m.train_function is None or not m.optimizer.built:
+            return False
+        if m.train_function is not self._built_for:
+            self._build()
+            self._built_for = m.train_function
+        return True
+
+    def _build(self) -> None:
+        """(Re)make the compiled step for the model as it is compiled now."""
 
     def sync(self) -> None:
         """Write any state kept outside the model back into it (no-op here)."""
 
 
 class TensorFlowStepper(_Stepper):
-    def __init__(self, model: Any):
-        super().__init__(model)
+    def _build(self) -> None:
         import tensorflow as tf
+        model = self.model
 
         def one_step(data):
             model.reset_metrics()  # per-batch metrics, as train_on_batch gives
@@ -63,7 +75,7 @@ class TensorFlowStepper(_Stepper):
                 step, reduce_retracing=True, jit_compile=model.jit_compile)
 
     def __call__(self, x: Any, y: Any, sw: Any = None) -> dict[str, float]:
-        if self._step is None or not self._ready():
+        if not self._ready() or self._step is None:
             return self._first(x, y, sw)
         return {k: float(v) for k, v in self._step((x, y, sw)).items()}
 
@@ -85,15 +97,20 @@ class JaxStepper(_Stepper):
     fails loudly ("Array has been deleted") rather than giving stale weights. Metrics
     variables are not carried from step to step: each step starts from the values
     ``reset_metrics()`` gives, so the logs are the batch's own, as with ``train_on_batch``.
+    Sync before recompiling the model (TrainGenerator does at the end of ``train()`` and
+    before callbacks).
     """
 
     def __init__(self, model: Any):
         super().__init__(model)
-        import jax
-
         self.state: tuple | None = None
         self._metrics_vars: list | None = None
         self._metrics_reset: list | None = None
+
+    def _build(self) -> None:
+        import jax
+        model = self.model
+        self._metrics_reset = None
 
         def step(state, metrics_reset, data):
             trainable, non_trainable, optimizer_vars = state
