@@ -51,13 +51,12 @@ def test_loads_run_in_the_background_while_the_main_thread_works(tmp_path):
 
 def test_loader_error_is_raised_in_the_main_thread_naming_the_file(tmp_path):
     d = write_dataset(tmp_path, n_files=4, labels=None)
-    dg = DataGenerator(d, batch_size=8, prefetch=3)
-    (d / "batch__3.npy").write_bytes(b"corrupt")  # corrupted after construction
-    dg.get()
-    dg.update_state()
-    dg.get()
-    dg.update_state()
-    with pytest.raises(DataLoadError, match="batch__3.npy"):
+    dg = DataGenerator(d, batch_size=8, prefetch=3)  # files 1-3 may be read already
+    (d / "batch__4.npy").write_bytes(b"corrupt")  # corrupted before it is scheduled
+    for _ in range(3):
+        dg.get()
+        dg.update_state()
+    with pytest.raises(DataLoadError, match="batch__4.npy"):
         dg.get()
     assert threading.current_thread() is threading.main_thread()
 
