@@ -16,8 +16,10 @@ import h5py
 import lz4.frame
 import numpy as np
 import pytest
+from matplotlib.image import imread
 
 from deeptrain import DataGenerator
+from deeptrain.callbacks import read_log
 from deeptrain.util import example_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,6 +38,12 @@ EXAMPLE_TESTS = {
     "test_timeseries": "misc/timeseries.py",
     "test_reproducibility": "misc/reproducibility.py",
     "test_callbacks_basic": "callbacks/basic.py",
+    "test_advanced": "advanced.py",
+    "test_model_auto_naming": "misc/model_auto_naming.py",
+    "test_model_health": "misc/model_health.py",
+    "test_callbacks_advanced": "callbacks/advanced.py",
+    "test_introspection_gradients": "introspection/gradients.py",
+    "test_introspection_internals": "introspection/internals.py",
 }
 
 
@@ -175,6 +183,201 @@ def test_callbacks_basic(examples):
     output, (logdir,) = examples["callbacks/basic.py"].result()
     assert re.findall(r"^BATCHES FIT: (\d+)$", output, flags=re.M) == ["4", "8"]
     assert (logdir / "weights_v1.png").is_file() and (logdir / "weights_v2.png").is_file()
+
+
+def assert_png(path: Path, min_side: int = 100) -> np.ndarray:
+    """A real, non-blank PNG."""
+    assert path.suffix == ".png" and path.is_file(), path
+    img = imread(path)
+    assert min(img.shape[:2]) >= min_side and img.shape[2] in (3, 4), (path, img.shape)
+    assert img[..., :3].std() > 0.01, f"{path} looks blank"
+    return img
+
+
+def printed_outputs(output: str) -> dict[str, Path]:
+    """advanced.py's closing table: '  <what>: <path>' lines after 'Outputs:'."""
+    table = output.split("\nOutputs:\n", 1)[1]
+    return {what: Path(path) for what, path in
+            re.findall(r"^  (.+?):\s+(/\S.*)$", table, flags=re.M)}
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_advanced(examples):
+    output, logdirs = examples["advanced.py"].result()
+    out = examples["advanced.py"].out
+    assert [p.name for p in logdirs][0] == "M0__model-idp.5-pdp.4-nadam"
+    assert len(logdirs) == 2 and logdirs[1].name.startswith("M1__model-idp.5-pdp.7-nadam__min.")
+    assert "Phase 1: M0__model-idp.5-pdp.4-nadam, epochs 0 -> 2, loss mse" in output
+    assert "Phase 2: epochs 2 -> 4, loss mae" in output
+    # phase 3 resumed from the best model of phase 2, with its counters and best score
+    resumed = re.search(r"^Phase 3: (M1__model-idp\.5-pdp\.7-nadam__min\.\d{3}) resumed at epoch "
+                        r"4 \(16 batches fit, 2 validations, best mae (\d\.\d{4})\), epochs "
+                        r"4 -> 6, loss mae$", output, flags=re.M)
+    assert resumed, output[-3000:]
+    assert resumed[1] == logdirs[1].name
+    final = re.search(r"^final: epoch 6, 24 batches fit, 3 validations, best mae (\d\.\d{4})$",
+                      output, flags=re.M)
+    assert final, output[-3000:]
+    assert len(re.findall(r"^val mae per validation: (\d\.\d{4}(, )?){3}$", output,
+                          flags=re.M)) == 1
+
+    paths = printed_outputs(output)
+    for what, path in paths.items():
+        assert path.exists(), (what, path)
+        assert out in path.parents, (what, path)  # everything under DEEPTRAIN_EXAMPLES_OUT
+    m0, m1 = logdirs
+    assert paths["log dir (phases 1-2)"] == m0 and paths["log dir (phase 3)"] == m1
+    assert paths["checkpoints dir"] == m1 / "checkpoints"
+    latest = paths["latest checkpoint"]
+    assert latest.parent == m1 / "checkpoints" and latest.name.endswith("_3vals_24iters")
+    assert (m1 / "checkpoints" / "latest").read_text().strip() == latest.name
+    for name in ("state.json", "model.weights.h5", "history.png", "report.png"):
+        assert (latest / name).is_file(), name
+    best = paths["best model dir"]
+    assert best.parent == out / "models" and best.name.startswith("M1__model-idp.5-pdp.7-nadam__min.")
+    assert (best / "state.json").is_file() and (best / "model.weights.h5").is_file()
+    best_state = json.loads((best / "state.json").read_text())["train_state"]
+    assert best_state["best_key_metric"] == pytest.approx(float(final[1]), abs=1e-4)
+    assert best.name.endswith(f"__min{best_state['best_key_metric']:.3f}".replace("0.", ".", 1))
+    assert (best_state["epoch"], best_state["batches_fit"]) == (6, 24)
+    # one best model per model number: phase 2's (M0) and phase 3's (M1)
+    assert sorted(p.name[:2] for p in (out / "models").iterdir()) == ["M0", "M1"]
+
+    assert paths["history PNG"] == m1 / "history.png"
+    assert_png(paths["history PNG"], min_side=200)
+    assert paths["report PNG"] == m1 / "report.png"
+    assert_png(paths["report PNG"], min_side=200)
+    recon = {what: path for what, path in paths.items() if what.startswith("reconstructions")}
+    assert list(recon) == ["reconstructions v1", "reconstructions v2", "reconstructions v3"]
+    assert [p.parent.parent for p in recon.values()] == [m0, m0, m1]
+    assert [p.name for p in recon.values()] == ["VizAE2D__e2_b8_v1.png", "VizAE2D__e4_b16_v2.png",
+                                                "VizAE2D__e6_b24_v3.png"]
+    for path in recon.values():
+        assert_png(path)
+
+    assert paths["metrics.jsonl"] == m1 / "metrics.jsonl"
+    assert metrics_events(m0) == (["train_batch"] * 8 + ["validation"]) * 2
+    events = [json.loads(line) for line in (m1 / "metrics.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events] == ["train_batch"] * 8 + ["validation"]
+    assert events[0]["batches_fit"] == 17 and events[-1]["times_validated"] == 3
+    init_state = json.loads(paths["init_state.json"].read_text())
+    assert paths["init_state.json"] == m1 / "misc" / "init_state.json"
+    assert "'preout_dropout': 0.7" in init_state["model_configs"]
+    assert "'loss': 'mae'" in init_state["model_configs"]
+    assert init_state["new_model_num"] == "False"
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_model_auto_naming(examples):
+    output, (logdir,) = examples["misc/model_auto_naming.py"].result()
+    name = "M0__AE-BS128-filt6_12_2_6_12-Adam-1e-4"  # dotted key 'datagen.batch_size' encoded
+    assert re.search(rf"^model name before training: {name}$", output, flags=re.M)
+    after = re.search(rf"^model name after training:  ({name}__max\.\d{{3}})$", output,
+                      flags=re.M)
+    assert after, output[-3000:]
+    assert logdir.name == name
+    report = Path(re.search(r"^get_last_log\('report', best=True\): (.+)$", output,
+                            flags=re.M)[1])
+    assert report == logdir.parents[1] / "models" / after[1] / "report.png"
+    assert_png(report, min_side=200)
+    for log_name in ("history", "weights", "state"):
+        line = re.search(rf"^get_last_log\('{log_name}', best=True\): (.+)$", output, flags=re.M)
+        assert Path(line[1]).is_file() and Path(line[1]).parent.name == after[1]
+    error = re.search(r"^get_last_log\('best'\) -> ValueError: (.+)$", output, flags=re.M)
+    assert error and "got 'best'" in error[1]
+    for valid in ("state", "weights", "model", "report", "history", "checkpoint", "init_state"):
+        assert f"'{valid}'" in error[1]
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_model_health(examples):
+    output, logdirs = examples["misc/model_health.py"].result()
+    assert len(logdirs) == 2
+    case1 = output.split("Case 1, tg.last_health after validation: ok=False\n", 1)[1]
+    case1 = case1.split("Logging to", 1)[0]
+    large = re.findall(r"^  large +(\d+\.\d)% of (\S+)$", case1, flags=re.M)
+    assert len(large) >= 4 and any(path.endswith("/kernel") for _, path in large), case1
+    assert re.search(r"large \(\|w\| > 3\) -- 'conv2d\S*/kernel'", output)  # the warnings
+
+    case2 = output.split("Case 2, tg.check_health() after planting: ok=False\n", 1)[1]
+    assert re.search(r"^  dead   50\.0% of conv2d_\d+/kernel$", case2, flags=re.M), case2
+    assert re.search(r"^  nan   0 NaN, 1 Inf in dense_\d+/kernel$", case2, flags=re.M)
+    assert re.search(r"^  nan   3 NaN, 0 Inf in dense_\d+/bias$", case2, flags=re.M)
+    assert not re.search(r"^  large", case2, flags=re.M)
+    assert "No large weights detected" in output  # notify_detected_only=False
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_callbacks_advanced(examples):
+    output, (logdir,) = examples["callbacks/advanced.py"].result()
+    figures = sorted(p.name for p in (logdir / "figures").iterdir())
+    per_epoch = ["conv_weights_heatmap", "layer_hists_gradients-outputs",
+                 "layer_hists_gradients-weights", "layer_hists_outputs", "layer_hists_weights"]
+    expected = [f"{name}__e{e}_b{4 * e}_v{e}.png" for e in (1, 2) for name in per_epoch]
+    expected.append("outputs_heatmap__e2_b8_v2.png")  # every second epoch
+    assert figures == sorted(expected)
+    for name in figures:
+        assert_png(logdir / "figures" / name)
+    assert sorted(p.name for p in (logdir / "logger").iterdir()) == ["datalog_0.h5",
+                                                                    "datalog_1.h5"]
+    record = read_log(logdir / "logger" / "datalog_1.h5")
+    assert list(record["outputs"]) == list(record["gradients"]) == [1]
+    (outputs,) = record["outputs"][1].values()
+    (gradients,) = record["gradients"][1].values()
+    assert outputs.shape == gradients.shape == (128, 28, 28, 8)
+    assert np.abs(gradients).max() > 0 and outputs.min() >= 0  # ReLU outputs
+    assert sorted(k.rsplit("/", 1)[1] for k in record["weights"][1]) == ["bias", "kernel"]
+    assert re.findall(r"set_random_seed\((\d+)\)", output) == ["1"]  # after epoch 2
+    assert "seed setter's last seed: 1" in output
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_introspection_gradients(examples):
+    output, (logdir,) = examples["introspection/gradients.py"].result()
+    assert "gradient norms: 4 iterations x 22 tensors, over 4 batches" in output
+    norms = re.search(r"^per-tensor L2 norms: median (\S+), mean (\S+), max (\S+)$", output,
+                      flags=re.M)
+    median, mean, largest = map(float, norms.groups())
+    assert 0 < median <= largest and mean <= largest
+    clipnorm = float(re.search(r"^clipnorm = 1\.5 x median = (\S+) ", output, flags=re.M)[1])
+    assert clipnorm == pytest.approx(1.5 * median, rel=1e-3)
+    assert f"trained 1 epoch with Adam(clipnorm={clipnorm:.4g}); val loss" in output
+    assert "gradient sums over 4 iterations, 22 tensors:" in output
+    sums = re.findall(r"^  (\S+/(?:kernel|bias|gamma|beta)) +shape (\(.*?\)) +mean \|grad\| "
+                      r"(\S+)$", output, flags=re.M)
+    assert len(sums) == 22 and all(float(v) > 0 for *_, v in sums)
+    assert ("conv2d/kernel", "(3, 3, 1, 6)") in [(n, s) for n, s, _ in sums]
+    assert_png(logdir / "figures" / "gradient_norms.png")
+    assert_png(logdir / "figures" / "gradient_sums.png", min_side=500)
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_introspection_internals(examples):
+    output, (logdir,) = examples["introspection/internals.py"].result()
+    passed = re.search(r"^tg\._passed_args:\n(\[.*?\])$", output, flags=re.M | re.S)[1]
+    assert {"callbacks", "iter_verbosity", "logs_dir"} <= set(re.findall(r"'(\w+)'", passed))
+    assert re.search(r"^init_state\.json \(\d+ attributes\), some of them:$", output, flags=re.M)
+    assert (logdir / "misc" / "init_state.json").is_file()
+    assert (f"init_source.txt starts with: ## {EXAMPLES / 'introspection' / 'internals.py'}"
+            in output)
+    assert f"Log directory:      {logdir}" in output
+    assert "Interrupted: train[no], validation[yes]." in output
+    assert "KeyboardInterrupt during validation; interrupt_status() = (False, True)" in output
+    assert "validation batches left: ['2']" in output
+    assert ("after tg.train(): interrupt_status() = (False, False), 1 validation(s) of 2 batches"
+            in output)
+    skipped = re.search(r"^skipping set '(\d)' in epoch 2$", output, flags=re.M)[1]
+    line = re.search(r"^epoch 2 trained on 3 of 4 files: (\[.*\]); skipped '(\d)': True$",
+                     output, flags=re.M)
+    assert line and line[2] == skipped and skipped not in re.findall(r"'(\d)'", line[1])
+    assert metrics_events(logdir) == ["train_batch"] * 4 + ["validation"] + \
+        ["train_batch"] * 3 + ["validation"]
 
 
 # -- the seed document's code -------------------------------------------------------------

@@ -20,7 +20,10 @@ deeptrain.util.misc.append_examples_dir_to_sys_path()
 import numpy as np
 from keras.optimizers import Adam
 
+from deeptrain.callbacks import set_seeds
 from utils import cl_configs, init_session, make_classifier
+
+set_seeds(0)
 
 
 def show(report, title):
