@@ -235,7 +235,8 @@ def test_advanced(examples):
     for name in ("state.json", "model.weights.h5", "history.png", "report.png"):
         assert (latest / name).is_file(), name
     best = paths["best model dir"]
-    assert best.parent == out / "models" and best.name.startswith("M1__model-idp.5-pdp.7-nadam__min.")
+    assert best.parent == out / "models"
+    assert best.name.startswith("M1__model-idp.5-pdp.7-nadam__min.")
     assert (best / "state.json").is_file() and (best / "model.weights.h5").is_file()
     best_state = json.loads((best / "state.json").read_text())["train_state"]
     assert best_state["best_key_metric"] == pytest.approx(float(final[1]), abs=1e-4)
