@@ -322,3 +322,25 @@ def test_full_model_file_when_asked_for(data, tmp_path):
     restored = keras.models.load_model(tg.get_last_log("model"))
     x = np.ones((4, 8), "float32")
     np.testing.assert_array_equal(restored.predict_on_batch(x), tg.model.predict_on_batch(x))
+
+
+def test_explicit_arguments_equal_to_the_default_still_win_over_saved_ones(data, tmp_path):
+    first = make_tg(data, tmp_path, epochs=2)
+    first.train()
+    resumed = make_tg(data, tmp_path, epochs=1, iter_verbosity=0, loadpath=first.logdir)
+    assert "epochs" in resumed._passed_args and resumed.epochs == 1
+    assert make_tg(data, tmp_path, loadpath=first.logdir).epochs == 1  # make_tg passes it
+    assert sorted(resumed._passed_args) == resumed._passed_args
+    assert not {"model", "datagen", "val_datagen"} & set(resumed._passed_args)
+
+
+def test_a_best_model_checkpoint_has_no_checkpoint_pending(data, tmp_path):
+    tg = make_tg(data, tmp_path, best_models_dir=tmp_path / "best")
+    tg.train()
+    best = tg.get_last_log("state", best=True)
+    state = json.loads(best.read_text())["train_state"]
+    assert state["checkpoint_due"] is None and state["times_validated"] == 1
+    resumed = make_tg(data, tmp_path, epochs=2, loadpath=best.parent)
+    resumed.train()
+    names = sorted(p.name for p in (resumed.logdir / "checkpoints").iterdir() if p.is_dir())
+    assert names == [f"{resumed.model_name}_2vals_12iters"]  # no extra one after iteration 1

@@ -289,3 +289,18 @@ def test_outputs_and_gradients_leave_stateful_rnn_states_alone():
                             learning_phase=learning_phase)
     for a, b in zip(before["lstm"], get_states(model)["lstm"]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_gradient_wrt_a_softmax_output_is_the_crossentropy_derivative():
+    """Keras' CE on probabilities normalises them first (p / sum p), so d CE / d p =
+    (1 - y / p) / N. It computes CE from cached logits, which must not cut the output
+    tensor out of the gradient (on TensorFlow it did: all zeros)."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((F,)), keras.layers.Dense(3, name="logits"),
+                              keras.layers.Softmax(name="probs")])
+    model.compile("sgd", "categorical_crossentropy")
+    x = np.random.default_rng(1).normal(size=(BS, F)).astype("float32")
+    y = np.eye(3, dtype="float32")[np.arange(BS) % 3]
+    p = intro.get_outputs(model, "probs", x)["probs"]
+    grad = intro.get_gradients(model, "probs", x, y, mode="outputs")["probs"]
+    np.testing.assert_allclose(grad, (1 - y / p) / BS, rtol=1e-3, atol=1e-6)

@@ -17,7 +17,6 @@ All counters, flags and histories live in ``tg.state`` (a :class:`TrainState`); 
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import shutil
 from pathlib import Path
@@ -42,7 +41,7 @@ from .training.state import LEGACY_NAMES, TrainState
 from .training.validation import (MetricResolver, PredictCache, evaluate_mode_summary,
                                   predict_mode_summary)
 from .training.weights import check_class_weights, sample_weights
-from .util.misc import check_kwargs
+from .util.misc import capture_args, check_kwargs
 
 __all__ = ["TrainGenerator"]
 
@@ -76,6 +75,7 @@ class TrainGenerator:
         **kwargs: the rest of DeepTrain 0.6's settings (``TRAINGEN_DEFAULTS``).
     """
 
+    @capture_args  # -> self._passed_args: what '{auto}' in loadskip_list keeps at load
     def __init__(self, model: Any, datagen: DataGenerator, val_datagen: DataGenerator,
                  epochs: int = 1, logs_dir: str | Path | None = None,
                  best_models_dir: str | Path | None = None, loadpath: str | Path | None = None,
@@ -98,9 +98,6 @@ class TrainGenerator:
                     if k not in ("self", "kwargs", "model", "datagen", "val_datagen")}
         check_kwargs(kwargs, [k for k in TRAINGEN_DEFAULTS if k not in explicit],
                      "TrainGenerator")
-        signature = inspect.signature(TrainGenerator.__init__).parameters
-        self._passed_args = sorted([k for k, v in explicit.items()
-                                    if v is not signature[k].default] + list(kwargs))
         configs = defaults()
         configs.update(explicit)
         configs.update(kwargs)
@@ -501,10 +498,7 @@ class TrainGenerator:
         self._recording = True
         # Saved last, so that a resumed run continues right after this validation.
         if record_progress:
-            self.model_name = self.get_unique_model_name()
-            if new_best:
-                self._checkpointer.save_best()
-            self._checkpoint_if_due(at_validation_end=True)
+            self._checkpoint_if_due(at_validation_end=True, best=new_best)
 
     def _is_new_best(self, value: Any) -> bool:
         if np.ndim(value) != 0 or not np.isfinite(value):
@@ -528,9 +522,10 @@ class TrainGenerator:
             reset_states(self.model)
 
     # -- checkpoints -------------------------------------------------------------------
-    def _checkpoint_if_due(self, at_validation_end: bool) -> None:
-        """Write the checkpoint a frequency asks for now. One due while a validation is
-        pending is written at its end, so that it holds the validation's results."""
+    def _checkpoint_if_due(self, at_validation_end: bool, best: bool = False) -> None:
+        """Write the checkpoint a frequency asks for now (and, with ``best``, the best
+        model first). One due while a validation is pending is written at its end, so that
+        it holds the validation's results."""
         state = self.state
         due = state.checkpoint_due
         for kind, freq in (("unique", self.unique_checkpoint_freq),
@@ -539,14 +534,16 @@ class TrainGenerator:
                 continue
             if self._should_do(freq, validation_ended=at_validation_end):
                 due = kind
-        if due is None or self.logdir is None:
-            return
-        if state.train_loop_done:
+        if state.train_loop_done and due is not None:
             state.checkpoint_due = due
             return
-        state.checkpoint_due = None
-        self.model_name = self.get_unique_model_name()
-        self._checkpointer.checkpoint(due)
+        state.checkpoint_due = None  # cleared before saving: the saved state has none due
+        if best or due is not None:
+            self.model_name = self.get_unique_model_name()
+        if best:
+            self._checkpointer.save_best()
+        if due is not None and self.logdir is not None:
+            self._checkpointer.checkpoint(due)
 
     def checkpoint(self, forced: bool = False) -> Path | None:
         """Write a checkpoint if a checkpoint frequency fires now; ``forced``: a unique

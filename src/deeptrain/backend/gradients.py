@@ -96,6 +96,9 @@ def _grads_tf(model, x, y, sw, variables, layers, training):
 
     with tf.GradientTape() as tape, _captured(layers) as outs:
         y_pred = model(x, **_training_kw(model, training))
+        if layers:  # Keras computes crossentropy from a softmax/sigmoid output's cached
+            # logits, which bypasses the output tensor: d loss / d output would be zero
+            y_pred = tf.nest.map_structure(tf.identity, y_pred)
         loss = _compute_loss(model, x, y, y_pred, sw, training)
     targets = [v.value for v in variables] + _single_outputs(layers, outs)
     grads = tape.gradient(loss, targets, unconnected_gradients=tf.UnconnectedGradients.ZERO)

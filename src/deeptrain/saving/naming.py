@@ -2,7 +2,7 @@
 
 ``model_name_configs`` maps attribute names to aliases, in the order they appear in the
 name. Values come from ``model_configs`` first, then the TrainGenerator's attributes;
-dotted keys reach into objects (``'datagen.batch_size'``). Keys with no value are skipped.
+dotted keys reach into objects (``'datagen.batch_size'``). Keys missing or None are skipped.
 Examples: ``M0__model-idp.5-pdp.4-nadam__min.081``, ``M9__AE-filt6_12_2_6_12-Adam-1e-4__max.238``.
 """
 from __future__ import annotations
@@ -105,7 +105,7 @@ def name_suffix(configs: Mapping[str, str | None], sources: list[Any], max_is_be
                 text += f"{prefix}{encode_best(best)}"
             continue
         value = _lookup(key, sources)
-        if value is MISSING:
+        if value is MISSING or value is None:
             continue
         if process_key_fn is not None:
             text += process_key_fn(key, alias, value)

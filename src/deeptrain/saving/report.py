@@ -149,6 +149,8 @@ def write_init_logs(tg: Any, misc_dir: Path) -> None:
     for name, value in _traingen_items(tg).items():
         if isinstance(value, (list, tuple, dict)) and len(value) > 50:
             value = f"{type(value).__name__} of {len(value)} items"
+        elif isinstance(value, Path):
+            value = str(value)
         elif not isinstance(value, _SCALARS + (list, tuple, dict)):
             value = getattr(value, "__qualname__", type(value).__qualname__)
         state[name] = str(value) if not isinstance(value, str) else value

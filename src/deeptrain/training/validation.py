@@ -93,8 +93,12 @@ class MetricResolver:
         self.custom = dict(custom_metrics or {})
         self.key_metric = key_metric
         self.key_metric_fn = key_metric_fn
-        loss = model.loss
-        self.loss_name = loss if isinstance(loss, str) else getattr(
+
+    @property
+    def loss_name(self) -> str:
+        """The model's loss as compiled now (a recompile between validations counts)."""
+        loss = self.model.loss
+        return loss if isinstance(loss, str) else getattr(
             loss, "__name__", getattr(loss, "name", type(loss).__name__))
 
     def resolve(self, name: str) -> Callable:

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import difflib
+import functools
+import inspect
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["append_examples_dir_to_sys_path", "check_kwargs", "closest_match_hint"]
+__all__ = ["append_examples_dir_to_sys_path", "check_kwargs", "closest_match_hint",
+           "capture_args"]
 
 
 def closest_match_hint(name: str, valid: Iterable[str]) -> str:
@@ -41,3 +44,22 @@ def append_examples_dir_to_sys_path() -> Path:
     if str(examples_dir) not in sys.path:
         sys.path.append(str(examples_dir))
     return examples_dir
+
+
+def capture_args(init: Any) -> Any:
+    """Decorate ``__init__`` to record the names of the arguments the caller passed (by
+    position or keyword, including ``**kwargs`` keys) in ``self._passed_args``, sorted;
+    ``self``, ``model``, ``datagen`` and ``val_datagen`` are left out. A value equal to the
+    default still counts as passed: loading a checkpoint must not override it."""
+    signature = inspect.signature(init)
+    var_kw = next((n for n, p in signature.parameters.items()
+                   if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+
+    @functools.wraps(init)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
+        bound = signature.bind_partial(self, *args, **kwargs).arguments
+        names = set(bound) | set(bound.get(var_kw, {}) if var_kw else ())
+        names -= {"self", var_kw, "model", "datagen", "val_datagen"}
+        self._passed_args = sorted(names)
+        init(self, *args, **kwargs)
+    return wrapper
