@@ -382,3 +382,17 @@ def test_best_subset_is_this_validations_best_batch(tmp_path):
                         callbacks={"val:epoch": check}, **quiet())
     tg.train()
     assert len(seen) == 3 and all(got == want for got, want in seen), seen
+
+
+def test_predict_mode_loss_follows_a_recompile(data, tmp_path):
+    dg, vdg = generators(data, batch_size=32)
+    tg = TrainGenerator(classifier(), dg, vdg, epochs=1, eval_fn="predict", **quiet())
+    tg.train()
+    tg.model.compile("adam", "mae")  # multi-phase training: a new loss
+    summary = tg.validate(record_progress=False)
+    x = np.concatenate([np.load(p) for p in sorted((data / "val").glob("*.npy"))])
+    import h5py
+    with h5py.File(data / "val" / "labels.h5") as f:
+        y = np.concatenate([f[k][()] for k in sorted(f, key=int)])
+    mae = float(np.mean(np.abs(tg.model.predict_on_batch(x) - y)))
+    assert summary["loss"] == pytest.approx(mae, rel=1e-5)
