@@ -4,7 +4,7 @@ Writes a small synthetic classification set (8 files of 64 samples + labels.h5) 
 examples/data/quickstart, then trains a dense classifier on it with TrainGenerator for 3 epochs
 (batch_size=32: each file is split in two), validating every epoch, and prints where the
 outputs went.
-Run: python examples/quickstart.py
+Run: python examples/quickstart.py (DEEPTRAIN_EXAMPLES_DATA / _OUT: where data / logs go)
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from deeptrain import DataGenerator  # noqa: E402
 from deeptrain.preprocessing import numpy_data_to_numpy_sets  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE / "data" / "quickstart"
+DATA = Path(os.environ.get("DEEPTRAIN_EXAMPLES_DATA") or HERE / "data") / "quickstart"
+OUT = Path(os.environ.get("DEEPTRAIN_EXAMPLES_OUT") or HERE)  # logs/ go here
 
 
 def make_data() -> None:
@@ -48,7 +49,7 @@ def main() -> None:
     dg = DataGenerator(DATA / "train", batch_size=32, labels_path=DATA / "train/labels.h5",
                        shuffle=True)
     vdg = DataGenerator(DATA / "val", batch_size=32, labels_path=DATA / "val/labels.h5")
-    tg = TrainGenerator(model, dg, vdg, epochs=3, logs_dir=HERE / "logs",
+    tg = TrainGenerator(model, dg, vdg, epochs=3, logs_dir=OUT / "logs",
                         key_metric="accuracy")
     tg.train()
     print(f"\n{tg._fit_iters} iterations over {tg.epoch} epochs; best val accuracy "

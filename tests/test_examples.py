@@ -651,3 +651,36 @@ def test_mnist_layout_without_downloading(tmp_path, monkeypatch):
         assert x.shape == (128, 28, 28, 1) and x.dtype == np.float32 and x.max() <= 1
         assert sorted(_h5(root / split / "labels.h5"), key=int) == [str(k) for k in
                                                                      range(1, n + 1)]
+
+
+def test_readme_quickstart_runs_as_written(tmp_path):
+    """The README's quickstart snippet, pasted into a file, runs in an empty directory (and
+    again, over its own data)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Quickstart"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    script = tmp_path / "quickstart_snippet.py"
+    script.write_text(code)
+    src = Path(__file__).resolve().parents[1] / "src"  # (installed in CI; a checkout here)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg",
+               PYTHONPATH=os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]))
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "'accuracy': [" in proc.stdout
+    assert len(list((tmp_path / "logs").iterdir())) == 2  # M0__..., M1__...
+    assert len(list((tmp_path / "data" / "train").glob("batch__*.npy"))) == 6
+
+
+def test_quickstart_example_runs(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg",
+               DEEPTRAIN_EXAMPLES_DATA=str(tmp_path / "data"),
+               DEEPTRAIN_EXAMPLES_OUT=str(tmp_path))
+    script = Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "36 iterations over 3 epochs" in proc.stdout  # 384 samples / 32 x 3
+    history = Path(proc.stdout.split("history figure:")[1].split()[0])
+    assert history.is_file() and tmp_path in history.parents
