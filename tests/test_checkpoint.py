@@ -344,3 +344,16 @@ def test_a_best_model_checkpoint_has_no_checkpoint_pending(data, tmp_path):
     resumed.train()
     names = sorted(p.name for p in (resumed.logdir / "checkpoints").iterdir() if p.is_dir())
     assert names == [f"{resumed.model_name}_2vals_12iters"]  # no extra one after iteration 1
+
+
+def test_report_fontpath_is_used_and_checked(data, tmp_path):
+    import matplotlib
+    font = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSerif.ttf"
+    tg = make_tg(data, tmp_path, report_fontpath=str(font))
+    path = tg.save_report(tmp_path / "r.png")
+    assert imread(path)[..., :3].std() > 0.02
+    fig = tg._checkpointer.report()
+    assert Path(fig.texts[-1].get_fontproperties().get_file()).name == "DejaVuSerif.ttf"
+    tg.report_fontpath = str(tmp_path / "missing.ttf")
+    with pytest.raises(FileNotFoundError, match="report_fontpath"):
+        tg.save_report(tmp_path / "r2.png")

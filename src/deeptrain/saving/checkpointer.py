@@ -150,4 +150,5 @@ class Checkpointer:
         return report_sections(self.tg)
 
     def report(self) -> Any:
-        return report_figure(report_sections(self.tg), title=self.tg.model_name)
+        return report_figure(report_sections(self.tg), title=self.tg.model_name,
+                             fontpath=self.tg.report_fontpath)

@@ -122,8 +122,14 @@ def report_sections(tg: Any) -> dict[str, list[str]]:
     return sections
 
 
-def report_figure(sections: Mapping[str, list[str]], title: str = "") -> Figure:
-    """Three columns of monospace text, sections kept whole where possible."""
+def report_figure(sections: Mapping[str, list[str]], title: str = "",
+                  fontpath: str | Path | None = None) -> Figure:
+    """Three columns of monospace text (or the font file ``fontpath``, e.g. a ``.ttf``)."""
+    from matplotlib.font_manager import FontProperties
+    if fontpath is not None and not Path(fontpath).is_file():
+        raise FileNotFoundError(f"report_fontpath={str(fontpath)!r} does not exist")
+    font = dict(fontproperties=FontProperties(fname=str(fontpath))) if fontpath else \
+        dict(family="monospace")
     lines: list[str] = []
     for head, body in sections.items():
         lines += ([""] if lines else []) + [head] + list(body)
@@ -134,10 +140,10 @@ def report_figure(sections: Mapping[str, list[str]], title: str = "") -> Figure:
     fig = Figure(figsize=(max(6.0, len(columns) * (width + 3) * char_w),
                           max(2.0, (per_col + 3) * line_h)))
     if title:
-        fig.text(0.01, 0.99, title, family="monospace", fontsize=10, weight="bold", va="top")
+        fig.text(0.01, 0.99, title, fontsize=10, weight="bold", va="top", **font)
     for i, col in enumerate(columns):
         fig.text(0.01 + i / len(columns), 0.99 - (2.0 * line_h / fig.get_figheight()),
-                 "\n".join(col), family="monospace", fontsize=9, va="top", linespacing=1.15)
+                 "\n".join(col), fontsize=9, va="top", linespacing=1.15, **font)
     return fig
 
 
