@@ -357,3 +357,19 @@ def test_report_fontpath_is_used_and_checked(data, tmp_path):
     tg.report_fontpath = str(tmp_path / "missing.ttf")
     with pytest.raises(FileNotFoundError, match="report_fontpath"):
         tg.save_report(tmp_path / "r2.png")
+
+
+def test_duplicate_names_final_figure_and_save_kwargs(data, tmp_path):
+    tg = make_tg(data, tmp_path, checkpoints_overwrite_duplicates=False,
+                 final_fig_dir=tmp_path / "final")
+    tg.train()
+    first = tg.checkpoint(forced=True)  # same counters as the end-of-epoch checkpoint
+    second = tg.checkpoint(forced=True)
+    assert first.name.endswith("_v2") and second.name.endswith("_v3")
+    (tmp_path / "final" / "M0__stale.png").write_bytes(b"old")
+    tg.epochs = 2
+    tg.train()
+    assert [p.name for p in (tmp_path / "final").iterdir()] == [f"{tg.model_name}.png"]
+    tg.model_save_weights_kw = {"no_such_option": 1}  # passed through to save_weights
+    with pytest.raises(TypeError, match="no_such_option"):
+        tg.save()

@@ -271,7 +271,21 @@ class TrainGenerator:
         finally:
             self._sync_model()
             self._progress.close()
+        if self.final_fig_dir is not None:
+            self._save_final_figure()
         log.info("Training has concluded.")
+
+    def _save_final_figure(self) -> Path:
+        """``<final_fig_dir>/<model_name>.png``, replacing this model number's older ones."""
+        directory = Path(self.final_fig_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model_name = self.get_unique_model_name()
+        for old in directory.glob(f"M{self.model_num}__*.png"):
+            old.unlink()
+        path = directory / f"{self.model_name}.png"
+        self.plot_history(savepath=path)
+        log.info("Final history figure: %s", path)
+        return path
 
     def _train_iteration(self) -> None:
         dg, state = self.datagen, self.state
@@ -285,7 +299,8 @@ class TrainGenerator:
         dg.update_state()
         self._callbacks("train:iter")
         if self.iter_verbosity >= 2:
-            self._progress.iteration(state.set_name, self._format(metrics, "train"))
+            self._progress.iteration(str(state.set_name).rjust(self._max_set_name_chars),
+                                     self._format(metrics, "train"))
         if dg.batch_exhausted:
             self._on_train_batch_end()
         if dg.all_data_exhausted:
@@ -331,7 +346,8 @@ class TrainGenerator:
                                     set_name=state.set_name, **batch_metrics)
         if self.iter_verbosity:
             running = {n: v[-1] for n, v in state.history.items()}
-            self._progress.batch(state.set_name, self._format(running, "train"))
+            self._progress.batch(str(state.set_name).rjust(self._max_set_name_chars),
+                                 self._format(running, "train"))
         self._callbacks("train:batch")
 
     def _on_train_epoch_end(self) -> None:
@@ -434,7 +450,9 @@ class TrainGenerator:
                     self.pred_weighted_slices_range)[-1]
                 batch = self._resolver.compute(self.val_metrics, labels, preds, weights,
                                                state.predict_threshold)
-            log.info("Validated set %s: %s", state.val_set_name, self._format(batch, "val"))
+            log.info("Validated set %s: %s",
+                     str(state.val_set_name).rjust(self._val_max_set_name_chars),
+                     self._format(batch, "val"))
         self.callbacks("val:batch", self)
 
     def _on_val_epoch_end(self) -> None:

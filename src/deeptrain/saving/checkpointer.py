@@ -58,7 +58,9 @@ class Checkpointer:
             tg.model, tg.optimizer_save_configs, "optimizer_save_configs"))
         writers: dict[str, Callable[[Path], None]] = {}
         if "model:weights" not in skip:
-            writers[WEIGHTS_FILE] = lambda p: model_state.save_weights(tg.model, p)
+            weights_kw = dict(tg.model_save_weights_kw or {})
+            writers[WEIGHTS_FILE] = lambda p: model_state.save_weights(tg.model, p,
+                                                                       **weights_kw)
         if "model" not in skip:
             kw = dict(tg.model_save_kw or {})
             writers[MODEL_FILE] = lambda p: tg.model.save(p, **kw)
@@ -83,8 +85,11 @@ class Checkpointer:
             name = f"{base}_{s.times_validated}vals_{s.fit_iters}iters"
         else:
             name = f"_temp_{s.fit_iters}iters_{s.times_validated}vals"
-        path = self.save(self.directory / name, kind, figures=kind == "unique",
-                         replace=tg.checkpoints_overwrite_duplicates)
+        path = self.directory / name
+        if path.exists() and not tg.checkpoints_overwrite_duplicates:
+            path = next(p for v in range(2, 10**6)  # 0.6: name_v2, name_v3, ...
+                        if not (p := self.directory / f"{name}_v{v}").exists())
+        path = self.save(path, kind, figures=kind == "unique", replace=True)
         update_pointer(self.directory, path.name, self.fault)
         prune(self.directory, 1, {path}, "temp")
         prune(self.directory, max(1, tg.max_checkpoints), {path}, "unique")

@@ -70,9 +70,9 @@ def check_compatible(saved: dict[str, list], model: Any, source: str | Path) -> 
                     "saved with.")
 
 
-def save_weights(model: Any, path: Path) -> None:
+def save_weights(model: Any, path: Path, **kwargs: Any) -> None:
     _optimizer(model)
-    model.save_weights(path)
+    model.save_weights(path, **kwargs)
 
 
 def optimizer_selection(model: Any, configs: Any, argname: str) -> set[str]:
