@@ -77,8 +77,12 @@ def collect(tg: Any, kind: str, seq: int) -> tuple[dict[str, Any], dict[str, np.
     arrays.update(rng_arrays)
     callbacks = []
     for i, cb in enumerate(tg.callbacks.objects):
-        callbacks.append({"class": type(cb).__qualname__,
-                          "state": _split_arrays(cb.state_dict(), f"callbacks/{i}", arrays)})
+        state = to_json(_split_arrays(cb.state_dict(), f"callbacks/{i}", arrays))
+        if state is UNSUPPORTED:  # fail before anything is written
+            raise TypeError(f"{type(cb).__qualname__}.state_dict() returned values with no "
+                            "JSON form (use str/int/float/bool/None, lists, dicts with str "
+                            "keys, and NumPy arrays)")
+        callbacks.append({"class": type(cb).__qualname__, "state": state})
     payload = {
         "kind": kind, "seq": seq, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "deeptrain_version": __version__, "keras_version": keras.__version__,
@@ -90,9 +94,6 @@ def collect(tg: Any, kind: str, seq: int) -> tuple[dict[str, Any], dict[str, np.
         "model": model_state.variable_specs(tg.model),
         "rng": rng,
     }
-    if to_json(payload) is UNSUPPORTED:  # a bug in a state_dict: fail before writing
-        raise TypeError("checkpoint state has values with no JSON form (check callbacks' "
-                        "state_dict)")
     return payload, arrays
 
 

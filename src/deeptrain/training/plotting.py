@@ -121,8 +121,8 @@ def history_figure(configs: Mapping[str, Any], history: Mapping[str, list],
             ax.axhline(yv, color="k", lw=0.8, ls="--", alpha=0.6)
         if pane.get("ylims") is not None:
             ax.set_ylim(*pane["ylims"])
-        ax.set_xlabel("batches fit" if any(x != "_val_x_ticks" for x in xs["val"] + xs["train"])
-                      else "validations")
+        vs_validations = all(x == "_val_x_ticks" for x in xs["train"] + xs["val"])
+        ax.set_xlabel("validations" if vs_validations else "batches fit")
         if ax.lines and pane.get("legend_kw") is not None:
             ax.legend(loc="best", **pane["legend_kw"])
         ax.grid(alpha=0.3)
