@@ -176,3 +176,45 @@ def test_memmap_keeps_only_served_batches_resident(tmp_path):
     assert out.returncode == 0, out.stderr
     grown_mb = float(out.stdout.strip().splitlines()[-1])
     assert grown_mb < 64, f"RSS grew by {grown_mb:.0f} MB for 12 MB of batches"
+
+
+def test_load_npy_matches_np_load_and_is_thread_safe(tmp_path):
+    """DeepTrain's .npy reader (headers parsed under a lock: CPython 3.11's AST is not
+    thread-safe, python/cpython#106905) reads what np.load reads, from many threads."""
+    import threading
+    from deeptrain.data.formats.numpy import load_npy
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal(size=(16, 3, 2)).astype("float32"),
+              np.asfortranarray(rng.integers(0, 9, (5, 7))), np.array(b"bytes"),
+              np.arange(6, dtype=">i4")]
+    paths = []
+    for i, a in enumerate(arrays):
+        paths.append(tmp_path / f"a{i}.npy")
+        np.save(paths[-1], a)
+    for path, a in zip(paths, arrays):
+        for mmap in (False, True):
+            got = load_npy(path, mmap=mmap) if a.ndim else load_npy(path)
+            np.testing.assert_array_equal(got, a)
+            assert got.dtype == a.dtype and got.shape == a.shape
+    errors, results = [], []
+
+    def work():
+        try:
+            for _ in range(200):
+                results.append(all(np.array_equal(load_npy(p), a)
+                                    for p, a in zip(paths, arrays)))
+        except Exception as e:  # noqa: BLE001 - collected for the assertion below
+            errors.append(e)
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(results) == 800 and all(results)
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="object array"):
+        load_npy(tmp_path / "obj.npy")
+    raw = paths[0].read_bytes()
+    (tmp_path / "cut.npy").write_bytes(raw[: len(raw) - 40])
+    with pytest.raises(ValueError, match="truncated"):
+        load_npy(tmp_path / "cut.npy")

@@ -14,13 +14,14 @@ import lz4.frame
 import numpy as np
 
 from .base import DataLoadError, FileFormat, FormatOptions
+from .numpy import load_npy
 
 __all__ = ["LZ4FrameFormat"]
 
 
 def _decompress(path: Path, opts: FormatOptions) -> np.ndarray:
     # decompress straight from the array's buffer into a writable bytearray: no copies
-    raw = lz4.frame.decompress(np.load(path, allow_pickle=False), return_bytearray=True)
+    raw = lz4.frame.decompress(load_npy(path), return_bytearray=True)
     return np.frombuffer(raw, dtype=opts.dtype)
 
 

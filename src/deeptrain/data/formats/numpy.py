@@ -8,17 +8,50 @@ Pickled (object) arrays are refused: loading a data file never runs code.
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from .base import FileFormat, FormatOptions
 
-__all__ = ["NumpyFormat", "NumpyMemmapFormat"]
+__all__ = ["NumpyFormat", "NumpyMemmapFormat", "load_npy"]
+
+# NumPy parses a .npy header with ast.literal_eval, and CPython 3.11's AST construction is
+# not thread-safe (python/cpython#106905): two threads parsing at once (the prefetch thread
+# and the main thread, or the train and validation prefetchers) can fail with "SystemError:
+# AST constructor recursion depth mismatch". Headers are parsed under this lock; the data,
+# the slow part, is read outside it.
+_HEADER_LOCK = threading.Lock()
+_READ_HEADER = {(1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
+    """``np.load(path, allow_pickle=False, mmap_mode='r' if mmap else None)``, safe to call
+    from several threads at once. Object (pickled) arrays are refused."""
+    with open(path, "rb") as f:
+        with _HEADER_LOCK:
+            version = np.lib.format.read_magic(f)
+            if version not in _READ_HEADER:  # rare (3.0: utf-8 field names): numpy reads it
+                return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+            shape, fortran, dtype = _READ_HEADER[version](f)
+        if dtype.hasobject:
+            raise ValueError(f"{path} holds an object array, which needs pickle to load: "
+                             "refused (allow_pickle=False)")
+        order = "F" if fortran else "C"
+        if mmap:
+            return np.memmap(path, dtype=dtype, mode="r", shape=shape, order=order,
+                             offset=f.tell())
+        count = int(np.prod(shape, dtype=np.int64))
+        data = np.fromfile(f, dtype=dtype, count=count)
+    if data.size != count:
+        raise ValueError(f"{path} is truncated: {data.size} of {count} values")
+    return data.reshape(shape, order=order)
 
 
 def _open(path: Path) -> np.ndarray:
-    return np.load(path, mmap_mode="r", allow_pickle=False)
+    return load_npy(path, mmap=True)
 
 
 class NumpyFormat(FileFormat):
@@ -26,7 +59,7 @@ class NumpyFormat(FileFormat):
     extensions = (".npy",)
 
     def load_file(self, path: Path, opts: FormatOptions) -> np.ndarray:
-        return np.load(path, allow_pickle=False)
+        return load_npy(path)
 
     def dataset_keys(self, path: Path, opts: FormatOptions) -> list[str]:
         return [str(i) for i in range(len(_open(path)))]
