@@ -540,10 +540,10 @@ class TrainGenerator:
             reset_states(self.model)
 
     # -- checkpoints -------------------------------------------------------------------
-    def _checkpoint_if_due(self, at_validation_end: bool, best: bool = False) -> None:
+    def _checkpoint_if_due(self, at_validation_end: bool, best: bool = False) -> Path | None:
         """Write the checkpoint a frequency asks for now (and, with ``best``, the best
-        model first). One due while a validation is pending is written at its end, so that
-        it holds the validation's results."""
+        model first); returns its path. One due while a validation is pending is written
+        at its end, so that it holds the validation's results."""
         state = self.state
         due = state.checkpoint_due
         for kind, freq in (("unique", self.unique_checkpoint_freq),
@@ -554,22 +554,21 @@ class TrainGenerator:
                 due = kind
         if state.train_loop_done and due is not None:
             state.checkpoint_due = due
-            return
+            return None
         state.checkpoint_due = None  # cleared before saving: the saved state has none due
         if best or due is not None:
             self.model_name = self.get_unique_model_name()
         if best:
             self._checkpointer.save_best()
         if due is not None and self.logdir is not None:
-            self._checkpointer.checkpoint(due)
+            return self._checkpointer.checkpoint(due)
+        return None
 
     def checkpoint(self, forced: bool = False) -> Path | None:
         """Write a checkpoint if a checkpoint frequency fires now; ``forced``: a unique
         checkpoint regardless. Returns its path (None if nothing was written)."""
         if not forced:
-            before = self.state.save_seq
-            self._checkpoint_if_due(at_validation_end=False)
-            return self.get_last_log("checkpoint") if self.state.save_seq != before else None
+            return self._checkpoint_if_due(at_validation_end=False)
         if self.logdir is None:
             raise ValueError("checkpoint() needs a log directory: set logs_dir or logdir")
         self.model_name = self.get_unique_model_name()

@@ -162,11 +162,9 @@ def read_pointer(checkpoints_dir: Path) -> str | None:
         return None
 
 
-def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
-    """``(seq, path)`` of the intact-looking checkpoints in ``directory``, newest first.
-
-    Only ``state.json`` is read here (cheap); :func:`verify_checkpoint` checks the files.
-    """
+def _scan(directory: Path) -> list[tuple[int, str | None, Path]]:
+    """``(seq, kind, path)`` of the checkpoints in ``directory``, newest first; only
+    ``state.json`` is read (cheap): :func:`verify_checkpoint` checks the files."""
     found = []
     directory = Path(directory)
     if not directory.is_dir():
@@ -175,11 +173,17 @@ def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
         if not item.is_dir() or item.name.startswith(TEMP_PREFIX):
             continue
         try:
-            seq = json.loads((item / STATE_FILE).read_text(encoding="utf-8")).get("seq", -1)
+            state = json.loads((item / STATE_FILE).read_text(encoding="utf-8"))
+            seq, kind = state.get("seq", -1), state.get("kind")
         except (OSError, ValueError, AttributeError):
-            seq = -1
-        found.append((int(seq) if isinstance(seq, int) else -1, item))
-    return sorted(found, key=lambda t: (t[0], t[1].stat().st_mtime), reverse=True)
+            seq, kind = -1, None
+        found.append((seq if isinstance(seq, int) else -1, kind, item))
+    return sorted(found, key=lambda t: (t[0], t[2].stat().st_mtime), reverse=True)
+
+
+def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """``(seq, path)`` of the checkpoints in ``directory``, newest first."""
+    return [(seq, path) for seq, _, path in _scan(directory)]
 
 
 def resolve_loadpath(path: str | Path) -> tuple[Path, dict[str, Any]]:
@@ -224,17 +228,14 @@ def resolve_loadpath(path: str | Path) -> tuple[Path, dict[str, Any]]:
     raise FileNotFoundError(f"no intact DeepTrain checkpoint found at {str(path)!r}{detail}")
 
 
-def prune(directory: Path, keep: int, protect: set[Path], kind: str) -> None:
-    """Delete the oldest checkpoints of ``kind`` beyond ``keep`` (never those in ``protect``)."""
+def prune(directory: Path, keep: dict[str, int], protect: set[Path]) -> None:
+    """Delete the oldest checkpoints of each kind beyond ``keep[kind]`` (never those in
+    ``protect``), and leftovers of writes that were killed half-way."""
     remove_stale_temps(directory)
-    of_kind = []
-    for seq, item in list_checkpoints(directory):
-        try:
-            k = json.loads((item / STATE_FILE).read_text(encoding="utf-8")).get("kind")
-        except (OSError, ValueError, AttributeError):
-            k = None
-        if k == kind:
-            of_kind.append(item)
-    for item in of_kind[max(keep, 0):]:
-        if item not in protect:
+    seen: dict[str, int] = {}
+    for _, kind, item in _scan(directory):
+        if kind not in keep:
+            continue
+        seen[kind] = seen.get(kind, 0) + 1
+        if seen[kind] > max(keep[kind], 0) and item not in protect:
             shutil.rmtree(item, ignore_errors=True)

@@ -91,8 +91,7 @@ class Checkpointer:
                         if not (p := self.directory / f"{name}_v{v}").exists())
         path = self.save(path, kind, figures=kind == "unique", replace=True)
         update_pointer(self.directory, path.name, self.fault)
-        prune(self.directory, 1, {path}, "temp")
-        prune(self.directory, max(1, tg.max_checkpoints), {path}, "unique")
+        prune(self.directory, {"temp": 1, "unique": max(1, tg.max_checkpoints)}, {path})
         log.debug("Checkpoint saved: %s", path)
         return path
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
-__all__ = ["InterruptGuard", "deferred_interrupts"]
+__all__ = ["InterruptGuard"]
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +58,3 @@ class InterruptGuard:
         if guard is not None and guard.received:
             guard.received = False
             raise KeyboardInterrupt
-
-
-@contextmanager
-def deferred_interrupts() -> Iterator[None]:
-    """Hold SIGINT until the block ends, then raise it (a one-iteration guard)."""
-    with InterruptGuard() as guard:
-        yield
-        if guard._owner:
-            guard.check()
