@@ -86,16 +86,18 @@ def test_in_process_resume_is_exact_and_skip_rules_apply(data, tmp_path):
     # epochs passed explicitly wins ('{auto}'); max_checkpoints, not passed, is loaded
     resumed = make_tg(data, tmp_path, m=model(seed=5), epochs=2, loadpath=first.logdir)
     assert resumed.epochs == 2 and resumed.max_checkpoints == 2
-    assert resumed.state.batches_fit == 6 and resumed.model_num == 1
-    assert resumed.logdir.name.startswith("M1__")
+    assert resumed.state.batches_fit == 6 and resumed.model_num == 0
+    assert resumed.logdir == first.logdir  # the run continues where it was
     resumed.train()
     for a, b in zip(weights_of(ref.model), weights_of(resumed.model)):
         np.testing.assert_array_equal(a, b)
     assert ref.history == resumed.history and ref.val_history == resumed.val_history
-    # 'none': nothing skipped, so the saved epochs=1 replaces the passed value
+    # 'none': nothing skipped, so the saved epochs replaces the passed value; the newest
+    # checkpoint of the run is the continued run's (epochs=2)
     again = make_tg(data, tmp_path, epochs=7, loadpath=first.logdir,
-                    loadskip_list=["none"])
-    assert again.epochs == 1
+                    loadskip_list=["none"], continue_run=False)
+    assert again.epochs == 2 and again.state.epoch == 2
+    assert again.model_num == 1 and again.logdir.name.startswith("M1__")  # a new run
 
 
 def fault_steps(data, tmp_path) -> list[str]:

@@ -77,7 +77,8 @@ class ExampleRun:
         output = self.log.read()
         assert code == 0, f"{self.relpath} failed ({code}):\n{output[-5000:]}"
         assert "Traceback" not in output, output[-5000:]
-        return output, sorted((self.out / "logs").iterdir(), key=lambda p: p.name)
+        runs = [p for p in (self.out / "logs").iterdir() if not p.name.startswith(".")]
+        return output, sorted(runs, key=lambda p: p.name)
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -669,7 +670,7 @@ def test_readme_quickstart_runs_as_written(tmp_path):
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
     assert "'accuracy': [" in proc.stdout
-    assert len(list((tmp_path / "logs").iterdir())) == 2  # M0__..., M1__...
+    assert len(list((tmp_path / "logs").glob("M*__*"))) == 2  # M0__..., M1__...
     assert len(list((tmp_path / "data" / "train").glob("batch__*.npy"))) == 6
 
 

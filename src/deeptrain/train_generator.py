@@ -17,8 +17,11 @@ All counters, flags and histories live in ``tg.state`` (a :class:`TrainState`); 
 """
 from __future__ import annotations
 
+import copy
 import logging
+import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -26,18 +29,20 @@ import numpy as np
 
 from . import callbacks as callbacks_lib
 from . import introspection
-from .backend.stateful import prepare_stateful_model, reset_states
+from .backend.stateful import get_states, prepare_stateful_model, reset_states, set_states
 from .data_generator import DataGenerator
+from .saving.checkpoint import CHECKPOINTS_DIR, list_checkpoints
 from .saving.checkpointer import Checkpointer
-from .saving.naming import name_suffix, next_model_num
+from .saving.lock import LogdirLock
+from .saving.naming import model_num_of, name_suffix, reserve_model_num
 from .saving.report import write_init_logs
 from .training.configs import TRAINGEN_DEFAULTS, defaults
 from .training.fitting import make_eval_fn, make_fit_fn, model_metric_names, to_metric_dict
 from .training.frequency import check_freq, should_do
-from .training.interrupts import InterruptGuard
+from .training.interrupts import Consistency, InterruptGuard
 from .training.plotting import default_plot_configs, history_figure, merge_plot_configs
 from .training.progress import EpochProgress, MetricsLog, format_metrics
-from .training.state import LEGACY_NAMES, TrainState
+from .training.state import LEGACY_NAMES, Bookmark, TrainState
 from .training.validation import (MetricResolver, PredictCache, evaluate_mode_summary,
                                   predict_mode_summary)
 from .training.weights import check_class_weights, sample_weights
@@ -46,6 +51,18 @@ from .util.misc import capture_args, check_kwargs
 __all__ = ["TrainGenerator"]
 
 log = logging.getLogger("deeptrain")
+
+@dataclass
+class _ValidationStart:
+    """Everything a validation changes, as it was when it started (or resumed): a validation
+    cut half-way by a second Ctrl-C or an error restarts from here, exactly."""
+    state: Bookmark
+    val_datagen: dict[str, Any]
+    callbacks: list[dict[str, Any]]
+    rnn_states: dict[str, list]
+    cache: PredictCache
+    metrics_log_bytes: int | None
+
 
 _LOSS_LIKE = ("loss", "error", "crossentropy", "hinge", "kld", "kullback", "poisson", "logcosh",
               "log_cosh", "mse", "mae", "mape", "msle")
@@ -121,14 +138,19 @@ class TrainGenerator:
         self.best_subset_nums: list[str] | None = None
         self.last_health = None  # HealthReport of the last validation (check_model_health)
         self._recording = True
+        self._consistency = Consistency()  # what a second Ctrl-C (or an error) cut half-way
+        self._val_start: _ValidationStart | None = None
         self.logdir = Path(self.logdir) if self.logdir is not None else None
         self._checkpointer = Checkpointer(self)
+        self._lock: LogdirLock | None = None
         self.callbacks.init_with_traingen(self)
-        if self.loadpath is not None:
-            self.load(self.loadpath)
-        self._set_up_logdir()
+        loaded = self.load(self.loadpath) if self.loadpath is not None else None
+        run_dir = self._run_dir_of(loaded)
+        self._set_up_logdir(run_dir)
         self._progress = EpochProgress(self.iter_verbosity)
         self._metrics_log = MetricsLog(self.logdir, self.metrics_log)
+        if run_dir is not None:  # rows of batches after the checkpoint were rolled back
+            self._metrics_log.rewind(self.state.batches_fit, self.state.times_validated)
         if self.logdir is not None:
             write_init_logs(self, self.logdir / "misc")
 
@@ -227,20 +249,56 @@ class TrainGenerator:
                 return candidate
         return name
 
-    def _set_up_logdir(self) -> None:
-        """``logdir = logs_dir/<model_name>`` unless ``logdir`` is given; none: no logs."""
-        if self.logdir is None and self.logs_dir is not None:
-            self.model_num = next_model_num(Path(self.logs_dir), self.new_model_num)
+    def _run_dir_of(self, checkpoint: Path | None) -> Path | None:
+        """The run whose checkpoint was loaded, when this TrainGenerator continues it:
+        ``<run>/checkpoints/<checkpoint>`` with ``continue_run`` and no ``logdir`` given."""
+        if checkpoint is None or self.logdir is not None or not self.continue_run:
+            return None
+        checkpoints = checkpoint.parent
+        return checkpoints.parent if checkpoints.name == CHECKPOINTS_DIR else None
+
+    def _set_up_logdir(self, run_dir: Path | None = None) -> None:
+        """The log directory: ``logdir`` if given; else the run being continued (``run_dir``);
+        else ``logs_dir/<model_name>`` with a new model number; none: no logs."""
+        if run_dir is not None:
+            self.logdir = run_dir
+            self.model_num = model_num_of(run_dir.name, default=getattr(self, "model_num", 0))
+            if self.logs_dir is None:
+                self.logs_dir = run_dir.parent
+        elif self.logdir is None and self.logs_dir is not None:
+            self.model_num = reserve_model_num(Path(self.logs_dir), self.new_model_num)
             self.model_name = self.get_unique_model_name()
             self.logdir = Path(self.logs_dir) / self.model_name
         else:
             self.model_num = getattr(self, "model_num", 0)
-            self.model_name = self.get_unique_model_name()
-        if self.logdir is not None:
-            self.logdir.mkdir(parents=True, exist_ok=True)
-            log.info("Logging to %s", self.logdir)
-        else:
+        self.model_name = self.get_unique_model_name()
+        if self.logdir is None:
             log.info("logs_dir and logdir are None: no logs, checkpoints or figures are saved")
+            return
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self._lock = LogdirLock(self.logdir)
+        self._lock.acquire()  # one writer per log directory
+        if run_dir is not None:
+            self._continue_numbering()
+            log.info("Continuing run %s", self.logdir)
+        else:
+            log.info("Logging to %s", self.logdir)
+
+    def _continue_numbering(self) -> None:
+        """New checkpoints of a continued run sort after all its existing ones, even when it
+        continues from an older checkpoint (the newer ones are kept)."""
+        newest = max((seq for seq, _ in list_checkpoints(self.logdir / CHECKPOINTS_DIR)),
+                     default=0)
+        if newest > self.state.save_seq:
+            log.warning("Continuing %s from a checkpoint older than its newest one; the newer "
+                        "checkpoints are kept, and new ones are numbered after them",
+                        self.logdir)
+            self.state.save_seq = newest
+
+    def check_logdir_owned(self) -> None:
+        """Raise if another TrainGenerator of this process took this log directory over."""
+        if self._lock is not None:
+            self._lock.check()
 
     def get_unique_model_name(self) -> str:
         """``M<num>__<base>-<encoded model_name_configs>__<max|min><best>`` (0.6 naming)."""
@@ -253,9 +311,12 @@ class TrainGenerator:
     def train(self) -> None:
         """Train until ``epoch == epochs``, validating at ``val_freq``. Resumable: after an
         interrupt (or with more ``epochs``), call it again."""
+        self._refuse_if_inconsistent()
+        self.check_logdir_owned()
         state = self.state
         try:
             with InterruptGuard() as guard:  # Ctrl-C lands between iterations
+                self._build_optimizer()
                 while True:
                     guard.check()
                     state = self.state  # (a callback may have loaded a checkpoint)
@@ -287,27 +348,59 @@ class TrainGenerator:
         log.info("Final history figure: %s", path)
         return path
 
+    def _build_optimizer(self) -> None:
+        """Create the optimizer's slots before the first step, with every Ctrl-C held: Keras
+        sets ``optimizer.built`` before it creates them, so a cut there breaks the optimizer
+        for good (``'Adam' object has no attribute '_momentums'``)."""
+        optimizer = self.model.optimizer
+        if not optimizer.built and self.model.built:
+            with InterruptGuard.hold():
+                optimizer.build(self.model.trainable_variables)
+
     def _train_iteration(self) -> None:
         dg, state = self.datagen, self.state
-        x, y, sw = self.get_data(val=False)
-        first_slice = dg.slice_idx in (None, 0)
-        metrics = to_metric_dict(self._fit_fn(x, y, sw), self.train_metrics)
-        if list(metrics) != self.train_metrics:
-            self._update_names(metrics)
-        _append_slice(state.temp_history, metrics, first_slice)
-        state.fit_iters += 1
-        dg.update_state()
-        self._callbacks("train:iter")
-        if self.iter_verbosity >= 2:
-            self._progress.iteration(str(state.set_name).rjust(self._max_set_name_chars),
-                                     self._format(metrics, "train"))
-        if dg.batch_exhausted:
-            self._on_train_batch_end()
-        if dg.all_data_exhausted:
-            self._on_train_epoch_end()
-        if self.val_freq and self._should_do(self.val_freq):
-            state.train_loop_done, state.val_loop_done = True, False
+        x, y, sw = self.get_data(val=False)  # a failed load changes nothing
+        # From the step to the end of the bookkeeping, a cut (a second Ctrl-C, an error)
+        # leaves the weights and the counters apart: marked, and train() then refuses.
+        with self._consistency.mark("a train iteration"):
+            first_slice = dg.slice_idx in (None, 0)
+            metrics = to_metric_dict(self._fit_fn(x, y, sw), self.train_metrics)
+            if list(metrics) != self.train_metrics:
+                self._update_names(metrics)
+            _append_slice(state.temp_history, metrics, first_slice)
+            state.fit_iters += 1
+            dg.update_state()
+            self._callbacks("train:iter")
+            if self.iter_verbosity >= 2:
+                self._progress.iteration(str(state.set_name).rjust(self._max_set_name_chars),
+                                         self._format(metrics, "train"))
+            if dg.batch_exhausted:
+                self._on_train_batch_end()
+            if dg.all_data_exhausted:
+                self._on_train_epoch_end()
+            if self.val_freq and self._should_do(self.val_freq):
+                state.train_loop_done, state.val_loop_done = True, False
         self._checkpoint_if_due(at_validation_end=False)
+
+    def _refuse_if_inconsistent(self) -> None:
+        """Repair what can be repaired exactly (a validation cut half-way restarts from its
+        start); refuse to go on from a cut train iteration."""
+        broken = self._consistency.broken
+        if broken is None:
+            return
+        if broken == "a validation" and self._val_start is not None:
+            self._restart_validation()
+            return
+        latest = self._checkpointer.latest() if self.logdir is not None else None
+        raise RuntimeError(
+            f"This TrainGenerator stopped inside {broken} (a second Ctrl-C, or an error), "
+            "after the model may have changed but before its counters did, so its state is "
+            "inconsistent and continuing would not be exact. Load the last checkpoint to go "
+            f"on: tg.load({str(latest)!r})" if latest is not None else
+            f"This TrainGenerator stopped inside {broken} (a second Ctrl-C, or an error), "
+            "after the model may have changed but before its counters did, so its state is "
+            "inconsistent and continuing would not be exact. Load a checkpoint "
+            "(tg.load(path)), or build the model and TrainGenerator anew.")
 
     def _callbacks(self, stage: str) -> None:
         """Dispatch ``stage`` (skipped when there are no callbacks: it runs every step)."""
@@ -397,9 +490,12 @@ class TrainGenerator:
         ``record_progress=False`` evaluates without touching histories, counters or the
         best model (an ad-hoc evaluation).
         """
+        self._refuse_if_inconsistent()
         self._sync_model()
         if restart:
             self.reset_validation()
+        if self._val_start is None:
+            self._val_start = self._validation_start()
         state = self.state
         self._recording = record_progress
         state.train_loop_done = True
@@ -407,10 +503,44 @@ class TrainGenerator:
         with InterruptGuard() as guard:
             while not state.val_loop_done:
                 guard.check()
-                self._val_iteration()
+                with self._consistency.mark("a validation"):
+                    self._val_iteration()
             guard.check()
-            self._on_val_end(record_progress, use_callbacks, clear_cache)
+            with self._consistency.mark("a validation"):
+                new_best = self._on_val_end(record_progress, use_callbacks, clear_cache)
+            self._val_start = None
+            # Saved last, so that a resumed run continues right after this validation
+            # (atomic: a cut here leaves the previous checkpoint and a consistent state).
+            if record_progress:
+                self._checkpoint_if_due(at_validation_end=True, best=new_best)
         return self.last_validation
+
+    def _validation_start(self) -> _ValidationStart:
+        log_bytes = None
+        if self._metrics_log.path is not None and self._metrics_log.path.exists():
+            log_bytes = self._metrics_log.path.stat().st_size
+        return _ValidationStart(
+            state=self.state.bookmark(), val_datagen=self.val_datagen.state_dict(),
+            callbacks=[copy.deepcopy(cb.state_dict()) for cb in self.callbacks.objects],
+            rnn_states=get_states(self.model), cache=self._val_cache.copy(),
+            metrics_log_bytes=log_bytes)
+
+    def _restart_validation(self) -> None:
+        """Undo a validation cut half-way: back to where it started, exactly."""
+        start = self._val_start
+        log.warning("The last validation was stopped half-way (a second Ctrl-C, or an "
+                    "error): restarting it from where it started")
+        self.state.rewind(start.state)
+        self.val_datagen.load_state_dict(start.val_datagen)
+        for cb, cb_state in zip(self.callbacks.objects, start.callbacks):
+            cb.load_state_dict(copy.deepcopy(cb_state))
+        if start.rnn_states:
+            set_states(self.model, start.rnn_states)
+        self._val_cache = start.cache.copy()
+        path = self._metrics_log.path
+        if path is not None and path.exists():
+            os.truncate(path, start.metrics_log_bytes or 0)  # rows of the cut validation
+        self._consistency.clear()
 
     def _val_iteration(self) -> None:
         vdg, state = self.val_datagen, self.state
@@ -482,7 +612,9 @@ class TrainGenerator:
         self.callbacks("val:epoch", self)
         state.val_loop_done = True
 
-    def _on_val_end(self, record_progress: bool, use_callbacks: bool, clear_cache: bool) -> None:
+    def _on_val_end(self, record_progress: bool, use_callbacks: bool, clear_cache: bool) -> bool:
+        """The validation's bookkeeping, figures and callbacks; returns whether its key metric
+        is a new best."""
         state = self.state
         new_best = False
         if record_progress:
@@ -514,9 +646,7 @@ class TrainGenerator:
             self.clear_cache()
         state.val_loop_done = state.train_loop_done = False
         self._recording = True
-        # Saved last, so that a resumed run continues right after this validation.
-        if record_progress:
-            self._checkpoint_if_due(at_validation_end=True, best=new_best)
+        return new_best
 
     def _is_new_best(self, value: Any) -> bool:
         if np.ndim(value) != 0 or not np.isfinite(value):
@@ -597,8 +727,13 @@ class TrainGenerator:
                                               else None)
         if path is None:
             raise ValueError("load() needs filepath=, loadpath= or a log directory")
-        self._sync_model()  # device-side train state would otherwise overwrite what we load
+        if self._consistency.broken is None:
+            self._sync_model()  # device-side train state would otherwise overwrite the load
+        else:  # cut half-way: what is on the device is not worth keeping
+            getattr(self._fit_fn, "discard", lambda: None)()
         loaded = self._checkpointer.load(path, passed_args)
+        self._consistency.clear()
+        self._val_start = None
         self._check_inputs()
         self._set_up_metrics(reloading=True)
         self.callbacks("load", self)
@@ -640,6 +775,8 @@ class TrainGenerator:
             return
         self.datagen.close()
         self.val_datagen.close()
+        if self._lock is not None:
+            self._lock.release()
         for name in ("model", "datagen", "val_datagen", "callbacks", "_checkpointer"):
             self.__dict__.pop(name, None)
 

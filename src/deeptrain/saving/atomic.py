@@ -43,7 +43,7 @@ def atomic_write_text(path: Path, text: str, fault: Fault = None) -> None:
     path = Path(path)
     tmp = path.with_name(f"{TEMP_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:  # text exactly as given
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

@@ -47,6 +47,7 @@ class Checkpointer:
     def save(self, path: Path, kind: str, figures: bool = False, replace: bool = False) -> Path:
         """Write a checkpoint of ``kind`` to ``path``; returns the path."""
         tg = self.tg
+        tg._refuse_if_inconsistent()  # never save a state cut half-way
         tg._sync_model()
         tg.callbacks("save", tg)
         tg.state.save_seq += 1
@@ -78,6 +79,7 @@ class Checkpointer:
         tg = self.tg
         if self.directory is None:
             return None
+        tg.check_logdir_owned()
         s = tg.state
         if kind == "unique":
             best = f"__{'max' if tg.max_is_best else 'min'}{encode_best(s.best_key_metric)}"

@@ -7,6 +7,7 @@ Examples: ``M0__model-idp.5-pdp.4-nadam__min.081``, ``M9__AE-filt6_12_2_6_12-Ada
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -116,17 +117,49 @@ def name_suffix(configs: Mapping[str, str | None], sources: list[Any], max_is_be
 
 
 _NUM = re.compile(r"^M(\d+)__")
+RESERVED_DIR = ".model_nums"  # logs_dir/.model_nums/<num>: numbers taken, one empty file each
 
 
-def next_model_num(logs_dir: Path, new_model_num: bool = True) -> int:
-    """``1 + max`` of the ``M<num>__`` directories in ``logs_dir`` (``new_model_num``), or
-    the lowest number not taken. Numbers are parsed exactly (``M1`` never matches ``M10``)."""
+def model_num_of(name: str, default: int = 0) -> int:
+    """The number of a log directory named ``M<num>__...``, else ``default``."""
+    m = _NUM.match(name)
+    return int(m.group(1)) if m else default
+
+
+def taken_model_nums(logs_dir: Path) -> set[int]:
+    """Numbers of the ``M<num>__`` entries of ``logs_dir`` and of its reservations."""
     taken = set()
-    if Path(logs_dir).is_dir():
-        for p in Path(logs_dir).iterdir():
+    logs_dir = Path(logs_dir)
+    if logs_dir.is_dir():
+        for p in logs_dir.iterdir():
             m = _NUM.match(p.name)
             if m:
                 taken.add(int(m.group(1)))
+    reserved = logs_dir / RESERVED_DIR
+    if reserved.is_dir():
+        taken.update(int(p.name) for p in reserved.iterdir() if p.name.isdigit())
+    return taken
+
+
+def next_model_num(logs_dir: Path, new_model_num: bool = True) -> int:
+    """``1 + max`` of the numbers taken in ``logs_dir`` (``new_model_num``), or the lowest
+    number not taken. Numbers are parsed exactly (``M1`` never matches ``M10``)."""
+    taken = taken_model_nums(logs_dir)
     if new_model_num:
         return 1 + max(taken, default=-1)
     return next(i for i in range(len(taken) + 1) if i not in taken)
+
+
+def reserve_model_num(logs_dir: Path, new_model_num: bool = True) -> int:
+    """Take the next model number of ``logs_dir`` for this run, atomically: the number is
+    claimed by creating ``logs_dir/.model_nums/<num>`` exclusively, so two runs starting at
+    once never get the same number (the loser of a race takes the next one)."""
+    reserved = Path(logs_dir) / RESERVED_DIR
+    reserved.mkdir(parents=True, exist_ok=True)
+    while True:
+        num = next_model_num(logs_dir, new_model_num)
+        try:
+            os.close(os.open(reserved / str(num), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            continue  # taken between the scan and the claim
+        return num

@@ -29,7 +29,11 @@ log = logging.getLogger("deeptrain")
 
 # Settings that are code, objects or derived: never saved as configs.
 NOT_CONFIGS = {"callbacks", "key_metric_fn", "custom_metrics", "name_process_key_fn",
-               "loadpath", "fit_fn", "eval_fn", "model"}
+               "loadpath", "fit_fn", "eval_fn", "model",
+               "continue_run", "restore_saved_paths"}  # how to load: never from a file
+# Settings that decide where a run writes or what it reads: a checkpoint (which anyone may
+# have edited) never sets them, unless the user asks with ``restore_saved_paths=True``.
+PATH_SETTINGS = ("logs_dir", "logdir", "best_models_dir", "final_fig_dir", "report_fontpath")
 # Attributes saved besides the configs.
 EXTRA_ATTRS = ("model_num", "model_name", "best_subset_nums")
 
@@ -112,15 +116,23 @@ def restore(tg: Any, payload: dict[str, Any], arrays: dict[str, np.ndarray],
             skip: set[str]) -> list[str]:
     """Apply a checkpoint to ``tg`` (model weights are loaded separately). Returns the
     names of the TrainGenerator settings that were restored."""
-    restored = []
+    restored, ignored_paths = [], []
     for name, value in payload.get("traingen", {}).items():
         if name in skip or name in NOT_CONFIGS:
+            continue
+        if name in PATH_SETTINGS and not getattr(tg, "restore_saved_paths", False):
+            current = getattr(tg, name, None)
+            if value is not None and value != (None if current is None else str(current)):
+                ignored_paths.append(f"{name}={value!r}")
             continue
         if name not in TRAINGEN_DEFAULTS and name not in EXTRA_ATTRS:
             log.warning("Ignoring unknown saved setting %r", name)
             continue
         setattr(tg, name, restore_like(from_json(value), getattr(tg, name, None)))
         restored.append(name)
+    if ignored_paths:
+        log.info("Saved paths not applied (paths come from the arguments; "
+                 "restore_saved_paths=True applies them): %s", ", ".join(ignored_paths))
     tg.state = TrainState.from_dict(payload["train_state"])
     for name in ("datagen", "val_datagen"):
         if name not in skip:

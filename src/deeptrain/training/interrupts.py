@@ -3,7 +3,17 @@
 ``train()`` and ``validate()`` run inside an :class:`InterruptGuard` and call
 :meth:`InterruptGuard.check` between iterations, so a ``KeyboardInterrupt`` always lands
 *between* iterations: the model never trains on a batch whose bookkeeping is lost, and
-``tg.train()`` simply continues. A second Ctrl-C before the check interrupts at once.
+``tg.train()`` simply continues.
+
+A second Ctrl-C before the check means "stop now" and raises at once, wherever the code is.
+Two things keep that safe:
+
+* :meth:`InterruptGuard.hold` holds *every* press for the length of a short block that must
+  not be cut (building the optimizer's slots); they are raised at the next check.
+* :class:`Consistency` marks a stretch of work whose interruption leaves the state
+  inconsistent (a train iteration, a validation): an exception escaping from it leaves the
+  mark, and the TrainGenerator either repairs the state (a validation restarts from its
+  snapshot) or refuses to continue until a checkpoint is loaded.
 
 One handler is installed per loop, not per iteration: swapping signal handlers costs more
 than a small model's train step. Guards nest: an inner guard (``validate()`` inside
@@ -11,12 +21,13 @@ than a small model's train step. Guards nest: an inner guard (``validate()`` ins
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
-from typing import Any
+from typing import Any, Iterator
 
-__all__ = ["InterruptGuard"]
+__all__ = ["InterruptGuard", "Consistency"]
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +39,17 @@ class InterruptGuard:
 
     def __init__(self) -> None:
         self.received = False
+        self._holding = 0  # > 0 inside hold(): every press waits for the next check
         self._previous: Any = None
         self._owner = False
 
     def _handler(self, signum: int, frame: Any) -> None:
-        if self.received:  # second Ctrl-C: the user means it
+        if self.received and not self._holding:  # second Ctrl-C: the user means it
             raise KeyboardInterrupt
+        if not self.received:
+            log.warning("Interrupt received: stopping after the current iteration "
+                        "(Ctrl-C again to stop now)")
         self.received = True
-        log.warning("Interrupt received: stopping after the current iteration "
-                    "(Ctrl-C again to stop now)")
 
     def __enter__(self) -> "InterruptGuard":
         global _active
@@ -52,9 +65,45 @@ class InterruptGuard:
             _active, self._owner = None, False
 
     @staticmethod
+    @contextlib.contextmanager
+    def hold() -> Iterator[None]:
+        """Hold every Ctrl-C (the second one too) until the block ends; they are raised at
+        the next :meth:`check`. For short blocks only: the user cannot stop them."""
+        guard = _active
+        if guard is None:
+            yield
+            return
+        guard._holding += 1
+        try:
+            yield
+        finally:
+            guard._holding -= 1
+
+    @staticmethod
     def check() -> None:
         """Raise the ``KeyboardInterrupt`` held by the active guard, if any."""
         guard = _active
         if guard is not None and guard.received:
             guard.received = False
             raise KeyboardInterrupt
+
+
+class Consistency:
+    """Marks stretches of work that leave the state inconsistent if cut half-way.
+
+    ``with consistency.mark('a train iteration'):`` sets :attr:`broken` to that
+    description on entry and clears it only when the block completes, so after any
+    exception (a second Ctrl-C, an error in a callback) :attr:`broken` says what was cut.
+    """
+
+    def __init__(self) -> None:
+        self.broken: str | None = None
+
+    @contextlib.contextmanager
+    def mark(self, what: str) -> Iterator[None]:
+        self.broken = what
+        yield
+        self.broken = None
+
+    def clear(self) -> None:
+        self.broken = None

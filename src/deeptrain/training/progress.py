@@ -7,6 +7,7 @@ appended to ``<logdir>/metrics.jsonl`` (or ``.csv``), one JSON object per line.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from tqdm.auto import tqdm
+
+from ..saving.atomic import atomic_write_text
 
 __all__ = ["EpochProgress", "MetricsLog", "format_metrics"]
 
@@ -61,6 +64,18 @@ class EpochProgress:
             self.bar = None
 
 
+def _before(row: Mapping[str, Any], batches_fit: int, times_validated: int) -> bool:
+    """Whether a metrics row happened at or before the given position."""
+    try:
+        if row.get("event") == "train_batch":
+            return int(row["batches_fit"]) <= batches_fit
+        if row.get("event") == "validation":
+            return int(row["times_validated"]) <= times_validated
+    except (KeyError, TypeError, ValueError):
+        pass
+    return True  # rows of unknown shape are kept
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
@@ -78,6 +93,35 @@ class MetricsLog:
         self.path = None if logdir is None or fmt is None else Path(logdir) / f"metrics.{fmt}"
         self.fmt = fmt
         self._csv_fields: list[str] | None = None
+
+    def rewind(self, batches_fit: int, times_validated: int) -> None:
+        """Drop the rows of train batches and validations after a checkpoint's position
+        (``batches_fit``, ``times_validated``): a run continued from that checkpoint
+        repeats them. The file is replaced atomically."""
+        if self.path is None or not self.path.is_file():
+            return
+        with open(self.path, newline="") as f:
+            if self.fmt == "jsonl":
+                lines = f.read().splitlines(keepends=True)
+                rows = [json.loads(line) if line.strip() else {} for line in lines]
+            else:
+                reader = csv.DictReader(f)
+                self._csv_fields = list(reader.fieldnames or [])
+                rows = list(reader)
+                lines = None
+        keep = [_before(row, batches_fit, times_validated) for row in rows]
+        if all(keep):
+            return
+        if lines is not None:
+            text = "".join(line for line, k in zip(lines, keep) if k)
+        else:
+            out = io.StringIO(newline="")
+            writer = csv.DictWriter(out, self._csv_fields or [], extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(row for row, k in zip(rows, keep) if k)
+            text = out.getvalue()
+        atomic_write_text(self.path, text)
+        log.info("metrics log: %d rows after the loaded checkpoint removed", keep.count(False))
 
     def write(self, event: str, **record: Any) -> None:
         if self.path is None:

@@ -5,10 +5,25 @@ attribute names (``tg._fit_iters``, ``tg.epoch``, ``tg.history`` ...) read and w
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["TrainState", "LEGACY_NAMES"]
+__all__ = ["TrainState", "LEGACY_NAMES", "Bookmark"]
+
+# Fields that only ever grow by appending (histories, x positions, name caches): a bookmark
+# records their lengths instead of copying them, so taking one costs O(fields), not O(run).
+_APPEND_ONLY_LISTS = ("key_metric_history", "train_x_ticks", "train_val_x_ticks",
+                      "val_x_ticks", "val_train_x_ticks", "hist_vlines", "val_hist_vlines",
+                      "set_name_cache", "val_set_name_cache")
+_APPEND_ONLY_DICTS = ("history", "val_history")  # {name: list}, lists append-only
+
+
+@dataclass(frozen=True)
+class Bookmark:
+    """A point of a :class:`TrainState` that :meth:`TrainState.rewind` returns to."""
+    lengths: dict[str, Any]
+    values: dict[str, Any]
 
 
 @dataclass
@@ -48,6 +63,29 @@ class TrainState:
     # checkpoints: how many were written, and one due at the end of a pending validation
     save_seq: int = 0
     checkpoint_due: str | None = None
+
+    def bookmark(self) -> Bookmark:
+        """Remember this point, to :meth:`rewind` to it if what follows is abandoned."""
+        lengths: dict[str, Any] = {name: len(getattr(self, name)) for name in _APPEND_ONLY_LISTS}
+        for name in _APPEND_ONLY_DICTS:
+            lengths[name] = {k: len(v) for k, v in getattr(self, name).items()}
+        skip = set(_APPEND_ONLY_LISTS) | set(_APPEND_ONLY_DICTS)
+        values = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)
+                  if f.name not in skip}
+        return Bookmark(lengths, values)
+
+    def rewind(self, mark: Bookmark) -> None:
+        """Return to ``mark``: appended entries are dropped, everything else restored."""
+        for name in _APPEND_ONLY_LISTS:
+            del getattr(self, name)[mark.lengths[name]:]
+        for name in _APPEND_ONLY_DICTS:
+            table, kept = getattr(self, name), mark.lengths[name]
+            for key in [k for k in table if k not in kept]:
+                del table[key]
+            for key, n in kept.items():
+                del table[key][n:]
+        for name, value in mark.values.items():
+            setattr(self, name, copy.deepcopy(value))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

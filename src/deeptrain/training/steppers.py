@@ -55,6 +55,9 @@ class _Stepper:
     def sync(self) -> None:
         """Write any state kept outside the model back into it (no-op here)."""
 
+    def discard(self) -> None:
+        """Drop any state kept outside the model without writing it back (no-op here)."""
+
 
 class TensorFlowStepper(_Stepper):
     def _build(self) -> None:
@@ -156,6 +159,10 @@ class JaxStepper(_Stepper):
             for ref, value in zip(m.metrics_variables, self._metrics_vars):
                 ref.assign(value)
         self.state = None
+
+    def discard(self) -> None:
+        """Forget the device state (a step was cut half-way; a checkpoint is loaded next)."""
+        self.state = self._metrics_vars = None
 
 
 def make_train_step(model: Any) -> _Stepper:

@@ -52,6 +52,12 @@ class PredictCache:
         if inputs is not None:
             self.inputs[-1].append(np.asarray(inputs))
 
+    def copy(self) -> "PredictCache":
+        """A copy of the lists (the arrays in them are never changed in place)."""
+        return PredictCache(*([list(batch) for batch in cache] for cache in
+                              (self.labels, self.preds, self.weights, self.inputs)),
+                            set_names=list(self.set_names))
+
     def per_batch(self, weighted_slices: Sequence[float] | None) -> list[tuple]:
         """``(labels, preds, weights)`` per batch, windows merged or stacked as samples."""
         out = []
