@@ -84,22 +84,40 @@ def test_close_and_garbage_collection_stop_the_threads(npy_dir):
     assert wait_until_gone(ours)
 
 
-def test_failed_load_is_retried_on_the_next_get():
+def test_failed_background_load_is_loaded_again_not_replayed():
     calls = []
 
     def load(key):
-        calls.append(key)
-        if key == "b" and calls.count("b") == 1:
-            raise OSError("disk hiccup")
+        calls.append((key, threading.current_thread() is threading.main_thread()))
+        if key == "b" and len(calls) <= 3:  # fails in the background and at the first retry
+            raise OSError(f"disk hiccup {len(calls)}")
         return key.upper()
 
-    p = Prefetcher(load, depth=2)
+    p = Prefetcher(load, depth=2, inline_below=0.0)
     p.schedule(["a", "b", "c"])
     assert p.get("a") == "A"
-    with pytest.raises(OSError, match="hiccup"):
+    with pytest.raises(OSError, match="hiccup 3") as err:  # the fresh load's error, alone
         p.get("b")
-    p.schedule(["b", "c"])
-    assert p.get("b") == "B" and p.get("c") == "C"
+    assert err.value.__context__ is None
+    assert calls[2:] == [("b", True)]  # the failed background load was loaded again, here
+    assert p.get("b") == "B" and p.get("c") == "C"  # the next get() tries again
+    p.close()
+
+
+def test_background_failure_is_not_raised_once_the_load_succeeds():
+    failing = {"b"}
+
+    def load(key):
+        if key in failing:
+            raise OSError("gone")
+        return key.upper()
+
+    p = Prefetcher(load, depth=2, inline_below=0.0)
+    p.schedule(["a", "b"])
+    future = dict(p._pending)["b"]
+    assert isinstance(future.exception(), OSError)  # waits: the background load failed
+    failing.clear()  # the file is back
+    assert p.get("a") == "A" and p.get("b") == "B"
     p.close()
 
 

@@ -21,11 +21,16 @@ which is what ``for x, y in dg:`` does.
 
 Everything random is drawn from one seeded generator owned by the DataGenerator, and the
 whole position (queue, group, slice, preprocessor, generator) is in :meth:`state_dict`.
+
+A load that fails (a file missing, unreadable or malformed) raises ``DataLoadError`` naming
+the file and changes nothing: calling again, once the file is back, loads the same batch.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import weakref
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -34,6 +39,7 @@ import numpy as np
 from .data.batching import Group, GroupPlan
 from .data.formats import DataLoadError
 from .data.prefetch import Prefetcher
+from .data.signature import FirstSeen, Signature, describe, signature
 from .util.data_loaders import DataLoader
 from .util.jsonstate import to_json
 from .util.misc import check_kwargs
@@ -129,7 +135,10 @@ class DataGenerator:
         self._plan = GroupPlan.create(self._file_size(), self.batch_size,
                                       shuffle_group_samples=bool(self.shuffle_group_samples),
                                       shuffle_group_batches=bool(self.shuffle_group_batches))
-        self._check_sample_counts()
+        self._check_files()
+        # loaded arrays must match the first one loaded (covers formats without cheap headers)
+        self._loaded_data = FirstSeen("data_path")
+        self._loaded_labels = FirstSeen("labels_path")
 
         self.superbatch: dict[str, np.ndarray] = {}
         self.superbatch_set_nums = self._select_superbatch(superbatch_set_nums)
@@ -195,27 +204,45 @@ class DataGenerator:
         size = self.data_loader.sample_count(first)
         return len(self.data_loader.load(first)) if size is None else size
 
-    def _check_sample_counts(self) -> None:
-        """Compare every file's sample count (where cheap to get) with the first one and with
-        its labels, so bad data fails here rather than hours into training."""
+    def _check_files(self) -> None:
+        """Compare every file's sample count, and its samples' shape and dtype, with the
+        first file's and with its labels', where cheap to get (file headers), so that bad
+        data fails here rather than hours into training."""
+        data = self._probe(self.data_loader)
+        labels = {} if self.labels_loader is None else self._probe(self.labels_loader,
+                                                                     self.all_labels)
         expected = self._plan.file_size
-        for set_num in self.set_nums_original:
-            size = self.data_loader.sample_count(set_num)
+        for set_num, (size, _) in data.items():
             if size is not None and size != expected:
                 raise ValueError(
                     f"{self.data_loader._path(set_num)} (set num {set_num}) holds {size} samples "
                     f"but {self.data_loader._path(self.set_nums_original[0])} holds {expected}; "
                     "all files of data_path must hold the same number of samples")
-            labels = self._labels_count(set_num)
-            if labels is not None and size is not None and labels != size:
+            n_labels = labels.get(set_num, (None, None))[0]
+            if n_labels is not None and size is not None and n_labels != size:
                 raise ValueError(
                     f"labels of set num {set_num} ({self.labels_loader._path(set_num)}) hold "
-                    f"{labels} samples but its data ({self.data_loader._path(set_num)}) holds {size}")
+                    f"{n_labels} samples but its data ({self.data_loader._path(set_num)}) "
+                    f"holds {size}")
+        _check_alike(data, self.data_loader)
+        _check_alike(labels, self.labels_loader)
 
-    def _labels_count(self, set_num: str) -> int | None:
-        if set_num in self.all_labels:
-            return len(self.all_labels[set_num])
-        return None if self.labels_loader is None else self.labels_loader.sample_count(set_num)
+    def _probe(self, loader: DataLoader, arrays: dict[str, np.ndarray] | None = None
+               ) -> dict[str, tuple[int | None, Signature | None]]:
+        """Sample count and signature of each set num in use, from ``arrays`` (preloaded)
+        or the file headers; None where that is not cheap (csv, lz4, custom loaders)."""
+        probed = {}
+        for set_num in self.set_nums_original:
+            array = (arrays or {}).get(set_num)
+            header = (array.shape, array.dtype) if array is not None else loader.header(set_num)
+            if header is None:
+                probed[set_num] = (loader.sample_count(set_num), None)
+            elif not header[0]:
+                raise ValueError(f"{loader._path(set_num)} (set num {set_num}) holds a scalar; "
+                                 "expected an array whose first axis is samples")
+            else:
+                probed[set_num] = (int(header[0][0]), signature(*header))
+        return probed
 
     def _select_superbatch(self, requested: Sequence[int | str] | str | None) -> list[str]:
         if requested is None:
@@ -288,29 +315,46 @@ class DataGenerator:
 
         ``skip_validation=True`` only processes the current batch (for callbacks).
         """
-        if not skip_validation:
-            if self.batch_exhausted and not self._data_left():
-                log.warning("get() after the epoch's data was exhausted: starting the next epoch's "
-                            "data without on_epoch_end()")
-                self.reset_state()
-            if self.batch_exhausted:
+        if not skip_validation and self.batch_exhausted:
+            if self._data_left():
                 self.advance_batch()
+            else:
+                log.warning("get() after the epoch's data was exhausted: starting the next "
+                            "epoch's data without on_epoch_end()")
+                with self._unchanged_on_failure():
+                    self.reset_state()
+                    self.advance_batch()
         return self.preprocessor.process(self.batch, self.labels)
 
     def advance_batch(self, forced: bool = False) -> None:
-        """Load the next batch: the next cut of the current group, or a new group."""
+        """Load the next batch: the next cut of the current group, or a new group.
+
+        A new group is taken off the queue only once its files are loaded: if loading fails,
+        queue, generator and batch are as before, and a retry loads the same group."""
         if self.batch_loaded and not forced:
             log.warning("advance_batch() while a batch is loaded and not exhausted; "
                         "pass forced=True to skip the rest of it")
             return
-        if self._group is None or self._group.remaining == 0:
-            if not self.set_nums_to_process:
-                raise IndexError("no set nums left to process in this epoch; call "
-                                 "on_epoch_end() or reset_state() first")
-            self._group = self._plan.next_group(self.set_nums_to_process, self._rng)
-            self._group_data = self._load_group(self._group)
-        self._serve(self._group.next_batch)
-        self._group.next_batch += 1
+        group, data = self._group, self._group_data
+        new_group = group is None or group.remaining == 0
+        if new_group and not self.set_nums_to_process:
+            raise IndexError("no set nums left to process in this epoch; call "
+                             "on_epoch_end() or reset_state() first")
+        rng_state = self._rng.bit_generator.state if new_group else None
+        try:
+            if new_group:
+                group = self._plan.next_group(self.set_nums_to_process, self._rng)
+                data = self._load_group(group)
+            batch, labels = self._cut(group, data, group.next_batch)
+        except BaseException:
+            if rng_state is not None:
+                self._rng.bit_generator.state = rng_state  # the group's shuffles: drawn again
+            raise
+        if new_group:  # loaded: now it is taken off the queue
+            del self.set_nums_to_process[:len(group.set_nums)]
+            self._group, self._group_data = group, data
+        self._serve(group, group.next_batch, batch, labels)
+        group.next_batch += 1
         self._schedule(timed=True)  # the caller trains now: see Prefetcher's adaptive rule
 
     def update_state(self) -> None:
@@ -384,6 +428,8 @@ class DataGenerator:
         if len(labels) != n_samples:
             raise DataLoadError(f"labels of set num {set_num} ({self.labels_loader._path(set_num)}) "
                                 f"hold {len(labels)} samples but its data holds {n_samples}")
+        self._loaded_labels.check(labels, f"{self.labels_loader._path(set_num)} (labels of set "
+                                          f"num {set_num})")
         return labels
 
     def _checked(self, set_num: str, data: Any, loader: DataLoader) -> Any:
@@ -391,6 +437,7 @@ class DataGenerator:
             raise DataLoadError(
                 f"{loader._path(set_num)} (set num {set_num}) holds {len(data)} samples; the "
                 f"files of data_path hold {self._plan.file_size} (all files must be equal)")
+        self._loaded_data.check(data, f"{loader._path(set_num)} (set num {set_num})")
         return data
 
     def _load_group(self, group: Group) -> tuple[Any, Any]:
@@ -405,13 +452,17 @@ class DataGenerator:
         labels = None if parts[0][1] is None else np.concatenate([p[1] for p in parts])
         return data, labels
 
-    def _serve(self, served_index: int) -> None:
-        group, (data, labels) = self._group, self._group_data
-        batch = group.take(data, served_index)
+    def _cut(self, group: Group, data: tuple[Any, Any], served_index: int) -> tuple[Any, Any]:
+        """The batch and labels served ``served_index``-th from the group's loaded ``data``."""
+        batch = group.take(data[0], served_index)
         if self.data_loader.lazy:
             batch = np.ascontiguousarray(batch)  # read this batch (only) from the memmap
-        self.batch = batch
-        self.labels = [] if labels is None else np.asarray(group.take(labels, served_index))
+        labels = [] if data[1] is None else np.asarray(group.take(data[1], served_index))
+        return batch, labels
+
+    def _serve(self, group: Group, served_index: int, batch: Any, labels: Any) -> None:
+        """Make ``batch`` (cut ``served_index``-th from ``group``) the current batch."""
+        self.batch, self.labels = batch, labels
         self.set_num = group.set_nums[0]
         self.set_name = group.name(served_index)
         self.batch_loaded = True
@@ -449,6 +500,11 @@ class DataGenerator:
             raise ValueError(f"the saved DataGenerator state was made with set nums "
                              f"{_preview(saved)}, but this one has {_preview(self.set_nums_original)} "
                              f"(data_path={str(self.data_path)!r})")
+        with self._unchanged_on_failure():  # it loads the group's files, which may fail
+            self._restore(state)
+        self._schedule()
+
+    def _restore(self, state: dict[str, Any]) -> None:
         self.epoch = state.get("epoch", self.epoch)
         if "rng" in state:
             self._rng.bit_generator.state = state["rng"]
@@ -459,17 +515,39 @@ class DataGenerator:
             self.preprocessor.load_state_dict(state["preprocessor"])
         self._group = self._group_data = None
         if state.get("group") is not None:
-            self._group = Group.from_state_dict(state["group"])
-            if self.batch_loaded and self._group.next_batch > 0:
+            group = Group.from_state_dict(state["group"])
+            if self.batch_loaded and group.next_batch > 0:
                 # mid-batch (e.g. between windows): bring the current batch back
-                self._group_data = self._load_group(self._group)
-                self._serve(self._group.next_batch - 1)
+                data = self._load_group(group)
+                self._serve(group, group.next_batch - 1,
+                            *self._cut(group, data, group.next_batch - 1))
                 self.preprocessor.load_state_dict(state["preprocessor"])  # _serve reset slice_idx
                 self.all_data_exhausted = state.get("all_data_exhausted", False)  # and this
-            elif self._group.remaining:
-                self._group_data = self._load_group(self._group)
+            elif group.remaining:
+                data = self._load_group(group)
+            else:
+                data = None
+            self._group, self._group_data = group, data
         self.set_num, self.set_name = state.get("set_num"), state.get("set_name")
-        self._schedule()
+
+    @contextmanager
+    def _unchanged_on_failure(self) -> Iterator[None]:
+        """Put the position (everything :meth:`state_dict` holds, and the batch) back as it
+        was if the block raises, e.g. when a file fails to load."""
+        saved = (self.epoch, list(self.set_nums_to_process), self._rng.bit_generator.state,
+                 None if self._group is None else dataclasses.replace(self._group),
+                 self._group_data, self.batch, self.labels, self.set_num, self.set_name,
+                 self.all_data_exhausted, dict(vars(self.preprocessor)))
+        try:
+            yield
+        except BaseException:
+            (self.epoch, self.set_nums_to_process, rng_state, self._group, self._group_data,
+             self.batch, self.labels, self.set_num, self.set_name, self.all_data_exhausted,
+             preprocessor) = saved
+            self._rng.bit_generator.state = rng_state
+            vars(self.preprocessor).clear()
+            vars(self.preprocessor).update(preprocessor)
+            raise
 
     # -- resources -------------------------------------------------------------------
     def close(self) -> None:
@@ -520,3 +598,19 @@ def _num_key(s: str) -> tuple[int, str]:
 def _preview(items: Sequence[Any], n: int = 8) -> str:
     items = list(items)
     return str(items[:n])[:-1] + (f", ... ({len(items)} in all)]" if len(items) > n else "]")
+
+
+def _check_alike(probed: dict[str, tuple[int | None, Signature | None]],
+                 loader: DataLoader | None) -> None:
+    """Raise naming the first file whose samples' shape or dtype differ from the first's."""
+    first: tuple[str, Signature] | None = None
+    for set_num, (_, sig) in probed.items():
+        if sig is None:
+            continue
+        if first is None:
+            first = (set_num, sig)
+        elif sig != first[1]:
+            raise ValueError(
+                f"{loader._path(set_num)} (set num {set_num}) holds {describe(sig)}, but "
+                f"{loader._path(first[0])} (set num {first[0]}) holds {describe(first[1])}; all "
+                f"files of {loader.argname} must hold samples of one shape and dtype")

@@ -3,11 +3,16 @@
 A *directory* holds one batch per file, named as a common base plus a number
 (``128batch__1.npy``, ``128batch__2.npy``, ...): the number is the set num. A single *file*
 holds all batches (dataset mode), keyed by set num. Set nums are strings, ordered numerically.
+An entry named like the data files must be a regular file (or a symlink to one): a
+directory, FIFO, broken symlink or symlink loop there is an error, not a file left out.
 """
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
+import stat
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,14 +46,21 @@ def discover(path: str | Path, argname: str, supported: tuple[str, ...] | None,
         raise FileNotFoundError(f"{argname}={str(path)!r} does not exist")
     if path.is_file():
         return Discovery(path=path, is_dataset=True, ext=path.suffix.lower())
+    if not path.is_dir():
+        raise ValueError(f"{argname}={str(path)!r} is {_entry_kind(path)}; expected a "
+                         "directory of data files or a single (regular) file")
 
     excluded = Path(exclude).resolve() if exclude is not None else None
-    files = [p for p in path.iterdir()
-             if p.is_file() and not p.name.startswith(".") and p.resolve() != excluded]
+    kinds = {p: _entry_kind(p) for p in path.iterdir()
+             if not p.name.startswith(".") and (excluded is None or _resolved(p) != excluded)}
+    files = [p for p, kind in kinds.items() if kind is None]
+    odd = [p for p, kind in kinds.items() if kind is not None]
     if exclude is None and any(p.stem != "labels" for p in files):
         # a labels file beside the data (the builders' layout) is never data
         files = [p for p in files if p.stem != "labels"]
     if not files:
+        _refuse([p for p in odd if _NUMBERED.match(p.stem) and p.suffix
+                 and (supported is None or p.suffix.lower() in supported)], argname)
         raise ValueError(f"{argname}={str(path)!r} is an empty directory (hidden files and "
                          f"the labels/data file do not count)")
     counts = Counter(p.suffix.lower() for p in files)
@@ -64,12 +76,48 @@ def discover(path: str | Path, argname: str, supported: tuple[str, ...] | None,
             log.warning("%s=%r holds several supported file types %s; using the most frequent, "
                         "%r, and ignoring the others", argname, str(path), candidates, ext)
     files = [p for p in files if p.suffix.lower() == ext]
+    odd = [p for p in odd if p.suffix.lower() == ext]
     if not files:
+        _refuse([p for p in odd if _NUMBERED.match(p.stem)], argname)
         raise ValueError(f"{argname}={str(path)!r} holds no {ext!r} files")
-    return _number_files(files, path, argname, ext)
+    return _number_files(files, path, argname, ext, odd)
 
 
-def _number_files(files: list[Path], directory: Path, argname: str, ext: str) -> Discovery:
+def _entry_kind(p: Path) -> str | None:
+    """None for a regular file (or a symlink to one), else what ``p`` is, in words."""
+    try:
+        mode = p.stat().st_mode  # follows symlinks
+    except OSError as e:
+        if not p.is_symlink():
+            return f"unreadable ({e.strerror})"
+        if e.errno == errno.ELOOP:
+            return "a symlink loop"
+        return f"a broken symlink (to {os.readlink(p)!r}, which does not exist)"
+    if stat.S_ISREG(mode):
+        return None
+    noun = ("directory" if stat.S_ISDIR(mode) else "FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "socket" if stat.S_ISSOCK(mode)
+            else "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file")
+    return f"a symlink to a {noun}" if p.is_symlink() else f"a {noun}"
+
+
+def _resolved(p: Path) -> Path | None:
+    try:
+        return p.resolve()
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+        return None
+
+
+def _refuse(entries: list[Path], argname: str) -> None:
+    """Raise naming the first of ``entries`` (named like data files, but not regular files)."""
+    if entries:
+        p = sorted(entries)[0]
+        raise ValueError(f"{argname}: {str(p)!r} is named like a data file but is "
+                         f"{_entry_kind(p)}; expected a regular file (remove or rename it)")
+
+
+def _number_files(files: list[Path], directory: Path, argname: str, ext: str,
+                  odd: list[Path]) -> Discovery:
     groups: dict[tuple[str, str], dict[str, Path]] = defaultdict(dict)
     unnumbered = []
     for p in files:
@@ -87,6 +135,8 @@ def _number_files(files: list[Path], directory: Path, argname: str, ext: str) ->
         raise ValueError(f"{argname}={str(directory)!r}: no {ext!r} file name contains a number "
                          "(expected names like 'batch__1.npy', 'batch__2.npy', ...)")
     (prefix, suffix), filepaths = max(groups.items(), key=lambda kv: len(kv[1]))
+    _refuse([p for p in odd if (m := _NUMBERED.match(p.stem)) is not None
+             and (m["prefix"], m["suffix"]) == (prefix, suffix)], argname)
     ignored = sorted(p.name for key, g in groups.items() if key != (prefix, suffix)
                      for p in g.values()) + sorted(unnumbered)
     if ignored:

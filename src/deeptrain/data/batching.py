@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -63,9 +63,10 @@ class GroupPlan:
     def batches_per_epoch(self, n_files: int) -> int:
         return -(-n_files // self.files_per_batch) * self.batches_per_file
 
-    def next_group(self, queue: list[str], rng: np.random.Generator) -> "Group":
-        """Pop the files of the next group off ``queue`` and draw its shuffles."""
-        set_nums = [queue.pop(0) for _ in range(min(self.files_per_batch, len(queue)))]
+    def next_group(self, queue: Sequence[str], rng: np.random.Generator) -> "Group":
+        """The next group: the first files of ``queue`` (left in it: the caller removes them
+        once the group is loaded) and its shuffles, drawn from ``rng``."""
+        set_nums = list(queue[:self.files_per_batch])
         n_samples = self.file_size * len(set_nums)
         n_batches = self.batches_per_file
         sample_order = batch_order = None

@@ -29,7 +29,8 @@ class Prefetcher(Generic[T]):
     loads are queued or running (a bounded queue: memory stays at ``depth`` files). When
     the keys asked for differ from those scheduled (the caller changed its plan), the stale
     loads are dropped and the key is loaded directly, so results never depend on timing.
-    An exception raised by ``load`` is re-raised by the :meth:`get` for that key.
+    A background load that failed is not replayed: :meth:`get` loads the key again (the file
+    may be back by then) and raises only if that fresh load fails too.
 
     Adaptive: a caller that comes back within ``inline_below`` seconds of :meth:`schedule`
     twice in a row gets its loads run inline, in :meth:`get`; see the comment in the code.
@@ -109,15 +110,19 @@ class Prefetcher(Generic[T]):
         if self._pending and self._pending[0][0] == key:
             future = self._pending[0][1]
             try:
-                result = future.result()  # re-raises the loader's exception, in this thread
-            except BaseException:
-                # a failed load is dropped so that a retry loads again; an interrupt that
-                # arrived while waiting (Ctrl-C) leaves the load in line for the next get()
-                if future.done() and not future.cancelled() and future.exception() is not None:
-                    self._pending.popleft()
-                raise
+                result = future.result()
+            except BaseException as e:
+                # an interrupt that arrived while waiting (Ctrl-C) leaves the load in line
+                # for the next get(); a failed load is dropped and loaded again, below
+                if not (future.done() and not future.cancelled() and future.exception() is e):
+                    raise
+                log.debug("prefetch: the background load of %r failed (%r); loading it again",
+                          key, future.exception())
+            else:
+                self._pending.popleft()
+                return result
             self._pending.popleft()
-            return result
+            return self._load(key)  # outside the except block: its error stands alone
         if self._pending:
             log.debug("prefetch: expected %r, got a request for %r; reloading", self._pending[0][0], key)
             self.clear()

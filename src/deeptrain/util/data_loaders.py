@@ -10,7 +10,7 @@ import numpy as np
 
 from ..data.autodata import discover
 from ..data.formats import (BUILTIN_FORMATS, SUPPORTED_EXTENSIONS, DataLoadError, FileFormat,
-                            FormatOptions, format_for_extension)
+                            FormatOptions, Header, format_for_extension)
 
 __all__ = ["DataLoader", "DataLoadError"]
 
@@ -133,6 +133,16 @@ class DataLoader:
         if self._is_dataset:
             return self._guard(path, self.format.entry_length, path, str(set_num), self.options)
         return self._guard(path, self.format.file_length, path, self.options)
+
+    def header(self, set_num: str) -> Header | None:
+        """Shape and dtype of ``set_num``'s array from the file's headers, without reading
+        the data, or None when that is not cheap (csv, lz4, custom loaders)."""
+        if self.format is None:
+            return None
+        path = self._path(set_num)
+        if self._is_dataset:
+            return self._guard(path, self.format.entry_header, path, str(set_num), self.options)
+        return self._guard(path, self.format.file_header, path, self.options)
 
     def load(self, set_num: str) -> np.ndarray:
         """:meth:`load_fn` with errors that name the file, and a check for arrays."""

@@ -1,13 +1,13 @@
 """Registry of the built-in file formats, by loader name and by file extension."""
 from __future__ import annotations
 
-from .base import DataLoadError, FileFormat, FormatOptions
+from .base import DataLoadError, FileFormat, FormatOptions, Header
 from .csv import CSVFormat
 from .hdf5 import HDF5Format
 from .lz4 import LZ4FrameFormat
 from .numpy import NumpyFormat, NumpyMemmapFormat
 
-__all__ = ["BUILTIN_FORMATS", "DataLoadError", "FileFormat", "FormatOptions",
+__all__ = ["BUILTIN_FORMATS", "DataLoadError", "FileFormat", "FormatOptions", "Header",
            "format_for_extension", "SUPPORTED_EXTENSIONS"]
 
 BUILTIN_FORMATS: dict[str, FileFormat] = {

@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FileFormat", "FormatOptions", "DataLoadError"]
+__all__ = ["FileFormat", "FormatOptions", "DataLoadError", "Header"]
+
+Header = tuple[tuple[int, ...], np.dtype]  # (shape, dtype) of an array, samples on axis 0
 
 
 class DataLoadError(OSError):
@@ -26,8 +28,9 @@ class FileFormat:
 
     A format reads either one batch per file (*directory mode*, :meth:`load_file`) or
     many batches from one file keyed by set num (*dataset mode*, :meth:`dataset_keys`
-    and :meth:`load_entry`). The ``*_length`` probes return the sample count without
-    reading the data, or ``None`` when that is not cheap.
+    and :meth:`load_entry`). The ``*_length`` probes return the sample count, and the
+    ``*_header`` probes the shape and dtype, without reading the data, or ``None`` when that
+    is not cheap.
     """
 
     name: str = ""
@@ -47,4 +50,12 @@ class FileFormat:
         return None
 
     def entry_length(self, path: Path, key: str, opts: FormatOptions) -> int | None:
+        return None
+
+    def file_header(self, path: Path, opts: FormatOptions) -> Header | None:
+        """Shape and dtype of the file's array, read from its header alone."""
+        return None
+
+    def entry_header(self, path: Path, key: str, opts: FormatOptions) -> Header | None:
+        """Shape and dtype of the entry ``key`` of a dataset-mode file, from headers alone."""
         return None

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
-from .base import FileFormat, FormatOptions
+from .base import FileFormat, FormatOptions, Header
 
-__all__ = ["NumpyFormat", "NumpyMemmapFormat", "load_npy"]
+__all__ = ["NumpyFormat", "NumpyMemmapFormat", "load_npy", "npy_header"]
 
 # NumPy parses a .npy header with ast.literal_eval, and CPython 3.11's AST construction is
 # not thread-safe (python/cpython#106905): two threads parsing at once (the prefetch thread
@@ -27,18 +28,39 @@ _READ_HEADER = {(1, 0): np.lib.format.read_array_header_1_0,
                 (2, 0): np.lib.format.read_array_header_2_0}
 
 
+def _read_header(f: BinaryIO, path: Path) -> tuple[tuple[int, ...], bool, np.dtype] | None:
+    """``(shape, fortran_order, dtype)`` from the open file ``f`` (left at the data), or None
+    for a header version this reader leaves to NumPy. Object (pickled) arrays are refused."""
+    with _HEADER_LOCK:
+        version = np.lib.format.read_magic(f)
+        if version not in _READ_HEADER:  # rare (3.0: utf-8 field names): numpy reads it
+            return None
+        shape, fortran, dtype = _READ_HEADER[version](f)
+    if dtype.hasobject:
+        raise ValueError(f"{path} holds an object array, which needs pickle to load: "
+                         "refused (allow_pickle=False)")
+    return shape, fortran, dtype
+
+
+def npy_header(path: Path) -> Header:
+    """Shape and dtype of the array in the ``.npy`` file ``path``, from its header alone;
+    safe to call from several threads at once."""
+    with open(path, "rb") as f:
+        header = _read_header(f, path)
+    if header is None:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        return tuple(array.shape), array.dtype
+    return tuple(header[0]), header[2]
+
+
 def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
     """``np.load(path, allow_pickle=False, mmap_mode='r' if mmap else None)``, safe to call
     from several threads at once. Object (pickled) arrays are refused."""
     with open(path, "rb") as f:
-        with _HEADER_LOCK:
-            version = np.lib.format.read_magic(f)
-            if version not in _READ_HEADER:  # rare (3.0: utf-8 field names): numpy reads it
-                return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-            shape, fortran, dtype = _READ_HEADER[version](f)
-        if dtype.hasobject:
-            raise ValueError(f"{path} holds an object array, which needs pickle to load: "
-                             "refused (allow_pickle=False)")
+        header = _read_header(f, path)
+        if header is None:
+            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        shape, fortran, dtype = header
         order = "F" if fortran else "C"
         if mmap:
             return np.memmap(path, dtype=dtype, mode="r", shape=shape, order=order,
@@ -72,6 +94,13 @@ class NumpyFormat(FileFormat):
 
     def entry_length(self, path: Path, key: str, opts: FormatOptions) -> int | None:
         return _open(path).shape[1]
+
+    def file_header(self, path: Path, opts: FormatOptions) -> Header | None:
+        return npy_header(path)
+
+    def entry_header(self, path: Path, key: str, opts: FormatOptions) -> Header | None:
+        shape, dtype = npy_header(path)  # one array (batches, samples, ...): entries alike
+        return shape[1:], dtype
 
 
 class NumpyMemmapFormat(NumpyFormat):
