@@ -38,8 +38,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .atomic import (BACKUP_PREFIX, TEMP_PREFIX, AtomicDir, atomic_write_text, final_name,
-                     recover_backup, recover_backups, remove_stale_temps)
+from .atomic import (BACKUP_PREFIX, AtomicDir, atomic_write_text, final_name, recover_backup,
+                     remove_stale_temps)
 from .errors import CorruptCheckpointError, NoIntactCheckpointError
 from .safe_io import (file_sha256, is_plain_name, is_real_dir, open_binary, read_capped,
                       read_prefix)
@@ -102,7 +102,8 @@ def _encode_state(payload: dict[str, Any], files: dict[str, Any]) -> str:
     state = {k: plain[k] for k in HEADER_FIELDS}
     state[DIGEST_FIELD] = state_digest(plain)
     state.update((k, v) for k, v in plain.items() if k not in state)
-    return json.dumps(state, indent=1, allow_nan=True)
+    lines = (f"{json.dumps(k)}: {json.dumps(v, allow_nan=True)}" for k, v in state.items())
+    return "{\n" + ",\n".join(lines) + "\n}\n"  # a top-level field per line
 
 
 def write_checkpoint(path: Path, payload: dict[str, Any], arrays: dict[str, np.ndarray],
@@ -381,14 +382,10 @@ def resolve_loadpath(path: str | Path) -> tuple[Path, dict[str, Any]]:
 
 
 def prune(directory: Path, keep: dict[str, int], protect: set[Path]) -> None:
-    """Settle backups of interrupted replaces, then delete the oldest checkpoints of each
-    kind beyond ``keep[kind]`` (never those in ``protect``, backups, or entries whose state
-    is unreadable), and leftovers of writes that were killed half-way."""
+    """Delete the oldest checkpoints of each kind beyond ``keep[kind]`` (never those in
+    ``protect``, backups, or entries whose state is unreadable), and leftovers of writes
+    that were killed half-way."""
     remove_stale_temps(directory)
-    try:
-        recover_backups(directory, is_intact)
-    except OSError as e:
-        log.warning("Could not settle a checkpoint backup in %s: %s", directory, e)
     seen: dict[str, int] = {}
     for _, kind, item in _scan(directory):
         if kind not in keep or item.name.startswith(BACKUP_PREFIX):

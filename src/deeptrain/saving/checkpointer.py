@@ -95,6 +95,7 @@ class Checkpointer:
             name = f"{base}_{s.times_validated}vals_{s.fit_iters}iters"
         else:
             name = f"_temp_{s.fit_iters}iters_{s.times_validated}vals"
+        self._settle_backups()  # before the name is chosen: a backup may stand for it
         path = self.directory / name
         if path.exists() and not tg.checkpoints_overwrite_duplicates:
             path = next(p for v in range(2, 10**6)  # 0.6: name_v2, name_v3, ...
@@ -104,6 +105,13 @@ class Checkpointer:
         prune(self.directory, {"temp": 1, "unique": max(1, tg.max_checkpoints)}, {path})
         log.debug("Checkpoint saved: %s", path)
         return path
+
+    def _settle_backups(self) -> None:
+        """Settle what a crash in a replace left in the checkpoints directory."""
+        try:
+            recover_backups(self.directory, is_intact)
+        except OSError as e:
+            log.warning("Could not settle a checkpoint backup in %s: %s", self.directory, e)
 
     def save_best(self) -> Path | None:
         """Save the best model to ``best_models_dir/<model_name>``."""
