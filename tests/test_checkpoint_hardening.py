@@ -371,9 +371,9 @@ CASES = {
                            True, ValueError, r"preprocessor state 'batch_loaded'"),
     "bad rng": (lambda s: s["rng"]["python"].__setitem__(1, [1, 2, 3]), True, ValueError,
                 r"random generator state"),
-    "setting refused after it is applied": (
-        lambda s: s["traingen"].update(val_freq={"val": 1}), True, ValueError,
-        r"val_freq=\{'val': n\}"),
+    "setting refused after it is applied": (  # predict_threshold is written into tg.state
+        lambda s: s["traingen"].update(val_freq={"val": 1}, predict_threshold=0.25), True,
+        ValueError, r"val_freq=\{'val': n\}"),
 }
 
 

@@ -55,6 +55,7 @@ def _forget_keras_global_seed_generator() -> None:
 class LiveState:
     """What a load may change in a TrainGenerator, as it was."""
     attributes: dict[str, Any]
+    train_state: Any  # a copy: settings such as predict_threshold write into tg.state
     variables: list[tuple[Any, np.ndarray]]
     rnn_states: dict[str, list[np.ndarray]]
     datagens: dict[str, dict[str, Any]]
@@ -67,6 +68,7 @@ class LiveState:
         model = tg.model
         return cls(
             attributes=dict(vars(tg)),
+            train_state=copy.deepcopy(tg.state),
             variables=[(v, np.array(v.numpy())) for v in model_state.all_variables(model)],
             rnn_states=get_states(model),
             datagens={name: _datagen_state(getattr(tg, name)) for name in DATAGENS},
@@ -98,6 +100,8 @@ class LiveState:
         for name in [n for n in attributes if n not in self.attributes]:
             del attributes[name]
         attributes.update(self.attributes)
+        vars(tg.state).clear()  # the same object, as it was (code may hold a reference)
+        vars(tg.state).update(vars(copy.deepcopy(self.train_state)))
 
     def _restore_variables(self) -> None:
         for variable, value in self.variables:
