@@ -141,7 +141,8 @@ class AtomicDir:
                 _remove(backup)
         except BaseException:
             shutil.rmtree(self.tmp, ignore_errors=True)
-            if backup is not None and not os.path.lexists(self.final) and backup.exists():
+            if backup is not None and not os.path.lexists(self.final) and \
+                    os.path.lexists(backup):
                 os.rename(backup, self.final)  # undo the first rename
             raise
 

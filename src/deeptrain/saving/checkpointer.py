@@ -95,7 +95,7 @@ class Checkpointer:
             name = f"{base}_{s.times_validated}vals_{s.fit_iters}iters"
         else:
             name = f"_temp_{s.fit_iters}iters_{s.times_validated}vals"
-        self._settle_backups()  # before the name is chosen: a backup may stand for it
+        _settle_backups(self.directory)  # before the name is chosen: a backup may stand for it
         path = self.directory / name
         if path.exists() and not tg.checkpoints_overwrite_duplicates:
             path = next(p for v in range(2, 10**6)  # 0.6: name_v2, name_v3, ...
@@ -106,13 +106,6 @@ class Checkpointer:
         log.debug("Checkpoint saved: %s", path)
         return path
 
-    def _settle_backups(self) -> None:
-        """Settle what a crash in a replace left in the checkpoints directory."""
-        try:
-            recover_backups(self.directory, is_intact)
-        except OSError as e:
-            log.warning("Could not settle a checkpoint backup in %s: %s", self.directory, e)
-
     def save_best(self) -> Path | None:
         """Save the best model to ``best_models_dir/<model_name>``."""
         tg = self.tg
@@ -120,19 +113,20 @@ class Checkpointer:
             return None
         directory = Path(tg.best_models_dir)
         directory.mkdir(parents=True, exist_ok=True)
-        ours = self._best_prefix().match  # the directory may be shared by model numbers
-        recover_backups(directory, is_intact, owned=ours)
+        _settle_backups(directory, owned=self._is_ours)
         path = self.save(directory / tg.model_name, "best", figures=True, replace=True)
         if tg.max_one_best_save:
             for item in directory.iterdir():
                 if item != path and not item.name.startswith(TEMP_PREFIX) and \
-                        is_real_dir(item) and ours(final_name(item.name)):
+                        is_real_dir(item) and self._is_ours(item.name):
                     shutil.rmtree(item, ignore_errors=True)
         log.info("Best model saved to %s", path)
         return path
 
-    def _best_prefix(self) -> re.Pattern:
-        return re.compile(rf"^M{self.tg.model_num}__")
+    def _is_ours(self, name: str) -> bool:
+        """Whether a best model (or its backup) is of this model number: the directory
+        may be shared by several."""
+        return re.match(rf"M{self.tg.model_num}__", final_name(name)) is not None
 
     # -- loading -----------------------------------------------------------------------
     def load(self, path: str | Path, passed_args: list[str] | None = None,
@@ -194,9 +188,8 @@ class Checkpointer:
         if best:
             if tg.best_models_dir is None:
                 return None
-            ours = self._best_prefix().match
             found = [p for _, p in list_checkpoints(Path(tg.best_models_dir))
-                     if ours(final_name(p.name))]
+                     if self._is_ours(p.name)]
             return found[0] if found else None
         if self.directory is None:
             return None
@@ -211,3 +204,12 @@ class Checkpointer:
     def report(self) -> Any:
         return report_figure(report_sections(self.tg), title=self.tg.model_name,
                              fontpath=self.tg.report_fontpath)
+
+
+def _settle_backups(directory: Path, owned: Callable[[str], bool] = lambda name: True) -> None:
+    """Settle what a crash in a replace left in ``directory`` (backups whose name is
+    ``owned``); a failure is a warning, never a failed save."""
+    try:
+        recover_backups(directory, is_intact, owned)
+    except OSError as e:
+        log.warning("Could not settle a checkpoint backup in %s: %s", directory, e)
