@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 import h5py
-import keras
 import numpy as np
 import pytest
 
