@@ -489,8 +489,11 @@ class DataGenerator:
         }
         return {k: v for k, v in state.items() if k not in self.saveskip_list}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; the next batch served is the one that would have been."""
+    def check_state_dict(self, state: dict[str, Any]) -> None:
+        """Raise ``ValueError`` (naming the key) if ``state`` cannot be loaded into this
+        DataGenerator by :meth:`load_state_dict`; changes nothing."""
+        if not isinstance(state, dict):
+            raise ValueError(f"DataGenerator state must be a dict, got {type(state).__name__}")
         if state.get("format") != STATE_FORMAT:
             raise ValueError(f"DataGenerator state has format {state.get('format')!r}; this "
                              f"version reads format {STATE_FORMAT}")
@@ -500,6 +503,22 @@ class DataGenerator:
             raise ValueError(f"the saved DataGenerator state was made with set nums "
                              f"{_preview(saved)}, but this one has {_preview(self.set_nums_original)} "
                              f"(data_path={str(self.data_path)!r})")
+        _check_state_values(state, set(self.set_nums_original), self._plan)
+        if "rng" in state:
+            try:  # tried on a new generator of the same kind: ours is left alone
+                type(self._rng.bit_generator)().state = state["rng"]
+            except (TypeError, ValueError, KeyError, OverflowError) as e:
+                raise ValueError(f"DataGenerator state 'rng' is not a valid "
+                                 f"{type(self._rng.bit_generator).__name__} state ({e})") from None
+        if "preprocessor" in state:
+            self.preprocessor.check_state_dict(state["preprocessor"])
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; the next batch served is the one that would have been.
+        The state is checked first (:meth:`check_state_dict`), and a load that fails (a file
+        of the group cannot be read) changes nothing."""
+        self.check_state_dict(state)
+        state = {k: v for k, v in state.items() if k not in self.loadskip_list}
         with self._unchanged_on_failure():  # it loads the group's files, which may fail
             self._restore(state)
         self._schedule()
@@ -563,6 +582,54 @@ class DataGenerator:
     def __repr__(self) -> str:
         return (f"DataGenerator({str(self.data_path)!r}, batch_size={self.batch_size}, "
                 f"{len(self.set_nums_original)} set nums, epoch={self.epoch})")
+
+
+def _check_state_values(state: dict[str, Any], known: set[str], plan: GroupPlan) -> None:
+    """Types and cross-field consistency of a DataGenerator state against the live data."""
+    def fail(key: str, what: str) -> None:
+        raise ValueError(f"DataGenerator state {key!r}: {what}")
+
+    def is_int(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if "epoch" in state and not (is_int(state["epoch"]) and state["epoch"] >= 0):
+        fail("epoch", f"must be an int >= 0, got {state['epoch']!r}")
+    for key in ("set_num", "set_name"):
+        if state.get(key) is not None and not isinstance(state[key], str):
+            fail(key, f"must be a string or None, got {state[key]!r}")
+    if "all_data_exhausted" in state and not isinstance(state["all_data_exhausted"], bool):
+        fail("all_data_exhausted", f"must be a bool, got {state['all_data_exhausted']!r}")
+    queue = state.get("set_nums_to_process", [])
+    if not isinstance(queue, list) or not all(isinstance(s, str) for s in queue):
+        fail("set_nums_to_process", "must be a list of set nums (strings)")
+    if len(set(queue)) != len(queue) or not set(queue) <= known:
+        fail("set_nums_to_process", f"{_preview(queue)} repeats set nums or holds some not "
+             f"in use ({_preview(sorted(known, key=_num_key))})")
+    group = state.get("group")
+    if group is None:
+        return
+    fields = {"set_nums", "n_samples", "n_batches", "sample_order", "batch_order", "next_batch"}
+    if not isinstance(group, dict) or set(group) != fields:
+        fail("group", f"must be a dict with the keys {sorted(fields)}")
+    set_nums = group["set_nums"]
+    if (not isinstance(set_nums, list) or not set_nums or not set(set_nums) <= known
+            or len(set(set_nums)) != len(set_nums) or set(set_nums) & set(queue)
+            or len(set_nums) > plan.files_per_batch):
+        fail("group.set_nums", f"{set_nums!r} must be 1 to {plan.files_per_batch} distinct set "
+             "nums in use and not in the queue")
+    if not (is_int(group["n_samples"]) and is_int(group["n_batches"])) or \
+            group["n_samples"] != plan.file_size * len(set_nums) or \
+            group["n_batches"] != plan.batches_per_file:
+        fail("group", f"{group['n_samples']!r} samples in {group['n_batches']!r} batches do not "
+             f"fit files of {plan.file_size} samples in batches of {plan.batch_size}")
+    if not (is_int(group["next_batch"]) and 0 <= group["next_batch"] <= group["n_batches"]):
+        fail("group.next_batch", f"must be an int in [0, {group['n_batches']}], got "
+             f"{group['next_batch']!r}")
+    for key, size in (("sample_order", group["n_samples"]), ("batch_order", group["n_batches"])):
+        order = group[key]
+        if order is not None and (not isinstance(order, list) or not all(map(is_int, order))
+                                  or sorted(order) != list(range(size))):
+            fail(f"group.{key}", f"must be None or a permutation of range({size})")
 
 
 def _make_preprocessor(spec: Any, configs: dict) -> Preprocessor:

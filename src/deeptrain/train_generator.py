@@ -721,7 +721,9 @@ class TrainGenerator:
         Restores the model's weights, optimizer and other variables, RNN states, random
         generators, this TrainGenerator's settings and state, both DataGenerators' position
         and the callbacks' state; settings named in ``loadskip_list`` (``'{auto}'``: those
-        passed to the constructor, or ``passed_args``) keep their current values.
+        passed to the constructor, or ``passed_args``) keep their current values. All or
+        nothing: a checkpoint that fails a check, or a load that fails half-way, leaves
+        this TrainGenerator as it was.
         """
         path = filepath or self.loadpath or (self.logdir / "checkpoints" if self.logdir
                                               else None)
@@ -731,11 +733,13 @@ class TrainGenerator:
             self._sync_model()  # device-side train state would otherwise overwrite the load
         else:  # cut half-way: what is on the device is not worth keeping
             getattr(self._fit_fn, "discard", lambda: None)()
-        loaded = self._checkpointer.load(path, passed_args)
+
+        def settle() -> None:  # checks of the loaded settings: a failure undoes the load
+            self._check_inputs()
+            self._set_up_metrics(reloading=True)
+        loaded = self._checkpointer.load(path, passed_args, settle)
         self._consistency.clear()
         self._val_start = None
-        self._check_inputs()
-        self._set_up_metrics(reloading=True)
         self.callbacks("load", self)
         return loaded
 

@@ -34,6 +34,7 @@ __all__ = [
     "reset_states",
     "get_states",
     "set_states",
+    "check_states",
     "prepare_stateful_model",
 ]
 
@@ -166,6 +167,18 @@ def set_states(model: Any, states: Mapping[str, Sequence[Any]]) -> None:
             not match the layer's state variables (the message names the layer
             and both shapes).
     """
+    for var, arr in _plan_states(model, states):
+        var.assign(arr.astype(var.dtype))
+
+
+def check_states(model: Any, states: Mapping[str, Sequence[Any]]) -> None:
+    """Raise the ``ValueError`` :func:`set_states` would raise; assigns nothing."""
+    _plan_states(model, states)
+
+
+def _plan_states(model: Any,
+                 states: Mapping[str, Sequence[Any]]) -> list[tuple[Any, np.ndarray]]:
+    """``(variable, value)`` pairs for :func:`set_states`, after every check."""
     items = _stateful_items(model)
     known = {path for path, _ in items}
     unknown = sorted(set(states) - known)
@@ -199,8 +212,7 @@ def set_states(model: Any, states: Mapping[str, Sequence[Any]]) -> None:
                     f"model has {tuple(var.shape)}, given {tuple(arr.shape)}"
                 )
             plan.append((var, arr))
-    for var, arr in plan:
-        var.assign(arr.astype(var.dtype))
+    return plan
 
 
 # --------------------------------------------------------------------------

@@ -8,53 +8,102 @@
         model.keras        only when the full model is asked for
         history.png, report.png   figures (unique and best checkpoints)
         state.json         everything else, as versioned JSON; written last, it lists every
-                           other file with its size and SHA-256, so a checkpoint whose
-                           state.json reads back and whose files match is intact
+                           other file with its size and SHA-256, and holds the SHA-256 of its
+                           own content (``state_sha256``), so a checkpoint whose state.json
+                           reads back and whose files match is intact
+
+``state.json`` begins with ``format``, ``version``, ``kind`` and ``seq``, in this order: the
+checkpoints beside the one loaded are ordered and pruned by these alone, read from the
+first :data:`HEADER_BYTES` bytes. ``state_sha256`` is the SHA-256 of the canonical JSON of
+the state without it (sorted keys, no spaces); version 1 (no digest) is still read, with a
+warning. The whole state is validated against :mod:`.state_schema` when read.
 
 Checkpoints of a run live in ``<logdir>/checkpoints/``; the file ``latest`` there names the
-newest one and is replaced atomically after the checkpoint is complete. Loading never
-unpickles: JSON, ``np.load(allow_pickle=False)`` and HDF5 only.
+newest one and is replaced atomically after the checkpoint is complete. It must hold a
+plain entry name; a checkpoint must be a real directory there, and every file it lists a
+regular file in it (symbolic links are refused). Loading never unpickles: JSON,
+``np.load(allow_pickle=False)`` and self-contained HDF5 only.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import os
+import re
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from .atomic import TEMP_PREFIX, AtomicDir, atomic_write_text, remove_stale_temps
+from .atomic import (BACKUP_PREFIX, AtomicDir, atomic_write_text, final_name, recover_backup,
+                     remove_stale_temps)
+from .errors import CorruptCheckpointError, NoIntactCheckpointError
+from .safe_io import (file_sha256, is_plain_name, is_real_dir, open_binary, read_capped,
+                      read_prefix)
 
-__all__ = ["FORMAT", "VERSION", "STATE_FILE", "ARRAYS_FILE", "WEIGHTS_FILE", "MODEL_FILE",
-           "POINTER_FILE", "CHECKPOINTS_DIR", "CorruptCheckpointError", "write_checkpoint",
-           "read_checkpoint", "verify_checkpoint", "resolve_loadpath", "list_checkpoints",
-           "update_pointer", "read_pointer"]
+__all__ = ["FORMAT", "VERSION", "READ_VERSIONS", "KINDS", "STATE_FILE", "ARRAYS_FILE",
+           "WEIGHTS_FILE", "MODEL_FILE", "POINTER_FILE", "CHECKPOINTS_DIR", "DIGEST_FIELD",
+           "MAX_STATE_BYTES", "HEADER_BYTES", "CorruptCheckpointError",
+           "NoIntactCheckpointError", "write_checkpoint", "read_checkpoint", "read_arrays",
+           "verify_checkpoint", "is_intact", "state_digest", "resolve_loadpath",
+           "list_checkpoints", "update_pointer", "read_pointer", "prune"]
 
 log = logging.getLogger("deeptrain")
 
 FORMAT = "deeptrain.checkpoint"
-VERSION = 1
+VERSION = 2
+READ_VERSIONS = (1, 2)
+KINDS = ("temp", "unique", "best", "manual")
 STATE_FILE = "state.json"
 ARRAYS_FILE = "arrays.npz"
 WEIGHTS_FILE = "model.weights.h5"
 MODEL_FILE = "model.keras"
 POINTER_FILE = "latest"
 CHECKPOINTS_DIR = "checkpoints"
+DIGEST_FIELD = "state_sha256"
+HEADER_FIELDS = ("format", "version", "kind", "seq")
+MAX_STATE_BYTES = 256 * 2**20  # a state.json larger than this is refused unread
+HEADER_BYTES = 4096            # what is read of a sibling checkpoint's state.json
+POINTER_BYTES = 4096
+
+_HEADER = re.compile(
+    rb'\A\{\s*"format":\s*"deeptrain\.checkpoint",\s*"version":\s*(\d{1,6}),\s*'
+    rb'"kind":\s*"(temp|unique|best|manual)",\s*"seq":\s*(\d{1,16})\s*[,}]')
+_warned: set[str] = set()
 
 
-class CorruptCheckpointError(ValueError):
-    """A checkpoint directory that is incomplete, truncated or altered."""
+def _warn_once(key: str, message: str, *args: Any) -> None:
+    """A warning per process and ``key`` (pruning scans at every save)."""
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(message, *args)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+# -- writing -------------------------------------------------------------------------
+def state_digest(state: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of ``state`` without its digest field."""
+    body = {k: v for k, v in state.items() if k != DIGEST_FIELD}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _encode_state(payload: dict[str, Any], files: dict[str, Any]) -> str:
+    """``state.json``'s text: header fields first, then the digest, then the rest."""
+    from .state_schema import schema_error
+
+    plain = json.loads(json.dumps({"format": FORMAT, "version": VERSION, **payload,
+                                   "files": files}, allow_nan=True))  # as a reader sees it
+    error = schema_error(plain)
+    if error is not None:
+        raise ValueError(f"checkpoint state not written: {error}")
+    state = {k: plain[k] for k in HEADER_FIELDS}
+    state[DIGEST_FIELD] = state_digest(plain)
+    state.update((k, v) for k, v in plain.items() if k not in state)
+    lines = (f"{json.dumps(k)}: {json.dumps(v, allow_nan=True)}" for k, v in state.items())
+    return "{\n" + ",\n".join(lines) + "\n}\n"  # a top-level field per line
 
 
 def write_checkpoint(path: Path, payload: dict[str, Any], arrays: dict[str, np.ndarray],
@@ -63,37 +112,20 @@ def write_checkpoint(path: Path, payload: dict[str, Any], arrays: dict[str, np.n
     """Write a checkpoint directory atomically.
 
     Args:
-        payload: JSON-serialisable state (``format``, ``version`` and ``files`` are added).
+        payload: JSON-serialisable state starting with ``kind`` and ``seq`` (``format``,
+            ``version``, the digest and ``files`` are added).
         arrays: saved to ``arrays.npz``.
         writers: ``{filename: fn(filepath)}`` for the model files and figures.
         fault: test hook called with each step's name before it runs.
         replace: an existing checkpoint of the same name is replaced (after the new one is
-            complete); otherwise it is an error.
+            complete, through a backup: see :mod:`.atomic`); otherwise it is an error.
     """
     path = Path(path)
-    final = path
-    if path.exists():
-        if not replace:
-            raise FileExistsError(f"checkpoint {path} exists")
-        final = path.with_name(f"{TEMP_PREFIX}new-{path.name}")
-        shutil.rmtree(final, ignore_errors=True)
-    writer = AtomicDir(final, fault)
-    try:
-        _write_files(writer, payload, arrays, writers)
-    except BaseException:
-        if final != path:
-            shutil.rmtree(final, ignore_errors=True)
-        raise
-    if final != path:  # swap the complete new checkpoint in for the old one
-        trash = path.with_name(f"{TEMP_PREFIX}old-{path.name}")
-        path.rename(trash)
-        final.rename(path)
-        shutil.rmtree(trash, ignore_errors=True)
-    return path
-
-
-def _write_files(writer: AtomicDir, payload: dict[str, Any], arrays: dict[str, np.ndarray],
-                 writers: dict[str, Callable[[Path], None]]) -> None:
+    if replace:
+        recover_backup(path, is_intact)  # a crash in an earlier replace of this name
+    elif os.path.lexists(path):
+        raise FileExistsError(f"checkpoint {path} exists")
+    writer = AtomicDir(path, fault, replace=replace)
     with writer as tmp:
         for name, write in writers.items():
             writer.step(f"write {name}")
@@ -101,84 +133,180 @@ def _write_files(writer: AtomicDir, payload: dict[str, Any], arrays: dict[str, n
         writer.step(f"write {ARRAYS_FILE}")
         with open(tmp / ARRAYS_FILE, "wb") as f:
             np.savez(f, **arrays)
-        files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-                 for p in sorted(tmp.iterdir()) if p.is_file()}
+        files = {}
+        for p in sorted(tmp.iterdir()):
+            if p.is_file():
+                size, sha256 = file_sha256(p)
+                files[p.name] = {"bytes": size, "sha256": sha256}
+        text = _encode_state(payload, files)
         writer.step(f"write {STATE_FILE}")
-        state = {"format": FORMAT, "version": VERSION, **payload, "files": files}
-        (tmp / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
-
-
-def verify_checkpoint(path: Path) -> dict[str, Any]:
-    """Return the checkpoint's state after checking it is complete and unaltered."""
-    path = Path(path)
-    state_file = path / STATE_FILE
-    if not state_file.is_file():
-        raise CorruptCheckpointError(f"{path} has no {STATE_FILE}: not a complete checkpoint")
-    try:
-        state = json.loads(state_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CorruptCheckpointError(f"{state_file} is not valid JSON ({e})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CorruptCheckpointError(f"{state_file} is not a DeepTrain checkpoint state "
-                                     f"(format {state.get('format') if isinstance(state, dict) else None!r})")
-    if state.get("version") != VERSION:
-        raise ValueError(f"{state_file} has checkpoint format version {state.get('version')!r}; "
-                         f"this DeepTrain reads version {VERSION}")
-    files = state.get("files")
-    if not isinstance(files, dict):
-        raise CorruptCheckpointError(f"{state_file} lists no files")
-    for name, info in files.items():
-        file = path / name
-        if Path(name).name != name or not file.is_file():
-            raise CorruptCheckpointError(f"{path}: file {name!r} is missing")
-        if file.stat().st_size != info.get("bytes") or _sha256(file) != info.get("sha256"):
-            raise CorruptCheckpointError(f"{file} is truncated or altered (size or SHA-256 "
-                                         "differs from the checkpoint's record)")
-    return state
-
-
-def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Verified state and arrays of a checkpoint."""
-    state = verify_checkpoint(path)
-    arrays = {}
-    if ARRAYS_FILE in state["files"]:
-        try:
-            with np.load(Path(path) / ARRAYS_FILE, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-        except ValueError as e:  # object arrays need pickle: refused
-            raise CorruptCheckpointError(f"{Path(path) / ARRAYS_FILE}: {e}") from None
-    return state, arrays
+        (tmp / STATE_FILE).write_text(text, encoding="utf-8")
+    return path
 
 
 def update_pointer(checkpoints_dir: Path, name: str, fault=None) -> None:
     atomic_write_text(Path(checkpoints_dir) / POINTER_FILE, name + "\n", fault)
 
 
-def read_pointer(checkpoints_dir: Path) -> str | None:
-    pointer = Path(checkpoints_dir) / POINTER_FILE
+# -- reading one checkpoint ----------------------------------------------------------
+def _parse_state(raw: bytes, state_file: Path) -> Any:
     try:
-        return pointer.read_text(encoding="utf-8").strip() or None
-    except (OSError, UnicodeDecodeError):
+        return json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise CorruptCheckpointError(f"{state_file} is not valid JSON (nested too "
+                                     "deeply)") from None
+    except ValueError as e:  # also bad UTF-8 and integers over Python's digit limit
+        raise CorruptCheckpointError(f"{state_file} is not valid JSON ({e})") from None
+
+
+def _check_state(state: Any, state_file: Path) -> dict[str, Any]:
+    """``state`` after its format, version, digest and schema are checked."""
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        found = state.get("format") if isinstance(state, dict) else None
+        raise CorruptCheckpointError(f"{state_file} is not a DeepTrain checkpoint state "
+                                     f"(format {found!r})")
+    version = state.get("version")
+    if type(version) is not int or version not in READ_VERSIONS:
+        raise ValueError(f"{state_file} has checkpoint format version {version!r}; this "
+                         f"DeepTrain reads versions {list(READ_VERSIONS)}")
+    if version >= 2:
+        if state.get(DIGEST_FIELD) != state_digest(state):
+            raise CorruptCheckpointError(
+                f"{state_file} does not match its {DIGEST_FIELD}: the state was edited or "
+                "damaged after it was written")
+    else:
+        log.warning("%s is a version-1 checkpoint state: it has no digest, so it cannot be "
+                    "checked for edits or damage", state_file)
+    from .state_schema import schema_error
+
+    error = schema_error(state)
+    if error is not None:
+        raise CorruptCheckpointError(f"{state_file}: {error}")
+    return state
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """The verified and validated ``state.json`` of the checkpoint ``path`` (its other
+    files are not checked: see :func:`verify_checkpoint`)."""
+    state_file = Path(path) / STATE_FILE
+    if not os.path.lexists(state_file):
+        raise CorruptCheckpointError(f"{path} has no {STATE_FILE}: not a complete checkpoint")
+    raw = read_capped(state_file, MAX_STATE_BYTES)
+    try:
+        return _check_state(_parse_state(raw, state_file), state_file)
+    except RecursionError:
+        raise CorruptCheckpointError(f"{state_file} is nested too deeply") from None
+
+
+def verify_checkpoint(path: Path) -> dict[str, Any]:
+    """Return the checkpoint's state after checking it is complete and unaltered: a real
+    directory, a valid state, and every file it lists a regular file of the recorded size
+    and SHA-256."""
+    path = Path(path)
+    if not is_real_dir(path):
+        what = "a symbolic link" if path.is_symlink() else "not a directory"
+        raise CorruptCheckpointError(f"checkpoint {path} is {what} (refused)")
+    state = read_state(path)
+    for name, record in state["files"].items():
+        file = path / name
+        if not is_plain_name(name) or name == STATE_FILE:
+            raise CorruptCheckpointError(f"{path / STATE_FILE} lists the file {name!r}, which "
+                                         "is not a plain file name of the checkpoint")
+        if not os.path.lexists(file):
+            raise CorruptCheckpointError(f"{path}: file {name!r} is missing")
+        size, sha256 = file_sha256(file)  # refuses links, FIFOs and devices
+        if size != record["bytes"] or sha256 != record["sha256"]:
+            raise CorruptCheckpointError(f"{file} is truncated or altered (size or SHA-256 "
+                                         "differs from the checkpoint's record)")
+    return state
+
+
+def is_intact(path: Path) -> bool:
+    """Whether :func:`verify_checkpoint` accepts ``path``."""
+    try:
+        verify_checkpoint(path)
+        return True
+    except ValueError:  # corrupt, or a format version this DeepTrain does not read
+        return False
+
+
+def read_arrays(path: Path, state: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The arrays of a verified checkpoint (none if it lists no ``arrays.npz``)."""
+    if ARRAYS_FILE not in state["files"]:
+        return {}
+    file = Path(path) / ARRAYS_FILE
+    try:
+        with open_binary(file) as f, np.load(f, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        # object arrays need pickle: refused
+        raise CorruptCheckpointError(f"{file}: {e}") from None
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Verified state and arrays of a checkpoint."""
+    state = verify_checkpoint(path)
+    return state, read_arrays(path, state)
+
+
+# -- a checkpoints directory ---------------------------------------------------------
+def read_pointer(checkpoints_dir: Path) -> str | None:
+    """The checkpoint name in ``latest`` (None without one). A pointer that is not a
+    regular file holding a plain entry name of this directory is refused."""
+    pointer = Path(checkpoints_dir) / POINTER_FILE
+    if not os.path.lexists(pointer):
         return None
+    raw = read_capped(pointer, POINTER_BYTES)
+    try:
+        name = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        name = repr(raw[:80])
+    if not is_plain_name(name):
+        raise CorruptCheckpointError(f"{pointer} holds {name[:200]!r}, not the name of a "
+                                     f"checkpoint in {checkpoints_dir} (refused)")
+    return name
 
 
-def _scan(directory: Path) -> list[tuple[int, str | None, Path]]:
-    """``(seq, kind, path)`` of the checkpoints in ``directory``, newest first; only
-    ``state.json`` is read (cheap): :func:`verify_checkpoint` checks the files."""
+def _header(item: Path) -> tuple[int, str] | None:
+    """``(seq, kind)`` from the first bytes of a checkpoint's state; None if unreadable."""
+    try:
+        head = read_prefix(item / STATE_FILE, HEADER_BYTES)
+    except CorruptCheckpointError:
+        return None
+    match = _HEADER.match(head)
+    if match is None or int(match[1]) not in READ_VERSIONS:
+        return None
+    return int(match[3]), match[2].decode()
+
+
+def _scan(directory: Path) -> list[tuple[int, str, Path]]:
+    """``(seq, kind, path)`` of the checkpoints (and backups) in ``directory``, newest
+    first, from their states' headers only. Entries that are not real directories with a
+    readable header are skipped with a warning (and never deleted)."""
     found = []
     directory = Path(directory)
-    if not directory.is_dir():
+    if not is_real_dir(directory):
         return found
     for item in directory.iterdir():
-        if not item.is_dir() or item.name.startswith(TEMP_PREFIX):
+        name = item.name
+        if name == POINTER_FILE or (name.startswith(".") and not name.startswith(BACKUP_PREFIX)):
+            continue  # temporaries and other hidden entries
+        if not is_real_dir(item):
+            if item.is_symlink():
+                _warn_once(str(item), "Skipping %s: a symbolic link (checkpoints must be "
+                           "real directories)", item)
             continue
+        header = _header(item)
         try:
-            state = json.loads((item / STATE_FILE).read_text(encoding="utf-8"))
-            seq, kind = state.get("seq", -1), state.get("kind")
-        except (OSError, ValueError, AttributeError):
-            seq, kind = -1, None
-        found.append((seq if isinstance(seq, int) else -1, kind, item))
-    return sorted(found, key=lambda t: (t[0], t[2].stat().st_mtime), reverse=True)
+            mtime = os.lstat(item).st_mtime
+        except OSError:
+            continue
+        if header is None:
+            _warn_once(str(item), "Skipping %s: no readable checkpoint state header", item)
+            continue
+        found.append((header[0], header[1], mtime, item))
+    found.sort(key=lambda t: (t[0], t[2]), reverse=True)
+    return [(seq, kind, item) for seq, kind, _, item in found]
 
 
 def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
@@ -186,16 +314,29 @@ def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
     return [(seq, path) for seq, _, path in _scan(directory)]
 
 
+def _backup_note(path: Path) -> str:
+    if path.name.startswith(BACKUP_PREFIX):
+        return (f" (the backup of {final_name(path.name)}, left by a replace of it that was "
+                "interrupted)")
+    return ""
+
+
 def resolve_loadpath(path: str | Path) -> tuple[Path, dict[str, Any]]:
     """The checkpoint to load for ``path`` and its verified state.
 
     ``path`` may be a checkpoint directory, its ``state.json``, a run's log directory or its
-    ``checkpoints`` directory (then the checkpoint ``latest`` names). A corrupt checkpoint
-    falls back to the newest intact one beside it, with a warning; none intact is an error.
+    ``checkpoints`` directory (then the checkpoint ``latest`` names). That checkpoint is
+    verified first; the others beside it are read only if it is refused: a corrupt one
+    falls back to the newest intact one, with a warning; none intact is an error.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"loadpath {str(path)!r} does not exist")
+    if not os.path.lexists(path):
+        backup = path.with_name(f"{BACKUP_PREFIX}{path.name}")
+        if not is_real_dir(backup):
+            raise FileNotFoundError(f"loadpath {str(path)!r} does not exist")
+        path = backup
+    if path.is_symlink():  # a link given by the caller is followed; links inside are not
+        path = path.resolve()
     if path.is_file():
         if path.name != STATE_FILE:
             raise ValueError(f"loadpath {str(path)!r} is a file; give a checkpoint directory, "
@@ -203,38 +344,51 @@ def resolve_loadpath(path: str | Path) -> tuple[Path, dict[str, Any]]:
         path = path.parent
     if (path / CHECKPOINTS_DIR).is_dir():
         path = path / CHECKPOINTS_DIR
-    looks_like_checkpoint = any((path / f).exists() for f in (STATE_FILE, WEIGHTS_FILE,
-                                                               ARRAYS_FILE))
-    if looks_like_checkpoint or (path.parent / POINTER_FILE).is_file():
+    errors: list[str] = []
+    looks_like_checkpoint = any(os.path.lexists(path / f) for f in (STATE_FILE, WEIGHTS_FILE,
+                                                                     ARRAYS_FILE))
+    if looks_like_checkpoint or os.path.lexists(path.parent / POINTER_FILE):
         wanted, directory = path, path.parent
     else:
-        directory = path
-        name = read_pointer(directory)
-        wanted = directory / name if name else None
-    candidates = [wanted] if wanted is not None else []
-    candidates += [p for _, p in list_checkpoints(directory) if p != wanted]
-    errors = []
-    for candidate in candidates:
+        directory, wanted = path, None
+        try:
+            name = read_pointer(directory)
+            wanted = directory / name if name else None
+        except CorruptCheckpointError as e:
+            errors.append(str(e))
+    if wanted is not None:
+        try:
+            state = verify_checkpoint(wanted)
+            if _backup_note(wanted):
+                log.warning("Loading %s%s", wanted, _backup_note(wanted))
+            return wanted, state
+        except CorruptCheckpointError as e:
+            errors.append(str(e))
+    for _, candidate in list_checkpoints(directory):
+        if candidate == wanted:
+            continue
         try:
             state = verify_checkpoint(candidate)
         except CorruptCheckpointError as e:
             errors.append(str(e))
             continue
         if errors:
-            log.warning("Checkpoint(s) unusable (%s); loading the newest intact one: %s",
-                        "; ".join(errors), candidate)
+            log.warning("Checkpoint(s) unusable (%s); loading the newest intact one: %s%s",
+                        "; ".join(errors), candidate, _backup_note(candidate))
         return candidate, state
     detail = f": {'; '.join(errors)}" if errors else ""
-    raise FileNotFoundError(f"no intact DeepTrain checkpoint found at {str(path)!r}{detail}")
+    raise NoIntactCheckpointError(f"no intact DeepTrain checkpoint found at {str(path)!r}"
+                                  f"{detail}")
 
 
 def prune(directory: Path, keep: dict[str, int], protect: set[Path]) -> None:
     """Delete the oldest checkpoints of each kind beyond ``keep[kind]`` (never those in
-    ``protect``), and leftovers of writes that were killed half-way."""
+    ``protect``, backups, or entries whose state is unreadable), and leftovers of writes
+    that were killed half-way."""
     remove_stale_temps(directory)
     seen: dict[str, int] = {}
     for _, kind, item in _scan(directory):
-        if kind not in keep:
+        if kind not in keep or item.name.startswith(BACKUP_PREFIX):
             continue
         seen[kind] = seen.get(kind, 0) + 1
         if seen[kind] > max(keep[kind], 0) and item not in protect:

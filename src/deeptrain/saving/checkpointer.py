@@ -10,7 +10,12 @@ Three kinds of checkpoint, all in the format of :mod:`.checkpoint`:
 
 Order of a save: ``'save'`` callbacks, collect the state, write the directory atomically,
 point ``checkpoints/latest`` at it, and only then prune older ones. A crash at any moment
-leaves the previous checkpoint loadable.
+leaves the previous checkpoint loadable (a checkpoint replaced under the same name: its
+backup, see :mod:`.atomic`).
+
+A load is all or nothing: the checkpoint is verified (files, digest, schema) and checked
+against the live TrainGenerator (model, data, random generators, callbacks) before anything
+is applied, and a failure while applying puts back what was there (:mod:`.rollback`).
 """
 from __future__ import annotations
 
@@ -21,11 +26,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import model_state
-from .checkpoint import (CHECKPOINTS_DIR, MODEL_FILE, WEIGHTS_FILE, list_checkpoints, prune,
-                         read_checkpoint, resolve_loadpath, update_pointer, write_checkpoint)
+from .atomic import TEMP_PREFIX, final_name, recover_backups
+from .checkpoint import (CHECKPOINTS_DIR, MODEL_FILE, WEIGHTS_FILE, CorruptCheckpointError,
+                         is_intact, list_checkpoints, prune, read_arrays, resolve_loadpath,
+                         update_pointer, write_checkpoint)
+from .hdf5_check import check_hdf5_self_contained
 from .naming import encode_best
 from .report import report_figure, report_sections
-from .traingen_state import collect, effective_loadskip, restore
+from .rollback import LiveState
+from .safe_io import is_real_dir
+from .traingen_state import check, collect, effective_loadskip, restore
 
 __all__ = ["Checkpointer"]
 
@@ -87,6 +97,7 @@ class Checkpointer:
             name = f"{base}_{s.times_validated}vals_{s.fit_iters}iters"
         else:
             name = f"_temp_{s.fit_iters}iters_{s.times_validated}vals"
+        _settle_backups(self.directory)  # before the name is chosen: a backup may stand for it
         path = self.directory / name
         if path.exists() and not tg.checkpoints_overwrite_duplicates:
             path = next(p for v in range(2, 10**6)  # 0.6: name_v2, name_v3, ...
@@ -104,36 +115,74 @@ class Checkpointer:
             return None
         directory = Path(tg.best_models_dir)
         directory.mkdir(parents=True, exist_ok=True)
+        _settle_backups(directory, owned=self._is_ours)
         path = self.save(directory / tg.model_name, "best", figures=True, replace=True)
         if tg.max_one_best_save:
-            prefix = re.compile(rf"^M{tg.model_num}__")
             for item in directory.iterdir():
-                if item != path and item.is_dir() and prefix.match(item.name):
+                if item != path and not item.name.startswith(TEMP_PREFIX) and \
+                        is_real_dir(item) and self._is_ours(item.name):
                     shutil.rmtree(item, ignore_errors=True)
         log.info("Best model saved to %s", path)
         return path
 
+    def _is_ours(self, name: str) -> bool:
+        """Whether a best model (or its backup) is of this model number: the directory
+        may be shared by several."""
+        return re.match(rf"M{self.tg.model_num}__", final_name(name)) is not None
+
     # -- loading -----------------------------------------------------------------------
-    def load(self, path: str | Path, passed_args: list[str] | None = None) -> Path:
-        """Restore ``tg`` (settings, state, data position, model, RNGs, callbacks)."""
+    def load(self, path: str | Path, passed_args: list[str] | None = None,
+             settle: Callable[[], None] | None = None) -> Path:
+        """Restore ``tg`` (settings, state, data position, model, RNGs, callbacks), all or
+        nothing: everything is read and checked before anything is applied; if applying,
+        or ``settle`` (the caller's checks of the loaded settings), still fails, what was
+        there is put back and the error raised."""
         tg = self.tg
-        path, _ = resolve_loadpath(path)
-        payload, arrays = read_checkpoint(path)
+        path, payload = resolve_loadpath(path)
+        arrays = read_arrays(path, payload)
         skip = effective_loadskip(tg.loadskip_list, tg._passed_args if passed_args is None
                                   else passed_args)
-        if "model:weights" not in skip and (path / WEIGHTS_FILE).is_file():
-            model_state.check_compatible(payload["model"], tg.model, path)
-            no_opt = "optimizer_state" in skip or not payload["model"].get("optimizer")
-            keep = set(payload["model"].get("optimizer_unsaved", [])) | \
-                model_state.optimizer_selection(tg.model, tg.optimizer_load_configs,
-                                                "optimizer_load_configs")
-            model_state.load_weights(tg.model, path / WEIGHTS_FILE, skip_optimizer=no_opt,
-                                     keep_optimizer=keep)
-            model_state.restore_arrays(tg.model, arrays)
-        restore(tg, payload, arrays, skip)
+        weights = "model:weights" not in skip and WEIGHTS_FILE in payload["files"]
+        keep = self._check(path, payload, arrays, skip, weights)
+        before = LiveState.capture(tg)
+        try:
+            if weights:
+                no_opt = "optimizer_state" in skip or not payload["model"].get("optimizer")
+                model_state.load_weights(tg.model, path / WEIGHTS_FILE, skip_optimizer=no_opt,
+                                         keep_optimizer=keep)
+                model_state.restore_arrays(tg.model, arrays)
+            restore(tg, payload, arrays, skip)
+            if settle is not None:
+                settle()
+        except BaseException:
+            before.restore(tg)
+            raise
         log.info("Loaded checkpoint %s (epoch %d, %d batches fit, %d validations)", path,
                  tg.state.epoch, tg.state.batches_fit, tg.state.times_validated)
         return path
+
+    def _check(self, path: Path, payload: dict[str, Any], arrays: dict[str, Any],
+               skip: set[str], weights: bool) -> set[str]:
+        """Raise if the checkpoint cannot be applied to ``tg``; returns the optimizer
+        variables whose live values are kept."""
+        tg = self.tg
+        keep: set[str] = set()
+        if weights:
+            model_state.check_compatible(payload["model"], tg.model, path)
+            check_hdf5_self_contained(path / WEIGHTS_FILE)
+            keep = set(payload["model"].get("optimizer_unsaved", [])) | \
+                model_state.optimizer_selection(tg.model, tg.optimizer_load_configs,
+                                                "optimizer_load_configs")
+        try:
+            if weights:
+                model_state.check_arrays(tg.model, arrays)
+            check(tg, payload, arrays, skip)
+        except RecursionError:
+            raise CorruptCheckpointError(f"checkpoint {path}: its state is nested too "
+                                         "deeply") from None
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"checkpoint {path} does not fit this TrainGenerator: {e}") from None
+        return keep
 
     def latest(self, best: bool = False) -> Path | None:
         """The newest checkpoint of this run (or best model of this model number)."""
@@ -141,9 +190,8 @@ class Checkpointer:
         if best:
             if tg.best_models_dir is None:
                 return None
-            prefix = re.compile(rf"^M{tg.model_num}__")
             found = [p for _, p in list_checkpoints(Path(tg.best_models_dir))
-                     if prefix.match(p.name)]
+                     if self._is_ours(p.name)]
             return found[0] if found else None
         if self.directory is None:
             return None
@@ -158,3 +206,12 @@ class Checkpointer:
     def report(self) -> Any:
         return report_figure(report_sections(self.tg), title=self.tg.model_name,
                              fontpath=self.tg.report_fontpath)
+
+
+def _settle_backups(directory: Path, owned: Callable[[str], bool] = lambda name: True) -> None:
+    """Settle what a crash in a replace left in ``directory`` (backups whose name is
+    ``owned``); a failure is a warning, never a failed save."""
+    try:
+        recover_backups(directory, is_intact, owned)
+    except OSError as e:
+        log.warning("Could not settle a checkpoint backup in %s: %s", directory, e)

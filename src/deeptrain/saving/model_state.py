@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from ..backend.stateful import get_states, set_states
+from ..backend.stateful import check_states, get_states, set_states
 
 __all__ = ["variable_specs", "check_compatible", "save_weights", "load_weights",
-           "optimizer_selection",
-           "extra_variables", "capture_arrays", "restore_arrays", "capture_rng", "restore_rng"]
+           "optimizer_selection", "extra_variables", "capture_arrays", "check_arrays",
+           "restore_arrays", "capture_rng", "check_rng", "restore_rng", "all_variables",
+           "has_keras_global_seed_generator"]
 
 
 def _spec(v: Any) -> list:
@@ -120,18 +121,54 @@ def capture_arrays(model: Any) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _rnn_states(arrays: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """``{layer path: [state arrays]}`` from the ``rnn/<path>/<i>`` arrays."""
+    numbered = []
+    for key in arrays:
+        if key.startswith("rnn/"):
+            path, _, index = key[len("rnn/"):].rpartition("/")
+            if not path or not index.isdigit():
+                raise ValueError(f"array {key!r} is not named rnn/<layer path>/<index>")
+            numbered.append((int(index), path, key))
+    states: dict[str, list] = {}
+    for _, path, key in sorted(numbered):
+        states.setdefault(path, []).append(arrays[key])
+    return states
+
+
+def check_arrays(model: Any, arrays: dict[str, np.ndarray]) -> None:
+    """Raise ``ValueError`` if :func:`restore_arrays` would fail on ``model``; changes
+    nothing."""
+    for i, v in enumerate(extra_variables(model)):
+        key = f"extra/{i}"
+        if key in arrays and tuple(arrays[key].shape) != tuple(v.shape):
+            raise ValueError(f"array {key!r} has shape {tuple(arrays[key].shape)} but the "
+                             f"model variable '{v.path}' has shape {tuple(v.shape)}")
+    states = _rnn_states(arrays)
+    if states:
+        check_states(model, states)
+
+
 def restore_arrays(model: Any, arrays: dict[str, np.ndarray]) -> None:
     for i, v in enumerate(extra_variables(model)):
         key = f"extra/{i}"
         if key in arrays:
             v.assign(arrays[key])
-    states: dict[str, list] = {}
-    for key in sorted((k for k in arrays if k.startswith("rnn/")),
-                      key=lambda k: int(k.rsplit("/", 1)[1])):
-        path = key[len("rnn/"):].rsplit("/", 1)[0]
-        states.setdefault(path, []).append(arrays[key])
+    states = _rnn_states(arrays)
     if states:
         set_states(model, states)
+
+
+def all_variables(model: Any) -> list[Any]:
+    """Every variable a checkpoint restores: the model's (weights and the rest) and the
+    optimizer's."""
+    opt = _optimizer(model)
+    seen, found = set(), []
+    for v in [*model.variables, *(opt.variables if opt is not None else [])]:
+        if id(v) not in seen:
+            seen.add(id(v))
+            found.append(v)
+    return found
 
 
 def capture_rng() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -154,6 +191,31 @@ def capture_rng() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return info, arrays
 
 
+def check_rng(info: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Raise ``ValueError`` if :func:`restore_rng` would fail; changes no generator (the
+    states are tried on new, private generators)."""
+    try:
+        version, internal, gauss = info["python"]
+        random.Random().setstate((version, tuple(internal), gauss))
+        n = info["numpy"]
+        if "rng/numpy_key" not in arrays:
+            raise ValueError("the array 'rng/numpy_key' is missing")
+        np.random.RandomState().set_state({
+            "bit_generator": n["bit_generator"],
+            "state": {"key": arrays["rng/numpy_key"], "pos": n["pos"]},
+            "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
+    except (TypeError, ValueError, KeyError, OverflowError) as e:
+        raise ValueError(f"random generator state: {e}") from None
+    torch_state = arrays.get("rng/torch")
+    if torch_state is not None and (torch_state.dtype != np.uint8 or torch_state.ndim != 1):
+        raise ValueError(f"torch generator state must be a 1-D uint8 array, got "
+                         f"{torch_state.dtype} with shape {torch_state.shape}")
+    keras_state = arrays.get("rng/keras_global")
+    if keras_state is not None and keras_state.shape != (2,):
+        raise ValueError(f"Keras seed generator state must have shape (2,), got "
+                         f"{keras_state.shape}")
+
+
 def restore_rng(info: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     version, internal, gauss = info["python"]
     random.setstate((version, tuple(internal), gauss))
@@ -169,6 +231,10 @@ def restore_rng(info: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         seed_gen = _keras_global_seed_generator(create=True)
         if seed_gen is not None:
             seed_gen.state.assign(arrays["rng/keras_global"])
+
+
+def has_keras_global_seed_generator() -> bool:
+    return _keras_global_seed_generator(create=False) is not None
 
 
 def _keras_global_seed_generator(create: bool) -> Any:

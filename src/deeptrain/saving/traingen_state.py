@@ -23,7 +23,7 @@ from ..training.state import TrainState
 from ..util.jsonstate import UNSUPPORTED, from_json, restore_like, to_json
 from . import model_state
 
-__all__ = ["collect", "restore", "effective_loadskip", "NOT_CONFIGS"]
+__all__ = ["collect", "check", "restore", "effective_loadskip", "NOT_CONFIGS", "EXTRA_ATTRS"]
 
 log = logging.getLogger("deeptrain")
 
@@ -48,6 +48,17 @@ def _split_arrays(value: Any, prefix: str, arrays: dict[str, np.ndarray]) -> Any
     if isinstance(value, (list, tuple)):
         return [_split_arrays(v, f"{prefix}/{i}", arrays) for i, v in enumerate(value)]
     return value
+
+
+def _array_refs(value: Any) -> list[Any]:
+    """The ``{"__array__": key}`` references in nested dicts/lists."""
+    if isinstance(value, dict):
+        if set(value) == {"__array__"}:
+            return [value["__array__"]]
+        return [ref for v in value.values() for ref in _array_refs(v)]
+    if isinstance(value, list):
+        return [ref for v in value for ref in _array_refs(v)]
+    return []
 
 
 def _join_arrays(value: Any, arrays: Mapping[str, np.ndarray]) -> Any:
@@ -112,6 +123,47 @@ def effective_loadskip(loadskip_list: list[str], passed_args: list[str]) -> set[
     return skip | {"model"}
 
 
+def _callback_matches(tg: Any, payload: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """``(live callback, saved entry or None)`` by position, where the classes agree."""
+    saved_cbs = payload.get("callbacks", [])
+    matches = []
+    for i, cb in enumerate(tg.callbacks.objects):
+        match = saved_cbs[i] if i < len(saved_cbs) else None
+        ok = match is not None and match["class"] == type(cb).__qualname__
+        matches.append((cb, match if ok else None))
+    return matches
+
+
+def check(tg: Any, payload: dict[str, Any], arrays: dict[str, np.ndarray],
+          skip: set[str]) -> None:
+    """Raise ``ValueError`` if :func:`restore` would fail on ``tg``; changes nothing.
+
+    The payload's types are already validated (its schema); this checks what depends on
+    the live objects: the DataGenerators' data and preprocessors, the random generators'
+    states, and the arrays the callbacks' states refer to.
+    """
+    TrainState.from_dict(payload["train_state"])
+    for name, value in payload.get("traingen", {}).items():
+        if name not in skip and name not in NOT_CONFIGS:
+            from_json(value)
+    for name in ("datagen", "val_datagen"):
+        if name not in skip:
+            try:
+                getattr(tg, name).check_state_dict(payload[name])
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
+    if "rng" not in skip:
+        model_state.check_rng(payload["rng"], arrays)
+    if "callbacks_state" not in skip:
+        for cb, match in _callback_matches(tg, payload):
+            missing = [ref for ref in _array_refs(match["state"]) if ref not in arrays] \
+                if match is not None else []
+            if missing:
+                raise ValueError(f"the saved state of callback {type(cb).__qualname__} "
+                                 f"refers to arrays {missing[:5]} that are not in the "
+                                 "checkpoint")
+
+
 def restore(tg: Any, payload: dict[str, Any], arrays: dict[str, np.ndarray],
             skip: set[str]) -> list[str]:
     """Apply a checkpoint to ``tg`` (model weights are loaded separately). Returns the
@@ -139,12 +191,9 @@ def restore(tg: Any, payload: dict[str, Any], arrays: dict[str, np.ndarray],
             getattr(tg, name).load_state_dict(payload[name])
     if "rng" not in skip:
         model_state.restore_rng(payload["rng"], arrays)
-    saved_cbs = payload.get("callbacks", [])
-    live_cbs = tg.callbacks.objects
     if "callbacks_state" not in skip:  # not "callbacks": that is the (passed) argument
-        for i, cb in enumerate(live_cbs):
-            match = saved_cbs[i] if i < len(saved_cbs) else None
-            if match is None or match["class"] != type(cb).__qualname__:
+        for i, (cb, match) in enumerate(_callback_matches(tg, payload)):
+            if match is None:
                 log.warning("No saved state for callback #%d (%s); it starts fresh", i,
                             type(cb).__qualname__)
                 continue

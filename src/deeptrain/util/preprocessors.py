@@ -14,7 +14,9 @@ keeps ``batch_exhausted = False`` feeds the same batch again, and one that sets
 """
 from __future__ import annotations
 
+import copy
 import logging
+import numbers
 from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
@@ -82,6 +84,26 @@ class Preprocessor(ABC):
             else:
                 state[name] = converted
         return state
+
+    def check_state_dict(self, state: dict[str, Any]) -> None:
+        """Raise ``ValueError`` if :meth:`load_state_dict` would fail, or would give an
+        attribute a value of another kind than its live one (a string for a number, ...);
+        changes nothing (the state is tried on a shallow copy). Subclasses whose
+        ``load_state_dict`` acts beyond setting attributes should override this."""
+        if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+            raise ValueError("preprocessor state must be a dict with string keys")
+        skip = set(self.loadskip_list) | {"loadskip_list"}
+        live = vars(self)
+        for name, value in state.items():
+            current = live.get(name)
+            if name not in skip and None not in (value, current) and \
+                    _kind(value) != _kind(current):
+                raise ValueError(f"preprocessor state {name!r}: {value!r} is not a "
+                                 f"{_kind(current)} like the live value {current!r}")
+        try:
+            copy.copy(self).load_state_dict(state)
+        except (TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"preprocessor state: {e}") from None
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore attributes from :meth:`state_dict`, except those in ``loadskip_list``."""
@@ -187,6 +209,19 @@ class TimeseriesPreprocessor(Preprocessor):
     def on_epoch_end(self, epoch: int) -> None:
         if self.start_increments is not None:
             self.start_increment = self.start_increments[epoch % len(self.start_increments)]
+
+
+def _kind(value: Any) -> str:
+    """The JSON kind of a value (what a checkpoint can tell apart)."""
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, numbers.Real):
+        return "number"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, str):
+        return "str"
+    return "dict" if isinstance(value, dict) else type(value).__name__
 
 
 def _positive_int(value: Any, name: str) -> int:

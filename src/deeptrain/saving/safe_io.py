@@ -1,0 +1,93 @@
+"""Reading checkpoint files without following links, blocking, or reading without bound.
+
+A checkpoint may only name regular files inside its own directory. Every file is opened
+with ``O_NOFOLLOW`` (a symbolic link is refused) and ``O_NONBLOCK`` (a FIFO never blocks
+the opener), and ``fstat`` must report a regular file before a byte is read. Reads of
+whole files are capped. Any failure is a :class:`CorruptCheckpointError` naming the file.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import CorruptCheckpointError
+
+__all__ = ["open_regular", "open_binary", "read_capped", "read_prefix", "file_sha256",
+           "is_plain_name", "is_real_dir"]
+
+_READ_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+               | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+
+
+def is_plain_name(name: object) -> bool:
+    """Whether ``name`` is one entry of a directory: no separator, not ``.``/``..``, not
+    hidden (temporary and backup directories are), no control characters."""
+    return (isinstance(name, str) and 0 < len(name) <= 255 and not name.startswith(".")
+            and "/" not in name and "\\" not in name and name.isprintable())
+
+
+def is_real_dir(path: Path) -> bool:
+    """A directory, and not a symbolic link to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def open_regular(path: Path) -> int:
+    """A read-only descriptor of the regular file ``path`` (links, FIFOs, devices,
+    sockets and directories are refused)."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as e:
+        if os.path.islink(path):
+            raise CorruptCheckpointError(f"{path} is a symbolic link; a checkpoint's files "
+                                         "must be regular files in its directory") from None
+        raise CorruptCheckpointError(f"{path} cannot be opened ({e.strerror or e})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise CorruptCheckpointError(f"{path} is not a regular file (a checkpoint's files "
+                                         "must be)")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_binary(path: Path) -> BinaryIO:
+    """:func:`open_regular` as a binary file object (for NumPy and h5py)."""
+    return os.fdopen(open_regular(path), "rb")
+
+
+def read_capped(path: Path, limit: int) -> bytes:
+    """The whole content of ``path``, refused without reading when over ``limit`` bytes."""
+    with open_binary(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise CorruptCheckpointError(f"{path} holds {size} bytes, more than the "
+                                         f"{limit} a checkpoint's state may hold")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise CorruptCheckpointError(f"{path} grew past {limit} bytes while read")
+    return data
+
+
+def read_prefix(path: Path, size: int) -> bytes:
+    """At most the first ``size`` bytes of ``path``."""
+    with open_binary(path) as f:
+        return f.read(size)
+
+
+def file_sha256(path: Path) -> tuple[int, str]:
+    """Size and SHA-256 (hex) of the regular file ``path``."""
+    h = hashlib.sha256()
+    size = 0
+    with open_binary(path) as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()

@@ -1,0 +1,163 @@
+"""The JSON Schema (Draft 2020-12) of a checkpoint's ``state.json``, and its validation.
+
+Every field of the payload is covered: TrainState (types from the dataclass; counters are
+integers in ``[0, 2**53]``), the TrainGenerator settings (known names only, any JSON value),
+both DataGenerators' state, the model's variable specs, the random generators, the
+callbacks' states and the ``files`` record. Objects whose keys are known allow no others.
+"Integer" means a JSON integer: ``3.0`` is not one (JSON Schema alone would accept it).
+
+``jsonschema`` is imported on first validation only, so ``import deeptrain`` stays light.
+"""
+from __future__ import annotations
+
+import functools
+import numbers
+from dataclasses import fields
+from typing import Any
+
+from ..training.configs import TRAINGEN_DEFAULTS
+from ..training.state import TrainState
+from .checkpoint import DIGEST_FIELD, FORMAT, KINDS, READ_VERSIONS
+from .traingen_state import EXTRA_ATTRS
+
+__all__ = ["INT_MAX", "state_schema", "schema_error"]
+
+INT_MAX = 2**53  # counters beyond this are not exact in most JSON readers
+
+_COUNTER = {"type": "integer", "minimum": 0, "maximum": INT_MAX}
+_STRING_OR_NULL = {"type": ["string", "null"]}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+
+# TrainState field annotation -> schema (a new field needs an entry here)
+_ANNOTATIONS: dict[str, dict[str, Any]] = {
+    "int": _COUNTER,
+    "bool": {"type": "boolean"},
+    "float": {"type": "number"},
+    "float | None": {"type": ["number", "null"]},
+    "str | None": _STRING_OR_NULL,
+    "list": {"type": "array"},
+    "dict[str, list]": {"type": "object", "additionalProperties": {"type": "array"}},
+}
+
+
+def _closed(properties: dict[str, Any], required: list[str] | tuple = ()) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": list(required),
+            "additionalProperties": False}
+
+
+def _train_state() -> dict[str, Any]:
+    props = {}
+    for f in fields(TrainState):
+        annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        if annotation not in _ANNOTATIONS:
+            raise TypeError(f"TrainState.{f.name}: no checkpoint schema for {annotation!r}")
+        props[f.name] = _ANNOTATIONS[annotation]
+    counters = [name for name, schema in props.items() if schema is _COUNTER]
+    return _closed(props, counters)
+
+
+def _datagen() -> dict[str, Any]:
+    order = {"type": ["array", "null"], "items": _COUNTER}
+    group = _closed({"set_nums": {**_STRINGS, "minItems": 1},
+                     "n_samples": {**_COUNTER, "minimum": 1},
+                     "n_batches": {**_COUNTER, "minimum": 1},
+                     "sample_order": order, "batch_order": order, "next_batch": _COUNTER},
+                    ("set_nums", "n_samples", "n_batches", "sample_order", "batch_order",
+                     "next_batch"))
+    rng = {"type": "object", "required": ["bit_generator", "state"],
+           "properties": {"bit_generator": {"type": "string"}, "state": {"type": "object"},
+                          "has_uint32": {"type": "integer"}, "uinteger": {"type": "integer"}}}
+    return _closed({
+        "format": {"type": "integer"}, "epoch": _COUNTER,
+        "set_nums_original": _STRINGS, "set_nums_to_process": _STRINGS,
+        "group": {"anyOf": [{"type": "null"}, group]},
+        "set_num": _STRING_OR_NULL, "set_name": _STRING_OR_NULL,
+        "all_data_exhausted": {"type": "boolean"}, "rng": rng,
+        "seed": {"type": ["integer", "null"]}, "preprocessor": {"type": "object"},
+    }, ("format",))
+
+
+def _model() -> dict[str, Any]:
+    spec = {"type": "array", "minItems": 3, "maxItems": 3, "items": False,
+            "prefixItems": [{"type": "string"}, {"type": "array", "items": _COUNTER},
+                            {"type": "string"}]}
+    specs = {"type": "array", "items": spec}
+    return _closed({"weights": specs, "optimizer": specs, "extra": specs,
+                    "optimizer_unsaved": _STRINGS}, ("weights", "optimizer", "extra"))
+
+
+def _rng() -> dict[str, Any]:
+    python = {"type": "array", "minItems": 3, "maxItems": 3, "items": False,
+              "prefixItems": [{"type": "integer"},
+                              {"type": "array", "items": {**_COUNTER, "maximum": 2**32}},
+                              {"type": ["number", "null"]}]}
+    numpy = _closed({"bit_generator": {"type": "string"},
+                     "pos": {"type": "integer", "minimum": 0, "maximum": 624},
+                     "has_gauss": {"type": "integer", "minimum": 0, "maximum": 1},
+                     "gauss": {"type": "number"}},
+                    ("bit_generator", "pos", "has_gauss", "gauss"))
+    return _closed({"python": python, "numpy": numpy}, ("python", "numpy"))
+
+
+@functools.cache
+def state_schema() -> dict[str, Any]:
+    """The schema of a whole ``state.json``."""
+    callback = _closed({"class": {"type": "string"}, "state": {"type": "object"}},
+                       ("class", "state"))
+    record = _closed({"bytes": {"type": "integer", "minimum": 0, "maximum": 2**63},
+                      "sha256": _SHA256}, ("bytes", "sha256"))
+    files = {"type": "object", "additionalProperties": record,
+             "propertyNames": {"pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]*$"}}
+    settings = {"type": "object", "additionalProperties": False,
+                "properties": {name: {} for name in [*TRAINGEN_DEFAULTS, *EXTRA_ATTRS]}}
+    properties = {
+        "format": {"const": FORMAT}, "version": {"enum": list(READ_VERSIONS)},
+        "kind": {"enum": list(KINDS)}, "seq": _COUNTER, DIGEST_FIELD: _SHA256,
+        "created": {"type": "string"}, "deeptrain_version": {"type": "string"},
+        "keras_version": {"type": "string"}, "backend": {"type": "string"},
+        "train_state": _train_state(), "traingen": settings,
+        "datagen": _datagen(), "val_datagen": _datagen(),
+        "callbacks": {"type": "array", "items": callback},
+        "model": _model(), "rng": _rng(), "files": files,
+    }
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            **_closed(properties, [k for k in properties if k != DIGEST_FIELD])}
+
+
+def _is_integer(checker: Any, value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(checker: Any, value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+@functools.cache
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator, validators
+
+    types = Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"integer": _is_integer, "number": _is_number})
+    strict = validators.extend(Draft202012Validator, type_checker=types)
+    Draft202012Validator.check_schema(state_schema())
+    return strict(state_schema())
+
+
+def _field(path: Any) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def schema_error(state: Any) -> str | None:
+    """``'<field>: <what is wrong>'`` for the most relevant schema violation in ``state``
+    (None: valid)."""
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator().iter_errors(state))
+    if error is None:
+        return None
+    message = error.message if len(error.message) <= 300 else error.message[:300] + "..."
+    return f"{_field(error.absolute_path)}: {message}"
