@@ -118,7 +118,8 @@ def test_a_failure_at_any_step_of_a_replace_leaves_a_loadable_checkpoint(data, t
         in_place = steps.index(step) >= steps.index(IN_PLACE_AFTER)
         assert names == ([f".old-{NAME}"] if step in ("fsync parent", "remove backup")
                          else []) + [NAME, "latest"], (step, names)
-        fresh = make_tg(data, tmp_path / f"load{i}", m=model(seed=9), loadpath=tg.logdir)
+        fresh = make_tg(data, tmp_path / f"load{i}", m=model(seed=9), loadpath=tg.logdir,
+                        continue_run=False)  # a reader: the owner keeps the directory
         assert_weights(fresh.model, new if in_place else old)
         tg._checkpointer.fault = None
         tg.save()  # the owner's next save settles the backup
@@ -156,7 +157,7 @@ def test_sigkill_between_the_two_renames_of_a_replace(data, tmp_path, caplog):
                            str(out)], capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, PYTHONHASHSEED="0"))
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
-    (logdir,) = (tmp_path / "logs").iterdir()
+    (logdir,) = (tmp_path / "logs").glob("M*__*")
     ckdir = logdir / "checkpoints"
     names = sorted(p.name for p in ckdir.iterdir())
     assert NAME not in names and f".old-{NAME}" in names, names  # killed between renames

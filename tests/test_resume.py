@@ -75,7 +75,7 @@ def kill_and_resume(workdir: Path, model: str, name: str, freq: str, kill_at: in
     else:
         external_kill(data, logs, out)
     assert not out.exists()
-    (logdir,) = list(logs.iterdir())
+    (logdir,) = list(logs.glob("M*__*"))
     proc = run_job(data, logs, out, "--model", model, "--loadpath", str(logdir),
                    "--temp-freq", freq)
     assert proc.returncode == 0, proc.stderr[-3000:]

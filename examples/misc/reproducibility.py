@@ -42,6 +42,7 @@ tg.destroy(confirm=True)
 C['traingen'].update(
     epochs=2,
     loadpath=checkpoint,
+    continue_run=False,  # a second run beside the first, to compare them (default: continue)
     callbacks=[RandomSeedSetter(seed=0, freq={'train:epoch': 1})],  # its seed is loaded
 )
 tg = init_session(C, make_classifier)
