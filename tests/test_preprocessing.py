@@ -10,7 +10,7 @@ import lz4.frame
 import numpy as np
 import pytest
 
-from deeptrain import preprocessing as pp
+from deeptrain.data import builders as pp  # (its functions, monkeypatched below)
 from deeptrain.preprocessing import (data_to_hdf5, numpy2D_to_csv,
                                      numpy_data_to_numpy_sets, numpy_to_lz4f)
 
@@ -40,7 +40,7 @@ def _read_csv(path: Path) -> list[list[str]]:
 
 def test_numpy_sets_oversample(tmp_path, caplog):
     data, labels = _data()
-    with caplog.at_level(logging.INFO, logger="deeptrain.preprocessing"):
+    with caplog.at_level(logging.INFO, logger="deeptrain.data.builders"):
         db, lb = numpy_data_to_numpy_sets(data, labels, tmp_path, batch_size=32,
                                           shuffle=False)
     assert "Oversampled remainder" in caplog.text
@@ -70,7 +70,7 @@ def test_numpy_sets_oversample(tmp_path, caplog):
 
 def test_numpy_sets_drop_remainder(tmp_path, caplog):
     data, labels = _data()
-    with caplog.at_level(logging.INFO, logger="deeptrain.preprocessing"):
+    with caplog.at_level(logging.INFO, logger="deeptrain.data.builders"):
         db, lb = numpy_data_to_numpy_sets(
             data, labels, tmp_path, batch_size=32, shuffle=False,
             data_basename="128batch", oversample_remainder=False)
@@ -121,9 +121,9 @@ def test_numpy_sets_savedir_first_is_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
-    (dict(batch_size=0), ValueError, "batch_size` must be a positive int"),
-    (dict(batch_size=2.0), ValueError, "batch_size` must be a positive int"),
-    (dict(batch_size=True), ValueError, "batch_size` must be a positive int"),
+    (dict(batch_size=0), ValueError, "batch_size` must be an int >= 1"),
+    (dict(batch_size=2.0), ValueError, "batch_size` must be an int >= 1"),
+    (dict(batch_size=True), ValueError, "batch_size` must be an int >= 1"),
     (dict(batch_size=200, oversample_remainder=False), ValueError,
      "100 samples, fewer than batch_size=200"),
     (dict(data_basename="a/b"), ValueError, "data_basename"),
@@ -170,7 +170,7 @@ def test_numpy_sets_overwrite(tmp_path, caplog):
     assert _listing(other) == {"labels.h5": b"keep"}
 
     # overwrite=True replaces; fewer batches now -> stale files reported
-    with caplog.at_level(logging.WARNING, logger="deeptrain.preprocessing"):
+    with caplog.at_level(logging.WARNING, logger="deeptrain.data.builders"):
         db, _ = numpy_data_to_numpy_sets(data * 2, labels, tmp_path, batch_size=50,
                                          shuffle=False, overwrite=True)
     np.testing.assert_array_equal(np.load(tmp_path / "batch__1.npy"), data[:50] * 2)
@@ -209,10 +209,10 @@ def test_numpy_sets_atomic_on_failure(tmp_path, monkeypatch):
 
 def test_verbose_controls_log_level(tmp_path, caplog):
     data, labels = _data()
-    with caplog.at_level(logging.INFO, logger="deeptrain.preprocessing"):
+    with caplog.at_level(logging.INFO, logger="deeptrain.data.builders"):
         numpy_data_to_numpy_sets(data, labels, tmp_path, batch_size=32, verbose=0)
     assert caplog.records == []
-    with caplog.at_level(logging.DEBUG, logger="deeptrain.preprocessing"):
+    with caplog.at_level(logging.DEBUG, logger="deeptrain.data.builders"):
         numpy_data_to_numpy_sets(data, labels, batch_size=32, verbose=0)
     assert {r.levelno for r in caplog.records} == {logging.DEBUG}
 
@@ -282,7 +282,7 @@ def _read_h5(path: Path) -> dict[str, np.ndarray]:
 def test_hdf5_from_array(tmp_path, caplog):
     data = np.arange(100 * 4, dtype=np.float32).reshape(100, 4)
     path = tmp_path / "data.h5"
-    with caplog.at_level(logging.INFO, logger="deeptrain.preprocessing"):
+    with caplog.at_level(logging.INFO, logger="deeptrain.data.builders"):
         data_to_hdf5(path, 32, data=data, seed=0)
     assert "Oversampled remainder" in caplog.text
     out = _read_h5(path)
@@ -419,7 +419,7 @@ def test_hdf5_overwrite(tmp_path):
 
 @pytest.mark.parametrize("kwargs, exc, match", [
     (dict(batch_size=-1, data=np.zeros(4)), ValueError,
-     "batch_size` must be a positive int"),
+     "batch_size` must be an int >= 1"),
     (dict(batch_size=4), ValueError, "exactly one of `loaddir` and `data`"),
     (dict(batch_size=4, data=np.zeros(4), loaddir="."), ValueError, "exactly one"),
     (dict(batch_size=8, data=np.zeros(4), oversample_remainder=False), ValueError,

@@ -8,12 +8,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .data_generator import DataGenerator
+from .data.generator import DataGenerator
 
 __version__ = "0.7.0.dev0"
 __all__ = ["DataGenerator", "TrainGenerator", "set_seeds", "__version__"]
 
-_LAZY = {"TrainGenerator": ".train_generator", "set_seeds": ".callbacks"}
+_LAZY = {"TrainGenerator": ".training.generator", "set_seeds": ".callbacks"}
 
 
 def __getattr__(name: str) -> Any:

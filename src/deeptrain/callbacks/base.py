@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Mapping
 
+from ..util.misc import positive_int
+
 __all__ = ["TraingenCallback", "PeriodicCallback", "CallbackList", "STAGES"]
 
 log = logging.getLogger(__name__)
@@ -78,8 +80,7 @@ class PeriodicCallback(TraingenCallback):
         for stage, n in freq.items():
             if stage not in _PERIODIC_STAGES:
                 raise ValueError(f"freq stage {stage!r} is not one of {_PERIODIC_STAGES}")
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise ValueError(f"freq[{stage!r}] must be an int >= 1, got {n!r}")
+            positive_int(n, f"freq[{stage!r}]")
         self.freq = dict(freq)
         self._counters = {stage: 0 for stage in self.freq}
 

@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
+from ..util.files import atomic_file, fsync_path
 from .safe_io import is_real_dir
 
 __all__ = ["AtomicDir", "atomic_write_text", "fsync_path", "remove_stale_temps", "TEMP_PREFIX",
@@ -39,34 +40,14 @@ BACKUP_PREFIX = ".old-"
 Fault = Callable[[str], None] | None
 
 
-def fsync_path(path: Path) -> None:
-    """Flush a file's (or a directory's entries') data to disk."""
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if path.is_dir() else os.O_RDONLY
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems refuse fsync on directories; the rename still holds
-        if not path.is_dir():
-            raise
-    finally:
-        os.close(fd)
-
-
 def atomic_write_text(path: Path, text: str, fault: Fault = None) -> None:
     """Replace ``path`` with ``text`` so that readers see the old or the new content."""
     path = Path(path)
-    tmp = path.with_name(f"{TEMP_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}")
-    try:
+    with atomic_file(path, prefix=TEMP_PREFIX) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as f:  # text exactly as given
             f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
         if fault:
             fault(f"replace {path.name}")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_path(path.parent)
 
 
 def backup_path(final: Path) -> Path:

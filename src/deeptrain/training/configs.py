@@ -71,11 +71,8 @@ TRAINGEN_DEFAULTS: dict[str, Any] = {
     "report_fontpath": None,
     "model_base_name": "model",
     "final_fig_dir": None,
-    "loadskip_list": ["{auto}", "model_name", "model_base_name", "model_num",
-                      "use_passed_dirs_over_loaded", "logdir", "_init_callbacks_called"],
-    "saveskip_list": ["model", "callbacks", "key_metric_fn",
-                      "custom_metrics", "metric_to_alias", "alias_to_metric",
-                      "name_process_key_fn", "_fit_fn", "_eval_fn"],
+    "loadskip_list": ["{auto}", "model_name", "model_base_name", "model_num"],
+    "saveskip_list": ["model", "metric_to_alias", "alias_to_metric"],  # "model": no .keras
     "model_save_kw": None,
     "model_save_weights_kw": None,
     "metric_to_alias": METRIC_TO_ALIAS,

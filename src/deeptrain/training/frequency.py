@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from ..util.misc import positive_int
+
 __all__ = ["FREQ_MODES", "check_freq", "should_do"]
 
 FREQ_MODES = ("iter", "batch", "epoch", "val")
@@ -18,9 +20,7 @@ def check_freq(freq: Any, name: str) -> dict[str, int] | None:
     (mode, n), = freq.items()
     if mode not in FREQ_MODES:
         raise ValueError(f"{name}: mode {mode!r} is not one of {FREQ_MODES}")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"{name}: the count must be an int >= 1, got {n!r}")
-    return {mode: n}
+    return {mode: positive_int(n, f"{name}: the count")}
 
 
 def should_do(freq: Mapping[str, int] | None, *, iters: int, batches: int, epochs: int,

@@ -6,7 +6,7 @@ validation weighted by each batch's sample count.
 *Predict mode*: predictions are cached per batch and window, and metrics are computed once
 over the whole validation set with NumPy (:mod:`deeptrain.metrics`), which is right for
 metrics that do not decompose over batches (F1, AUC). Labels, weights and predictions are
-cached; inputs only when a metric asks for them (``needs_inputs``).
+cached.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .. import metrics as metrics_lib
-from ..util.searching import find_best_predict_threshold, find_best_subset, \
+from .search import find_best_predict_threshold, find_best_subset, \
     find_best_subset_from_history
 
 __all__ = ["PredictCache", "MetricResolver", "weighted_mean", "merge_weighted_slices",
@@ -37,25 +37,22 @@ class PredictCache:
     labels: list[list[np.ndarray]] = field(default_factory=list)
     preds: list[list[np.ndarray]] = field(default_factory=list)
     weights: list[list[np.ndarray]] = field(default_factory=list)
-    inputs: list[list[np.ndarray]] = field(default_factory=list)
     set_names: list[str] = field(default_factory=list)
 
     def add(self, labels: Any, preds: Any, weights: Any, first_slice: bool,
-            set_name: str | None, inputs: Any = None) -> None:
+            set_name: str | None) -> None:
         if first_slice or not self.preds:
-            for cache in (self.labels, self.preds, self.weights, self.inputs):
+            for cache in (self.labels, self.preds, self.weights):
                 cache.append([])
             self.set_names.append(set_name)
         self.labels[-1].append(np.asarray(labels))
         self.preds[-1].append(np.asarray(preds))
         self.weights[-1].append(np.asarray(weights))
-        if inputs is not None:
-            self.inputs[-1].append(np.asarray(inputs))
 
     def copy(self) -> "PredictCache":
         """A copy of the lists (the arrays in them are never changed in place)."""
         return PredictCache(*([list(batch) for batch in cache] for cache in
-                              (self.labels, self.preds, self.weights, self.inputs)),
+                              (self.labels, self.preds, self.weights)),
                             set_names=list(self.set_names))
 
     def per_batch(self, weighted_slices: Sequence[float] | None) -> list[tuple]:

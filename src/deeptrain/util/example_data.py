@@ -45,7 +45,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..preprocessing import data_to_hdf5, numpy_data_to_numpy_sets, numpy_to_lz4f
+from ..data.builders import data_to_hdf5, numpy_data_to_numpy_sets, numpy_to_lz4f
 
 __all__ = ["DATASETS", "build", "digits_28x28", "italy_power_demand", "resize_bilinear"]
 

@@ -9,8 +9,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 __all__ = ["append_examples_dir_to_sys_path", "check_kwargs", "closest_match_hint",
-           "capture_args"]
+           "capture_args", "positive_int"]
 
 
 def closest_match_hint(name: str, valid: Iterable[str]) -> str:
@@ -27,6 +29,14 @@ def check_kwargs(kwargs: Mapping[str, Any], valid: Iterable[str], owner: str) ->
             raise TypeError(
                 f"{owner} got an unexpected keyword argument {key!r}"
                 f"{closest_match_hint(key, valid)} (valid: {', '.join(sorted(valid))})")
+
+
+def positive_int(value: Any, name: str) -> int:
+    """``value`` as an ``int`` if it is an integer >= 1 (not a bool), else a ``ValueError``
+    naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return int(value)
 
 
 def append_examples_dir_to_sys_path() -> Path:

@@ -1,0 +1,944 @@
+"""``TrainGenerator``: the train and validation loop around a compiled Keras 3 model.
+
+The loop, top to bottom (``train()``)::
+
+    while True:
+        if validation is pending: validate()          # also after an interrupt inside it
+        elif epoch < epochs:      one train iteration  # fetch, fit, bookkeeping, callbacks
+        else:                     break
+
+An iteration is one call of the fit function: a whole batch, or one window of it when the
+preprocessor slices batches. Each iteration runs with Ctrl-C held until it ends
+(:mod:`deeptrain.training.interrupts`), so after a ``KeyboardInterrupt`` the state is always
+consistent and ``train()`` continues without skipping or repeating anything.
+
+All counters, flags and histories live in ``tg.state`` (a :class:`TrainState`); DeepTrain
+0.6's attribute names (``tg._fit_iters``, ``tg.history`` ...) read and write it.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .. import callbacks as callbacks_lib
+from .. import introspection
+from ..backend.stateful import get_states, prepare_stateful_model, reset_states, set_states
+from ..data.generator import DataGenerator
+from ..saving.checkpoint import CHECKPOINTS_DIR, list_checkpoints
+from ..saving.checkpointer import Checkpointer
+from ..saving.lock import LogdirLock
+from ..saving.naming import model_num_of, name_suffix, reserve_model_num
+from ..saving.report import write_init_logs
+from .configs import TRAINGEN_DEFAULTS, defaults
+from .fitting import make_eval_fn, make_fit_fn, model_metric_names, to_metric_dict
+from .frequency import check_freq, should_do
+from .interrupts import Consistency, InterruptGuard
+from .plotting import default_plot_configs, history_figure, merge_plot_configs
+from .progress import EpochProgress, MetricsLog, format_metrics
+from .state import LEGACY_NAMES, Bookmark, TrainState
+from .validation import (MetricResolver, PredictCache, evaluate_mode_summary,
+                                  predict_mode_summary)
+from .weights import check_class_weights, sample_weights
+from ..util.misc import capture_args, check_kwargs, positive_int
+
+__all__ = ["TrainGenerator"]
+
+log = logging.getLogger("deeptrain")
+
+@dataclass
+class _ValidationStart:
+    """Everything a validation changes, as it was when it started (or resumed): a validation
+    cut half-way by a second Ctrl-C or an error restarts from here, exactly."""
+    state: Bookmark
+    val_datagen: dict[str, Any]
+    callbacks: list[dict[str, Any]]
+    rnn_states: dict[str, list]
+    cache: PredictCache
+    metrics_log_bytes: int | None
+
+
+_LOSS_LIKE = ("loss", "error", "crossentropy", "hinge", "kld", "kullback", "poisson", "logcosh",
+              "log_cosh", "mse", "mae", "mape", "msle")
+
+
+class TrainGenerator:
+    """Train ``model`` on ``datagen`` and validate on ``val_datagen``.
+
+    Args:
+        model: a compiled Keras 3 model.
+        datagen, val_datagen: :class:`~deeptrain.DataGenerator` for training / validation.
+        epochs: train while ``epoch < epochs``.
+        fit_fn: ``'train_on_batch'`` (default), ``'fit'`` or ``fn(x, y, sample_weight)``.
+        eval_fn: ``'evaluate'`` (metrics from the model, averaged over batches weighted by
+            sample count) or ``'predict'`` (predictions cached; metrics computed over the
+            whole validation set), or a callable with ``val_mode`` given.
+        key_metric: metric that decides the best model; ``max_is_best`` its direction
+            (default: minimise losses and errors, maximise anything else).
+        val_metrics: predict mode: metrics to compute (``'*'`` inserts the model's).
+        val_freq, plot_history_freq, unique_checkpoint_freq, temp_checkpoint_freq:
+            ``{'iter' | 'batch' | 'epoch' | 'val': n}`` or None.
+        class_weights, val_class_weights: ``{class: weight}`` turned into sample weights.
+        reset_statefuls: reset stateful RNN layers after every train and validation batch.
+        iter_verbosity: 0 silent, 1 progress bar and validation lines, 2 also per-iteration
+            metrics in the bar and per-batch validation lines.
+        callbacks: ``{stage: fn(tg)}``, ``TraingenCallback`` objects, or a list of them.
+        **kwargs: the rest of DeepTrain 0.6's settings (``TRAINGEN_DEFAULTS``).
+    """
+
+    @capture_args  # -> self._passed_args: what '{auto}' in loadskip_list keeps at load
+    def __init__(self, model: Any, datagen: DataGenerator, val_datagen: DataGenerator,
+                 epochs: int = 1, logs_dir: str | Path | None = None,
+                 best_models_dir: str | Path | None = None, loadpath: str | Path | None = None,
+                 callbacks: Any = None, fit_fn: str | Callable = "train_on_batch",
+                 eval_fn: str | Callable = "evaluate", key_metric: str = "loss",
+                 key_metric_fn: Callable | None = None, val_metrics: list | None = None,
+                 custom_metrics: Mapping[str, Callable] | None = None,
+                 input_as_labels: bool = False, max_is_best: bool | None = None,
+                 val_freq: Mapping[str, int] | None = {"epoch": 1},
+                 plot_history_freq: Mapping[str, int] | None = {"epoch": 1},
+                 unique_checkpoint_freq: Mapping[str, int] | None = {"epoch": 1},
+                 temp_checkpoint_freq: Mapping[str, int] | None = None,
+                 class_weights: Mapping[int, float] | None = None,
+                 val_class_weights: Mapping[int, float] | None = None,
+                 reset_statefuls: bool = False, iter_verbosity: int = 1,
+                 logdir: str | Path | None = None, optimizer_save_configs: Any = None,
+                 optimizer_load_configs: Any = None, plot_configs: Any = None,
+                 model_configs: Mapping[str, Any] | None = None, **kwargs: Any):
+        explicit = {k: v for k, v in locals().items()
+                    if k not in ("self", "kwargs", "model", "datagen", "val_datagen")}
+        check_kwargs(kwargs, [k for k in TRAINGEN_DEFAULTS if k not in explicit],
+                     "TrainGenerator")
+        configs = defaults()
+        configs.update(explicit)
+        configs.update(kwargs)
+        self._fit_fn_spec = configs.pop("fit_fn")
+        self._eval_fn_spec = configs.pop("eval_fn")
+        self.state = TrainState()
+        for name, value in configs.items():
+            setattr(self, name, value)
+
+        self.model = model
+        self.datagen = datagen
+        self.val_datagen = val_datagen
+        self._check_inputs()
+        self._set_up_model()
+        self._set_up_metrics()
+        self.callbacks = callbacks_lib.CallbackList(callbacks)
+        self._val_cache = PredictCache()
+        self._history_fig = None
+        self._figure_files: dict[str, tuple] = {}  # name -> (progress key, PNG drawn then)
+        self.last_validation: dict[str, Any] = {}
+        self.best_subset_nums: list[str] | None = None
+        self.last_health = None  # HealthReport of the last validation (check_model_health)
+        self._recording = True
+        self._consistency = Consistency()  # what a second Ctrl-C (or an error) cut half-way
+        self._val_start: _ValidationStart | None = None
+        self.logdir = Path(self.logdir) if self.logdir is not None else None
+        self._checkpointer = Checkpointer(self)
+        self._lock: LogdirLock | None = None
+        self.callbacks.init_with_traingen(self)
+        loaded = self.load(self.loadpath) if self.loadpath is not None else None
+        run_dir = self._run_dir_of(loaded)
+        self._set_up_logdir(run_dir)
+        self._progress = EpochProgress(self.iter_verbosity)
+        self._metrics_log = MetricsLog(self.logdir, self.metrics_log)
+        if run_dir is not None:  # rows of batches after the checkpoint were rolled back
+            self._metrics_log.rewind(self.state.batches_fit, self.state.times_validated)
+        if self.logdir is not None:
+            write_init_logs(self, self.logdir / "misc")
+
+    # -- construction ------------------------------------------------------------------
+    def _check_inputs(self) -> None:
+        for name in ("datagen", "val_datagen"):
+            if not isinstance(getattr(self, name), DataGenerator):
+                raise TypeError(f"{name} must be a deeptrain.DataGenerator, got "
+                                f"{type(getattr(self, name)).__name__}")
+        if getattr(self.model, "optimizer", None) is None or not getattr(self.model, "compiled",
+                                                                         False):
+            raise ValueError("model must be compiled (model.compile(optimizer, loss, ...)) "
+                             "before it is given to TrainGenerator")
+        if not self.input_as_labels:
+            for name in ("datagen", "val_datagen"):
+                if getattr(self, name).labels_path is None:
+                    raise ValueError(f"{name} has no labels_path; pass labels_path= or "
+                                     "input_as_labels=True (autoencoders)")
+        if not isinstance(self.epochs, int) or self.epochs < 0:
+            raise ValueError(f"epochs must be an int >= 0, got {self.epochs!r}")
+        if self.iter_verbosity not in (0, 1, 2):
+            raise ValueError(f"iter_verbosity must be 0, 1 or 2, got {self.iter_verbosity!r}")
+        for name in ("val_freq", "plot_history_freq", "unique_checkpoint_freq",
+                     "temp_checkpoint_freq"):
+            setattr(self, name, check_freq(getattr(self, name), name))
+        if self.val_freq and "val" in self.val_freq:
+            raise ValueError("val_freq={'val': n} would validate based on validations: use "
+                             "'iter', 'batch' or 'epoch'")
+        if self.plot_configs is not None:
+            merge_plot_configs(self.plot_configs, {"0": {}, "1": {}})  # raises if malformed
+        self.class_weights = check_class_weights(self.class_weights, "class_weights")
+        self.val_class_weights = check_class_weights(self.val_class_weights, "val_class_weights")
+        if self.input_as_labels and (self.class_weights or self.val_class_weights):
+            raise ValueError("class_weights need class labels; they cannot be used with "
+                             "input_as_labels=True")
+        for name in ("loss_weighted_slices_range", "pred_weighted_slices_range",
+                     "dynamic_predict_threshold_min_max"):
+            value = getattr(self, name)
+            if value is not None and (len(value) != 2 or not all(np.isscalar(v) for v in value)):
+                raise ValueError(f"{name} must be None or a pair (a, b), got {value!r}")
+        if self.best_subset_size is not None:
+            self.best_subset_size = positive_int(self.best_subset_size, "best_subset_size")
+            if self.val_datagen.shuffle_group_samples:
+                raise ValueError("best_subset_size needs whole validation batches: it cannot be "
+                                 "used with val_datagen's shuffle_group_samples=True")
+
+    def _set_up_model(self) -> None:
+        for line in prepare_stateful_model(self.model):
+            log.info("Stateful RNN workaround applied: %s", line)
+        if self.batch_size is None:
+            inputs = getattr(self.model, "inputs", None) or []
+            self.batch_size = inputs[0].shape[0] if inputs else None
+        self._fit_fn, self._fit_fn_name = make_fit_fn(self.model, self._fit_fn_spec)
+        self._eval_fn, self._eval_fn_name, self.val_mode = make_eval_fn(
+            self.model, self._eval_fn_spec, self.val_mode)
+
+    def _set_up_metrics(self, reloading: bool = False) -> None:
+        self.train_metrics = model_metric_names(self.model)
+        self.key_metric = self._canonical(self.key_metric, self.train_metrics)
+        if self.max_is_best is None:
+            self.max_is_best = not any(s in self.key_metric.lower() for s in _LOSS_LIKE)
+        self._resolver = None
+        if self.val_mode == "evaluate":
+            if self.val_metrics is not None and not reloading:
+                log.warning("val_metrics is ignored in evaluate mode: validation reports the "
+                            "model's compiled metrics %s", self.train_metrics)
+            self.val_metrics = list(self.train_metrics)
+            if self.key_metric not in self.val_metrics:
+                raise ValueError(f"key_metric={self.key_metric!r} is not among the model's "
+                                 f"metrics {self.val_metrics}; compile the model with it, or "
+                                 "use eval_fn='predict' to compute it with NumPy")
+            if self.key_metric_fn is not None:
+                log.info("key_metric_fn is only used in predict mode; ignoring it")
+        else:
+            names = list(self.val_metrics or self.train_metrics)
+            if "*" in names:
+                i = names.index("*")
+                names[i:i + 1] = [m for m in self.train_metrics if m not in names]
+            names = ["loss"] + [n for n in names if n != "loss"]
+            if self.key_metric not in names:
+                names.append(self.key_metric)
+            self.val_metrics = names
+            self._resolver = MetricResolver(self.model, self.custom_metrics, self.key_metric,
+                                            self.key_metric_fn)
+            self._resolver.check(names)
+
+    def _canonical(self, name: str, available: list[str]) -> str:
+        """``name`` as the model calls it (``'acc'`` -> ``'accuracy'`` and back)."""
+        if name in available:
+            return name
+        for candidate in (self.alias_to_metric.get(name),
+                          *[k for k, v in self.alias_to_metric.items() if v == name]):
+            if candidate in available:
+                return candidate
+        return name
+
+    def _run_dir_of(self, checkpoint: Path | None) -> Path | None:
+        """The run whose checkpoint was loaded, when this TrainGenerator continues it:
+        ``<run>/checkpoints/<checkpoint>`` with ``continue_run`` and no ``logdir`` given."""
+        if checkpoint is None or self.logdir is not None or not self.continue_run:
+            return None
+        checkpoints = checkpoint.parent
+        return checkpoints.parent if checkpoints.name == CHECKPOINTS_DIR else None
+
+    def _set_up_logdir(self, run_dir: Path | None = None) -> None:
+        """The log directory: ``logdir`` if given; else the run being continued (``run_dir``);
+        else ``logs_dir/<model_name>`` with a new model number; none: no logs."""
+        if run_dir is not None:
+            self.logdir = run_dir
+            self.model_num = model_num_of(run_dir.name, default=getattr(self, "model_num", 0))
+            if self.logs_dir is None:
+                self.logs_dir = run_dir.parent
+        elif self.logdir is None and self.logs_dir is not None:
+            self.model_num = reserve_model_num(Path(self.logs_dir), self.new_model_num)
+            self.model_name = self.get_unique_model_name()
+            self.logdir = Path(self.logs_dir) / self.model_name
+        else:
+            self.model_num = getattr(self, "model_num", 0)
+        self.model_name = self.get_unique_model_name()
+        if self.logdir is None:
+            log.info("logs_dir and logdir are None: no logs, checkpoints or figures are saved")
+            return
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self._lock = LogdirLock(self.logdir)
+        self._lock.acquire()  # one writer per log directory
+        if run_dir is not None:
+            self._continue_numbering()
+            log.info("Continuing run %s", self.logdir)
+        else:
+            log.info("Logging to %s", self.logdir)
+
+    def _continue_numbering(self) -> None:
+        """New checkpoints of a continued run sort after all its existing ones, even when it
+        continues from an older checkpoint (the newer ones are kept)."""
+        newest = max((seq for seq, _ in list_checkpoints(self.logdir / CHECKPOINTS_DIR)),
+                     default=0)
+        if newest > self.state.save_seq:
+            log.warning("Continuing %s from a checkpoint older than its newest one; the newer "
+                        "checkpoints are kept, and new ones are numbered after them",
+                        self.logdir)
+            self.state.save_seq = newest
+
+    def check_logdir_owned(self) -> None:
+        """Raise if another TrainGenerator of this process took this log directory over."""
+        if self._lock is not None:
+            self._lock.check()
+
+    def get_unique_model_name(self) -> str:
+        """``M<num>__<base>-<encoded model_name_configs>__<max|min><best>`` (0.6 naming)."""
+        suffix = name_suffix(self.model_name_configs or {}, [self.model_configs or {}, self],
+                             self.max_is_best, self.state.best_key_metric,
+                             self.name_process_key_fn)
+        return f"M{self.model_num}__{self.model_base_name}{suffix}"
+
+    # -- the train loop ----------------------------------------------------------------
+    def train(self) -> None:
+        """Train until ``epoch == epochs``, validating at ``val_freq``. Resumable: after an
+        interrupt (or with more ``epochs``), call it again."""
+        self._refuse_if_inconsistent()
+        self.check_logdir_owned()
+        state = self.state
+        try:
+            with InterruptGuard() as guard:  # Ctrl-C lands between iterations
+                self._build_optimizer()
+                while True:
+                    guard.check()
+                    state = self.state  # (a callback may have loaded a checkpoint)
+                    if state.train_loop_done:  # validation due, or interrupted inside it
+                        self.validate()
+                    elif state.epoch < self.epochs:
+                        if self.iter_verbosity:
+                            self._progress.start(state.epoch, len(self.datagen),
+                                                 self._batches_into_epoch())
+                        self._train_iteration()
+                    else:
+                        break
+        finally:
+            self._sync_model()
+            self._progress.close()
+        if self.final_fig_dir is not None:
+            self._save_final_figure()
+        log.info("Training has concluded.")
+
+    def _save_final_figure(self) -> Path:
+        """``<final_fig_dir>/<model_name>.png``, replacing this model number's older ones."""
+        directory = Path(self.final_fig_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model_name = self.get_unique_model_name()
+        for old in directory.glob(f"M{self.model_num}__*.png"):
+            old.unlink()
+        path = directory / f"{self.model_name}.png"
+        self.plot_history(savepath=path)
+        log.info("Final history figure: %s", path)
+        return path
+
+    def _build_optimizer(self) -> None:
+        """Create the optimizer's slots before the first step, with every Ctrl-C held: Keras
+        sets ``optimizer.built`` before it creates them, so a cut there breaks the optimizer
+        for good (``'Adam' object has no attribute '_momentums'``)."""
+        optimizer = self.model.optimizer
+        if not optimizer.built and self.model.built:
+            with InterruptGuard.hold():
+                optimizer.build(self.model.trainable_variables)
+
+    def _train_iteration(self) -> None:
+        dg, state = self.datagen, self.state
+        x, y, sw = self.get_data(val=False)  # a failed load changes nothing
+        # From the step to the end of the bookkeeping, a cut (a second Ctrl-C, an error)
+        # leaves the weights and the counters apart: marked, and train() then refuses.
+        with self._consistency.mark("a train iteration"):
+            first_slice = dg.slice_idx in (None, 0)
+            metrics = to_metric_dict(self._fit_fn(x, y, sw), self.train_metrics)
+            if list(metrics) != self.train_metrics:
+                self._update_names(metrics)
+            _append_slice(state.temp_history, metrics, first_slice)
+            state.fit_iters += 1
+            dg.update_state()
+            self._callbacks("train:iter")
+            if self.iter_verbosity >= 2:
+                self._progress.iteration(str(state.set_name).rjust(self._max_set_name_chars),
+                                         self._format(metrics, "train"))
+            if dg.batch_exhausted:
+                self._on_train_batch_end()
+            if dg.all_data_exhausted:
+                self._on_train_epoch_end()
+            if self.val_freq and self._should_do(self.val_freq):
+                state.train_loop_done, state.val_loop_done = True, False
+        self._checkpoint_if_due(at_validation_end=False)
+
+    def _refuse_if_inconsistent(self) -> None:
+        """Repair what can be repaired exactly (a validation cut half-way restarts from its
+        start); refuse to go on from a cut train iteration."""
+        broken = self._consistency.broken
+        if broken is None:
+            return
+        if broken == "a validation" and self._val_start is not None:
+            self._restart_validation()
+            return
+        latest = self._checkpointer.latest() if self.logdir is not None else None
+        raise RuntimeError(
+            f"This TrainGenerator stopped inside {broken} (a second Ctrl-C, or an error), "
+            "after the model may have changed but before its counters did, so its state is "
+            "inconsistent and continuing would not be exact. Load the last checkpoint to go "
+            f"on: tg.load({str(latest)!r})" if latest is not None else
+            f"This TrainGenerator stopped inside {broken} (a second Ctrl-C, or an error), "
+            "after the model may have changed but before its counters did, so its state is "
+            "inconsistent and continuing would not be exact. Load a checkpoint "
+            "(tg.load(path)), or build the model and TrainGenerator anew.")
+
+    def _callbacks(self, stage: str) -> None:
+        """Dispatch ``stage`` (skipped when there are no callbacks: it runs every step)."""
+        if self.callbacks.entries:
+            self._sync_model()
+            self.callbacks(stage, self)
+
+    def _sync_model(self) -> None:
+        """Make the model's variables current (the JAX train step keeps them on the
+        device between steps); call before anything reads the model."""
+        sync = getattr(self._fit_fn, "sync", None)
+        if sync is not None:
+            sync()
+
+    def _on_train_batch_end(self) -> None:
+        state = self.state
+        state.batches_fit += 1
+        state.train_x_ticks.append(state.batches_fit)
+        state.train_val_x_ticks.append(state.times_validated)
+        state.set_name_cache.append(state.set_name)
+        batch_metrics = {}
+        for name, entries in state.temp_history.items():
+            last = entries[-1]
+            entries[-1] = batch_metrics[name] = last[0] if len(last) == 1 else float(np.mean(last))
+            # epoch-running mean from a running sum (saved with the state, so exact on resume)
+            total = state.epoch_sums.setdefault(name, [0.0, 0])
+            total[0] += entries[-1]
+            total[1] += 1
+            state.history.setdefault(name, []).append(total[0] / total[1])
+        if self.reset_statefuls:
+            self._sync_model()
+            reset_states(self.model)
+        if self._metrics_log.path is not None:
+            self._metrics_log.write("train_batch", epoch=state.epoch,
+                                    batches_fit=state.batches_fit, fit_iters=state.fit_iters,
+                                    set_name=state.set_name, **batch_metrics)
+        if self.iter_verbosity:
+            running = {n: v[-1] for n, v in state.history.items()}
+            self._progress.batch(str(state.set_name).rjust(self._max_set_name_chars),
+                                 self._format(running, "train"))
+        self._callbacks("train:batch")
+
+    def _on_train_epoch_end(self) -> None:
+        state = self.state
+        state.temp_history = {}
+        state.epoch_sums = {}
+        state.epoch = self.datagen.on_epoch_end()
+        state.hist_vlines.append(state.batches_fit)
+        state.val_hist_vlines.append(state.times_validated)
+        self._progress.close()
+        log.info("EPOCH %d -- COMPLETE", state.epoch)
+        self._callbacks("train:epoch")
+
+    def get_data(self, val: bool = False) -> tuple[Any, Any, Any]:
+        """The next ``(x, y, sample_weight)`` to fit (or validate); ``sample_weight`` is None
+        when no weighting is configured."""
+        dg = self.val_datagen if val else self.datagen
+        x, labels = dg.get()
+        if val:
+            self.state.val_set_name = dg.set_name
+        else:
+            self.state.set_name = dg.set_name
+        y = x if self.input_as_labels else labels
+        class_weights = self.val_class_weights if val else self.class_weights
+        weighted = class_weights or self.loss_weighted_slices_range is not None
+        if not weighted and not (val and self.val_mode == "predict"):
+            return x, y, None
+        sw = sample_weights(None if self.input_as_labels else labels, len(x), class_weights,
+                            self.loss_weighted_slices_range, dg.slices_per_batch, dg.slice_idx)
+        return x, y, sw
+
+    def _update_names(self, metrics: dict[str, float]) -> None:
+        """Keras names some metrics only at the first step: adopt its names then."""
+        if list(metrics) != self.train_metrics:
+            renamed = {old: new for old, new in zip(self.train_metrics, metrics)
+                       if old != new}
+            self.train_metrics = list(metrics)
+            if self.val_mode == "evaluate":
+                self.val_metrics = list(metrics)
+                self.key_metric = renamed.get(self.key_metric, self.key_metric)
+
+    # -- validation --------------------------------------------------------------------
+    def validate(self, record_progress: bool = True, clear_cache: bool = True,
+                 restart: bool = False, use_callbacks: bool = True) -> dict[str, Any]:
+        """Run over the whole validation set; returns its metrics.
+
+        ``record_progress=False`` evaluates without touching histories, counters or the
+        best model (an ad-hoc evaluation).
+        """
+        self._refuse_if_inconsistent()
+        self._sync_model()
+        if restart:
+            self.reset_validation()
+        if self._val_start is None:
+            self._val_start = self._validation_start()
+        state = self.state
+        self._recording = record_progress
+        state.train_loop_done = True
+        log.debug("Validating...")
+        with InterruptGuard() as guard:
+            while not state.val_loop_done:
+                guard.check()
+                with self._consistency.mark("a validation"):
+                    self._val_iteration()
+            guard.check()
+            with self._consistency.mark("a validation"):
+                new_best = self._on_val_end(record_progress, use_callbacks, clear_cache)
+            self._val_start = None
+            # Saved last, so that a resumed run continues right after this validation
+            # (atomic: a cut here leaves the previous checkpoint and a consistent state).
+            if record_progress:
+                self._checkpoint_if_due(at_validation_end=True, best=new_best)
+        return self.last_validation
+
+    def _validation_start(self) -> _ValidationStart:
+        log_bytes = None
+        if self._metrics_log.path is not None and self._metrics_log.path.exists():
+            log_bytes = self._metrics_log.path.stat().st_size
+        return _ValidationStart(
+            state=self.state.bookmark(), val_datagen=self.val_datagen.state_dict(),
+            callbacks=[copy.deepcopy(cb.state_dict()) for cb in self.callbacks.objects],
+            rnn_states=get_states(self.model), cache=self._val_cache.copy(),
+            metrics_log_bytes=log_bytes)
+
+    def _restart_validation(self) -> None:
+        """Undo a validation cut half-way: back to where it started, exactly."""
+        start = self._val_start
+        log.warning("The last validation was stopped half-way (a second Ctrl-C, or an "
+                    "error): restarting it from where it started")
+        self.state.rewind(start.state)
+        self.val_datagen.load_state_dict(start.val_datagen)
+        for cb, cb_state in zip(self.callbacks.objects, start.callbacks):
+            cb.load_state_dict(copy.deepcopy(cb_state))
+        if start.rnn_states:
+            set_states(self.model, start.rnn_states)
+        self._val_cache = start.cache.copy()
+        path = self._metrics_log.path
+        if path is not None and path.exists():
+            os.truncate(path, start.metrics_log_bytes or 0)  # rows of the cut validation
+        self._consistency.clear()
+
+    def _val_iteration(self) -> None:
+        vdg, state = self.val_datagen, self.state
+        x, y, sw = self.get_data(val=True)
+        first_slice = vdg.slice_idx in (None, 0)
+        eval_sw = sw if (self.val_class_weights or self.loss_weighted_slices_range) else None
+        out = self._eval_fn(x, y, eval_sw)
+        if self.val_mode == "evaluate":
+            _append_slice(state.val_temp_history, to_metric_dict(out, self.val_metrics),
+                          first_slice)
+        else:
+            self._val_cache.add(y, out, sw, first_slice, state.val_set_name)
+        if self._recording:
+            state.val_iters += 1
+        vdg.update_state()
+        self.callbacks("val:iter", self)
+        if vdg.batch_exhausted:
+            self._on_val_batch_end(len(x))
+        if vdg.all_data_exhausted:
+            self._on_val_epoch_end()
+
+    def _on_val_batch_end(self, n_samples: int) -> None:
+        state = self.state
+        if self._recording:
+            state.batches_validated += 1
+        state.val_set_name_cache.append(state.val_set_name)
+        state.val_temp_sizes.append(n_samples)
+        for entries in state.val_temp_history.values():
+            entries[-1] = float(np.mean(entries[-1]))
+        if self.reset_statefuls:
+            reset_states(self.model)
+        if self.iter_verbosity >= 2:  # this batch's metrics, in both modes
+            if self.val_mode == "evaluate":
+                batch = {n: v[-1] for n, v in state.val_temp_history.items()}
+            else:
+                labels, preds, weights = self._val_cache.per_batch(
+                    self.pred_weighted_slices_range)[-1]
+                batch = self._resolver.compute(self.val_metrics, labels, preds, weights,
+                                               state.predict_threshold)
+            log.info("Validated set %s: %s",
+                     str(state.val_set_name).rjust(self._val_max_set_name_chars),
+                     self._format(batch, "val"))
+        self.callbacks("val:batch", self)
+
+    def _on_val_epoch_end(self) -> None:
+        state = self.state
+        if self.val_mode == "evaluate":
+            summary, subset = evaluate_mode_summary(
+                state.val_temp_history, state.val_temp_sizes, self.val_metrics, self.key_metric,
+                self.best_subset_size, self.max_is_best,
+                state.val_set_name_cache[-len(state.val_temp_sizes):])  # this validation's
+        else:
+            search = (self.dynamic_predict_threshold_min_max
+                      if self.dynamic_predict_threshold is not None else None)
+            summary, threshold, subset = predict_mode_summary(
+                self._val_cache, self._resolver, self.val_metrics,
+                threshold=state.predict_threshold, search_range=search,
+                max_is_best=self.max_is_best, weighted_slices=self.pred_weighted_slices_range,
+                best_subset_size=self.best_subset_size)
+            if search is not None:
+                state.predict_threshold = self.dynamic_predict_threshold = threshold
+        self.best_subset_nums = subset
+        self.last_validation = summary
+        if self._recording:
+            for name, value in summary.items():
+                state.val_history.setdefault(name, []).append(value)
+            state.key_metric_history.append(summary[self.key_metric])
+        state.val_epoch = self.val_datagen.on_epoch_end()  # once per validation (0.6: twice)
+        self.callbacks("val:epoch", self)
+        state.val_loop_done = True
+
+    def _on_val_end(self, record_progress: bool, use_callbacks: bool, clear_cache: bool) -> bool:
+        """The validation's bookkeeping, figures and callbacks; returns whether its key metric
+        is a new best."""
+        state = self.state
+        new_best = False
+        if record_progress:
+            state.times_validated += 1
+            state.val_x_ticks.append(state.times_validated)
+            state.val_train_x_ticks.append(state.batches_fit)
+            latest = state.key_metric_history[-1]
+            new_best = self._is_new_best(latest)
+            if new_best:
+                state.best_key_metric = float(latest)
+                log.info("New best %s: %s", self.key_metric, f"{latest:.6f}")
+            self._metrics_log.write("validation", epoch=state.epoch, val_epoch=state.val_epoch,
+                                    batches_fit=state.batches_fit,
+                                    times_validated=state.times_validated,
+                                    best_subset=self.best_subset_nums, **self.last_validation)
+        if self.iter_verbosity:
+            log.info("Validation %d: %s", state.times_validated,
+                     self._format(self.last_validation, "val"))
+            if self.best_subset_nums:
+                log.info("Best %d-subset: %s", len(self.best_subset_nums), self.best_subset_nums)
+        if record_progress and self.check_model_health:
+            self.last_health = self.check_health()
+        if use_callbacks and self._should_do(self.plot_history_freq, validation_ended=True):
+            self.plot_history()
+        if use_callbacks:
+            after_epoch = record_progress and self.datagen.all_data_exhausted
+            self.callbacks(("val_end", "train:epoch") if after_epoch else "val_end", self)
+        if clear_cache:
+            self.clear_cache()
+        state.val_loop_done = state.train_loop_done = False
+        self._recording = True
+        return new_best
+
+    def _is_new_best(self, value: Any) -> bool:
+        if np.ndim(value) != 0 or not np.isfinite(value):
+            return False
+        best = self.state.best_key_metric
+        return best is None or (value > best if self.max_is_best else value < best)
+
+    def clear_cache(self) -> None:
+        """Drop the validation's cached predictions and per-batch metrics."""
+        self._val_cache = PredictCache()
+        self.state.val_temp_history = {}
+        self.state.val_temp_sizes = []
+
+    def reset_validation(self) -> None:
+        """Abandon a validation in progress: caches, flags and the val datagen's position."""
+        self._sync_model()
+        self.clear_cache()
+        self.state.val_loop_done = False
+        self.val_datagen.reset_state(shuffle=False)
+        if self.reset_statefuls:
+            reset_states(self.model)
+
+    # -- checkpoints -------------------------------------------------------------------
+    def _checkpoint_if_due(self, at_validation_end: bool, best: bool = False) -> Path | None:
+        """Write the checkpoint a frequency asks for now (and, with ``best``, the best
+        model first); returns its path. One due while a validation is pending is written
+        at its end, so that it holds the validation's results."""
+        state = self.state
+        due = state.checkpoint_due
+        for kind, freq in (("unique", self.unique_checkpoint_freq),
+                           ("temp", self.temp_checkpoint_freq)):
+            if not freq or due == "unique" or (("val" in freq) != at_validation_end):
+                continue
+            if self._should_do(freq, validation_ended=at_validation_end):
+                due = kind
+        if state.train_loop_done and due is not None:
+            state.checkpoint_due = due
+            return None
+        state.checkpoint_due = None  # cleared before saving: the saved state has none due
+        if best or due is not None:
+            self.model_name = self.get_unique_model_name()
+        if best:
+            self._checkpointer.save_best()
+        if due is not None and self.logdir is not None:
+            return self._checkpointer.checkpoint(due)
+        return None
+
+    def checkpoint(self, forced: bool = False) -> Path | None:
+        """Write a checkpoint if a checkpoint frequency fires now; ``forced``: a unique
+        checkpoint regardless. Returns its path (None if nothing was written)."""
+        if not forced:
+            return self._checkpoint_if_due(at_validation_end=False)
+        if self.logdir is None:
+            raise ValueError("checkpoint() needs a log directory: set logs_dir or logdir")
+        self.model_name = self.get_unique_model_name()
+        return self._checkpointer.checkpoint("unique")
+
+    def save(self, savepath: str | Path | None = None) -> Path:
+        """Save a checkpoint to the directory ``savepath`` (default: a temp checkpoint in
+        the log directory). Everything needed to continue exactly is in it."""
+        if savepath is None:
+            if self.logdir is None:
+                raise ValueError("save() needs savepath= or a log directory (logs_dir/logdir)")
+            return self._checkpointer.checkpoint("temp")
+        return self._checkpointer.save(Path(savepath), "manual", figures=False)
+
+    def load(self, filepath: str | Path | None = None,
+             passed_args: list[str] | None = None) -> Path:
+        """Continue from a checkpoint: ``filepath`` (a checkpoint or a log directory, then
+        its newest intact checkpoint), else ``loadpath``, else this run's log directory.
+
+        Restores the model's weights, optimizer and other variables, RNN states, random
+        generators, this TrainGenerator's settings and state, both DataGenerators' position
+        and the callbacks' state; settings named in ``loadskip_list`` (``'{auto}'``: those
+        passed to the constructor, or ``passed_args``) keep their current values. All or
+        nothing: a checkpoint that fails a check, or a load that fails half-way, leaves
+        this TrainGenerator as it was.
+        """
+        path = filepath or self.loadpath or (self.logdir / "checkpoints" if self.logdir
+                                              else None)
+        if path is None:
+            raise ValueError("load() needs filepath=, loadpath= or a log directory")
+        if self._consistency.broken is None:
+            self._sync_model()  # device-side train state would otherwise overwrite the load
+        else:  # cut half-way: what is on the device is not worth keeping
+            getattr(self._fit_fn, "discard", lambda: None)()
+
+        def settle() -> None:  # checks of the loaded settings: a failure undoes the load
+            self._check_inputs()
+            self._set_up_metrics(reloading=True)
+        loaded = self._checkpointer.load(path, passed_args, settle)
+        self._consistency.clear()
+        self._val_start = None
+        self.callbacks("load", self)
+        return loaded
+
+    def get_last_log(self, name: str, best: bool = False) -> Path | None:
+        """Path of the newest ``'state'``, ``'weights'``, ``'model'``, ``'report'``,
+        ``'history'`` or ``'checkpoint'`` (the directory) of this run, or of its best model
+        with ``best=True``; ``'init_state'`` / ``'init_source'``: the init logs."""
+        files = {"state": "state.json", "weights": "model.weights.h5", "model": "model.keras",
+                 "report": "report.png", "history": "history.png", "checkpoint": None}
+        if name in ("init_state", "init_source"):
+            return self.logdir / "misc" / f"{name}.{'json' if name == 'init_state' else 'txt'}"
+        if name not in files:
+            raise ValueError(f"get_last_log: name must be one of "
+                             f"{[*files, 'init_state', 'init_source']}, got {name!r}")
+        checkpoint = self._checkpointer.latest(best=best)
+        if checkpoint is None or files[name] is None:
+            return checkpoint
+        path = checkpoint / files[name]
+        return path if path.exists() else None
+
+    def generate_report(self) -> str:
+        """The report's text (model configs, TrainGenerator and DataGenerators' state)."""
+        return "\n".join(line for head, body in self._checkpointer.report_text().items()
+                         for line in (head, *body, ""))
+
+    def save_report(self, savepath: str | Path | None = None) -> Path:
+        """Draw the one-image report of the train state; default ``<logdir>/report.png``."""
+        path = Path(savepath) if savepath else self.logdir / "report.png"
+        self._checkpointer.report().savefig(path, dpi=80)
+        self._figure_files["report"] = (self._progress_key(), path)
+        return path
+
+    def destroy(self, confirm: bool = False) -> None:
+        """Stop the DataGenerators' threads and drop references (to free memory)."""
+        if not confirm:
+            log.warning("destroy() does nothing without confirm=True")
+            return
+        self.datagen.close()
+        self.val_datagen.close()
+        if self._lock is not None:
+            self._lock.release()
+        for name in ("model", "datagen", "val_datagen", "callbacks", "_checkpointer"):
+            self.__dict__.pop(name, None)
+
+    # -- frequencies, display ----------------------------------------------------------
+    def _should_do(self, freq: Mapping[str, int] | None, validation_ended: bool = False) -> bool:
+        s = self.state
+        return should_do(freq, iters=s.fit_iters, batches=s.batches_fit, epochs=s.epoch,
+                         validations=s.times_validated,
+                         batch_ended=self.datagen.batch_exhausted,
+                         epoch_ended=self.datagen.all_data_exhausted,
+                         validation_ended=validation_ended)
+
+    def _batches_into_epoch(self) -> int:
+        return self.state.batches_fit - (self.state.hist_vlines[-1] if self.state.hist_vlines
+                                         else 0)
+
+    def _format(self, metrics: Mapping[str, Any], stage: str) -> str:
+        skip = (self.metric_printskip_configs or {}).get(stage, [])
+        return format_metrics(metrics, self.metric_to_alias, skip)
+
+    def plot_history(self, w: float = 1, h: float = 1, savepath: str | Path | None = None):
+        """Draw the history figure per ``plot_configs`` (see
+        :mod:`deeptrain.training.plotting`); saved as ``<logdir>/history.png`` (or
+        ``savepath``). Returns the matplotlib ``Figure``."""
+        fig = history_figure(self._plot_configs(), self.state.history, self.state.val_history,
+                             lambda name: getattr(self, name), self.metric_to_alias, w=w, h=h)
+        self._history_fig = fig
+        path = savepath or (self.logdir / "history.png" if self.logdir is not None else None)
+        if path is not None:
+            fig.savefig(path, dpi=80)
+            self._figure_files["history"] = (self._progress_key(), Path(path))
+        return fig
+
+    def _progress_key(self) -> tuple:
+        s = self.state
+        return (s.fit_iters, s.times_validated, s.val_iters)
+
+    def _write_figure(self, name: str, path: Path) -> None:
+        """Write the ``'history'`` or ``'report'`` PNG to ``path``, copying the one already
+        drawn at this point of training if there is one (checkpoints and best models at the
+        end of a validation would otherwise draw the same figure up to three times)."""
+        key, drawn = self._figure_files.get(name, (None, None))
+        if key != self._progress_key() or drawn is None or not drawn.is_file():
+            drawn = self.logdir / f"{name}.png" if self.logdir is not None else path
+            self.plot_history(savepath=drawn) if name == "history" else self.save_report(drawn)
+        if drawn != path:
+            shutil.copyfile(drawn, path)
+
+    def _plot_configs(self) -> dict[str, Any]:
+        val_names = [n for n in self.val_metrics if n in self.state.val_history
+                     or not self.state.val_history]
+        return merge_plot_configs(self.plot_configs, default_plot_configs(
+            self.train_metrics, val_names, self.key_metric, self.max_is_best,
+            self.plot_first_pane_max_vals))
+
+    # -- introspection (see deeptrain.introspection) -------------------------------------
+    def compute_gradient_norm(self, input_data: Any, labels: Any, sample_weight: Any = None,
+                              **kwargs: Any) -> np.ndarray:
+        """Norm of the loss gradient on one batch (per tensor, or ``scope='global'``)."""
+        self._sync_model()
+        return introspection.compute_gradient_norm(self, input_data, labels, sample_weight,
+                                                   **kwargs)
+
+    def gradient_norm_over_dataset(self, val: bool = False, **kwargs: Any):
+        """Gradient norms at every iteration over the train (or validation) data; the
+        DataGenerator is left where it was. Returns ``GradientNorms``."""
+        self._sync_model()
+        return introspection.gradient_norm_over_dataset(self, val, **kwargs)
+
+    def gradient_sum_over_dataset(self, val: bool = False, **kwargs: Any):
+        """Sum of the loss gradients over the train (or validation) data."""
+        self._sync_model()
+        return introspection.gradient_sum_over_dataset(self, val, **kwargs)
+
+    def check_health(self, **kwargs: Any):
+        """Dead, NaN/Inf and large weights, logged as warnings (run after every validation
+        when ``check_model_health``). Returns a ``HealthReport``."""
+        self._sync_model()
+        return introspection.check_health(self, **kwargs)
+
+    # -- inspection --------------------------------------------------------------------
+    def interrupt_status(self) -> tuple[bool, bool]:
+        """``(train_interrupted, validation_interrupted)``. Train iterations are atomic, so
+        only a validation can be caught half-way."""
+        val = self.state.train_loop_done
+        log.info("Interrupted: train[no], validation[%s].", "yes" if val else "no")
+        return False, val
+
+    def info(self) -> str:
+        """A summary of where training stands."""
+        s, dg, vdg = self.state, self.datagen, self.val_datagen
+        lines = [
+            f"Epochs: {s.epoch}/{self.epochs}",
+            f"Train batches fit: {s.batches_fit} ({self._batches_into_epoch()}/{len(dg)} "
+            f"this epoch; {len(dg.set_nums_to_process)} set nums queued)",
+            f"Validations: {s.times_validated}; in progress: {s.train_loop_done} "
+            f"({s.batches_validated} val batches in all; {len(vdg.set_nums_to_process)} queued)",
+            f"Best {self.key_metric}: {s.best_key_metric}",
+            f"Model name: {self.model_name}; logdir: {self.logdir}; "
+            f"best_models_dir: {self.best_models_dir}",
+        ]
+        text = "\n".join(lines)
+        log.info("%s", text)
+        return text
+
+    # -- settable properties of DeepTrain 0.6 ------------------------------------------
+    @property
+    def epoch(self) -> int:
+        return self.state.epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self.state.epoch = self.datagen.epoch = int(value)
+
+    @property
+    def val_epoch(self) -> int:
+        return self.state.val_epoch
+
+    @val_epoch.setter
+    def val_epoch(self, value: int) -> None:
+        self.state.val_epoch = self.val_datagen.epoch = int(value)
+
+    @property
+    def fit_fn(self) -> Callable:
+        return self._fit_fn
+
+    @fit_fn.setter
+    def fit_fn(self, spec: str | Callable) -> None:
+        self._sync_model()
+        self._fit_fn, self._fit_fn_name = make_fit_fn(self.model, spec)
+
+    @property
+    def eval_fn(self) -> Callable:
+        return self._eval_fn
+
+    @eval_fn.setter
+    def eval_fn(self, spec: str | Callable) -> None:
+        self._eval_fn, self._eval_fn_name, mode = make_eval_fn(self.model, spec, self.val_mode)
+        if mode != self.val_mode:
+            raise ValueError(f"eval_fn {spec!r} implies val_mode {mode!r}, but this "
+                             f"TrainGenerator validates in {self.val_mode!r} mode")
+
+
+def _append_slice(temp: dict[str, list], metrics: Mapping[str, Any], first_slice: bool) -> None:
+    """Temp history: one list per batch (a value per window), replaced by its mean at the
+    batch's end."""
+    for name, value in metrics.items():
+        entries = temp.setdefault(name, [])
+        if first_slice or not entries or not isinstance(entries[-1], list):
+            entries.append([value])
+        else:
+            entries[-1].append(value)
+
+
+def _legacy_property(field_name: str) -> property:
+    return property(lambda self: getattr(self.state, field_name),
+                    lambda self, value: setattr(self.state, field_name, value),
+                    doc=f"Alias of ``state.{field_name}``.")
+
+
+for _name, _field in LEGACY_NAMES.items():
+    if _name not in ("epoch", "val_epoch"):
+        setattr(TrainGenerator, _name, _legacy_property(_field))
