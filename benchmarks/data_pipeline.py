@@ -53,6 +53,7 @@ across runs. How to read the output, section by section:
    the share of loads run inline (in the main thread: the adaptive mode), thread wake-ups (voluntary context switches) and page faults per batch; then a
    cProfile of the main thread with prefetch on.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -183,6 +184,7 @@ def loader_for(ds: Dataset, fmt: str) -> Callable[[str], np.ndarray]:
 @dataclass
 class Case:
     """One row of the throughput table: ``epoch()`` serves one epoch, returns its batches."""
+
     name: str
     fmt: str
     group: str  # 'loop' | 'deeptrain' | 'peer' (a goal peer) | 'extra'
@@ -205,8 +207,8 @@ def make_loop(ds: Dataset, fmt: str) -> Case:
             x, y = load(p), labels[i]
             n += 1
         return n
-    return Case("np.load loop" + (" + lz4 decompress" if fmt == "lz4" else ""), fmt,
-                "loop", epoch)
+
+    return Case("np.load loop" + (" + lz4 decompress" if fmt == "lz4" else ""), fmt, "loop", epoch)
 
 
 def datagen_kwargs(ds: Dataset, fmt: str) -> dict[str, Any]:
@@ -216,18 +218,25 @@ def datagen_kwargs(ds: Dataset, fmt: str) -> dict[str, Any]:
     return kw
 
 
-def make_datagen(ds: Dataset, fmt: str, prefetch: int = 2, workers: int = 1,
-                 superbatch: bool = False) -> Case:
+def make_datagen(
+    ds: Dataset, fmt: str, prefetch: int = 2, workers: int = 1, superbatch: bool = False
+) -> Case:
     folder = ds.npy_dir if fmt == "npy" else ds.lz4_dir
-    dg = DataGenerator(folder, ds.rows, prefetch=prefetch, prefetch_workers=workers,
-                       superbatch_set_nums="all" if superbatch else None,
-                       **datagen_kwargs(ds, fmt))
+    dg = DataGenerator(
+        folder,
+        ds.rows,
+        prefetch=prefetch,
+        prefetch_workers=workers,
+        superbatch_set_nums="all" if superbatch else None,
+        **datagen_kwargs(ds, fmt),
+    )
 
     def epoch() -> int:
         n = 0
         for x, y in dg:
             n += 1
         return n
+
     if superbatch:
         name = "DataGenerator superbatch (in RAM)"
     elif prefetch:
@@ -244,8 +253,9 @@ def make_torch(ds: Dataset, fmt: str, workers: int) -> Case | None:
     except ImportError:
         return None
     dataset = FileDataset(ds.paths(fmt), ds.labels(), loader_for(ds, fmt))
-    loader = TorchLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,
-                         persistent_workers=workers > 0)
+    loader = TorchLoader(
+        dataset, batch_size=None, shuffle=False, num_workers=workers, persistent_workers=workers > 0
+    )
 
     def epoch() -> int:
         n = 0
@@ -257,6 +267,7 @@ def make_torch(ds: Dataset, fmt: str, workers: int) -> Case | None:
         it = getattr(loader, "_iterator", None)
         if it is not None and hasattr(it, "_shutdown_workers"):
             it._shutdown_workers()
+
     return Case(f"torch DataLoader {workers} workers", fmt, "peer", epoch, close)
 
 
@@ -284,8 +295,10 @@ def make_tf(ds: Dataset, fmt: str, parallel: bool) -> Case | None:
         return load(path.decode())
 
     files = tf.data.Dataset.from_tensor_slices((ds.paths(fmt), np.stack(ds.labels())))
-    data = files.map(lambda p, y: (tf.numpy_function(read, [p], tf.float32), y),
-                     num_parallel_calls=tf.data.AUTOTUNE if parallel else None)
+    data = files.map(
+        lambda p, y: (tf.numpy_function(read, [p], tf.float32), y),
+        num_parallel_calls=tf.data.AUTOTUNE if parallel else None,
+    )
     data = data.prefetch(tf.data.AUTOTUNE)
 
     def epoch() -> int:
@@ -293,6 +306,7 @@ def make_tf(ds: Dataset, fmt: str, parallel: bool) -> Case | None:
         for x, y in data:
             n += 1
         return n
+
     if parallel:
         return Case("tf.data parallel map (AUTOTUNE)", fmt, "extra", epoch)
     return Case("tf.data numpy_function + prefetch", fmt, "peer", epoch)
@@ -317,11 +331,13 @@ def build_cases(ds: Dataset, with_tf: bool, with_torch: bool) -> list[Case]:
     process that runs TF's thread pools is asking for trouble)."""
     cases: list[Case | None] = []
     for fmt in ("npy", "lz4"):
-        cases += [make_loop(ds, fmt),
-                  make_datagen(ds, fmt, prefetch=0),
-                  make_datagen(ds, fmt, prefetch=2, workers=1),
-                  make_datagen(ds, fmt, prefetch=2, workers=2),
-                  make_datagen(ds, fmt, superbatch=True)]
+        cases += [
+            make_loop(ds, fmt),
+            make_datagen(ds, fmt, prefetch=0),
+            make_datagen(ds, fmt, prefetch=2, workers=1),
+            make_datagen(ds, fmt, prefetch=2, workers=2),
+            make_datagen(ds, fmt, superbatch=True),
+        ]
         if with_torch:
             cases += [make_torch(ds, fmt, 0), make_torch(ds, fmt, 2)]
     built = [c for c in cases if c is not None]
@@ -352,11 +368,15 @@ def run_rounds(cases: list[Case], repeats: int) -> None:
 
 # -- tables -----------------------------------------------------------------------------
 def table(headers: list[str], rows: list[list[str]], title: str) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
+
     rule = "-" * len(line(headers))
     return "\n".join([title, rule, line(headers), rule, *(line(r) for r in rows), rule])
 
@@ -375,14 +395,24 @@ def throughput_table(cases: list[Case], repeats: int) -> str:
             q1, _, q3 = statistics.quantiles(c.times, n=4) if len(c.times) > 1 else (0, 0, 0)
             spread = (q3 - q1) / statistics.median(c.times)
             tag = {"peer": " *", "extra": " +"}.get(c.group, "")
-            rows.append([c.name + tag, fmt, f"{c.bps:,.0f}",
-                         f"{1e3 / c.bps:.3f}", f"{(1e3 / c.bps - 1e3 / loop.bps):+.3f}",
-                         f"{c.bps / peer.bps:.2f}x" if peer else "-",
-                         f"{c.bps / loop.bps:.2f}x", f"{100 * spread:.0f}%"])
-    return table(["loader", "format", "batches/s", "ms/batch", "vs loop ms", "vs peer",
-                  "vs loop", "IQR"], rows,
-                 f"Throughput: median of {repeats} interleaved epochs after a warm-up "
-                 f"(* = goal peer, + = extra, not a goal peer)")
+            rows.append(
+                [
+                    c.name + tag,
+                    fmt,
+                    f"{c.bps:,.0f}",
+                    f"{1e3 / c.bps:.3f}",
+                    f"{(1e3 / c.bps - 1e3 / loop.bps):+.3f}",
+                    f"{c.bps / peer.bps:.2f}x" if peer else "-",
+                    f"{c.bps / loop.bps:.2f}x",
+                    f"{100 * spread:.0f}%",
+                ]
+            )
+    return table(
+        ["loader", "format", "batches/s", "ms/batch", "vs loop ms", "vs peer", "vs loop", "IQR"],
+        rows,
+        f"Throughput: median of {repeats} interleaved epochs after a warm-up "
+        f"(* = goal peer, + = extra, not a goal peer)",
+    )
 
 
 # -- simulated training ---------------------------------------------------------------------
@@ -405,8 +435,10 @@ def make_step(kind: str, step_s: float, ds: Dataset) -> tuple[Callable[[np.ndarr
             break
         k = max(1, min(1 << 18, round(k * min(8.0, step_s / t))))
     w = np.ones((ds.cols, k), DTYPE)
-    return (lambda x: x @ w), (f"numpy matmul ({ds.rows}x{ds.cols}) @ ({ds.cols}x{k}), "
-                               f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
+    return (lambda x: x @ w), (
+        f"numpy matmul ({ds.rows}x{ds.cols}) @ ({ds.cols}x{k}), "
+        f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}"
+    )
 
 
 def median_time(fn: Callable[[], Any], n: int) -> float:
@@ -418,8 +450,9 @@ def median_time(fn: Callable[[], Any], n: int) -> float:
     return statistics.median(times)
 
 
-def simulated_training(ds: Dataset, n_batches: int, load_ms: float, step_ms: float,
-                       step_kind: str, repeats: int) -> tuple[str, dict[str, float]]:
+def simulated_training(
+    ds: Dataset, n_batches: int, load_ms: float, step_ms: float, step_kind: str, repeats: int
+) -> tuple[str, dict[str, float]]:
     """Epochs of ``for x, y in dg: step(x)`` with prefetch off and on, taking turns.
 
     Each epoch's ideal is ``max(load, step) x batches``, with ``load`` the slow loader timed
@@ -428,15 +461,22 @@ def simulated_training(ds: Dataset, n_batches: int, load_ms: float, step_ms: flo
     load_s, step_s = load_ms / 1e3, step_ms / 1e3
     step, step_desc = make_step(step_kind, step_s, ds)
     set_nums = list(range(n_batches))
-    gens = {name: DataGenerator(ds.npy_dir, ds.rows, set_nums=set_nums, prefetch=prefetch,
-                                data_loader=functools.partial(slow_npy, load_s),
-                                **datagen_kwargs(ds, "npy"))
-            for name, prefetch in (("prefetch off", 0), ("prefetch=2 workers=1", 2))}
+    gens = {
+        name: DataGenerator(
+            ds.npy_dir,
+            ds.rows,
+            set_nums=set_nums,
+            prefetch=prefetch,
+            data_loader=functools.partial(slow_npy, load_s),
+            **datagen_kwargs(ds, "npy"),
+        )
+        for name, prefetch in (("prefetch off", 0), ("prefetch=2 workers=1", 2))
+    }
     first = next(iter(gens.values()))
     t_load = median_time(lambda: first.data_loader.load("0"), 7)
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in gens}  # (epoch, step)
     for r in range(repeats):
-        names = list(gens)[r % 2:] + list(gens)[:r % 2]
+        names = list(gens)[r % 2 :] + list(gens)[: r % 2]
         for name in names:
             dg = gens[name]
             gc.collect()
@@ -456,14 +496,25 @@ def simulated_training(ds: Dataset, n_batches: int, load_ms: float, step_ms: flo
         t_step = statistics.median(st for _, st in epochs)
         ideal = max(t_load, t_step) * n_batches
         ratios[name] = ratio
-        rows.append([f"DataGenerator {name}", f"{med:.3f}", f"{1e3 * t_step:.2f}",
-                     f"{ideal:.3f}", f"{ratio:.3f}", f"{1e3 * (med - ideal) / n_batches:+.2f}"])
+        rows.append(
+            [
+                f"DataGenerator {name}",
+                f"{med:.3f}",
+                f"{1e3 * t_step:.2f}",
+                f"{ideal:.3f}",
+                f"{ratio:.3f}",
+                f"{1e3 * (med - ideal) / n_batches:+.2f}",
+            ]
+        )
     for dg in gens.values():
         dg.close()
-    title = (f"Simulated training, step = {step_desc}: {n_batches} batches, load "
-             f"{t_load * 1e3:.2f} ms (sleep {load_ms:g} ms + np.load), median of {repeats}")
-    return table(["loop", "epoch s", "step ms", "ideal s", "ratio", "ms/batch over ideal"],
-                 rows, title), ratios
+    title = (
+        f"Simulated training, step = {step_desc}: {n_batches} batches, load "
+        f"{t_load * 1e3:.2f} ms (sleep {load_ms:g} ms + np.load), median of {repeats}"
+    )
+    return table(
+        ["loop", "epoch s", "step ms", "ideal s", "ratio", "ms/batch over ideal"], rows, title
+    ), ratios
 
 
 # -- superbatch memory ------------------------------------------------------------------
@@ -497,31 +548,58 @@ def memory_child(args_json: str) -> None:
     reset = reset_peak_rss()
     folder = ds.npy_dir if a["fmt"] == "npy" else ds.lz4_dir
     if a["mode"] == "superbatch":
-        dg = DataGenerator(folder, ds.rows, superbatch_set_nums="all",
-                           **datagen_kwargs(ds, a["fmt"]))
+        dg = DataGenerator(
+            folder, ds.rows, superbatch_set_nums="all", **datagen_kwargs(ds, a["fmt"])
+        )
     else:
-        dg = DataGenerator(folder, ds.rows, set_nums=[0], prefetch=0,
-                           **datagen_kwargs(ds, a["fmt"]))
+        dg = DataGenerator(
+            folder, ds.rows, set_nums=[0], prefetch=0, **datagen_kwargs(ds, a["fmt"])
+        )
     built = rss_kib("VmRSS")
     n = sum(1 for _ in dg)
     peak = rss_kib("VmHWM")
     try:
         import psutil
+
         end_rss = psutil.Process().memory_info().rss // 1024
     except ImportError:
         end_rss = rss_kib("VmRSS")
-    print(json.dumps({"baseline_kib": baseline, "reset": reset, "built_kib": built,
-                      "peak_kib": peak, "end_kib": end_rss, "batches": n}))
+    print(
+        json.dumps(
+            {
+                "baseline_kib": baseline,
+                "reset": reset,
+                "built_kib": built,
+                "peak_kib": peak,
+                "end_kib": end_rss,
+                "batches": n,
+            }
+        )
+    )
 
 
 def run_memory_child(ds: Dataset, fmt: str, mode: str) -> dict[str, Any]:
-    args = json.dumps({"root": str(ds.root), "n_files": ds.n_files, "rows": ds.rows,
-                       "cols": ds.cols, "fmt": fmt, "mode": mode})
+    args = json.dumps(
+        {
+            "root": str(ds.root),
+            "n_files": ds.n_files,
+            "rows": ds.rows,
+            "cols": ds.cols,
+            "fmt": fmt,
+            "mode": mode,
+        }
+    )
     src = str(Path(__file__).resolve().parents[1] / "src")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (src, os.environ.get("PYTHONPATH")) if p))
-    out = subprocess.run([sys.executable, __file__, "--memory-child", args], env=env,
-                         capture_output=True, text=True, check=True).stdout
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
+    )
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -535,16 +613,36 @@ def superbatch_memory(ds: Dataset) -> tuple[str, dict[str, float]]:
         extra = m["peak_kib"] - m["baseline_kib"]
         fixed_extra = fixed["peak_kib"] - fixed["baseline_kib"]
         ratios[fmt] = extra * 1024 / data
-        rows.append([fmt, f"{data / 2**20:.1f}", mib(m["baseline_kib"]),
-                     mib(m["built_kib"] - m["baseline_kib"]), mib(extra),
-                     f"{extra * 1024 / data:.3f}", mib(fixed_extra),
-                     f"{(extra - fixed_extra) * 1024 / data:.3f}",
-                     "yes" if m["reset"] else "no"])
-    return table(["format", "data MiB", "baseline MiB", "built +MiB", "peak-base MiB",
-                  "(peak-base)/data", "fixed MiB", "(peak-base-fixed)/data", "peak reset"], rows,
-                 "Superbatch peak RSS (fresh subprocess, superbatch_set_nums='all', one epoch); "
-                 "'fixed' = peak of a\nDataGenerator over 1 file without superbatch (HDF5, "
-                 "imports done on first use): a cost independent of the data size"), ratios
+        rows.append(
+            [
+                fmt,
+                f"{data / 2**20:.1f}",
+                mib(m["baseline_kib"]),
+                mib(m["built_kib"] - m["baseline_kib"]),
+                mib(extra),
+                f"{extra * 1024 / data:.3f}",
+                mib(fixed_extra),
+                f"{(extra - fixed_extra) * 1024 / data:.3f}",
+                "yes" if m["reset"] else "no",
+            ]
+        )
+    return table(
+        [
+            "format",
+            "data MiB",
+            "baseline MiB",
+            "built +MiB",
+            "peak-base MiB",
+            "(peak-base)/data",
+            "fixed MiB",
+            "(peak-base-fixed)/data",
+            "peak reset",
+        ],
+        rows,
+        "Superbatch peak RSS (fresh subprocess, superbatch_set_nums='all', one epoch); "
+        "'fixed' = peak of a\nDataGenerator over 1 file without superbatch (HDF5, "
+        "imports done on first use): a cost independent of the data size",
+    ), ratios
 
 
 # -- profile ----------------------------------------------------------------------------------
@@ -560,8 +658,10 @@ def profile_datagen(ds: Dataset, repeats: int) -> str:
     wake-ups) and ``faults`` minor page faults, per batch. Then a cProfile of the main
     thread with prefetch on (npy), top functions by own time."""
     import resource
+
     try:
         import psutil
+
         proc = psutil.Process()
         ctx = lambda: proc.num_ctx_switches().voluntary  # noqa: E731
     except ImportError:
@@ -584,7 +684,9 @@ def profile_datagen(ds: Dataset, repeats: int) -> str:
                         if key == "load":
                             acc["loads"] += 1
                             acc["inline"] += threading.current_thread() is threading.main_thread()
+
                 return wrapper
+
             pre.get, pre.schedule = timed(pre.get, "get"), timed(pre.schedule, "schedule")
             pre._load = timed(pre._load, "load")
             case.epoch()
@@ -596,14 +698,38 @@ def profile_datagen(ds: Dataset, repeats: int) -> str:
             c1, f1 = ctx(), faults()
             case.close()
             ms = lambda x: f"{1e3 * x / n:.3f}"  # noqa: E731
-            rows.append([case.name, fmt, ms(total), ms(acc["get"]), ms(acc["schedule"]),
-                         ms(total - acc["get"] - acc["schedule"]),
-                         f"{1e3 * acc['load'] / max(1, acc['loads']):.3f}",
-                         f"{100 * acc['inline'] / max(1, acc['loads']):.0f}%",
-                         f"{(c1 - c0) / n:.1f}", f"{(f1 - f0) / n:.0f}"])
-    out = [table(["DataGenerator", "format", "ms/batch", "main: get", "main: schedule",
-                  "main: rest", "load ms", "inline", "ctx sw", "faults"], rows,
-                 f"Per-batch breakdown, {repeats} epochs back to back (ms per batch)")]
+            rows.append(
+                [
+                    case.name,
+                    fmt,
+                    ms(total),
+                    ms(acc["get"]),
+                    ms(acc["schedule"]),
+                    ms(total - acc["get"] - acc["schedule"]),
+                    f"{1e3 * acc['load'] / max(1, acc['loads']):.3f}",
+                    f"{100 * acc['inline'] / max(1, acc['loads']):.0f}%",
+                    f"{(c1 - c0) / n:.1f}",
+                    f"{(f1 - f0) / n:.0f}",
+                ]
+            )
+    out = [
+        table(
+            [
+                "DataGenerator",
+                "format",
+                "ms/batch",
+                "main: get",
+                "main: schedule",
+                "main: rest",
+                "load ms",
+                "inline",
+                "ctx sw",
+                "faults",
+            ],
+            rows,
+            f"Per-batch breakdown, {repeats} epochs back to back (ms per batch)",
+        )
+    ]
     case = make_datagen(ds, "npy", prefetch=2, workers=1)
     case.epoch()
     prof = cProfile.Profile()
@@ -613,24 +739,35 @@ def profile_datagen(ds: Dataset, repeats: int) -> str:
     case.close()
     st = pstats.Stats(prof)
     rows = []
-    for (file, line, func), (_, nc, tt, ct, _) in sorted(st.stats.items(),
-                                                         key=lambda kv: -kv[1][2])[:12]:
+    for (file, line, func), (_, nc, tt, ct, _) in sorted(
+        st.stats.items(), key=lambda kv: -kv[1][2]
+    )[:12]:
         where = f"{Path(file).name}:{line}" if line else file
-        rows.append([f"{func} ({where})", f"{nc / n:.1f}", f"{1e3 * tt / n:.4f}",
-                     f"{1e3 * ct / n:.4f}"])
+        rows.append(
+            [f"{func} ({where})", f"{nc / n:.1f}", f"{1e3 * tt / n:.4f}", f"{1e3 * ct / n:.4f}"]
+        )
     out.append("")
-    out.append(table(["function (main thread)", "calls/batch", "own ms/batch", "cum ms/batch"],
-                     rows, f"cProfile, DataGenerator prefetch=2 workers=1 [npy], {n} batches "
-                           f"(profiler overhead inflates the small functions)"))
+    out.append(
+        table(
+            ["function (main thread)", "calls/batch", "own ms/batch", "cum ms/batch"],
+            rows,
+            f"cProfile, DataGenerator prefetch=2 workers=1 [npy], {n} batches "
+            f"(profiler overhead inflates the small functions)",
+        )
+    )
     return "\n".join(out)
 
 
 # -- main -------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="small sizes for a smoke run (~25 s): 16 files, 3 repeats")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes for a smoke run (~25 s): 16 files, 3 repeats",
+    )
     p.add_argument("--files", type=int, help="files (= batches per epoch); default 64")
     p.add_argument("--rows", type=int, default=128, help="samples per file (= batch size)")
     p.add_argument("--cols", type=int, default=1024, help="float32 values per sample")
@@ -639,16 +776,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sim-repeats", type=int, help="simulated epochs per loop; default 3")
     p.add_argument("--load-ms", type=float, default=15.0, help="simulated load time per batch")
     p.add_argument("--step-ms", type=float, default=20.0, help="simulated train step per batch")
-    p.add_argument("--step", choices=["sleep", "matmul", "both"],
-                   help="simulated step: time.sleep, a numpy matmul, or both (default: both; "
-                        "quick: sleep); the Goals table judges each one run")
+    p.add_argument(
+        "--step",
+        choices=["sleep", "matmul", "both"],
+        help="simulated step: time.sleep, a numpy matmul, or both (default: both; "
+        "quick: sleep); the Goals table judges each one run",
+    )
     p.add_argument("--no-tf", action="store_true", help="skip the tf.data rows")
     p.add_argument("--no-torch", action="store_true", help="skip the torch rows")
-    p.add_argument("--profile", action="store_true",
-                   help="print the per-batch breakdown and cProfile of DataGenerator (also "
-                        "printed, unless --quick, when a throughput goal fails)")
-    p.add_argument("--data-dir", type=Path,
-                   help="where to write the data (kept, reused); default: a temp folder")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="print the per-batch breakdown and cProfile of DataGenerator (also "
+        "printed, unless --quick, when a throughput goal fails)",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="where to write the data (kept, reused); default: a temp folder",
+    )
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     q = a.quick
@@ -675,11 +821,13 @@ def main(argv: list[str] | None = None) -> int:
         ds = make_data(Path(root), a.files, a.rows, a.cols)
         read_all(ds)
         mib = ds.data_bytes / 2**20
-        print(f"Data: {ds.n_files} files of {ds.rows}x{ds.cols} float32 "
-              f"({ds.data_bytes / ds.n_files / 1024:.0f} KiB each, {mib:.1f} MiB), lz4 "
-              f"{ds.compressed_bytes() / ds.data_bytes:.2f} of that; {os.cpu_count()} CPUs; "
-              f"python {sys.version.split()[0]}, numpy {np.__version__}, "
-              f"sys.getswitchinterval()={sys.getswitchinterval() * 1e3:g} ms")
+        print(
+            f"Data: {ds.n_files} files of {ds.rows}x{ds.cols} float32 "
+            f"({ds.data_bytes / ds.n_files / 1024:.0f} KiB each, {mib:.1f} MiB), lz4 "
+            f"{ds.compressed_bytes() / ds.data_bytes:.2f} of that; {os.cpu_count()} CPUs; "
+            f"python {sys.version.split()[0]}, numpy {np.__version__}, "
+            f"sys.getswitchinterval()={sys.getswitchinterval() * 1e3:g} ms"
+        )
         print()
 
         cases = build_cases(ds, with_tf=not a.no_tf, with_torch=not a.no_torch)
@@ -690,9 +838,10 @@ def main(argv: list[str] | None = None) -> int:
         print()
 
         sim_ratios: dict[str, dict[str, float]] = {}
-        for kind in (["sleep", "matmul"] if a.step == "both" else [a.step]):
-            text, sim_ratios[kind] = simulated_training(ds, a.sim_batches, a.load_ms, a.step_ms,
-                                                        kind, a.sim_repeats)
+        for kind in ["sleep", "matmul"] if a.step == "both" else [a.step]:
+            text, sim_ratios[kind] = simulated_training(
+                ds, a.sim_batches, a.load_ms, a.step_ms, kind, a.sim_repeats
+            )
             print(text)
             print()
 
@@ -712,8 +861,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def goals_table(cases: list[Case], sim: dict[str, dict[str, float]],
-                mem: dict[str, float]) -> tuple[str, bool]:
+def goals_table(
+    cases: list[Case], sim: dict[str, dict[str, float]], mem: dict[str, float]
+) -> tuple[str, bool]:
     """The goals table, and whether the throughput goals passed."""
     rows, throughput_ok = [], True
     for fmt in ("npy", "lz4"):
@@ -723,15 +873,33 @@ def goals_table(cases: list[Case], sim: dict[str, dict[str, float]],
         c = next(c for c in cases if c.fmt == fmt and c.name == DEFAULT_DG)
         ratio = c.bps / peer.bps
         throughput_ok &= ratio >= 1.0
-        rows.append([f"{c.name} [{fmt}] vs fastest peer ({peer.name})",
-                     f"{ratio:.2f}x", ">= 1.00x", "PASS" if ratio >= 1.0 else "FAIL"])
+        rows.append(
+            [
+                f"{c.name} [{fmt}] vs fastest peer ({peer.name})",
+                f"{ratio:.2f}x",
+                ">= 1.00x",
+                "PASS" if ratio >= 1.0 else "FAIL",
+            ]
+        )
     for kind, ratios in sim.items():
         r = ratios["prefetch=2 workers=1"]
-        rows.append([f"simulated epoch with prefetch, step={kind} / max(load, step) x batches",
-                     f"{r:.3f}", "<= 1.10", "PASS" if r <= 1.1 else "FAIL"])
+        rows.append(
+            [
+                f"simulated epoch with prefetch, step={kind} / max(load, step) x batches",
+                f"{r:.3f}",
+                "<= 1.10",
+                "PASS" if r <= 1.1 else "FAIL",
+            ]
+        )
     for fmt, r in mem.items():
-        rows.append([f"superbatch (peak RSS - baseline) / dataset bytes [{fmt}]", f"{r:.3f}",
-                     "<= 1.20", "PASS" if r <= 1.2 else "FAIL"])
+        rows.append(
+            [
+                f"superbatch (peak RSS - baseline) / dataset bytes [{fmt}]",
+                f"{r:.3f}",
+                "<= 1.20",
+                "PASS" if r <= 1.2 else "FAIL",
+            ]
+        )
     return table(["goal", "measured", "target", "result"], rows, "Goals"), throughput_ok
 
 

@@ -55,6 +55,7 @@ the real step (timing wrappers, no profiler: DeepTrain's Python runs several tim
 after a real step than in a hot no-op loop), the JAX step without a wait per step, and
 micro-timings of the pieces of an iteration.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,8 +82,10 @@ def _early_threads() -> int | None:
 
 
 if _early_threads() and os.environ.get("KERAS_BACKEND") == "jax":
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen="
-                               "false intra_op_parallelism_threads=1").strip()
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen="
+        "false intra_op_parallelism_threads=1"
+    ).strip()
 
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
@@ -122,28 +125,45 @@ def make_data(root: Path, n_files: int, seed: int = 0) -> Path:
 
 def make_datagen(root: Path) -> DataGenerator:
     """Everything in the superbatch; prefetch left at its default, as a user would."""
-    return DataGenerator(root, batch_size=BATCH, labels_path=root / "labels.h5",
-                         superbatch_set_nums="all", shuffle=False, seed=0)
+    return DataGenerator(
+        root,
+        batch_size=BATCH,
+        labels_path=root / "labels.h5",
+        superbatch_set_nums="all",
+        shuffle=False,
+        seed=0,
+    )
 
 
 def make_model(seed: int = 0) -> Any:
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([
-        keras.Input((FEATURES,)),
-        keras.layers.Dense(64, activation="relu"),
-        keras.layers.Dense(64, activation="relu"),
-        keras.layers.Dense(CLASSES, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((FEATURES,)),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(CLASSES, activation="softmax"),
+        ]
+    )
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
-def make_traingen(root: Path, epochs: int = 0, iter_verbosity: int = 0,
-                  model: Any = None, **kw: Any) -> TrainGenerator:
-    return TrainGenerator(model or make_model(), make_datagen(root), make_datagen(root),
-                          epochs=epochs, iter_verbosity=iter_verbosity, val_freq=None,
-                          logs_dir=None, plot_history_freq=None, unique_checkpoint_freq=None,
-                          **kw)
+def make_traingen(
+    root: Path, epochs: int = 0, iter_verbosity: int = 0, model: Any = None, **kw: Any
+) -> TrainGenerator:
+    return TrainGenerator(
+        model or make_model(),
+        make_datagen(root),
+        make_datagen(root),
+        epochs=epochs,
+        iter_verbosity=iter_verbosity,
+        val_freq=None,
+        logs_dir=None,
+        plot_history_freq=None,
+        unique_checkpoint_freq=None,
+        **kw,
+    )
 
 
 def load_batches(root: Path) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -166,8 +186,10 @@ def all_variables(model: Any) -> list:
 
 
 def max_var_diff(a: Any, b: Any) -> float:
-    return max(float(np.max(np.abs(np.asarray(va) - np.asarray(vb))))
-               for va, vb in zip(all_variables(a), all_variables(b)))
+    return max(
+        float(np.max(np.abs(np.asarray(va) - np.asarray(vb))))
+        for va, vb in zip(all_variables(a), all_variables(b))
+    )
 
 
 # -- correctness checks -----------------------------------------------------------------
@@ -231,6 +253,7 @@ def tg_runner(tg: TrainGenerator, bar: bool = False) -> Callable[[int], None]:
         tg.epochs += epochs
         with quiet_stderr() if bar else contextlib.nullcontext():
             tg.train()
+
     return run
 
 
@@ -243,11 +266,13 @@ def step_loop(batches: list) -> Callable[[int], None]:
             for x, y in batches:
                 step(x, y, None)
             step.sync()
+
     return run
 
 
-def build_contenders(root: Path, batches: list, with_bar: bool = True,
-                     fit_long: int = 1) -> list[Contender]:
+def build_contenders(
+    root: Path, batches: list, with_bar: bool = True, fit_long: int = 1
+) -> list[Contender]:
     x_all = np.concatenate([b[0] for b in batches])
     y_all = np.concatenate([b[1] for b in batches])
     n = len(batches)
@@ -259,12 +284,14 @@ def build_contenders(root: Path, batches: list, with_bar: bool = True,
         for _ in range(epochs):
             for x, y in batches:
                 m_bare.train_on_batch(x, y)
+
     out.append(Contender("bare", bare, n))
 
     m_fit = make_model()
 
     def fit(epochs: int) -> None:
         m_fit.fit(x_all, y_all, batch_size=BATCH, epochs=epochs, shuffle=False, verbose=0)
+
     out.append(Contender("fit", fit, n))
     if fit_long > 1:
         out.append(Contender(f"fit_x{fit_long}", lambda e: fit(e * fit_long), n * fit_long))
@@ -272,8 +299,7 @@ def build_contenders(root: Path, batches: list, with_bar: bool = True,
     out.append(Contender("step", step_loop(batches), n))
     out.append(Contender("tg", tg_runner(make_traingen(root)), n))
     if with_bar:
-        out.append(Contender("tg_bar", tg_runner(make_traingen(root, iter_verbosity=1), True),
-                             n))
+        out.append(Contender("tg_bar", tg_runner(make_traingen(root, iter_verbosity=1), True), n))
     return out
 
 
@@ -299,17 +325,24 @@ def paired_ratio(a: Contender, b: Contender) -> float:
 def report(contenders: list[Contender], rounds: int, epochs: int) -> bool:
     by = {c.name: c for c in contenders}
     refs = [by["bare"], by["fit"], by["step"]]
-    print(f"\nbackend={BACKEND} keras={keras.__version__} threads={threads_info()}  {rounds} "
-          f"rounds x {epochs} epochs x {refs[0].steps_per_epoch} steps, batch {BATCH}")
-    print("ms/step: median over rounds (min); vs X: median of per-round ratios "
-          "(ratio of the minima)")
-    print(f"{'contender':<10}{'ms/step':>8}{'(min)':>8}"
-          + "".join(f"{'vs ' + r.name:>9}{'(min)':>8}" for r in refs))
+    print(
+        f"\nbackend={BACKEND} keras={keras.__version__} threads={threads_info()}  {rounds} "
+        f"rounds x {epochs} epochs x {refs[0].steps_per_epoch} steps, batch {BATCH}"
+    )
+    print(
+        "ms/step: median over rounds (min); vs X: median of per-round ratios (ratio of the minima)"
+    )
+    print(
+        f"{'contender':<10}{'ms/step':>8}{'(min)':>8}"
+        + "".join(f"{'vs ' + r.name:>9}{'(min)':>8}" for r in refs)
+    )
     for c in contenders:
-        cells = "".join(f"{paired_ratio(c, r):>8.3f}x{min(c.times) / min(r.times):>7.3f}x"
-                        for r in refs)
-        print(f"{c.name:<10}{statistics.median(c.times) * 1e3:>8.3f}{min(c.times) * 1e3:>8.3f}"
-              f"{cells}")
+        cells = "".join(
+            f"{paired_ratio(c, r):>8.3f}x{min(c.times) / min(r.times):>7.3f}x" for r in refs
+        )
+        print(
+            f"{c.name:<10}{statistics.median(c.times) * 1e3:>8.3f}{min(c.times) * 1e3:>8.3f}{cells}"
+        )
     tg, step = by["tg"], by["step"]
     over = statistics.median((a - b) * 1e6 for a, b in zip(tg.times, step.times))
     print(f"tg - step (TrainGenerator's own loop, paired median): {over:.1f} us/step")
@@ -330,8 +363,10 @@ def profile(root: Path, batches: list, epochs: int) -> None:
     print("\n== profile: where a TrainGenerator step goes ==")
     n = len(batches)
     # 1. the whole loop, with a no-op fit_fn (DeepTrain alone) and with the model
-    for label, kw, n_ep in (("no-op fit_fn", {"fit_fn": null_fit_fn}, max(20, epochs * 10)),
-                            ("default fit_fn (the step driver)", {}, max(6, epochs * 3))):
+    for label, kw, n_ep in (
+        ("no-op fit_fn", {"fit_fn": null_fit_fn}, max(20, epochs * 10)),
+        ("default fit_fn (the step driver)", {}, max(6, epochs * 3)),
+    ):
         tg = make_traingen(root, **kw)
         run = tg_runner(tg)
         run(1)  # warm-up
@@ -344,8 +379,9 @@ def profile(root: Path, batches: list, epochs: int) -> None:
         prof.enable()
         run(n_ep)
         prof.disable()
-        print(f"\n-- TrainGenerator, {label}: {min(times):.1f} us/step (min of 3 runs, no "
-              "profiler)")
+        print(
+            f"\n-- TrainGenerator, {label}: {min(times):.1f} us/step (min of 3 runs, no profiler)"
+        )
         _print_profile(prof, n_ep * n)
 
     # 2. the same, phase by phase, with the real step and no profiler
@@ -361,8 +397,10 @@ def profile(root: Path, batches: list, epochs: int) -> None:
         times.append((time.perf_counter() - t0) / (max(6, epochs * 3) * n) * 1e6)
     print(f"\n-- bare loop of make_train_step: {min(times):.1f} us/step (min of 3 runs)")
     if BACKEND == "jax":
-        print(f"{_jax_async_step(batches):>8.1f}  us/step: the same jitted JAX step without "
-              "float(logs) (no wait per step; the metrics read once per epoch)")
+        print(
+            f"{_jax_async_step(batches):>8.1f}  us/step: the same jitted JAX step without "
+            "float(logs) (no wait per step; the metrics read once per epoch)"
+        )
 
     # 4. micro-timings of the pieces of an iteration (us per call; one call per step)
     print("\n-- micro-timings, us per call (median of 7 x 2000 calls, in isolation)")
@@ -380,9 +418,12 @@ def profile(root: Path, batches: list, epochs: int) -> None:
     ]
     for label, fn in rows:
         print(f"{_micro(fn):>8.2f}  {label}")
-    print(f"{_per_batch(dg):>8.2f}  DataGenerator get()+update_state() per batch "
-          f"(+ on_epoch_end per epoch), superbatch 'all', {n} files")
+    print(
+        f"{_per_batch(dg):>8.2f}  DataGenerator get()+update_state() per batch "
+        f"(+ on_epoch_end per epoch), superbatch 'all', {n} files"
+    )
     from deeptrain.training.progress import EpochProgress
+
     with quiet_stderr():
         bar = EpochProgress(1)
         bar.start(0, 10**9)
@@ -396,6 +437,7 @@ def phase_times(root: Path, n: int, epochs: int, rounds: int = 9) -> None:
     (~0.2 us each) instead of a profiler: the phases run with the caches as a step leaves
     them, which a no-op fit_fn or a micro-benchmark does not show."""
     import deeptrain.train_generator as tg_module
+
     tg = make_traingen(root)
     spent: dict[str, float] = {}
 
@@ -406,16 +448,19 @@ def phase_times(root: Path, n: int, epochs: int, rounds: int = 9) -> None:
                 return fn(*args, **kw)
             finally:
                 spent[label] = spent.get(label, 0.0) + time.perf_counter() - t0
+
         if hasattr(fn, "sync"):  # the JAX stepper: TrainGenerator syncs through fit_fn.sync
             wrapper.sync = fn.sync  # type: ignore[attr-defined]
         return wrapper
 
-    for obj, name, label in ((tg, "_fit_fn", "the step (fit_fn)"),
-                             (tg, "get_data", "tg.get_data (DataGenerator.get)"),
-                             (tg.datagen, "update_state", "DataGenerator.update_state"),
-                             (tg, "_on_train_batch_end", "tg._on_train_batch_end"),
-                             (tg, "_on_train_epoch_end", "tg._on_train_epoch_end"),
-                             (tg, "_checkpoint_if_due", "tg._checkpoint_if_due")):
+    for obj, name, label in (
+        (tg, "_fit_fn", "the step (fit_fn)"),
+        (tg, "get_data", "tg.get_data (DataGenerator.get)"),
+        (tg.datagen, "update_state", "DataGenerator.update_state"),
+        (tg, "_on_train_batch_end", "tg._on_train_batch_end"),
+        (tg, "_on_train_epoch_end", "tg._on_train_epoch_end"),
+        (tg, "_checkpoint_if_due", "tg._checkpoint_if_due"),
+    ):
         setattr(obj, name, timed(getattr(obj, name), label))
     saved = tg_module.to_metric_dict, tg_module._append_slice
     tg_module.to_metric_dict = timed(saved[0], "to_metric_dict")
@@ -436,8 +481,10 @@ def phase_times(root: Path, n: int, epochs: int, rounds: int = 9) -> None:
                 per_round.setdefault(label, []).append(t / (epochs * n) * 1e6)
     finally:
         tg_module.to_metric_dict, tg_module._append_slice = saved
-    print(f"\n-- TrainGenerator phases with the real step, us/step (median of {rounds} runs "
-          "of tg.train(); timing wrappers, no profiler)")
+    print(
+        f"\n-- TrainGenerator phases with the real step, us/step (median of {rounds} runs "
+        "of tg.train(); timing wrappers, no profiler)"
+    )
     for label, values in per_round.items():
         print(f"{statistics.median(values):>8.1f}  {label}")
 
@@ -449,21 +496,25 @@ def _jax_async_step(batches: list, epochs: int = 6) -> float:
     cost of waiting for every step."""
     import jax
     import jax.numpy as jnp
+
     model = make_model()
     model.train_on_batch(*batches[0])  # builds the model, optimizer and metrics
 
     def step(state, metrics_reset, data):
         trainable, non_trainable, optimizer_vars = state
         logs, (trainable, non_trainable, optimizer_vars, _) = model.train_step(
-            (trainable, non_trainable, optimizer_vars, metrics_reset), data)
+            (trainable, non_trainable, optimizer_vars, metrics_reset), data
+        )
         return logs, (trainable, non_trainable, optimizer_vars)
 
     jstep = jax.jit(step, donate_argnums=0)
     model.reset_metrics()
     reset = [jnp.array(v.value, copy=True) for v in model.metrics_variables]
-    state = ([v.value for v in model.trainable_variables],
-             [v.value for v in model.non_trainable_variables],
-             [v.value for v in model.optimizer.variables])
+    state = (
+        [v.value for v in model.trainable_variables],
+        [v.value for v in model.non_trainable_variables],
+        [v.value for v in model.optimizer.variables],
+    )
     times = []
     for _ in range(4):  # the first is a warm-up (compilation)
         t0 = time.perf_counter()
@@ -505,8 +556,10 @@ def _print_profile(prof: cProfile.Profile, steps: int, top: int = 18) -> None:
         print(f"{tt / steps * 1e6:>9.2f}{ct / steps * 1e6:>9.2f}{nc / steps:>7.2f}  {short}")
     print("  cumulative, DeepTrain's own functions:")
     for tt, ct, nc, short in sorted(rows, key=lambda r: -r[1]):
-        if (short.startswith(("deeptrain/", "training/", "data/", "util/", "backend/"))
-                and ct / steps * 1e6 >= 0.5):
+        if (
+            short.startswith(("deeptrain/", "training/", "data/", "util/", "backend/"))
+            and ct / steps * 1e6 >= 0.5
+        ):
             print(f"{tt / steps * 1e6:>9.2f}{ct / steps * 1e6:>9.2f}{nc / steps:>7.2f}  {short}")
 
 
@@ -514,9 +567,11 @@ def _print_profile(prof: cProfile.Profile, steps: int, top: int = 18) -> None:
 def set_threads(n: int) -> None:
     if BACKEND == "torch":
         import torch
+
         torch.set_num_threads(n)
     elif BACKEND == "tensorflow":
         import tensorflow as tf
+
         tf.config.threading.set_intra_op_parallelism_threads(n)
         tf.config.threading.set_inter_op_parallelism_threads(n)
     elif BACKEND == "jax" and n != 1:
@@ -526,30 +581,44 @@ def set_threads(n: int) -> None:
 def threads_info() -> str:
     if BACKEND == "torch":
         import torch
+
         return str(torch.get_num_threads())
     if BACKEND == "tensorflow":
         import tensorflow as tf
+
         return str(tf.config.threading.get_intra_op_parallelism_threads() or "default")
-    return "1" if "intra_op_parallelism_threads=1" in os.environ.get("XLA_FLAGS", "") \
-        else "default"
+    return "1" if "intra_op_parallelism_threads=1" in os.environ.get("XLA_FLAGS", "") else "default"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="few rounds, one epoch (smoke run)")
     p.add_argument("--rounds", type=int, default=None, help="timing rounds (default 21; quick 3)")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="epochs per contender per round (default 2; quick 1)")
-    p.add_argument("--fit-long", type=int, default=4,
-                   help="also a fit_xN row: N times the epochs per fit call (1: no such row)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs per contender per round (default 2; quick 1)",
+    )
+    p.add_argument(
+        "--fit-long",
+        type=int,
+        default=4,
+        help="also a fit_xN row: N times the epochs per fit call (1: no such row)",
+    )
     p.add_argument("--files", type=int, default=32, help="files of 64 samples (steps/epoch)")
     p.add_argument("--no-bar", action="store_true", help="skip the tg_bar row")
-    p.add_argument("--threads", type=int, default=None,
-                   help="compute threads (torch / TensorFlow intra-op; JAX: 1 only). On a "
-                        "small shared machine 1 thread is far less sensitive to other load; "
-                        "it applies to every contender alike")
-    p.add_argument("--profile", action="store_true",
-                   help="also profile TrainGenerator's per-step overhead")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="compute threads (torch / TensorFlow intra-op; JAX: 1 only). On a "
+        "small shared machine 1 thread is far less sensitive to other load; "
+        "it applies to every contender alike",
+    )
+    p.add_argument(
+        "--profile", action="store_true", help="also profile TrainGenerator's per-step overhead"
+    )
     args = p.parse_args()
     if args.threads:
         set_threads(args.threads)
@@ -560,15 +629,20 @@ def main() -> None:
         root = make_data(Path(tmp) / "data", args.files)
         batches = load_batches(root)
         diff = check_stepper(batches)
-        print(f"check: {type(make_train_step(make_model())).__name__} vs train_on_batch, 40 "
-              f"steps (per-batch metrics; weights, optimizer and metrics variables): max |diff| "
-              f"= {diff:.3g} ({'identical' if diff == 0 else 'DIFFERENT'})")
+        print(
+            f"check: {type(make_train_step(make_model())).__name__} vs train_on_batch, 40 "
+            f"steps (per-batch metrics; weights, optimizer and metrics variables): max |diff| "
+            f"= {diff:.3g} ({'identical' if diff == 0 else 'DIFFERENT'})"
+        )
         hist, weights = check_tg_history(root, batches)
-        print(f"check: TrainGenerator history vs train_on_batch loop's running epoch means, 2 "
-              f"epochs: max |diff| = {hist:.3g}; final variables: max |diff| = {weights:.3g} "
-              f"({'identical' if hist == weights == 0 else 'DIFFERENT'})")
-        contenders = build_contenders(root, batches, with_bar=not args.no_bar,
-                                      fit_long=args.fit_long)
+        print(
+            f"check: TrainGenerator history vs train_on_batch loop's running epoch means, 2 "
+            f"epochs: max |diff| = {hist:.3g}; final variables: max |diff| = {weights:.3g} "
+            f"({'identical' if hist == weights == 0 else 'DIFFERENT'})"
+        )
+        contenders = build_contenders(
+            root, batches, with_bar=not args.no_bar, fit_long=args.fit_long
+        )
         measure(contenders, rounds, epochs)
         report(contenders, rounds, epochs)
         if args.profile:

@@ -8,7 +8,9 @@ classifier and validates after every epoch. TrainGenerator's attributes can be c
 it is made: here `epochs` and the checkpoint frequencies.
 Run: python examples/basic.py
 """
+
 import deeptrain
+
 deeptrain.util.misc.append_examples_dir_to_sys_path()
 
 from keras import Input, Model, layers
@@ -20,10 +22,10 @@ from utils import LOGS_DIR, MODELS_DIR, dataset
 # A model maker: hyperparameters in, compiled model out ################################
 def make_model(batch_shape, optimizer, loss, metrics, num_classes, filters, kernel_size):
     ipt = Input(batch_shape=batch_shape)
-    x = layers.Conv2D(filters, kernel_size, activation='relu', padding='same')(ipt)
+    x = layers.Conv2D(filters, kernel_size, activation="relu", padding="same")(ipt)
     x = layers.MaxPooling2D(pool_size=(2, 2))(x)
     x = layers.Flatten()(x)
-    out = layers.Dense(num_classes, activation='softmax')(x)
+    out = layers.Dense(num_classes, activation="softmax")(x)
 
     model = Model(ipt, out)
     model.compile(optimizer, loss, metrics=metrics)
@@ -35,9 +37,9 @@ width, height, channels = 28, 28, 1  # greyscale digit images
 
 MODEL_CFG = dict(
     batch_shape=(batch_size, width, height, channels),
-    loss='categorical_crossentropy',
-    metrics=['accuracy'],
-    optimizer='adam',
+    loss="categorical_crossentropy",
+    metrics=["accuracy"],
+    optimizer="adam",
     num_classes=10,
     filters=16,
     kernel_size=(3, 3),
@@ -49,20 +51,20 @@ MODEL_CFG = dict(
 #   batch_size:  samples fed to the model at once
 #   shuffle:     shuffle the order of the files every epoch
 #   superbatch_set_nums: files held in RAM, loaded once ('all': the data is small)
-datadir = dataset('image')  # built on first use from scikit-learn's digits
+datadir = dataset("image")  # built on first use from scikit-learn's digits
 DATAGEN_CFG = dict(
-    data_path=datadir / 'train',
-    labels_path=datadir / 'train' / 'labels.h5',
+    data_path=datadir / "train",
+    labels_path=datadir / "train" / "labels.h5",
     batch_size=batch_size,
     shuffle=True,
-    superbatch_set_nums='all',
+    superbatch_set_nums="all",
 )
 VAL_DATAGEN_CFG = dict(
-    data_path=datadir / 'val',
-    labels_path=datadir / 'val' / 'labels.h5',
+    data_path=datadir / "val",
+    labels_path=datadir / "val" / "labels.h5",
     batch_size=batch_size,
     shuffle=False,
-    superbatch_set_nums='all',
+    superbatch_set_nums="all",
 )
 # TrainGenerator configs
 #   epochs:          epochs to train for
@@ -84,10 +86,12 @@ traingen = TrainGenerator(model, datagen, val_datagen, **TRAINGEN_CFG)
 
 # attributes can be changed after creation
 traingen.epochs = 1
-traingen.unique_checkpoint_freq = {'epoch': 2}
-traingen.temp_checkpoint_freq = {'epoch': 2}
+traingen.unique_checkpoint_freq = {"epoch": 2}
+traingen.temp_checkpoint_freq = {"epoch": 2}
 
 # Train ################################################################################
 traingen.train()
-print(f"trained {traingen.epoch} epoch(s), {traingen._batches_fit} batches; "
-      f"val accuracy {traingen.val_history['accuracy'][-1]:.3f}; logdir: {traingen.logdir}")
+print(
+    f"trained {traingen.epoch} epoch(s), {traingen._batches_fit} batches; "
+    f"val accuracy {traingen.val_history['accuracy'][-1]:.3f}; logdir: {traingen.logdir}"
+)

@@ -6,6 +6,7 @@ examples/data/quickstart, then trains a dense classifier on it with TrainGenerat
 outputs went.
 Run: python examples/quickstart.py (DEEPTRAIN_EXAMPLES_DATA / _OUT: where data / logs go)
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,28 +33,42 @@ def make_data() -> None:
     labels = rng.integers(0, 2, 512)
     x = rng.normal(size=(512, 16)).astype("float32") + labels[:, None] * 1.5
     for name, sl in (("train", slice(0, 384)), ("val", slice(384, 512))):
-        numpy_data_to_numpy_sets(x[sl], np.eye(2)[labels[sl]], DATA / name, batch_size=64,
-                                 data_basename="64batch", seed=0)
+        numpy_data_to_numpy_sets(
+            x[sl],
+            np.eye(2)[labels[sl]],
+            DATA / name,
+            batch_size=64,
+            data_basename="64batch",
+            seed=0,
+        )
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import keras
     from deeptrain import TrainGenerator
+
     make_data()
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(16, activation="relu"),
-                              keras.layers.Dense(2, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((16,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
     model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
 
-    dg = DataGenerator(DATA / "train", batch_size=32, labels_path=DATA / "train/labels.h5",
-                       shuffle=True)
+    dg = DataGenerator(
+        DATA / "train", batch_size=32, labels_path=DATA / "train/labels.h5", shuffle=True
+    )
     vdg = DataGenerator(DATA / "val", batch_size=32, labels_path=DATA / "val/labels.h5")
-    tg = TrainGenerator(model, dg, vdg, epochs=3, logs_dir=OUT / "logs",
-                        key_metric="accuracy")
+    tg = TrainGenerator(model, dg, vdg, epochs=3, logs_dir=OUT / "logs", key_metric="accuracy")
     tg.train()
-    print(f"\n{tg._fit_iters} iterations over {tg.epoch} epochs; best val accuracy "
-          f"{tg.best_key_metric:.3f}")
+    print(
+        f"\n{tg._fit_iters} iterations over {tg.epoch} epochs; best val accuracy "
+        f"{tg.best_key_metric:.3f}"
+    )
     print(f"history figure: {tg.logdir / 'history.png'}")
     print(f"metrics log:    {tg.logdir / 'metrics.jsonl'}")
     print(f"data:           {DATA}")

@@ -32,6 +32,7 @@ Environment variables:
 - ``DEEPTRAIN_EXAMPLES_DATA=DIR``: where datasets are built (default ``examples/data``).
 - ``DEEPTRAIN_EXAMPLES_OUT=DIR``: where ``logs/`` and ``models/`` go (default ``examples/``).
 """
+
 import functools
 import logging
 import os
@@ -44,8 +45,11 @@ from keras import layers  # noqa: E402
 
 from deeptrain import DataGenerator, TrainGenerator  # noqa: E402
 from deeptrain.backend.stateful import reset_states  # noqa: E402
-from deeptrain.callbacks import (binary_preds_distribution_cb,  # noqa: E402
-                                 binary_preds_per_iteration_cb, infer_train_hist_cb)
+from deeptrain.callbacks import (
+    binary_preds_distribution_cb,  # noqa: E402
+    binary_preds_per_iteration_cb,
+    infer_train_hist_cb,
+)
 from deeptrain.util import example_data  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -76,8 +80,11 @@ def dataset(name):
         try:
             return example_data.build("mnist", DATA_DIR, small=FAST)
         except Exception as e:  # no network: keep going on the shipped digits
-            log.warning("MNIST unavailable (%s: %s); using scikit-learn's digits instead",
-                        type(e).__name__, e)
+            log.warning(
+                "MNIST unavailable (%s: %s); using scikit-learn's digits instead",
+                type(e).__name__,
+                e,
+            )
     return example_data.build(name, DATA_DIR, small=FAST)
 
 
@@ -118,8 +125,12 @@ def _image_datagen_configs(labels, name="image"):
     datadir = _dataset_dir(name)
     configs = []
     for split, shuffle in (("train", True), ("val", False)):
-        cfg = dict(data_path=datadir / split, batch_size=batch_size, shuffle=shuffle,
-                   superbatch_set_nums="all")
+        cfg = dict(
+            data_path=datadir / split,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            superbatch_set_nums="all",
+        )
         if labels:
             cfg["labels_path"] = datadir / split / "labels.h5"
         else:  # read only the .npy batches (not labels.h5 beside them)
@@ -129,13 +140,26 @@ def _image_datagen_configs(labels, name="image"):
 
 
 def _traingen_config(**kw):
-    return dict(epochs=_epochs(6), logs_dir=LOGS_DIR, best_models_dir=MODELS_DIR,
-                eval_fn="predict", **kw)
+    return dict(
+        epochs=_epochs(6), logs_dir=LOGS_DIR, best_models_dir=MODELS_DIR, eval_fn="predict", **kw
+    )
 
 
 #### Autoencoder ############################################################
-def make_autoencoder(batch_shape, optimizer, loss, metrics, filters, kernel_size, strides,
-                     activation, up_sampling_2d, input_dropout, preout_dropout, lr=None):
+def make_autoencoder(
+    batch_shape,
+    optimizer,
+    loss,
+    metrics,
+    filters,
+    kernel_size,
+    strides,
+    activation,
+    up_sampling_2d,
+    input_dropout,
+    preout_dropout,
+    lr=None,
+):
     """Convolutional autoencoder: input dropout, then per layer [UpSampling2D] -> Conv2D ->
     BatchNormalization -> activation, then dropout and a 1-channel sigmoid Conv2D."""
     ipt = keras.Input(batch_shape=batch_shape)
@@ -166,18 +190,27 @@ def ae_configs():
         kernel_size=[(3, 3)] * 5,
         strides=[(2, 2), (2, 2), 1, 1, 1],
         up_sampling_2d=[None, None, None, (2, 2), (2, 2)],
-        input_dropout=.5,
-        preout_dropout=.4,
+        input_dropout=0.5,
+        preout_dropout=0.4,
     )
     datagen, val_datagen = _image_datagen_configs(labels=False)
     traingen = _traingen_config(model_configs=model, input_as_labels=True, max_is_best=False)
-    return {"model": model, "datagen": datagen, "val_datagen": val_datagen,
-            "traingen": traingen}
+    return {"model": model, "datagen": datagen, "val_datagen": val_datagen, "traingen": traingen}
 
 
 #### Classifier #############################################################
-def make_classifier(batch_shape, loss, metrics, optimizer, num_classes, filters, kernel_size,
-                    dropout, dense_units, lr=None):
+def make_classifier(
+    batch_shape,
+    loss,
+    metrics,
+    optimizer,
+    num_classes,
+    filters,
+    kernel_size,
+    dropout,
+    dense_units,
+    lr=None,
+):
     """Conv2D stack -> MaxPooling2D -> Dropout -> Dense -> Dropout -> softmax Dense."""
     ipt = keras.Input(batch_shape=batch_shape)
     x = ipt
@@ -207,13 +240,12 @@ def cl_configs():
         num_classes=10,
         filters=[8, 16],
         kernel_size=[(3, 3), (3, 3)],
-        dropout=[.25, .5],
+        dropout=[0.25, 0.5],
         dense_units=32,
     )
     datagen, val_datagen = _image_datagen_configs(labels=True)
     traingen = _traingen_config(model_configs=model)
-    return {"model": model, "datagen": datagen, "val_datagen": val_datagen,
-            "traingen": traingen}
+    return {"model": model, "datagen": datagen, "val_datagen": val_datagen, "traingen": traingen}
 
 
 #### Timeseries classifier ##################################################
@@ -253,14 +285,17 @@ def ts_configs():
     )
     datadir = _dataset_dir("timeseries")
     datagen, val_datagen = [
-        dict(data_path=datadir / split / "data.h5",
-             labels_path=datadir / split / "labels.h5",
-             batch_size=ts_batch_size,
-             superbatch_set_nums="all",
-             shuffle=split == "train",
-             preprocessor="timeseries",
-             preprocessor_configs=dict(window_size=ts_window_size))
-        for split in ("train", "val")]
+        dict(
+            data_path=datadir / split / "data.h5",
+            labels_path=datadir / split / "labels.h5",
+            batch_size=ts_batch_size,
+            superbatch_set_nums="all",
+            shuffle=split == "train",
+            preprocessor="timeseries",
+            preprocessor_configs=dict(window_size=ts_window_size),
+        )
+        for split in ("train", "val")
+    ]
     traingen = dict(
         epochs=_epochs(8),
         reset_statefuls=True,
@@ -272,14 +307,18 @@ def ts_configs():
         unique_checkpoint_freq={"epoch": 2},
         eval_fn="predict",  # the binary-prediction figures need the predictions
         # figures of each validation's predictions, in <logdir>/figures
-        callbacks={"val_end": [infer_train_hist_cb, binary_preds_per_iteration_cb,
-                               binary_preds_distribution_cb, _reset_states_cb]},
+        callbacks={
+            "val_end": [
+                infer_train_hist_cb,
+                binary_preds_per_iteration_cb,
+                binary_preds_distribution_cb,
+                _reset_states_cb,
+            ]
+        },
     )
-    return {"model": model, "datagen": datagen, "val_datagen": val_datagen,
-            "traingen": traingen}
+    return {"model": model, "datagen": datagen, "val_datagen": val_datagen, "traingen": traingen}
 
 
 AE_CONFIGS = ae_configs()
 CL_CONFIGS = cl_configs()
 TS_CONFIGS = ts_configs()
-

@@ -1,4 +1,5 @@
 """Test session setup and shared fixtures (small real datasets in pytest's tmp_path)."""
+
 from __future__ import annotations
 
 import os

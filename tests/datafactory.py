@@ -3,6 +3,7 @@
 Every sample's features all equal ``set_num * 1000 + index_in_file`` so a test can tell
 from a served batch exactly which samples it holds; labels hold the same id.
 """
+
 from __future__ import annotations
 
 import csv
@@ -17,8 +18,13 @@ def sample_ids(set_num: int, file_size: int) -> np.ndarray:
     return set_num * 1000 + np.arange(file_size)
 
 
-def batch_for(set_num: int, file_size: int, n_features: int = 3,
-              timesteps: int | None = None, dtype=np.float32) -> np.ndarray:
+def batch_for(
+    set_num: int,
+    file_size: int,
+    n_features: int = 3,
+    timesteps: int | None = None,
+    dtype=np.float32,
+) -> np.ndarray:
     ids = sample_ids(set_num, file_size).astype(dtype)
     shape = (file_size,) + ((timesteps,) if timesteps else ()) + (n_features,)
     return np.broadcast_to(ids.reshape((-1,) + (1,) * (len(shape) - 1)), shape).copy()
@@ -29,9 +35,17 @@ def ids_of(batch: np.ndarray) -> list[int]:
     return [int(v) for v in np.asarray(batch).reshape(len(batch), -1)[:, 0]]
 
 
-def write_dataset(directory: Path, n_files: int = 6, file_size: int = 8, fmt: str = "npy",
-                  labels: str | None = "h5", n_features: int = 3, timesteps: int | None = None,
-                  first: int = 1, base: str = "batch__") -> Path:
+def write_dataset(
+    directory: Path,
+    n_files: int = 6,
+    file_size: int = 8,
+    fmt: str = "npy",
+    labels: str | None = "h5",
+    n_features: int = 3,
+    timesteps: int | None = None,
+    first: int = 1,
+    base: str = "batch__",
+) -> Path:
     """Write ``n_files`` batches in format ``fmt`` ('npy', 'h5', 'h5-dataset', 'npy-dataset',
     'lz4') and labels ('h5', 'csv', 'dir' or None). Returns the directory."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -42,8 +56,10 @@ def write_dataset(directory: Path, n_files: int = 6, file_size: int = 8, fmt: st
             np.save(directory / f"{base}{s}.npy", b)
     elif fmt == "lz4":
         for s, b in batches.items():
-            np.save(directory / f"{base}{s}.npy",
-                    np.frombuffer(lz4.frame.compress(b.tobytes()), np.uint8))
+            np.save(
+                directory / f"{base}{s}.npy",
+                np.frombuffer(lz4.frame.compress(b.tobytes()), np.uint8),
+            )
     elif fmt == "h5":
         for s, b in batches.items():
             with h5py.File(directory / f"{base}{s}.h5", "w") as f:

@@ -8,6 +8,7 @@ replaces the checkpoint. ``os.rename`` is patched so that the process SIGKILLs i
 second rename of the replace: after the old checkpoint became its backup, before the new
 one is in place.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,26 +37,45 @@ def kill_at_second_rename() -> None:
             sys.stdout.flush()
             os.kill(os.getpid(), signal.SIGKILL)
         return real_rename(src, dst, *args, **kwargs)
+
     os.rename = rename
 
 
 def main() -> None:
     data, logs, out = map(Path, sys.argv[1:4])
     keras.utils.set_random_seed(0)
-    dg = DataGenerator(data / "train", batch_size=16, labels_path=data / "train" / "labels.h5",
-                       shuffle=True)
+    dg = DataGenerator(
+        data / "train", batch_size=16, labels_path=data / "train" / "labels.h5", shuffle=True
+    )
     vdg = DataGenerator(data / "val", batch_size=16, labels_path=data / "val" / "labels.h5")
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dropout(0.2), keras.layers.Dense(2, "softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(2, "softmax"),
+        ]
+    )
     model.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy", metrics=["accuracy"])
-    tg = TrainGenerator(model, dg, vdg, epochs=1, logs_dir=logs, iter_verbosity=0,
-                        plot_history_freq=None, unique_checkpoint_freq=None,
-                        temp_checkpoint_freq={"epoch": 1})
+    tg = TrainGenerator(
+        model,
+        dg,
+        vdg,
+        epochs=1,
+        logs_dir=logs,
+        iter_verbosity=0,
+        plot_history_freq=None,
+        unique_checkpoint_freq=None,
+        temp_checkpoint_freq={"epoch": 1},
+    )
     tg.train()
     old = model.get_weights()
     new = [w + 1 for w in old]
-    np.savez(out, **{f"old{i}": w for i, w in enumerate(old)},
-             **{f"new{i}": w for i, w in enumerate(new)})
+    np.savez(
+        out,
+        **{f"old{i}": w for i, w in enumerate(old)},
+        **{f"new{i}": w for i, w in enumerate(new)},
+    )
     model.set_weights(new)
     kill_at_second_rename()
     tg.save()  # same counters: the same name as the checkpoint written at the epoch's end

@@ -8,6 +8,7 @@ Dropout (dense) or a stateful LSTM fed windows (lstm), optionally SIGKILLs itsel
 train iteration K (before that iteration's checkpoint), and at the end writes the model's
 weights, optimizer variables and histories to OUT.npz.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,20 +41,31 @@ def make_data(root: Path, model: str) -> None:
     else:
         n, shape, file_size = 96, (TIMESTEPS, 3), LSTM_BATCH
     labels = rng.integers(0, 2, n)
-    x = (rng.normal(size=(n, *shape)) + 0.5 * labels.reshape(-1, *[1] * len(shape))
-         ).astype("float32")
-    y = np.eye(2, dtype="float32")[labels] if model == "dense" else \
-        labels[:, None].astype("float32")
+    x = (rng.normal(size=(n, *shape)) + 0.5 * labels.reshape(-1, *[1] * len(shape))).astype(
+        "float32"
+    )
+    y = (
+        np.eye(2, dtype="float32")[labels]
+        if model == "dense"
+        else labels[:, None].astype("float32")
+    )
     n_train = n * 3 // 4
     for name, sl in (("train", slice(0, n_train)), ("val", slice(n_train, n))):
-        numpy_data_to_numpy_sets(x[sl], y[sl], root / name, batch_size=file_size,
-                                 shuffle=False, verbose=0)
+        numpy_data_to_numpy_sets(
+            x[sl], y[sl], root / name, batch_size=file_size, shuffle=False, verbose=0
+        )
 
 
 def build(model: str) -> keras.Model:
     if model == "dense":
-        m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
-                              keras.layers.Dropout(0.3), keras.layers.Dense(2, "softmax")])
+        m = keras.Sequential(
+            [
+                keras.Input((8,)),
+                keras.layers.Dense(16, activation="relu"),
+                keras.layers.Dropout(0.3),
+                keras.layers.Dense(2, "softmax"),
+            ]
+        )
         m.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy", metrics=["accuracy"])
     else:
         inp = keras.Input(batch_shape=(LSTM_BATCH, WINDOW, 3))
@@ -82,29 +94,50 @@ def main() -> None:
     keras.utils.set_random_seed(0)
     dense = args.model == "dense"
     pre = {} if dense else dict(preprocessor=TimeseriesPreprocessor(window_size=WINDOW))
-    dg = DataGenerator(args.data / "train", batch_size=16 if dense else LSTM_BATCH,
-                       labels_path=args.data / "train" / "labels.h5", shuffle=True,
-                       shuffle_group_samples=dense, **pre)
-    vdg = DataGenerator(args.data / "val", batch_size=16 if dense else LSTM_BATCH,
-                        labels_path=args.data / "val" / "labels.h5",
-                        **({} if dense else dict(preprocessor=TimeseriesPreprocessor(WINDOW))))
+    dg = DataGenerator(
+        args.data / "train",
+        batch_size=16 if dense else LSTM_BATCH,
+        labels_path=args.data / "train" / "labels.h5",
+        shuffle=True,
+        shuffle_group_samples=dense,
+        **pre,
+    )
+    vdg = DataGenerator(
+        args.data / "val",
+        batch_size=16 if dense else LSTM_BATCH,
+        labels_path=args.data / "val" / "labels.h5",
+        **({} if dense else dict(preprocessor=TimeseriesPreprocessor(WINDOW))),
+    )
     callbacks = []
     if args.kill_at_iter is not None:
+
         def kill(tg):
             if tg.state.fit_iters == args.kill_at_iter:
                 sys.stdout.flush()
                 os.kill(os.getpid(), signal.SIGKILL)
+
         callbacks.append({"train:iter": kill})
-    tg = TrainGenerator(build(args.model), dg, vdg, epochs=args.epochs, logs_dir=args.logs,
-                        loadpath=args.loadpath, callbacks=callbacks, iter_verbosity=0,
-                        plot_history_freq=None, temp_checkpoint_freq=args.temp_freq,
-                        unique_checkpoint_freq={"epoch": 1}, reset_statefuls=not dense,
-                        val_freq={"batch": 5})
+    tg = TrainGenerator(
+        build(args.model),
+        dg,
+        vdg,
+        epochs=args.epochs,
+        logs_dir=args.logs,
+        loadpath=args.loadpath,
+        callbacks=callbacks,
+        iter_verbosity=0,
+        plot_history_freq=None,
+        temp_checkpoint_freq=args.temp_freq,
+        unique_checkpoint_freq={"epoch": 1},
+        reset_statefuls=not dense,
+        val_freq={"batch": 5},
+    )
     tg.train()
     model = tg.model
     arrays = {f"w{i}": np.asarray(w) for i, w in enumerate(model.get_weights())}
-    arrays.update({f"opt{i}": np.asarray(v.numpy())
-                   for i, v in enumerate(model.optimizer.variables)})
+    arrays.update(
+        {f"opt{i}": np.asarray(v.numpy()) for i, v in enumerate(model.optimizer.variables)}
+    )
     arrays.update({f"hist_{k}": np.asarray(v, dtype=float) for k, v in tg.history.items()})
     arrays.update({f"val_{k}": np.asarray(v, dtype=float) for k, v in tg.val_history.items()})
     arrays["fit_iters"] = np.asarray(tg.state.fit_iters)

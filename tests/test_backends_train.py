@@ -9,6 +9,7 @@ with ``numpy_data_to_numpy_sets``; no mocks. Covers:
    windows of a batch during training, reset after every batch);
 3. how often each callback stage fires, derived from the data layout.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,18 +40,21 @@ BACKEND = keras.backend.backend()
 QUIET = dict(iter_verbosity=0, plot_history_freq=None, unique_checkpoint_freq=None)
 
 
-def _write_sets(directory: Path, x: np.ndarray, y: np.ndarray, batch_size: int
-                ) -> tuple[np.ndarray, np.ndarray]:
+def _write_sets(
+    directory: Path, x: np.ndarray, y: np.ndarray, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Write ``batch__1..K.npy`` + ``labels.h5`` in the given order (no shuffle, no
     remainder); return the ``(K, batch_size, ...)`` arrays as written."""
     assert len(x) % batch_size == 0
-    return numpy_data_to_numpy_sets(x, y, directory, batch_size=batch_size, shuffle=False,
-                                    verbose=0, seed=0)
+    return numpy_data_to_numpy_sets(
+        x, y, directory, batch_size=batch_size, shuffle=False, verbose=0, seed=0
+    )
 
 
 def _datagen(directory: Path, batch_size: int, **kwargs) -> DataGenerator:
-    return DataGenerator(directory, batch_size=batch_size, labels_path=directory / "labels.h5",
-                         seed=0, **kwargs)
+    return DataGenerator(
+        directory, batch_size=batch_size, labels_path=directory / "labels.h5", seed=0, **kwargs
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -75,17 +79,26 @@ def blobs(tmp_path):
     xv, yv = _blobs(N_VAL_BATCHES * BS, rng)
     _write_sets(tmp_path / "train", xt, yt, BS)
     xv_b, yv_b = _write_sets(tmp_path / "val", xv, yv, BS)
-    return tmp_path / "train", tmp_path / "val", xv_b.reshape(-1, N_FEATURES), \
-        yv_b.reshape(-1, N_CLASSES)
+    return (
+        tmp_path / "train",
+        tmp_path / "val",
+        xv_b.reshape(-1, N_FEATURES),
+        yv_b.reshape(-1, N_CLASSES),
+    )
 
 
 def _classifier() -> keras.Model:
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input(shape=(N_FEATURES,)),
-                              keras.layers.Dense(16, activation="relu"),
-                              keras.layers.Dense(N_CLASSES, activation="softmax")])
-    model.compile(optimizer=keras.optimizers.Adam(0.02), loss="categorical_crossentropy",
-                  metrics=["accuracy"])
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(N_FEATURES,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(N_CLASSES, activation="softmax"),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.02), loss="categorical_crossentropy", metrics=["accuracy"]
+    )
     return model
 
 
@@ -94,10 +107,14 @@ def test_dense_classifier_trains_and_validates(blobs, eval_fn):
     train_dir, val_dir, xv, yv = blobs
     batch_losses = []  # each train batch's own loss, read where train:batch fires
     tg = TrainGenerator(
-        _classifier(), _datagen(train_dir, BS), _datagen(val_dir, BS), epochs=EPOCHS,
+        _classifier(),
+        _datagen(train_dir, BS),
+        _datagen(val_dir, BS),
+        epochs=EPOCHS,
         eval_fn=eval_fn,
         callbacks={"train:batch": lambda tg: batch_losses.append(tg.temp_history["loss"][-1])},
-        **QUIET)
+        **QUIET,
+    )
     assert tg.val_mode == eval_fn
     tg.train()
 
@@ -118,8 +135,11 @@ def test_dense_classifier_trains_and_validates(blobs, eval_fn):
     last = np.mean(batch_losses[-N_TRAIN_BATCHES:])
     np.testing.assert_allclose(loss_hist[N_TRAIN_BATCHES - 1], first, rtol=1e-6)
     np.testing.assert_allclose(loss_hist[-1], last, rtol=1e-6)
-    np.testing.assert_allclose(loss_hist[N_TRAIN_BATCHES],  # epoch 2 starts a new mean
-                               batch_losses[N_TRAIN_BATCHES], rtol=1e-6)
+    np.testing.assert_allclose(
+        loss_hist[N_TRAIN_BATCHES],  # epoch 2 starts a new mean
+        batch_losses[N_TRAIN_BATCHES],
+        rtol=1e-6,
+    )
     assert last < first, f"train loss did not decrease: {first:.4f} -> {last:.4f}"
     val_loss = tg.val_history["loss"]
     assert val_loss[-1] < val_loss[0], f"val loss did not decrease: {val_loss}"
@@ -132,22 +152,26 @@ def test_dense_classifier_trains_and_validates(blobs, eval_fn):
     if eval_fn == "predict":  # NumPy metrics over the whole validation set
         preds = tg.model.predict(xv, batch_size=BS, verbose=0)
         np.testing.assert_allclose(
-            tg.val_history["accuracy"][-1],
-            np.mean(preds.argmax(-1) == yv.argmax(-1)), atol=1e-9)
+            tg.val_history["accuracy"][-1], np.mean(preds.argmax(-1) == yv.argmax(-1)), atol=1e-9
+        )
 
 
 # ---------------------------------------------------------------------------------------
 # 2. stateful LSTM on windows
 # ---------------------------------------------------------------------------------------
 B, T, F, WIN = 8, 12, 2, 4
-N_WINDOWS = T // WIN                      # 3 windows per batch (slide = window)
+N_WINDOWS = T // WIN  # 3 windows per batch (slide = window)
 N_SEQ_TRAIN, N_SEQ_VAL, SEQ_EPOCHS = 4, 2, 2
 
 
 def _lstm(name: str = "rnn") -> keras.Model:
-    model = keras.Sequential([keras.Input(batch_shape=(B, WIN, F)),
-                              keras.layers.LSTM(6, stateful=True, name=name),
-                              keras.layers.Dense(1, activation="sigmoid", name="head")])
+    model = keras.Sequential(
+        [
+            keras.Input(batch_shape=(B, WIN, F)),
+            keras.layers.LSTM(6, stateful=True, name=name),
+            keras.layers.Dense(1, activation="sigmoid", name="head"),
+        ]
+    )
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="binary_crossentropy")
     return model
 
@@ -163,8 +187,9 @@ def sequences(tmp_path):
 
 
 def _ts_datagen(directory: Path) -> DataGenerator:
-    return _datagen(directory, B, preprocessor="timeseries",
-                    preprocessor_configs={"window_size": WIN})
+    return _datagen(
+        directory, B, preprocessor="timeseries", preprocessor_configs={"window_size": WIN}
+    )
 
 
 def _is_zero(states: list[np.ndarray]) -> bool:
@@ -182,10 +207,10 @@ def test_stateful_lstm_carries_state_across_windows(sequences):
     probe = _lstm()  # twin model: replays window 2 from the kept / from a reset state
     prepare_stateful_model(probe)
 
-    iter_log = []    # (slice_idx after the iteration, states) at every train:iter
-    batch_log = []   # states at every train:batch (after the reset)
+    iter_log = []  # (slice_idx after the iteration, states) at every train:iter
+    batch_log = []  # states at every train:batch (after the reset)
     val_batch_log = []
-    expected = {}    # per batch (fit count), window 2 replayed on the probe
+    expected = {}  # per batch (fit count), window 2 replayed on the probe
 
     def on_iter(tg):
         dg = tg.datagen
@@ -194,8 +219,9 @@ def test_stateful_lstm_carries_state_across_windows(sequences):
         if dg.slice_idx == 1:  # window 1 of this batch fit; window 2 comes next
             for src, dst in zip(tg.model.layers, probe.layers):  # weights window 2 will see
                 (dst.cell if hasattr(dst, "cell") else dst).set_weights(
-                    (src.cell if hasattr(src, "cell") else src).get_weights())
-            x2 = np.asarray(dg.batch)[:, WIN:2 * WIN]
+                    (src.cell if hasattr(src, "cell") else src).get_weights()
+                )
+            x2 = np.asarray(dg.batch)[:, WIN : 2 * WIN]
             set_states(probe, {"rnn": states})
             kept = probe.predict_on_batch(x2), get_states(probe)["rnn"]
             reset_states(probe)
@@ -205,17 +231,21 @@ def test_stateful_lstm_carries_state_across_windows(sequences):
             (_, kept_states), (_, reset_states_) = expected[tg._batches_fit]
             for actual, want in zip(states, kept_states):
                 np.testing.assert_allclose(actual, want, rtol=0, atol=1e-5)
-            assert not all(np.allclose(a, r, atol=1e-3)
-                           for a, r in zip(states, reset_states_))
+            assert not all(np.allclose(a, r, atol=1e-3) for a, r in zip(states, reset_states_))
 
-    tg = TrainGenerator(model, _ts_datagen(train_dir), _ts_datagen(val_dir),
-                        epochs=SEQ_EPOCHS, reset_statefuls=True,
-                        callbacks={"train:iter": on_iter,
-                                   "train:batch": lambda tg: batch_log.append(
-                                       get_states(tg.model)["rnn"]),
-                                   "val:batch": lambda tg: val_batch_log.append(
-                                       get_states(tg.model)["rnn"])},
-                        **QUIET)
+    tg = TrainGenerator(
+        model,
+        _ts_datagen(train_dir),
+        _ts_datagen(val_dir),
+        epochs=SEQ_EPOCHS,
+        reset_statefuls=True,
+        callbacks={
+            "train:iter": on_iter,
+            "train:batch": lambda tg: batch_log.append(get_states(tg.model)["rnn"]),
+            "val:batch": lambda tg: val_batch_log.append(get_states(tg.model)["rnn"]),
+        },
+        **QUIET,
+    )
     assert tg.batch_size == B
     tg.train()
 
@@ -278,10 +308,16 @@ def _expected_counts(val_every_batches: int | None) -> dict:
         val_at = [b for b in ends if b % val_every_batches == 0]
         validations = len(val_at)
         compound = sum(b % Nt == 0 for b in val_at)
-    return {"train:iter": W * Nt * E, "train:batch": Nt * E, "train:epoch": E + compound,
-            "val:iter": W * Nv * validations, "val:batch": Nv * validations,
-            "val:epoch": validations, "val_end": validations,
-            ("val_end", "train:epoch"): compound}
+    return {
+        "train:iter": W * Nt * E,
+        "train:batch": Nt * E,
+        "train:epoch": E + compound,
+        "val:iter": W * Nv * validations,
+        "val:batch": Nv * validations,
+        "val:epoch": validations,
+        "val_end": validations,
+        ("val_end", "train:epoch"): compound,
+    }
 
 
 def _expected_sequence(val_every_batches: int | None) -> list:
@@ -298,12 +334,14 @@ def _expected_sequence(val_every_batches: int | None) -> list:
             epoch_end = b == Nt - 1
             if epoch_end:
                 seq.append("train:epoch")
-            due = (epoch_end if val_every_batches is None
-                   else fitted % val_every_batches == 0)
+            due = epoch_end if val_every_batches is None else fitted % val_every_batches == 0
             if due:
                 seq += validation
-                seq += (["train:epoch", "val_end", ("val_end", "train:epoch")] if epoch_end
-                        else ["val_end"])
+                seq += (
+                    ["train:epoch", "val_end", ("val_end", "train:epoch")]
+                    if epoch_end
+                    else ["val_end"]
+                )
     return seq
 
 
@@ -314,17 +352,37 @@ def test_callback_counts_per_stage(tmp_path, val_every_batches):
         x = rng.normal(size=(n * B, T, F)).astype("float32")
         _write_sets(tmp_path / name, x, (x[:, -1, :1] > 0).astype("float32"), B)
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input(shape=(WIN, F)), keras.layers.Flatten(),
-                              keras.layers.Dense(1, activation="sigmoid")])
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(WIN, F)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     model.compile(optimizer="sgd", loss="binary_crossentropy")
 
     fired = []
-    keys = ["train:iter", "train:batch", "train:epoch", "val:iter", "val:batch", "val:epoch",
-            "val_end", ("val_end", "train:epoch")]
+    keys = [
+        "train:iter",
+        "train:batch",
+        "train:epoch",
+        "val:iter",
+        "val:batch",
+        "val:epoch",
+        "val_end",
+        ("val_end", "train:epoch"),
+    ]
     callbacks = {key: (lambda tg, key=key: fired.append(key)) for key in keys}
     val_freq = {"epoch": 1} if val_every_batches is None else {"batch": val_every_batches}
-    tg = TrainGenerator(model, _ts_datagen(tmp_path / "train"), _ts_datagen(tmp_path / "val"),
-                        epochs=CB_EPOCHS, val_freq=val_freq, callbacks=callbacks, **QUIET)
+    tg = TrainGenerator(
+        model,
+        _ts_datagen(tmp_path / "train"),
+        _ts_datagen(tmp_path / "val"),
+        epochs=CB_EPOCHS,
+        val_freq=val_freq,
+        callbacks=callbacks,
+        **QUIET,
+    )
     tg.train()
 
     counts = {key: fired.count(key) for key in keys}

@@ -1,5 +1,6 @@
 """Built-in callbacks in real TrainGenerator runs (TensorFlow backend): what they record,
 the files they write (read back and compared), and the figures (decoded PNGs)."""
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,17 @@ import pytest
 from matplotlib.image import imread
 
 from deeptrain import DataGenerator, TrainGenerator, visuals
-from deeptrain.callbacks import (PeriodicCallback, RandomSeedSetter, TraingenLogger, VizAE2D,
-                                 binary_preds_distribution_cb, binary_preds_per_iteration_cb,
-                                 infer_train_hist_cb, make_layer_hists_cb, read_log)
+from deeptrain.callbacks import (
+    PeriodicCallback,
+    RandomSeedSetter,
+    TraingenLogger,
+    VizAE2D,
+    binary_preds_distribution_cb,
+    binary_preds_per_iteration_cb,
+    infer_train_hist_cb,
+    make_layer_hists_cb,
+    read_log,
+)
 from deeptrain.preprocessing import numpy_data_to_numpy_sets
 
 BS, N_TRAIN, N_VAL, F = 8, 3, 2, 4
@@ -30,10 +39,20 @@ def write(root: Path, x: np.ndarray, y: np.ndarray, n_train: int = N_TRAIN) -> P
 
 
 def traingen(model, root: Path, logdir: Path | None, callbacks, epochs: int = 1, **kw):
-    dgs = [DataGenerator(root / n, batch_size=BS, labels_path=root / n / "labels.h5", seed=0)
-           for n in ("train", "val")]
-    return TrainGenerator(model, *dgs, epochs=epochs, logdir=logdir, callbacks=callbacks,
-                          iter_verbosity=0, plot_history_freq=None, **kw)
+    dgs = [
+        DataGenerator(root / n, batch_size=BS, labels_path=root / n / "labels.h5", seed=0)
+        for n in ("train", "val")
+    ]
+    return TrainGenerator(
+        model,
+        *dgs,
+        epochs=epochs,
+        logdir=logdir,
+        callbacks=callbacks,
+        iter_verbosity=0,
+        plot_history_freq=None,
+        **kw,
+    )
 
 
 def val_batches(root: Path) -> list[np.ndarray]:
@@ -59,9 +78,14 @@ def binary_data(tmp_path_factory) -> Path:
 
 def binary_model(dropout: float = 0.3) -> keras.Model:
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((F,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dropout(dropout),
-                              keras.layers.Dense(1, activation="sigmoid")])
+    model = keras.Sequential(
+        [
+            keras.Input((F,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dropout(dropout),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     model.compile(keras.optimizers.Adam(0.01), "binary_crossentropy")
     return model
 
@@ -80,9 +104,13 @@ def test_periodic_callback_counts_and_state(binary_data):
     tg = traingen(binary_model(), binary_data, None, cb, epochs=2)
     tg.train()
     # 6 batches fit: due after batches 2, 4, 6; two validations, each right after an epoch
-    assert cb.due == [("train:batch", 2), (("val_end", "train:epoch"), 3),
-                      ("train:batch", 4), ("train:batch", 6),
-                      (("val_end", "train:epoch"), 6)]
+    assert cb.due == [
+        ("train:batch", 2),
+        (("val_end", "train:epoch"), 3),
+        ("train:batch", 4),
+        ("train:batch", 6),
+        (("val_end", "train:epoch"), 6),
+    ]
     state = json.loads(json.dumps(cb.state_dict()))
     assert state == {"counters": {"train:batch": 6, "val_end": 2}}
     fresh = Every({"train:batch": 2, "val_end": 1})
@@ -95,8 +123,11 @@ def test_periodic_callback_counts_and_state(binary_data):
 
 
 def _draws() -> tuple[float, float, float]:
-    return random.random(), float(np.random.random()), float(
-        keras.ops.convert_to_numpy(keras.random.uniform(())))
+    return (
+        random.random(),
+        float(np.random.random()),
+        float(keras.ops.convert_to_numpy(keras.random.uniform(()))),
+    )
 
 
 def _draws_after_seed(seed: int) -> tuple[float, float, float]:
@@ -108,8 +139,13 @@ def _draws_after_seed(seed: int) -> tuple[float, float, float]:
 def test_random_seed_setter_reseeds_and_round_trips(binary_data):
     seen = []
     setter = RandomSeedSetter(seed=5, freq={"train:epoch": 1})
-    tg = traingen(binary_model(), binary_data, None,
-                  [setter, {"train:epoch": lambda tg: seen.append(_draws())}], epochs=2)
+    tg = traingen(
+        binary_model(),
+        binary_data,
+        None,
+        [setter, {"train:epoch": lambda tg: seen.append(_draws())}],
+        epochs=2,
+    )
     tg.train()
     # the seed setter runs first at each epoch end: the draws follow seeds 6 and then 7
     # ('train:epoch' also fires at the compound stage after each validation: 2 draws/epoch)
@@ -135,12 +171,19 @@ def test_random_seed_setter_reseeds_and_round_trips(binary_data):
 def test_random_seed_setter_resumes_from_a_checkpoint(binary_data, tmp_path):
     """Train 2 epochs at once, or 1 epoch, checkpoint, and 1 more in a new TrainGenerator:
     the re-seed at the second epoch's end uses the same seed (its state came back)."""
+
     def run(epochs, logs_dir, **kw):
         seen = []
         setter = RandomSeedSetter(seed=5, freq={"train:epoch": 1})
-        tg = traingen(binary_model(), binary_data, None, epochs=epochs, logs_dir=logs_dir,
-                      callbacks=[setter, {"train:epoch": lambda tg: seen.append(_draws())}],
-                      **kw)
+        tg = traingen(
+            binary_model(),
+            binary_data,
+            None,
+            epochs=epochs,
+            logs_dir=logs_dir,
+            callbacks=[setter, {"train:epoch": lambda tg: seen.append(_draws())}],
+            **kw,
+        )
         tg.train()
         return tg, setter, seen
 
@@ -155,18 +198,33 @@ def test_random_seed_setter_resumes_from_a_checkpoint(binary_data, tmp_path):
 # -- figures -----------------------------------------------------------------------------------
 @pytest.mark.backends
 def test_figure_callbacks_write_images(binary_data, tmp_path):
-    cbs = [binary_preds_per_iteration_cb, binary_preds_distribution_cb, infer_train_hist_cb,
-           make_layer_hists_cb(mode="weights"), make_layer_hists_cb(mode="outputs"),
-           make_layer_hists_cb(_id=[0, 2], mode="gradients:weights", omit_names=None),
-           make_layer_hists_cb(mode="gradients:outputs")]
+    cbs = [
+        binary_preds_per_iteration_cb,
+        binary_preds_distribution_cb,
+        infer_train_hist_cb,
+        make_layer_hists_cb(mode="weights"),
+        make_layer_hists_cb(mode="outputs"),
+        make_layer_hists_cb(_id=[0, 2], mode="gradients:weights", omit_names=None),
+        make_layer_hists_cb(mode="gradients:outputs"),
+    ]
     paths = []
-    tg = traingen(binary_model(), binary_data, tmp_path / "logs",
-                  {"val_end": [lambda tg, cb=cb: paths.append(cb(tg)) for cb in cbs]},
-                  eval_fn="predict")
+    tg = traingen(
+        binary_model(),
+        binary_data,
+        tmp_path / "logs",
+        {"val_end": [lambda tg, cb=cb: paths.append(cb(tg)) for cb in cbs]},
+        eval_fn="predict",
+    )
     tg.train()
-    names = ["binary_preds_per_iteration", "binary_preds_distribution", "infer_train_hist",
-             "layer_hists_weights", "layer_hists_outputs", "layer_hists_gradients-weights",
-             "layer_hists_gradients-outputs"]
+    names = [
+        "binary_preds_per_iteration",
+        "binary_preds_distribution",
+        "infer_train_hist",
+        "layer_hists_weights",
+        "layer_hists_outputs",
+        "layer_hists_gradients-weights",
+        "layer_hists_gradients-outputs",
+    ]
     assert [p.name for p in paths] == [f"{n}__e1_b3_v1.png" for n in names]
     for path in paths:
         assert path.parent == tg.logdir / "figures"
@@ -183,13 +241,16 @@ def test_prediction_figures_need_predict_mode(binary_data, tmp_path, caplog):
 
 
 def test_binary_preds_per_iteration_draws_labels_over_windows():
-    labels = [[np.array([[1.], [0.], [1.]])] * 2, [np.array([[0.], [0.], [1.]])] * 2]
-    preds = [[np.array([[.9], [.2], [.6]]), np.array([[.8], [.1], [.4]])],
-             [np.array([[.3], [.7], [.5]]), np.array([[.2], [.6], [.9]])]]
+    labels = [[np.array([[1.0], [0.0], [1.0]])] * 2, [np.array([[0.0], [0.0], [1.0]])] * 2]
+    preds = [
+        [np.array([[0.9], [0.2], [0.6]]), np.array([[0.8], [0.1], [0.4]])],
+        [np.array([[0.3], [0.7], [0.5]]), np.array([[0.2], [0.6], [0.9]])],
+    ]
     fig = visuals.binary_preds_per_iteration(labels, preds)
     assert len(fig.axes) == 2
-    np.testing.assert_array_equal(fig.axes[1].images[0].get_array(),
-                                  [[0, 0, 1], [0, 0, 1], [.3, .7, .5], [.2, .6, .9]])
+    np.testing.assert_array_equal(
+        fig.axes[1].images[0].get_array(), [[0, 0, 1], [0, 0, 1], [0.3, 0.7, 0.5], [0.2, 0.6, 0.9]]
+    )
 
 
 def test_infer_train_hist_titles_and_counts():
@@ -214,17 +275,23 @@ def test_viz_ae2d(tmp_path, eval_fn):
     n = (N_TRAIN + N_VAL) * BS
     images = np.zeros((n, 8, 8, 1), "float32")  # bright squares at random places
     for img, (r, c) in zip(images, rng.integers(0, 5, size=(n, 2))):
-        img[r:r + 3, c:c + 3] = 1
+        img[r : r + 3, c : c + 3] = 1
     root = write(tmp_path / "data", images, np.zeros((n, 1), "float32"))
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                              keras.layers.Dense(16, activation="relu"),
-                              keras.layers.Dense(64, activation="sigmoid"),
-                              keras.layers.Reshape((8, 8, 1))])
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(64, activation="sigmoid"),
+            keras.layers.Reshape((8, 8, 1)),
+        ]
+    )
     model.compile(keras.optimizers.Adam(0.01), "mse")
     viz = VizAE2D(n_images=4)
-    tg = traingen(model, root, tmp_path / "logs", viz, epochs=2, input_as_labels=True,
-                  eval_fn=eval_fn)
+    tg = traingen(
+        model, root, tmp_path / "logs", viz, epochs=2, input_as_labels=True, eval_fn=eval_fn
+    )
     tg.train()
     assert viz.savepath == tg.logdir / "figures" / "VizAE2D__e2_b6_v2.png"
     assert len(list((tg.logdir / "figures").glob("VizAE2D__*.png"))) == 2
@@ -250,13 +317,31 @@ def test_traingen_logger_files_hold_weights_outputs_gradients(tmp_path, fmt):
     model.compile(keras.optimizers.SGD(0.1), "mse")
     kernel, bias = model.layers[0].kernel.path, model.layers[0].bias.path
     weights_seen = []  # the weights when the logger logged (it runs first)
-    logger = TraingenLogger(tmp_path / "tlog", {"weights": "lin", "outputs": ["lin"],
-                                                "gradients": "lin",
-                                                "gradients-kw": {"mode": "weights"}},
-                            freq={"train:epoch": 1}, fmt=fmt)
-    tg = traingen(model, root, None,
-                  [logger, {"train:epoch": lambda tg: weights_seen.append(
-                      [np.array(w) for w in tg.model.get_weights()])}], epochs=2)
+    logger = TraingenLogger(
+        tmp_path / "tlog",
+        {
+            "weights": "lin",
+            "outputs": ["lin"],
+            "gradients": "lin",
+            "gradients-kw": {"mode": "weights"},
+        },
+        freq={"train:epoch": 1},
+        fmt=fmt,
+    )
+    tg = traingen(
+        model,
+        root,
+        None,
+        [
+            logger,
+            {
+                "train:epoch": lambda tg: weights_seen.append(
+                    [np.array(w) for w in tg.model.get_weights()]
+                )
+            },
+        ],
+        epochs=2,
+    )
     tg.train()
 
     files = sorted((tmp_path / "tlog").glob(f"datalog_*.{fmt}"))
@@ -270,10 +355,12 @@ def test_traingen_logger_files_hold_weights_outputs_gradients(tmp_path, fmt):
         out = x_val @ w + b  # default data: the first validation batch
         np.testing.assert_allclose(data["outputs"][log_id]["lin"], out, rtol=1e-5, atol=1e-6)
         d_out = 2 * (out - y_val) / out.size  # mse, mean over all elements
-        np.testing.assert_allclose(data["gradients"][log_id][kernel], x_val.T @ d_out,
-                                   rtol=1e-4, atol=1e-6)
-        np.testing.assert_allclose(data["gradients"][log_id][bias], d_out.sum(0),
-                                   rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            data["gradients"][log_id][kernel], x_val.T @ d_out, rtol=1e-4, atol=1e-6
+        )
+        np.testing.assert_allclose(
+            data["gradients"][log_id][bias], d_out.sum(0), rtol=1e-4, atol=1e-6
+        )
     assert logger.weights == {} and logger.state_dict()["log_id"] == 1  # cleared after save
     assert tg.val_datagen.state_dict()["set_nums_to_process"] == ["1", "2"]  # not moved
     loaded = logger.load()

@@ -3,6 +3,7 @@ from corrupt checkpoints, hostile files, skip rules, pruning, best model, naming
 
 Real models, real files; the kill-and-resume guarantee itself is in ``test_resume.py``.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,14 @@ def data(tmp_path_factory):
 
 def model(units=8, seed=0):
     keras.utils.set_random_seed(seed)
-    m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(units, activation="relu"),
-                          keras.layers.Dropout(0.2), keras.layers.Dense(2, "softmax")])
+    m = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(units, activation="relu"),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(2, "softmax"),
+        ]
+    )
     m.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy", metrics=["accuracy"])
     return m
 
@@ -40,8 +47,9 @@ def model(units=8, seed=0):
 def make_tg(data, tmp_path, m=None, **kw):
     keras.utils.set_random_seed(0)
     dg, vdg = generators(data, batch_size=16, shuffle=True)
-    kw = dict(dict(epochs=1, logs_dir=tmp_path / "logs", iter_verbosity=0,
-                   plot_history_freq=None), **kw)
+    kw = dict(
+        dict(epochs=1, logs_dir=tmp_path / "logs", iter_verbosity=0, plot_history_freq=None), **kw
+    )
     return TrainGenerator(m or model(), dg, vdg, **kw)
 
 
@@ -56,8 +64,7 @@ def test_checkpoint_directory_layout_and_manifest(data, tmp_path):
     latest = (ckdir / "latest").read_text().strip()
     assert latest == f"{tg.model_name}_1vals_6iters"
     files = sorted(p.name for p in (ckdir / latest).iterdir())
-    assert files == ["arrays.npz", "history.png", "model.weights.h5", "report.png",
-                     "state.json"]
+    assert files == ["arrays.npz", "history.png", "model.weights.h5", "report.png", "state.json"]
     state = json.loads((ckdir / latest / "state.json").read_text())
     assert list(state)[:5] == ["format", "version", "kind", "seq", "state_sha256"]
     assert state["format"] == "deeptrain.checkpoint" and state["version"] == 2
@@ -80,8 +87,14 @@ def test_checkpoint_directory_layout_and_manifest(data, tmp_path):
 def test_in_process_resume_is_exact_and_skip_rules_apply(data, tmp_path):
     ref = make_tg(data, tmp_path / "ref", epochs=2)
     ref.train()
-    first = make_tg(data, tmp_path, epochs=1, max_checkpoints=2, predict_threshold=0.3,
-                    saveskip_list=["model", "callbacks", "val_class_weights"])
+    first = make_tg(
+        data,
+        tmp_path,
+        epochs=1,
+        max_checkpoints=2,
+        predict_threshold=0.3,
+        saveskip_list=["model", "callbacks", "val_class_weights"],
+    )
     first.train()
     saved = json.loads(first.get_last_log("state").read_text())["traingen"]
     assert "val_class_weights" not in saved and saved["max_checkpoints"] == 2
@@ -96,8 +109,9 @@ def test_in_process_resume_is_exact_and_skip_rules_apply(data, tmp_path):
     assert ref.history == resumed.history and ref.val_history == resumed.val_history
     # 'none': nothing skipped, so the saved epochs replaces the passed value; the newest
     # checkpoint of the run is the continued run's (epochs=2)
-    again = make_tg(data, tmp_path, epochs=7, loadpath=first.logdir,
-                    loadskip_list=["none"], continue_run=False)
+    again = make_tg(
+        data, tmp_path, epochs=7, loadpath=first.logdir, loadskip_list=["none"], continue_run=False
+    )
     assert again.epochs == 2 and again.state.epoch == 2
     assert again.model_num == 1 and again.logdir.name.startswith("M1__")  # a new run
 
@@ -116,10 +130,19 @@ REPLACE_STEPS = ("back up previous", "remove backup")  # only when a name is rep
 
 def test_a_failure_at_any_step_of_a_save_leaves_the_previous_checkpoint(data, tmp_path):
     steps = fault_steps(data, tmp_path)
-    assert steps == ["write model.weights.h5", "write history.png", "write report.png",
-                     "write arrays.npz", "write state.json", "fsync files",
-                     "back up previous", "rename into place", "fsync parent",
-                     "remove backup", "replace latest"]
+    assert steps == [
+        "write model.weights.h5",
+        "write history.png",
+        "write report.png",
+        "write arrays.npz",
+        "write state.json",
+        "fsync files",
+        "back up previous",
+        "rename into place",
+        "fsync parent",
+        "remove backup",
+        "replace latest",
+    ]
     steps = [s for s in steps if s not in REPLACE_STEPS]  # (replacing: test_checkpoint_hardening)
     for i, step in enumerate(steps):
         tg = make_tg(data, tmp_path / f"run{i}", unique_checkpoint_freq={"batch": 3})
@@ -130,13 +153,15 @@ def test_a_failure_at_any_step_of_a_save_leaves_the_previous_checkpoint(data, tm
         def fail(name, step=step):
             if name == step:
                 raise OSError(f"injected failure at {name}")
+
         tg._checkpointer.fault = fail
         tg.epochs = 2  # the checkpoint after batch 9 fails, weights have moved on
         with pytest.raises(OSError, match="injected"):
             tg.train()
         assert tg.state.batches_fit == 9
-        leftovers = [p.name for p in (tg.logdir / "checkpoints").iterdir()
-                     if p.name.startswith(".tmp-")]
+        leftovers = [
+            p.name for p in (tg.logdir / "checkpoints").iterdir() if p.name.startswith(".tmp-")
+        ]
         assert leftovers == [], step
         assert resolve_loadpath(tg.logdir)[0] == before, step  # pointer moves last
         fresh = make_tg(data, tmp_path / f"load{i}", m=model(seed=9), loadpath=tg.logdir)
@@ -167,6 +192,7 @@ def test_corrupt_newest_checkpoint_falls_back_with_a_warning(data, tmp_path, cap
 class _Boom:
     def __reduce__(self):
         import os
+
         return (os.mkdir, (str(MARKER),))
 
 
@@ -197,6 +223,7 @@ def _rehash(ckpt: Path) -> None:
     """Record the files' new sizes and hashes, and the state's new digest (as someone who
     edits a checkpoint on purpose can)."""
     import hashlib
+
     state = json.loads((ckpt / "state.json").read_text())
     for name in state["files"]:
         raw = (ckpt / name).read_bytes()
@@ -224,8 +251,14 @@ def test_loading_into_another_architecture_names_the_variable_and_shapes(data, t
 
 
 def test_max_checkpoints_and_temp_checkpoints(data, tmp_path):
-    tg = make_tg(data, tmp_path, epochs=2, unique_checkpoint_freq={"batch": 2},
-                 temp_checkpoint_freq={"iter": 1}, max_checkpoints=3)
+    tg = make_tg(
+        data,
+        tmp_path,
+        epochs=2,
+        unique_checkpoint_freq={"batch": 2},
+        temp_checkpoint_freq={"iter": 1},
+        max_checkpoints=3,
+    )
     tg.train()
     ckdir = tg.logdir / "checkpoints"
     dirs = sorted(p.name for p in ckdir.iterdir() if p.is_dir())
@@ -235,8 +268,9 @@ def test_max_checkpoints_and_temp_checkpoints(data, tmp_path):
     assert (ckdir / "latest").read_text().strip() == f"{tg.model_name}_2vals_12iters"
     assert tg.state.save_seq == 12  # one per iteration: unique every 2 batches, else temp
     # a temp checkpoint is loadable like any other (0.6 named them so load never found them)
-    temp_only = make_tg(data, tmp_path / "t", unique_checkpoint_freq=None,
-                        temp_checkpoint_freq={"iter": 4})
+    temp_only = make_tg(
+        data, tmp_path / "t", unique_checkpoint_freq=None, temp_checkpoint_freq={"iter": 4}
+    )
     temp_only.train()
     path, state = resolve_loadpath(temp_only.logdir)
     assert path.name.startswith("_temp_4iters") and state["kind"] == "temp"
@@ -275,19 +309,31 @@ def test_callbacks_state_goes_through_the_checkpoint(data, tmp_path):
 
 
 def test_report_and_history_are_real_images(data, tmp_path):
-    tg = make_tg(data, tmp_path, epochs=2, best_models_dir=tmp_path / "best",
-                 model_configs={"units": 8, "optimizer": "Adam"})
+    tg = make_tg(
+        data,
+        tmp_path,
+        epochs=2,
+        best_models_dir=tmp_path / "best",
+        model_configs={"units": 8, "optimizer": "Adam"},
+    )
     tg.train()
-    for path in (tg.get_last_log("report"), tg.get_last_log("history"),
-                 tg.get_last_log("report", best=True)):
+    for path in (
+        tg.get_last_log("report"),
+        tg.get_last_log("history"),
+        tg.get_last_log("report", best=True),
+    ):
         img = imread(path)
         assert img.shape[0] > 100 and img.shape[1] > 300, path
         assert img[..., :3].std() > 0.02, f"{path} looks blank"
     best_dirs = list((tmp_path / "best").iterdir())  # max_one_best_save: one per model num
     assert [p.name for p in best_dirs] == [tg.model_name]
     text = tg.generate_report()
-    for section in (">>HYPERPARAMETERS", ">>TRAINGEN STATE", ">>TRAIN DATAGEN STATE",
-                    ">>VAL DATAGEN STATE"):
+    for section in (
+        ">>HYPERPARAMETERS",
+        ">>TRAINGEN STATE",
+        ">>TRAIN DATAGEN STATE",
+        ">>VAL DATAGEN STATE",
+    ):
         assert section in text
     assert "'units' = 8" in text and "'batches_fit' = 12" in text
     tg.report_configs = {"traingen": {"include": ["epochs"]}}
@@ -297,13 +343,25 @@ def test_report_and_history_are_real_images(data, tmp_path):
 
 
 def test_model_auto_naming(data, tmp_path):
-    tg = make_tg(data, tmp_path, model_base_name="AE",
-                 model_configs={"filters": [6, 12, 2, 6, 12], "optimizer": "Adam", "lr": 1e-4},
-                 model_name_configs={"datagen.batch_size": "BS", "filters": "filt",
-                                     "optimizer": "", "lr": "", "best_key_metric": "__max"})
+    tg = make_tg(
+        data,
+        tmp_path,
+        model_base_name="AE",
+        model_configs={"filters": [6, 12, 2, 6, 12], "optimizer": "Adam", "lr": 1e-4},
+        model_name_configs={
+            "datagen.batch_size": "BS",
+            "filters": "filt",
+            "optimizer": "",
+            "lr": "",
+            "best_key_metric": "__max",
+        },
+    )
     assert tg.model_name == "M0__AE-BS16-filt6_12_2_6_12-Adam-1e-4"
     tg.train()
-    assert tg.model_name == f"M0__AE-BS16-filt6_12_2_6_12-Adam-1e-4__max{encode_best(tg.best_key_metric)}"
+    assert (
+        tg.model_name
+        == f"M0__AE-BS16-filt6_12_2_6_12-Adam-1e-4__max{encode_best(tg.best_key_metric)}"
+    )
     assert encode_best(10.5) == "10.500" and encode_best(0.0812) == ".081"
     assert encode_best(-0.25) == "-.250"
     assert encode_value([2e-4, 2e-4, 2e-4, 1e-4]) == "2e-4x3_1e-4"
@@ -320,8 +378,13 @@ def test_optimizer_load_configs_keep_the_live_learning_rate(data, tmp_path):
     iterations = int(tg.model.optimizer.iterations.numpy())
     m = model(seed=3)
     m.optimizer.learning_rate.assign(0.123)
-    fresh = make_tg(data, tmp_path, m=m, loadpath=tg.logdir,
-                    optimizer_load_configs={"exclude": ["learning_rate"]})
+    fresh = make_tg(
+        data,
+        tmp_path,
+        m=m,
+        loadpath=tg.logdir,
+        optimizer_load_configs={"exclude": ["learning_rate"]},
+    )
     assert float(fresh.model.optimizer.learning_rate.numpy()) == pytest.approx(0.123)
     assert int(fresh.model.optimizer.iterations.numpy()) == iterations  # the rest loaded
     with pytest.raises(ValueError, match="optimizer_load_configs must be"):
@@ -360,6 +423,7 @@ def test_a_best_model_checkpoint_has_no_checkpoint_pending(data, tmp_path):
 
 def test_report_fontpath_is_used_and_checked(data, tmp_path):
     import matplotlib
+
     font = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSerif.ttf"
     tg = make_tg(data, tmp_path, report_fontpath=str(font))
     path = tg.save_report(tmp_path / "r.png")
@@ -372,8 +436,9 @@ def test_report_fontpath_is_used_and_checked(data, tmp_path):
 
 
 def test_duplicate_names_final_figure_and_save_kwargs(data, tmp_path):
-    tg = make_tg(data, tmp_path, checkpoints_overwrite_duplicates=False,
-                 final_fig_dir=tmp_path / "final")
+    tg = make_tg(
+        data, tmp_path, checkpoints_overwrite_duplicates=False, final_fig_dir=tmp_path / "final"
+    )
     tg.train()
     first = tg.checkpoint(forced=True)  # same counters as the end-of-epoch checkpoint
     second = tg.checkpoint(forced=True)

@@ -7,6 +7,7 @@
 - ``state.json`` is integrity-checked and validated, and a load is all or nothing;
 - an unreadable sibling (deeply nested, FIFO, huge, 100k-digit integer) is skipped.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,8 +28,13 @@ import pytest
 
 from deeptrain.callbacks import TraingenCallback
 from deeptrain.saving import model_state
-from deeptrain.saving.checkpoint import (CorruptCheckpointError, NoIntactCheckpointError,
-                                         list_checkpoints, resolve_loadpath, state_digest)
+from deeptrain.saving.checkpoint import (
+    CorruptCheckpointError,
+    NoIntactCheckpointError,
+    list_checkpoints,
+    resolve_loadpath,
+    state_digest,
+)
 from deeptrain.saving.hdf5_check import check_hdf5_self_contained
 from deeptrain.saving.rollback import _datagen_state
 from test_checkpoint import make_tg, model, weights_of
@@ -71,10 +77,12 @@ def edit_state(ckpt: Path, edit, redigest: bool = True) -> None:
 
 def rehash(ckpt: Path, name: str) -> None:
     import hashlib
+
     raw = (ckpt / name).read_bytes()
 
     def edit(state):
         state["files"][name] = {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+
     edit_state(ckpt, edit)
 
 
@@ -84,9 +92,17 @@ def assert_weights(m, expected) -> None:
 
 
 # -- (3) replacing a checkpoint of the same name --------------------------------------
-REPLACE_STEPS = ["write model.weights.h5", "write arrays.npz", "write state.json",
-                 "fsync files", "back up previous", "rename into place", "fsync parent",
-                 "remove backup", "replace latest"]
+REPLACE_STEPS = [
+    "write model.weights.h5",
+    "write arrays.npz",
+    "write state.json",
+    "fsync files",
+    "back up previous",
+    "rename into place",
+    "fsync parent",
+    "remove backup",
+    "replace latest",
+]
 IN_PLACE_AFTER = "fsync parent"  # a failure from this step on: the new checkpoint is in place
 
 
@@ -110,16 +126,20 @@ def test_a_failure_at_any_step_of_a_replace_leaves_a_loadable_checkpoint(data, t
         def fail(name, step=step):
             if name == step:
                 raise OSError(f"injected failure at {name}")
+
         tg._checkpointer.fault = fail
         with pytest.raises(OSError, match="injected"):
             tg.save()
         names = sorted(p.name for p in ckdir.iterdir())
         assert not [n for n in names if n.startswith(".tmp-")], (step, names)
         in_place = steps.index(step) >= steps.index(IN_PLACE_AFTER)
-        assert names == ([f".old-{NAME}"] if step in ("fsync parent", "remove backup")
-                         else []) + [NAME, "latest"], (step, names)
-        fresh = make_tg(data, tmp_path / f"load{i}", m=model(seed=9), loadpath=tg.logdir,
-                        continue_run=False)  # a reader: the owner keeps the directory
+        assert names == ([f".old-{NAME}"] if step in ("fsync parent", "remove backup") else []) + [
+            NAME,
+            "latest",
+        ], (step, names)
+        fresh = make_tg(
+            data, tmp_path / f"load{i}", m=model(seed=9), loadpath=tg.logdir, continue_run=False
+        )  # a reader: the owner keeps the directory
         assert_weights(fresh.model, new if in_place else old)
         tg._checkpointer.fault = None
         tg.save()  # the owner's next save settles the backup
@@ -127,11 +147,11 @@ def test_a_failure_at_any_step_of_a_replace_leaves_a_loadable_checkpoint(data, t
 
 
 def test_a_replace_interrupted_between_its_renames_loads_the_backup_and_is_settled(
-        data, base, tmp_path, caplog):
+    data, base, tmp_path, caplog
+):
     logdir = copy_run(base, tmp_path)
     ckdir = logdir / "checkpoints"
-    expected = weights_of(make_tg(data, tmp_path / "ref", m=model(seed=9),
-                                  loadpath=logdir).model)
+    expected = weights_of(make_tg(data, tmp_path / "ref", m=model(seed=9), loadpath=logdir).model)
     os.rename(ckdir / NAME, ckdir / f".old-{NAME}")  # the state a crash there leaves
     with caplog.at_level(logging.WARNING, logger="deeptrain"):
         path, _ = resolve_loadpath(logdir)
@@ -153,9 +173,13 @@ def test_a_replace_interrupted_between_its_renames_loads_the_backup_and_is_settl
 def test_sigkill_between_the_two_renames_of_a_replace(data, tmp_path, caplog):
     job = Path(__file__).with_name("replace_kill_job.py")
     out = tmp_path / "weights.npz"
-    proc = subprocess.run([sys.executable, str(job), str(data), str(tmp_path / "logs"),
-                           str(out)], capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, PYTHONHASHSEED="0"))
+    proc = subprocess.run(
+        [sys.executable, str(job), str(data), str(tmp_path / "logs"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, PYTHONHASHSEED="0"),
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     (logdir,) = (tmp_path / "logs").glob("M*__*")
     ckdir = logdir / "checkpoints"
@@ -191,8 +215,9 @@ def test_best_model_lookups_see_backups(data, tmp_path):
 
 
 # -- (4) nothing outside the checkpoints directory ------------------------------------
-@pytest.mark.parametrize("pointer", ["../..", "/", "..", ".", "../../../outside/evil",
-                                     "{abs}", ".tmp-x", "a/b", ""])
+@pytest.mark.parametrize(
+    "pointer", ["../..", "/", "..", ".", "../../../outside/evil", "{abs}", ".tmp-x", "a/b", ""]
+)
 def test_the_pointer_must_name_a_checkpoint_inside(data, base, tmp_path, caplog, pointer):
     logdir = copy_run(base, tmp_path)
     outside = tmp_path / "outside" / "evil"
@@ -251,8 +276,9 @@ def _h5_with(path: Path, kind: str) -> Path:
             f["vars/1"] = h5py.ExternalLink(str(path.with_name("other.h5")), "/secret")
         elif kind == "external file":
             path.with_name("raw.bin").write_bytes(np.ones(4).tobytes())
-            f.create_dataset("vars/1", shape=(4,), dtype="f8",
-                             external=[(str(path.with_name("raw.bin")), 0, 32)])
+            f.create_dataset(
+                "vars/1", shape=(4,), dtype="f8", external=[(str(path.with_name("raw.bin")), 0, 32)]
+            )
         elif kind == "virtual dataset":
             with h5py.File(path.with_name("src.h5"), "w") as o:
                 o["x"] = np.ones(4)
@@ -264,9 +290,14 @@ def _h5_with(path: Path, kind: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind, message", [("external link", "is an external link"),
-                                           ("external file", "external raw files"),
-                                           ("virtual dataset", "virtual dataset")])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("external link", "is an external link"),
+        ("external file", "external raw files"),
+        ("virtual dataset", "virtual dataset"),
+    ],
+)
 def test_hdf5_references_to_other_files_are_refused(tmp_path, kind, message):
     check_hdf5_self_contained(_h5_with(tmp_path / "fine.h5", "soft link"))
     with pytest.raises(CorruptCheckpointError, match=message):
@@ -314,14 +345,20 @@ def live_state(tg) -> dict:
     return {
         "variables": [np.array(v.numpy()) for v in model_state.all_variables(tg.model)],
         "train_state": json.dumps(tg.state.to_dict(), sort_keys=True),
-        "datagens": [json.dumps(_datagen_state(dg), sort_keys=True)
-                     for dg in (tg.datagen, tg.val_datagen)],
+        "datagens": [
+            json.dumps(_datagen_state(dg), sort_keys=True) for dg in (tg.datagen, tg.val_datagen)
+        ],
         "python_rng": random.getstate(),
         "numpy_rng": np.random.get_state(),
         "keras_rng": None if seed_gen is None else np.array(seed_gen.state.numpy()),
         "callbacks": [json.dumps(cb.state_dict()) for cb in tg.callbacks.objects],
-        "settings": repr(sorted((k, repr(v)) for k, v in vars(tg).items()
-                                if not k.startswith("_") or k == "_passed_args")),
+        "settings": repr(
+            sorted(
+                (k, repr(v))
+                for k, v in vars(tg).items()
+                if not k.startswith("_") or k == "_passed_args"
+            )
+        ),
     }
 
 
@@ -352,30 +389,76 @@ def live(data, tmp_path_factory):
 
 
 CASES = {
-    "edited counter": (lambda s: s["train_state"].update(batches_fit=3), False,
-                       NoIntactCheckpointError, r"does not match its state_sha256"),
-    "epoch 'zero'": (lambda s: s["train_state"].update(epoch="zero"), True,
-                     NoIntactCheckpointError,
-                     r"state\.json: train_state\.epoch: 'zero' is not of type 'integer'"),
-    "queue not a list": (lambda s: s["datagen"].update(set_nums_to_process=5), True,
-                         NoIntactCheckpointError,
-                         r"datagen\.set_nums_to_process: 5 is not of type 'array'"),
-    "float counter": (lambda s: s["train_state"].update(fit_iters=6.0), True,
-                      NoIntactCheckpointError, r"train_state\.fit_iters: 6\.0 is not of type"),
-    "unknown setting": (lambda s: s["traingen"].update(no_such_setting=1), True,
-                        NoIntactCheckpointError, r"traingen: Additional properties"),
-    "set num not in the data": (lambda s: s["datagen"].update(set_nums_to_process=["99"]),
-                                True, ValueError, r"does not fit this TrainGenerator: datagen"),
-    "group past its end": (lambda s: s["datagen"].update(set_nums_to_process=["2", "3"], group={
-        "set_nums": ["1"], "n_samples": 32, "n_batches": 2, "sample_order": None,
-        "batch_order": None, "next_batch": 3}), True, ValueError, r"group\.next_batch"),
-    "preprocessor value": (lambda s: s["datagen"]["preprocessor"].update(batch_loaded="yes"),
-                           True, ValueError, r"preprocessor state 'batch_loaded'"),
-    "bad rng": (lambda s: s["rng"]["python"].__setitem__(1, [1, 2, 3]), True, ValueError,
-                r"random generator state"),
+    "edited counter": (
+        lambda s: s["train_state"].update(batches_fit=3),
+        False,
+        NoIntactCheckpointError,
+        r"does not match its state_sha256",
+    ),
+    "epoch 'zero'": (
+        lambda s: s["train_state"].update(epoch="zero"),
+        True,
+        NoIntactCheckpointError,
+        r"state\.json: train_state\.epoch: 'zero' is not of type 'integer'",
+    ),
+    "queue not a list": (
+        lambda s: s["datagen"].update(set_nums_to_process=5),
+        True,
+        NoIntactCheckpointError,
+        r"datagen\.set_nums_to_process: 5 is not of type 'array'",
+    ),
+    "float counter": (
+        lambda s: s["train_state"].update(fit_iters=6.0),
+        True,
+        NoIntactCheckpointError,
+        r"train_state\.fit_iters: 6\.0 is not of type",
+    ),
+    "unknown setting": (
+        lambda s: s["traingen"].update(no_such_setting=1),
+        True,
+        NoIntactCheckpointError,
+        r"traingen: Additional properties",
+    ),
+    "set num not in the data": (
+        lambda s: s["datagen"].update(set_nums_to_process=["99"]),
+        True,
+        ValueError,
+        r"does not fit this TrainGenerator: datagen",
+    ),
+    "group past its end": (
+        lambda s: s["datagen"].update(
+            set_nums_to_process=["2", "3"],
+            group={
+                "set_nums": ["1"],
+                "n_samples": 32,
+                "n_batches": 2,
+                "sample_order": None,
+                "batch_order": None,
+                "next_batch": 3,
+            },
+        ),
+        True,
+        ValueError,
+        r"group\.next_batch",
+    ),
+    "preprocessor value": (
+        lambda s: s["datagen"]["preprocessor"].update(batch_loaded="yes"),
+        True,
+        ValueError,
+        r"preprocessor state 'batch_loaded'",
+    ),
+    "bad rng": (
+        lambda s: s["rng"]["python"].__setitem__(1, [1, 2, 3]),
+        True,
+        ValueError,
+        r"random generator state",
+    ),
     "setting refused after it is applied": (  # predict_threshold is written into tg.state
-        lambda s: s["traingen"].update(val_freq={"val": 1}, predict_threshold=0.25), True,
-        ValueError, r"val_freq=\{'val': n\}"),
+        lambda s: s["traingen"].update(val_freq={"val": 1}, predict_threshold=0.25),
+        True,
+        ValueError,
+        r"val_freq=\{'val': n\}",
+    ),
 }
 
 
@@ -414,6 +497,7 @@ def test_version_1_checkpoints_load_with_a_warning(data, base, tmp_path, caplog)
     def to_v1(state):
         state["version"] = 1
         del state["state_sha256"]
+
     edit_state(ckpt, to_v1, redigest=False)
     with caplog.at_level(logging.WARNING, logger="deeptrain"):
         fresh = make_tg(data, tmp_path / "fresh", m=model(seed=9), loadpath=logdir)
@@ -427,8 +511,10 @@ HEADER = '{"format": "deeptrain.checkpoint", "version": 2, "kind": "manual", "se
 @contextlib.contextmanager
 def no_hang(seconds: int = 120):
     """Turn a hang (a FIFO opened for reading blocks) into a failure instead."""
+
     def fail(*_):
         raise AssertionError("blocked")
+
     previous = signal.signal(signal.SIGALRM, fail)
     signal.alarm(seconds)
     try:
@@ -439,8 +525,10 @@ def no_hang(seconds: int = 120):
 
 
 def add_bad_siblings(ckdir: Path) -> list[Path]:
-    bad = {name: ckdir / name for name in ("deep", "fifo", "huge", "digits", "deep_body",
-                                           "digits_body", "huge_body")}
+    bad = {
+        name: ckdir / name
+        for name in ("deep", "fifo", "huge", "digits", "deep_body", "digits_body", "huge_body")
+    }
     for path in bad.values():
         path.mkdir()
     (bad["deep"] / "state.json").write_text("[" * 100_000 + "]" * 100_000)
@@ -449,10 +537,11 @@ def add_bad_siblings(ckdir: Path) -> list[Path]:
         f.truncate(400 * 2**20)  # sparse: nothing on disk, 400 MB to a reader
     (bad["digits"] / "state.json").write_text(
         '{"format": "deeptrain.checkpoint", "version": 2, "kind": "temp", "seq": '
-        + "1" * 100_000 + "}")
+        + "1" * 100_000
+        + "}"
+    )
     # readable headers (newest of all), unreadable bodies: tried as fallbacks, refused
-    (bad["deep_body"] / "state.json").write_text(HEADER % 99 + "[" * 100_000 + "]" * 100_000
-                                                 + "}")
+    (bad["deep_body"] / "state.json").write_text(HEADER % 99 + "[" * 100_000 + "]" * 100_000 + "}")
     (bad["digits_body"] / "state.json").write_text(HEADER % 98 + "1" * 100_000 + "}")
     with open(bad["huge_body"] / "state.json", "wb") as f:
         f.write((HEADER % 97).encode())
@@ -469,8 +558,15 @@ def test_bad_siblings_are_skipped_and_kept(data, base, tmp_path, caplog):
         assert resolve_loadpath(logdir)[0] == ckdir / NAME  # the pointed one: no sibling read
         (ckdir / "latest").write_text("gone\n")  # falls back: siblings read, bad ones skipped
         assert resolve_loadpath(logdir)[0] == ckdir / NAME
-        fresh = make_tg(data, tmp_path / "fresh", m=model(seed=9), loadpath=logdir,
-                        logdir=logdir, epochs=2, **TEMP)
+        fresh = make_tg(
+            data,
+            tmp_path / "fresh",
+            m=model(seed=9),
+            loadpath=logdir,
+            logdir=logdir,
+            epochs=2,
+            **TEMP,
+        )
         fresh.train()  # saves and prunes at the end of epoch 2
         fresh.save()
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 200 * 2**10

@@ -1,4 +1,5 @@
 """DataGenerator batching: exactly-once coverage, flexible batch size, shuffles, superbatch."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -15,21 +16,35 @@ def all_ids(n_files: int, file_size: int) -> list[int]:
     return [i for s in range(1, n_files + 1) for i in sample_ids(s, file_size)]
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(n_files=st.integers(1, 7), file_size=st.sampled_from([4, 8]),
-       factor=st.sampled_from([0.25, 0.5, 1, 2, 4]), shuffle=st.booleans(),
-       group=st.sampled_from(["none", "batches", "samples"]), superbatch=st.booleans(),
-       prefetch=st.sampled_from([0, 2]), seed=st.integers(0, 3))
-def test_every_sample_exactly_once_per_epoch(tmp_path_factory, n_files, file_size, factor,
-                                             shuffle, group, superbatch, prefetch, seed):
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    n_files=st.integers(1, 7),
+    file_size=st.sampled_from([4, 8]),
+    factor=st.sampled_from([0.25, 0.5, 1, 2, 4]),
+    shuffle=st.booleans(),
+    group=st.sampled_from(["none", "batches", "samples"]),
+    superbatch=st.booleans(),
+    prefetch=st.sampled_from([0, 2]),
+    seed=st.integers(0, 3),
+)
+def test_every_sample_exactly_once_per_epoch(
+    tmp_path_factory, n_files, file_size, factor, shuffle, group, superbatch, prefetch, seed
+):
     d = write_dataset(tmp_path_factory.mktemp("d"), n_files=n_files, file_size=file_size)
     batch_size = int(file_size * factor)
-    dg = DataGenerator(d, batch_size=batch_size, labels_path=d / "labels.h5", shuffle=shuffle,
-                       shuffle_group_batches=group == "batches",
-                       shuffle_group_samples=group == "samples",
-                       superbatch_set_nums="all" if superbatch else None,
-                       prefetch=prefetch, seed=seed)
+    dg = DataGenerator(
+        d,
+        batch_size=batch_size,
+        labels_path=d / "labels.h5",
+        shuffle=shuffle,
+        shuffle_group_batches=group == "batches",
+        shuffle_group_samples=group == "samples",
+        superbatch_set_nums="all" if superbatch else None,
+        prefetch=prefetch,
+        seed=seed,
+    )
     for epoch in range(2):
         served = run_epoch(dg)
         ids = [i for _, x, _ in served for i in x]
@@ -82,6 +97,7 @@ def test_shuffle_is_seeded_per_epoch_and_reproducible(npy_dir):
     def orders(seed):
         dg = DataGenerator(npy_dir, batch_size=8, shuffle=True, seed=seed)
         return [[n for n, _, _ in run_epoch(dg)] for _ in range(3)]
+
     a, b = orders(1), orders(1)
     assert a == b
     assert len({tuple(o) for o in a}) > 1  # reshuffled between epochs
@@ -148,8 +164,13 @@ def test_superbatch_path_is_actually_used(tmp_path):
 
 def test_timeseries_windows_through_the_datagen(tmp_path):
     d = write_dataset(tmp_path, n_files=2, file_size=4, timesteps=20, labels="h5")
-    dg = DataGenerator(d, batch_size=4, labels_path=d / "labels.h5", preprocessor="timeseries",
-                       preprocessor_configs={"window_size": 4, "start_increments": [0, 2]})
+    dg = DataGenerator(
+        d,
+        batch_size=4,
+        labels_path=d / "labels.h5",
+        preprocessor="timeseries",
+        preprocessor_configs={"window_size": 4, "start_increments": [0, 2]},
+    )
     shapes = [(dg.set_name, x.shape, dg.slice_idx) for x, _ in dg]
     assert shapes == [(s, (4, 4, 3), i) for s in "12" for i in range(5)]
     assert dg.preprocessor.start_increment == 2  # epoch 1
@@ -159,8 +180,9 @@ def test_timeseries_windows_through_the_datagen(tmp_path):
 def test_reading_never_writes_into_the_data_directory(tmp_path):
     d = write_dataset(tmp_path, n_files=4, labels="csv")
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in d.iterdir()}
-    dg = DataGenerator(d, batch_size=4, labels_path=d / "labels.csv", shuffle=True,
-                       superbatch_set_nums="all")
+    dg = DataGenerator(
+        d, batch_size=4, labels_path=d / "labels.csv", shuffle=True, superbatch_set_nums="all"
+    )
     for _ in range(2):
         run_epoch(dg)
     dg.load_state_dict(dg.state_dict())

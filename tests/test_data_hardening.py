@@ -1,6 +1,7 @@
 """Data hardening: a failed load changes nothing (a retry serves the right data), malformed
 or non-regular data files are refused at construction naming the file, lz4 frames cannot
 take more memory than their data, and HDF5 files that read other files are refused."""
+
 from __future__ import annotations
 
 import copy
@@ -30,9 +31,19 @@ def make_dg(d: Path, prefetch: int, **kw) -> DataGenerator:
 def snapshot(dg: DataGenerator) -> tuple:
     """Everything a failed call must leave as it was."""
     batch = ids_of(dg.batch) if len(dg.batch) else []
-    return (dg.state_dict(), list(dg.set_nums_to_process), dg.set_name, dg.set_num,
-            dg.batch_loaded, dg.batch_exhausted, dg.all_data_exhausted, dg.slice_idx,
-            batch, [int(v) for v in np.ravel(dg.labels)], dg._group)
+    return (
+        dg.state_dict(),
+        list(dg.set_nums_to_process),
+        dg.set_name,
+        dg.set_num,
+        dg.batch_loaded,
+        dg.batch_exhausted,
+        dg.all_data_exhausted,
+        dg.slice_idx,
+        batch,
+        [int(v) for v in np.ravel(dg.labels)],
+        dg._group,
+    )
 
 
 def step(dg: DataGenerator) -> tuple[str, list[int], list[int]]:
@@ -79,7 +90,8 @@ CONFIGS = {
 @pytest.mark.parametrize("prefetch", [0, 2])
 @pytest.mark.parametrize("config", list(CONFIGS))
 def test_file_missing_mid_epoch_then_back_serves_the_uninterrupted_sequence(
-        tmp_path, config, prefetch):
+    tmp_path, config, prefetch
+):
     d = write_dataset(tmp_path / "d", n_files=7, file_size=8)
     kw = dict(CONFIGS[config], shuffle=True)
     reference = serve(make_dg(d, prefetch, **kw))
@@ -182,8 +194,11 @@ def test_background_load_failed_while_the_file_was_briefly_missing_is_not_replay
 @pytest.mark.parametrize("mid_batch", [False, True])
 def test_load_state_dict_failure_changes_nothing(tmp_path, mid_batch):
     d = write_dataset(tmp_path / "d", n_files=5, file_size=8, timesteps=8)
-    kw = (dict(batch_size=8, preprocessor="timeseries", preprocessor_configs={"window_size": 4})
-          if mid_batch else dict(batch_size=4, shuffle_group_samples=True))
+    kw = (
+        dict(batch_size=8, preprocessor="timeseries", preprocessor_configs={"window_size": 4})
+        if mid_batch
+        else dict(batch_size=4, shuffle_group_samples=True)
+    )
     kw.update(shuffle=True)
     saved_from = make_dg(d, 2, **kw)
     for _ in range(3):
@@ -223,10 +238,15 @@ def make_symlink_loop(p: Path) -> None:
     os.symlink(p.name, p)  # points at itself
 
 
-@pytest.mark.parametrize("make, kind", [(make_directory, "a directory"),
-                                        (make_fifo, "a FIFO"),
-                                        (make_broken_symlink, "a broken symlink"),
-                                        (make_symlink_loop, "a symlink loop")])
+@pytest.mark.parametrize(
+    "make, kind",
+    [
+        (make_directory, "a directory"),
+        (make_fifo, "a FIFO"),
+        (make_broken_symlink, "a broken symlink"),
+        (make_symlink_loop, "a symlink loop"),
+    ],
+)
 def test_entry_named_like_a_data_file_but_not_a_regular_file_is_refused(tmp_path, make, kind):
     d = write_dataset(tmp_path / "d", n_files=4, file_size=8)
     (d / "batch__3.npy").unlink()
@@ -246,8 +266,9 @@ def test_symlink_to_a_regular_file_is_read(tmp_path):
     os.rename(d / "batch__2.npy", tmp_path / "elsewhere.npy")
     os.symlink(tmp_path / "elsewhere.npy", d / "batch__2.npy")
     dg = DataGenerator(d, batch_size=8, prefetch=0)
-    assert [ids for _, ids, _ in serve(dg, n_epochs=1)] == [list(sample_ids(s, 8))
-                                                          for s in (1, 2, 3)]
+    assert [ids for _, ids, _ in serve(dg, n_epochs=1)] == [
+        list(sample_ids(s, 8)) for s in (1, 2, 3)
+    ]
 
 
 def rewrite(path: Path, array: np.ndarray) -> None:
@@ -265,8 +286,11 @@ def test_file_with_other_samples_refused_at_construction(tmp_path, fmt, odd):
     other = batch_for(3, 8, n_features=4) if odd == "shape" else batch_for(3, 8, dtype=np.float64)
     rewrite(d / f"batch__3.{fmt}", other)
     expected = r"\(4,\) and dtype float32" if odd == "shape" else r"\(3,\) and dtype float64"
-    with pytest.raises(ValueError, match=rf"batch__3\.{fmt} \(set num 3\) holds samples of "
-                                         rf"shape {expected}, but .*batch__1\.{fmt}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"batch__3\.{fmt} \(set num 3\) holds samples of "
+        rf"shape {expected}, but .*batch__1\.{fmt}",
+    ):
         DataGenerator(d, batch_size=8)
 
 
@@ -281,13 +305,19 @@ def test_dataset_mode_entry_and_labels_with_other_samples_refused(tmp_path):
     with h5py.File(d / "labels.h5", "a") as f:  # preloaded labels
         del f["4"]
         f["4"] = sample_ids(4, 8).astype(np.int32)
-    with pytest.raises(ValueError, match=r"labels\.h5 \(set num 4\) holds samples of shape \(\) "
-                                         r"and dtype int32.*int64.*labels_path"):
+    with pytest.raises(
+        ValueError,
+        match=r"labels\.h5 \(set num 4\) holds samples of shape \(\) "
+        r"and dtype int32.*int64.*labels_path",
+    ):
         DataGenerator(d, batch_size=8, labels_path=d / "labels.h5")
     d = write_dataset(tmp_path / "f", n_files=4, file_size=8, labels="dir")
     np.save(d / "labels" / "labels_3.npy", np.stack([sample_ids(3, 8)] * 2, axis=1))
-    with pytest.raises(ValueError, match=r"labels_3\.npy \(set num 3\) holds samples of shape "
-                                         r"\(2,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"labels_3\.npy \(set num 3\) holds samples of shape "
+        r"\(2,\)",
+    ):
         DataGenerator(d, batch_size=8, labels_path=d / "labels")
 
 
@@ -307,27 +337,41 @@ def test_samples_checked_at_load_where_headers_are_not_cheap(tmp_path):
     def loader(self, set_num):  # a custom loader: nothing to check before loading
         x = np.load(self._path(set_num))
         return x[:, :2] if set_num == "3" else x
-    expect_load_failure(DataGenerator(d, batch_size=8, data_loader=loader, prefetch=0),
-                        r"batch__3\.npy \(set num 3\) holds samples of shape \(2,\) and dtype "
-                        r"float32, but .*batch__1\.npy \(set num 1\) \(the first file loaded\) "
-                        r"holds samples of shape \(3,\)", n_ok=2)
+
+    expect_load_failure(
+        DataGenerator(d, batch_size=8, data_loader=loader, prefetch=0),
+        r"batch__3\.npy \(set num 3\) holds samples of shape \(2,\) and dtype "
+        r"float32, but .*batch__1\.npy \(set num 1\) \(the first file loaded\) "
+        r"holds samples of shape \(3,\)",
+        n_ok=2,
+    )
     # csv files: a table with an extra column
     c = tmp_path / "c"
     c.mkdir()
     for s in range(1, 4):
         cols = 3 if s == 2 else 2
-        np.savetxt(c / f"b_{s}.csv", batch_for(s, 8, n_features=cols), delimiter=",",
-                   header=",".join(f"f{i}" for i in range(cols)), comments="")
-    expect_load_failure(DataGenerator(c, batch_size=8, prefetch=2), r"b_2\.csv \(set num 2\)",
-                        n_ok=1)
+        np.savetxt(
+            c / f"b_{s}.csv",
+            batch_for(s, 8, n_features=cols),
+            delimiter=",",
+            header=",".join(f"f{i}" for i in range(cols)),
+            comments="",
+        )
+    expect_load_failure(
+        DataGenerator(c, batch_size=8, prefetch=2), r"b_2\.csv \(set num 2\)", n_ok=1
+    )
 
 
 def test_file_replaced_after_construction_is_checked_at_load(tmp_path):
     d = write_dataset(tmp_path / "d", n_files=4, file_size=8, fmt="h5")
     dg = DataGenerator(d, batch_size=8, labels_path=d / "labels.h5", prefetch=0)
     rewrite(d / "batch__2.h5", batch_for(2, 8, dtype=np.float16))
-    expect_load_failure(dg, r"batch__2\.h5 \(set num 2\) holds samples of shape \(3,\) and "
-                            r"dtype float16", n_ok=1)
+    expect_load_failure(
+        dg,
+        r"batch__2\.h5 \(set num 2\) holds samples of shape \(3,\) and "
+        r"dtype float16",
+        n_ok=1,
+    )
 
 
 # -- lz4 frames cannot take more memory than their data --------------------------------------
@@ -338,10 +382,11 @@ def xxh32(data: bytes, seed: int = 0) -> int:
 
     def rotl(x: int, r: int) -> int:
         return ((x << r) | (x >> (32 - r))) & mask
+
     h = (seed + p5 + len(data)) & mask
     i = 0
     while i + 4 <= len(data):
-        h = (rotl((h + int.from_bytes(data[i:i + 4], "little") * p3) & mask, 17) * p4) & mask
+        h = (rotl((h + int.from_bytes(data[i : i + 4], "little") * p3) & mask, 17) * p4) & mask
         i += 4
     for byte in data[i:]:
         h = (rotl((h + byte * p5) & mask, 11) * p1) & mask
@@ -370,35 +415,49 @@ def save_frame(path: Path, frame: bytes) -> None:
     np.save(path, np.frombuffer(frame, np.uint8))
 
 
-LZ4_KW = dict(batch_size=8, data_loader="numpy-lz4f", data_dtype="float32",
-              data_batch_shape=(8, 3), prefetch=0)
+LZ4_KW = dict(
+    batch_size=8,
+    data_loader="numpy-lz4f",
+    data_dtype="float32",
+    data_batch_shape=(8, 3),
+    prefetch=0,
+)
 
 
 def test_lz4_file_declaring_a_wrong_size_is_refused_before_decompressing(tmp_path):
     d = write_dataset(tmp_path / "d", n_files=3, file_size=8, fmt="lz4", labels=None)
     save_frame(d / "batch__2.npy", frame_declaring(batch_for(2, 8).tobytes(), 2**42))  # 4 TiB
-    expect_load_failure(DataGenerator(d, **LZ4_KW),
-                        r"batch__2\.npy: the lz4 frame declares 4398046511104 bytes of data, but "
-                        r"one batch of shape \(8, 3\) and dtype float32 is 96 bytes; refused",
-                        n_ok=1)
+    expect_load_failure(
+        DataGenerator(d, **LZ4_KW),
+        r"batch__2\.npy: the lz4 frame declares 4398046511104 bytes of data, but "
+        r"one batch of shape \(8, 3\) and dtype float32 is 96 bytes; refused",
+        n_ok=1,
+    )
 
 
 def test_lz4_dataset_declaring_an_impossible_size_is_refused(tmp_path):
     data = np.stack([batch_for(s, 8) for s in range(3)]).tobytes()
     path = tmp_path / "all.npy"
     save_frame(path, frame_declaring(data, 96 * 2**36))  # 6 TiB: whole batches, but absurd
-    with pytest.raises(DataLoadError, match=r"all\.npy: the lz4 frame declares 6597069766656 "
-                                            r"bytes of data, more than \d+ compressed bytes can "
-                                            r"hold \(lz4 expands at most 255x\)"):
+    with pytest.raises(
+        DataLoadError,
+        match=r"all\.npy: the lz4 frame declares 6597069766656 "
+        r"bytes of data, more than \d+ compressed bytes can "
+        r"hold \(lz4 expands at most 255x\)",
+    ):
         DataGenerator(path, **LZ4_KW)
     save_frame(path, frame_declaring(data[:-4], len(data) - 4))
-    with pytest.raises(DataLoadError, match=r"all\.npy: the lz4 frame declares 284 bytes of "
-                                            r"data, not a whole number of batches"):
+    with pytest.raises(
+        DataLoadError,
+        match=r"all\.npy: the lz4 frame declares 284 bytes of "
+        r"data, not a whole number of batches",
+    ):
         DataGenerator(path, **LZ4_KW)
     save_frame(path, lz4.frame.compress(data, store_size=False))  # no size declared: fine
     dg = DataGenerator(path, **LZ4_KW)
-    assert [ids for _, ids, _ in serve(dg, n_epochs=1)] == [list(sample_ids(s, 8))
-                                                          for s in range(3)]
+    assert [ids for _, ids, _ in serve(dg, n_epochs=1)] == [
+        list(sample_ids(s, 8)) for s in range(3)
+    ]
 
 
 LZ4_CHILD = r"""
@@ -424,11 +483,13 @@ def test_lz4_frame_without_size_that_decompresses_to_too_much_stops_early(tmp_pa
     """256 MiB of zeros compress to ~1 MiB; a batch is 96 bytes: decompression stops there."""
     import subprocess
     import sys
+
     d = write_dataset(tmp_path / "d", n_files=2, file_size=8, fmt="lz4", labels=None)
     save_frame(d / "batch__2.npy", lz4.frame.compress(bytes(2**28), store_size=False))
     script = LZ4_CHILD.format(src=str(Path(__file__).parents[1] / "src"), path=str(d))
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     message, grown_mb = out.stdout.strip().splitlines()
     assert "batch__2.npy decompresses to more than 96 bytes (one batch of shape (8, 3)" in message
@@ -449,17 +510,23 @@ def add_external(f: h5py.Group, name: str, kind: str, source: Path, like: np.nda
     if kind == "external link":
         f[name] = h5py.ExternalLink(str(source), "/x")
     elif kind == "external storage":
-        f.create_dataset(name, shape=like.shape, dtype=like.dtype,
-                         external=[(str(source.with_suffix(".bin")), 0, like.nbytes)])
+        f.create_dataset(
+            name,
+            shape=like.shape,
+            dtype=like.dtype,
+            external=[(str(source.with_suffix(".bin")), 0, like.nbytes)],
+        )
     else:
         layout = h5py.VirtualLayout(shape=like.shape, dtype=like.dtype)
         layout[:] = h5py.VirtualSource(str(source), "x", shape=like.shape)
         f.create_virtual_dataset(name, layout)
 
 
-KINDS = {"external link": r"'(/)?(data|\d)' is an external link to",
-         "external storage": r"dataset '(/)?(data|\d)' keeps its data in external raw files",
-         "virtual dataset": r"dataset '(/)?(data|\d)' is a virtual dataset mapping data from"}
+KINDS = {
+    "external link": r"'(/)?(data|\d)' is an external link to",
+    "external storage": r"dataset '(/)?(data|\d)' keeps its data in external raw files",
+    "virtual dataset": r"dataset '(/)?(data|\d)' is a virtual dataset mapping data from",
+}
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -503,15 +570,18 @@ def test_hdf5_file_replaced_by_one_reading_other_files_is_refused_at_load(tmp_pa
 
 def test_check_self_contained_names_the_file_and_the_object(tmp_path):
     from deeptrain.data.formats.hdf5 import check_self_contained
+
     source = other_file(tmp_path, np.arange(4.0))
     path = tmp_path / "model.weights.h5"
     with h5py.File(path, "w") as f:
         f.create_group("layers/dense").create_dataset("kernel", data=np.ones((2, 2)))
         f["layers/dense/alias"] = h5py.SoftLink("/layers/dense/kernel")
     check_self_contained(path)  # plain data and soft links within the file: fine
-    for kind, name in [("external link", "layers/dense/bias"),
-                       ("external storage", "layers/other/vars/0"),
-                       ("virtual dataset", "top")]:
+    for kind, name in [
+        ("external link", "layers/dense/bias"),
+        ("external storage", "layers/other/vars/0"),
+        ("virtual dataset", "top"),
+    ]:
         with h5py.File(path, "a") as f:
             add_external(f, name, kind, source, np.arange(4.0))
         with pytest.raises(ValueError, match=rf"model\.weights\.h5: .*'{name}'"):

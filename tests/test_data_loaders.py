@@ -1,4 +1,5 @@
 """Each built-in loader, in directory and dataset mode, plus custom loaders."""
+
 from __future__ import annotations
 
 import csv
@@ -70,14 +71,20 @@ def test_labels_directory_loaded_per_batch(tmp_path):
 
 def test_lz4_frame_directory_and_dataset_modes(tmp_path):
     d = write_dataset(tmp_path / "dir", n_files=4, fmt="lz4", labels=None)
-    dg = DataGenerator(d, batch_size=8, data_loader="numpy-lz4f", data_dtype="float32",
-                       data_batch_shape=(8, 3))
+    dg = DataGenerator(
+        d, batch_size=8, data_loader="numpy-lz4f", data_dtype="float32", data_batch_shape=(8, 3)
+    )
     assert served_ids(dg) == ALL_IDS
     # DeepTrain 0.6 wrote a 0-d bytes array; its trailing zero bytes must survive
     arr = np.stack([batch_for(s, 8) for s in range(3)])
     np.save(tmp_path / "all.npy", np.array(lz4.frame.compress(arr.tobytes())))
-    dg = DataGenerator(tmp_path / "all.npy", batch_size=8, data_loader="numpy-lz4f",
-                       data_dtype="float32", data_batch_shape=(8, 3))
+    dg = DataGenerator(
+        tmp_path / "all.npy",
+        batch_size=8,
+        data_loader="numpy-lz4f",
+        data_dtype="float32",
+        data_batch_shape=(8, 3),
+    )
     assert dg.set_nums_original == ["0", "1", "2"]
     assert served_ids(dg) == [i for s in range(3) for i in sample_ids(s, 8)]
     with pytest.raises(ValueError, match="data_dtype= and data_batch_shape="):
@@ -165,14 +172,16 @@ def test_memmap_keeps_only_served_batches_resident(tmp_path):
     import subprocess
     import sys
     from pathlib import Path
+
     path = tmp_path / "big.npy"
     mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(4, 8192, 2048))
     mm[:] = 1.0
     mm.flush()
     del mm
     script = MEMMAP_CHILD.format(src=str(Path(__file__).parents[1] / "src"), path=str(path))
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     grown_mb = float(out.stdout.strip().splitlines()[-1])
     assert grown_mb < 64, f"RSS grew by {grown_mb:.0f} MB for 12 MB of batches"
@@ -183,10 +192,14 @@ def test_load_npy_matches_np_load_and_is_thread_safe(tmp_path):
     thread-safe, python/cpython#106905) reads what np.load reads, from many threads."""
     import threading
     from deeptrain.data.formats.numpy import load_npy
+
     rng = np.random.default_rng(0)
-    arrays = [rng.normal(size=(16, 3, 2)).astype("float32"),
-              np.asfortranarray(rng.integers(0, 9, (5, 7))), np.array(b"bytes"),
-              np.arange(6, dtype=">i4")]
+    arrays = [
+        rng.normal(size=(16, 3, 2)).astype("float32"),
+        np.asfortranarray(rng.integers(0, 9, (5, 7))),
+        np.array(b"bytes"),
+        np.arange(6, dtype=">i4"),
+    ]
     paths = []
     for i, a in enumerate(arrays):
         paths.append(tmp_path / f"a{i}.npy")
@@ -201,10 +214,10 @@ def test_load_npy_matches_np_load_and_is_thread_safe(tmp_path):
     def work():
         try:
             for _ in range(200):
-                results.append(all(np.array_equal(load_npy(p), a)
-                                    for p, a in zip(paths, arrays)))
+                results.append(all(np.array_equal(load_npy(p), a) for p, a in zip(paths, arrays)))
         except Exception as e:  # noqa: BLE001 - collected for the assertion below
             errors.append(e)
+
     threads = [threading.Thread(target=work) for _ in range(4)]
     for t in threads:
         t.start()

@@ -1,4 +1,5 @@
 """Bad input: each raises at construction, naming the path or argument and what was expected."""
+
 from __future__ import annotations
 
 import logging
@@ -49,8 +50,11 @@ def test_mixed_extensions_warn_with_the_rule(tmp_path, caplog):
 
 
 def test_batch_size_not_a_multiple_or_fraction(npy_dir):
-    with pytest.raises(ValueError, match=r"batch_size=6 must be an integer multiple or an "
-                                         r"integer fraction of the samples per file \(8\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"batch_size=6 must be an integer multiple or an "
+        r"integer fraction of the samples per file \(8\)",
+    ):
         DataGenerator(npy_dir, batch_size=6)
     with pytest.raises(ValueError, match="batch_size must be"):
         DataGenerator(npy_dir, batch_size=0)
@@ -88,8 +92,9 @@ def test_requested_set_nums_not_found(npy_dir):
 
 
 def test_unknown_keyword_suggests_the_closest(npy_dir):
-    with pytest.raises(TypeError, match="'shuffle_group_sample'.*did you mean "
-                                        "'shuffle_group_samples'"):
+    with pytest.raises(
+        TypeError, match="'shuffle_group_sample'.*did you mean 'shuffle_group_samples'"
+    ):
         DataGenerator(npy_dir, shuffle_group_sample=True)
 
 
@@ -97,6 +102,7 @@ def test_preprocessor_must_subclass_preprocessor(npy_dir):
     class NotAPreprocessor:
         def process(self, batch, labels):
             return batch, labels
+
     for bad in (NotAPreprocessor(), NotAPreprocessor, "windows"):
         with pytest.raises(TypeError, match="Preprocessor subclass"):
             DataGenerator(npy_dir, batch_size=8, preprocessor=bad)

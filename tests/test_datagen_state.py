@@ -1,4 +1,5 @@
 """state_dict(): the exact position in an epoch, restored in a new process."""
+
 from __future__ import annotations
 
 import json
@@ -37,10 +38,12 @@ if cfg.get("save"):
 
 def run_child(tmp_path: Path, **cfg) -> list[list]:
     script = tmp_path / "child.py"
-    script.write_text(CHILD.format(tests=str(Path(__file__).parent),
-                                   src=str(Path(__file__).parents[1] / "src")))
-    out = subprocess.run([sys.executable, str(script), json.dumps(cfg)], capture_output=True,
-                         text=True, timeout=120)
+    script.write_text(
+        CHILD.format(tests=str(Path(__file__).parent), src=str(Path(__file__).parents[1] / "src"))
+    )
+    out = subprocess.run(
+        [sys.executable, str(script), json.dumps(cfg)], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     return [json.loads(line) for line in out.stdout.splitlines()]
 
@@ -49,8 +52,12 @@ CONFIGS = {
     "split+shuffle+samples": dict(batch_size=4, shuffle=True, shuffle_group_samples=True),
     "split+group-batches": dict(batch_size=2, shuffle=True, shuffle_group_batches=True),
     "combine+superbatch": dict(batch_size=16, shuffle=True, superbatch_set_nums=[2, 3]),
-    "windows": dict(batch_size=8, shuffle=True, preprocessor="timeseries",
-                    preprocessor_configs={"window_size": 4, "start_increments": [0, 1]}),
+    "windows": dict(
+        batch_size=8,
+        shuffle=True,
+        preprocessor="timeseries",
+        preprocessor_configs={"window_size": 4, "start_increments": [0, 1]},
+    ),
 }
 
 

@@ -1,6 +1,7 @@
 """The examples: every script runs as a real subprocess (fast mode), the seed document's code
 is in examples/misc/preprocessor.py unchanged, and the example datasets are built once, as
 documented, even when several processes ask at the same time."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -55,16 +56,28 @@ class ExampleRun:
         self.out = root / "out" / relpath.replace("/", "_").removesuffix(".py")
         self.out.mkdir(parents=True)
         env = dict(os.environ)
-        env.update(DEEPTRAIN_EXAMPLES_FAST="1", DEEPTRAIN_EXAMPLES_DATA=str(root / "data"),
-                   DEEPTRAIN_EXAMPLES_OUT=str(self.out), KERAS_BACKEND="tensorflow",
-                   TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+        env.update(
+            DEEPTRAIN_EXAMPLES_FAST="1",
+            DEEPTRAIN_EXAMPLES_DATA=str(root / "data"),
+            DEEPTRAIN_EXAMPLES_OUT=str(self.out),
+            KERAS_BACKEND="tensorflow",
+            TF_CPP_MIN_LOG_LEVEL="2",
+            MPLBACKEND="Agg",
+            PYTHONUNBUFFERED="1",
+        )
         env.pop("DEEPTRAIN_EXAMPLES_MNIST", None)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"),
-                                                          env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(REPO / "src"), env.get("PYTHONPATH")])
+        )
         self.log = open(self.out / "output.txt", "w+")
-        self.proc = subprocess.Popen([sys.executable, str(EXAMPLES / relpath)], env=env,
-                                     cwd=self.out, stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(EXAMPLES / relpath)],
+            env=env,
+            cwd=self.out,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
 
     def result(self, timeout: float = 300) -> tuple[str, list[Path]]:
         """Wait for the script; return its output and the log directories it created."""
@@ -90,19 +103,24 @@ class ExampleRun:
 @pytest.fixture(scope="module")
 def examples(request, tmp_path_factory):
     """``{script: ExampleRun}`` for the selected example tests, started together."""
-    selected = {item.originalname for item in request.session.items
-                if item.module is request.module}
+    selected = {
+        item.originalname for item in request.session.items if item.module is request.module
+    }
     root = tmp_path_factory.mktemp("examples")
-    runs = {script: ExampleRun(script, root) for test, script in EXAMPLE_TESTS.items()
-            if test in selected}
+    runs = {
+        script: ExampleRun(script, root)
+        for test, script in EXAMPLE_TESTS.items()
+        if test in selected
+    }
     yield runs
     for run in runs.values():
         run.close()
 
 
 def metrics_events(logdir: Path) -> list[str]:
-    return [json.loads(line)["event"] for line in
-            (logdir / "metrics.jsonl").read_text().splitlines()]
+    return [
+        json.loads(line)["event"] for line in (logdir / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 @pytest.mark.slow
@@ -162,8 +180,11 @@ def test_timeseries(examples):
         assert re.search(rf"^val {name}: \d\.\d{{3}}$", output, flags=re.M), name
     assert (logdir / "samples.png").is_file() and (logdir / "history.png").is_file()
     figures = sorted(p.name.split("__")[0] for p in (logdir / "figures").iterdir())
-    assert figures == ["binary_preds_distribution", "binary_preds_per_iteration",
-                       "infer_train_hist"]
+    assert figures == [
+        "binary_preds_distribution",
+        "binary_preds_per_iteration",
+        "infer_train_hist",
+    ]
     assert metrics_events(logdir) == ["train_batch"] * 4 + ["validation"]
 
 
@@ -198,8 +219,9 @@ def assert_png(path: Path, min_side: int = 100) -> np.ndarray:
 def printed_outputs(output: str) -> dict[str, Path]:
     """advanced.py's closing table: '  <what>: <path>' lines after 'Outputs:'."""
     table = output.split("\nOutputs:\n", 1)[1]
-    return {what: Path(path) for what, path in
-            re.findall(r"^  (.+?):\s+(/\S.*)$", table, flags=re.M)}
+    return {
+        what: Path(path) for what, path in re.findall(r"^  (.+?):\s+(/\S.*)$", table, flags=re.M)
+    }
 
 
 @pytest.mark.slow
@@ -212,16 +234,22 @@ def test_advanced(examples):
     assert "Phase 1: M0__model-idp.5-pdp.4-nadam, epochs 0 -> 2, loss mse" in output
     assert "Phase 2: epochs 2 -> 4, loss mae" in output
     # phase 3 resumed from the best model of phase 2, with its counters and best score
-    resumed = re.search(r"^Phase 3: (M1__model-idp\.5-pdp\.7-nadam__min\.\d{3}) resumed at epoch "
-                        r"4 \(16 batches fit, 2 validations, best mae (\d\.\d{4})\), epochs "
-                        r"4 -> 6, loss mae$", output, flags=re.M)
+    resumed = re.search(
+        r"^Phase 3: (M1__model-idp\.5-pdp\.7-nadam__min\.\d{3}) resumed at epoch "
+        r"4 \(16 batches fit, 2 validations, best mae (\d\.\d{4})\), epochs "
+        r"4 -> 6, loss mae$",
+        output,
+        flags=re.M,
+    )
     assert resumed, output[-3000:]
     assert resumed[1] == logdirs[1].name
-    final = re.search(r"^final: epoch 6, 24 batches fit, 3 validations, best mae (\d\.\d{4})$",
-                      output, flags=re.M)
+    final = re.search(
+        r"^final: epoch 6, 24 batches fit, 3 validations, best mae (\d\.\d{4})$", output, flags=re.M
+    )
     assert final, output[-3000:]
-    assert len(re.findall(r"^val mae per validation: (\d\.\d{4}(, )?){3}$", output,
-                          flags=re.M)) == 1
+    assert (
+        len(re.findall(r"^val mae per validation: (\d\.\d{4}(, )?){3}$", output, flags=re.M)) == 1
+    )
 
     paths = printed_outputs(output)
     for what, path in paths.items():
@@ -253,8 +281,11 @@ def test_advanced(examples):
     recon = {what: path for what, path in paths.items() if what.startswith("reconstructions")}
     assert list(recon) == ["reconstructions v1", "reconstructions v2", "reconstructions v3"]
     assert [p.parent.parent for p in recon.values()] == [m0, m0, m1]
-    assert [p.name for p in recon.values()] == ["VizAE2D__e2_b8_v1.png", "VizAE2D__e4_b16_v2.png",
-                                                "VizAE2D__e6_b24_v3.png"]
+    assert [p.name for p in recon.values()] == [
+        "VizAE2D__e2_b8_v1.png",
+        "VizAE2D__e4_b16_v2.png",
+        "VizAE2D__e6_b24_v3.png",
+    ]
     for path in recon.values():
         assert_png(path)
 
@@ -276,12 +307,10 @@ def test_model_auto_naming(examples):
     output, (logdir,) = examples["misc/model_auto_naming.py"].result()
     name = "M0__AE-BS128-filt6_12_2_6_12-Adam-1e-4"  # dotted key 'datagen.batch_size' encoded
     assert re.search(rf"^model name before training: {name}$", output, flags=re.M)
-    after = re.search(rf"^model name after training:  ({name}__max\.\d{{3}})$", output,
-                      flags=re.M)
+    after = re.search(rf"^model name after training:  ({name}__max\.\d{{3}})$", output, flags=re.M)
     assert after, output[-3000:]
     assert logdir.name == name
-    report = Path(re.search(r"^get_last_log\('report', best=True\): (.+)$", output,
-                            flags=re.M)[1])
+    report = Path(re.search(r"^get_last_log\('report', best=True\): (.+)$", output, flags=re.M)[1])
     assert report == logdir.parents[1] / "models" / after[1] / "report.png"
     assert_png(report, min_side=200)
     for log_name in ("history", "weights", "state"):
@@ -317,15 +346,19 @@ def test_model_health(examples):
 def test_callbacks_advanced(examples):
     output, (logdir,) = examples["callbacks/advanced.py"].result()
     figures = sorted(p.name for p in (logdir / "figures").iterdir())
-    per_epoch = ["conv_weights_heatmap", "layer_hists_gradients-outputs",
-                 "layer_hists_gradients-weights", "layer_hists_outputs", "layer_hists_weights"]
+    per_epoch = [
+        "conv_weights_heatmap",
+        "layer_hists_gradients-outputs",
+        "layer_hists_gradients-weights",
+        "layer_hists_outputs",
+        "layer_hists_weights",
+    ]
     expected = [f"{name}__e{e}_b{4 * e}_v{e}.png" for e in (1, 2) for name in per_epoch]
     expected.append("outputs_heatmap__e2_b8_v2.png")  # every second epoch
     assert figures == sorted(expected)
     for name in figures:
         assert_png(logdir / "figures" / name)
-    assert sorted(p.name for p in (logdir / "logger").iterdir()) == ["datalog_0.h5",
-                                                                    "datalog_1.h5"]
+    assert sorted(p.name for p in (logdir / "logger").iterdir()) == ["datalog_0.h5", "datalog_1.h5"]
     record = read_log(logdir / "logger" / "datalog_1.h5")
     assert list(record["outputs"]) == list(record["gradients"]) == [1]
     (outputs,) = record["outputs"][1].values()
@@ -342,16 +375,21 @@ def test_callbacks_advanced(examples):
 def test_introspection_gradients(examples):
     output, (logdir,) = examples["introspection/gradients.py"].result()
     assert "gradient norms: 4 iterations x 22 tensors, over 4 batches" in output
-    norms = re.search(r"^per-tensor L2 norms: median (\S+), mean (\S+), max (\S+)$", output,
-                      flags=re.M)
+    norms = re.search(
+        r"^per-tensor L2 norms: median (\S+), mean (\S+), max (\S+)$", output, flags=re.M
+    )
     median, mean, largest = map(float, norms.groups())
     assert 0 < median <= largest and mean <= largest
     clipnorm = float(re.search(r"^clipnorm = 1\.5 x median = (\S+) ", output, flags=re.M)[1])
     assert clipnorm == pytest.approx(1.5 * median, rel=1e-3)
     assert f"trained 1 epoch with Adam(clipnorm={clipnorm:.4g}); val loss" in output
     assert "gradient sums over 4 iterations, 22 tensors:" in output
-    sums = re.findall(r"^  (\S+/(?:kernel|bias|gamma|beta)) +shape (\(.*?\)) +mean \|grad\| "
-                      r"(\S+)$", output, flags=re.M)
+    sums = re.findall(
+        r"^  (\S+/(?:kernel|bias|gamma|beta)) +shape (\(.*?\)) +mean \|grad\| "
+        r"(\S+)$",
+        output,
+        flags=re.M,
+    )
     assert len(sums) == 22 and all(float(v) > 0 for *_, v in sums)
     assert ("conv2d/kernel", "(3, 3, 1, 6)") in [(n, s) for n, s, _ in sums]
     assert_png(logdir / "figures" / "gradient_norms.png")
@@ -366,20 +404,25 @@ def test_introspection_internals(examples):
     assert {"callbacks", "iter_verbosity", "logs_dir"} <= set(re.findall(r"'(\w+)'", passed))
     assert re.search(r"^init_state\.json \(\d+ attributes\), some of them:$", output, flags=re.M)
     assert (logdir / "misc" / "init_state.json").is_file()
-    assert (f"init_source.txt starts with: ## {EXAMPLES / 'introspection' / 'internals.py'}"
-            in output)
+    assert (
+        f"init_source.txt starts with: ## {EXAMPLES / 'introspection' / 'internals.py'}" in output
+    )
     assert f"Log directory:      {logdir}" in output
     assert "Interrupted: train[no], validation[yes]." in output
     assert "KeyboardInterrupt during validation; interrupt_status() = (False, True)" in output
     assert "validation batches left: ['2']" in output
-    assert ("after tg.train(): interrupt_status() = (False, False), 1 validation(s) of 2 batches"
-            in output)
+    assert (
+        "after tg.train(): interrupt_status() = (False, False), 1 validation(s) of 2 batches"
+        in output
+    )
     skipped = re.search(r"^skipping set '(\d)' in epoch 2$", output, flags=re.M)[1]
-    line = re.search(r"^epoch 2 trained on 3 of 4 files: (\[.*\]); skipped '(\d)': True$",
-                     output, flags=re.M)
+    line = re.search(
+        r"^epoch 2 trained on 3 of 4 files: (\[.*\]); skipped '(\d)': True$", output, flags=re.M
+    )
     assert line and line[2] == skipped and skipped not in re.findall(r"'(\d)'", line[1])
-    assert metrics_events(logdir) == ["train_batch"] * 4 + ["validation"] + \
-        ["train_batch"] * 3 + ["validation"]
+    assert metrics_events(logdir) == ["train_batch"] * 4 + ["validation"] + ["train_batch"] * 3 + [
+        "validation"
+    ]
 
 
 # -- the seed document's code -------------------------------------------------------------
@@ -454,6 +497,7 @@ def test_seed_code_copy_matches_the_seed_document():
 
 # -- utils ----------------------------------------------------------------------------------
 
+
 def load_utils(monkeypatch, tmp_path, **env):
     """Import examples/utils.py as a fresh module with the given environment."""
     monkeypatch.setenv("DEEPTRAIN_EXAMPLES_DATA", str(tmp_path / "data"))
@@ -462,8 +506,9 @@ def load_utils(monkeypatch, tmp_path, **env):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    spec = importlib.util.spec_from_file_location("examples_utils_under_test",
-                                                  EXAMPLES / "utils.py")
+    spec = importlib.util.spec_from_file_location(
+        "examples_utils_under_test", EXAMPLES / "utils.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -502,14 +547,16 @@ def test_utils_mnist_falls_back_to_digits_without_network(monkeypatch, tmp_path,
         raise OSError("no network")
 
     monkeypatch.setattr(keras.datasets.mnist, "load_data", no_network)
-    utils = load_utils(monkeypatch, tmp_path, DEEPTRAIN_EXAMPLES_FAST="1",
-                       DEEPTRAIN_EXAMPLES_MNIST="1")
+    utils = load_utils(
+        monkeypatch, tmp_path, DEEPTRAIN_EXAMPLES_FAST="1", DEEPTRAIN_EXAMPLES_MNIST="1"
+    )
     assert utils.dataset("image") == tmp_path / "data" / "image_small"
     assert "MNIST unavailable" in caplog.text
     assert utils.AE_CONFIGS["datagen"]["data_path"] == tmp_path / "data" / "image_small" / "train"
 
 
 # -- example datasets -------------------------------------------------------------------------
+
 
 def _h5(path: Path) -> dict[str, np.ndarray]:
     with h5py.File(path, "r") as f:
@@ -536,8 +583,9 @@ def test_image_data_as_documented(tmp_path):
     # train and val hold different digits
     train = np.concatenate([np.load(p) for p in (root / "train").glob("*.npy")])
     val = np.concatenate([np.load(p) for p in (root / "val").glob("*.npy")])
-    assert len(np.unique(np.concatenate([train, val]).reshape(len(train) + len(val), -1),
-                         axis=0)) > 0.95 * (len(train) + len(val))
+    assert len(
+        np.unique(np.concatenate([train, val]).reshape(len(train) + len(val), -1), axis=0)
+    ) > 0.95 * (len(train) + len(val))
 
 
 def test_build_is_idempotent(tmp_path):
@@ -604,9 +652,15 @@ def test_lz4f_variant_matches_and_loads(tmp_path):
     assert raw.dtype == np.uint8 and raw.nbytes < 0.5 * 128 * 28 * 28 * 4
     x = np.frombuffer(lz4.frame.decompress(raw.tobytes()), np.float32).reshape(128, 28, 28, 1)
     assert np.array_equal(x, np.load(plain / "train" / "128batch__2.npy"))
-    dg = DataGenerator(packed / "train", batch_size=128, data_loader="numpy-lz4f",
-                       data_dtype="float32", data_batch_shape=(128, 28, 28, 1),
-                       labels_path=packed / "train" / "labels.h5", prefetch=0)
+    dg = DataGenerator(
+        packed / "train",
+        batch_size=128,
+        data_loader="numpy-lz4f",
+        data_dtype="float32",
+        data_batch_shape=(128, 28, 28, 1),
+        labels_path=packed / "train" / "labels.h5",
+        prefetch=0,
+    )
     batch, labels = dg.get()
     assert batch.shape == (128, 28, 28, 1) and labels.shape == (128, 10)
 
@@ -629,20 +683,27 @@ def test_timeseries_data_as_documented(tmp_path):
 
 def test_resize_bilinear_matches_keras():
     import keras
+
     rng = np.random.default_rng(0)
     images = rng.random((3, 8, 8))
     ours = example_data.resize_bilinear(images, (28, 28))
-    theirs = keras.ops.convert_to_numpy(keras.ops.image.resize(
-        images[..., None], (28, 28), interpolation="bilinear", antialias=False))[..., 0]
+    theirs = keras.ops.convert_to_numpy(
+        keras.ops.image.resize(
+            images[..., None], (28, 28), interpolation="bilinear", antialias=False
+        )
+    )[..., 0]
     assert np.allclose(ours, theirs, atol=1e-5)
-    assert np.allclose(example_data.resize_bilinear(np.full((1, 8, 8), .3), (28, 28)), .3)
+    assert np.allclose(example_data.resize_bilinear(np.full((1, 8, 8), 0.3), (28, 28)), 0.3)
 
 
 def test_mnist_layout_without_downloading(tmp_path, monkeypatch):
     import keras
+
     rng = np.random.default_rng(0)
-    fake = ((rng.integers(0, 256, (600, 28, 28), dtype=np.uint8), rng.integers(0, 10, 600)),
-            (rng.integers(0, 256, (300, 28, 28), dtype=np.uint8), rng.integers(0, 10, 300)))
+    fake = (
+        (rng.integers(0, 256, (600, 28, 28), dtype=np.uint8), rng.integers(0, 10, 600)),
+        (rng.integers(0, 256, (300, 28, 28), dtype=np.uint8), rng.integers(0, 10, 300)),
+    )
     monkeypatch.setattr(keras.datasets.mnist, "load_data", lambda: fake)
     root = example_data.build("mnist", tmp_path, small=True)
     for split, n in (("train", 4), ("val", 2)):
@@ -650,24 +711,33 @@ def test_mnist_layout_without_downloading(tmp_path, monkeypatch):
         assert len(files) == n
         x = np.load(files[0])
         assert x.shape == (128, 28, 28, 1) and x.dtype == np.float32 and x.max() <= 1
-        assert sorted(_h5(root / split / "labels.h5"), key=int) == [str(k) for k in
-                                                                     range(1, n + 1)]
+        assert sorted(_h5(root / split / "labels.h5"), key=int) == [str(k) for k in range(1, n + 1)]
 
 
 def test_readme_quickstart_runs_as_written(tmp_path):
     """The README's quickstart snippet, pasted into a file, runs in an empty directory (and
     again, over its own data)."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("## Quickstart"):]
+    section = readme[readme.index("## Quickstart") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     script = tmp_path / "quickstart_snippet.py"
     script.write_text(code)
     src = Path(__file__).resolve().parents[1] / "src"  # (installed in CI; a checkout here)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg",
-               PYTHONPATH=os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        TF_CPP_MIN_LOG_LEVEL="2",
+        MPLBACKEND="Agg",
+        PYTHONPATH=os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]),
+    )
     for _ in range(2):
-        proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     assert "'accuracy': [" in proc.stdout
     assert len(list((tmp_path / "logs").glob("M*__*"))) == 2  # M0__..., M1__...
@@ -675,12 +745,17 @@ def test_readme_quickstart_runs_as_written(tmp_path):
 
 
 def test_quickstart_example_runs(tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg",
-               DEEPTRAIN_EXAMPLES_DATA=str(tmp_path / "data"),
-               DEEPTRAIN_EXAMPLES_OUT=str(tmp_path))
+    env = dict(
+        os.environ,
+        TF_CPP_MIN_LOG_LEVEL="2",
+        MPLBACKEND="Agg",
+        DEEPTRAIN_EXAMPLES_DATA=str(tmp_path / "data"),
+        DEEPTRAIN_EXAMPLES_OUT=str(tmp_path),
+    )
     script = Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
-    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "36 iterations over 3 epochs" in proc.stdout  # 384 samples / 32 x 3
     history = Path(proc.stdout.split("history figure:")[1].split()[0])

@@ -1,5 +1,6 @@
 """Model health: dead, NaN/Inf and large weights planted in real Keras models are found,
 reported through logging, and returned."""
+
 from __future__ import annotations
 
 import logging
@@ -9,16 +10,25 @@ import numpy as np
 import pytest
 
 from deeptrain import DataGenerator, TrainGenerator
-from deeptrain.introspection import (check_health, print_dead_weights, print_large_weights,
-                                     print_nan_weights)
+from deeptrain.introspection import (
+    check_health,
+    print_dead_weights,
+    print_large_weights,
+    print_nan_weights,
+)
 from deeptrain.preprocessing import numpy_data_to_numpy_sets
 
 
 def model_with(kernel: np.ndarray, bias: np.ndarray | None = None) -> keras.Model:
     """Dense(10) on 20 inputs, then BatchNormalization, with the given dense weights."""
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(10, name="dense"),
-                              keras.layers.BatchNormalization(name="bn")])
+    model = keras.Sequential(
+        [
+            keras.Input((20,)),
+            keras.layers.Dense(10, name="dense"),
+            keras.layers.BatchNormalization(name="bn"),
+        ]
+    )
     model.compile("sgd", "mse")
     dense = model.get_layer("dense")
     dense.kernel.assign(kernel)
@@ -28,8 +38,9 @@ def model_with(kernel: np.ndarray, bias: np.ndarray | None = None) -> keras.Mode
 
 def healthy_kernel(seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return (rng.uniform(0.1, 1, size=(20, 10)) * rng.choice([-1, 1], size=(20, 10))
-            ).astype("float32")
+    return (rng.uniform(0.1, 1, size=(20, 10)) * rng.choice([-1, 1], size=(20, 10))).astype(
+        "float32"
+    )
 
 
 def test_dead_weights_planted(caplog):
@@ -108,11 +119,14 @@ def test_check_health_of_a_trained_traingen(tmp_path, caplog):
     rng = np.random.default_rng(0)
     for name, n in (("train", 32), ("val", 16)):
         x = rng.normal(size=(n, 20)).astype("float32")
-        numpy_data_to_numpy_sets(x, x[:, :10] * 2, tmp_path / name, batch_size=8,
-                                 shuffle=False, verbose=0)
+        numpy_data_to_numpy_sets(
+            x, x[:, :10] * 2, tmp_path / name, batch_size=8, shuffle=False, verbose=0
+        )
     model = model_with(healthy_kernel())
-    dgs = [DataGenerator(tmp_path / n, batch_size=8, labels_path=tmp_path / n / "labels.h5")
-           for n in ("train", "val")]
+    dgs = [
+        DataGenerator(tmp_path / n, batch_size=8, labels_path=tmp_path / n / "labels.h5")
+        for n in ("train", "val")
+    ]
     tg = TrainGenerator(model, *dgs, epochs=1, iter_verbosity=0, plot_history_freq=None)
     tg.train()
     report = check_health(tg)

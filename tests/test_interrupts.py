@@ -2,6 +2,7 @@
 inconsistency: after the optimizer step but before the counters advance, while Keras builds
 the optimizer's slots, and inside a validation. Real SIGINTs, sent by the process to itself
 at exactly those moments."""
+
 from __future__ import annotations
 
 import json
@@ -41,17 +42,26 @@ def data(tmp_path_factory):
 
 def make_tg(data, logs, **kw):
     dg, vdg = generators(data, batch_size=16, shuffle=True, seed=3)
-    return TrainGenerator(classifier(), dg, vdg, epochs=2, logs_dir=logs,
-                          val_freq={"batch": 5}, temp_checkpoint_freq={"iter": 1},
-                          **quiet(**kw))
+    return TrainGenerator(
+        classifier(),
+        dg,
+        vdg,
+        epochs=2,
+        logs_dir=logs,
+        val_freq={"batch": 5},
+        temp_checkpoint_freq={"iter": 1},
+        **quiet(**kw),
+    )
 
 
 def outcome(tg) -> dict:
     rows = [json.loads(line) for line in (tg.logdir / "metrics.jsonl").read_text().splitlines()]
-    return {"weights": [np.asarray(w) for w in tg.model.get_weights()],
-            "optimizer": [np.asarray(v.numpy()) for v in tg.model.optimizer.variables],
-            "state": {k: v for k, v in tg.state.to_dict().items() if k != "save_seq"},
-            "rows": [{k: v for k, v in r.items()} for r in rows]}
+    return {
+        "weights": [np.asarray(w) for w in tg.model.get_weights()],
+        "optimizer": [np.asarray(v.numpy()) for v in tg.model.optimizer.variables],
+        "state": {k: v for k, v in tg.state.to_dict().items() if k != "save_seq"},
+        "rows": [{k: v for k, v in r.items()} for r in rows],
+    }
 
 
 def assert_same(a: dict, b: dict) -> None:
@@ -69,7 +79,8 @@ def reference(data, tmp_path_factory):
 
 
 def test_stop_now_after_the_step_refuses_then_a_loaded_checkpoint_continues_exactly(
-        data, tmp_path, reference):
+    data, tmp_path, reference
+):
     tg = make_tg(data, tmp_path, callbacks=[Counter()])
     step, calls = tg._fit_fn, [0]
 
@@ -94,8 +105,7 @@ def test_stop_now_after_the_step_refuses_then_a_loaded_checkpoint_continues_exac
     assert tg.callbacks.objects[0].state_dict() == reference["counter"]
 
 
-def test_stop_now_while_keras_builds_the_optimizer_slots(data, tmp_path, reference,
-                                                         monkeypatch):
+def test_stop_now_while_keras_builds_the_optimizer_slots(data, tmp_path, reference, monkeypatch):
     build = base_optimizer.BaseOptimizer.build
 
     def build_then_ctrl_c(self, variables):
@@ -130,8 +140,7 @@ def test_stop_now_inside_a_validation_restarts_it_exactly(data, tmp_path, refere
     assert tg.callbacks.objects[0].state_dict() == reference["counter"]
 
 
-def test_an_error_in_a_train_callback_marks_the_state_until_a_load(data, tmp_path,
-                                                                    reference):
+def test_an_error_in_a_train_callback_marks_the_state_until_a_load(data, tmp_path, reference):
     def fail_once(tg, failed=[]):
         if tg.state.fit_iters == 3 and not failed:
             failed.append(1)

@@ -5,6 +5,7 @@ written out in NumPy for a small tanh MLP (MSE loss, sample weights, an L2 penal
 update Keras' own SGD(learning_rate=1) applies. Tests marked ``backends`` also run under
 torch and JAX in CI.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,11 +34,15 @@ TOL = dict(rtol=2e-4, atol=1e-6)
 def mlp(reg: float = REG, lr: float = 1.0) -> keras.Model:
     """x -> Dense(H, tanh, L2(reg) on the kernel) 'hidden' -> Dense(U) 'out'; MSE."""
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((F,)),
-        keras.layers.Dense(H, activation="tanh", name="hidden",
-                           kernel_regularizer=keras.regularizers.L2(reg)),
-        keras.layers.Dense(U, name="out")])
+    model = keras.Sequential(
+        [
+            keras.Input((F,)),
+            keras.layers.Dense(
+                H, activation="tanh", name="hidden", kernel_regularizer=keras.regularizers.L2(reg)
+            ),
+            keras.layers.Dense(U, name="out"),
+        ]
+    )
     model.compile(keras.optimizers.SGD(lr), "mse")
     return model
 
@@ -52,18 +57,21 @@ def numpy_backprop(model: keras.Model, x, y, sw=None, reg: float = REG):
     h = np.tanh(x @ W1 + b1)
     out = h @ W2 + b2
     n, u = out.shape
-    loss = (sw * ((out - y) ** 2).mean(axis=1)).sum() / n + reg * (W1 ** 2).sum()
+    loss = (sw * ((out - y) ** 2).mean(axis=1)).sum() / n + reg * (W1**2).sum()
     d_out = sw[:, None] * 2 * (out - y) / (n * u)  # Keras: sum over batch / batch size
     d_h = d_out @ W2.T
-    d_z = d_h * (1 - h ** 2)
+    d_z = d_h * (1 - h**2)
     grads = [x.T @ d_z + 2 * reg * W1, d_z.sum(0), h.T @ d_out, d_out.sum(0)]
     return loss, grads, {"hidden": d_h, "out": d_out}
 
 
 def batch(seed: int = 0, n: int = BS):
     rng = np.random.default_rng(seed)
-    return (rng.normal(size=(n, F)).astype("float32"), rng.normal(size=(n, U)).astype("float32"),
-            rng.uniform(0.5, 2.0, size=n).astype("float32"))
+    return (
+        rng.normal(size=(n, F)).astype("float32"),
+        rng.normal(size=(n, U)).astype("float32"),
+        rng.uniform(0.5, 2.0, size=n).astype("float32"),
+    )
 
 
 # -- one batch ------------------------------------------------------------------------------
@@ -93,10 +101,10 @@ def test_gradient_norms_match_numpy():
     _, want_w, want_o = numpy_backprop(model, x, y, sw)
 
     local = intro.compute_gradient_norm(model, x, y, sw)  # L2 per tensor (clipnorm's view)
-    np.testing.assert_allclose(local, [np.sqrt((g ** 2).sum()) for g in want_w], **TOL)
+    np.testing.assert_allclose(local, [np.sqrt((g**2).sum()) for g in want_w], **TOL)
     glob = intro.compute_gradient_norm(model, x, y, sw, scope="global")
     assert glob.shape == ()
-    np.testing.assert_allclose(glob, np.sqrt(sum((g ** 2).sum() for g in want_w)), **TOL)
+    np.testing.assert_allclose(glob, np.sqrt(sum((g**2).sum() for g in want_w)), **TOL)
     l1 = intro.compute_gradient_norm(model, x, y, sw, norm_fn=np.abs, _id="hidden")
     np.testing.assert_allclose(l1, [np.abs(g).sum() for g in want_w[:2]], **TOL)
     out_norm = intro.compute_gradient_norm(model, x, y, sw, mode="outputs", _id=[1])
@@ -148,7 +156,9 @@ def test_layer_and_weight_selection():
     paths = [w.path for w in intro.select_weights(model, "hidden/kernel:0")]
     assert paths == [model.get_layer("hidden").kernel.path]
     assert list(intro.get_weights(model, "*", omit_names="bias")) == [
-        model.get_layer("hidden").kernel.path, model.get_layer("out").kernel.path]
+        model.get_layer("hidden").kernel.path,
+        model.get_layer("out").kernel.path,
+    ]
     with pytest.raises(ValueError, match="no layer named"):
         intro.select_layers(model, "lstm")
     with pytest.raises(ValueError, match="no weight"):
@@ -176,24 +186,33 @@ def regression_dirs(tmp_path: Path):
     for name in ("train", "val"):
         x = rng.normal(size=(N_BATCHES * BS, F)).astype("float32")
         y = np.tanh(x[:, :U] * 2).astype("float32")
-        numpy_data_to_numpy_sets(x, y, tmp_path / name, batch_size=BS, shuffle=False,
-                                 verbose=0)
+        numpy_data_to_numpy_sets(x, y, tmp_path / name, batch_size=BS, shuffle=False, verbose=0)
     return tmp_path
 
 
 def _tg(root: Path, logdir: Path, model=None, **dg_kw) -> TrainGenerator:
-    dgs = [DataGenerator(root / n, batch_size=BS, labels_path=root / n / "labels.h5", seed=0,
-                         **dg_kw) for n in ("train", "val")]
-    return TrainGenerator(model or mlp(lr=0.05), *dgs, epochs=1, logdir=logdir,
-                          iter_verbosity=0, plot_history_freq=None)
+    dgs = [
+        DataGenerator(root / n, batch_size=BS, labels_path=root / n / "labels.h5", seed=0, **dg_kw)
+        for n in ("train", "val")
+    ]
+    return TrainGenerator(
+        model or mlp(lr=0.05),
+        *dgs,
+        epochs=1,
+        logdir=logdir,
+        iter_verbosity=0,
+        plot_history_freq=None,
+    )
 
 
 def _batches(directory: Path):
     """(x, y) of batch__1..K.npy, in order."""
     import h5py
+
     with h5py.File(directory / "labels.h5") as f:
-        return [(np.load(directory / f"batch__{k}.npy"), f[str(k)][()])
-                for k in range(1, N_BATCHES + 1)]
+        return [
+            (np.load(directory / f"batch__{k}.npy"), f[str(k)][()]) for k in range(1, N_BATCHES + 1)
+        ]
 
 
 @pytest.mark.backends
@@ -210,7 +229,7 @@ def test_gradient_norm_over_dataset_per_iteration(regression_dirs, tmp_path):
     assert res.names == [w.path for w in tg.model.trainable_weights]
     for row, (x, y) in zip(res.norms, _batches(regression_dirs / "train")):
         _, grads, _ = numpy_backprop(tg.model, x, y)
-        np.testing.assert_allclose(row, [np.sqrt((g ** 2).sum()) for g in grads], **TOL)
+        np.testing.assert_allclose(row, [np.sqrt((g**2).sum()) for g in grads], **TOL)
     np.testing.assert_allclose(res.stat, res.norms.max(axis=1))
     assert dg.state_dict() == position  # the datagen is back where it was
     assert dg.get()[0][0, 0] == np.load(regression_dirs / "train" / "batch__2.npy")[0, 0]
@@ -218,12 +237,11 @@ def test_gradient_norm_over_dataset_per_iteration(regression_dirs, tmp_path):
     assert res.savepath == tg.logdir / "figures" / "gradient_norms.png"
     assert png.shape[0] > 100 and png.std() > 0.01
 
-    val = intro.gradient_norm_over_dataset(tg, val=True, n_iters=2, scope="global",
-                                           plot=False)
+    val = intro.gradient_norm_over_dataset(tg, val=True, n_iters=2, scope="global", plot=False)
     assert val.norms.shape == (2, 1) and val.names == ["global"] and val.savepath is None
     for row, (x, y) in zip(val.norms, _batches(regression_dirs / "val")):
         _, grads, _ = numpy_backprop(tg.model, x, y)
-        np.testing.assert_allclose(row[0], np.sqrt(sum((g ** 2).sum() for g in grads)), **TOL)
+        np.testing.assert_allclose(row[0], np.sqrt(sum((g**2).sum() for g in grads)), **TOL)
 
 
 def test_gradient_sum_over_windows(tmp_path):
@@ -233,17 +251,26 @@ def test_gradient_sum_over_windows(tmp_path):
     for name in ("train", "val"):
         x = rng.normal(size=(N_BATCHES * BS, T, F // 2)).astype("float32")
         y = rng.normal(size=(N_BATCHES * BS, U)).astype("float32")
-        numpy_data_to_numpy_sets(x, y, tmp_path / name, batch_size=BS, shuffle=False,
-                                 verbose=0)
+        numpy_data_to_numpy_sets(x, y, tmp_path / name, batch_size=BS, shuffle=False, verbose=0)
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([  # a window (WIN, F/2) flattened is F features: same MLP
-        keras.Input((WIN, F // 2)), keras.layers.Flatten(),
-        keras.layers.Dense(H, activation="tanh", name="hidden",
-                           kernel_regularizer=keras.regularizers.L2(REG)),
-        keras.layers.Dense(U, name="out")])
+    model = keras.Sequential(
+        [  # a window (WIN, F/2) flattened is F features: same MLP
+            keras.Input((WIN, F // 2)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(
+                H, activation="tanh", name="hidden", kernel_regularizer=keras.regularizers.L2(REG)
+            ),
+            keras.layers.Dense(U, name="out"),
+        ]
+    )
     model.compile("sgd", "mse")
-    tg = _tg(tmp_path, tmp_path / "logs", model, preprocessor="timeseries",
-             preprocessor_configs={"window_size": WIN})
+    tg = _tg(
+        tmp_path,
+        tmp_path / "logs",
+        model,
+        preprocessor="timeseries",
+        preprocessor_configs={"window_size": WIN},
+    )
 
     res = intro.gradient_sum_over_dataset(tg, _id=["hidden", "out"])
     n_windows = T // WIN
@@ -251,7 +278,7 @@ def test_gradient_sum_over_windows(tmp_path):
     want = [0.0] * 4
     for x, y in _batches(tmp_path / "train"):
         for k in range(n_windows):
-            _, grads, _ = numpy_backprop(model, x[:, k * WIN:(k + 1) * WIN], y)
+            _, grads, _ = numpy_backprop(model, x[:, k * WIN : (k + 1) * WIN], y)
             want = [a + g for a, g in zip(want, grads)]
     assert list(res.sums) == [w.path for w in model.trainable_weights]
     for got, w in zip(res.sums.values(), want):
@@ -273,6 +300,7 @@ def test_peek_batch_does_not_move_the_datagen(regression_dirs, tmp_path):
 
 def test_outputs_and_gradients_leave_stateful_rnn_states_alone():
     from deeptrain.backend.stateful import get_states, prepare_stateful_model
+
     keras.utils.set_random_seed(0)
     inp = keras.Input(batch_shape=(4, 5, 2))
     lstm = keras.layers.LSTM(3, stateful=True, name="lstm")
@@ -285,8 +313,9 @@ def test_outputs_and_gradients_leave_stateful_rnn_states_alone():
     assert np.abs(before["lstm"][0]).sum() > 0
     for learning_phase in (0, 1):
         intro.get_outputs(model, "lstm", x, learning_phase=learning_phase)
-        intro.get_gradients(model, "out", x, np.zeros((4, 1), "float32"),
-                            learning_phase=learning_phase)
+        intro.get_gradients(
+            model, "out", x, np.zeros((4, 1), "float32"), learning_phase=learning_phase
+        )
     for a, b in zip(before["lstm"], get_states(model)["lstm"]):
         np.testing.assert_array_equal(a, b)
 
@@ -296,8 +325,13 @@ def test_gradient_wrt_a_softmax_output_is_the_crossentropy_derivative():
     (1 - y / p) / N. It computes CE from cached logits, which must not cut the output
     tensor out of the gradient (on TensorFlow it did: all zeros)."""
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((F,)), keras.layers.Dense(3, name="logits"),
-                              keras.layers.Softmax(name="probs")])
+    model = keras.Sequential(
+        [
+            keras.Input((F,)),
+            keras.layers.Dense(3, name="logits"),
+            keras.layers.Softmax(name="probs"),
+        ]
+    )
     model.compile("sgd", "categorical_crossentropy")
     x = np.random.default_rng(1).normal(size=(BS, F)).astype("float32")
     y = np.eye(3, dtype="float32")[np.arange(BS) % 3]

@@ -1,5 +1,6 @@
 """Where a run writes: resuming continues the run (and repeating the resume command is safe),
 saved settings never redirect paths, one writer per log directory, atomic model numbers."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,10 @@ def make_tg(data, epochs=1, **kw):
 
 def rows(logdir: Path) -> list[tuple]:
     lines = (logdir / "metrics.jsonl").read_text().splitlines()
-    return [(r["event"], r["batches_fit"], r.get("times_validated"), r["loss"])
-            for r in map(json.loads, lines)]
+    return [
+        (r["event"], r["batches_fit"], r.get("times_validated"), r["loss"])
+        for r in map(json.loads, lines)
+    ]
 
 
 def test_resuming_continues_the_run_and_repeating_the_command_is_safe(data, tmp_path):
@@ -54,8 +57,9 @@ def test_resuming_continues_the_run_and_repeating_the_command_is_safe(data, tmp_
         assert tg.state.epoch == starts_at
         tg.train()
         assert tg.state.epoch == epochs
-    assert sorted(p.name for p in (tmp_path / "logs").iterdir()
-                  if not p.name.startswith(".")) == [run.name]
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir() if not p.name.startswith(".")) == [
+        run.name
+    ]
     assert rows(run) == rows(reference.logdir)
     assert tg.val_history == reference.val_history
 
@@ -68,8 +72,7 @@ def test_rows_of_rolled_back_batches_leave_the_metrics_log(data, tmp_path):
         if tg.state.batches_fit == 17:
             os.kill(os.getpid(), signal.SIGINT)
 
-    first = make_tg(data, epochs=2, logs_dir=tmp_path / "logs",
-                    callbacks={"train:batch": ctrl_c})
+    first = make_tg(data, epochs=2, logs_dir=tmp_path / "logs", callbacks={"train:batch": ctrl_c})
     with pytest.raises(KeyboardInterrupt):
         first.train()  # 5 batches of epoch 2 logged after the epoch-1 checkpoint
     assert rows(first.logdir)[-1][:2] == ("train_batch", 17)
@@ -81,9 +84,12 @@ def test_rows_of_rolled_back_batches_leave_the_metrics_log(data, tmp_path):
 
 
 def test_saved_paths_never_redirect_a_resumed_run(data, tmp_path):
-    first = make_tg(data, logs_dir=str(tmp_path / "logs"),
-                    best_models_dir=str(tmp_path / "best"),
-                    final_fig_dir=str(tmp_path / "final"))
+    first = make_tg(
+        data,
+        logs_dir=str(tmp_path / "logs"),
+        best_models_dir=str(tmp_path / "best"),
+        final_fig_dir=str(tmp_path / "final"),
+    )
     first.train()
     checkpoint = first.get_last_log("checkpoint")
     saved = json.loads((checkpoint / "state.json").read_text())["traingen"]
@@ -155,8 +161,10 @@ def test_model_numbers_are_unique_under_concurrent_starts(tmp_path):
             time.sleep(0.001)
         print(reserve_model_num(pathlib.Path({str(tmp_path / "logs")!r})))
     """)
-    children = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                                 text=True) for _ in range(6)]
+    children = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
     time.sleep(0.5)  # let them all reach the start line (correctness does not depend on it)
     go.touch()
     nums = sorted(int(c.communicate(timeout=60)[0]) for c in children)
@@ -165,6 +173,7 @@ def test_model_numbers_are_unique_under_concurrent_starts(tmp_path):
 
 def test_a_number_claimed_between_scan_and_claim_is_skipped(tmp_path, monkeypatch):
     from deeptrain.saving import naming
+
     logs = tmp_path / "logs"
     (logs / "M0__a").mkdir(parents=True)
     real = naming.next_model_num

@@ -1,5 +1,6 @@
 """Tests for deeptrain.metrics: losses and accuracies against Keras 3, binary
 classification metrics against hand-computed values and scikit-learn."""
+
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -84,8 +85,7 @@ SHAPES = [(N, 3), (N, 1), (N, 8, 8, 1), (N, 4, 3)]
 def _keras_loss(name, y_true, y_pred, sample_weight=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # categorical losses on 1 channel
-        return float(getattr(keras.losses, name)()(y_true, y_pred,
-                                                   sample_weight=sample_weight))
+        return float(getattr(keras.losses, name)()(y_true, y_pred, sample_weight=sample_weight))
 
 
 def _per_sample_keras_weights(weights, loss_ndim):
@@ -98,8 +98,9 @@ def _cases():
         for shape in SHAPES:
             if gen in (gen_sparse, gen_onehot) and shape[-1] == 1:
                 continue  # one class: not a meaningful categorical problem
-            yield pytest.param(keras_name, name, gen, shape,
-                               id=f"{name}-{'x'.join(map(str, shape))}")
+            yield pytest.param(
+                keras_name, name, gen, shape, id=f"{name}-{'x'.join(map(str, shape))}"
+            )
 
 
 @pytest.mark.parametrize("keras_name, name, gen, shape", list(_cases()))
@@ -108,8 +109,7 @@ def test_loss_matches_keras(keras_name, name, gen, shape):
     y_true, y_pred = gen(rng, shape)
     fn = getattr(M, name)
 
-    assert fn(y_true, y_pred) == pytest.approx(
-        _keras_loss(keras_name, y_true, y_pred), abs=1e-5)
+    assert fn(y_true, y_pred) == pytest.approx(_keras_loss(keras_name, y_true, y_pred), abs=1e-5)
 
     # per-sample weights (N,): Keras needs them shaped (N, 1, ...) when the
     # per-element losses have more than one axis; ours broadcast per sample
@@ -118,14 +118,14 @@ def test_loss_matches_keras(keras_name, name, gen, shape):
     keras_weights = _per_sample_keras_weights(weights, loss_ndim)
     expected = _keras_loss(keras_name, y_true, y_pred, keras_weights)
     assert fn(y_true, y_pred, sample_weight=weights) == pytest.approx(expected, abs=1e-5)
-    assert fn(y_true, y_pred, sample_weight=keras_weights) == pytest.approx(
-        expected, abs=1e-5)
+    assert fn(y_true, y_pred, sample_weight=keras_weights) == pytest.approx(expected, abs=1e-5)
 
     # full per-element weights, shaped like the losses
     loss_shape = shape[:-1] if len(shape) > 2 else shape[:1]
     elem_weights = _f32(rng.uniform(0, 2, loss_shape))
     assert fn(y_true, y_pred, sample_weight=elem_weights) == pytest.approx(
-        _keras_loss(keras_name, y_true, y_pred, elem_weights), abs=1e-5)
+        _keras_loss(keras_name, y_true, y_pred, elem_weights), abs=1e-5
+    )
 
 
 def test_loss_returns_python_float():
@@ -140,8 +140,9 @@ def test_per_sample_weights_weigh_whole_samples():
     weights = rng.uniform(0, 2, N)
     per_pixel = (y_true.astype(float) - y_pred) ** 2  # (N, 8, 8, 1)
     expected = np.sum(per_pixel[..., 0] * weights[:, None, None]) / (N * 64)
-    assert M.mean_squared_error(y_true, y_pred, sample_weight=weights) == \
-        pytest.approx(expected, rel=1e-12)
+    assert M.mean_squared_error(y_true, y_pred, sample_weight=weights) == pytest.approx(
+        expected, rel=1e-12
+    )
 
 
 @pytest.mark.parametrize("label_shape, pred_shape", [((N,), (N, 1)), ((N, 1), (N,))])
@@ -151,16 +152,17 @@ def test_binary_crossentropy_rank_mismatch_like_keras(label_shape, pred_shape):
     y_pred = _f32(rng.uniform(0, 1, pred_shape))
     weights = _f32(rng.uniform(0, 2, N))
     assert M.binary_crossentropy(y_true, y_pred, weights) == pytest.approx(
-        _keras_loss("BinaryCrossentropy", y_true, y_pred, weights), abs=1e-5)
+        _keras_loss("BinaryCrossentropy", y_true, y_pred, weights), abs=1e-5
+    )
 
 
 def test_sparse_crossentropy_accepts_trailing_label_axis():
     y_true, y_pred = gen_sparse(_rng(5), (N, 4))
     weights = _f32(_rng(5).uniform(0, 2, N))
-    expected = _keras_loss("SparseCategoricalCrossentropy", y_true[:, None], y_pred,
-                           weights)
-    assert M.sparse_categorical_crossentropy(y_true[:, None], y_pred, weights) == \
-        pytest.approx(expected, abs=1e-5)
+    expected = _keras_loss("SparseCategoricalCrossentropy", y_true[:, None], y_pred, weights)
+    assert M.sparse_categorical_crossentropy(y_true[:, None], y_pred, weights) == pytest.approx(
+        expected, abs=1e-5
+    )
 
 
 def test_crossentropy_saturated_probabilities_match_keras():
@@ -169,19 +171,21 @@ def test_crossentropy_saturated_probabilities_match_keras():
     y_true = _f32([[0, 1], [1, 0], [1, 1], [0, 0]])
     y_pred = _f32([[1, 0], [0, 1], [1, 1], [0, 0]])
     assert M.binary_crossentropy(y_true, y_pred) == pytest.approx(
-        _keras_loss("BinaryCrossentropy", y_true, y_pred), abs=1e-5)
+        _keras_loss("BinaryCrossentropy", y_true, y_pred), abs=1e-5
+    )
     onehot = _f32([[0, 1, 0], [1, 0, 0]])
     probs = _f32([[1, 0, 0], [1, 0, 0]])
     assert M.categorical_crossentropy(onehot, probs) == pytest.approx(
-        _keras_loss("CategoricalCrossentropy", onehot, probs), abs=1e-5)
+        _keras_loss("CategoricalCrossentropy", onehot, probs), abs=1e-5
+    )
     assert M.sparse_categorical_crossentropy(_f32([1, 0]), probs) == pytest.approx(
-        _keras_loss("SparseCategoricalCrossentropy", _f32([1, 0]), probs), abs=1e-5)
+        _keras_loss("SparseCategoricalCrossentropy", _f32([1, 0]), probs), abs=1e-5
+    )
 
 
 def test_hinge_keeps_non_binary_labels():
     y_true, y_pred = _f32([[-1, 1, 1], [1, -1, -1]]), _f32([[0.3, -2, 1], [0.5, 0.1, -3]])
-    assert M.hinge(y_true, y_pred) == pytest.approx(
-        _keras_loss("Hinge", y_true, y_pred), abs=1e-5)
+    assert M.hinge(y_true, y_pred) == pytest.approx(_keras_loss("Hinge", y_true, y_pred), abs=1e-5)
 
 
 def test_cosine_similarity_zero_vector_and_sign():
@@ -189,7 +193,8 @@ def test_cosine_similarity_zero_vector_and_sign():
     # identical vectors -> -1, zero vector -> 0; mean over 2 samples
     assert M.cosine_similarity(y, y) == pytest.approx(-0.5, abs=1e-6)
     assert M.cosine_similarity(y, y) == pytest.approx(
-        _keras_loss("CosineSimilarity", y, y), abs=1e-5)
+        _keras_loss("CosineSimilarity", y, y), abs=1e-5
+    )
 
 
 def test_loss_aliases():
@@ -226,15 +231,17 @@ def test_weighted_binary_accuracy_matches_keras_metric():
     y_true, y_pred = gen_binary_probs(rng, (N, 1))
     weights = _f32(rng.uniform(0, 2, N))
     expected = float(keras.metrics.BinaryAccuracy()(y_true, y_pred, sample_weight=weights))
-    assert M.call_metric(M.binary_accuracy, y_true, y_pred, weights) == \
-        pytest.approx(expected, abs=1e-6)
+    assert M.call_metric(M.binary_accuracy, y_true, y_pred, weights) == pytest.approx(
+        expected, abs=1e-6
+    )
 
 
 def test_categorical_accuracy_matches_keras():
     y_true, y_pred = gen_onehot(_rng(8), (20, 4))
     np.testing.assert_array_equal(
         M.categorical_accuracy(y_true, y_pred),
-        np.asarray(keras.metrics.categorical_accuracy(y_true, y_pred)))
+        np.asarray(keras.metrics.categorical_accuracy(y_true, y_pred)),
+    )
 
 
 @pytest.mark.parametrize("label_shape", [(20,), (20, 1)])
@@ -243,30 +250,35 @@ def test_sparse_categorical_accuracy_matches_keras(label_shape):
     y_true = y_true.reshape(label_shape)
     np.testing.assert_array_equal(
         M.sparse_categorical_accuracy(y_true, y_pred),
-        np.asarray(keras.metrics.sparse_categorical_accuracy(y_true, y_pred)))
+        np.asarray(keras.metrics.sparse_categorical_accuracy(y_true, y_pred)),
+    )
 
 
 def test_accuracy_dispatch_by_shape():
     rng = _rng(10)
     onehot, probs = gen_onehot(rng, (10, 3))
     labels = onehot.argmax(-1)
-    np.testing.assert_array_equal(M.accuracy(onehot, probs),
-                                  M.categorical_accuracy(onehot, probs))
-    np.testing.assert_array_equal(M.accuracy(labels, probs),
-                                  M.sparse_categorical_accuracy(labels, probs))
+    np.testing.assert_array_equal(M.accuracy(onehot, probs), M.categorical_accuracy(onehot, probs))
+    np.testing.assert_array_equal(
+        M.accuracy(labels, probs), M.sparse_categorical_accuracy(labels, probs)
+    )
     y_true, y_pred = gen_binary_probs(rng, (10, 1))
-    np.testing.assert_array_equal(M.accuracy(y_true, y_pred, 0.4),
-                                  M.binary_accuracy(y_true, y_pred, 0.4))
+    np.testing.assert_array_equal(
+        M.accuracy(y_true, y_pred, 0.4), M.binary_accuracy(y_true, y_pred, 0.4)
+    )
 
 
-@pytest.mark.parametrize("loss_name, expected", [
-    ("categorical_crossentropy", "categorical_accuracy"),
-    ("CategoricalCrossentropy", "categorical_accuracy"),
-    ("categorical_hinge", "categorical_accuracy"),
-    ("sparse_categorical_crossentropy", "sparse_categorical_accuracy"),
-    ("binary_crossentropy", "binary_accuracy"),
-    ("mse", "binary_accuracy"),
-])
+@pytest.mark.parametrize(
+    "loss_name, expected",
+    [
+        ("categorical_crossentropy", "categorical_accuracy"),
+        ("CategoricalCrossentropy", "categorical_accuracy"),
+        ("categorical_hinge", "categorical_accuracy"),
+        ("sparse_categorical_crossentropy", "sparse_categorical_accuracy"),
+        ("binary_crossentropy", "binary_accuracy"),
+        ("mse", "binary_accuracy"),
+    ],
+)
 def test_accuracy_for_loss(loss_name, expected):
     assert M.accuracy_for_loss(loss_name) is getattr(M, expected)
 
@@ -289,9 +301,11 @@ def test_f1_and_rates_hand_computed():
     # threshold .65: preds [1, 0, 0, 0, 1, 0, 0, 1]: TP=2, FP=1, FN=2, TN=3
     precision, recall = 2 / 3, 2 / 4
     assert M.f1_score(Y_TRUE, Y_PRED, 0.65) == pytest.approx(
-        2 * precision * recall / (precision + recall))
+        2 * precision * recall / (precision + recall)
+    )
     assert M.f1_score(Y_TRUE, Y_PRED, 0.65, beta=2) == pytest.approx(
-        5 * precision * recall / (4 * precision + recall))
+        5 * precision * recall / (4 * precision + recall)
+    )
     assert M.tnr_tpr(Y_TRUE, Y_PRED, 0.65) == pytest.approx([0.75, 0.5])
 
 
@@ -306,7 +320,8 @@ def test_f1_weighted_hand_computed():
     # threshold .5: TP = 2 + 1 + 1 = 4, FP = 3, FN = 1
     precision, recall = 4 / 7, 4 / 5
     assert M.f1_score(Y_TRUE, Y_PRED, sample_weight=weights) == pytest.approx(
-        2 * precision * recall / (precision + recall))
+        2 * precision * recall / (precision + recall)
+    )
 
 
 def test_f1_edge_cases():
@@ -327,10 +342,12 @@ def test_f1_edge_cases():
 
 def test_binary_metrics_accept_column_predictions_and_weights():
     weights = np.arange(1, 9)
-    assert M.f1_score(Y_TRUE[:, None], Y_PRED[:, None], sample_weight=weights) == \
-        pytest.approx(M.f1_score(Y_TRUE, Y_PRED, sample_weight=weights))
-    assert M.tpr(Y_TRUE, Y_PRED[:, None], sample_weight=weights[:, None]) == \
-        pytest.approx(M.tpr(Y_TRUE, Y_PRED, sample_weight=weights))
+    assert M.f1_score(Y_TRUE[:, None], Y_PRED[:, None], sample_weight=weights) == pytest.approx(
+        M.f1_score(Y_TRUE, Y_PRED, sample_weight=weights)
+    )
+    assert M.tpr(Y_TRUE, Y_PRED[:, None], sample_weight=weights[:, None]) == pytest.approx(
+        M.tpr(Y_TRUE, Y_PRED, sample_weight=weights)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -353,14 +370,18 @@ def test_fbeta_and_rates_match_sklearn(skm, beta, weighted, threshold):
     weights = weights if weighted else None
     hard = (y_pred > np.float32(threshold)).astype(int)
     assert M.f1_score(y_true, y_pred, threshold, beta, weights) == pytest.approx(
-        skm.fbeta_score(y_true, hard, beta=beta, sample_weight=weights), abs=1e-12)
+        skm.fbeta_score(y_true, hard, beta=beta, sample_weight=weights), abs=1e-12
+    )
     assert M.tpr(y_true, y_pred, threshold, weights) == pytest.approx(
-        skm.recall_score(y_true, hard, sample_weight=weights), abs=1e-12)
+        skm.recall_score(y_true, hard, sample_weight=weights), abs=1e-12
+    )
     assert M.tnr(y_true, y_pred, threshold, weights) == pytest.approx(
-        skm.recall_score(y_true, hard, pos_label=0, sample_weight=weights), abs=1e-12)
+        skm.recall_score(y_true, hard, pos_label=0, sample_weight=weights), abs=1e-12
+    )
     if beta == 1:
-        assert M.f1_score(y_true, y_pred, threshold, sample_weight=weights) == \
-            pytest.approx(skm.f1_score(y_true, hard, sample_weight=weights), abs=1e-12)
+        assert M.f1_score(y_true, y_pred, threshold, sample_weight=weights) == pytest.approx(
+            skm.f1_score(y_true, hard, sample_weight=weights), abs=1e-12
+        )
 
 
 MULTI_TH = [
@@ -386,11 +407,11 @@ def test_multi_th_equals_looped_scalar(scalar_name, multi_name, weighted, beta):
 
     multi = multi_fn(y_true, y_pred, thresholds, sample_weight=weights, **kwargs)
     if scalar_name == "binary_accuracy":
-        looped = [M.call_metric(scalar_fn, y_true, y_pred, weights, th)
-                  for th in thresholds]
+        looped = [M.call_metric(scalar_fn, y_true, y_pred, weights, th) for th in thresholds]
     else:
-        looped = [scalar_fn(y_true, y_pred, th, sample_weight=weights, **kwargs)
-                  for th in thresholds]
+        looped = [
+            scalar_fn(y_true, y_pred, th, sample_weight=weights, **kwargs) for th in thresholds
+        ]
     np.testing.assert_allclose(multi, np.asarray(looped), rtol=0, atol=1e-12)
     assert multi_fn is M.multi_th_twin(scalar_fn)
 
@@ -420,7 +441,8 @@ def test_roc_auc_matches_sklearn(skm, weighted, decimals):
     y_pred = np.round(y_pred, decimals)
     weights = weights if weighted else None
     assert M.roc_auc_score(y_true, y_pred, weights) == pytest.approx(
-        skm.roc_auc_score(y_true, y_pred, sample_weight=weights), abs=1e-10)
+        skm.roc_auc_score(y_true, y_pred, sample_weight=weights), abs=1e-10
+    )
 
 
 def test_roc_auc_needs_both_classes():
@@ -431,18 +453,30 @@ def test_roc_auc_needs_both_classes():
 # ---------------------------------------------------------------------------
 # Lookup and calling
 # ---------------------------------------------------------------------------
-@pytest.mark.parametrize("name, expected", [
-    ("acc", "accuracy"), ("Accuracy", "accuracy"),
-    ("mae", "mean_absolute_error"), ("MSE", "mean_squared_error"),
-    ("mape", "mean_absolute_percentage_error"),
-    ("msle", "mean_squared_logarithmic_error"),
-    ("kld", "kl_divergence"), ("kullback_leibler_divergence", "kl_divergence"),
-    ("logcosh", "log_cosh"), ("cosine", "cosine_similarity"),
-    ("f1", "f1_score"), ("F1", "f1_score"), ("f1-score", "f1_score"),
-    ("F1_Score", "f1_score"), ("MeanSquaredError", "mean_squared_error"),
-    ("KLDivergence", "kl_divergence"), ("tnr_tpr", "tnr_tpr"),
-    ("roc_auc_score", "roc_auc_score"), ("f1_score_multi_th", "f1_score_multi_th"),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("acc", "accuracy"),
+        ("Accuracy", "accuracy"),
+        ("mae", "mean_absolute_error"),
+        ("MSE", "mean_squared_error"),
+        ("mape", "mean_absolute_percentage_error"),
+        ("msle", "mean_squared_logarithmic_error"),
+        ("kld", "kl_divergence"),
+        ("kullback_leibler_divergence", "kl_divergence"),
+        ("logcosh", "log_cosh"),
+        ("cosine", "cosine_similarity"),
+        ("f1", "f1_score"),
+        ("F1", "f1_score"),
+        ("f1-score", "f1_score"),
+        ("F1_Score", "f1_score"),
+        ("MeanSquaredError", "mean_squared_error"),
+        ("KLDivergence", "kl_divergence"),
+        ("tnr_tpr", "tnr_tpr"),
+        ("roc_auc_score", "roc_auc_score"),
+        ("f1_score_multi_th", "f1_score_multi_th"),
+    ],
+)
 def test_get_resolves_aliases(name, expected):
     assert M.get(name) is getattr(M, expected)
 
@@ -486,8 +520,9 @@ def test_call_metric_passes_only_accepted_args():
     assert seen["sample_weight"] is None and seen["pred_threshold"] == 0.5
     assert M.call_metric(threshold_only, y_true, y_pred, weights, 0.7) == 3.0
     assert seen["threshold_only"] == 0.7
-    assert M.call_metric(M.f1_score, y_true, y_pred, weights, 0.5) == \
-        M.f1_score(y_true, y_pred, 0.5, sample_weight=weights)
+    assert M.call_metric(M.f1_score, y_true, y_pred, weights, 0.5) == M.f1_score(
+        y_true, y_pred, 0.5, sample_weight=weights
+    )
 
 
 def test_call_metric_reduces_results():
@@ -504,7 +539,6 @@ def test_call_metric_reduces_results():
     assert M.call_metric(self_weighted, None, None, weights) == 0.5
     # per-element arrays: averaged per sample, then weighted (keras Mean metric)
     per_element = lambda y_true, y_pred: np.array([[1.0, 1.0], [0.0, 1.0]])  # noqa: E731
-    assert M.call_metric(per_element, None, None, weights) == pytest.approx(
-        (1 * 1.0 + 3 * 0.5) / 4)
+    assert M.call_metric(per_element, None, None, weights) == pytest.approx((1 * 1.0 + 3 * 0.5) / 4)
     with pytest.raises(TypeError, match="unsupported dict"):
         M.call_metric(lambda y_true, y_pred: {"a": 1}, None, None)

@@ -1,4 +1,5 @@
 """Background prefetch: same batches as without, errors re-raised, threads stopped."""
+
 from __future__ import annotations
 
 import os
@@ -22,10 +23,18 @@ def prefetch_threads() -> list[threading.Thread]:
 @pytest.mark.parametrize("batch_size", [2, 8, 16])
 def test_prefetch_on_and_off_serve_identical_sequences(npy_dir, batch_size):
     def epochs(prefetch):
-        dg = DataGenerator(npy_dir, batch_size=batch_size, labels_path=npy_dir / "labels.h5",
-                           shuffle=True, shuffle_group_samples=True, seed=11, prefetch=prefetch,
-                           prefetch_workers=2 if prefetch else 1)
+        dg = DataGenerator(
+            npy_dir,
+            batch_size=batch_size,
+            labels_path=npy_dir / "labels.h5",
+            shuffle=True,
+            shuffle_group_samples=True,
+            seed=11,
+            prefetch=prefetch,
+            prefetch_workers=2 if prefetch else 1,
+        )
         return [run_epoch(dg) for _ in range(3)]
+
     assert epochs(0) == epochs(2) == epochs(5)
 
 
@@ -172,7 +181,7 @@ def test_adaptive_switch_goes_inline_and_back_preserving_order():
         clock.now += work[i]
         out.append(p.get(key))
         inline.append(p.inline)
-        p.schedule(keys[i + 1:])  # as DataGenerator does after serving each batch
+        p.schedule(keys[i + 1 :])  # as DataGenerator does after serving each batch
         assert len(p._pending) <= p.depth
     p.close()
     assert out == [k.upper() for k in keys]
@@ -190,7 +199,7 @@ def test_inline_below_zero_never_goes_inline():
     p.schedule(keys)
     for i, key in enumerate(keys):
         assert p.get(key) == key.upper()
-        p.schedule(keys[i + 1:])
+        p.schedule(keys[i + 1 :])
         assert not p.inline
     p.close()
 
@@ -204,9 +213,16 @@ def datagen_runs(npy_dir, batch_size, inline_below, clock, epochs=3):
         threads.append(threading.current_thread().name)
         return np.load(self._path(set_num))
 
-    dg = DataGenerator(npy_dir, batch_size=batch_size, labels_path=npy_dir / "labels.h5",
-                       data_loader=loader, shuffle=True, shuffle_group_samples=True, seed=3,
-                       prefetch=2 if clock else 0)
+    dg = DataGenerator(
+        npy_dir,
+        batch_size=batch_size,
+        labels_path=npy_dir / "labels.h5",
+        data_loader=loader,
+        shuffle=True,
+        shuffle_group_samples=True,
+        seed=3,
+        prefetch=2 if clock else 0,
+    )
     if clock:
         dg._prefetcher.inline_below, dg._prefetcher.clock = inline_below, clock
     runs = [run_epoch(dg) for _ in range(epochs)]
@@ -250,6 +266,7 @@ def test_loader_error_in_inline_mode_names_the_file(tmp_path):
 def test_epoch_start_is_not_timed_as_the_callers_work(npy_dir):
     """A data-only loop stays inline across epochs, whatever happens between them; a
     training loop stays in the background, epoch starts included."""
+
     def run(step_s, between_epochs_s):
         threads, clock = [], FakeClock()
 

@@ -1,4 +1,5 @@
 """Tests for deeptrain.preprocessing: real files in tmp_path, exact contents."""
+
 from __future__ import annotations
 
 import csv
@@ -11,8 +12,12 @@ import numpy as np
 import pytest
 
 from deeptrain.data import builders as pp  # (its functions, monkeypatched below)
-from deeptrain.preprocessing import (data_to_hdf5, numpy2D_to_csv,
-                                     numpy_data_to_numpy_sets, numpy_to_lz4f)
+from deeptrain.preprocessing import (
+    data_to_hdf5,
+    numpy2D_to_csv,
+    numpy_data_to_numpy_sets,
+    numpy_to_lz4f,
+)
 
 
 def _data(n: int = 100, dim: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -38,14 +43,19 @@ def _read_csv(path: Path) -> list[list[str]]:
 # ---------------------------------------------------------------------------
 # numpy sets
 
+
 def test_numpy_sets_oversample(tmp_path, caplog):
     data, labels = _data()
     with caplog.at_level(logging.INFO, logger="deeptrain.data.builders"):
-        db, lb = numpy_data_to_numpy_sets(data, labels, tmp_path, batch_size=32,
-                                          shuffle=False)
+        db, lb = numpy_data_to_numpy_sets(data, labels, tmp_path, batch_size=32, shuffle=False)
     assert "Oversampled remainder" in caplog.text
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "batch__1.npy", "batch__2.npy", "batch__3.npy", "batch__4.npy", "labels.h5"]
+        "batch__1.npy",
+        "batch__2.npy",
+        "batch__3.npy",
+        "batch__4.npy",
+        "labels.h5",
+    ]
     assert db.shape == (4, 32, 3) and lb.shape == (4, 32)
 
     for k in range(1, 5):
@@ -54,7 +64,7 @@ def test_numpy_sets_oversample(tmp_path, caplog):
         np.testing.assert_array_equal(saved, db[k - 1])
     # shuffle=False keeps order; last batch = 4 leftovers + 28 drawn from the data
     for k in range(3):
-        np.testing.assert_array_equal(db[k], data[32 * k:32 * (k + 1)])
+        np.testing.assert_array_equal(db[k], data[32 * k : 32 * (k + 1)])
     last = np.load(tmp_path / "batch__4.npy")
     np.testing.assert_array_equal(last[:4], data[96:])
     rows = {tuple(r) for r in data}
@@ -64,19 +74,30 @@ def test_numpy_sets_oversample(tmp_path, caplog):
     assert sorted(saved_labels, key=int) == ["1", "2", "3", "4"]
     for k in range(1, 5):
         np.testing.assert_array_equal(saved_labels[str(k)], lb[k - 1])
-        np.testing.assert_array_equal(saved_labels[str(k)],
-                                      np.load(tmp_path / f"batch__{k}.npy")[:, 0])
+        np.testing.assert_array_equal(
+            saved_labels[str(k)], np.load(tmp_path / f"batch__{k}.npy")[:, 0]
+        )
 
 
 def test_numpy_sets_drop_remainder(tmp_path, caplog):
     data, labels = _data()
     with caplog.at_level(logging.INFO, logger="deeptrain.data.builders"):
         db, lb = numpy_data_to_numpy_sets(
-            data, labels, tmp_path, batch_size=32, shuffle=False,
-            data_basename="128batch", oversample_remainder=False)
+            data,
+            labels,
+            tmp_path,
+            batch_size=32,
+            shuffle=False,
+            data_basename="128batch",
+            oversample_remainder=False,
+        )
     assert "Dropped remainder: 4 of 100" in caplog.text
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "128batch__1.npy", "128batch__2.npy", "128batch__3.npy", "labels.h5"]
+        "128batch__1.npy",
+        "128batch__2.npy",
+        "128batch__3.npy",
+        "labels.h5",
+    ]
     np.testing.assert_array_equal(db.reshape(-1, 3), data[:96])
     assert sorted(_read_labels(tmp_path / "labels.h5"), key=int) == ["1", "2", "3"]
 
@@ -100,8 +121,7 @@ def test_numpy_sets_joint_shuffle_keeps_pairs(tmp_path):
 def test_numpy_sets_multidim_labels_and_dtypes(tmp_path):
     data = np.random.default_rng(1).integers(0, 255, (40, 4, 4, 1)).astype(np.uint8)
     labels = np.eye(10, dtype=np.float32)[np.arange(40) % 10]
-    numpy_data_to_numpy_sets(data, labels, tmp_path / "new" / "dir", batch_size=8,
-                             shuffle=False)
+    numpy_data_to_numpy_sets(data, labels, tmp_path / "new" / "dir", batch_size=8, shuffle=False)
     out = tmp_path / "new" / "dir"
     first = np.load(out / "batch__1.npy")
     assert first.dtype == np.uint8 and first.shape == (8, 4, 4, 1)
@@ -120,15 +140,21 @@ def test_numpy_sets_savedir_first_is_clear_error(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("kwargs, exc, match", [
-    (dict(batch_size=0), ValueError, "batch_size` must be an int >= 1"),
-    (dict(batch_size=2.0), ValueError, "batch_size` must be an int >= 1"),
-    (dict(batch_size=True), ValueError, "batch_size` must be an int >= 1"),
-    (dict(batch_size=200, oversample_remainder=False), ValueError,
-     "100 samples, fewer than batch_size=200"),
-    (dict(data_basename="a/b"), ValueError, "data_basename"),
-    (dict(overwrite="yes"), TypeError, "overwrite` must be None, True or False"),
-])
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(batch_size=0), ValueError, "batch_size` must be an int >= 1"),
+        (dict(batch_size=2.0), ValueError, "batch_size` must be an int >= 1"),
+        (dict(batch_size=True), ValueError, "batch_size` must be an int >= 1"),
+        (
+            dict(batch_size=200, oversample_remainder=False),
+            ValueError,
+            "100 samples, fewer than batch_size=200",
+        ),
+        (dict(data_basename="a/b"), ValueError, "data_basename"),
+        (dict(overwrite="yes"), TypeError, "overwrite` must be None, True or False"),
+    ],
+)
 def test_numpy_sets_bad_args(tmp_path, kwargs, exc, match):
     data, labels = _data()
     with pytest.raises(exc, match=match):
@@ -157,8 +183,7 @@ def test_numpy_sets_overwrite(tmp_path, caplog):
     before = _listing(tmp_path)
     for ow in (None, False):
         with pytest.raises(FileExistsError, match="overwrite=True") as e:
-            numpy_data_to_numpy_sets(data * 2, labels, tmp_path, batch_size=32,
-                                     overwrite=ow)
+            numpy_data_to_numpy_sets(data * 2, labels, tmp_path, batch_size=32, overwrite=ow)
         assert "batch__1.npy" in str(e.value)
         assert _listing(tmp_path) == before
     # only labels.h5 existing is enough to refuse, before any .npy is written
@@ -171,8 +196,9 @@ def test_numpy_sets_overwrite(tmp_path, caplog):
 
     # overwrite=True replaces; fewer batches now -> stale files reported
     with caplog.at_level(logging.WARNING, logger="deeptrain.data.builders"):
-        db, _ = numpy_data_to_numpy_sets(data * 2, labels, tmp_path, batch_size=50,
-                                         shuffle=False, overwrite=True)
+        db, _ = numpy_data_to_numpy_sets(
+            data * 2, labels, tmp_path, batch_size=50, shuffle=False, overwrite=True
+        )
     np.testing.assert_array_equal(np.load(tmp_path / "batch__1.npy"), data[:50] * 2)
     assert "stale" in caplog.text and "batch__3.npy" in caplog.text
     assert set(_read_labels(tmp_path / "labels.h5")) == {"1", "2"}
@@ -196,8 +222,7 @@ def test_numpy_sets_atomic_on_failure(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pp, "_save_npy", failing_save)
     with pytest.raises(OSError, match="disk full"):
-        numpy_data_to_numpy_sets(data * 3, labels, tmp_path, batch_size=32,
-                                 overwrite=True)
+        numpy_data_to_numpy_sets(data * 3, labels, tmp_path, batch_size=32, overwrite=True)
     assert _listing(tmp_path) == before  # nothing replaced, no temp left
     # fresh dir: nothing at all appears
     fresh = tmp_path / "fresh"
@@ -220,16 +245,21 @@ def test_verbose_controls_log_level(tmp_path, caplog):
 # ---------------------------------------------------------------------------
 # lz4 frame
 
+
 def _load_lz4f(path: Path, dtype, shape) -> np.ndarray:
     raw = lz4.frame.decompress(np.load(path).tobytes())
     return np.frombuffer(raw, dtype).reshape(shape)
 
 
-@pytest.mark.parametrize("array", [
-    np.random.default_rng(0).standard_normal((16, 7, 3)),
-    np.random.default_rng(0).integers(-128, 128, (50, 9), dtype=np.int8),
-    np.asfortranarray(np.arange(60, dtype=np.float64).reshape(6, 10)),
-], ids=["float64", "int8", "fortran"])
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.random.default_rng(0).standard_normal((16, 7, 3)),
+        np.random.default_rng(0).integers(-128, 128, (50, 9), dtype=np.int8),
+        np.asfortranarray(np.arange(60, dtype=np.float64).reshape(6, 10)),
+    ],
+    ids=["float64", "int8", "fortran"],
+)
 def test_lz4f_round_trip(tmp_path, array):
     path = tmp_path / "x.npy"
     compressed = numpy_to_lz4f(array, path)
@@ -273,6 +303,7 @@ def test_lz4f_overwrite_and_args(tmp_path):
 # ---------------------------------------------------------------------------
 # hdf5
 
+
 def _read_h5(path: Path) -> dict[str, np.ndarray]:
     with h5py.File(path, "r") as f:
         assert all(f[k].compression == "lzf" and f[k].chunks for k in f)
@@ -289,18 +320,18 @@ def test_hdf5_from_array(tmp_path, caplog):
     assert sorted(out, key=int) == ["0", "1", "2", "3"]
     for k in range(3):
         assert out[str(k)].dtype == np.float32
-        np.testing.assert_array_equal(out[str(k)], data[32 * k:32 * (k + 1)])
+        np.testing.assert_array_equal(out[str(k)], data[32 * k : 32 * (k + 1)])
     np.testing.assert_array_equal(out["3"][:4], data[96:])
     assert {tuple(r) for r in out["3"][4:]} <= {tuple(r) for r in data}
 
     path2 = tmp_path / "dropped.h5"
-    data_to_hdf5(path2, 32, data=data, oversample_remainder=False, dtype=np.float64,
-                 compression="gzip")
+    data_to_hdf5(
+        path2, 32, data=data, oversample_remainder=False, dtype=np.float64, compression="gzip"
+    )
     with h5py.File(path2, "r") as f:
         assert sorted(f) == ["0", "1", "2"]
         assert f["0"].compression == "gzip" and f["0"].dtype == np.float64
-        np.testing.assert_array_equal(np.concatenate([f[k][()] for k in "012"]),
-                                      data[:96])
+        np.testing.assert_array_equal(np.concatenate([f[k][()] for k in "012"]), data[:96])
 
 
 def test_hdf5_batches_dim0_and_shuffle(tmp_path):
@@ -317,8 +348,7 @@ def test_hdf5_batches_dim0_and_shuffle(tmp_path):
     assert len(out) == 8
     np.testing.assert_array_equal(out["1"], batches[2:4].reshape(32, 2))
     # shuffle permutes samples, keeps rows intact
-    data_to_hdf5(tmp_path / "s.h5", 32, data=batches, batches_dim0=True,
-                 shuffle=True, seed=1)
+    data_to_hdf5(tmp_path / "s.h5", 32, data=batches, batches_dim0=True, shuffle=True, seed=1)
     flat = np.concatenate(list(_read_h5(tmp_path / "s.h5").values()))
     assert not np.array_equal(flat, batches.reshape(-1, 2))
     np.testing.assert_array_equal(np.sort(flat[:, 0]), batches.reshape(-1, 2)[:, 0])
@@ -342,8 +372,9 @@ def test_hdf5_from_dir(tmp_path):
     np.testing.assert_array_equal(out["0"], np.concatenate([arrays[1], arrays[2]]))
     np.testing.assert_array_equal(out["1"], np.concatenate([arrays[10], arrays[11]]))
     # one file per dataset, custom load_fn + dtype
-    data_to_hdf5(tmp_path / "out8.h5", 8, loaddir=src, dtype=np.float32,
-                 load_fn=lambda p: np.load(p) * 2)
+    data_to_hdf5(
+        tmp_path / "out8.h5", 8, loaddir=src, dtype=np.float32, load_fn=lambda p: np.load(p) * 2
+    )
     out = _read_h5(tmp_path / "out8.h5")
     assert len(out) == 4 and out["2"].dtype == np.float32
     np.testing.assert_array_equal(out["2"], arrays[10] * 2)
@@ -354,8 +385,11 @@ def test_hdf5_dir_lengths_must_match(tmp_path):
     src.mkdir()
     for k, n in ((1, 8), (2, 6), (3, 8)):
         np.save(src / f"b{k}.npy", np.zeros((n, 2)))
-    with pytest.raises(ValueError, match=r"sum exactly to batch_size=16.*b1\.npy"
-                       r".*b2\.npy.*b3\.npy.*22 samples"):
+    with pytest.raises(
+        ValueError,
+        match=r"sum exactly to batch_size=16.*b1\.npy"
+        r".*b2\.npy.*b3\.npy.*22 samples",
+    ):
         data_to_hdf5(tmp_path / "o.h5", 16, loaddir=src)
     with pytest.raises(ValueError, match=r"last files \['b3\.npy'\] hold only 8"):
         data_to_hdf5(tmp_path / "o.h5", 14, loaddir=src)
@@ -417,18 +451,22 @@ def test_hdf5_overwrite(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.h5"]
 
 
-@pytest.mark.parametrize("kwargs, exc, match", [
-    (dict(batch_size=-1, data=np.zeros(4)), ValueError,
-     "batch_size` must be an int >= 1"),
-    (dict(batch_size=4), ValueError, "exactly one of `loaddir` and `data`"),
-    (dict(batch_size=4, data=np.zeros(4), loaddir="."), ValueError, "exactly one"),
-    (dict(batch_size=8, data=np.zeros(4), oversample_remainder=False), ValueError,
-     "4 samples, fewer than batch_size=8"),
-    (dict(batch_size=4, data=np.zeros(4), batches_dim0=True), ValueError,
-     "at least 2-D"),
-    (dict(batch_size=4, data="some/dir"), TypeError, "use `loaddir`"),
-    (dict(batch_size=4, loaddir="does/not/exist"), NotADirectoryError, "loaddir"),
-])
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(batch_size=-1, data=np.zeros(4)), ValueError, "batch_size` must be an int >= 1"),
+        (dict(batch_size=4), ValueError, "exactly one of `loaddir` and `data`"),
+        (dict(batch_size=4, data=np.zeros(4), loaddir="."), ValueError, "exactly one"),
+        (
+            dict(batch_size=8, data=np.zeros(4), oversample_remainder=False),
+            ValueError,
+            "4 samples, fewer than batch_size=8",
+        ),
+        (dict(batch_size=4, data=np.zeros(4), batches_dim0=True), ValueError, "at least 2-D"),
+        (dict(batch_size=4, data="some/dir"), TypeError, "use `loaddir`"),
+        (dict(batch_size=4, loaddir="does/not/exist"), NotADirectoryError, "loaddir"),
+    ],
+)
 def test_hdf5_bad_args(tmp_path, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         data_to_hdf5(tmp_path / "x.h5", **kwargs)
@@ -445,6 +483,7 @@ def test_hdf5_empty_dir_and_missing_parent(tmp_path):
 # ---------------------------------------------------------------------------
 # csv
 
+
 def test_csv_sample_dim_1(tmp_path):
     data = np.array([[1, 2], [3, 4], [5, 6]])  # 3 batches x 2 samples
     path = tmp_path / "labels.csv"
@@ -457,14 +496,21 @@ def test_csv_sample_dim_0_rechunk_and_columns(tmp_path):
     data = np.array([[0.5, 1.0], [2.0, 3.0], [4.0, 5.0], [6.0, 7.0]])  # 4 samples x 2
     path = tmp_path / "l.csv"
     numpy2D_to_csv(data, path, sample_dim=0, columns=["a", "b"])
-    assert _read_csv(path) == [["a", "b"], ["0.5", "1.0"], ["2.0", "3.0"],
-                               ["4.0", "5.0"], ["6.0", "7.0"]]
+    assert _read_csv(path) == [
+        ["a", "b"],
+        ["0.5", "1.0"],
+        ["2.0", "3.0"],
+        ["4.0", "5.0"],
+        ["6.0", "7.0"],
+    ]
     # re-chunk 2 batches of 4 -> 4 batches of 2 (batch-major order)
     table = numpy2D_to_csv(data, tmp_path / "r.csv", batch_size=2, sample_dim=0)
     assert table.shape == (2, 4)
-    assert _read_csv(tmp_path / "r.csv") == [["0", "1", "2", "3"],
-                                             ["0.5", "4.0", "1.0", "5.0"],
-                                             ["2.0", "6.0", "3.0", "7.0"]]
+    assert _read_csv(tmp_path / "r.csv") == [
+        ["0", "1", "2", "3"],
+        ["0.5", "4.0", "1.0", "5.0"],
+        ["2.0", "6.0", "3.0", "7.0"],
+    ]
     # sample_dim=1 + re-chunk: 16 batches x 16 -> 8 columns of 32
     labels = np.arange(256).reshape(16, 16)
     table = numpy2D_to_csv(labels, tmp_path / "t.csv", batch_size=32)

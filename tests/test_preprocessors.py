@@ -1,4 +1,5 @@
 """Preprocessor contract and TimeseriesPreprocessor window math."""
+
 from __future__ import annotations
 
 import logging
@@ -7,8 +8,7 @@ import numpy as np
 import pytest
 
 from deeptrain import DataGenerator
-from deeptrain.util.preprocessors import (GenericPreprocessor, Preprocessor,
-                                          TimeseriesPreprocessor)
+from deeptrain.util.preprocessors import GenericPreprocessor, Preprocessor, TimeseriesPreprocessor
 from datafactory import write_dataset
 
 
@@ -47,15 +47,17 @@ def windows(pp: TimeseriesPreprocessor, batch: np.ndarray) -> list[tuple[int, in
     return out
 
 
-@pytest.mark.parametrize("window, slide, inc, expected", [
-    (25, 25, 0, [(0, 25), (25, 50), (50, 75), (75, 100)]),
-    (25, 25, 10, [(10, 35), (35, 60), (60, 85)]),
-    (25, 10, 0, [(s, s + 25) for s in range(0, 71, 10)]),
-])
+@pytest.mark.parametrize(
+    "window, slide, inc, expected",
+    [
+        (25, 25, 0, [(0, 25), (25, 50), (50, 75), (75, 100)]),
+        (25, 25, 10, [(10, 35), (35, 60), (60, 85)]),
+        (25, 10, 0, [(s, s + 25) for s in range(0, 71, 10)]),
+    ],
+)
 def test_window_table_of_the_reference(window, slide, inc, expected):
     batch = np.arange(100, dtype=float)[None, :, None].repeat(2, axis=0)
-    pp = TimeseriesPreprocessor(window, slide_size=slide,
-                                start_increments=[inc] if inc else None)
+    pp = TimeseriesPreprocessor(window, slide_size=slide, start_increments=[inc] if inc else None)
     assert windows(pp, batch) == expected
     assert pp.slices_per_batch == len(expected)
 
@@ -118,6 +120,7 @@ def test_seed_rand_crop_changes_what_is_served(tmp_path):
 def test_preprocessor_drives_the_loop_through_datagen_attributes(npy_dir):
     class Twice(Preprocessor):
         """Feeds every batch twice by keeping batch_exhausted False once."""
+
         def process(self, batch, labels):
             return batch, labels
 

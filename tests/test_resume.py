@@ -5,6 +5,7 @@ Every run is a real subprocess (``tests/resume_job.py``) on the backend KERAS_BA
 selects, with shuffled data and Dropout, or a stateful LSTM fed windows (killed mid-batch,
 between windows). CPU only.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,13 @@ ITERS = {"dense": 24, "lstm": 54}  # 2 epochs: 12 batches; 9 batches x 3 windows
 
 def run_job(data: Path, logs: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONHASHSEED="0")
-    return subprocess.run([sys.executable, str(JOB), str(data), str(logs), str(out), *args],
-                          capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(JOB), str(data), str(logs), str(out), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
 
 
 def load(out: Path) -> dict[str, np.ndarray]:
@@ -38,8 +44,9 @@ def load(out: Path) -> dict[str, np.ndarray]:
 def assert_identical(resumed: dict, reference: dict, context: str) -> None:
     assert sorted(resumed) == sorted(reference), context
     for key in reference:
-        np.testing.assert_array_equal(resumed[key], reference[key],
-                                      err_msg=f"{key} differs ({context})")
+        np.testing.assert_array_equal(
+            resumed[key], reference[key], err_msg=f"{key} differs ({context})"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -55,44 +62,58 @@ def reference(workdir):
     def get(model: str) -> dict[str, np.ndarray]:
         if model not in cache:
             out = workdir / f"ref_{model}.npz"
-            proc = run_job(workdir / f"data_{model}", workdir / f"ref_logs_{model}", out,
-                           "--model", model, "--temp-freq", '{"iter": 1}')
+            proc = run_job(
+                workdir / f"data_{model}",
+                workdir / f"ref_logs_{model}",
+                out,
+                "--model",
+                model,
+                "--temp-freq",
+                '{"iter": 1}',
+            )
             assert proc.returncode == 0, proc.stderr[-3000:]
             cache[model] = load(out)
             assert int(cache[model]["fit_iters"]) == ITERS[model]
         return cache[model]
+
     return get
 
 
-def kill_and_resume(workdir: Path, model: str, name: str, freq: str, kill_at: int | None = None,
-                    external_kill=None) -> tuple[dict, str]:
+def kill_and_resume(
+    workdir: Path, model: str, name: str, freq: str, kill_at: int | None = None, external_kill=None
+) -> tuple[dict, str]:
     data, logs = workdir / f"data_{model}", workdir / f"logs_{name}"
     out = workdir / f"{name}.npz"
     if external_kill is None:
-        proc = run_job(data, logs, out, "--model", model, "--temp-freq", freq,
-                       "--kill-at-iter", str(kill_at))
+        proc = run_job(
+            data, logs, out, "--model", model, "--temp-freq", freq, "--kill-at-iter", str(kill_at)
+        )
         assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     else:
         external_kill(data, logs, out)
     assert not out.exists()
     (logdir,) = list(logs.glob("M*__*"))
-    proc = run_job(data, logs, out, "--model", model, "--loadpath", str(logdir),
-                   "--temp-freq", freq)
+    proc = run_job(
+        data, logs, out, "--model", model, "--loadpath", str(logdir), "--temp-freq", freq
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return load(out), proc.stderr
 
 
-@pytest.mark.parametrize("model, freq, kill_at", [
-    ("dense", '{"batch": 3}', 8),      # resumes from batch 6: replays two batches
-    ("dense", '{"iter": 1}', 17),      # second epoch, right after a validation
-    ("lstm", '{"iter": 2}', 23),       # mid-batch: window 2 of 3, state carried
-    ("lstm", '{"epoch": 1}', 40),      # only the end-of-epoch checkpoint exists
-])
-def test_sigkill_at_an_iteration_then_resume_is_bit_exact(workdir, reference, model, freq,
-                                                          kill_at):
+@pytest.mark.parametrize(
+    "model, freq, kill_at",
+    [
+        ("dense", '{"batch": 3}', 8),  # resumes from batch 6: replays two batches
+        ("dense", '{"iter": 1}', 17),  # second epoch, right after a validation
+        ("lstm", '{"iter": 2}', 23),  # mid-batch: window 2 of 3, state carried
+        ("lstm", '{"epoch": 1}', 40),  # only the end-of-epoch checkpoint exists
+    ],
+)
+def test_sigkill_at_an_iteration_then_resume_is_bit_exact(workdir, reference, model, freq, kill_at):
     resumed, log = kill_and_resume(workdir, model, f"{model}_{kill_at}", freq, kill_at)
-    assert_identical(resumed, reference(model), f"{model} killed after iteration {kill_at}, "
-                                                f"checkpoints {freq}")
+    assert_identical(
+        resumed, reference(model), f"{model} killed after iteration {kill_at}, checkpoints {freq}"
+    )
     assert "Loaded checkpoint" in log
 
 
@@ -104,9 +125,22 @@ def test_sigkill_at_a_random_moment_during_checkpoint_writes(workdir, reference)
 
     def external_kill(data, logs, out):
         env = dict(os.environ, PYTHONHASHSEED="0")
-        proc = subprocess.Popen([sys.executable, str(JOB), str(data), str(logs), str(out),
-                                 "--model", "dense", "--temp-freq", '{"iter": 1}'],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(JOB),
+                str(data),
+                str(logs),
+                str(out),
+                "--model",
+                "dense",
+                "--temp-freq",
+                '{"iter": 1}',
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         deadline = time.monotonic() + 300
         wanted = rng.randrange(3, ITERS["dense"] - 4)
         seen = set()
@@ -122,6 +156,7 @@ def test_sigkill_at_a_random_moment_during_checkpoint_writes(workdir, reference)
         proc.wait()
         assert proc.returncode == -signal.SIGKILL, f"job ended before the kill (seed {seed})"
 
-    resumed, _ = kill_and_resume(workdir, "dense", "dense_external", '{"iter": 1}',
-                                 external_kill=external_kill)
+    resumed, _ = kill_and_resume(
+        workdir, "dense", "dense_external", '{"iter": 1}', external_kill=external_kill
+    )
     assert_identical(resumed, reference("dense"), f"external kill, DEEPTRAIN_TEST_SEED={seed}")

@@ -1,10 +1,14 @@
 """Tests for deeptrain.util.searching: threshold grid search and best subsets."""
+
 import numpy as np
 import pytest
 
 from deeptrain import metrics as M
-from deeptrain.util.searching import (find_best_predict_threshold, find_best_subset,
-                                      find_best_subset_from_history)
+from deeptrain.util.searching import (
+    find_best_predict_threshold,
+    find_best_subset,
+    find_best_subset_from_history,
+)
 
 # negatives <= .35 < .45 <= positives: every threshold in [.35, .45) separates
 # perfectly (predictions are positive when strictly above the threshold)
@@ -18,27 +22,37 @@ def _f1_without_twin(y_true, y_pred, pred_threshold=0.5):
 
 
 def test_finds_optimum_with_tie_preference():
-    th, best = find_best_predict_threshold(LABELS, PREDS, M.f1_score,
-                                           return_best_metric=True)
+    th, best = find_best_predict_threshold(LABELS, PREDS, M.f1_score, return_best_metric=True)
     assert (th, best) == (0.44, 1.0)  # closest to .5 among .35 ... .44
-    assert find_best_predict_threshold(LABELS, PREDS, M.f1_score,
-                                       threshold_preference=0) == 0.35
-    assert find_best_predict_threshold(LABELS, PREDS, M.f1_score,
-                                       threshold_preference=0.4) == 0.4
+    assert find_best_predict_threshold(LABELS, PREDS, M.f1_score, threshold_preference=0) == 0.35
+    assert find_best_predict_threshold(LABELS, PREDS, M.f1_score, threshold_preference=0.4) == 0.4
 
 
 def test_equidistant_ties_pick_the_lower_threshold():
     def flat(y_true, y_pred, pred_threshold=0.5):
         return 1.0
-    assert find_best_predict_threshold(LABELS, PREDS, flat,
-                                       search_min_max=(0.4, 0.6),
-                                       search_interval=0.1,
-                                       threshold_preference=0.5) == 0.5
+
+    assert (
+        find_best_predict_threshold(
+            LABELS,
+            PREDS,
+            flat,
+            search_min_max=(0.4, 0.6),
+            search_interval=0.1,
+            threshold_preference=0.5,
+        )
+        == 0.5
+    )
+
     def two_peaks(y_true, y_pred, pred_threshold=0.5):
         return float(pred_threshold in (0.4, 0.6))
-    assert find_best_predict_threshold(LABELS, PREDS, two_peaks,
-                                       search_min_max=(0.4, 0.6),
-                                       search_interval=0.1) == 0.4
+
+    assert (
+        find_best_predict_threshold(
+            LABELS, PREDS, two_peaks, search_min_max=(0.4, 0.6), search_interval=0.1
+        )
+        == 0.4
+    )
 
 
 def test_unique_optimum_on_noisy_data():
@@ -48,21 +62,25 @@ def test_unique_optimum_on_noisy_data():
     grid = np.round(np.arange(1, 100) * 0.01, 10)
     scores = [M.binary_informedness(labels, preds, th) for th in grid]
     expected = grid[int(np.argmax(scores))]
-    assert find_best_predict_threshold(labels, preds, M.binary_informedness,
-                                       threshold_preference=expected) == expected
+    assert (
+        find_best_predict_threshold(
+            labels, preds, M.binary_informedness, threshold_preference=expected
+        )
+        == expected
+    )
 
 
 def test_minimization():
     def distance(y_true, y_pred, pred_threshold=0.5):
         return abs(pred_threshold - 0.37)
-    th, best = find_best_predict_threshold(LABELS, PREDS, distance,
-                                           max_is_best=False,
-                                           return_best_metric=True)
+
+    th, best = find_best_predict_threshold(
+        LABELS, PREDS, distance, max_is_best=False, return_best_metric=True
+    )
     assert th == 0.37 and best == pytest.approx(0)
     assert find_best_predict_threshold(LABELS, PREDS, distance) == 0.99
     # worst F1 (every sample predicted negative) is at the top of the grid
-    assert find_best_predict_threshold(LABELS, PREDS, M.f1_score,
-                                       max_is_best=False) == 0.9
+    assert find_best_predict_threshold(LABELS, PREDS, M.f1_score, max_is_best=False) == 0.9
 
 
 def test_threshold_passed_by_keyword_with_weights():
@@ -73,16 +91,17 @@ def test_threshold_passed_by_keyword_with_weights():
         return -abs(pred_threshold - 0.3)
 
     weights = np.arange(6.0)
-    th = find_best_predict_threshold(LABELS, PREDS, metric, search_interval=0.1,
-                                     search_min_max=(0.2, 0.5),
-                                     sample_weight=weights)
+    th = find_best_predict_threshold(
+        LABELS, PREDS, metric, search_interval=0.1, search_min_max=(0.2, 0.5), sample_weight=weights
+    )
     assert th == 0.3
     assert [c[1] for c in calls] == [0.2, 0.3, 0.4, 0.5]
     assert all(c[0] is weights for c in calls)
 
     calls.clear()
-    find_best_predict_threshold(LABELS, PREDS, metric, search_interval=0.1,
-                                search_min_max=(0.2, 0.5))
+    find_best_predict_threshold(
+        LABELS, PREDS, metric, search_interval=0.1, search_min_max=(0.2, 0.5)
+    )
     assert all(c[0] is None for c in calls)
 
 
@@ -97,16 +116,15 @@ def test_grid_endpoints_follow_original():
     assert seen[0] == 0.01 and seen[-1] == 0.99 and len(seen) == 99
     assert 0.29 in seen  # no float accumulation noise
     seen.clear()
-    find_best_predict_threshold(LABELS, PREDS, record, search_interval=0.25,
-                                search_min_max=(0, 1))
+    find_best_predict_threshold(LABELS, PREDS, record, search_interval=0.25, search_min_max=(0, 1))
     assert seen == [0.25, 0.5, 0.75]
 
 
 @pytest.mark.parametrize("value", [0.5, 0.3, 0.0])
 def test_degenerate_range_returns_its_value(value):
-    th, best = find_best_predict_threshold(LABELS, PREDS, M.f1_score,
-                                           search_min_max=(value, value),
-                                           return_best_metric=True)
+    th, best = find_best_predict_threshold(
+        LABELS, PREDS, M.f1_score, search_min_max=(value, value), return_best_metric=True
+    )
     assert th == value
     assert best == M.f1_score(LABELS, PREDS, value)
 
@@ -117,16 +135,17 @@ def test_vectorized_twin_agrees_with_loop():
     preds = np.round(np.clip(0.25 * labels + rng.uniform(0, 0.75, 300), 0, 1), 2)
     weights = rng.uniform(0, 2, 300)
     for kwargs in ({}, {"sample_weight": weights}, {"max_is_best": False}):
-        fast = find_best_predict_threshold(labels, preds, M.f1_score,
-                                           return_best_metric=True, **kwargs)
+        fast = find_best_predict_threshold(
+            labels, preds, M.f1_score, return_best_metric=True, **kwargs
+        )
         if "sample_weight" in kwargs:  # compare with a weighted scalar loop
             thresholds = np.round(np.arange(1, 100) * 0.01, 10)
-            values = [M.f1_score(labels, preds, th, sample_weight=weights)
-                      for th in thresholds]
+            values = [M.f1_score(labels, preds, th, sample_weight=weights) for th in thresholds]
             assert fast[1] == pytest.approx(max(values), abs=1e-12)
         else:
-            slow = find_best_predict_threshold(labels, preds, _f1_without_twin,
-                                               return_best_metric=True, **kwargs)
+            slow = find_best_predict_threshold(
+                labels, preds, _f1_without_twin, return_best_metric=True, **kwargs
+            )
             assert fast == slow
 
 
@@ -136,11 +155,13 @@ def test_sample_weight_moves_the_optimum():
     # unweighted, th in [.3, .4) and [.6, .7) tie at accuracy 3/4 (-> .3 is
     # as good as .6); a heavy weight on the negative at .6 leaves only th >= .6
     weights = np.array([1, 1, 10, 1])
-    assert find_best_predict_threshold(labels, preds, M.binary_accuracy,
-                                       threshold_preference=0.3) == 0.3
-    th = find_best_predict_threshold(labels, preds, M.binary_accuracy,
-                                     sample_weight=weights,
-                                     return_best_metric=True)
+    assert (
+        find_best_predict_threshold(labels, preds, M.binary_accuracy, threshold_preference=0.3)
+        == 0.3
+    )
+    th = find_best_predict_threshold(
+        labels, preds, M.binary_accuracy, sample_weight=weights, return_best_metric=True
+    )
     assert th == (0.6, pytest.approx(12 / 13))
 
 
@@ -159,8 +180,9 @@ def _planted_batches(good=(2, 5, 6), n_batches=8, batch_size=40, seed=0):
     for i in range(n_batches):
         labels = rng.integers(0, 2, batch_size)
         if i in good:
-            preds = np.where(labels == 1, rng.uniform(0.6, 1, batch_size),
-                             rng.uniform(0, 0.4, batch_size))
+            preds = np.where(
+                labels == 1, rng.uniform(0.6, 1, batch_size), rng.uniform(0, 0.4, batch_size)
+            )
         else:
             preds = rng.uniform(0, 1, batch_size)
         labels_all.append(labels[:, None])
@@ -168,12 +190,10 @@ def _planted_batches(good=(2, 5, 6), n_batches=8, batch_size=40, seed=0):
     return labels_all, preds_all
 
 
-@pytest.mark.parametrize("metric_fn", [M.f1_score, _f1_without_twin,
-                                       M.binary_accuracy])
+@pytest.mark.parametrize("metric_fn", [M.f1_score, _f1_without_twin, M.binary_accuracy])
 def test_best_subset_picks_planted_batches(metric_fn):
     labels_all, preds_all = _planted_batches()
-    idxs, th, best = find_best_subset(labels_all, preds_all, metric_fn,
-                                      subset_size=3)
+    idxs, th, best = find_best_subset(labels_all, preds_all, metric_fn, subset_size=3)
     assert sorted(idxs) == [2, 5, 6]
     assert best == 1.0
     assert 0.4 <= th < 0.6
@@ -181,7 +201,8 @@ def test_best_subset_picks_planted_batches(metric_fn):
     labels = np.concatenate([labels_all[i] for i in idxs])
     preds = np.concatenate([preds_all[i] for i in idxs])
     assert (th, best) == find_best_predict_threshold(
-        labels, preds, metric_fn, return_best_metric=True)
+        labels, preds, metric_fn, return_best_metric=True
+    )
 
 
 def test_best_subset_minimizes_metric_without_threshold():
@@ -189,12 +210,16 @@ def test_best_subset_minimizes_metric_without_threshold():
     labels_all = [rng.normal(size=(20, 3)) for _ in range(6)]
     noise = [0.5, 0.01, 0.7, 0.02, 0.9, 0.6]
     preds_all = [y + s * rng.normal(size=y.shape) for y, s in zip(labels_all, noise)]
-    idxs, th, best = find_best_subset(labels_all, preds_all, M.mean_squared_error,
-                                      max_is_best=False, subset_size=2)
+    idxs, th, best = find_best_subset(
+        labels_all, preds_all, M.mean_squared_error, max_is_best=False, subset_size=2
+    )
     assert idxs == [1, 3] and th is None
-    assert best == pytest.approx(M.mean_squared_error(
-        np.concatenate([labels_all[1], labels_all[3]]),
-        np.concatenate([preds_all[1], preds_all[3]])))
+    assert best == pytest.approx(
+        M.mean_squared_error(
+            np.concatenate([labels_all[1], labels_all[3]]),
+            np.concatenate([preds_all[1], preds_all[3]]),
+        )
+    )
 
 
 def test_best_subset_uses_sample_weights():
@@ -202,9 +227,14 @@ def test_best_subset_uses_sample_weights():
     # zero weight on batch 2's misclassified samples makes it perfect too
     wrong = (preds_all[2] > 0.5) != (labels_all[2] == 1)
     weights_all = [np.ones(40), np.ones(40), np.where(wrong[:, 0], 0.0, 1.0)]
-    idxs, _, best = find_best_subset(labels_all, preds_all, M.binary_accuracy,
-                                     search_min_max=(0.5, 0.5), subset_size=2,
-                                     sample_weight_all=weights_all)
+    idxs, _, best = find_best_subset(
+        labels_all,
+        preds_all,
+        M.binary_accuracy,
+        search_min_max=(0.5, 0.5),
+        subset_size=2,
+        sample_weight_all=weights_all,
+    )
     assert sorted(idxs) == [0, 2] and best == 1.0
 
 
@@ -217,7 +247,6 @@ def test_best_subset_validates_size():
 def test_best_subset_from_history():
     history = [0.1, 0.9, 0.5, 0.9, 0.3]
     assert find_best_subset_from_history(history, subset_size=2) == [1, 3]
-    assert find_best_subset_from_history(history, subset_size=3,
-                                         max_is_best=False) == [0, 4, 2]
+    assert find_best_subset_from_history(history, subset_size=3, max_is_best=False) == [0, 4, 2]
     sliced = [[0.1, 0.3], [0.9, 0.1], [0.6, 0.6]]  # (batches, slices) -> means
     assert find_best_subset_from_history(sliced, subset_size=2) == [2, 1]

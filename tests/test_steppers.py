@@ -2,6 +2,7 @@
 ``model.train_on_batch`` gives: per-batch metrics, weights, optimizer and metric variables,
 bit for bit, on the backend KERAS_BACKEND selects (across a JAX sync and a recompile).
 Dropout is seeded: on torch an unseeded one draws from the global RNG the two models share."""
+
 from __future__ import annotations
 
 import os
@@ -20,19 +21,28 @@ pytestmark = pytest.mark.backends
 
 def model():
     keras.utils.set_random_seed(0)
-    m = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"),
-                          keras.layers.Dropout(0.25, seed=1),
-                          keras.layers.Dense(3, "softmax")])
-    m.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy",
-              metrics=["accuracy"])
+    m = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dropout(0.25, seed=1),
+            keras.layers.Dense(3, "softmax"),
+        ]
+    )
+    m.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy", metrics=["accuracy"])
     return m
 
 
 def test_stepper_matches_train_on_batch_bit_for_bit():
     rng = np.random.default_rng(0)
-    batches = [(rng.normal(size=(8, 6)).astype("float32"),
-                np.eye(3, dtype="float32")[rng.integers(0, 3, 8)],
-                rng.random(8).astype("float32") if i % 3 == 0 else None) for i in range(12)]
+    batches = [
+        (
+            rng.normal(size=(8, 6)).astype("float32"),
+            np.eye(3, dtype="float32")[rng.integers(0, 3, 8)],
+            rng.random(8).astype("float32") if i % 3 == 0 else None,
+        )
+        for i in range(12)
+    ]
     ref, fast = model(), model()
     step = make_train_step(fast)
     for i, (x, y, sw) in enumerate(batches):

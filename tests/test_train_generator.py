@@ -1,4 +1,5 @@
 """TrainGenerator end to end on the TensorFlow backend: tiny real models, real files."""
+
 from __future__ import annotations
 
 import json
@@ -17,33 +18,42 @@ from deeptrain.util.preprocessors import Preprocessor
 pytestmark = pytest.mark.slow
 
 
-def classification_data(root: Path, n_train=192, n_val=64, features=8, file_size=32, seed=0,
-                        binary=False):
+def classification_data(
+    root: Path, n_train=192, n_val=64, features=8, file_size=32, seed=0, binary=False
+):
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, n_train + n_val)
     x = (rng.normal(size=(n_train + n_val, features)) + labels[:, None]).astype("float32")
     y = labels[:, None].astype("float32") if binary else np.eye(2, dtype="float32")[labels]
-    numpy_data_to_numpy_sets(x[:n_train], y[:n_train], root / "train", batch_size=file_size,
-                             shuffle=False)
-    numpy_data_to_numpy_sets(x[n_train:], y[n_train:], root / "val", batch_size=file_size,
-                             shuffle=False)
+    numpy_data_to_numpy_sets(
+        x[:n_train], y[:n_train], root / "train", batch_size=file_size, shuffle=False
+    )
+    numpy_data_to_numpy_sets(
+        x[n_train:], y[n_train:], root / "val", batch_size=file_size, shuffle=False
+    )
     return root
 
 
 def classifier(features=8, seed=0):
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([keras.Input((features,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dense(2, activation="softmax")])
-    model.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy",
-                  metrics=["accuracy"])
+    model = keras.Sequential(
+        [
+            keras.Input((features,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
+    model.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
 def generators(root: Path, batch_size=32, val_batch_size=32, **kw):
-    dg = DataGenerator(root / "train", batch_size=batch_size,
-                       labels_path=root / "train" / "labels.h5", **kw)
-    vdg = DataGenerator(root / "val", batch_size=val_batch_size,
-                        labels_path=root / "val" / "labels.h5")
+    dg = DataGenerator(
+        root / "train", batch_size=batch_size, labels_path=root / "train" / "labels.h5", **kw
+    )
+    vdg = DataGenerator(
+        root / "val", batch_size=val_batch_size, labels_path=root / "val" / "labels.h5"
+    )
     return dg, vdg
 
 
@@ -58,8 +68,9 @@ def data(tmp_path_factory):
 
 def test_dense_classifier_learns_and_counts(data, tmp_path):
     dg, vdg = generators(data, batch_size=16, shuffle=True)
-    tg = TrainGenerator(classifier(), dg, vdg, epochs=3, logs_dir=tmp_path / "logs",
-                        iter_verbosity=0)
+    tg = TrainGenerator(
+        classifier(), dg, vdg, epochs=3, logs_dir=tmp_path / "logs", iter_verbosity=0
+    )
     tg.train()
     per_epoch = len(dg)
     assert per_epoch == 12 and tg._fit_iters == 36 and tg._batches_fit == 36
@@ -83,8 +94,12 @@ def test_evaluate_mode_weights_batches_by_sample_count(tmp_path):
     tg = TrainGenerator(model, dg, vdg, epochs=1, **quiet())
     tg.train()
     x = np.concatenate([np.load(root / "val" / f"batch__{i}.npy") for i in range(1, 6)])
-    y = np.concatenate([DataGenerator(root / "val", 16, labels_path=root / "val/labels.h5")
-                        .all_labels[str(i)] for i in range(1, 6)])
+    y = np.concatenate(
+        [
+            DataGenerator(root / "val", 16, labels_path=root / "val/labels.h5").all_labels[str(i)]
+            for i in range(1, 6)
+        ]
+    )
     expected = model.evaluate(x, y, batch_size=80, verbose=0, return_dict=True)
     assert tg.val_history["loss"][0] == pytest.approx(expected["loss"], rel=1e-5)
     assert tg.val_history["accuracy"][0] == pytest.approx(expected["accuracy"], rel=1e-5)
@@ -107,14 +122,23 @@ def test_explicit_val_mode_for_a_custom_eval_fn(data):
     model = classifier()
     with pytest.raises(ValueError, match="val_mode"):
         TrainGenerator(model, dg, vdg, eval_fn=lambda x, y, sw: model(x), **quiet())
-    tg = TrainGenerator(model, dg, vdg, eval_fn=lambda x, y, sw: model.predict_on_batch(x),
-                        val_mode="predict", val_metrics=["loss", "f1_score"], **quiet())
+    tg = TrainGenerator(
+        model,
+        dg,
+        vdg,
+        eval_fn=lambda x, y, sw: model.predict_on_batch(x),
+        val_mode="predict",
+        val_metrics=["loss", "f1_score"],
+        **quiet(),
+    )
     tg.train()
     assert set(tg.val_history) == {"loss", "f1_score"}
 
 
-@pytest.mark.parametrize("val_freq, expected", [
-    ({"epoch": 1}, 2), ({"epoch": 2}, 1), ({"batch": 2}, 6), ({"iter": 3}, 4), (None, 0)])
+@pytest.mark.parametrize(
+    "val_freq, expected",
+    [({"epoch": 1}, 2), ({"epoch": 2}, 1), ({"batch": 2}, 6), ({"iter": 3}, 4), (None, 0)],
+)
 def test_val_freq_modes(data, val_freq, expected):
     dg, vdg = generators(data)  # 6 batches per epoch, 2 epochs
     tg = TrainGenerator(classifier(), dg, vdg, epochs=2, val_freq=val_freq, **quiet())
@@ -141,13 +165,21 @@ def test_fit_fn_fit_returns_metrics(data):
 
 def recording_fit_fn(model, seen):
     """A fit_fn that records what reaches the model and the loss computed by hand."""
+
     def fit(x, y, sw):
         preds = np.asarray(model.predict_on_batch(x), dtype="float64")
         ce = -(y * np.log(np.clip(preds, 1e-7, 1 - 1e-7))).sum(axis=1)
         out = model.train_on_batch(x, y, sample_weight=sw, return_dict=True)
-        seen.append((None if sw is None else np.asarray(sw), y, float(out["loss"]),
-                     float(np.mean(ce * (1 if sw is None else sw)))))
+        seen.append(
+            (
+                None if sw is None else np.asarray(sw),
+                y,
+                float(out["loss"]),
+                float(np.mean(ce * (1 if sw is None else sw))),
+            )
+        )
         return out
+
     return fit
 
 
@@ -155,8 +187,15 @@ def test_class_weights_reach_the_model_and_change_the_loss_as_by_hand(data):
     dg, vdg = generators(data)
     model = classifier()
     seen = []
-    tg = TrainGenerator(model, dg, vdg, class_weights={0: 3, 1: 1},
-                        fit_fn=recording_fit_fn(model, seen), val_freq=None, **quiet())
+    tg = TrainGenerator(
+        model,
+        dg,
+        vdg,
+        class_weights={0: 3, 1: 1},
+        fit_fn=recording_fit_fn(model, seen),
+        val_freq=None,
+        **quiet(),
+    )
     tg.train()
     assert len(seen) == 6
     for sw, y, keras_loss, hand_loss in seen:
@@ -164,17 +203,25 @@ def test_class_weights_reach_the_model_and_change_the_loss_as_by_hand(data):
         assert keras_loss == pytest.approx(hand_loss, rel=1e-4)
     unweighted = []
     dg, vdg = generators(data)
-    TrainGenerator(model, dg, vdg, fit_fn=recording_fit_fn(model, unweighted), val_freq=None,
-                   **quiet()).train()
+    TrainGenerator(
+        model, dg, vdg, fit_fn=recording_fit_fn(model, unweighted), val_freq=None, **quiet()
+    ).train()
     assert all(sw is None for sw, *_ in unweighted)
 
 
 def test_no_best_metric_sentinel_and_negative_maximised_metric(data):
     dg, vdg = generators(data)
-    tg = TrainGenerator(classifier(), dg, vdg, epochs=2, eval_fn="predict",
-                        key_metric="neg_loss", max_is_best=True,
-                        custom_metrics={"neg_loss": lambda t, p: -float(np.mean((t - p) ** 2))},
-                        **quiet())
+    tg = TrainGenerator(
+        classifier(),
+        dg,
+        vdg,
+        epochs=2,
+        eval_fn="predict",
+        key_metric="neg_loss",
+        max_is_best=True,
+        custom_metrics={"neg_loss": lambda t, p: -float(np.mean((t - p) ** 2))},
+        **quiet(),
+    )
     assert tg.best_key_metric is None
     tg.train()
     assert tg.best_key_metric == max(tg.key_metric_history) < 0
@@ -186,24 +233,35 @@ def test_threshold_search_maximises_the_key_metric(tmp_path):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1, activation="sigmoid")])
     model.compile("adam", "binary_crossentropy")
-    tg = TrainGenerator(model, dg, vdg, eval_fn="predict", key_metric="f1_score",
-                        dynamic_predict_threshold_min_max=(0.05, 0.95), **quiet())
+    tg = TrainGenerator(
+        model,
+        dg,
+        vdg,
+        eval_fn="predict",
+        key_metric="f1_score",
+        dynamic_predict_threshold_min_max=(0.05, 0.95),
+        **quiet(),
+    )
     tg.train()
     from deeptrain import metrics
+
     x = np.concatenate([np.load(data / "val" / f"batch__{i}.npy") for i in (1, 2)])
     y = np.concatenate([vdg.all_labels[s] for s in ("1", "2")])
     preds = model.predict(x, verbose=0)
-    f1s = {th: metrics.f1_score(y, preds, pred_threshold=th)
-           for th in np.round(np.arange(0.05, 0.951, 0.01), 2)}
+    f1s = {
+        th: metrics.f1_score(y, preds, pred_threshold=th)
+        for th in np.round(np.arange(0.05, 0.951, 0.01), 2)
+    }
     assert tg.val_history["f1_score"][0] == pytest.approx(max(f1s.values()))
     assert f1s[round(tg.predict_threshold, 2)] == pytest.approx(max(f1s.values()))
 
 
 class Crop24(Preprocessor):
     """The seed example's random crop (28x28 -> 24x24)."""
+
     def process(self, batch, labels):
         x0, y0 = np.random.randint(0, 4, 2)
-        return batch[:, x0:x0 + 24, y0:y0 + 24], labels
+        return batch[:, x0 : x0 + 24, y0 : y0 + 24], labels
 
 
 def test_seed_autoencoder_with_crops_in_training_and_validation(tmp_path):
@@ -231,8 +289,9 @@ def test_seed_autoencoder_with_crops_in_training_and_validation(tmp_path):
 
     dg = DataGenerator(tmp_path / "train", batch_size=8, preprocessor=Crop24())
     vdg = DataGenerator(tmp_path / "val", batch_size=8, preprocessor=Crop24)
-    tg = TrainGenerator(model, dg, vdg, epochs=2, input_as_labels=True, fit_fn=fit,
-                        eval_fn=evaluate, **quiet())
+    tg = TrainGenerator(
+        model, dg, vdg, epochs=2, input_as_labels=True, fit_fn=fit, eval_fn=evaluate, **quiet()
+    )
     tg.train()
     assert seen == {"train": {(8, 24, 24, 1)}, "val": {(8, 24, 24, 1)}}
     assert tg.val_history["loss"][1] < tg.val_history["loss"][0]
@@ -249,9 +308,13 @@ def windowed_data(root: Path, n_files=2, file_size=4, timesteps=12):
 
 def stateful_lstm(batch=4):
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input(batch_shape=(batch, 4, 2)),
-                              keras.layers.LSTM(6, stateful=True),
-                              keras.layers.Dense(1, activation="sigmoid")])
+    model = keras.Sequential(
+        [
+            keras.Input(batch_shape=(batch, 4, 2)),
+            keras.layers.LSTM(6, stateful=True),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
     return model
 
@@ -268,8 +331,16 @@ def test_stateful_lstm_on_windows(tmp_path):
         weights.append(sw)
         return model.train_on_batch(x, y, sample_weight=sw, return_dict=True)
 
-    tg = TrainGenerator(model, dg, vdg, epochs=2, reset_statefuls=True, fit_fn=fit,
-                        loss_weighted_slices_range=(0.5, 1.5), **quiet())
+    tg = TrainGenerator(
+        model,
+        dg,
+        vdg,
+        epochs=2,
+        reset_statefuls=True,
+        fit_fn=fit,
+        loss_weighted_slices_range=(0.5, 1.5),
+        **quiet(),
+    )
     tg.train()
     assert tg._fit_iters == 3 * 2 * 2  # windows x batches x epochs
     assert tg._batches_fit == 4 and len(tg.history["loss"]) == 4
@@ -277,6 +348,7 @@ def test_stateful_lstm_on_windows(tmp_path):
     # slice weights reach the model (0.6 dropped them without class_weights)
     assert [float(w[0]) for w in weights[:3]] == [0.5, 1.0, 1.5]
     from deeptrain.backend.stateful import get_states
+
     assert all(not np.any(s) for states in get_states(model).values() for s in states)
 
 
@@ -295,8 +367,13 @@ def test_keyboard_interrupt_resumes_without_skipping_or_repeating(data):
             if calls["val"] == val_interrupt_at:
                 os.kill(os.getpid(), signal.SIGINT)
 
-        tg = TrainGenerator(classifier(), dg, vdg, epochs=2, **quiet(
-            callbacks={"train:iter": on_iter, "val:iter": on_val_iter}))
+        tg = TrainGenerator(
+            classifier(),
+            dg,
+            vdg,
+            epochs=2,
+            **quiet(callbacks={"train:iter": on_iter, "val:iter": on_val_iter}),
+        )
         interrupts = 0
         while True:
             try:
@@ -321,6 +398,7 @@ def test_keyboard_interrupt_resumes_without_skipping_or_repeating(data):
 
 def test_callback_objects_and_functions_in_order(data):
     from deeptrain.callbacks import TraingenCallback
+
     events = []
 
     class Recorder(TraingenCallback):
@@ -331,26 +409,47 @@ def test_callback_objects_and_functions_in_order(data):
             events.append(("obj", stage))
 
     dg, vdg = generators(data)
-    tg = TrainGenerator(classifier(), dg, vdg, epochs=1, **quiet(callbacks=[
-        {"train:epoch": lambda tg: events.append(("fn", "train:epoch"))},
-        Recorder(),
-        {("val_end", "train:epoch"): lambda tg: events.append(("fn", "tuple"))}]))
+    tg = TrainGenerator(
+        classifier(),
+        dg,
+        vdg,
+        epochs=1,
+        **quiet(
+            callbacks=[
+                {"train:epoch": lambda tg: events.append(("fn", "train:epoch"))},
+                Recorder(),
+                {("val_end", "train:epoch"): lambda tg: events.append(("fn", "tuple"))},
+            ]
+        ),
+    )
     assert tg.callbacks.objects[0].tg is tg
     tg.train()
-    assert events == [("fn", "train:epoch"), ("obj", "train:epoch"),
-                      ("fn", "train:epoch"), ("obj", ("val_end", "train:epoch")),
-                      ("fn", "tuple")]
+    assert events == [
+        ("fn", "train:epoch"),
+        ("obj", "train:epoch"),
+        ("fn", "train:epoch"),
+        ("obj", ("val_end", "train:epoch")),
+        ("fn", "tuple"),
+    ]
     with pytest.raises(ValueError, match="stage 'train:step'"):
         TrainGenerator(classifier(), dg, vdg, callbacks={"train:step": print})
 
 
 def test_plot_configs_shape_the_history_figure(data, tmp_path):
     dg, vdg = generators(data, batch_size=32)
-    tg = TrainGenerator(classifier(), dg, vdg, epochs=2, iter_verbosity=0,
-                        logs_dir=tmp_path / "logs", plot_first_pane_max_vals=1,
-                        plot_configs={"fig_kw": {"figsize": (8, 6)},
-                                      "0": {"ylims": (0, 3), "color": ["r"],
-                                            "vhlines": {"v": "_hist_vlines", "h": 1}}})
+    tg = TrainGenerator(
+        classifier(),
+        dg,
+        vdg,
+        epochs=2,
+        iter_verbosity=0,
+        logs_dir=tmp_path / "logs",
+        plot_first_pane_max_vals=1,
+        plot_configs={
+            "fig_kw": {"figsize": (8, 6)},
+            "0": {"ylims": (0, 3), "color": ["r"], "vhlines": {"v": "_hist_vlines", "h": 1}},
+        },
+    )
     tg.train()
     fig = tg._history_fig
     assert tuple(fig.get_size_inches()) == (8, 6)
@@ -375,11 +474,19 @@ def test_best_subset_is_this_validations_best_batch(tmp_path):
     seen = []
 
     def check(tg):
-        names = tg._val_set_name_cache[-len(tg.state.val_temp_sizes):]
+        names = tg._val_set_name_cache[-len(tg.state.val_temp_sizes) :]
         losses = tg.state.val_temp_history["loss"]
         seen.append((tg.best_subset_nums, [names[int(np.argmin(losses))]]))
-    tg = TrainGenerator(classifier(), dg, vdg, epochs=3, best_subset_size=1,
-                        callbacks={"val:epoch": check}, **quiet())
+
+    tg = TrainGenerator(
+        classifier(),
+        dg,
+        vdg,
+        epochs=3,
+        best_subset_size=1,
+        callbacks={"val:epoch": check},
+        **quiet(),
+    )
     tg.train()
     assert len(seen) == 3 and all(got == want for got, want in seen), seen
 
@@ -392,6 +499,7 @@ def test_predict_mode_loss_follows_a_recompile(data, tmp_path):
     summary = tg.validate(record_progress=False)
     x = np.concatenate([np.load(p) for p in sorted((data / "val").glob("*.npy"))])
     import h5py
+
     with h5py.File(data / "val" / "labels.h5") as f:
         y = np.concatenate([f[k][()] for k in sorted(f, key=int)])
     mae = float(np.mean(np.abs(tg.model.predict_on_batch(x) - y)))

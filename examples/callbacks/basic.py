@@ -8,7 +8,9 @@ every epoch's validation, and an object saves a histogram of the first layer's k
 every validation (weights_v<n>.png in the run's logdir), while a digit classifier trains.
 Run: python examples/callbacks/basic.py
 """
+
 import deeptrain
+
 deeptrain.util.misc.append_examples_dir_to_sys_path()
 
 from matplotlib.figure import Figure
@@ -26,7 +28,7 @@ def print_batches_fit(tg):
 # The dict key says *when* it runs. A string key fires on every stage that contains it
 # ('train:epoch' at the epoch's end, and again at ('val_end', 'train:epoch')); a tuple key
 # only on that exact compound stage: here, once per epoch, after its validation.
-pbf = {('val_end', 'train:epoch'): print_batches_fit}
+pbf = {("val_end", "train:epoch"): print_batches_fit}
 
 
 # A callback object overrides the methods of the stages it wants (on_train_epoch_end,
@@ -37,13 +39,14 @@ class VizWeights(TraingenCallback):
         fig = Figure(figsize=(6, 3))
         ax = fig.subplots()
         ax.hist(kernel.ravel(), bins=50)
-        ax.set_title(f"{self.tg.model.layers[1].name} kernel after validation "
-                     f"{self.tg._times_validated}")
+        ax.set_title(
+            f"{self.tg.model.layers[1].name} kernel after validation {self.tg._times_validated}"
+        )
         fig.savefig(self.tg.logdir / f"weights_v{self.tg._times_validated}.png", dpi=60)
 
 
-C['traingen']['epochs'] = 2
-C['traingen']['iter_verbosity'] = 0
-C['traingen']['callbacks'] = [pbf, VizWeights()]
+C["traingen"]["epochs"] = 2
+C["traingen"]["iter_verbosity"] = 0
+C["traingen"]["callbacks"] = [pbf, VizWeights()]
 tg = init_session(C, make_classifier)
 tg.train()

@@ -16,7 +16,9 @@ saved, interrupts, and the DataGenerator's queue of files.
   file. Here one file is skipped in the second epoch.
 Run: python examples/introspection/internals.py
 """
+
 import deeptrain
+
 deeptrain.util.misc.append_examples_dir_to_sys_path()
 
 import json
@@ -27,7 +29,7 @@ from utils import AE_CONFIGS as C
 from utils import init_session, make_autoencoder
 
 trained_sets = []  # (epoch, set name) of every batch trained on
-interrupt = {'pending': False}
+interrupt = {"pending": False}
 
 
 def record_set(tg):
@@ -35,24 +37,39 @@ def record_set(tg):
 
 
 def interrupt_validation(tg):
-    if interrupt['pending']:  # once: Ctrl-C during the first validation batch
-        interrupt['pending'] = False
+    if interrupt["pending"]:  # once: Ctrl-C during the first validation batch
+        interrupt["pending"] = False
         signal.raise_signal(signal.SIGINT)
 
 
-C['traingen'].update(epochs=1, iter_verbosity=0, callbacks={
-    'train:batch': record_set, 'val:batch': interrupt_validation})
+C["traingen"].update(
+    epochs=1,
+    iter_verbosity=0,
+    callbacks={"train:batch": record_set, "val:batch": interrupt_validation},
+)
 tg = init_session(C, make_autoencoder)
 dg, vdg = tg.datagen, tg.val_datagen
 
 # What was passed, what was logged #####################################################
 print("tg._passed_args:")
 pprint(tg._passed_args)
-with open(tg.get_last_log('init_state')) as f:
+with open(tg.get_last_log("init_state")) as f:
     init_state = json.load(f)
 print(f"init_state.json ({len(init_state)} attributes), some of them:")
-pprint({k: init_state[k] for k in ('epochs', 'key_metric', 'val_freq', 'model_name',
-                                   'batch_size', 'input_as_labels', 'loadskip_list')})
+pprint(
+    {
+        k: init_state[k]
+        for k in (
+            "epochs",
+            "key_metric",
+            "val_freq",
+            "model_name",
+            "batch_size",
+            "input_as_labels",
+            "loadskip_list",
+        )
+    }
+)
 print(f"init_source.txt starts with: {tg.get_last_log('init_source').read_text().splitlines()[0]}")
 
 # Where things go ######################################################################
@@ -61,7 +78,7 @@ print(f"Log directory:      {tg.logdir}")
 print(f"Best models dir:    {tg.best_models_dir}")
 
 # An interrupted validation ############################################################
-interrupt['pending'] = True
+interrupt["pending"] = True
 try:
     tg.train()
 except KeyboardInterrupt:
@@ -69,8 +86,10 @@ except KeyboardInterrupt:
     print(f"validation batches left: {vdg.set_nums_to_process}")
     tg.info()  # where training stands
 tg.train()  # finishes the validation, nothing repeated or skipped
-print(f"after tg.train(): interrupt_status() = {tg.interrupt_status()}, "
-      f"{tg._times_validated} validation(s) of {tg._batches_validated} batches")
+print(
+    f"after tg.train(): interrupt_status() = {tg.interrupt_status()}, "
+    f"{tg._times_validated} validation(s) of {tg._batches_validated} batches"
+)
 
 # Skipping a file ######################################################################
 print(f"dg.set_nums_original: {dg.set_nums_original}")
@@ -80,6 +99,8 @@ print(f"skipping set {skipped!r} in epoch 2")
 tg.epochs = 2
 tg.train()
 epoch2 = [name for epoch, name in trained_sets if epoch == 1]  # tg.epoch was 1 during it
-print(f"epoch 2 trained on {len(epoch2)} of {len(dg)} files: {epoch2}; "
-      f"skipped {skipped!r}: {skipped not in epoch2}")
+print(
+    f"epoch 2 trained on {len(epoch2)} of {len(dg)} files: {epoch2}; "
+    f"skipped {skipped!r}: {skipped not in epoch2}"
+)
 tg.info()  # (logged, and returned as text)

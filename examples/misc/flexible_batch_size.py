@@ -13,16 +13,18 @@ fewer, larger files makes better use of an SSD's throughput, and the file size c
 large as RAM permits.
 Run: python examples/misc/flexible_batch_size.py
 """
+
 import deeptrain
+
 deeptrain.util.misc.append_examples_dir_to_sys_path()
 
 from utils import make_autoencoder, init_session, AE_CONFIGS as C
 
 
-set_names = {'train': [], 'val': []}  # filled by the callbacks below
-C['traingen']['callbacks'] = {
-    'train:batch': lambda tg: set_names['train'].append(tg.set_name),
-    'val:batch': lambda tg: set_names['val'].append(tg.val_set_name),
+set_names = {"train": [], "val": []}  # filled by the callbacks below
+C["traingen"]["callbacks"] = {
+    "train:batch": lambda tg: set_names["train"].append(tg.set_name),
+    "val:batch": lambda tg: set_names["val"].append(tg.val_set_name),
 }
 
 
@@ -31,14 +33,14 @@ def show_set_names(tg):
     dg, vdg = tg.datagen, tg.val_datagen
     bs = dg.batch_size
     per_epoch, per_val = len(dg), len(vdg)
-    train, val = set_names['train'], set_names['val']
+    train, val = set_names["train"], set_names["val"]
     assert len(train) == tg.epoch * per_epoch and len(val) == tg.times_validated * per_val
     for epoch in range(tg.epoch):
-        names = train[epoch * per_epoch:(epoch + 1) * per_epoch]
+        names = train[epoch * per_epoch : (epoch + 1) * per_epoch]
         print(f"batch_size={bs} epoch {epoch + 1} train sets: {' '.join(names)}")
         check_once_per_epoch(names, dg.set_nums_original, bs)
     for i in range(tg.times_validated):
-        names = val[i * per_val:(i + 1) * per_val]
+        names = val[i * per_val : (i + 1) * per_val]
         print(f"batch_size={bs} validation {i + 1} sets: {' '.join(names)}")
         check_once_per_epoch(names, vdg.set_nums_original, bs)
     train.clear()
@@ -56,11 +58,11 @@ def check_once_per_epoch(names, set_nums, batch_size, file_size=128):
 
 
 # batch_size=64 on 128-sample files: each file is split in two ###################
-C['traingen']['epochs'] = 2
-C['traingen']['iter_verbosity'] = 0
-C['datagen'    ]['batch_size'] = 64
-C['val_datagen']['batch_size'] = 64
-C['model']['batch_shape'] = (64, 28, 28, 1)
+C["traingen"]["epochs"] = 2
+C["traingen"]["iter_verbosity"] = 0
+C["datagen"]["batch_size"] = 64
+C["val_datagen"]["batch_size"] = 64
+C["model"]["batch_shape"] = (64, 28, 28, 1)
 tg = init_session(C, make_autoencoder)
 tg.train()
 show_set_names(tg)
@@ -68,9 +70,9 @@ show_set_names(tg)
 # batch_size=256 on 128-sample files: two files make one batch ####################
 # (with an odd number of files the last batch of an epoch would hold one file; a model
 # with a fixed batch size then needs DataGenerator(..., drop_remainder=True))
-C['datagen'    ]['batch_size'] = 256
-C['val_datagen']['batch_size'] = 256
-C['model']['batch_shape'] = (256, 28, 28, 1)
+C["datagen"]["batch_size"] = 256
+C["val_datagen"]["batch_size"] = 256
+C["model"]["batch_shape"] = (256, 28, 28, 1)
 tg = init_session(C, make_autoencoder)
 tg.train()
 show_set_names(tg)

@@ -16,20 +16,23 @@ an invalid name that raised by accident; now an invalid name raises a ValueError
 lists the valid ones, shown at the end.)
 Run: python examples/misc/model_auto_naming.py
 """
+
 import deeptrain
+
 deeptrain.util.misc.append_examples_dir_to_sys_path()
 
 from utils import AE_CONFIGS as C
 from utils import init_session, make_autoencoder
 
-name_cfg = {'datagen.batch_size': 'BS',  # tg.datagen.batch_size
-            'filters': 'filt',           # model_configs['filters'], a list: 6_12_2_6_12
-            'optimizer': '',             # model_configs['optimizer']: the value alone
-            'lr': '',                    # model_configs['lr'] = 1e-4 -> '1e-4'
-            'best_key_metric': '__max'}  # the best score, once there is one
-C['traingen'].update(epochs=1, iter_verbosity=0, model_base_name='AE',
-                     model_name_configs=name_cfg)
-C['model'].update(optimizer='Adam', lr=1e-4)
+name_cfg = {
+    "datagen.batch_size": "BS",  # tg.datagen.batch_size
+    "filters": "filt",  # model_configs['filters'], a list: 6_12_2_6_12
+    "optimizer": "",  # model_configs['optimizer']: the value alone
+    "lr": "",  # model_configs['lr'] = 1e-4 -> '1e-4'
+    "best_key_metric": "__max",
+}  # the best score, once there is one
+C["traingen"].update(epochs=1, iter_verbosity=0, model_base_name="AE", model_name_configs=name_cfg)
+C["model"].update(optimizer="Adam", lr=1e-4)
 
 tg = init_session(C, make_autoencoder)
 print(f"model name before training: {tg.model_name}")
@@ -41,10 +44,10 @@ print(f"model name after training:  {tg.model_name}")
 print(f"log directory:    {tg.logdir}")
 print(f"latest checkpoint: {tg.get_last_log('checkpoint').name}")
 print(f"best model:        {tg.get_last_log('checkpoint', best=True)}")
-for name in ('report', 'history', 'weights', 'state'):
+for name in ("report", "history", "weights", "state"):
     print(f"get_last_log({name!r}, best=True): {tg.get_last_log(name, best=True)}")
 
 try:
-    tg.get_last_log('best')
+    tg.get_last_log("best")
 except ValueError as e:
     print(f"get_last_log('best') -> ValueError: {e}")

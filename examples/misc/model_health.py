@@ -14,7 +14,9 @@ first convolution's kernel, NaN in the output layer's bias, and one Inf. `tg.che
 finds each of them.
 Run: python examples/misc/model_health.py
 """
+
 import deeptrain
+
 deeptrain.util.misc.append_examples_dir_to_sys_path()
 
 import numpy as np
@@ -28,7 +30,7 @@ set_seeds(0)
 
 def show(report, title):
     print(f"{title}: ok={report.ok}")
-    for kind in ('large', 'dead'):
+    for kind in ("large", "dead"):
         for path, frac in getattr(report, kind).items():
             print(f"  {kind:<5} {100 * frac:5.1f}% of {path}")
     for path, (n_nan, n_inf) in report.nan.items():
@@ -37,9 +39,9 @@ def show(report, title):
 
 # Case 1: exploding weights ############################################################
 C = cl_configs()
-C['model']['optimizer'] = Adam(10.)
-del C['model']['lr']  # (make_classifier would set the configs' lr=4e-4 on the optimizer)
-C['traingen'].update(epochs=1, iter_verbosity=0)
+C["model"]["optimizer"] = Adam(10.0)
+del C["model"]["lr"]  # (make_classifier would set the configs' lr=4e-4 on the optimizer)
+C["traingen"].update(epochs=1, iter_verbosity=0)
 tg = init_session(C, make_classifier)
 tg.train()  # the warnings appear after the validation
 print(f"val loss with Adam(10): {tg.val_history['loss'][-1]:.4g}")
@@ -48,15 +50,15 @@ tg.destroy(confirm=True)
 
 # Case 2: planted dead, NaN and Inf weights ############################################
 C = cl_configs()
-C['traingen'].update(epochs=1, iter_verbosity=0)
+C["traingen"].update(epochs=1, iter_verbosity=0)
 tg = init_session(C, make_classifier)
 tg.train()
 show(tg.last_health, "Case 2, after a normal epoch")
 
-conv = next(l for l in tg.model.layers if 'conv' in l.name)
+conv = next(l for l in tg.model.layers if "conv" in l.name)
 out = tg.model.layers[-1]
 kernel, bias = conv.get_weights()
-kernel[..., :kernel.shape[-1] // 2] = 0  # half of the output channels: dead
+kernel[..., : kernel.shape[-1] // 2] = 0  # half of the output channels: dead
 conv.set_weights([kernel, bias])
 kernel, bias = out.get_weights()
 bias[:3] = np.nan

@@ -17,7 +17,9 @@ labels vs predictions per batch and window, all predictions against the threshol
 output layer's values in inference vs train mode.
 Run: python examples/misc/timeseries.py
 """
+
 import deeptrain
+
 deeptrain.util.misc.append_examples_dir_to_sys_path()
 
 import h5py
@@ -33,31 +35,34 @@ import matplotlib.pyplot as plt  # noqa: E402
 # Configure windows ##################################################################
 batch_size, timesteps = 64, 24
 window_size = 8  # 24 / 8 = 3 windows per batch
-C['datagen'    ]['preprocessor'] = 'timeseries'
-C['val_datagen']['preprocessor'] = 'timeseries'
-C['datagen'    ]['preprocessor_configs'] = {'window_size': window_size}
-C['val_datagen']['preprocessor_configs'] = {'window_size': window_size}
-C['model']['batch_shape'] = (batch_size, window_size, 1)  # the model sees one window
+C["datagen"]["preprocessor"] = "timeseries"
+C["val_datagen"]["preprocessor"] = "timeseries"
+C["datagen"]["preprocessor_configs"] = {"window_size": window_size}
+C["val_datagen"]["preprocessor_configs"] = {"window_size": window_size}
+C["model"]["batch_shape"] = (batch_size, window_size, 1)  # the model sees one window
 
 # Class weights inversely proportional to class counts ("balanced") #################
-with h5py.File(dataset('timeseries') / 'train' / 'labels.h5', 'r') as f:
+with h5py.File(dataset("timeseries") / "train" / "labels.h5", "r") as f:
     labels = np.concatenate([f[k][:] for k in f]).ravel()
 counts = np.bincount(labels.astype(int), minlength=2)
 class_weights = {c: round(float(len(labels) / (2 * n)), 3) for c, n in enumerate(counts)}
-print(f"train labels: {counts[0]} of class 0, {counts[1]} of class 1; "
-      f"class_weights={class_weights}")
+print(
+    f"train labels: {counts[0]} of class 0, {counts[1]} of class 1; class_weights={class_weights}"
+)
 
 # eval_fn='predict': metrics over the whole validation set, computed with NumPy
 # key_metric='f1_score': picks the best model; val_metrics: what validation reports
 # plot_first_pane_max_vals=1: the loss alone in the history figure's first pane
-C['traingen'].update(dict(
-    eval_fn='predict',
-    key_metric='f1_score',
-    val_metrics=('loss', 'tnr', 'tpr'),
-    plot_first_pane_max_vals=1,
-    class_weights=class_weights,
-    reset_statefuls=True,
-))
+C["traingen"].update(
+    dict(
+        eval_fn="predict",
+        key_metric="f1_score",
+        val_metrics=("loss", "tnr", "tpr"),
+        plot_first_pane_max_vals=1,
+        class_weights=class_weights,
+        reset_statefuls=True,
+    )
+)
 tg = init_session(C, make_timeseries_classifier)
 
 # A look at the data ###################################################################
@@ -66,18 +71,20 @@ x = vdg.superbatch[vdg.set_nums_original[0]]
 y = vdg.all_labels[vdg.set_nums_original[0]].ravel()
 fig, axes = plt.subplots(1, 2, figsize=(10, 3), sharey=True)
 for label, ax in enumerate(axes):
-    ax.plot(x[y == label][:8, :, 0].T, alpha=.7)
+    ax.plot(x[y == label][:8, :, 0].T, alpha=0.7)
     ax.set_title(["October to March", "April to September"][label])
     for edge in range(window_size, timesteps, window_size):
-        ax.axvline(edge - .5, color='k', linestyle=':')  # window boundaries
+        ax.axvline(edge - 0.5, color="k", linestyle=":")  # window boundaries
     ax.set_xlabel("hour")
 fig.savefig(tg.logdir / "samples.png", dpi=80, bbox_inches="tight")
 plt.close(fig)
 
 # Train ################################################################################
 tg.train()
-print(f"windows per batch: {tg.datagen.slices_per_batch}; "
-      f"iterations: {tg._fit_iters} over {tg._batches_fit} batches")
+print(
+    f"windows per batch: {tg.datagen.slices_per_batch}; "
+    f"iterations: {tg._fit_iters} over {tg._batches_fit} batches"
+)
 for name, values in tg.val_history.items():
     print(f"val {name}: {', '.join(f'{v:.3f}' for v in values)}")
 print(f"best f1_score: {tg.best_key_metric:.3f}; logdir: {tg.logdir}")

@@ -3,6 +3,7 @@
 ``DataGenerator`` needs only NumPy and h5py; ``TrainGenerator`` (and anything else that
 needs Keras) is imported on first use, so ``import deeptrain`` stays light.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -17,6 +17,7 @@ Names in returned dicts are weight paths (``variable.path``) or layer names.
 Gradients are of the compiled loss (plus regularisation penalties), computed by
 :mod:`deeptrain.backend.gradients` on tensorflow, torch or jax, and never change the model.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,11 +30,25 @@ import numpy as np
 
 from .backend.gradients import layer_outputs, loss_gradients
 
-__all__ = ["select_layers", "select_weights", "get_weights", "get_outputs", "get_gradients",
-           "compute_gradient_norm", "gradient_norm_over_dataset", "gradient_sum_over_dataset",
-           "GradientNorms", "GradientSums", "kept_position", "peek_batch",
-           "print_dead_weights", "print_nan_weights", "print_large_weights",
-           "HealthReport", "check_health"]
+__all__ = [
+    "select_layers",
+    "select_weights",
+    "get_weights",
+    "get_outputs",
+    "get_gradients",
+    "compute_gradient_norm",
+    "gradient_norm_over_dataset",
+    "gradient_sum_over_dataset",
+    "GradientNorms",
+    "GradientSums",
+    "kept_position",
+    "peek_batch",
+    "print_dead_weights",
+    "print_nan_weights",
+    "print_large_weights",
+    "HealthReport",
+    "check_health",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +91,12 @@ def _one_layer(model: Any, item: Any) -> Any:
     raise TypeError(f"a layer id must be '*', an int, a str or a Layer, got {item!r}")
 
 
-def select_weights(model: Any, _id: LayerId = "*", omit_names: str | Sequence[str] | None = None,
-                   trainable_only: bool = False) -> list[Any]:
+def select_weights(
+    model: Any,
+    _id: LayerId = "*",
+    omit_names: str | Sequence[str] | None = None,
+    trainable_only: bool = False,
+) -> list[Any]:
     """Variables chosen by ``_id``: the weights of the chosen layers (minus those whose name
     contains one of ``omit_names``), or weights named by path (strings with ``'/'``)."""
     omit = [omit_names] if isinstance(omit_names, str) else list(omit_names or [])
@@ -88,9 +107,12 @@ def select_weights(model: Any, _id: LayerId = "*", omit_names: str | Sequence[st
         if isinstance(item, str) and "/" in item:
             chosen = [_weight_by_path(model, pool, item)]
         else:
-            chosen = [w for layer in select_layers(model, item) for w in
-                      (layer.trainable_weights if trainable_only else layer.weights)
-                      if not any(o in w.name for o in omit)]
+            chosen = [
+                w
+                for layer in select_layers(model, item)
+                for w in (layer.trainable_weights if trainable_only else layer.weights)
+                if not any(o in w.name for o in omit)
+            ]
         out += [w for w in chosen if all(w is not o for o in out)]
     return out
 
@@ -101,8 +123,9 @@ def _weight_by_path(model: Any, pool: Sequence[Any], name: str) -> Any:
         for w in pool:
             if test(w.path):
                 return w
-    raise ValueError(f"no weight of {model.name!r} matches {name!r}; weights are "
-                     f"{[w.path for w in pool]}")
+    raise ValueError(
+        f"no weight of {model.name!r} matches {name!r}; weights are {[w.path for w in pool]}"
+    )
 
 
 def _model_of(obj: Any) -> Any:
@@ -112,14 +135,16 @@ def _model_of(obj: Any) -> Any:
 
 
 # -- gathering -----------------------------------------------------------------------------
-def get_weights(model: Any, _id: LayerId = "*",
-                omit_names: str | Sequence[str] | None = None) -> dict[str, np.ndarray]:
+def get_weights(
+    model: Any, _id: LayerId = "*", omit_names: str | Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
     """``{weight path: value}`` of the weights ``_id`` chooses."""
     return {w.path: _np(w) for w in select_weights(_model_of(model), _id, omit_names)}
 
 
-def get_outputs(model: Any, _id: LayerId, input_data: Any,
-                learning_phase: int | bool = 0) -> dict[str, np.ndarray]:
+def get_outputs(
+    model: Any, _id: LayerId, input_data: Any, learning_phase: int | bool = 0
+) -> dict[str, np.ndarray]:
     """``{layer name: output}`` of the layers ``_id`` chooses, on ``input_data``."""
     model = _model_of(model)
     layers = select_layers(model, _id)
@@ -127,9 +152,15 @@ def get_outputs(model: Any, _id: LayerId, input_data: Any,
     return dict(zip([l.name for l in layers], outs))
 
 
-def get_gradients(model: Any, _id: LayerId, input_data: Any, labels: Any,
-                  sample_weight: Any = None, learning_phase: int | bool = 0,
-                  mode: str = "weights") -> dict[str, np.ndarray]:
+def get_gradients(
+    model: Any,
+    _id: LayerId,
+    input_data: Any,
+    labels: Any,
+    sample_weight: Any = None,
+    learning_phase: int | bool = 0,
+    mode: str = "weights",
+) -> dict[str, np.ndarray]:
     """Gradients of the loss on one batch w.r.t. the trainable weights (``mode='weights'``,
     keyed by weight path) or outputs (``mode='outputs'``, keyed by layer name) that ``_id``
     chooses."""
@@ -138,12 +169,19 @@ def get_gradients(model: Any, _id: LayerId, input_data: Any, labels: Any,
         raise ValueError(f"mode must be one of {GRADIENT_MODES}, got {mode!r}")
     if mode == "weights":
         variables = select_weights(model, _id, trainable_only=True)
-        g = loss_gradients(model, input_data, labels, sample_weight, variables=variables,
-                           training=bool(learning_phase))
+        g = loss_gradients(
+            model,
+            input_data,
+            labels,
+            sample_weight,
+            variables=variables,
+            training=bool(learning_phase),
+        )
         return dict(zip([v.path for v in variables], g.weights))
     layers = select_layers(model, _id)
-    g = loss_gradients(model, input_data, labels, sample_weight, layers=layers,
-                       training=bool(learning_phase))
+    g = loss_gradients(
+        model, input_data, labels, sample_weight, layers=layers, training=bool(learning_phase)
+    )
     return dict(zip([l.name for l in layers], g.outputs))
 
 
@@ -161,10 +199,17 @@ def _norms(grads: Sequence[np.ndarray], norm_fn: NormFn, scope: str) -> np.ndarr
     return np.asarray(outer(sums) if scope == "local" else outer(np.sum(sums)), dtype=float)
 
 
-def compute_gradient_norm(self: Any, input_data: Any, labels: Any, sample_weight: Any = None,
-                          learning_phase: int | bool = 0, _id: LayerId = "*",
-                          mode: str = "weights", norm_fn: NormFn = (np.sqrt, np.square),
-                          scope: str = "local") -> np.ndarray:
+def compute_gradient_norm(
+    self: Any,
+    input_data: Any,
+    labels: Any,
+    sample_weight: Any = None,
+    learning_phase: int | bool = 0,
+    _id: LayerId = "*",
+    mode: str = "weights",
+    norm_fn: NormFn = (np.sqrt, np.square),
+    scope: str = "local",
+) -> np.ndarray:
     """Norm of the loss gradient on one batch: ``outer(sum(inner(g)))``.
 
     ``norm_fn=(outer, inner)`` (default ``(np.sqrt, np.square)``: the L2 norm; a single
@@ -186,6 +231,7 @@ class GradientNorms:
     ``norms[i, j]``: iteration ``i``'s norm of gradient tensor ``names[j]`` (one column,
     named ``'global'``, with ``scope='global'``); ``stat[i] = stat_fn(norms[i])``.
     """
+
     norms: np.ndarray
     names: list[str]
     stat: np.ndarray
@@ -199,6 +245,7 @@ class GradientNorms:
 class GradientSums:
     """Result of :func:`gradient_sum_over_dataset`: ``sums[name]`` is the gradient tensor
     summed over ``iters_processed`` iterations (divide for the mean gradient)."""
+
     sums: dict[str, np.ndarray]
     batches_processed: int
     iters_processed: int
@@ -206,12 +253,22 @@ class GradientSums:
     savepath: Path | None = None
 
 
-def gradient_norm_over_dataset(self: Any, val: bool = False, learning_phase: int | bool = 0,
-                               mode: str = "weights", norm_fn: NormFn = (np.sqrt, np.square),
-                               stat_fn: Callable = np.median, n_iters: int | None = None,
-                               prog_freq: int = 10, w: float = 1, h: float = 1,
-                               _id: LayerId = "*", scope: str = "local", plot: bool = True,
-                               savepath: str | Path | None = None) -> GradientNorms:
+def gradient_norm_over_dataset(
+    self: Any,
+    val: bool = False,
+    learning_phase: int | bool = 0,
+    mode: str = "weights",
+    norm_fn: NormFn = (np.sqrt, np.square),
+    stat_fn: Callable = np.median,
+    n_iters: int | None = None,
+    prog_freq: int = 10,
+    w: float = 1,
+    h: float = 1,
+    _id: LayerId = "*",
+    scope: str = "local",
+    plot: bool = True,
+    savepath: str | Path | None = None,
+) -> GradientNorms:
     """Gradient norms at every iteration over the train (or ``val``) data: for picking
     ``clipnorm``.
 
@@ -240,23 +297,41 @@ def gradient_norm_over_dataset(self: Any, val: bool = False, learning_phase: int
     norms = np.array(rows, dtype=float).reshape(iters, -1)
     stat = np.array([stat_fn(r) for r in norms], dtype=float)
     if iters:
-        log.info("GRADIENT NORM %s (AVG, MAX) = (%.4g, %.4g), over %d batches, %d iterations "
-                 "of %s", getattr(stat_fn, "__name__", "stat"), stat.mean(), stat.max(),
-                 batches, iters, "val_datagen" if val else "datagen")
+        log.info(
+            "GRADIENT NORM %s (AVG, MAX) = (%.4g, %.4g), over %d batches, %d iterations of %s",
+            getattr(stat_fn, "__name__", "stat"),
+            stat.mean(),
+            stat.max(),
+            batches,
+            iters,
+            "val_datagen" if val else "datagen",
+        )
     result = GradientNorms(norms, names, stat, batches, iters)
     if plot and iters:
         from .visuals import hist_grid
-        result.figure = hist_grid({f"gradient norms ({mode}, {scope})": norms.ravel()},
-                                  bins=min(600, max(10, norms.size)), w=1.5 * w, h=h)
+
+        result.figure = hist_grid(
+            {f"gradient norms ({mode}, {scope})": norms.ravel()},
+            bins=min(600, max(10, norms.size)),
+            w=1.5 * w,
+            h=h,
+        )
         result.savepath = _save(self, result.figure, savepath, "gradient_norms.png")
     return result
 
 
-def gradient_sum_over_dataset(self: Any, val: bool = False, learning_phase: int | bool = 0,
-                              mode: str = "weights", n_iters: int | None = None,
-                              prog_freq: int = 10, plot_kw: Mapping[str, Any] | None = None,
-                              _id: LayerId = "*", plot: bool = True,
-                              savepath: str | Path | None = None) -> GradientSums:
+def gradient_sum_over_dataset(
+    self: Any,
+    val: bool = False,
+    learning_phase: int | bool = 0,
+    mode: str = "weights",
+    n_iters: int | None = None,
+    prog_freq: int = 10,
+    plot_kw: Mapping[str, Any] | None = None,
+    _id: LayerId = "*",
+    plot: bool = True,
+    savepath: str | Path | None = None,
+) -> GradientSums:
     """Gradient tensors summed over the train (or ``val``) data, full shapes kept: for mean
     gradients or ``clipvalue``. Iterates like :func:`gradient_norm_over_dataset` (position
     restored afterwards); draws a histogram per tensor (``plot_kw`` goes to
@@ -271,11 +346,16 @@ def gradient_sum_over_dataset(self: Any, val: bool = False, learning_phase: int 
 
     _notify_start("gradient sums", val, learning_phase)
     sums, batches, iters = _gather_over_dataset(self, gather, {}, val, n_iters, prog_freq)
-    log.info("GRADIENT SUMS over %d batches, %d iterations of %s", batches, iters,
-             "val_datagen" if val else "datagen")
+    log.info(
+        "GRADIENT SUMS over %d batches, %d iterations of %s",
+        batches,
+        iters,
+        "val_datagen" if val else "datagen",
+    )
     result = GradientSums(sums, batches, iters)
     if plot and sums:
         from .visuals import hist_grid
+
         kw = {"share_xy": (False, False), "center_zero": True, **dict(plot_kw or {})}
         result.figure = hist_grid(sums, **kw)
         result.savepath = _save(self, result.figure, savepath, "gradient_sums.png")
@@ -283,13 +363,22 @@ def gradient_sum_over_dataset(self: Any, val: bool = False, learning_phase: int 
 
 
 def _notify_start(what: str, val: bool, learning_phase: Any) -> None:
-    log.info("Computing %s over %s batches, in %s mode", what,
-             "val_datagen" if val else "datagen", "train" if learning_phase else "inference")
+    log.info(
+        "Computing %s over %s batches, in %s mode",
+        what,
+        "val_datagen" if val else "datagen",
+        "train" if learning_phase else "inference",
+    )
 
 
-def _gather_over_dataset(self: Any, gather_fn: Callable, acc: Any, val: bool = False,
-                         n_iters: int | None = None, prog_freq: int = 10
-                         ) -> tuple[Any, int, int]:
+def _gather_over_dataset(
+    self: Any,
+    gather_fn: Callable,
+    acc: Any,
+    val: bool = False,
+    n_iters: int | None = None,
+    prog_freq: int = 10,
+) -> tuple[Any, int, int]:
     """``acc = gather_fn(acc, x, y, sample_weight)`` for every iteration (batch, or window of
     one) of one pass over the data from its start, stopping early after ``n_iters``.
     Returns ``(acc, batches_processed, iters_processed)``; the DataGenerator's position is
@@ -374,8 +463,12 @@ def _percent(frac: float, notify_above_frac: float) -> str:
     return f"{100 * frac:.{digits}f}%"
 
 
-def _dead(weights: Mapping[str, np.ndarray], dead_threshold: float, notify_above_frac: float,
-          notify_detected_only: bool) -> dict[str, float]:
+def _dead(
+    weights: Mapping[str, np.ndarray],
+    dead_threshold: float,
+    notify_above_frac: float,
+    notify_detected_only: bool,
+) -> dict[str, float]:
     found, any_dead = {}, False
     for name, value in weights.items():
         n_dead = int(np.sum(np.abs(value) < dead_threshold))
@@ -385,14 +478,20 @@ def _dead(weights: Mapping[str, np.ndarray], dead_threshold: float, notify_above
             found[name] = frac
             log.warning("%s dead -- %r", _percent(frac, notify_above_frac), name)
     if not found and not notify_detected_only:
-        log.info("%s (dead_threshold, notify_above_frac) = (%s, %s)",
-                 "Dead weights detected, but below the notify fraction;" if any_dead
-                 else "No dead weights detected;", dead_threshold, notify_above_frac)
+        log.info(
+            "%s (dead_threshold, notify_above_frac) = (%s, %s)",
+            "Dead weights detected, but below the notify fraction;"
+            if any_dead
+            else "No dead weights detected;",
+            dead_threshold,
+            notify_above_frac,
+        )
     return found
 
 
-def _nan(weights: Mapping[str, np.ndarray], notify_detected_only: bool
-         ) -> dict[str, tuple[int, int]]:
+def _nan(
+    weights: Mapping[str, np.ndarray], notify_detected_only: bool
+) -> dict[str, tuple[int, int]]:
     found = {}
     for name, value in weights.items():
         if not np.issubdtype(value.dtype, np.inexact):
@@ -400,15 +499,25 @@ def _nan(weights: Mapping[str, np.ndarray], notify_detected_only: bool
         n_nan, n_inf = int(np.isnan(value).sum()), int(np.isinf(value).sum())
         if n_nan or n_inf:
             found[name] = (n_nan, n_inf)
-            log.warning("%d NaN, %d Inf (%s of %d) -- %r", n_nan, n_inf,
-                        _percent((n_nan + n_inf) / value.size, 1e-3), value.size, name)
+            log.warning(
+                "%d NaN, %d Inf (%s of %d) -- %r",
+                n_nan,
+                n_inf,
+                _percent((n_nan + n_inf) / value.size, 1e-3),
+                value.size,
+                name,
+            )
     if not found and not notify_detected_only:
         log.info("No NaN or Inf weights detected")
     return found
 
 
-def _large(weights: Mapping[str, np.ndarray], large_threshold: float, notify_above_frac: float,
-           notify_detected_only: bool) -> dict[str, float]:
+def _large(
+    weights: Mapping[str, np.ndarray],
+    large_threshold: float,
+    notify_above_frac: float,
+    notify_detected_only: bool,
+) -> dict[str, float]:
     found = {}
     for name, value in weights.items():
         with np.errstate(invalid="ignore"):
@@ -416,39 +525,52 @@ def _large(weights: Mapping[str, np.ndarray], large_threshold: float, notify_abo
         frac = n_large / max(1, value.size)
         if frac > notify_above_frac:
             found[name] = frac
-            log.warning("%s large (|w| > %s) -- %r", _percent(frac, notify_above_frac),
-                        large_threshold, name)
+            log.warning(
+                "%s large (|w| > %s) -- %r",
+                _percent(frac, notify_above_frac),
+                large_threshold,
+                name,
+            )
     if not found and not notify_detected_only:
-        log.info("No large weights detected; (large_threshold, notify_above_frac) = (%s, %s)",
-                 large_threshold, notify_above_frac)
+        log.info(
+            "No large weights detected; (large_threshold, notify_above_frac) = (%s, %s)",
+            large_threshold,
+            notify_above_frac,
+        )
     return found
 
 
-def print_dead_weights(model: Any, dead_threshold: float = 1e-7,
-                       notify_above_frac: float = 1e-3,
-                       notify_detected_only: bool = False) -> dict[str, float]:
+def print_dead_weights(
+    model: Any,
+    dead_threshold: float = 1e-7,
+    notify_above_frac: float = 1e-3,
+    notify_detected_only: bool = False,
+) -> dict[str, float]:
     """Log weights with more than ``notify_above_frac`` of their values ``|w| <
     dead_threshold``; return ``{path: dead fraction}`` of those."""
     return _dead(_all_weights(model), dead_threshold, notify_above_frac, notify_detected_only)
 
 
-def print_nan_weights(model: Any, notify_detected_only: bool = False
-                      ) -> dict[str, tuple[int, int]]:
+def print_nan_weights(model: Any, notify_detected_only: bool = False) -> dict[str, tuple[int, int]]:
     """Log weights holding NaN or Inf; return ``{path: (n_nan, n_inf)}`` of those."""
     return _nan(_all_weights(model), notify_detected_only)
 
 
-def print_large_weights(model: Any, large_threshold: float = 3, notify_above_frac: float = 1e-3,
-                        notify_detected_only: bool = False) -> dict[str, float]:
+def print_large_weights(
+    model: Any,
+    large_threshold: float = 3,
+    notify_above_frac: float = 1e-3,
+    notify_detected_only: bool = False,
+) -> dict[str, float]:
     """Log weights with more than ``notify_above_frac`` of their finite values ``|w| >
     large_threshold``; return ``{path: large fraction}`` of those."""
-    return _large(_all_weights(model), large_threshold, notify_above_frac,
-                  notify_detected_only)
+    return _large(_all_weights(model), large_threshold, notify_above_frac, notify_detected_only)
 
 
 @dataclass
 class HealthReport:
     """What :func:`check_health` found, by weight path."""
+
     dead: dict[str, float] = field(default_factory=dict)
     nan: dict[str, tuple[int, int]] = field(default_factory=dict)
     large: dict[str, float] = field(default_factory=dict)
@@ -458,9 +580,14 @@ class HealthReport:
         return not (self.dead or self.nan or self.large)
 
 
-def check_health(self: Any, dead_threshold: float = 1e-7, dead_notify_above_frac: float = 1e-3,
-                 large_threshold: float = 3, large_notify_above_frac: float = 1e-3,
-                 notify_detected_only: bool = True) -> HealthReport:
+def check_health(
+    self: Any,
+    dead_threshold: float = 1e-7,
+    dead_notify_above_frac: float = 1e-3,
+    large_threshold: float = 3,
+    large_notify_above_frac: float = 1e-3,
+    notify_detected_only: bool = True,
+) -> HealthReport:
     """Dead, NaN/Inf and large weights of ``self.model`` (or of a model), read once; each
     finding is logged as a warning. Meant to run after every validation when the
     TrainGenerator's ``check_model_health`` is set."""
@@ -468,4 +595,5 @@ def check_health(self: Any, dead_threshold: float = 1e-7, dead_notify_above_frac
     return HealthReport(
         dead=_dead(weights, dead_threshold, dead_notify_above_frac, notify_detected_only),
         nan=_nan(weights, notify_detected_only),
-        large=_large(weights, large_threshold, large_notify_above_frac, notify_detected_only))
+        large=_large(weights, large_threshold, large_notify_above_frac, notify_detected_only),
+    )

@@ -15,6 +15,7 @@ Names are resolved by :func:`get` (aliases, case-insensitive, falling back to
 ``sklearn.metrics`` when installed); :func:`call_metric` calls any metric,
 passing ``sample_weight`` / ``pred_threshold`` only if its signature takes them.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -28,23 +29,51 @@ from numpy.typing import ArrayLike
 
 __all__ = [
     # losses
-    "binary_crossentropy", "categorical_crossentropy",
-    "sparse_categorical_crossentropy", "mean_squared_error",
-    "mean_absolute_error", "mean_absolute_percentage_error",
-    "mean_squared_logarithmic_error", "squared_hinge", "hinge",
-    "categorical_hinge", "log_cosh", "logcosh", "kl_divergence",
-    "kullback_leibler_divergence", "poisson", "cosine_similarity",
-    "mse", "mae", "mape", "msle", "kld",
+    "binary_crossentropy",
+    "categorical_crossentropy",
+    "sparse_categorical_crossentropy",
+    "mean_squared_error",
+    "mean_absolute_error",
+    "mean_absolute_percentage_error",
+    "mean_squared_logarithmic_error",
+    "squared_hinge",
+    "hinge",
+    "categorical_hinge",
+    "log_cosh",
+    "logcosh",
+    "kl_divergence",
+    "kullback_leibler_divergence",
+    "poisson",
+    "cosine_similarity",
+    "mse",
+    "mae",
+    "mape",
+    "msle",
+    "kld",
     # accuracies
-    "accuracy", "binary_accuracy", "categorical_accuracy",
-    "sparse_categorical_accuracy", "accuracy_for_loss",
+    "accuracy",
+    "binary_accuracy",
+    "categorical_accuracy",
+    "sparse_categorical_accuracy",
+    "accuracy_for_loss",
     # binary classification
-    "f1_score", "tpr", "tnr", "tnr_tpr", "binary_informedness",
-    "f1_score_multi_th", "binary_accuracy_multi_th", "tpr_multi_th",
-    "tnr_multi_th", "tnr_tpr_multi_th", "binary_informedness_multi_th",
+    "f1_score",
+    "tpr",
+    "tnr",
+    "tnr_tpr",
+    "binary_informedness",
+    "f1_score_multi_th",
+    "binary_accuracy_multi_th",
+    "tpr_multi_th",
+    "tnr_multi_th",
+    "tnr_tpr_multi_th",
+    "binary_informedness_multi_th",
     "roc_auc_score",
     # lookup
-    "get", "call_metric", "multi_th_twin", "accepts_arg",
+    "get",
+    "call_metric",
+    "multi_th_twin",
+    "accepts_arg",
 ]
 
 MetricFn = Callable[..., Any]
@@ -79,8 +108,7 @@ def _match_rank(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def _align_weights(values: np.ndarray, sample_weight: ArrayLike
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def _align_weights(values: np.ndarray, sample_weight: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Align weights with ``values`` like Keras, then broadcast leftover
     per-sample weights along trailing axes, so ``(N,)`` weights against
     ``(N, d1, ...)`` values weigh whole samples.
@@ -96,8 +124,7 @@ def _align_weights(values: np.ndarray, sample_weight: ArrayLike
     return values, weights
 
 
-def _per_element_weights(sample_weight: ArrayLike, shape: tuple[int, ...]
-                         ) -> np.ndarray:
+def _per_element_weights(sample_weight: ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
     """Weights broadcast to ``shape``: same-size weights are reshaped, per-sample
     ones (leading axes) repeated along the trailing axes."""
     weights = _f64(sample_weight)
@@ -140,8 +167,9 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------
 # Keras-equivalent losses
 # ---------------------------------------------------------------------------
-def binary_crossentropy(y_true: ArrayLike, y_pred: ArrayLike,
-                        sample_weight: ArrayLike | None = None) -> float:
+def binary_crossentropy(
+    y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None
+) -> float:
     """Binary crossentropy on probabilities, averaged over the last axis."""
     y_true, y_pred = _prep(y_true, y_pred)
     p = _clip_probs(y_pred)
@@ -149,17 +177,18 @@ def binary_crossentropy(y_true: ArrayLike, y_pred: ArrayLike,
     return _reduce_loss(bce.mean(axis=-1), sample_weight)
 
 
-def categorical_crossentropy(y_true: ArrayLike, y_pred: ArrayLike,
-                             sample_weight: ArrayLike | None = None) -> float:
+def categorical_crossentropy(
+    y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None
+) -> float:
     """Categorical crossentropy; predictions are renormalized to sum to 1."""
     y_true, y_pred = _prep(y_true, y_pred)
     p = _clip_probs(y_pred / y_pred.sum(axis=-1, keepdims=True))
     return _reduce_loss(-(y_true * np.log(p)).sum(axis=-1), sample_weight)
 
 
-def sparse_categorical_crossentropy(y_true: ArrayLike, y_pred: ArrayLike,
-                                    sample_weight: ArrayLike | None = None
-                                    ) -> float:
+def sparse_categorical_crossentropy(
+    y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None
+) -> float:
     """Crossentropy with integer labels, shaped like ``y_pred`` without its
     last axis (or with a trailing singleton axis)."""
     y_true, y_pred = _prep(y_true, y_pred)
@@ -167,62 +196,64 @@ def sparse_categorical_crossentropy(y_true: ArrayLike, y_pred: ArrayLike,
         y_true = y_true[..., 0]
     # Keras: softmax crossentropy on log(clip(p)), i.e. clipped p renormalized
     log_p = np.log(_clip_probs(y_pred))
-    log_p_true = np.take_along_axis(log_p, y_true.astype(np.int64)[..., None],
-                                    axis=-1)[..., 0]
+    log_p_true = np.take_along_axis(log_p, y_true.astype(np.int64)[..., None], axis=-1)[..., 0]
     losses = np.log(np.exp(log_p).sum(axis=-1)) - log_p_true
     return _reduce_loss(losses, sample_weight)
 
 
-def mean_squared_error(y_true: ArrayLike, y_pred: ArrayLike,
-                       sample_weight: ArrayLike | None = None) -> float:
+def mean_squared_error(
+    y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None
+) -> float:
     """Mean of squared errors over the last axis."""
     y_true, y_pred = _prep(y_true, y_pred)
     return _reduce_loss(np.mean((y_true - y_pred) ** 2, axis=-1), sample_weight)
 
 
-def mean_absolute_error(y_true: ArrayLike, y_pred: ArrayLike,
-                        sample_weight: ArrayLike | None = None) -> float:
+def mean_absolute_error(
+    y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None
+) -> float:
     """Mean of absolute errors over the last axis."""
     y_true, y_pred = _prep(y_true, y_pred)
     return _reduce_loss(np.mean(np.abs(y_true - y_pred), axis=-1), sample_weight)
 
 
-def mean_absolute_percentage_error(y_true: ArrayLike, y_pred: ArrayLike,
-                                   sample_weight: ArrayLike | None = None
-                                   ) -> float:
+def mean_absolute_percentage_error(
+    y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None
+) -> float:
     """``100 * mean(|y_true - y_pred| / max(|y_true|, eps))`` over the last axis."""
     y_true, y_pred = _prep(y_true, y_pred)
     diff = np.abs(y_true - y_pred) / np.maximum(np.abs(y_true), _EPS)
     return _reduce_loss(100.0 * diff.mean(axis=-1), sample_weight)
 
 
-def mean_squared_logarithmic_error(y_true: ArrayLike, y_pred: ArrayLike,
-                                   sample_weight: ArrayLike | None = None
-                                   ) -> float:
+def mean_squared_logarithmic_error(
+    y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None
+) -> float:
     """Mean squared error of ``log(max(y, eps) + 1)`` over the last axis."""
     y_true, y_pred = _prep(y_true, y_pred)
     diff = np.log1p(np.maximum(y_pred, _EPS)) - np.log1p(np.maximum(y_true, _EPS))
-    return _reduce_loss(np.mean(diff ** 2, axis=-1), sample_weight)
+    return _reduce_loss(np.mean(diff**2, axis=-1), sample_weight)
 
 
-def hinge(y_true: ArrayLike, y_pred: ArrayLike,
-          sample_weight: ArrayLike | None = None) -> float:
+def hinge(y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
     """``mean(max(1 - y_true * y_pred, 0))``; {0, 1} labels become {-1, 1}."""
     y_true, y_pred = _prep(y_true, y_pred)
     margin = np.maximum(1.0 - _to_hinge_labels(y_true) * y_pred, 0.0)
     return _reduce_loss(margin.mean(axis=-1), sample_weight)
 
 
-def squared_hinge(y_true: ArrayLike, y_pred: ArrayLike,
-                  sample_weight: ArrayLike | None = None) -> float:
+def squared_hinge(
+    y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None
+) -> float:
     """``mean(max(1 - y_true * y_pred, 0) ** 2)``; {0, 1} labels become {-1, 1}."""
     y_true, y_pred = _prep(y_true, y_pred)
     margin = np.maximum(1.0 - _to_hinge_labels(y_true) * y_pred, 0.0)
-    return _reduce_loss(np.mean(margin ** 2, axis=-1), sample_weight)
+    return _reduce_loss(np.mean(margin**2, axis=-1), sample_weight)
 
 
-def categorical_hinge(y_true: ArrayLike, y_pred: ArrayLike,
-                      sample_weight: ArrayLike | None = None) -> float:
+def categorical_hinge(
+    y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None
+) -> float:
     """``max(max((1 - y_true) * y_pred) - sum(y_true * y_pred) + 1, 0)``."""
     y_true, y_pred = _prep(y_true, y_pred)
     pos = np.sum(y_true * y_pred, axis=-1)
@@ -230,8 +261,7 @@ def categorical_hinge(y_true: ArrayLike, y_pred: ArrayLike,
     return _reduce_loss(np.maximum(neg - pos + 1.0, 0.0), sample_weight)
 
 
-def log_cosh(y_true: ArrayLike, y_pred: ArrayLike,
-             sample_weight: ArrayLike | None = None) -> float:
+def log_cosh(y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
     """Mean of ``log(cosh(y_pred - y_true))`` over the last axis (overflow-safe)."""
     y_true, y_pred = _prep(y_true, y_pred)
     x = y_pred - y_true
@@ -239,30 +269,31 @@ def log_cosh(y_true: ArrayLike, y_pred: ArrayLike,
     return _reduce_loss(losses.mean(axis=-1), sample_weight)
 
 
-def kl_divergence(y_true: ArrayLike, y_pred: ArrayLike,
-                  sample_weight: ArrayLike | None = None) -> float:
+def kl_divergence(
+    y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None
+) -> float:
     """``sum(y_true * log(y_true / y_pred))`` with both clipped to ``[eps, 1]``."""
     y_true, y_pred = _prep(y_true, y_pred)
     t, p = np.clip(y_true, _EPS, 1.0), np.clip(y_pred, _EPS, 1.0)
     return _reduce_loss(np.sum(t * np.log(t / p), axis=-1), sample_weight)
 
 
-def poisson(y_true: ArrayLike, y_pred: ArrayLike,
-            sample_weight: ArrayLike | None = None) -> float:
+def poisson(y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
     """Mean of ``y_pred - y_true * log(y_pred + eps)`` over the last axis."""
     y_true, y_pred = _prep(y_true, y_pred)
     losses = y_pred - y_true * np.log(y_pred + _EPS)
     return _reduce_loss(losses.mean(axis=-1), sample_weight)
 
 
-def cosine_similarity(y_true: ArrayLike, y_pred: ArrayLike,
-                      sample_weight: ArrayLike | None = None) -> float:
+def cosine_similarity(
+    y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None
+) -> float:
     """Negative cosine similarity over the last axis (-1 = same direction),
     like the Keras loss; a zero vector gives 0."""
     y_true, y_pred = _prep(y_true, y_pred)
 
     def l2_normalize(x: np.ndarray) -> np.ndarray:
-        sq_sum = np.sum(x ** 2, axis=-1, keepdims=True)
+        sq_sum = np.sum(x**2, axis=-1, keepdims=True)
         with np.errstate(divide="ignore"):
             inv_norm = np.minimum(1.0 / np.sqrt(sq_sum), 1.0 / EPSILON)
         return x * inv_norm
@@ -293,8 +324,9 @@ def _as_float_array(x: ArrayLike) -> np.ndarray:
     return x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float64)
 
 
-def binary_accuracy(y_true: ArrayLike, y_pred: ArrayLike,
-                    pred_threshold: float = 0.5) -> np.ndarray:
+def binary_accuracy(
+    y_true: ArrayLike, y_pred: ArrayLike, pred_threshold: float = 0.5
+) -> np.ndarray:
     """Elementwise ``y_true == (y_pred > pred_threshold)`` as floats."""
     y_true, y_pred = _match_rank(_f64(y_true), _as_float_array(y_pred))
     preds = y_pred > _threshold_like(y_pred, pred_threshold)
@@ -307,8 +339,7 @@ def categorical_accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> np.ndarray:
     return (y_true.argmax(axis=-1) == y_pred.argmax(axis=-1)).astype(np.float64)
 
 
-def sparse_categorical_accuracy(y_true: ArrayLike, y_pred: ArrayLike
-                                ) -> np.ndarray:
+def sparse_categorical_accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> np.ndarray:
     """Per-sample ``y_true == argmax(y_pred)`` for integer labels."""
     y_true, y_pred = _f64(y_true), np.asarray(y_pred)
     if y_true.ndim == y_pred.ndim and y_true.shape[-1] == 1:
@@ -316,8 +347,7 @@ def sparse_categorical_accuracy(y_true: ArrayLike, y_pred: ArrayLike
     return (y_true == y_pred.argmax(axis=-1)).astype(np.float64)
 
 
-def accuracy(y_true: ArrayLike, y_pred: ArrayLike,
-             pred_threshold: float = 0.5) -> np.ndarray:
+def accuracy(y_true: ArrayLike, y_pred: ArrayLike, pred_threshold: float = 0.5) -> np.ndarray:
     """Accuracy picked from shapes like Keras's ``"accuracy"`` string: binary if
     ``y_pred`` has one channel, sparse if ``y_true`` lacks the class axis,
     else categorical."""
@@ -343,9 +373,12 @@ def accuracy_for_loss(loss_name: str) -> MetricFn:
 # ---------------------------------------------------------------------------
 # Binary classification
 # ---------------------------------------------------------------------------
-def _confusion(y_true: ArrayLike, y_pred: ArrayLike, thresholds: ArrayLike,
-               sample_weight: ArrayLike | None = None
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+def _confusion(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    thresholds: ArrayLike,
+    sample_weight: ArrayLike | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
     """Weighted (TP, FP, TN, FN) per threshold, plus the total weight.
 
     A sample is predicted positive if ``pred > threshold``; labels equal to 1
@@ -356,8 +389,11 @@ def _confusion(y_true: ArrayLike, y_pred: ArrayLike, thresholds: ArrayLike,
     true = _f64(y_true)
     true, pred = _match_rank(true, pred)
     true, pred = np.broadcast_arrays(true, pred)
-    weight = (np.ones(pred.shape) if sample_weight is None
-              else _per_element_weights(sample_weight, pred.shape))
+    weight = (
+        np.ones(pred.shape)
+        if sample_weight is None
+        else _per_element_weights(sample_weight, pred.shape)
+    )
     true, pred, weight = true.ravel(), pred.ravel(), weight.ravel()
     ths = _threshold_like(pred, thresholds).ravel()
 
@@ -372,108 +408,150 @@ def _confusion(y_true: ArrayLike, y_pred: ArrayLike, thresholds: ArrayLike,
     return tp, fp, n_neg - fp, n_pos - tp, float(weight.sum())
 
 
-def _fbeta(tp: np.ndarray, fp: np.ndarray, tn: np.ndarray, fn: np.ndarray,
-           beta: float) -> np.ndarray:
+def _fbeta(
+    tp: np.ndarray, fp: np.ndarray, tn: np.ndarray, fn: np.ndarray, beta: float
+) -> np.ndarray:
     precision, recall = _safe_div(tp, tp + fp), _safe_div(tp, tp + fn)
-    b2 = beta ** 2
+    b2 = beta**2
     fbeta = _safe_div((1 + b2) * precision * recall, b2 * precision + recall)
     no_positive_labels = (tp + fn) == 0
     return np.where(no_positive_labels, _safe_div(tn, tn + fp), fbeta)
 
 
-def f1_score_multi_th(y_true: ArrayLike, y_pred: ArrayLike,
-                      pred_thresholds: ArrayLike, beta: float = 1,
-                      sample_weight: ArrayLike | None = None) -> np.ndarray:
+def f1_score_multi_th(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    pred_thresholds: ArrayLike,
+    beta: float = 1,
+    sample_weight: ArrayLike | None = None,
+) -> np.ndarray:
     """:func:`f1_score` at each of ``pred_thresholds``."""
     tp, fp, tn, fn, _ = _confusion(y_true, y_pred, pred_thresholds, sample_weight)
     return _fbeta(tp, fp, tn, fn, beta)
 
 
-def tpr_multi_th(y_true: ArrayLike, y_pred: ArrayLike, pred_thresholds: ArrayLike,
-                 sample_weight: ArrayLike | None = None) -> np.ndarray:
+def tpr_multi_th(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    pred_thresholds: ArrayLike,
+    sample_weight: ArrayLike | None = None,
+) -> np.ndarray:
     """:func:`tpr` at each of ``pred_thresholds``."""
     tp, _, _, fn, _ = _confusion(y_true, y_pred, pred_thresholds, sample_weight)
     return _safe_div(tp, tp + fn)
 
 
-def tnr_multi_th(y_true: ArrayLike, y_pred: ArrayLike, pred_thresholds: ArrayLike,
-                 sample_weight: ArrayLike | None = None) -> np.ndarray:
+def tnr_multi_th(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    pred_thresholds: ArrayLike,
+    sample_weight: ArrayLike | None = None,
+) -> np.ndarray:
     """:func:`tnr` at each of ``pred_thresholds``."""
     _, fp, tn, _, _ = _confusion(y_true, y_pred, pred_thresholds, sample_weight)
     return _safe_div(tn, tn + fp)
 
 
-def tnr_tpr_multi_th(y_true: ArrayLike, y_pred: ArrayLike,
-                     pred_thresholds: ArrayLike,
-                     sample_weight: ArrayLike | None = None) -> np.ndarray:
+def tnr_tpr_multi_th(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    pred_thresholds: ArrayLike,
+    sample_weight: ArrayLike | None = None,
+) -> np.ndarray:
     """:func:`tnr_tpr` at each threshold: shape ``(len(pred_thresholds), 2)``."""
     tp, fp, tn, fn, _ = _confusion(y_true, y_pred, pred_thresholds, sample_weight)
     return np.stack([_safe_div(tn, tn + fp), _safe_div(tp, tp + fn)], axis=-1)
 
 
-def binary_informedness_multi_th(y_true: ArrayLike, y_pred: ArrayLike,
-                                 pred_thresholds: ArrayLike,
-                                 sample_weight: ArrayLike | None = None
-                                 ) -> np.ndarray:
+def binary_informedness_multi_th(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    pred_thresholds: ArrayLike,
+    sample_weight: ArrayLike | None = None,
+) -> np.ndarray:
     """:func:`binary_informedness` at each of ``pred_thresholds``."""
     rates = tnr_tpr_multi_th(y_true, y_pred, pred_thresholds, sample_weight)
     return rates.sum(axis=-1) - 1
 
 
-def binary_accuracy_multi_th(y_true: ArrayLike, y_pred: ArrayLike,
-                             pred_thresholds: ArrayLike,
-                             sample_weight: ArrayLike | None = None
-                             ) -> np.ndarray:
+def binary_accuracy_multi_th(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    pred_thresholds: ArrayLike,
+    sample_weight: ArrayLike | None = None,
+) -> np.ndarray:
     """(Weighted) mean of :func:`binary_accuracy` at each of ``pred_thresholds``."""
-    tp, _, tn, _, total = _confusion(y_true, y_pred, pred_thresholds,
-                                     sample_weight)
+    tp, _, tn, _, total = _confusion(y_true, y_pred, pred_thresholds, sample_weight)
     return _safe_div(tp + tn, total)
 
 
-def f1_score(y_true: ArrayLike, y_pred: ArrayLike, pred_threshold: float = 0.5,
-             beta: float = 1, sample_weight: ArrayLike | None = None) -> float:
+def f1_score(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    pred_threshold: float = 0.5,
+    beta: float = 1,
+    sample_weight: ArrayLike | None = None,
+) -> float:
     """F-beta score ``(1 + b^2) p r / (b^2 p + r)`` of ``y_pred > pred_threshold``.
 
     Without positive labels, returns the specificity (TNR) instead; with
     positive labels but precision = recall = 0, returns 0.
     """
-    return float(f1_score_multi_th(y_true, y_pred, [pred_threshold], beta,
-                                   sample_weight)[0])
+    return float(f1_score_multi_th(y_true, y_pred, [pred_threshold], beta, sample_weight)[0])
 
 
-def tpr(y_true: ArrayLike, y_pred: ArrayLike, pred_threshold: float = 0.5,
-        sample_weight: ArrayLike | None = None) -> float:
+def tpr(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    pred_threshold: float = 0.5,
+    sample_weight: ArrayLike | None = None,
+) -> float:
     """True positive rate (recall, "1-accuracy"); 0 without positive labels."""
     return float(tpr_multi_th(y_true, y_pred, [pred_threshold], sample_weight)[0])
 
 
-def tnr(y_true: ArrayLike, y_pred: ArrayLike, pred_threshold: float = 0.5,
-        sample_weight: ArrayLike | None = None) -> float:
+def tnr(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    pred_threshold: float = 0.5,
+    sample_weight: ArrayLike | None = None,
+) -> float:
     """True negative rate (specificity, "0-accuracy"); 0 without negative labels."""
     return float(tnr_multi_th(y_true, y_pred, [pred_threshold], sample_weight)[0])
 
 
-def tnr_tpr(y_true: ArrayLike, y_pred: ArrayLike, pred_threshold: float = 0.5,
-            sample_weight: ArrayLike | None = None) -> list[float]:
+def tnr_tpr(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    pred_threshold: float = 0.5,
+    sample_weight: ArrayLike | None = None,
+) -> list[float]:
     """``[tnr, tpr]``."""
     rates = tnr_tpr_multi_th(y_true, y_pred, [pred_threshold], sample_weight)[0]
     return [float(r) for r in rates]
 
 
-def binary_informedness(y_true: ArrayLike, y_pred: ArrayLike,
-                        pred_threshold: float = 0.5,
-                        sample_weight: ArrayLike | None = None) -> float:
+def binary_informedness(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    pred_threshold: float = 0.5,
+    sample_weight: ArrayLike | None = None,
+) -> float:
     """Youden's J: ``tnr + tpr - 1``."""
     return sum(tnr_tpr(y_true, y_pred, pred_threshold, sample_weight)) - 1
 
 
-def roc_auc_score(y_true: ArrayLike, y_pred: ArrayLike,
-                  sample_weight: ArrayLike | None = None) -> float:
+def roc_auc_score(
+    y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None
+) -> float:
     """Area under the ROC curve (trapezoids over distinct scores, so tied
     scores count half, like sklearn). Labels must be 0/1 with both present."""
     pred = _f64(y_pred)
-    weight = (np.ones(pred.size) if sample_weight is None
-              else _per_element_weights(sample_weight, pred.shape).ravel())
+    weight = (
+        np.ones(pred.size)
+        if sample_weight is None
+        else _per_element_weights(sample_weight, pred.shape).ravel()
+    )
     true, pred = _f64(y_true).ravel(), pred.ravel()
     order = np.argsort(-pred, kind="stable")
     true, pred, weight = true[order], pred[order], weight[order]
@@ -500,15 +578,36 @@ _MULTI_TH: dict[MetricFn, MetricFn] = {
     binary_informedness: binary_informedness_multi_th,
 }
 
-_REGISTRY: dict[str, MetricFn] = {fn.__name__: fn for fn in (
-    binary_crossentropy, categorical_crossentropy,
-    sparse_categorical_crossentropy, mean_squared_error, mean_absolute_error,
-    mean_absolute_percentage_error, mean_squared_logarithmic_error,
-    squared_hinge, hinge, categorical_hinge, log_cosh, kl_divergence, poisson,
-    cosine_similarity, accuracy, binary_accuracy, categorical_accuracy,
-    sparse_categorical_accuracy, f1_score, tpr, tnr, tnr_tpr,
-    binary_informedness, roc_auc_score, *_MULTI_TH.values(),
-)}
+_REGISTRY: dict[str, MetricFn] = {
+    fn.__name__: fn
+    for fn in (
+        binary_crossentropy,
+        categorical_crossentropy,
+        sparse_categorical_crossentropy,
+        mean_squared_error,
+        mean_absolute_error,
+        mean_absolute_percentage_error,
+        mean_squared_logarithmic_error,
+        squared_hinge,
+        hinge,
+        categorical_hinge,
+        log_cosh,
+        kl_divergence,
+        poisson,
+        cosine_similarity,
+        accuracy,
+        binary_accuracy,
+        categorical_accuracy,
+        sparse_categorical_accuracy,
+        f1_score,
+        tpr,
+        tnr,
+        tnr_tpr,
+        binary_informedness,
+        roc_auc_score,
+        *_MULTI_TH.values(),
+    )
+}
 
 _ALIASES: dict[str, str] = {
     "acc": "accuracy",
@@ -530,8 +629,7 @@ _ALIASES: dict[str, str] = {
 
 def _canonical_name(name: str) -> str:
     """'MeanSquaredError' / 'f1-score' / 'MSE' -> registry or alias key."""
-    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_",
-                   name.strip())
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name.strip())
     key = re.sub(r"[\s\-]+", "_", snake).lower()
     return _ALIASES.get(key, key)
 
@@ -559,8 +657,7 @@ def get(name: str) -> MetricFn:
         return fn
     close = difflib.get_close_matches(key, [*_REGISTRY, *_ALIASES], n=5)
     hint = f"; close matches: {', '.join(close)}" if close else ""
-    raise ValueError(f"Unknown metric '{name}' (not in deeptrain.metrics"
-                     f" or sklearn.metrics){hint}")
+    raise ValueError(f"Unknown metric '{name}' (not in deeptrain.metrics or sklearn.metrics){hint}")
 
 
 def multi_th_twin(metric_fn: MetricFn) -> MetricFn | None:
@@ -579,7 +676,9 @@ def accepts_arg(fn: MetricFn, name: str) -> bool:
         return False
     param = params.get(name)
     return param is not None and param.kind in (
-        inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
 
 
 def _weighted_mean(values: np.ndarray, sample_weight: ArrayLike | None) -> float:
@@ -596,9 +695,13 @@ def _weighted_mean(values: np.ndarray, sample_weight: ArrayLike | None) -> float
     return float(_safe_div(np.sum(values * weights), np.sum(weights)))
 
 
-def call_metric(fn: MetricFn, y_true: ArrayLike, y_pred: ArrayLike,
-                sample_weight: ArrayLike | None = None,
-                pred_threshold: float | None = None) -> float | list[float]:
+def call_metric(
+    fn: MetricFn,
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    sample_weight: ArrayLike | None = None,
+    pred_threshold: float | None = None,
+) -> float | list[float]:
     """Call ``fn(y_true, y_pred, [sample_weight=], [pred_threshold=])``.
 
     Optional arguments are passed only if given and named in ``fn``'s signature.
@@ -620,15 +723,19 @@ def call_metric(fn: MetricFn, y_true: ArrayLike, y_pred: ArrayLike,
         return [float(r) for r in result]
     if isinstance(result, (numbers.Real, np.generic, np.ndarray)):
         return float(result)
-    raise TypeError(f"metric {getattr(fn, '__name__', fn)!r} returned "
-                    f"unsupported {type(result).__name__}; expected a scalar,"
-                    " a list of scalars or an array")
+    raise TypeError(
+        f"metric {getattr(fn, '__name__', fn)!r} returned "
+        f"unsupported {type(result).__name__}; expected a scalar,"
+        " a list of scalars or an array"
+    )
 
 
 def __getattr__(name: str) -> MetricFn:
     """``deeptrain.metrics.<name>`` falls back to ``sklearn.metrics.<name>``."""
     fn = None if name.startswith("__") else _sklearn_metric(name)
     if fn is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}"
-                             " (nor does sklearn.metrics, if installed)")
+        raise AttributeError(
+            f"module {__name__!r} has no attribute {name!r}"
+            " (nor does sklearn.metrics, if installed)"
+        )
     return fn

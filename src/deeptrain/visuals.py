@@ -4,6 +4,7 @@ outputs and gradients; image grids. Drawn with matplotlib's object API
 (``matplotlib.figure.Figure``) on an off-screen canvas: nothing is ever shown or blocks,
 and no figure is registered with pyplot, so there is nothing to close. Every function
 returns the ``Figure``; :func:`save_figure` writes one to disk."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,9 +13,16 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["save_figure", "hist_grid", "image_grid",
-           "binary_preds_per_iteration", "binary_preds_distribution", "infer_train_hist",
-           "layer_hists", "viz_roc_auc"]
+__all__ = [
+    "save_figure",
+    "hist_grid",
+    "image_grid",
+    "binary_preds_per_iteration",
+    "binary_preds_distribution",
+    "infer_train_hist",
+    "layer_hists",
+    "viz_roc_auc",
+]
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 80) -> Path:
@@ -25,9 +33,17 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 80) -> Path:
     return path
 
 
-def hist_grid(data: Mapping[str, Any], bins: int = 100, share_xy: Sequence[Any] = (False, False),
-              n_cols: int | None = None, center_zero: bool = False, title: str | None = None,
-              plot_kw: Mapping[str, Any] | None = None, w: float = 1, h: float = 1) -> Figure:
+def hist_grid(
+    data: Mapping[str, Any],
+    bins: int = 100,
+    share_xy: Sequence[Any] = (False, False),
+    n_cols: int | None = None,
+    center_zero: bool = False,
+    title: str | None = None,
+    plot_kw: Mapping[str, Any] | None = None,
+    w: float = 1,
+    h: float = 1,
+) -> Figure:
     """One histogram per ``{name: array}`` entry (flattened, non-finite values dropped),
     in a grid of ``n_cols`` columns (default: up to 4), each titled with its name.
     ``share_xy``: ``sharex``/``sharey`` of the subplots; ``center_zero``: x limits
@@ -55,8 +71,13 @@ def hist_grid(data: Mapping[str, Any], bins: int = 100, share_xy: Sequence[Any] 
     return fig
 
 
-def image_grid(rows: Sequence[Any], cmap: str = "hot", row_titles: Sequence[str] | None = None,
-               w: float = 1, h: float = 1) -> Figure:
+def image_grid(
+    rows: Sequence[Any],
+    cmap: str = "hot",
+    row_titles: Sequence[str] | None = None,
+    w: float = 1,
+    h: float = 1,
+) -> Figure:
     """Images in a grid: ``rows[i][j]`` is row i, column j; each image ``(H, W)``,
     ``(H, W, 1)`` or ``(H, W, 3)``."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
@@ -67,8 +88,7 @@ def image_grid(rows: Sequence[Any], cmap: str = "hot", row_titles: Sequence[str]
             ax.set_axis_off()
             if j < len(row):
                 img = np.asarray(row[j], dtype=float)
-                ax.imshow(img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img,
-                          cmap=cmap)
+                ax.imshow(img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img, cmap=cmap)
         if row_titles:
             axes[i][0].set_title(row_titles[i], fontsize=9, loc="left")
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9, wspace=0.05, hspace=0.25)
@@ -77,8 +97,9 @@ def image_grid(rows: Sequence[Any], cmap: str = "hot", row_titles: Sequence[str]
 
 def _windows(entry: Any) -> list[np.ndarray]:
     """A cache entry (one batch): a list of per-window arrays, or one array."""
-    return [np.asarray(a) for a in entry] if isinstance(entry, (list, tuple)) else [
-        np.asarray(entry)]
+    return (
+        [np.asarray(a) for a in entry] if isinstance(entry, (list, tuple)) else [np.asarray(entry)]
+    )
 
 
 def _binary(a: np.ndarray, what: str) -> np.ndarray:
@@ -86,13 +107,15 @@ def _binary(a: np.ndarray, what: str) -> np.ndarray:
     if a.ndim > 1 and a.shape[-1] == 1:
         a = a[..., 0]
     if a.ndim != 1:
-        raise ValueError(f"binary_preds_* need one sigmoid output per sample; {what} has "
-                         f"shape {a.shape}")
+        raise ValueError(
+            f"binary_preds_* need one sigmoid output per sample; {what} has shape {a.shape}"
+        )
     return a
 
 
-def binary_preds_per_iteration(labels_cache: Sequence[Any], preds_cache: Sequence[Any],
-                               w: float = 1, h: float = 1) -> Figure:
+def binary_preds_per_iteration(
+    labels_cache: Sequence[Any], preds_cache: Sequence[Any], w: float = 1, h: float = 1
+) -> Figure:
     """One image per validation batch: its labels (two rows) above its predictions (one row
     per window), samples along x; ``bwr`` colormap (blue 0, red 1). For sigmoid outputs.
 
@@ -112,8 +135,13 @@ def binary_preds_per_iteration(labels_cache: Sequence[Any], preds_cache: Sequenc
     return fig
 
 
-def binary_preds_distribution(labels_cache: Sequence[Any], preds_cache: Sequence[Any],
-                              pred_th: float, w: float = 1, h: float = 1) -> Figure:
+def binary_preds_distribution(
+    labels_cache: Sequence[Any],
+    preds_cache: Sequence[Any],
+    pred_th: float,
+    w: float = 1,
+    h: float = 1,
+) -> Figure:
     """All predictions as dots along x in [0, 1], spread over a few rows; red: label 1,
     blue: label 0; a thick black line at the threshold ``pred_th``. A red dot far left is a
     confidently missed positive. For sigmoid outputs."""
@@ -137,9 +165,18 @@ def binary_preds_distribution(labels_cache: Sequence[Any], preds_cache: Sequence
     return fig
 
 
-def infer_train_hist(model: Any, input_data: Any, layer: Any = None, keep_borders: bool = True,
-                     bins: int = 100, xlims: Sequence[float] | None = None, fontsize: int = 14,
-                     vline: float | None = None, w: float = 1, h: float = 1) -> Figure:
+def infer_train_hist(
+    model: Any,
+    input_data: Any,
+    layer: Any = None,
+    keep_borders: bool = True,
+    bins: int = 100,
+    xlims: Sequence[float] | None = None,
+    fontsize: int = 14,
+    vline: float | None = None,
+    w: float = 1,
+    h: float = 1,
+) -> Figure:
     """Histograms of a layer's outputs (default: the last layer) on ``input_data`` in
     inference mode (top, "Train mode OFF") and train mode (bottom, "Train mode ON"): the
     effect of Dropout, BatchNormalization and the like. (DeepTrain 0.6 swapped the titles.)
@@ -158,20 +195,25 @@ def infer_train_hist(model: Any, input_data: Any, layer: Any = None, keep_border
             ax.set_frame_on(False)
         if vline is not None:
             ax.axvline(vline, color="r", linewidth=2)
-        ax.set_xlim(*(xlims or (out.min(), out.max() if out.max() > out.min() else
-                                out.min() + 1)))
+        ax.set_xlim(*(xlims or (out.min(), out.max() if out.max() > out.min() else out.min() + 1)))
     fig.tight_layout()
     return fig
 
 
-LAYER_HIST_MODES = ("weights", "outputs", "gradients", "gradients:outputs",
-                    "gradients:weights")
+LAYER_HIST_MODES = ("weights", "outputs", "gradients", "gradients:outputs", "gradients:weights")
 
 
-def layer_hists(model: Any, _id: Any = "*", mode: str = "weights", input_data: Any = None,
-                labels: Any = None, omit_names: str | Sequence[str] | None = "bias",
-                share_xy: Sequence[Any] = (False, False),
-                configs: Mapping[str, Any] | None = None, **kw: Any) -> Figure:
+def layer_hists(
+    model: Any,
+    _id: Any = "*",
+    mode: str = "weights",
+    input_data: Any = None,
+    labels: Any = None,
+    omit_names: str | Sequence[str] | None = "bias",
+    share_xy: Sequence[Any] = (False, False),
+    configs: Mapping[str, Any] | None = None,
+    **kw: Any,
+) -> Figure:
     """Histogram grid of the weights, outputs or gradients (``'gradients'`` means
     ``'gradients:outputs'``) of the layers ``_id`` chooses (see
     :mod:`deeptrain.introspection`). ``omit_names`` applies to weights. ``configs``:
@@ -190,11 +232,17 @@ def layer_hists(model: Any, _id: Any = "*", mode: str = "weights", input_data: A
     elif mode == "outputs":
         data = intro.get_outputs(model, _id, input_data)
     else:
-        data = intro.get_gradients(model, _id, input_data, labels,
-                                   mode="weights" if mode == "gradients:weights" else "outputs")
+        data = intro.get_gradients(
+            model,
+            _id,
+            input_data,
+            labels,
+            mode="weights" if mode == "gradients:weights" else "outputs",
+        )
     configs = dict(configs or {})
-    return hist_grid(data, share_xy=share_xy, plot_kw=configs.get("plot"),
-                     title=configs.get("title", mode), **kw)
+    return hist_grid(
+        data, share_xy=share_xy, plot_kw=configs.get("plot"), title=configs.get("title", mode), **kw
+    )
 
 
 def viz_roc_auc(y_true: Any, y_pred: Any) -> Figure:

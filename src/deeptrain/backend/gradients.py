@@ -21,6 +21,7 @@ the unscaled one (no mixed-precision loss scaling).
 Limits: a layer whose output is wanted must be called once per forward pass (no shared
 layers) and return one tensor; quantized layers (which run ``quantized_call``) are not seen.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -35,14 +36,22 @@ __all__ = ["LossGradients", "loss_gradients", "layer_outputs"]
 @dataclass
 class LossGradients:
     """What :func:`loss_gradients` returns: the loss, and NumPy gradients in the order asked."""
+
     loss: float
     weights: list[np.ndarray] = field(default_factory=list)
     outputs: list[np.ndarray] = field(default_factory=list)
 
 
-def loss_gradients(model: Any, x: Any, y: Any, sample_weight: Any = None, *,
-                   variables: Sequence[Any] = (), layers: Sequence[Any] = (),
-                   training: bool = False) -> LossGradients:
+def loss_gradients(
+    model: Any,
+    x: Any,
+    y: Any,
+    sample_weight: Any = None,
+    *,
+    variables: Sequence[Any] = (),
+    layers: Sequence[Any] = (),
+    training: bool = False,
+) -> LossGradients:
     """Gradients of ``model``'s compiled loss (regularisation penalties included) on one batch.
 
     Args:
@@ -70,8 +79,9 @@ def loss_gradients(model: Any, x: Any, y: Any, sample_weight: Any = None, *,
     return LossGradients(float(_np(loss)), [_np(g) for g in gw], [_np(g) for g in go])
 
 
-def layer_outputs(model: Any, x: Any, layers: Sequence[Any],
-                  training: bool = False) -> list[np.ndarray]:
+def layer_outputs(
+    model: Any, x: Any, layers: Sequence[Any], training: bool = False
+) -> list[np.ndarray]:
     """Outputs of ``layers`` (of ``model``) on input ``x``, as NumPy arrays, in order."""
     import keras
 
@@ -102,7 +112,7 @@ def _grads_tf(model, x, y, sw, variables, layers, training):
         loss = _compute_loss(model, x, y, y_pred, sw, training)
     targets = [v.value for v in variables] + _single_outputs(layers, outs)
     grads = tape.gradient(loss, targets, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    return loss, grads[:len(variables)], grads[len(variables):]
+    return loss, grads[: len(variables)], grads[len(variables) :]
 
 
 def _grads_torch(model, x, y, sw, variables, layers, training):
@@ -116,7 +126,7 @@ def _grads_torch(model, x, y, sw, variables, layers, training):
         return loss.detach(), [], []
     grads = torch.autograd.grad(loss, targets, allow_unused=True)
     grads = [torch.zeros_like(t) if g is None else g for g, t in zip(grads, targets)]
-    return loss.detach(), grads[:len(variables)], grads[len(variables):]
+    return loss.detach(), grads[: len(variables)], grads[len(variables) :]
 
 
 def _grads_jax(model, x, y, sw, variables, layers, training):
@@ -146,19 +156,20 @@ def _grads_jax(model, x, y, sw, variables, layers, training):
         for i, value in zip(picked, chosen):
             values[i] = value
         with _captured(layers, add=probes):
-            _, aux = model.compute_loss_and_updates(values, ntv, mv, x, y, sw,
-                                                    training=training, optimizer_variables=ov)
+            _, aux = model.compute_loss_and_updates(
+                values, ntv, mv, x, y, sw, training=training, optimizer_variables=ov
+            )
         return aux[0], aux  # the unscaled loss (mixed-precision scaling left out)
 
     (loss, _), (gw, go) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
-        [tv[i] for i in picked], probes)
+        [tv[i] for i in picked], probes
+    )
     return loss, gw, go
 
 
 # -- helpers -----------------------------------------------------------------------------
 @contextmanager
-def _captured(layers: Sequence[Any], add: Sequence[Any] | None = None
-              ) -> Iterator[list[list[Any]]]:
+def _captured(layers: Sequence[Any], add: Sequence[Any] | None = None) -> Iterator[list[list[Any]]]:
     """Wrap each layer's ``call`` so its outputs are collected (``outs[i]`` lists layer i's
     outputs, one per call); with ``add``, ``add[i]`` is added to layer i's output."""
     outs: list[list[Any]] = [[] for _ in layers]
@@ -184,6 +195,7 @@ def _wrap(call: Callable, sink: list, probe: Any) -> Callable:
             out = out + probe
         sink.append(out)
         return out
+
     return wrapped
 
 
@@ -193,12 +205,16 @@ def _single_outputs(layers: Sequence[Any], outs: list[list[Any]]) -> list[Any]:
     single = []
     for layer, calls in zip(layers, outs):
         if len(calls) != 1:
-            raise ValueError(f"layer {layer.name!r} was called {len(calls)} times in one "
-                             "forward pass; outputs (and their gradients) need a layer called "
-                             "exactly once")
+            raise ValueError(
+                f"layer {layer.name!r} was called {len(calls)} times in one "
+                "forward pass; outputs (and their gradients) need a layer called "
+                "exactly once"
+            )
         if len(keras.tree.flatten(calls[0])) != 1:
-            raise ValueError(f"layer {layer.name!r} returns several tensors; outputs (and "
-                             "their gradients) need a layer with a single output tensor")
+            raise ValueError(
+                f"layer {layer.name!r} returns several tensors; outputs (and "
+                "their gradients) need a layer with a single output tensor"
+            )
         single.append(calls[0])
     return single
 
@@ -228,6 +244,7 @@ def _grad_mode(enabled: bool) -> Iterator[None]:
 
     if keras.backend.backend() == "torch":
         import torch
+
         with torch.set_grad_enabled(enabled):
             yield
     else:
@@ -236,8 +253,7 @@ def _grad_mode(enabled: bool) -> Iterator[None]:
 
 def _compute_loss(model, x, y, y_pred, sw, training):
     if hasattr(model, "_compute_loss"):  # handles compute_loss overrides without `training`
-        return model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sw,
-                                   training=training)
+        return model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sw, training=training)
     return model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sw, training=training)
 
 
@@ -257,16 +273,21 @@ def _check_variables(model: Any, variables: Sequence[Any]) -> None:
     known = {id(v) for v in model.trainable_variables}
     for v in variables:
         if id(v) not in known:
-            raise ValueError(f"{getattr(v, 'path', v)!r} is not a trainable variable of "
-                             f"model {model.name!r}")
+            raise ValueError(
+                f"{getattr(v, 'path', v)!r} is not a trainable variable of model {model.name!r}"
+            )
 
 
 def _to_tensors(data: Any) -> Any:
     import keras
 
-    return keras.tree.map_structure(
-        lambda a: None if a is None else keras.ops.convert_to_tensor(a), data,
-        none_is_leaf=True) if data is not None else None
+    return (
+        keras.tree.map_structure(
+            lambda a: None if a is None else keras.ops.convert_to_tensor(a), data, none_is_leaf=True
+        )
+        if data is not None
+        else None
+    )
 
 
 def _np(value: Any) -> np.ndarray:

@@ -92,9 +92,7 @@ def _walk(model: Any) -> Iterator[tuple[str, Any]]:
 def _is_stateful_rnn(layer: Any) -> bool:
     import keras
 
-    return isinstance(layer, keras.layers.RNN) and bool(
-        getattr(layer, "stateful", False)
-    )
+    return isinstance(layer, keras.layers.RNN) and bool(getattr(layer, "stateful", False))
 
 
 def _stateful_items(model: Any) -> list[tuple[str, Any]]:
@@ -176,8 +174,7 @@ def check_states(model: Any, states: Mapping[str, Sequence[Any]]) -> None:
     _plan_states(model, states)
 
 
-def _plan_states(model: Any,
-                 states: Mapping[str, Sequence[Any]]) -> list[tuple[Any, np.ndarray]]:
+def _plan_states(model: Any, states: Mapping[str, Sequence[Any]]) -> list[tuple[Any, np.ndarray]]:
     """``(variable, value)`` pairs for :func:`set_states`, after every check."""
     items = _stateful_items(model)
     known = {path for path, _ in items}

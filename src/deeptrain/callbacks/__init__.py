@@ -27,13 +27,32 @@ Built-ins:
   :func:`make_layer_hists_cb`;
 * :class:`PeriodicCallback`: base class for "every n-th firing of a stage".
 """
+
 from .base import STAGES, CallbackList, PeriodicCallback, TraingenCallback
-from .figures import (VizAE2D, binary_preds_distribution_cb, binary_preds_per_iteration_cb,
-                      figure_path, infer_train_hist_cb, make_layer_hists_cb)
+from .figures import (
+    VizAE2D,
+    binary_preds_distribution_cb,
+    binary_preds_per_iteration_cb,
+    figure_path,
+    infer_train_hist_cb,
+    make_layer_hists_cb,
+)
 from .logger import TraingenLogger, read_log
 from .seeds import RandomSeedSetter, set_seeds
 
-__all__ = ["STAGES", "CallbackList", "TraingenCallback", "PeriodicCallback",
-           "RandomSeedSetter", "set_seeds", "VizAE2D", "TraingenLogger", "read_log",
-           "binary_preds_per_iteration_cb", "binary_preds_distribution_cb",
-           "infer_train_hist_cb", "make_layer_hists_cb", "figure_path"]
+__all__ = [
+    "STAGES",
+    "CallbackList",
+    "TraingenCallback",
+    "PeriodicCallback",
+    "RandomSeedSetter",
+    "set_seeds",
+    "VizAE2D",
+    "TraingenLogger",
+    "read_log",
+    "binary_preds_per_iteration_cb",
+    "binary_preds_distribution_cb",
+    "infer_train_hist_cb",
+    "make_layer_hists_cb",
+    "figure_path",
+]

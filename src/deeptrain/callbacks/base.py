@@ -1,5 +1,6 @@
 """The callback machinery: ``TraingenCallback``, ``PeriodicCallback`` and the dispatch
 by stage (``CallbackList``). Stages and rules: see :mod:`deeptrain.callbacks`."""
+
 from __future__ import annotations
 
 import logging
@@ -11,13 +12,29 @@ __all__ = ["TraingenCallback", "PeriodicCallback", "CallbackList", "STAGES"]
 
 log = logging.getLogger(__name__)
 
-STAGES = ("train:iter", "train:batch", "train:epoch", "val:iter", "val:batch", "val:epoch",
-          "val_end", "save", "load")
+STAGES = (
+    "train:iter",
+    "train:batch",
+    "train:epoch",
+    "val:iter",
+    "val:batch",
+    "val:epoch",
+    "val_end",
+    "save",
+    "load",
+)
 
-_METHODS = {"train:iter": "on_train_iter_end", "train:batch": "on_train_batch_end",
-            "train:epoch": "on_train_epoch_end", "val:iter": "on_val_iter_end",
-            "val:batch": "on_val_batch_end", "val:epoch": "on_val_epoch_end",
-            "val_end": "on_val_end", "save": "on_save", "load": "on_load"}
+_METHODS = {
+    "train:iter": "on_train_iter_end",
+    "train:batch": "on_train_batch_end",
+    "train:epoch": "on_train_epoch_end",
+    "val:iter": "on_val_iter_end",
+    "val:batch": "on_val_batch_end",
+    "val:epoch": "on_val_epoch_end",
+    "val_end": "on_val_end",
+    "save": "on_save",
+    "load": "on_load",
+}
 
 Stage = str | tuple[str, ...]
 
@@ -150,13 +167,16 @@ class CallbackList:
                     fns = list(fns) if isinstance(fns, (list, tuple)) else [fns]
                     for fn in fns:
                         if not callable(fn):
-                            raise TypeError(f"callback for stage {key!r} must be callable "
-                                            f"fn(tg), got {fn!r}")
+                            raise TypeError(
+                                f"callback for stage {key!r} must be callable fn(tg), got {fn!r}"
+                            )
                     entry[key] = fns
                 self.entries.append(entry)
             else:
-                raise TypeError("callbacks must be a dict {stage: fn}, a TraingenCallback, or a "
-                                f"list of them; got {cb!r}")
+                raise TypeError(
+                    "callbacks must be a dict {stage: fn}, a TraingenCallback, or a "
+                    f"list of them; got {cb!r}"
+                )
 
     @property
     def objects(self) -> list[TraingenCallback]:
@@ -184,4 +204,3 @@ def _fires(key: Stage, stage: Stage) -> bool:
     if isinstance(key, tuple):
         return key == stage
     return key in stage if isinstance(stage, tuple) else key == stage
-

@@ -4,6 +4,7 @@ Each writes ``<logdir>/figures/<name>__e<epoch>_b<batches fit>_v<validations>.pn
 returns that path (None, with nothing written, when the TrainGenerator has no logdir).
 Figures are ``matplotlib.figure.Figure`` objects: never shown, never blocking.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,8 +16,14 @@ import numpy as np
 from .. import visuals
 from .base import PeriodicCallback, Stage
 
-__all__ = ["figure_path", "binary_preds_per_iteration_cb", "binary_preds_distribution_cb",
-           "infer_train_hist_cb", "make_layer_hists_cb", "VizAE2D"]
+__all__ = [
+    "figure_path",
+    "binary_preds_per_iteration_cb",
+    "binary_preds_distribution_cb",
+    "infer_train_hist_cb",
+    "make_layer_hists_cb",
+    "VizAE2D",
+]
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +33,11 @@ def figure_path(tg: Any, name: str) -> Path | None:
     if getattr(tg, "logdir", None) is None:
         return None
     s = tg.state
-    return Path(tg.logdir) / "figures" / (
-        f"{name}__e{s.epoch}_b{s.batches_fit}_v{s.times_validated}.png")
+    return (
+        Path(tg.logdir)
+        / "figures"
+        / (f"{name}__e{s.epoch}_b{s.batches_fit}_v{s.times_validated}.png")
+    )
 
 
 def _save(tg: Any, fig: Any, name: str) -> Path | None:
@@ -41,8 +51,11 @@ def _save(tg: Any, fig: Any, name: str) -> Path | None:
 def _predict_cache(tg: Any, name: str) -> Any:
     cache = getattr(tg, "_val_cache", None)
     if cache is None or not len(cache):
-        log.warning("%s needs the predictions of a validation in predict mode "
-                    "(eval_fn='predict', as a 'val_end' callback); none are cached", name)
+        log.warning(
+            "%s needs the predictions of a validation in predict mode "
+            "(eval_fn='predict', as a 'val_end' callback); none are cached",
+            name,
+        )
         return None
     return cache
 
@@ -82,10 +95,16 @@ def infer_train_hist_cb(tg: Any) -> Path | None:
     return _save(tg, fig, "infer_train_hist")
 
 
-def make_layer_hists_cb(_id: Any = "*", mode: str = "weights", x: Any = None, y: Any = None,
-                        omit_names: str | Sequence[str] | None = "bias",
-                        share_xy: Sequence[Any] = (False, False), configs: Any = None,
-                        **kw: Any) -> Any:
+def make_layer_hists_cb(
+    _id: Any = "*",
+    mode: str = "weights",
+    x: Any = None,
+    y: Any = None,
+    omit_names: str | Sequence[str] | None = "bias",
+    share_xy: Sequence[Any] = (False, False),
+    configs: Any = None,
+    **kw: Any,
+) -> Any:
     """A callback ``fn(tg)`` drawing :func:`deeptrain.visuals.layer_hists` of ``mode``
     (``'weights'``, ``'outputs'``, ``'gradients:outputs'``, ``'gradients:weights'``) on
     ``x``, ``y`` (default: the validation batch in memory and its labels)."""
@@ -96,8 +115,9 @@ def make_layer_hists_cb(_id: Any = "*", mode: str = "weights", x: Any = None, y:
         data, labels = x, y
         if mode != "weights" and data is None:
             data, labels = _val_batch(tg)
-        fig = visuals.layer_hists(tg.model, _id, mode, data, labels, omit_names, share_xy,
-                                  configs, **kw)
+        fig = visuals.layer_hists(
+            tg.model, _id, mode, data, labels, omit_names, share_xy, configs, **kw
+        )
         return _save(tg, fig, "layer_hists_" + mode.replace(":", "-"))
 
     return layer_hists_cb
@@ -117,8 +137,9 @@ class VizAE2D(PeriodicCallback):
     last figure is kept as ``self.figure``; ``self.savepath`` is where it went.
     """
 
-    def __init__(self, n_images: int = 8, save_images: bool = True,
-                 freq: dict[str, int] | None = None):
+    def __init__(
+        self, n_images: int = 8, save_images: bool = True, freq: dict[str, int] | None = None
+    ):
         super().__init__({"val_end": 1} if freq is None else freq)
         self.n_images = int(n_images)
         self.save_images = save_images
@@ -130,8 +151,11 @@ class VizAE2D(PeriodicCallback):
 
     def viz(self) -> Any:
         originals, reconstructions = self.get_data()
-        self.figure = visuals.image_grid([list(originals), list(reconstructions)],
-                                         cmap="hot", row_titles=["inputs", "reconstructions"])
+        self.figure = visuals.image_grid(
+            [list(originals), list(reconstructions)],
+            cmap="hot",
+            row_titles=["inputs", "reconstructions"],
+        )
         self.savepath = _save(self.tg, self.figure, "VizAE2D") if self.save_images else None
         return self.figure
 

@@ -1,5 +1,6 @@
 """``TraingenLogger``: weights, layer outputs and loss gradients recorded during training
 into HDF5 (or ``.npz``) files; no pickles."""
+
 from __future__ import annotations
 
 import logging
@@ -50,12 +51,19 @@ class TraingenLogger(PeriodicCallback):
     :func:`read_log` reads one back. The log id counter is in :meth:`state_dict`.
     """
 
-    def __init__(self, savedir: str | Path, configs: Mapping[str, Any],
-                 loadpath: str | Path | None = None, get_data_fn: Callable | None = None,
-                 get_labels_fn: Callable | None = None,
-                 gather_fns: Mapping[str, Callable] | None = None, logname: str = "datalog_",
-                 init_log_id: int | None = None, freq: Mapping[str, int] | None = None,
-                 fmt: str = "h5"):
+    def __init__(
+        self,
+        savedir: str | Path,
+        configs: Mapping[str, Any],
+        loadpath: str | Path | None = None,
+        get_data_fn: Callable | None = None,
+        get_labels_fn: Callable | None = None,
+        gather_fns: Mapping[str, Callable] | None = None,
+        logname: str = "datalog_",
+        init_log_id: int | None = None,
+        freq: Mapping[str, int] | None = None,
+        fmt: str = "h5",
+    ):
         if freq is not None:
             super().__init__(freq)
         else:
@@ -68,9 +76,12 @@ class TraingenLogger(PeriodicCallback):
         self.configs = _check_configs(configs)
         self.loadpath = loadpath
         self.get_data_fn, self.get_labels_fn = get_data_fn, get_labels_fn
-        self.gather_fns = {"weights": introspection.get_weights,
-                           "outputs": introspection.get_outputs,
-                           "gradients": introspection.get_gradients, **dict(gather_fns or {})}
+        self.gather_fns = {
+            "weights": introspection.get_weights,
+            "outputs": introspection.get_outputs,
+            "gradients": introspection.get_gradients,
+            **dict(gather_fns or {}),
+        }
         self.logname, self.fmt = logname, fmt
         self._id = -1 if init_log_id is None else init_log_id
         self.clear()
@@ -118,9 +129,12 @@ class TraingenLogger(PeriodicCallback):
     def save(self, _id: int | str | None = None, clear: bool = False) -> Path:
         """Write everything recorded to ``<savedir>/<logname><_id>.<fmt>`` (default id: the
         last log's); ``clear`` empties memory afterwards."""
-        flat = {f"{key}/{log_id}/{name}": np.asarray(value)
-                for key in LOGGABLES for log_id, arrays in getattr(self, key).items()
-                for name, value in arrays.items()}
+        flat = {
+            f"{key}/{log_id}/{name}": np.asarray(value)
+            for key in LOGGABLES
+            for log_id, arrays in getattr(self, key).items()
+            for name, value in arrays.items()
+        }
         path = self.savedir / f"{self.logname}{self._id if _id is None else _id}.{self.fmt}"
         self.savedir.mkdir(parents=True, exist_ok=True)
         if self.fmt == "npz":
@@ -139,8 +153,9 @@ class TraingenLogger(PeriodicCallback):
         the newest ``<logname>*`` file in ``savedir``); returns it."""
         path = path or self.loadpath
         if path is None:
-            files = sorted(self.savedir.glob(f"{self.logname}*.{self.fmt}"),
-                           key=lambda p: p.stat().st_mtime)
+            files = sorted(
+                self.savedir.glob(f"{self.logname}*.{self.fmt}"), key=lambda p: p.stat().st_mtime
+            )
             if not files:
                 raise FileNotFoundError(f"no {self.logname}*.{self.fmt} in {self.savedir}")
             path = files[-1]
@@ -174,6 +189,7 @@ def read_log(path: str | Path) -> dict[str, dict]:
         with np.load(path, allow_pickle=False) as f:
             flat = {k: f[k] for k in f.files}
     else:
+
         def visit(name: str, obj: Any) -> None:
             if isinstance(obj, h5py.Dataset):
                 flat[name] = obj[()]

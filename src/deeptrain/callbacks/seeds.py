@@ -1,5 +1,6 @@
 """Random seeds: set once (:func:`set_seeds`) or periodically during training
 (:class:`RandomSeedSetter`), with the seed carried through checkpoints."""
+
 from __future__ import annotations
 
 import logging
@@ -46,8 +47,9 @@ class RandomSeedSetter(PeriodicCallback):
     ``loadskip_list``).
     """
 
-    def __init__(self, seed: int = 0, freq: Mapping[str, int] | None = None,
-                 reseed_on_load: bool = False):
+    def __init__(
+        self, seed: int = 0, freq: Mapping[str, int] | None = None, reseed_on_load: bool = False
+    ):
         super().__init__({"train:epoch": 2} if freq is None else freq)
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise TypeError(f"seed must be an int, got {seed!r}")

@@ -6,6 +6,7 @@ holds all batches (dataset mode), keyed by set num. Set nums are strings, ordere
 An entry named like the data files must be a regular file (or a symlink to one): a
 directory, FIFO, broken symlink or symlink loop there is an error, not a file left out.
 """
+
 from __future__ import annotations
 
 import errno
@@ -27,6 +28,7 @@ _NUMBERED = re.compile(r"^(?P<prefix>.*?)(?P<num>\d+)(?P<suffix>\D*)$")
 @dataclass
 class Discovery:
     """What :func:`discover` found at a path."""
+
     path: Path
     is_dataset: bool
     ext: str
@@ -34,8 +36,13 @@ class Discovery:
     filepaths: dict[str, Path] = field(default_factory=dict)  # set num -> file (directory mode)
 
 
-def discover(path: str | Path, argname: str, supported: tuple[str, ...] | None,
-             exclude: str | Path | None = None, ext: str | None = None) -> Discovery:
+def discover(
+    path: str | Path,
+    argname: str,
+    supported: tuple[str, ...] | None,
+    exclude: str | Path | None = None,
+    ext: str | None = None,
+) -> Discovery:
     """Inspect ``path`` (named ``argname`` in errors).
 
     ``supported`` lists the extensions to consider (None: any), ``exclude`` is a file to ignore (the
@@ -47,22 +54,37 @@ def discover(path: str | Path, argname: str, supported: tuple[str, ...] | None,
     if path.is_file():
         return Discovery(path=path, is_dataset=True, ext=path.suffix.lower())
     if not path.is_dir():
-        raise ValueError(f"{argname}={str(path)!r} is {_entry_kind(path)}; expected a "
-                         "directory of data files or a single (regular) file")
+        raise ValueError(
+            f"{argname}={str(path)!r} is {_entry_kind(path)}; expected a "
+            "directory of data files or a single (regular) file"
+        )
 
     excluded = Path(exclude).resolve() if exclude is not None else None
-    kinds = {p: _entry_kind(p) for p in path.iterdir()
-             if not p.name.startswith(".") and (excluded is None or _resolved(p) != excluded)}
+    kinds = {
+        p: _entry_kind(p)
+        for p in path.iterdir()
+        if not p.name.startswith(".") and (excluded is None or _resolved(p) != excluded)
+    }
     files = [p for p, kind in kinds.items() if kind is None]
     odd = [p for p, kind in kinds.items() if kind is not None]
     if exclude is None and any(p.stem != "labels" for p in files):
         # a labels file beside the data (the builders' layout) is never data
         files = [p for p in files if p.stem != "labels"]
     if not files:
-        _refuse([p for p in odd if _NUMBERED.match(p.stem) and p.suffix
-                 and (supported is None or p.suffix.lower() in supported)], argname)
-        raise ValueError(f"{argname}={str(path)!r} is an empty directory (hidden files and "
-                         f"the labels/data file do not count)")
+        _refuse(
+            [
+                p
+                for p in odd
+                if _NUMBERED.match(p.stem)
+                and p.suffix
+                and (supported is None or p.suffix.lower() in supported)
+            ],
+            argname,
+        )
+        raise ValueError(
+            f"{argname}={str(path)!r} is an empty directory (hidden files and "
+            f"the labels/data file do not count)"
+        )
     counts = Counter(p.suffix.lower() for p in files)
     if ext is None:
         candidates = {e: n for e, n in counts.items() if supported is None or e in supported}
@@ -70,11 +92,18 @@ def discover(path: str | Path, argname: str, supported: tuple[str, ...] | None,
             raise ValueError(
                 f"{argname}={str(path)!r} holds no supported files: found extensions "
                 f"{dict(counts)}, supported are {list(supported)} (pass a custom loader for "
-                "other formats)")
+                "other formats)"
+            )
         ext = max(candidates, key=lambda e: (candidates[e], e == ".npy"))
         if len(candidates) > 1:
-            log.warning("%s=%r holds several supported file types %s; using the most frequent, "
-                        "%r, and ignoring the others", argname, str(path), candidates, ext)
+            log.warning(
+                "%s=%r holds several supported file types %s; using the most frequent, "
+                "%r, and ignoring the others",
+                argname,
+                str(path),
+                candidates,
+                ext,
+            )
     files = [p for p in files if p.suffix.lower() == ext]
     odd = [p for p in odd if p.suffix.lower() == ext]
     if not files:
@@ -95,9 +124,17 @@ def _entry_kind(p: Path) -> str | None:
         return f"a broken symlink (to {os.readlink(p)!r}, which does not exist)"
     if stat.S_ISREG(mode):
         return None
-    noun = ("directory" if stat.S_ISDIR(mode) else "FIFO (named pipe)" if stat.S_ISFIFO(mode)
-            else "socket" if stat.S_ISSOCK(mode)
-            else "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file")
+    noun = (
+        "directory"
+        if stat.S_ISDIR(mode)
+        else "FIFO (named pipe)"
+        if stat.S_ISFIFO(mode)
+        else "socket"
+        if stat.S_ISSOCK(mode)
+        else "device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "special file"
+    )
     return f"a symlink to a {noun}" if p.is_symlink() else f"a {noun}"
 
 
@@ -112,12 +149,15 @@ def _refuse(entries: list[Path], argname: str) -> None:
     """Raise naming the first of ``entries`` (named like data files, but not regular files)."""
     if entries:
         p = sorted(entries)[0]
-        raise ValueError(f"{argname}: {str(p)!r} is named like a data file but is "
-                         f"{_entry_kind(p)}; expected a regular file (remove or rename it)")
+        raise ValueError(
+            f"{argname}: {str(p)!r} is named like a data file but is "
+            f"{_entry_kind(p)}; expected a regular file (remove or rename it)"
+        )
 
 
-def _number_files(files: list[Path], directory: Path, argname: str, ext: str,
-                  odd: list[Path]) -> Discovery:
+def _number_files(
+    files: list[Path], directory: Path, argname: str, ext: str, odd: list[Path]
+) -> Discovery:
     groups: dict[tuple[str, str], dict[str, Path]] = defaultdict(dict)
     unnumbered = []
     for p in files:
@@ -128,22 +168,40 @@ def _number_files(files: list[Path], directory: Path, argname: str, ext: str,
         key = (m["prefix"], m["suffix"])
         num = str(int(m["num"]))
         if num in groups[key]:
-            raise ValueError(f"{argname}: {groups[key][num].name!r} and {p.name!r} both have "
-                             f"set num {num}")
+            raise ValueError(
+                f"{argname}: {groups[key][num].name!r} and {p.name!r} both have set num {num}"
+            )
         groups[key][num] = p
     if not groups:
-        raise ValueError(f"{argname}={str(directory)!r}: no {ext!r} file name contains a number "
-                         "(expected names like 'batch__1.npy', 'batch__2.npy', ...)")
+        raise ValueError(
+            f"{argname}={str(directory)!r}: no {ext!r} file name contains a number "
+            "(expected names like 'batch__1.npy', 'batch__2.npy', ...)"
+        )
     (prefix, suffix), filepaths = max(groups.items(), key=lambda kv: len(kv[1]))
-    _refuse([p for p in odd if (m := _NUMBERED.match(p.stem)) is not None
-             and (m["prefix"], m["suffix"]) == (prefix, suffix)], argname)
-    ignored = sorted(p.name for key, g in groups.items() if key != (prefix, suffix)
-                     for p in g.values()) + sorted(unnumbered)
+    _refuse(
+        [
+            p
+            for p in odd
+            if (m := _NUMBERED.match(p.stem)) is not None
+            and (m["prefix"], m["suffix"]) == (prefix, suffix)
+        ],
+        argname,
+    )
+    ignored = sorted(
+        p.name for key, g in groups.items() if key != (prefix, suffix) for p in g.values()
+    ) + sorted(unnumbered)
     if ignored:
-        log.warning("%s=%r: using the %d files named %r + number + %r; ignoring %d other %r "
-                    "files: %s", argname, str(directory), len(filepaths), prefix, suffix,
-                    len(ignored), ext, ", ".join(ignored[:5]) + (" ..." if len(ignored) > 5 else ""))
+        log.warning(
+            "%s=%r: using the %d files named %r + number + %r; ignoring %d other %r files: %s",
+            argname,
+            str(directory),
+            len(filepaths),
+            prefix,
+            suffix,
+            len(ignored),
+            ext,
+            ", ".join(ignored[:5]) + (" ..." if len(ignored) > 5 else ""),
+        )
     ordered = dict(sorted(filepaths.items(), key=lambda kv: int(kv[0])))
     log.info("Discovered %d %s files in %s", len(ordered), ext, directory)
-    return Discovery(path=directory, is_dataset=False, ext=ext, base_name=prefix,
-                     filepaths=ordered)
+    return Discovery(path=directory, is_dataset=False, ext=ext, base_name=prefix, filepaths=ordered)

@@ -12,6 +12,7 @@ of files loaded together and the batches cut from them:
 All randomness (sample and sub-batch order within a group) is drawn here from the
 DataGenerator's generator, in serving order, so a saved generator state reproduces it.
 """
+
 from __future__ import annotations
 
 import string
@@ -37,6 +38,7 @@ def sub_batch_name(index: int) -> str:
 @dataclass(frozen=True)
 class GroupPlan:
     """The file-to-batch arithmetic fixed at construction."""
+
     file_size: int
     batch_size: int | None
     shuffle_group_samples: bool = False
@@ -44,12 +46,14 @@ class GroupPlan:
 
     @classmethod
     def create(cls, file_size: int, batch_size: int | None, **shuffles: bool) -> "GroupPlan":
-        if batch_size is not None and not (file_size % batch_size == 0
-                                           or batch_size % file_size == 0):
+        if batch_size is not None and not (
+            file_size % batch_size == 0 or batch_size % file_size == 0
+        ):
             raise ValueError(
                 f"batch_size={batch_size} must be an integer multiple or an integer fraction of "
                 f"the samples per file ({file_size}), e.g. "
-                f"{sorted({file_size, file_size * 2, max(1, file_size // 2)})}")
+                f"{sorted({file_size, file_size * 2, max(1, file_size // 2)})}"
+            )
         return cls(file_size, batch_size, **shuffles)
 
     @property
@@ -66,7 +70,7 @@ class GroupPlan:
     def next_group(self, queue: Sequence[str], rng: np.random.Generator) -> "Group":
         """The next group: the first files of ``queue`` (left in it: the caller removes them
         once the group is loaded) and its shuffles, drawn from ``rng``."""
-        set_nums = list(queue[:self.files_per_batch])
+        set_nums = list(queue[: self.files_per_batch])
         n_samples = self.file_size * len(set_nums)
         n_batches = self.batches_per_file
         sample_order = batch_order = None
@@ -80,6 +84,7 @@ class GroupPlan:
 @dataclass
 class Group:
     """Files loaded together and the batches served from them (``next_batch`` onwards)."""
+
     set_nums: list[str]
     n_samples: int
     n_batches: int
@@ -107,13 +112,18 @@ class Group:
         size = self.n_samples // self.n_batches
         start = self.batch_position(served_index) * size
         if self.sample_order is not None:
-            return array[np.asarray(self.sample_order[start:start + size])]  # a copy
-        return array[start:start + size]  # a view
+            return array[np.asarray(self.sample_order[start : start + size])]  # a copy
+        return array[start : start + size]  # a view
 
     def state_dict(self) -> dict[str, Any]:
-        return {"set_nums": list(self.set_nums), "n_samples": self.n_samples,
-                "n_batches": self.n_batches, "sample_order": self.sample_order,
-                "batch_order": self.batch_order, "next_batch": self.next_batch}
+        return {
+            "set_nums": list(self.set_nums),
+            "n_samples": self.n_samples,
+            "n_batches": self.n_batches,
+            "sample_order": self.sample_order,
+            "batch_order": self.batch_order,
+            "next_batch": self.next_batch,
+        }
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> "Group":

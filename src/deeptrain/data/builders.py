@@ -14,6 +14,7 @@ Every file is written atomically (temporary file in the target directory, fsync,
 ``os.replace``), so a failure never leaves a half-written file behind. An existing
 target is only replaced with ``overwrite=True``; otherwise ``FileExistsError``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,6 +50,7 @@ _LABELS_FILENAME = "labels.h5"
 # ---------------------------------------------------------------------------
 # shared helpers
 
+
 def _log(verbose: int | bool, msg: str, *args: Any) -> None:
     """Log at INFO if ``verbose`` else DEBUG."""
     logger.log(logging.INFO if verbose else logging.DEBUG, msg, *args)
@@ -63,14 +65,13 @@ def _check_target(path: Path, overwrite: bool | None) -> None:
     """Raise unless ``path`` may be written (missing, or existing file and
     ``overwrite is True``)."""
     if path.is_dir():
-        raise IsADirectoryError(f"target {str(path)!r} is a directory, "
-                                "expected a file path")
+        raise IsADirectoryError(f"target {str(path)!r} is a directory, expected a file path")
     if path.exists() and overwrite is not True:
-        raise FileExistsError(f"{str(path)!r} already exists; pass overwrite=True "
-                              "to replace it")
+        raise FileExistsError(f"{str(path)!r} already exists; pass overwrite=True to replace it")
     if not path.parent.is_dir():
-        raise FileNotFoundError(f"directory {str(path.parent)!r} of target "
-                                f"{str(path)!r} does not exist")
+        raise FileNotFoundError(
+            f"directory {str(path.parent)!r} of target {str(path)!r} does not exist"
+        )
 
 
 @contextlib.contextmanager
@@ -95,14 +96,19 @@ def _as_array(name: str, data: Any) -> np.ndarray:
         raise TypeError(f"`{name}` must be an array, got a path/str {data!r}")
     array = np.asarray(data)
     if array.dtype == object:
-        raise TypeError(f"`{name}` must be a numeric/bool array, got object dtype "
-                        "(ragged or mixed-type input?)")
+        raise TypeError(
+            f"`{name}` must be a numeric/bool array, got object dtype (ragged or mixed-type input?)"
+        )
     return array
 
 
-def _fit_remainder(arrays: Sequence[np.ndarray], batch_size: int,
-                   oversample_remainder: bool, rng: np.random.Generator,
-                   verbose: int | bool) -> list[np.ndarray]:
+def _fit_remainder(
+    arrays: Sequence[np.ndarray],
+    batch_size: int,
+    oversample_remainder: bool,
+    rng: np.random.Generator,
+    verbose: int | bool,
+) -> list[np.ndarray]:
     """Make the sample count (axis 0, shared by ``arrays``) a multiple of
     ``batch_size``: oversample the remainder with randomly drawn samples (same
     indices for every array), or drop it."""
@@ -115,30 +121,48 @@ def _fit_remainder(arrays: Sequence[np.ndarray], batch_size: int,
     if oversample_remainder:
         n_extra = batch_size - remainder
         idx = rng.choice(n, size=n_extra, replace=n_extra > n)
-        _log(verbose, "Oversampled remainder: last batch holds the %d leftover "
-             "samples + %d randomly drawn samples (batch_size=%d)",
-             remainder, n_extra, batch_size)
+        _log(
+            verbose,
+            "Oversampled remainder: last batch holds the %d leftover "
+            "samples + %d randomly drawn samples (batch_size=%d)",
+            remainder,
+            n_extra,
+            batch_size,
+        )
         return [np.concatenate([a, a[idx]]) for a in arrays]
     if n < batch_size:
-        raise ValueError(f"`data` has {n} samples, fewer than batch_size={batch_size}, "
-                         "and oversample_remainder=False leaves no full batch; pass "
-                         "oversample_remainder=True or a smaller batch_size")
-    _log(verbose, "Dropped remainder: %d of %d samples discarded (batch_size=%d, "
-         "oversample_remainder=False)", remainder, n, batch_size)
-    return [a[:n - remainder] for a in arrays]
+        raise ValueError(
+            f"`data` has {n} samples, fewer than batch_size={batch_size}, "
+            "and oversample_remainder=False leaves no full batch; pass "
+            "oversample_remainder=True or a smaller batch_size"
+        )
+    _log(
+        verbose,
+        "Dropped remainder: %d of %d samples discarded (batch_size=%d, oversample_remainder=False)",
+        remainder,
+        n,
+        batch_size,
+    )
+    return [a[: n - remainder] for a in arrays]
 
 
 def _natural_key(path: Path) -> list[Any]:
     """Sort key ordering numbers in names numerically ('b2' < 'b10')."""
-    return [(0, int(t), "") if t.isdigit() else (1, 0, t)
-            for t in re.split(r"(\d+)", path.name) if t]
+    return [
+        (0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", path.name) if t
+    ]
 
 
 # ---------------------------------------------------------------------------
 # public API
 
-def numpy_to_lz4f(data: npt.ArrayLike, savepath: PathLike | None = None,
-                  level: int = 9, overwrite: bool | None = None) -> bytes:
+
+def numpy_to_lz4f(
+    data: npt.ArrayLike,
+    savepath: PathLike | None = None,
+    level: int = 9,
+    overwrite: bool | None = None,
+) -> bytes:
     """Compress an array's raw bytes into an lz4 frame.
 
     The frame (``content_checksum=True``) is saved, if ``savepath`` is given, with
@@ -149,26 +173,41 @@ def numpy_to_lz4f(data: npt.ArrayLike, savepath: PathLike | None = None,
     Returns the compressed bytes (nothing is written when ``savepath`` is None).
     """
     array = _as_array("data", data)
-    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not (
-            lz4.frame.COMPRESSIONLEVEL_MIN <= level <= lz4.frame.COMPRESSIONLEVEL_MAX):
-        raise ValueError(f"`level` must be an int in [{lz4.frame.COMPRESSIONLEVEL_MIN}, "
-                         f"{lz4.frame.COMPRESSIONLEVEL_MAX}], got {level!r}")
+    if (
+        isinstance(level, bool)
+        or not isinstance(level, (int, np.integer))
+        or not (lz4.frame.COMPRESSIONLEVEL_MIN <= level <= lz4.frame.COMPRESSIONLEVEL_MAX)
+    ):
+        raise ValueError(
+            f"`level` must be an int in [{lz4.frame.COMPRESSIONLEVEL_MIN}, "
+            f"{lz4.frame.COMPRESSIONLEVEL_MAX}], got {level!r}"
+        )
     _check_overwrite_arg(overwrite)
-    compressed = lz4.frame.compress(np.ascontiguousarray(array).tobytes(),
-                                    compression_level=int(level),
-                                    content_checksum=True)
+    compressed = lz4.frame.compress(
+        np.ascontiguousarray(array).tobytes(), compression_level=int(level), content_checksum=True
+    )
     if savepath is not None:
         with _atomic_write(savepath, overwrite) as tmp:
             _save_npy(tmp, np.frombuffer(compressed, np.uint8))
-        logger.debug("Saved lz4f-compressed %s %s array (%d -> %d bytes) to %s",
-                     array.dtype, array.shape, array.nbytes, len(compressed), savepath)
+        logger.debug(
+            "Saved lz4f-compressed %s %s array (%d -> %d bytes) to %s",
+            array.dtype,
+            array.shape,
+            array.nbytes,
+            len(compressed),
+            savepath,
+        )
     return compressed
 
 
-def numpy2D_to_csv(data: npt.ArrayLike, savepath: PathLike | None = None,
-                   batch_size: int | None = None,
-                   columns: Sequence[str] | None = None, sample_dim: int = 1,
-                   overwrite: bool | None = None) -> np.ndarray:
+def numpy2D_to_csv(
+    data: npt.ArrayLike,
+    savepath: PathLike | None = None,
+    batch_size: int | None = None,
+    columns: Sequence[str] | None = None,
+    sample_dim: int = 1,
+    overwrite: bool | None = None,
+) -> np.ndarray:
     """Lay out 2-D labels as a CSV table with one column per batch.
 
     ``sample_dim`` is the axis of ``data`` that holds samples: ``1`` for
@@ -181,8 +220,7 @@ def numpy2D_to_csv(data: npt.ArrayLike, savepath: PathLike | None = None,
     """
     array = _as_array("data", data)
     if array.ndim != 2:
-        raise ValueError(f"`data` must be 2-D, got {array.ndim}-D with shape "
-                         f"{array.shape}")
+        raise ValueError(f"`data` must be 2-D, got {array.ndim}-D with shape {array.shape}")
     if sample_dim not in (0, 1) or isinstance(sample_dim, bool):
         raise ValueError(f"`sample_dim` must be 0 or 1, got {sample_dim!r}")
     _check_overwrite_arg(overwrite)
@@ -190,15 +228,18 @@ def numpy2D_to_csv(data: npt.ArrayLike, savepath: PathLike | None = None,
     if batch_size is not None:
         batch_size = positive_int(batch_size, "`batch_size`")
         if table.size % batch_size:
-            raise ValueError(f"`data` holds {table.size} values, not a multiple of "
-                             f"batch_size={batch_size}")
+            raise ValueError(
+                f"`data` holds {table.size} values, not a multiple of batch_size={batch_size}"
+            )
         table = table.T.reshape(-1, batch_size).T  # batch-major re-chunk
     if columns is None:
         columns = [str(i) for i in range(table.shape[1])]
     else:
         if isinstance(columns, str) or len(columns) != table.shape[1]:
-            raise ValueError(f"`columns` must be a sequence of {table.shape[1]} names "
-                             f"(one per batch), got {columns!r}")
+            raise ValueError(
+                f"`columns` must be a sequence of {table.shape[1]} names "
+                f"(one per batch), got {columns!r}"
+            )
         columns = [str(c) for c in columns]
 
     if savepath is not None:
@@ -207,19 +248,26 @@ def numpy2D_to_csv(data: npt.ArrayLike, savepath: PathLike | None = None,
                 writer = csv.writer(f)
                 writer.writerow(columns)
                 writer.writerows(table.tolist())
-        logger.debug("Saved %d-sample x %d-batch CSV table to %s",
-                     *table.shape, savepath)
+        logger.debug("Saved %d-sample x %d-batch CSV table to %s", *table.shape, savepath)
     return table
 
 
-def data_to_hdf5(savepath: PathLike, batch_size: int,
-                 loaddir: PathLike | None = None, data: npt.ArrayLike | None = None,
-                 shuffle: bool = False, compression: str | int | None = "lzf",
-                 dtype: npt.DTypeLike | None = None,
-                 load_fn: Callable[[str], npt.ArrayLike] | None = None,
-                 oversample_remainder: bool = True, batches_dim0: bool = False,
-                 overwrite: bool | None = None, verbose: int | bool = 1, *,
-                 seed: int | np.random.Generator | None = None) -> None:
+def data_to_hdf5(
+    savepath: PathLike,
+    batch_size: int,
+    loaddir: PathLike | None = None,
+    data: npt.ArrayLike | None = None,
+    shuffle: bool = False,
+    compression: str | int | None = "lzf",
+    dtype: npt.DTypeLike | None = None,
+    load_fn: Callable[[str], npt.ArrayLike] | None = None,
+    oversample_remainder: bool = True,
+    batches_dim0: bool = False,
+    overwrite: bool | None = None,
+    verbose: int | bool = 1,
+    *,
+    seed: int | np.random.Generator | None = None,
+) -> None:
     """Write an ``.h5`` with datasets ``'0','1',...`` of ``batch_size`` samples each.
 
     Source is exactly one of:
@@ -244,8 +292,9 @@ def data_to_hdf5(savepath: PathLike, batch_size: int,
     savepath = Path(savepath)
 
     if data is not None:
-        batches = _array_batches(data, batch_size, shuffle, dtype,
-                                 oversample_remainder, batches_dim0, rng, verbose)
+        batches = _array_batches(
+            data, batch_size, shuffle, dtype, oversample_remainder, batches_dim0, rng, verbose
+        )
     else:
         batches = _loaddir_batches(loaddir, batch_size, shuffle, load_fn, rng)
 
@@ -256,27 +305,42 @@ def data_to_hdf5(savepath: PathLike, batch_size: int,
                 batch = np.asarray(batch, dtype=dtype)
             if batch.dtype == object:
                 raise TypeError("batches have object dtype; pass a numeric `dtype`")
-            f.create_dataset(str(n - 1), data=batch, chunks=True,
-                             compression=compression)
-    _log(verbose, "Saved %d batches of %d samples to %s (compression=%r)",
-         n, batch_size, savepath, compression)
+            f.create_dataset(str(n - 1), data=batch, chunks=True, compression=compression)
+    _log(
+        verbose,
+        "Saved %d batches of %d samples to %s (compression=%r)",
+        n,
+        batch_size,
+        savepath,
+        compression,
+    )
 
 
-def _array_batches(data: npt.ArrayLike, batch_size: int, shuffle: bool,
-                   dtype: npt.DTypeLike | None, oversample_remainder: bool,
-                   batches_dim0: bool, rng: np.random.Generator,
-                   verbose: int | bool) -> np.ndarray:
+def _array_batches(
+    data: npt.ArrayLike,
+    batch_size: int,
+    shuffle: bool,
+    dtype: npt.DTypeLike | None,
+    oversample_remainder: bool,
+    batches_dim0: bool,
+    rng: np.random.Generator,
+    verbose: int | bool,
+) -> np.ndarray:
     """``data_to_hdf5`` array source -> ``(batches, batch_size, ...)``."""
     if isinstance(data, (str, bytes, os.PathLike)):
-        raise TypeError(f"`data` must be an array, got a path/str {data!r}; "
-                        "use `loaddir` for a directory of .npy files")
+        raise TypeError(
+            f"`data` must be an array, got a path/str {data!r}; "
+            "use `loaddir` for a directory of .npy files"
+        )
     array = np.asarray(data)
     if array.dtype == object and dtype is None:
         raise TypeError("`data` has object dtype; pass a numeric `dtype`")
     if batches_dim0:
         if array.ndim < 2:
-            raise ValueError("`data` must be at least 2-D (batches, samples, ...) "
-                             f"with batches_dim0=True, got shape {array.shape}")
+            raise ValueError(
+                "`data` must be at least 2-D (batches, samples, ...) "
+                f"with batches_dim0=True, got shape {array.shape}"
+            )
         array = array.reshape(-1, *array.shape[2:])
     elif array.ndim < 1:
         raise ValueError("`data` must be at least 1-D (samples, ...), got a scalar")
@@ -286,15 +350,25 @@ def _array_batches(data: npt.ArrayLike, batch_size: int, shuffle: bool,
     return array.reshape(-1, batch_size, *array.shape[1:])
 
 
-def _loaddir_batches(loaddir: PathLike, batch_size: int, shuffle: bool,
-                     load_fn: Callable[[str], npt.ArrayLike] | None,
-                     rng: np.random.Generator) -> Iterator[np.ndarray]:
+def _loaddir_batches(
+    loaddir: PathLike,
+    batch_size: int,
+    shuffle: bool,
+    load_fn: Callable[[str], npt.ArrayLike] | None,
+    rng: np.random.Generator,
+) -> Iterator[np.ndarray]:
     """Yield ``batch_size``-sample stacks of consecutive ``.npy`` files."""
     loaddir = Path(loaddir)
     if not loaddir.is_dir():
         raise NotADirectoryError(f"`loaddir` {str(loaddir)!r} is not a directory")
-    paths = sorted((p for p in loaddir.iterdir() if p.suffix == ".npy"
-                    and p.is_file() and not p.name.startswith(".")), key=_natural_key)
+    paths = sorted(
+        (
+            p
+            for p in loaddir.iterdir()
+            if p.suffix == ".npy" and p.is_file() and not p.name.startswith(".")
+        ),
+        key=_natural_key,
+    )
     if not paths:
         raise ValueError(f"`loaddir` {str(loaddir)!r} contains no .npy files")
     if shuffle:
@@ -308,33 +382,42 @@ def _loaddir_batches(loaddir: PathLike, batch_size: int, shuffle: bool,
         for path in paths:
             array = np.asarray(load(str(path)))
             if array.ndim < 1:
-                raise ValueError(f"{path.name!r} holds a scalar, "
-                                 "expected (samples, ...)")
+                raise ValueError(f"{path.name!r} holds a scalar, expected (samples, ...)")
             group.append(array)
             names.append(path.name)
             count += len(array)
             if count > batch_size:
-                raise ValueError("file lengths must sum exactly to "
-                                 f"batch_size={batch_size} per dataset, but files "
-                                 f"{names} hold {count} samples")
+                raise ValueError(
+                    "file lengths must sum exactly to "
+                    f"batch_size={batch_size} per dataset, but files "
+                    f"{names} hold {count} samples"
+                )
             if count == batch_size:
                 yield group[0] if len(group) == 1 else np.concatenate(group)
                 group, names, count = [], [], 0
         if group:
-            raise ValueError(f"file lengths must sum exactly to batch_size={batch_size} "
-                             f"per dataset, but the last files {names} hold only "
-                             f"{count} samples")
+            raise ValueError(
+                f"file lengths must sum exactly to batch_size={batch_size} "
+                f"per dataset, but the last files {names} hold only "
+                f"{count} samples"
+            )
 
     return batches()
 
 
-def numpy_data_to_numpy_sets(data: npt.ArrayLike, labels: npt.ArrayLike,
-                             savedir: PathLike | None = None, batch_size: int = 32,
-                             shuffle: bool = True, data_basename: str = "batch",
-                             oversample_remainder: bool = True,
-                             overwrite: bool | None = None, verbose: int | bool = 1,
-                             *, seed: int | np.random.Generator | None = None,
-                             ) -> tuple[np.ndarray, np.ndarray]:
+def numpy_data_to_numpy_sets(
+    data: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    savedir: PathLike | None = None,
+    batch_size: int = 32,
+    shuffle: bool = True,
+    data_basename: str = "batch",
+    oversample_remainder: bool = True,
+    overwrite: bool | None = None,
+    verbose: int | bool = 1,
+    *,
+    seed: int | np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Batch ``data``/``labels`` and save them as numpy sets.
 
     Shuffles samples jointly (``shuffle``, ``seed``), oversamples the remainder
@@ -346,27 +429,36 @@ def numpy_data_to_numpy_sets(data: npt.ArrayLike, labels: npt.ArrayLike,
     Returns ``(data_batches, labels_batches)``; ``savedir=None`` only returns them.
     """
     if isinstance(data, (str, bytes, os.PathLike)):
-        raise TypeError(f"`data` must be an array, got a path/str {data!r}; "
-                        "`savedir` is the third argument: call "
-                        "numpy_data_to_numpy_sets(data, labels, savedir, ...)")
+        raise TypeError(
+            f"`data` must be an array, got a path/str {data!r}; "
+            "`savedir` is the third argument: call "
+            "numpy_data_to_numpy_sets(data, labels, savedir, ...)"
+        )
     data = _as_array("data", data)
     labels = _as_array("labels", labels)
     batch_size = positive_int(batch_size, "`batch_size`")
     _check_overwrite_arg(overwrite)
     if data.ndim < 1 or labels.ndim < 1 or len(data) != len(labels):
-        raise ValueError("`data` and `labels` must have the same number of samples "
-                         f"along axis 0, got shapes {data.shape} and {labels.shape}")
-    if not isinstance(data_basename, str) or not data_basename \
-            or os.sep in data_basename or "/" in data_basename:
-        raise ValueError("`data_basename` must be a non-empty file name without "
-                         f"path separators, got {data_basename!r}")
+        raise ValueError(
+            "`data` and `labels` must have the same number of samples "
+            f"along axis 0, got shapes {data.shape} and {labels.shape}"
+        )
+    if (
+        not isinstance(data_basename, str)
+        or not data_basename
+        or os.sep in data_basename
+        or "/" in data_basename
+    ):
+        raise ValueError(
+            "`data_basename` must be a non-empty file name without "
+            f"path separators, got {data_basename!r}"
+        )
 
     rng = np.random.default_rng(seed)
     if shuffle:
         perm = rng.permutation(len(data))
         data, labels = data[perm], labels[perm]
-    data, labels = _fit_remainder([data, labels], batch_size,
-                                  oversample_remainder, rng, verbose)
+    data, labels = _fit_remainder([data, labels], batch_size, oversample_remainder, rng, verbose)
     data_batches = data.reshape(-1, batch_size, *data.shape[1:])
     labels_batches = labels.reshape(-1, batch_size, *labels.shape[1:])
     if savedir is None:
@@ -390,8 +482,16 @@ def numpy_data_to_numpy_sets(data: npt.ArrayLike, labels: npt.ArrayLike,
         with h5py.File(tmp, "w") as f:
             for k, batch in enumerate(labels_batches, 1):
                 f.create_dataset(str(k), data=batch)
-    _log(verbose, "Saved %d batches of %d samples (%s__1..%d.npy + %s) to %s",
-         n_batches, batch_size, data_basename, n_batches, _LABELS_FILENAME, savedir)
+    _log(
+        verbose,
+        "Saved %d batches of %d samples (%s__1..%d.npy + %s) to %s",
+        n_batches,
+        batch_size,
+        data_basename,
+        n_batches,
+        _LABELS_FILENAME,
+        savedir,
+    )
     return data_batches, labels_batches
 
 
@@ -399,10 +499,20 @@ def _warn_stale_sets(savedir: Path, data_basename: str, n_batches: int) -> None:
     """Warn about ``<basename>__<k>.npy`` with k > n_batches left from an older
     write: loaders would pick them up as extra sets."""
     pattern = re.compile(rf"{re.escape(data_basename)}__(\d+)\.npy")
-    stale = sorted((p.name for p in savedir.iterdir()
-                    if (m := pattern.fullmatch(p.name)) and int(m.group(1)) > n_batches),
-                   key=lambda name: _natural_key(Path(name)))
+    stale = sorted(
+        (
+            p.name
+            for p in savedir.iterdir()
+            if (m := pattern.fullmatch(p.name)) and int(m.group(1)) > n_batches
+        ),
+        key=lambda name: _natural_key(Path(name)),
+    )
     if stale:
-        logger.warning("%s holds %d stale set files beyond the %d written (%s ...); "
-                       "remove them or loaders will read them as extra batches",
-                       savedir, len(stale), n_batches, ", ".join(stale[:3]))
+        logger.warning(
+            "%s holds %d stale set files beyond the %d written (%s ...); "
+            "remove them or loaders will read them as extra batches",
+            savedir,
+            len(stale),
+            n_batches,
+            ", ".join(stale[:3]),
+        )

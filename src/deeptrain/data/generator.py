@@ -25,6 +25,7 @@ whole position (queue, group, slice, preprocessor, generator) is in :meth:`state
 A load that fails (a file missing, unreadable or malformed) raises ``DataLoadError`` naming
 the file and changes nothing: calling again, once the file is back, loads the same batch.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,19 +53,19 @@ log = logging.getLogger(__name__)
 STATE_FORMAT = 1
 
 DATAGEN_KWARGS: dict[str, Any] = {
-    "shuffle_group_batches": False,   # shuffle the order of batches cut from one file
-    "shuffle_group_samples": False,   # shuffle samples across the batches of one group
-    "data_batch_shape": None,         # needed by the numpy-lz4f loader
+    "shuffle_group_batches": False,  # shuffle the order of batches cut from one file
+    "shuffle_group_samples": False,  # shuffle samples across the batches of one group
+    "data_batch_shape": None,  # needed by the numpy-lz4f loader
     "labels_batch_shape": None,
     "data_dtype": None,
     "labels_dtype": None,
-    "loadskip_list": [],              # state_dict keys that load_state_dict leaves alone
-    "saveskip_list": [],              # state_dict keys left out
-    "seed": None,                     # seed of the generator behind all shuffles
-    "prefetch": 2,                    # files loaded ahead in the background; 0 = off
+    "loadskip_list": [],  # state_dict keys that load_state_dict leaves alone
+    "saveskip_list": [],  # state_dict keys left out
+    "seed": None,  # seed of the generator behind all shuffles
+    "prefetch": 2,  # files loaded ahead in the background; 0 = off
     "prefetch_workers": 1,
-    "memmap_threshold": 2**30,        # .npy files larger than this (bytes) are memory-mapped
-    "drop_remainder": False,          # drop the short last batch of an epoch (combined files)
+    "memmap_threshold": 2**30,  # .npy files larger than this (bytes) are memory-mapped
+    "drop_remainder": False,  # drop the short last batch of an epoch (combined files)
 }
 
 
@@ -91,26 +92,39 @@ class DataGenerator:
             seed, prefetch, memmap_threshold, dtypes and batch shapes for lz4, ...).
     """
 
-    def __init__(self, data_path: str | Path, batch_size: int | None = 32,
-                 labels_path: str | Path | None = None,
-                 preprocessor: Preprocessor | type | str | None = None,
-                 preprocessor_configs: dict | None = None,
-                 data_loader: Any = None, labels_loader: Any = None,
-                 preload_labels: bool | None = None, shuffle: bool = False,
-                 superbatch_path: str | Path | None = None,
-                 set_nums: Sequence[int | str] | None = None,
-                 superbatch_set_nums: Sequence[int | str] | str | None = None,
-                 **kwargs: Any):
+    def __init__(
+        self,
+        data_path: str | Path,
+        batch_size: int | None = 32,
+        labels_path: str | Path | None = None,
+        preprocessor: Preprocessor | type | str | None = None,
+        preprocessor_configs: dict | None = None,
+        data_loader: Any = None,
+        labels_loader: Any = None,
+        preload_labels: bool | None = None,
+        shuffle: bool = False,
+        superbatch_path: str | Path | None = None,
+        set_nums: Sequence[int | str] | None = None,
+        superbatch_set_nums: Sequence[int | str] | str | None = None,
+        **kwargs: Any,
+    ):
         check_kwargs(kwargs, DATAGEN_KWARGS, "DataGenerator")
         for name, default in DATAGEN_KWARGS.items():
             value = kwargs.get(name, default)
-            setattr(self, name, list(value) if isinstance(value, (list, tuple)) and
-                    name.endswith("_list") else value)
+            setattr(
+                self,
+                name,
+                list(value)
+                if isinstance(value, (list, tuple)) and name.endswith("_list")
+                else value,
+            )
         if batch_size is not None:
             batch_size = positive_int(batch_size, "batch_size")
         if self.shuffle_group_samples and self.shuffle_group_batches:
-            log.warning("shuffle_group_samples and shuffle_group_batches are both set; "
-                        "shuffling samples (which also mixes the batches)")
+            log.warning(
+                "shuffle_group_samples and shuffle_group_batches are both set; "
+                "shuffling samples (which also mixes the batches)"
+            )
         self.batch_size = batch_size
         self.data_path = Path(data_path)
         self.labels_path = Path(labels_path) if labels_path is not None else None
@@ -118,22 +132,42 @@ class DataGenerator:
         self.shuffle = bool(shuffle)
 
         self.preprocessor = _make_preprocessor(preprocessor, preprocessor_configs or {})
-        self.data_loader = self._make_loader(data_loader, self.data_path, "data_path",
-                                             self.data_dtype, self.data_batch_shape,
-                                             exclude=self.labels_path)
-        self.labels_loader = None if self.labels_path is None else self._make_loader(
-            labels_loader, self.labels_path, "labels_path", self.labels_dtype,
-            self.labels_batch_shape, exclude=self.data_path)
+        self.data_loader = self._make_loader(
+            data_loader,
+            self.data_path,
+            "data_path",
+            self.data_dtype,
+            self.data_batch_shape,
+            exclude=self.labels_path,
+        )
+        self.labels_loader = (
+            None
+            if self.labels_path is None
+            else self._make_loader(
+                labels_loader,
+                self.labels_path,
+                "labels_path",
+                self.labels_dtype,
+                self.labels_batch_shape,
+                exclude=self.data_path,
+            )
+        )
 
         self.set_nums_original = self._select_set_nums(set_nums)
-        self.preload_labels = (self.labels_loader is not None and self.labels_loader._is_dataset
-                               if preload_labels is None else bool(preload_labels))
+        self.preload_labels = (
+            self.labels_loader is not None and self.labels_loader._is_dataset
+            if preload_labels is None
+            else bool(preload_labels)
+        )
         self.all_labels: dict[str, np.ndarray] = {}
         if self.preload_labels and self.labels_loader is not None:
             self.preload_all_labels()
-        self._plan = GroupPlan.create(self._file_size(), self.batch_size,
-                                      shuffle_group_samples=bool(self.shuffle_group_samples),
-                                      shuffle_group_batches=bool(self.shuffle_group_batches))
+        self._plan = GroupPlan.create(
+            self._file_size(),
+            self.batch_size,
+            shuffle_group_samples=bool(self.shuffle_group_samples),
+            shuffle_group_batches=bool(self.shuffle_group_batches),
+        )
         self._check_files()
         # loaded arrays must match the first one loaded (covers formats without cheap headers)
         self._loaded_data = FirstSeen("data_path")
@@ -150,8 +184,10 @@ class DataGenerator:
         # the prefetcher holds only a weak reference to us, so dropping the DataGenerator
         # frees it at once (and its finalizer stops the worker threads)
         self._prefetcher: Prefetcher[tuple[np.ndarray, Any]] = Prefetcher(
-            _weak_method(self._read_set), depth=int(self.prefetch or 0),
-            workers=int(self.prefetch_workers))
+            _weak_method(self._read_set),
+            depth=int(self.prefetch or 0),
+            workers=int(self.prefetch_workers),
+        )
 
         self.epoch = 0
         self.batch: Any = []
@@ -164,12 +200,24 @@ class DataGenerator:
         self.reset_state()
 
     # -- construction ------------------------------------------------------------
-    def _make_loader(self, spec: Any, path: Path, argname: str, dtype: Any,
-                     batch_shape: Any, exclude: Path | None) -> DataLoader:
+    def _make_loader(
+        self,
+        spec: Any,
+        path: Path,
+        argname: str,
+        dtype: Any,
+        batch_shape: Any,
+        exclude: Path | None,
+    ) -> DataLoader:
         if isinstance(spec, DataLoader):
             return spec
-        kwargs = dict(dtype=dtype, batch_shape=batch_shape, argname=argname, exclude=exclude,
-                      memmap_threshold=self.memmap_threshold)
+        kwargs = dict(
+            dtype=dtype,
+            batch_shape=batch_shape,
+            argname=argname,
+            exclude=exclude,
+            memmap_threshold=self.memmap_threshold,
+        )
         if isinstance(spec, type):
             if not issubclass(spec, DataLoader):
                 raise TypeError(f"{argname} loader class must subclass DataLoader, got {spec!r}")
@@ -186,16 +234,20 @@ class DataGenerator:
             selected = [str(s) for s in requested]
             missing = [s for s in selected if s not in set(available)]
             if missing:
-                raise ValueError(f"set_nums {missing} not found in data_path="
-                                 f"{str(self.data_path)!r}; available: {_preview(available)}")
+                raise ValueError(
+                    f"set_nums {missing} not found in data_path="
+                    f"{str(self.data_path)!r}; available: {_preview(available)}"
+                )
             if len(set(selected)) != len(selected):
                 raise ValueError(f"set_nums has duplicates: {selected}")
         if self.labels_loader is not None:
             have = set(self.labels_loader._get_set_nums())
             missing = [s for s in selected if s not in have]
             if missing:
-                raise ValueError(f"labels_path={str(self.labels_path)!r} has no labels for set "
-                                 f"nums {_preview(missing)}; it has {_preview(sorted(have, key=_num_key))}")
+                raise ValueError(
+                    f"labels_path={str(self.labels_path)!r} has no labels for set "
+                    f"nums {_preview(missing)}; it has {_preview(sorted(have, key=_num_key))}"
+                )
         return selected
 
     def _file_size(self) -> int:
@@ -208,26 +260,30 @@ class DataGenerator:
         first file's and with its labels', where cheap to get (file headers), so that bad
         data fails here rather than hours into training."""
         data = self._probe(self.data_loader)
-        labels = {} if self.labels_loader is None else self._probe(self.labels_loader,
-                                                                     self.all_labels)
+        labels = (
+            {} if self.labels_loader is None else self._probe(self.labels_loader, self.all_labels)
+        )
         expected = self._plan.file_size
         for set_num, (size, _) in data.items():
             if size is not None and size != expected:
                 raise ValueError(
                     f"{self.data_loader._path(set_num)} (set num {set_num}) holds {size} samples "
                     f"but {self.data_loader._path(self.set_nums_original[0])} holds {expected}; "
-                    "all files of data_path must hold the same number of samples")
+                    "all files of data_path must hold the same number of samples"
+                )
             n_labels = labels.get(set_num, (None, None))[0]
             if n_labels is not None and size is not None and n_labels != size:
                 raise ValueError(
                     f"labels of set num {set_num} ({self.labels_loader._path(set_num)}) hold "
                     f"{n_labels} samples but its data ({self.data_loader._path(set_num)}) "
-                    f"holds {size}")
+                    f"holds {size}"
+                )
         _check_alike(data, self.data_loader)
         _check_alike(labels, self.labels_loader)
 
-    def _probe(self, loader: DataLoader, arrays: dict[str, np.ndarray] | None = None
-               ) -> dict[str, tuple[int | None, Signature | None]]:
+    def _probe(
+        self, loader: DataLoader, arrays: dict[str, np.ndarray] | None = None
+    ) -> dict[str, tuple[int | None, Signature | None]]:
         """Sample count and signature of each set num in use, from ``arrays`` (preloaded)
         or the file headers; None where that is not cheap (csv, lz4, custom loaders)."""
         probed = {}
@@ -237,8 +293,10 @@ class DataGenerator:
             if header is None:
                 probed[set_num] = (loader.sample_count(set_num), None)
             elif not header[0]:
-                raise ValueError(f"{loader._path(set_num)} (set num {set_num}) holds a scalar; "
-                                 "expected an array whose first axis is samples")
+                raise ValueError(
+                    f"{loader._path(set_num)} (set num {set_num}) holds a scalar; "
+                    "expected an array whose first axis is samples"
+                )
             else:
                 probed[set_num] = (int(header[0][0]), signature(*header))
         return probed
@@ -248,35 +306,48 @@ class DataGenerator:
             return list(self.set_nums_original) if self.superbatch_path is not None else []
         if isinstance(requested, str):
             if requested != "all":
-                raise ValueError(f"superbatch_set_nums must be 'all' or a list of set nums, "
-                                 f"got {requested!r}")
+                raise ValueError(
+                    f"superbatch_set_nums must be 'all' or a list of set nums, got {requested!r}"
+                )
             return list(self.set_nums_original)
         selected = [str(s) for s in requested]
         missing = [s for s in selected if s not in set(self.set_nums_original)]
         if missing:
-            raise ValueError(f"superbatch_set_nums {missing} are not among the set nums in use "
-                             f"({_preview(self.set_nums_original)})")
+            raise ValueError(
+                f"superbatch_set_nums {missing} are not among the set nums in use "
+                f"({_preview(self.set_nums_original)})"
+            )
         return selected
 
     def preload_superbatch(self) -> None:
         """Load the superbatch set nums into RAM (``superbatch``), once."""
         source = self.data_loader
         if self.superbatch_path is not None and self.superbatch_path != self.data_path:
-            source = DataLoader(self.superbatch_path, argname="superbatch_path",
-                                dtype=self.data_dtype, batch_shape=self.data_batch_shape,
-                                exclude=self.labels_path)
+            source = DataLoader(
+                self.superbatch_path,
+                argname="superbatch_path",
+                dtype=self.data_dtype,
+                batch_shape=self.data_batch_shape,
+                exclude=self.labels_path,
+            )
             missing = [s for s in self.superbatch_set_nums if s not in set(source._get_set_nums())]
             if missing:
-                raise ValueError(f"superbatch_path={str(self.superbatch_path)!r} has no set nums "
-                                 f"{_preview(missing)}")
+                raise ValueError(
+                    f"superbatch_path={str(self.superbatch_path)!r} has no set nums "
+                    f"{_preview(missing)}"
+                )
         for set_num in self.superbatch_set_nums:
             if set_num not in self.superbatch:
                 array = np.asarray(source.load(set_num))  # memmaps are read in here
                 array.setflags(write=False)  # served as views: in-place edits would leak
                 self.superbatch[set_num] = self._checked(set_num, array, source)
         n_samples = sum(len(a) for a in self.superbatch.values())
-        log.info("Superbatch: %d set nums, %d samples, %.1f MB in RAM", len(self.superbatch),
-                 n_samples, sum(a.nbytes for a in self.superbatch.values()) / 2**20)
+        log.info(
+            "Superbatch: %d set nums, %d samples, %.1f MB in RAM",
+            len(self.superbatch),
+            n_samples,
+            sum(a.nbytes for a in self.superbatch.values()) / 2**20,
+        )
 
     def preload_all_labels(self) -> None:
         """Load the labels of every set num in use into ``all_labels``."""
@@ -284,14 +355,22 @@ class DataGenerator:
             self.all_labels[set_num] = np.asarray(self.labels_loader.load(set_num))
 
     # -- synced preprocessor attributes --------------------------------------------
-    batch_exhausted = property(lambda self: self.preprocessor.batch_exhausted,
-                               lambda self, v: setattr(self.preprocessor, "batch_exhausted", v))
-    batch_loaded = property(lambda self: self.preprocessor.batch_loaded,
-                            lambda self, v: setattr(self.preprocessor, "batch_loaded", v))
-    slices_per_batch = property(lambda self: self.preprocessor.slices_per_batch,
-                                lambda self, v: setattr(self.preprocessor, "slices_per_batch", v))
-    slice_idx = property(lambda self: self.preprocessor.slice_idx,
-                         lambda self, v: setattr(self.preprocessor, "slice_idx", v))
+    batch_exhausted = property(
+        lambda self: self.preprocessor.batch_exhausted,
+        lambda self, v: setattr(self.preprocessor, "batch_exhausted", v),
+    )
+    batch_loaded = property(
+        lambda self: self.preprocessor.batch_loaded,
+        lambda self, v: setattr(self.preprocessor, "batch_loaded", v),
+    )
+    slices_per_batch = property(
+        lambda self: self.preprocessor.slices_per_batch,
+        lambda self, v: setattr(self.preprocessor, "slices_per_batch", v),
+    )
+    slice_idx = property(
+        lambda self: self.preprocessor.slice_idx,
+        lambda self, v: setattr(self.preprocessor, "slice_idx", v),
+    )
 
     @property
     def load_data(self) -> Callable[[str], Any]:
@@ -318,8 +397,10 @@ class DataGenerator:
             if self._data_left():
                 self.advance_batch()
             else:
-                log.warning("get() after the epoch's data was exhausted: starting the next "
-                            "epoch's data without on_epoch_end()")
+                log.warning(
+                    "get() after the epoch's data was exhausted: starting the next "
+                    "epoch's data without on_epoch_end()"
+                )
                 with self._unchanged_on_failure():
                     self.reset_state()
                     self.advance_batch()
@@ -331,14 +412,18 @@ class DataGenerator:
         A new group is taken off the queue only once its files are loaded: if loading fails,
         queue, generator and batch are as before, and a retry loads the same group."""
         if self.batch_loaded and not forced:
-            log.warning("advance_batch() while a batch is loaded and not exhausted; "
-                        "pass forced=True to skip the rest of it")
+            log.warning(
+                "advance_batch() while a batch is loaded and not exhausted; "
+                "pass forced=True to skip the rest of it"
+            )
             return
         group, data = self._group, self._group_data
         new_group = group is None or group.remaining == 0
         if new_group and not self.set_nums_to_process:
-            raise IndexError("no set nums left to process in this epoch; call "
-                             "on_epoch_end() or reset_state() first")
+            raise IndexError(
+                "no set nums left to process in this epoch; call "
+                "on_epoch_end() or reset_state() first"
+            )
         rng_state = self._rng.bit_generator.state if new_group else None
         try:
             if new_group:
@@ -350,7 +435,7 @@ class DataGenerator:
                 self._rng.bit_generator.state = rng_state  # the group's shuffles: drawn again
             raise
         if new_group:  # loaded: now it is taken off the queue
-            del self.set_nums_to_process[:len(group.set_nums)]
+            del self.set_nums_to_process[: len(group.set_nums)]
             self._group, self._group_data = group, data
         self._serve(group, group.next_batch, batch, labels)
         group.next_batch += 1
@@ -365,7 +450,8 @@ class DataGenerator:
     def _data_left(self) -> bool:
         """Whether batches remain to be served in this epoch."""
         return bool(self.set_nums_to_process) or (
-            self._group is not None and self._group.remaining > 0)
+            self._group is not None and self._group.remaining > 0
+        )
 
     def on_epoch_end(self) -> int:
         """Count the epoch, tell the preprocessor, refill the queue. Returns the new epoch."""
@@ -384,8 +470,8 @@ class DataGenerator:
             queue = [queue[i] for i in self._rng.permutation(len(queue))]
             log.debug("Data set_nums shuffled")
         if self.drop_remainder and len(queue) % self._plan.files_per_batch:
-            dropped = queue[len(queue) - len(queue) % self._plan.files_per_batch:]
-            queue = queue[:len(queue) - len(dropped)]
+            dropped = queue[len(queue) - len(queue) % self._plan.files_per_batch :]
+            queue = queue[: len(queue) - len(dropped)]
             log.debug("drop_remainder: set nums %s not used this epoch", dropped)
         self.set_nums_to_process = queue
         self._group = None
@@ -425,17 +511,21 @@ class DataGenerator:
         if labels is None:
             labels = np.asarray(self.labels_loader.load(set_num))
         if len(labels) != n_samples:
-            raise DataLoadError(f"labels of set num {set_num} ({self.labels_loader._path(set_num)}) "
-                                f"hold {len(labels)} samples but its data holds {n_samples}")
-        self._loaded_labels.check(labels, f"{self.labels_loader._path(set_num)} (labels of set "
-                                          f"num {set_num})")
+            raise DataLoadError(
+                f"labels of set num {set_num} ({self.labels_loader._path(set_num)}) "
+                f"hold {len(labels)} samples but its data holds {n_samples}"
+            )
+        self._loaded_labels.check(
+            labels, f"{self.labels_loader._path(set_num)} (labels of set num {set_num})"
+        )
         return labels
 
     def _checked(self, set_num: str, data: Any, loader: DataLoader) -> Any:
         if len(data) != self._plan.file_size:
             raise DataLoadError(
                 f"{loader._path(set_num)} (set num {set_num}) holds {len(data)} samples; the "
-                f"files of data_path hold {self._plan.file_size} (all files must be equal)")
+                f"files of data_path hold {self._plan.file_size} (all files must be equal)"
+            )
         self._loaded_data.check(data, f"{loader._path(set_num)} (set num {set_num})")
         return data
 
@@ -443,8 +533,12 @@ class DataGenerator:
         # no schedule() here: the last one (end of the previous batch, or reset_state)
         # queued these files, in this order; if the plan changed since (load_state_dict),
         # get() drops the stale loads and reads directly
-        parts = [(self.superbatch[s], self._labels_of(s, len(self.superbatch[s])))
-                 if s in self.superbatch else self._prefetcher.get(s) for s in group.set_nums]
+        parts = [
+            (self.superbatch[s], self._labels_of(s, len(self.superbatch[s])))
+            if s in self.superbatch
+            else self._prefetcher.get(s)
+            for s in group.set_nums
+        ]
         if len(parts) == 1:
             return parts[0]
         data = np.concatenate([p[0] for p in parts])
@@ -494,21 +588,27 @@ class DataGenerator:
         if not isinstance(state, dict):
             raise ValueError(f"DataGenerator state must be a dict, got {type(state).__name__}")
         if state.get("format") != STATE_FORMAT:
-            raise ValueError(f"DataGenerator state has format {state.get('format')!r}; this "
-                             f"version reads format {STATE_FORMAT}")
+            raise ValueError(
+                f"DataGenerator state has format {state.get('format')!r}; this "
+                f"version reads format {STATE_FORMAT}"
+            )
         state = {k: v for k, v in state.items() if k not in self.loadskip_list}
         saved = state.get("set_nums_original")
         if saved is not None and saved != self.set_nums_original:
-            raise ValueError(f"the saved DataGenerator state was made with set nums "
-                             f"{_preview(saved)}, but this one has {_preview(self.set_nums_original)} "
-                             f"(data_path={str(self.data_path)!r})")
+            raise ValueError(
+                f"the saved DataGenerator state was made with set nums "
+                f"{_preview(saved)}, but this one has {_preview(self.set_nums_original)} "
+                f"(data_path={str(self.data_path)!r})"
+            )
         _check_state_values(state, set(self.set_nums_original), self._plan)
         if "rng" in state:
             try:  # tried on a new generator of the same kind: ours is left alone
                 type(self._rng.bit_generator)().state = state["rng"]
             except (TypeError, ValueError, KeyError, OverflowError) as e:
-                raise ValueError(f"DataGenerator state 'rng' is not a valid "
-                                 f"{type(self._rng.bit_generator).__name__} state ({e})") from None
+                raise ValueError(
+                    f"DataGenerator state 'rng' is not a valid "
+                    f"{type(self._rng.bit_generator).__name__} state ({e})"
+                ) from None
         if "preprocessor" in state:
             self.preprocessor.check_state_dict(state["preprocessor"])
 
@@ -537,8 +637,9 @@ class DataGenerator:
             if self.batch_loaded and group.next_batch > 0:
                 # mid-batch (e.g. between windows): bring the current batch back
                 data = self._load_group(group)
-                self._serve(group, group.next_batch - 1,
-                            *self._cut(group, data, group.next_batch - 1))
+                self._serve(
+                    group, group.next_batch - 1, *self._cut(group, data, group.next_batch - 1)
+                )
                 self.preprocessor.load_state_dict(state["preprocessor"])  # _serve reset slice_idx
                 self.all_data_exhausted = state.get("all_data_exhausted", False)  # and this
             elif group.remaining:
@@ -552,16 +653,35 @@ class DataGenerator:
     def _unchanged_on_failure(self) -> Iterator[None]:
         """Put the position (everything :meth:`state_dict` holds, and the batch) back as it
         was if the block raises, e.g. when a file fails to load."""
-        saved = (self.epoch, list(self.set_nums_to_process), self._rng.bit_generator.state,
-                 None if self._group is None else dataclasses.replace(self._group),
-                 self._group_data, self.batch, self.labels, self.set_num, self.set_name,
-                 self.all_data_exhausted, dict(vars(self.preprocessor)))
+        saved = (
+            self.epoch,
+            list(self.set_nums_to_process),
+            self._rng.bit_generator.state,
+            None if self._group is None else dataclasses.replace(self._group),
+            self._group_data,
+            self.batch,
+            self.labels,
+            self.set_num,
+            self.set_name,
+            self.all_data_exhausted,
+            dict(vars(self.preprocessor)),
+        )
         try:
             yield
         except BaseException:
-            (self.epoch, self.set_nums_to_process, rng_state, self._group, self._group_data,
-             self.batch, self.labels, self.set_num, self.set_name, self.all_data_exhausted,
-             preprocessor) = saved
+            (
+                self.epoch,
+                self.set_nums_to_process,
+                rng_state,
+                self._group,
+                self._group_data,
+                self.batch,
+                self.labels,
+                self.set_num,
+                self.set_name,
+                self.all_data_exhausted,
+                preprocessor,
+            ) = saved
             self._rng.bit_generator.state = rng_state
             vars(self.preprocessor).clear()
             vars(self.preprocessor).update(preprocessor)
@@ -579,12 +699,15 @@ class DataGenerator:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"DataGenerator({str(self.data_path)!r}, batch_size={self.batch_size}, "
-                f"{len(self.set_nums_original)} set nums, epoch={self.epoch})")
+        return (
+            f"DataGenerator({str(self.data_path)!r}, batch_size={self.batch_size}, "
+            f"{len(self.set_nums_original)} set nums, epoch={self.epoch})"
+        )
 
 
 def _check_state_values(state: dict[str, Any], known: set[str], plan: GroupPlan) -> None:
     """Types and cross-field consistency of a DataGenerator state against the live data."""
+
     def fail(key: str, what: str) -> None:
         raise ValueError(f"DataGenerator state {key!r}: {what}")
 
@@ -602,8 +725,11 @@ def _check_state_values(state: dict[str, Any], known: set[str], plan: GroupPlan)
     if not isinstance(queue, list) or not all(isinstance(s, str) for s in queue):
         fail("set_nums_to_process", "must be a list of set nums (strings)")
     if len(set(queue)) != len(queue) or not set(queue) <= known:
-        fail("set_nums_to_process", f"{_preview(queue)} repeats set nums or holds some not "
-             f"in use ({_preview(sorted(known, key=_num_key))})")
+        fail(
+            "set_nums_to_process",
+            f"{_preview(queue)} repeats set nums or holds some not "
+            f"in use ({_preview(sorted(known, key=_num_key))})",
+        )
     group = state.get("group")
     if group is None:
         return
@@ -611,23 +737,41 @@ def _check_state_values(state: dict[str, Any], known: set[str], plan: GroupPlan)
     if not isinstance(group, dict) or set(group) != fields:
         fail("group", f"must be a dict with the keys {sorted(fields)}")
     set_nums = group["set_nums"]
-    if (not isinstance(set_nums, list) or not set_nums or not set(set_nums) <= known
-            or len(set(set_nums)) != len(set_nums) or set(set_nums) & set(queue)
-            or len(set_nums) > plan.files_per_batch):
-        fail("group.set_nums", f"{set_nums!r} must be 1 to {plan.files_per_batch} distinct set "
-             "nums in use and not in the queue")
-    if not (is_int(group["n_samples"]) and is_int(group["n_batches"])) or \
-            group["n_samples"] != plan.file_size * len(set_nums) or \
-            group["n_batches"] != plan.batches_per_file:
-        fail("group", f"{group['n_samples']!r} samples in {group['n_batches']!r} batches do not "
-             f"fit files of {plan.file_size} samples in batches of {plan.batch_size}")
+    if (
+        not isinstance(set_nums, list)
+        or not set_nums
+        or not set(set_nums) <= known
+        or len(set(set_nums)) != len(set_nums)
+        or set(set_nums) & set(queue)
+        or len(set_nums) > plan.files_per_batch
+    ):
+        fail(
+            "group.set_nums",
+            f"{set_nums!r} must be 1 to {plan.files_per_batch} distinct set "
+            "nums in use and not in the queue",
+        )
+    if (
+        not (is_int(group["n_samples"]) and is_int(group["n_batches"]))
+        or group["n_samples"] != plan.file_size * len(set_nums)
+        or group["n_batches"] != plan.batches_per_file
+    ):
+        fail(
+            "group",
+            f"{group['n_samples']!r} samples in {group['n_batches']!r} batches do not "
+            f"fit files of {plan.file_size} samples in batches of {plan.batch_size}",
+        )
     if not (is_int(group["next_batch"]) and 0 <= group["next_batch"] <= group["n_batches"]):
-        fail("group.next_batch", f"must be an int in [0, {group['n_batches']}], got "
-             f"{group['next_batch']!r}")
+        fail(
+            "group.next_batch",
+            f"must be an int in [0, {group['n_batches']}], got {group['next_batch']!r}",
+        )
     for key, size in (("sample_order", group["n_samples"]), ("batch_order", group["n_batches"])):
         order = group[key]
-        if order is not None and (not isinstance(order, list) or not all(map(is_int, order))
-                                  or sorted(order) != list(range(size))):
+        if order is not None and (
+            not isinstance(order, list)
+            or not all(map(is_int, order))
+            or sorted(order) != list(range(size))
+        ):
             fail(f"group.{key}", f"must be None or a permutation of range({size})")
 
 
@@ -642,8 +786,10 @@ def _make_preprocessor(spec: Any, configs: dict) -> Preprocessor:
         if configs:
             log.warning("preprocessor_configs is ignored when preprocessor is an instance")
         return spec
-    raise TypeError(f"preprocessor must be None, 'timeseries', a Preprocessor subclass or an "
-                    f"instance of one (deeptrain.data.preprocessors.Preprocessor); got {spec!r}")
+    raise TypeError(
+        f"preprocessor must be None, 'timeseries', a Preprocessor subclass or an "
+        f"instance of one (deeptrain.data.preprocessors.Preprocessor); got {spec!r}"
+    )
 
 
 def _weak_method(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -654,6 +800,7 @@ def _weak_method(method: Callable[..., Any]) -> Callable[..., Any]:
         if bound is None:
             raise ReferenceError("the DataGenerator was garbage-collected")
         return bound(*args)
+
     return call
 
 
@@ -666,8 +813,9 @@ def _preview(items: Sequence[Any], n: int = 8) -> str:
     return str(items[:n])[:-1] + (f", ... ({len(items)} in all)]" if len(items) > n else "]")
 
 
-def _check_alike(probed: dict[str, tuple[int | None, Signature | None]],
-                 loader: DataLoader | None) -> None:
+def _check_alike(
+    probed: dict[str, tuple[int | None, Signature | None]], loader: DataLoader | None
+) -> None:
     """Raise naming the first file whose samples' shape or dtype differ from the first's."""
     first: tuple[str, Signature] | None = None
     for set_num, (_, sig) in probed.items():
@@ -679,4 +827,5 @@ def _check_alike(probed: dict[str, tuple[int | None, Signature | None]],
             raise ValueError(
                 f"{loader._path(set_num)} (set num {set_num}) holds {describe(sig)}, but "
                 f"{loader._path(first[0])} (set num {first[0]}) holds {describe(first[1])}; all "
-                f"files of {loader.argname} must hold samples of one shape and dtype")
+                f"files of {loader.argname} must hold samples of one shape and dtype"
+            )

@@ -1,4 +1,5 @@
 """``DataLoader``: reads one set num's array from a directory of files or from one file."""
+
 from __future__ import annotations
 
 import logging
@@ -9,8 +10,15 @@ from typing import Any, Callable
 import numpy as np
 
 from .autodata import discover
-from .formats import (BUILTIN_FORMATS, SUPPORTED_EXTENSIONS, DataLoadError, FileFormat,
-                            FormatOptions, Header, format_for_extension)
+from .formats import (
+    BUILTIN_FORMATS,
+    SUPPORTED_EXTENSIONS,
+    DataLoadError,
+    FileFormat,
+    FormatOptions,
+    Header,
+    format_for_extension,
+)
 
 __all__ = ["DataLoader", "DataLoadError"]
 
@@ -33,23 +41,37 @@ class DataLoader:
     of read, so that only the batches in use are resident.
     """
 
-    def __init__(self, path: str | Path, loader: LoaderSpec = None, dtype: Any = None,
-                 batch_shape: tuple[int, ...] | None = None, base_name: str | None = None,
-                 ext: str | None = None, filepaths: list[str] | None = None, *,
-                 argname: str = "path", exclude: str | Path | None = None,
-                 memmap_threshold: int | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        loader: LoaderSpec = None,
+        dtype: Any = None,
+        batch_shape: tuple[int, ...] | None = None,
+        base_name: str | None = None,
+        ext: str | None = None,
+        filepaths: list[str] | None = None,
+        *,
+        argname: str = "path",
+        exclude: str | Path | None = None,
+        memmap_threshold: int | None = None,
+    ):
         self.path = Path(path)
         self.argname = argname
-        self.options = FormatOptions(dtype=dtype,
-                                     batch_shape=None if batch_shape is None else tuple(batch_shape))
+        self.options = FormatOptions(
+            dtype=dtype, batch_shape=None if batch_shape is None else tuple(batch_shape)
+        )
         custom = callable(loader) and not isinstance(loader, type)
         if loader is not None and not custom and not isinstance(loader, str):
-            raise TypeError(f"{argname} loader must be None, a format name "
-                            f"{list(BUILTIN_FORMATS)} or a function (loader, set_num) -> array; "
-                            f"got {loader!r}")
+            raise TypeError(
+                f"{argname} loader must be None, a format name "
+                f"{list(BUILTIN_FORMATS)} or a function (loader, set_num) -> array; "
+                f"got {loader!r}"
+            )
         if isinstance(loader, str) and loader not in BUILTIN_FORMATS:
-            raise ValueError(f"unknown loader {loader!r} for {argname}; built-in loaders are "
-                             f"{list(BUILTIN_FORMATS)}")
+            raise ValueError(
+                f"unknown loader {loader!r} for {argname}; built-in loaders are "
+                f"{list(BUILTIN_FORMATS)}"
+            )
 
         if loader is None:
             supported = SUPPORTED_EXTENSIONS
@@ -65,8 +87,10 @@ class DataLoader:
             wanted = {str(Path(p)) for p in filepaths}
             found.filepaths = {n: p for n, p in found.filepaths.items() if str(p) in wanted}
             if not found.filepaths:
-                raise ValueError(f"{argname}: none of filepaths={list(filepaths)[:3]}... is "
-                                 f"a numbered data file of {str(self.path)!r}")
+                raise ValueError(
+                    f"{argname}: none of filepaths={list(filepaths)[:3]}... is "
+                    f"a numbered data file of {str(self.path)!r}"
+                )
         self._filepaths = found.filepaths
         self.filepaths = [str(p) for p in found.filepaths.values()]
 
@@ -78,23 +102,32 @@ class DataLoader:
             self.format = self._choose_format(loader, memmap_threshold)
             self.name = self.format.name
             if self.format.name == "numpy-lz4f" and None in (dtype, batch_shape):
-                raise ValueError(f"the numpy-lz4f loader of {argname}={str(self.path)!r} needs "
-                                 "the arrays' dtype and batch shape: pass data_dtype= and "
-                                 "data_batch_shape= (labels_dtype= and labels_batch_shape= for "
-                                 "labels) to DataGenerator")
+                raise ValueError(
+                    f"the numpy-lz4f loader of {argname}={str(self.path)!r} needs "
+                    "the arrays' dtype and batch shape: pass data_dtype= and "
+                    "data_batch_shape= (labels_dtype= and labels_batch_shape= for "
+                    "labels) to DataGenerator"
+                )
 
     # -- construction helpers --------------------------------------------------
     def _choose_format(self, loader: str | None, memmap_threshold: int | None) -> FileFormat:
         fmt = BUILTIN_FORMATS[loader] if loader else format_for_extension(self.ext)
         if fmt is None:
-            raise ValueError(f"{self.argname}={str(self.path)!r}: no built-in loader reads "
-                             f"{self.ext!r} files; supported extensions are "
-                             f"{list(SUPPORTED_EXTENSIONS)}, or pass a loader function")
+            raise ValueError(
+                f"{self.argname}={str(self.path)!r}: no built-in loader reads "
+                f"{self.ext!r} files; supported extensions are "
+                f"{list(SUPPORTED_EXTENSIONS)}, or pass a loader function"
+            )
         if fmt.name == "numpy" and memmap_threshold is not None:
             biggest = max((p.stat().st_size for p in self._files()), default=0)
             if biggest > memmap_threshold:
-                log.info("%s: .npy files up to %.1f MB exceed memmap_threshold=%d bytes; "
-                         "memory-mapping them", self.argname, biggest / 2**20, memmap_threshold)
+                log.info(
+                    "%s: .npy files up to %.1f MB exceed memmap_threshold=%d bytes; "
+                    "memory-mapping them",
+                    self.argname,
+                    biggest / 2**20,
+                    memmap_threshold,
+                )
                 fmt = BUILTIN_FORMATS["numpy-memmap"]
         return fmt
 
@@ -112,8 +145,10 @@ class DataLoader:
         if not self._is_dataset:
             return list(self._filepaths)
         if self.format is None:
-            raise ValueError(f"{self.argname}={str(self.path)!r} is a single file read by a "
-                             "custom loader function: pass set_nums= to DataGenerator")
+            raise ValueError(
+                f"{self.argname}={str(self.path)!r} is a single file read by a "
+                "custom loader function: pass set_nums= to DataGenerator"
+            )
         return self._guard(self.path, self.format.dataset_keys, self.path, self.options)
 
     def _path(self, set_num: str) -> Path:
@@ -159,13 +194,16 @@ class DataLoader:
         except DataLoadError:
             raise
         except Exception as e:
-            raise DataLoadError(f"could not load set num {set_num} from {path}: "
-                                f"{type(e).__name__}: {e}") from e
+            raise DataLoadError(
+                f"could not load set num {set_num} from {path}: {type(e).__name__}: {e}"
+            ) from e
         if not hasattr(data, "shape") or not hasattr(data, "__len__"):
             data = np.asarray(data)
         if data.ndim == 0:
-            raise DataLoadError(f"set num {set_num} from {path} loaded as a scalar; expected an "
-                                "array whose first axis is samples")
+            raise DataLoadError(
+                f"set num {set_num} from {path} loaded as a scalar; expected an "
+                "array whose first axis is samples"
+            )
         return data
 
     @staticmethod

@@ -5,6 +5,7 @@ files. Threads rather than processes: file reading and lz4/HDF5 decoding release
 and a process pays 1-3 ms of IPC per 512 KiB batch. Only *loading* happens here:
 preprocessors are stateful, so ``process()`` runs on the main thread, in order.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -37,8 +38,14 @@ class Prefetcher(Generic[T]):
     ``inline_below=0`` always loads in the background; ``clock`` is injectable for tests.
     """
 
-    def __init__(self, load: Callable[[str], T], depth: int = 2, workers: int = 1,
-                 inline_below: float = 2e-4, clock: Callable[[], float] = time.perf_counter):
+    def __init__(
+        self,
+        load: Callable[[str], T],
+        depth: int = 2,
+        workers: int = 1,
+        inline_below: float = 2e-4,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
         self._load = load
         self.depth = depth
         self.workers = workers
@@ -94,7 +101,9 @@ class Prefetcher(Generic[T]):
         self._observe()
         wanted = list(itertools.islice(upcoming, self.depth))
         keep = 0
-        while keep < min(len(wanted), len(self._pending)) and self._pending[keep][0] == wanted[keep]:
+        while (
+            keep < min(len(wanted), len(self._pending)) and self._pending[keep][0] == wanted[keep]
+        ):
             keep += 1
         while len(self._pending) > keep:  # the plan changed: drop stale loads
             self._pending.pop()[1].cancel()
@@ -116,15 +125,20 @@ class Prefetcher(Generic[T]):
                 # for the next get(); a failed load is dropped and loaded again, below
                 if not (future.done() and not future.cancelled() and future.exception() is e):
                     raise
-                log.debug("prefetch: the background load of %r failed (%r); loading it again",
-                          key, future.exception())
+                log.debug(
+                    "prefetch: the background load of %r failed (%r); loading it again",
+                    key,
+                    future.exception(),
+                )
             else:
                 self._pending.popleft()
                 return result
             self._pending.popleft()
             return self._load(key)  # outside the except block: its error stands alone
         if self._pending:
-            log.debug("prefetch: expected %r, got a request for %r; reloading", self._pending[0][0], key)
+            log.debug(
+                "prefetch: expected %r, got a request for %r; reloading", self._pending[0][0], key
+            )
             self.clear()
         return self._load(key)
 
@@ -142,7 +156,10 @@ class Prefetcher(Generic[T]):
 
     def _ensure_executor(self) -> ThreadPoolExecutor:
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="deeptrain-prefetch")
-            self._finalizer = weakref.finalize(self, self._executor.shutdown, wait=False,
-                                               cancel_futures=True)
+            self._executor = ThreadPoolExecutor(
+                self.workers, thread_name_prefix="deeptrain-prefetch"
+            )
+            self._finalizer = weakref.finalize(
+                self, self._executor.shutdown, wait=False, cancel_futures=True
+            )
         return self._executor

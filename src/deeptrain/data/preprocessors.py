@@ -12,6 +12,7 @@ The DataGenerator reads and writes these *through* the preprocessor, so a prepro
 keeps ``batch_exhausted = False`` feeds the same batch again, and one that sets
 ``slices_per_batch`` turns every batch into several iterations.
 """
+
 from __future__ import annotations
 
 import copy
@@ -97,10 +98,11 @@ class Preprocessor(ABC):
         live = vars(self)
         for name, value in state.items():
             current = live.get(name)
-            if name not in skip and None not in (value, current) and \
-                    _kind(value) != _kind(current):
-                raise ValueError(f"preprocessor state {name!r}: {value!r} is not a "
-                                 f"{_kind(current)} like the live value {current!r}")
+            if name not in skip and None not in (value, current) and _kind(value) != _kind(current):
+                raise ValueError(
+                    f"preprocessor state {name!r}: {value!r} is not a "
+                    f"{_kind(current)} like the live value {current!r}"
+                )
         try:
             copy.copy(self).load_state_dict(state)
         except (TypeError, ValueError, AttributeError) as e:
@@ -139,12 +141,17 @@ class TimeseriesPreprocessor(Preprocessor):
     overlapping windows ``[0:25], [10:35], ..., [70:95]``.
     """
 
-    def __init__(self, window_size: int, slide_size: int | None = None,
-                 start_increments: Sequence[int] | None = None,
-                 loadskip_list: Sequence[str] | None = None):
+    def __init__(
+        self,
+        window_size: int,
+        slide_size: int | None = None,
+        start_increments: Sequence[int] | None = None,
+        loadskip_list: Sequence[str] | None = None,
+    ):
         self.window_size = positive_int(window_size, "window_size")
-        self.slide_size = positive_int(slide_size if slide_size is not None else window_size,
-                                        "slide_size")
+        self.slide_size = positive_int(
+            slide_size if slide_size is not None else window_size, "slide_size"
+        )
         if start_increments is not None:
             start_increments = [_non_negative_int(s, "start_increments") for s in start_increments]
             if not start_increments:
@@ -154,8 +161,11 @@ class TimeseriesPreprocessor(Preprocessor):
         self._batch_timesteps = None
         self.slices_per_batch = 1  # marks "sliced"; the real count is set per batch in process()
         self.slice_idx = 0
-        self.loadskip_list = list(loadskip_list if loadskip_list is not None else
-                                  ["start_increments", "window_size", "slide_size"])
+        self.loadskip_list = list(
+            loadskip_list
+            if loadskip_list is not None
+            else ["start_increments", "window_size", "slide_size"]
+        )
 
     @property
     def start_increment(self) -> int:
@@ -168,8 +178,9 @@ class TimeseriesPreprocessor(Preprocessor):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
             raise TypeError(f"start_increment must be an int, got {type(value).__name__}")
         if value not in self.start_increments:
-            log.warning("start_increment=%s is not in start_increments=%s", value,
-                        self.start_increments)
+            log.warning(
+                "start_increment=%s is not in start_increments=%s", value, self.start_increments
+            )
         self._start_increment = int(value)
 
     def process(self, batch: Any, labels: Any) -> tuple[Any, Any]:
@@ -186,7 +197,8 @@ class TimeseriesPreprocessor(Preprocessor):
         if usable < 0:
             raise ValueError(
                 f"a batch of {timesteps} timesteps is too short for window_size="
-                f"{self.window_size} with start_increment={self._start_increment}")
+                f"{self.window_size} with start_increment={self._start_increment}"
+            )
         return 1 + usable // self.slide_size
 
     def _next_window(self, batch: Any) -> Any:

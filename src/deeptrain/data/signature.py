@@ -5,6 +5,7 @@ the file, after some batches trained. :func:`signature` is what must agree (the 
 one sample, ``shape[1:]``, and the dtype); :class:`FirstSeen` checks loaded arrays against
 the first one loaded.
 """
+
 from __future__ import annotations
 
 import threading
@@ -46,6 +47,8 @@ class FirstSeen:
                 return
         first, first_source = self._first
         if sig != first:
-            raise DataLoadError(f"{source} holds {describe(sig)}, but {first_source} (the first "
-                                f"file loaded) holds {describe(first)}; all files of "
-                                f"{self.argname} must hold samples of one shape and dtype")
+            raise DataLoadError(
+                f"{source} holds {describe(sig)}, but {first_source} (the first "
+                f"file loaded) holds {describe(first)}; all files of "
+                f"{self.argname} must hold samples of one shape and dtype"
+            )

@@ -9,10 +9,24 @@
 * :mod:`.naming`, :mod:`.lock`, :mod:`.report`: run names and model numbers, one writer per
   log directory, the report image.
 """
-from .checkpoint import (CorruptCheckpointError, NoIntactCheckpointError, list_checkpoints,
-                         read_checkpoint, resolve_loadpath, verify_checkpoint)
+
+from .checkpoint import (
+    CorruptCheckpointError,
+    NoIntactCheckpointError,
+    list_checkpoints,
+    read_checkpoint,
+    resolve_loadpath,
+    verify_checkpoint,
+)
 from .lock import LogdirLock, LogdirLockedError
 
-__all__ = ["CorruptCheckpointError", "NoIntactCheckpointError", "list_checkpoints",
-           "read_checkpoint", "resolve_loadpath", "verify_checkpoint", "LogdirLock",
-           "LogdirLockedError"]
+__all__ = [
+    "CorruptCheckpointError",
+    "NoIntactCheckpointError",
+    "list_checkpoints",
+    "read_checkpoint",
+    "resolve_loadpath",
+    "verify_checkpoint",
+    "LogdirLock",
+    "LogdirLockedError",
+]

@@ -16,6 +16,7 @@ backup, is a complete directory.
 runs; tests use it to fail the writer at every step and prove the previous checkpoint
 survives.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,9 +29,18 @@ from typing import Callable
 from ..util.files import atomic_file, fsync_path
 from .safe_io import is_real_dir
 
-__all__ = ["AtomicDir", "atomic_write_text", "fsync_path", "remove_stale_temps", "TEMP_PREFIX",
-           "BACKUP_PREFIX", "backup_path", "final_name", "recover_backup",
-           "recover_backups"]
+__all__ = [
+    "AtomicDir",
+    "atomic_write_text",
+    "fsync_path",
+    "remove_stale_temps",
+    "TEMP_PREFIX",
+    "BACKUP_PREFIX",
+    "backup_path",
+    "final_name",
+    "recover_backup",
+    "recover_backups",
+]
 
 log = logging.getLogger("deeptrain")
 
@@ -57,7 +67,7 @@ def backup_path(final: Path) -> Path:
 
 def final_name(name: str) -> str:
     """The name a backup stands for (other names unchanged)."""
-    return name[len(BACKUP_PREFIX):] if name.startswith(BACKUP_PREFIX) else name
+    return name[len(BACKUP_PREFIX) :] if name.startswith(BACKUP_PREFIX) else name
 
 
 def _remove(path: Path) -> None:
@@ -122,8 +132,7 @@ class AtomicDir:
                 _remove(backup)
         except BaseException:
             shutil.rmtree(self.tmp, ignore_errors=True)
-            if backup is not None and not os.path.lexists(self.final) and \
-                    os.path.lexists(backup):
+            if backup is not None and not os.path.lexists(self.final) and os.path.lexists(backup):
                 os.rename(backup, self.final)  # undo the first rename
             raise
 
@@ -145,15 +154,17 @@ def recover_backup(final: Path, intact: Callable[[Path], bool]) -> None:
         log.warning("%s is damaged; restoring it from its backup %s", final, backup.name)
         _remove(final)
     else:
-        log.warning("%s and its backup %s are both damaged; left as they are", final,
-                    backup.name)
+        log.warning("%s and its backup %s are both damaged; left as they are", final, backup.name)
         return
     os.rename(backup, final)
     fsync_path(final.parent)
 
 
-def recover_backups(directory: Path, intact: Callable[[Path], bool],
-                    owned: Callable[[str], bool] = lambda name: True) -> None:
+def recover_backups(
+    directory: Path,
+    intact: Callable[[Path], bool],
+    owned: Callable[[str], bool] = lambda name: True,
+) -> None:
     """:func:`recover_backup` for every backup in ``directory`` whose name is ``owned``."""
     if not is_real_dir(directory):
         return

@@ -24,6 +24,7 @@ plain entry name; a checkpoint must be a real directory there, and every file it
 regular file in it (symbolic links are refused). Loading never unpickles: JSON,
 ``np.load(allow_pickle=False)`` and self-contained HDF5 only.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,18 +39,45 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .atomic import (BACKUP_PREFIX, AtomicDir, atomic_write_text, final_name, recover_backup,
-                     remove_stale_temps)
+from .atomic import (
+    BACKUP_PREFIX,
+    AtomicDir,
+    atomic_write_text,
+    final_name,
+    recover_backup,
+    remove_stale_temps,
+)
 from .errors import CorruptCheckpointError, NoIntactCheckpointError
-from .safe_io import (file_sha256, is_plain_name, is_real_dir, open_binary, read_capped,
-                      read_prefix)
+from .safe_io import file_sha256, is_plain_name, is_real_dir, open_binary, read_capped, read_prefix
 
-__all__ = ["FORMAT", "VERSION", "READ_VERSIONS", "KINDS", "STATE_FILE", "ARRAYS_FILE",
-           "WEIGHTS_FILE", "MODEL_FILE", "POINTER_FILE", "CHECKPOINTS_DIR", "DIGEST_FIELD",
-           "MAX_STATE_BYTES", "HEADER_BYTES", "CorruptCheckpointError",
-           "NoIntactCheckpointError", "write_checkpoint", "read_checkpoint", "read_arrays",
-           "verify_checkpoint", "is_intact", "state_digest", "resolve_loadpath",
-           "list_checkpoints", "update_pointer", "read_pointer", "prune"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "READ_VERSIONS",
+    "KINDS",
+    "STATE_FILE",
+    "ARRAYS_FILE",
+    "WEIGHTS_FILE",
+    "MODEL_FILE",
+    "POINTER_FILE",
+    "CHECKPOINTS_DIR",
+    "DIGEST_FIELD",
+    "MAX_STATE_BYTES",
+    "HEADER_BYTES",
+    "CorruptCheckpointError",
+    "NoIntactCheckpointError",
+    "write_checkpoint",
+    "read_checkpoint",
+    "read_arrays",
+    "verify_checkpoint",
+    "is_intact",
+    "state_digest",
+    "resolve_loadpath",
+    "list_checkpoints",
+    "update_pointer",
+    "read_pointer",
+    "prune",
+]
 
 log = logging.getLogger("deeptrain")
 
@@ -66,12 +94,13 @@ CHECKPOINTS_DIR = "checkpoints"
 DIGEST_FIELD = "state_sha256"
 HEADER_FIELDS = ("format", "version", "kind", "seq")
 MAX_STATE_BYTES = 256 * 2**20  # a state.json larger than this is refused unread
-HEADER_BYTES = 4096            # what is read of a sibling checkpoint's state.json
+HEADER_BYTES = 4096  # what is read of a sibling checkpoint's state.json
 POINTER_BYTES = 4096
 
 _HEADER = re.compile(
     rb'\A\{\s*"format":\s*"deeptrain\.checkpoint",\s*"version":\s*(\d{1,6}),\s*'
-    rb'"kind":\s*"(temp|unique|best|manual)",\s*"seq":\s*(\d{1,16})\s*[,}]')
+    rb'"kind":\s*"(temp|unique|best|manual)",\s*"seq":\s*(\d{1,16})\s*[,}]'
+)
 _warned: set[str] = set()
 
 
@@ -94,8 +123,11 @@ def _encode_state(payload: dict[str, Any], files: dict[str, Any]) -> str:
     """``state.json``'s text: header fields first, then the digest, then the rest."""
     from .state_schema import schema_error
 
-    plain = json.loads(json.dumps({"format": FORMAT, "version": VERSION, **payload,
-                                   "files": files}, allow_nan=True))  # as a reader sees it
+    plain = json.loads(
+        json.dumps(
+            {"format": FORMAT, "version": VERSION, **payload, "files": files}, allow_nan=True
+        )
+    )  # as a reader sees it
     error = schema_error(plain)
     if error is not None:
         raise ValueError(f"checkpoint state not written: {error}")
@@ -106,9 +138,14 @@ def _encode_state(payload: dict[str, Any], files: dict[str, Any]) -> str:
     return "{\n" + ",\n".join(lines) + "\n}\n"  # a top-level field per line
 
 
-def write_checkpoint(path: Path, payload: dict[str, Any], arrays: dict[str, np.ndarray],
-                     writers: dict[str, Callable[[Path], None]],
-                     fault: Callable[[str], None] | None = None, replace: bool = False) -> Path:
+def write_checkpoint(
+    path: Path,
+    payload: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    writers: dict[str, Callable[[Path], None]],
+    fault: Callable[[str], None] | None = None,
+    replace: bool = False,
+) -> Path:
     """Write a checkpoint directory atomically.
 
     Args:
@@ -153,8 +190,9 @@ def _parse_state(raw: bytes, state_file: Path) -> Any:
     try:
         return json.loads(raw.decode("utf-8"))
     except RecursionError:
-        raise CorruptCheckpointError(f"{state_file} is not valid JSON (nested too "
-                                     "deeply)") from None
+        raise CorruptCheckpointError(
+            f"{state_file} is not valid JSON (nested too deeply)"
+        ) from None
     except ValueError as e:  # also bad UTF-8 and integers over Python's digit limit
         raise CorruptCheckpointError(f"{state_file} is not valid JSON ({e})") from None
 
@@ -163,20 +201,27 @@ def _check_state(state: Any, state_file: Path) -> dict[str, Any]:
     """``state`` after its format, version, digest and schema are checked."""
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else None
-        raise CorruptCheckpointError(f"{state_file} is not a DeepTrain checkpoint state "
-                                     f"(format {found!r})")
+        raise CorruptCheckpointError(
+            f"{state_file} is not a DeepTrain checkpoint state (format {found!r})"
+        )
     version = state.get("version")
     if type(version) is not int or version not in READ_VERSIONS:
-        raise ValueError(f"{state_file} has checkpoint format version {version!r}; this "
-                         f"DeepTrain reads versions {list(READ_VERSIONS)}")
+        raise ValueError(
+            f"{state_file} has checkpoint format version {version!r}; this "
+            f"DeepTrain reads versions {list(READ_VERSIONS)}"
+        )
     if version >= 2:
         if state.get(DIGEST_FIELD) != state_digest(state):
             raise CorruptCheckpointError(
                 f"{state_file} does not match its {DIGEST_FIELD}: the state was edited or "
-                "damaged after it was written")
+                "damaged after it was written"
+            )
     else:
-        log.warning("%s is a version-1 checkpoint state: it has no digest, so it cannot be "
-                    "checked for edits or damage", state_file)
+        log.warning(
+            "%s is a version-1 checkpoint state: it has no digest, so it cannot be "
+            "checked for edits or damage",
+            state_file,
+        )
     from .state_schema import schema_error
 
     error = schema_error(state)
@@ -210,14 +255,18 @@ def verify_checkpoint(path: Path) -> dict[str, Any]:
     for name, record in state["files"].items():
         file = path / name
         if not is_plain_name(name) or name == STATE_FILE:
-            raise CorruptCheckpointError(f"{path / STATE_FILE} lists the file {name!r}, which "
-                                         "is not a plain file name of the checkpoint")
+            raise CorruptCheckpointError(
+                f"{path / STATE_FILE} lists the file {name!r}, which "
+                "is not a plain file name of the checkpoint"
+            )
         if not os.path.lexists(file):
             raise CorruptCheckpointError(f"{path}: file {name!r} is missing")
         size, sha256 = file_sha256(file)  # refuses links, FIFOs and devices
         if size != record["bytes"] or sha256 != record["sha256"]:
-            raise CorruptCheckpointError(f"{file} is truncated or altered (size or SHA-256 "
-                                         "differs from the checkpoint's record)")
+            raise CorruptCheckpointError(
+                f"{file} is truncated or altered (size or SHA-256 "
+                "differs from the checkpoint's record)"
+            )
     return state
 
 
@@ -262,8 +311,10 @@ def read_pointer(checkpoints_dir: Path) -> str | None:
     except UnicodeDecodeError:
         name = repr(raw[:80])
     if not is_plain_name(name):
-        raise CorruptCheckpointError(f"{pointer} holds {name[:200]!r}, not the name of a "
-                                     f"checkpoint in {checkpoints_dir} (refused)")
+        raise CorruptCheckpointError(
+            f"{pointer} holds {name[:200]!r}, not the name of a "
+            f"checkpoint in {checkpoints_dir} (refused)"
+        )
     return name
 
 
@@ -293,8 +344,11 @@ def _scan(directory: Path) -> list[tuple[int, str, Path]]:
             continue  # temporaries and other hidden entries
         if not is_real_dir(item):
             if item.is_symlink():
-                _warn_once(str(item), "Skipping %s: a symbolic link (checkpoints must be "
-                           "real directories)", item)
+                _warn_once(
+                    str(item),
+                    "Skipping %s: a symbolic link (checkpoints must be real directories)",
+                    item,
+                )
             continue
         header = _header(item)
         try:
@@ -316,8 +370,10 @@ def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
 
 def _backup_note(path: Path) -> str:
     if path.name.startswith(BACKUP_PREFIX):
-        return (f" (the backup of {final_name(path.name)}, left by a replace of it that was "
-                "interrupted)")
+        return (
+            f" (the backup of {final_name(path.name)}, left by a replace of it that was "
+            "interrupted)"
+        )
     return ""
 
 
@@ -339,14 +395,17 @@ def resolve_loadpath(path: str | Path) -> tuple[Path, dict[str, Any]]:
         path = path.resolve()
     if path.is_file():
         if path.name != STATE_FILE:
-            raise ValueError(f"loadpath {str(path)!r} is a file; give a checkpoint directory, "
-                             f"its {STATE_FILE}, or a log directory")
+            raise ValueError(
+                f"loadpath {str(path)!r} is a file; give a checkpoint directory, "
+                f"its {STATE_FILE}, or a log directory"
+            )
         path = path.parent
     if (path / CHECKPOINTS_DIR).is_dir():
         path = path / CHECKPOINTS_DIR
     errors: list[str] = []
-    looks_like_checkpoint = any(os.path.lexists(path / f) for f in (STATE_FILE, WEIGHTS_FILE,
-                                                                     ARRAYS_FILE))
+    looks_like_checkpoint = any(
+        os.path.lexists(path / f) for f in (STATE_FILE, WEIGHTS_FILE, ARRAYS_FILE)
+    )
     if looks_like_checkpoint or os.path.lexists(path.parent / POINTER_FILE):
         wanted, directory = path, path.parent
     else:
@@ -373,12 +432,15 @@ def resolve_loadpath(path: str | Path) -> tuple[Path, dict[str, Any]]:
             errors.append(str(e))
             continue
         if errors:
-            log.warning("Checkpoint(s) unusable (%s); loading the newest intact one: %s%s",
-                        "; ".join(errors), candidate, _backup_note(candidate))
+            log.warning(
+                "Checkpoint(s) unusable (%s); loading the newest intact one: %s%s",
+                "; ".join(errors),
+                candidate,
+                _backup_note(candidate),
+            )
         return candidate, state
     detail = f": {'; '.join(errors)}" if errors else ""
-    raise NoIntactCheckpointError(f"no intact DeepTrain checkpoint found at {str(path)!r}"
-                                  f"{detail}")
+    raise NoIntactCheckpointError(f"no intact DeepTrain checkpoint found at {str(path)!r}{detail}")
 
 
 def prune(directory: Path, keep: dict[str, int], protect: set[Path]) -> None:

@@ -17,6 +17,7 @@ A load is all or nothing: the checkpoint is verified (files, digest, schema) and
 against the live TrainGenerator (model, data, random generators, callbacks) before anything
 is applied, and a failure while applying puts back what was there (:mod:`.rollback`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,9 +28,19 @@ from typing import Any, Callable
 
 from . import model_state
 from .atomic import TEMP_PREFIX, final_name, recover_backups
-from .checkpoint import (CHECKPOINTS_DIR, MODEL_FILE, WEIGHTS_FILE, CorruptCheckpointError,
-                         is_intact, list_checkpoints, prune, read_arrays, resolve_loadpath,
-                         update_pointer, write_checkpoint)
+from .checkpoint import (
+    CHECKPOINTS_DIR,
+    MODEL_FILE,
+    WEIGHTS_FILE,
+    CorruptCheckpointError,
+    is_intact,
+    list_checkpoints,
+    prune,
+    read_arrays,
+    resolve_loadpath,
+    update_pointer,
+    write_checkpoint,
+)
 from .hdf5_check import check_hdf5_self_contained
 from .naming import encode_best
 from .report import report_figure, report_sections
@@ -65,13 +76,15 @@ class Checkpointer:
         skip = set(tg.saveskip_list)
         if "optimizer_state" in skip:
             payload["model"]["optimizer"] = []
-        payload["model"]["optimizer_unsaved"] = sorted(model_state.optimizer_selection(
-            tg.model, tg.optimizer_save_configs, "optimizer_save_configs"))
+        payload["model"]["optimizer_unsaved"] = sorted(
+            model_state.optimizer_selection(
+                tg.model, tg.optimizer_save_configs, "optimizer_save_configs"
+            )
+        )
         writers: dict[str, Callable[[Path], None]] = {}
         if "model:weights" not in skip:
             weights_kw = dict(tg.model_save_weights_kw or {})
-            writers[WEIGHTS_FILE] = lambda p: model_state.save_weights(tg.model, p,
-                                                                       **weights_kw)
+            writers[WEIGHTS_FILE] = lambda p: model_state.save_weights(tg.model, p, **weights_kw)
         if "model" not in skip:
             kw = dict(tg.model_save_kw or {})
             writers[MODEL_FILE] = lambda p: tg.model.save(p, **kw)
@@ -100,8 +113,11 @@ class Checkpointer:
         _settle_backups(self.directory)  # before the name is chosen: a backup may stand for it
         path = self.directory / name
         if path.exists() and not tg.checkpoints_overwrite_duplicates:
-            path = next(p for v in range(2, 10**6)  # 0.6: name_v2, name_v3, ...
-                        if not (p := self.directory / f"{name}_v{v}").exists())
+            path = next(
+                p
+                for v in range(2, 10**6)  # 0.6: name_v2, name_v3, ...
+                if not (p := self.directory / f"{name}_v{v}").exists()
+            )
         path = self.save(path, kind, figures=kind == "unique", replace=True)
         update_pointer(self.directory, path.name, self.fault)
         prune(self.directory, {"temp": 1, "unique": max(1, tg.max_checkpoints)}, {path})
@@ -119,8 +135,12 @@ class Checkpointer:
         path = self.save(directory / tg.model_name, "best", figures=True, replace=True)
         if tg.max_one_best_save:
             for item in directory.iterdir():
-                if item != path and not item.name.startswith(TEMP_PREFIX) and \
-                        is_real_dir(item) and self._is_ours(item.name):
+                if (
+                    item != path
+                    and not item.name.startswith(TEMP_PREFIX)
+                    and is_real_dir(item)
+                    and self._is_ours(item.name)
+                ):
                     shutil.rmtree(item, ignore_errors=True)
         log.info("Best model saved to %s", path)
         return path
@@ -131,8 +151,12 @@ class Checkpointer:
         return re.match(rf"M{self.tg.model_num}__", final_name(name)) is not None
 
     # -- loading -----------------------------------------------------------------------
-    def load(self, path: str | Path, passed_args: list[str] | None = None,
-             settle: Callable[[], None] | None = None) -> Path:
+    def load(
+        self,
+        path: str | Path,
+        passed_args: list[str] | None = None,
+        settle: Callable[[], None] | None = None,
+    ) -> Path:
         """Restore ``tg`` (settings, state, data position, model, RNGs, callbacks), all or
         nothing: everything is read and checked before anything is applied; if applying,
         or ``settle`` (the caller's checks of the loaded settings), still fails, what was
@@ -140,16 +164,18 @@ class Checkpointer:
         tg = self.tg
         path, payload = resolve_loadpath(path)
         arrays = read_arrays(path, payload)
-        skip = effective_loadskip(tg.loadskip_list, tg._passed_args if passed_args is None
-                                  else passed_args)
+        skip = effective_loadskip(
+            tg.loadskip_list, tg._passed_args if passed_args is None else passed_args
+        )
         weights = "model:weights" not in skip and WEIGHTS_FILE in payload["files"]
         keep = self._check(path, payload, arrays, skip, weights)
         before = LiveState.capture(tg)
         try:
             if weights:
                 no_opt = "optimizer_state" in skip or not payload["model"].get("optimizer")
-                model_state.load_weights(tg.model, path / WEIGHTS_FILE, skip_optimizer=no_opt,
-                                         keep_optimizer=keep)
+                model_state.load_weights(
+                    tg.model, path / WEIGHTS_FILE, skip_optimizer=no_opt, keep_optimizer=keep
+                )
                 model_state.restore_arrays(tg.model, arrays)
             restore(tg, payload, arrays, skip)
             if settle is not None:
@@ -157,12 +183,23 @@ class Checkpointer:
         except BaseException:
             before.restore(tg)
             raise
-        log.info("Loaded checkpoint %s (epoch %d, %d batches fit, %d validations)", path,
-                 tg.state.epoch, tg.state.batches_fit, tg.state.times_validated)
+        log.info(
+            "Loaded checkpoint %s (epoch %d, %d batches fit, %d validations)",
+            path,
+            tg.state.epoch,
+            tg.state.batches_fit,
+            tg.state.times_validated,
+        )
         return path
 
-    def _check(self, path: Path, payload: dict[str, Any], arrays: dict[str, Any],
-               skip: set[str], weights: bool) -> set[str]:
+    def _check(
+        self,
+        path: Path,
+        payload: dict[str, Any],
+        arrays: dict[str, Any],
+        skip: set[str],
+        weights: bool,
+    ) -> set[str]:
         """Raise if the checkpoint cannot be applied to ``tg``; returns the optimizer
         variables whose live values are kept."""
         tg = self.tg
@@ -170,16 +207,19 @@ class Checkpointer:
         if weights:
             model_state.check_compatible(payload["model"], tg.model, path)
             check_hdf5_self_contained(path / WEIGHTS_FILE)
-            keep = set(payload["model"].get("optimizer_unsaved", [])) | \
-                model_state.optimizer_selection(tg.model, tg.optimizer_load_configs,
-                                                "optimizer_load_configs")
+            keep = set(
+                payload["model"].get("optimizer_unsaved", [])
+            ) | model_state.optimizer_selection(
+                tg.model, tg.optimizer_load_configs, "optimizer_load_configs"
+            )
         try:
             if weights:
                 model_state.check_arrays(tg.model, arrays)
             check(tg, payload, arrays, skip)
         except RecursionError:
-            raise CorruptCheckpointError(f"checkpoint {path}: its state is nested too "
-                                         "deeply") from None
+            raise CorruptCheckpointError(
+                f"checkpoint {path}: its state is nested too deeply"
+            ) from None
         except (ValueError, TypeError) as e:
             raise ValueError(f"checkpoint {path} does not fit this TrainGenerator: {e}") from None
         return keep
@@ -190,8 +230,9 @@ class Checkpointer:
         if best:
             if tg.best_models_dir is None:
                 return None
-            found = [p for _, p in list_checkpoints(Path(tg.best_models_dir))
-                     if self._is_ours(p.name)]
+            found = [
+                p for _, p in list_checkpoints(Path(tg.best_models_dir)) if self._is_ours(p.name)
+            ]
             return found[0] if found else None
         if self.directory is None:
             return None
@@ -204,8 +245,9 @@ class Checkpointer:
         return report_sections(self.tg)
 
     def report(self) -> Any:
-        return report_figure(report_sections(self.tg), title=self.tg.model_name,
-                             fontpath=self.tg.report_fontpath)
+        return report_figure(
+            report_sections(self.tg), title=self.tg.model_name, fontpath=self.tg.report_fontpath
+        )
 
 
 def _settle_backups(directory: Path, owned: Callable[[str], bool] = lambda name: True) -> None:

@@ -1,4 +1,5 @@
 """Errors of reading checkpoints."""
+
 from __future__ import annotations
 
 __all__ = ["CorruptCheckpointError", "NoIntactCheckpointError"]

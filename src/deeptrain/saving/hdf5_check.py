@@ -6,6 +6,7 @@ external links, datasets stored in external raw files, and virtual datasets. Ker
 checked (by the data layer's :func:`~deeptrain.data.formats.hdf5.check_self_contained`)
 before it is loaded.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,7 +32,8 @@ def check_hdf5_self_contained(path: str | Path) -> None:
     except CorruptCheckpointError:
         raise
     except NotSelfContainedError as e:  # names the file and the object
-        raise CorruptCheckpointError(f"{e}: a checkpoint's HDF5 file must be "
-                                     "self-contained") from None
+        raise CorruptCheckpointError(
+            f"{e}: a checkpoint's HDF5 file must be self-contained"
+        ) from None
     except (OSError, ValueError, KeyError) as e:
         raise CorruptCheckpointError(f"{path} is not a readable HDF5 file ({e})") from None

@@ -14,6 +14,7 @@ the owner's PID, host and start time, for the error message a second writer gets
 Where ``flock`` is unavailable (some network filesystems, Windows), the PID in the file
 decides: a live owner on this host refuses, anything else is taken over with a warning.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,10 @@ def _read_owner(fd: int) -> dict[str, Any]:
 
 
 def _describe(owner: dict[str, Any]) -> str:
-    return (f"PID {owner.get('pid', '?')} on host {owner.get('host', '?')}, "
-            f"since {owner.get('started', '?')}")
+    return (
+        f"PID {owner.get('pid', '?')} on host {owner.get('host', '?')}, "
+        f"since {owner.get('started', '?')}"
+    )
 
 
 def _close(fd: int) -> None:
@@ -100,9 +103,11 @@ class LogdirLock:
         previous = _holders.get(key)
         holder = previous() if previous is not None else None
         if holder is not None and holder is not self and holder.held:
-            log.warning("Log directory %s was in use by another TrainGenerator of this process; "
-                        "it is taken over (the older one can no longer write there)",
-                        self.directory)
+            log.warning(
+                "Log directory %s was in use by another TrainGenerator of this process; "
+                "it is taken over (the older one can no longer write there)",
+                self.directory,
+            )
             holder.taken_over = True
             holder.release()
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
@@ -112,10 +117,16 @@ class LogdirLock:
             os.close(fd)
             raise
         if owner.get("pid") is not None:  # a lock file that was not released cleanly
-            log.warning("Taking over the lock of %s left by %s, which is no longer running",
-                        self.directory, _describe(owner))
-        me = {"pid": os.getpid(), "host": socket.gethostname(),
-              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            log.warning(
+                "Taking over the lock of %s left by %s, which is no longer running",
+                self.directory,
+                _describe(owner),
+            )
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, json.dumps(me).encode("utf-8"))
@@ -136,8 +147,12 @@ class LogdirLock:
             except OSError as e:  # no flock on this filesystem: fall back to the PID
                 log.debug("flock unavailable for %s (%s); using the owner's PID", self.path, e)
         pid = owner.get("pid")
-        if (isinstance(pid, int) and pid != os.getpid()
-                and owner.get("host") == socket.gethostname() and _pid_alive(pid)):
+        if (
+            isinstance(pid, int)
+            and pid != os.getpid()
+            and owner.get("host") == socket.gethostname()
+            and _pid_alive(pid)
+        ):
             raise self._locked_error(owner)
         return owner
 
@@ -146,7 +161,8 @@ class LogdirLock:
             f"log directory {self.directory} is in use by another run ({_describe(owner)}): "
             "two runs writing one log directory would overwrite each other's checkpoints. "
             "Wait for it to finish, or give this run another logs_dir or logdir. (If that "
-            f"process is gone and the directory is on a network filesystem, delete {self.path}.)")
+            f"process is gone and the directory is on a network filesystem, delete {self.path}.)"
+        )
 
     def check(self) -> None:
         """Raise if this lock was taken over by a newer TrainGenerator of this process."""
@@ -154,7 +170,8 @@ class LogdirLock:
             raise LogdirLockedError(
                 f"log directory {self.directory} was taken over by a newer TrainGenerator in "
                 "this process; this one no longer writes there (make a new TrainGenerator, or "
-                "give this one another logdir)")
+                "give this one another logdir)"
+            )
 
     def release(self) -> None:
         """Give the directory up (the lock file is left, empty)."""

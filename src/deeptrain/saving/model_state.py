@@ -10,6 +10,7 @@
 Arrays go into the checkpoint's ``.npz`` (read with ``allow_pickle=False``); their
 descriptions into its JSON. Nothing here unpickles or executes anything from a file.
 """
+
 from __future__ import annotations
 
 import random
@@ -21,10 +22,22 @@ import numpy as np
 
 from ..backend.stateful import check_states, get_states, set_states
 
-__all__ = ["variable_specs", "check_compatible", "save_weights", "load_weights",
-           "optimizer_selection", "extra_variables", "capture_arrays", "check_arrays",
-           "restore_arrays", "capture_rng", "check_rng", "restore_rng", "all_variables",
-           "has_keras_global_seed_generator"]
+__all__ = [
+    "variable_specs",
+    "check_compatible",
+    "save_weights",
+    "load_weights",
+    "optimizer_selection",
+    "extra_variables",
+    "capture_arrays",
+    "check_arrays",
+    "restore_arrays",
+    "capture_rng",
+    "check_rng",
+    "restore_rng",
+    "all_variables",
+    "has_keras_global_seed_generator",
+]
 
 
 def _spec(v: Any) -> list:
@@ -41,9 +54,11 @@ def _optimizer(model: Any) -> Any:
 def variable_specs(model: Any) -> dict[str, list]:
     """Path, shape and dtype of every variable a checkpoint restores, in order."""
     opt = _optimizer(model)
-    return {"weights": [_spec(v) for v in model.weights],
-            "optimizer": [_spec(v) for v in opt.variables] if opt is not None else [],
-            "extra": [_spec(v) for v in extra_variables(model)]}
+    return {
+        "weights": [_spec(v) for v in model.weights],
+        "optimizer": [_spec(v) for v in opt.variables] if opt is not None else [],
+        "extra": [_spec(v) for v in extra_variables(model)],
+    }
 
 
 def check_compatible(saved: dict[str, list], model: Any, source: str | Path) -> None:
@@ -53,8 +68,11 @@ def check_compatible(saved: dict[str, list], model: Any, source: str | Path) -> 
     another session, where layer names may carry other suffixes, is still compatible.
     """
     live = variable_specs(model)
-    for group, what in (("weights", "model weight"), ("extra", "model variable"),
-                        ("optimizer", "optimizer variable")):
+    for group, what in (
+        ("weights", "model weight"),
+        ("extra", "model variable"),
+        ("optimizer", "optimizer variable"),
+    ):
         ours, theirs = live[group], saved.get(group, [])
         if group == "optimizer" and not theirs:
             continue  # saved without optimizer state
@@ -68,7 +86,8 @@ def check_compatible(saved: dict[str, list], model: Any, source: str | Path) -> 
                     f"checkpoint {source} does not fit this model: {what} #{i} is {model_part} "
                     f"in the model but {saved_part} in the checkpoint ({len(ours)} vs "
                     f"{len(theirs)} {what}s). Build the model with the architecture it was "
-                    "saved with.")
+                    "saved with."
+                )
 
 
 def save_weights(model: Any, path: Path, **kwargs: Any) -> None:
@@ -81,26 +100,36 @@ def optimizer_selection(model: Any, configs: Any, argname: str) -> set[str]:
     leave out (names match a variable path's last part, or any part with ``'*text'``)."""
     if not configs:
         return set()
-    if not isinstance(configs, dict) or not set(configs) <= {"include", "exclude"} or \
-            len(configs) != 1:
-        raise ValueError(f"{argname} must be None, {{'include': [names]}} or "
-                         f"{{'exclude': [names]}}, got {configs!r}")
-    (mode, names), = configs.items()
+    if (
+        not isinstance(configs, dict)
+        or not set(configs) <= {"include", "exclude"}
+        or len(configs) != 1
+    ):
+        raise ValueError(
+            f"{argname} must be None, {{'include': [names]}} or "
+            f"{{'exclude': [names]}}, got {configs!r}"
+        )
+    ((mode, names),) = configs.items()
 
     def hit(path: str) -> bool:
         last = path.rsplit("/", 1)[-1]
         return any(last == n or (n.startswith("*") and n[1:] in path) for n in names)
+
     opt = _optimizer(model)
     return {v.path for v in opt.variables if hit(v.path) != (mode == "include")}
 
 
-def load_weights(model: Any, path: Path, skip_optimizer: bool = False,
-                 keep_optimizer: set[str] = frozenset()) -> None:
+def load_weights(
+    model: Any, path: Path, skip_optimizer: bool = False, keep_optimizer: set[str] = frozenset()
+) -> None:
     """Load weights and optimizer state; the live optimizer's values are kept for all its
     variables with ``skip_optimizer``, else for those whose path is in ``keep_optimizer``."""
     opt = _optimizer(model)
-    keep = [v for v in (opt.variables if opt is not None else [])
-            if skip_optimizer or v.path in keep_optimizer]
+    keep = [
+        v
+        for v in (opt.variables if opt is not None else [])
+        if skip_optimizer or v.path in keep_optimizer
+    ]
     kept = [np.array(v.numpy()) for v in keep]
     model.load_weights(path)
     for v, value in zip(keep, kept):
@@ -126,7 +155,7 @@ def _rnn_states(arrays: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
     numbered = []
     for key in arrays:
         if key.startswith("rnn/"):
-            path, _, index = key[len("rnn/"):].rpartition("/")
+            path, _, index = key[len("rnn/") :].rpartition("/")
             if not path or not index.isdigit():
                 raise ValueError(f"array {key!r} is not named rnn/<layer path>/<index>")
             numbered.append((int(index), path, key))
@@ -142,8 +171,10 @@ def check_arrays(model: Any, arrays: dict[str, np.ndarray]) -> None:
     for i, v in enumerate(extra_variables(model)):
         key = f"extra/{i}"
         if key in arrays and tuple(arrays[key].shape) != tuple(v.shape):
-            raise ValueError(f"array {key!r} has shape {tuple(arrays[key].shape)} but the "
-                             f"model variable '{v.path}' has shape {tuple(v.shape)}")
+            raise ValueError(
+                f"array {key!r} has shape {tuple(arrays[key].shape)} but the "
+                f"model variable '{v.path}' has shape {tuple(v.shape)}"
+            )
     states = _rnn_states(arrays)
     if states:
         check_states(model, states)
@@ -177,9 +208,12 @@ def capture_rng() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     np_state = np.random.get_state(legacy=False)
     info: dict[str, Any] = {
         "python": [version, list(internal), gauss],
-        "numpy": {"bit_generator": np_state["bit_generator"],
-                  "pos": int(np_state["state"]["pos"]),
-                  "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
+        "numpy": {
+            "bit_generator": np_state["bit_generator"],
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
     }
     arrays = {"rng/numpy_key": np.asarray(np_state["state"]["key"])}
     torch = sys.modules.get("torch")
@@ -200,29 +234,41 @@ def check_rng(info: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         n = info["numpy"]
         if "rng/numpy_key" not in arrays:
             raise ValueError("the array 'rng/numpy_key' is missing")
-        np.random.RandomState().set_state({
-            "bit_generator": n["bit_generator"],
-            "state": {"key": arrays["rng/numpy_key"], "pos": n["pos"]},
-            "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
+        np.random.RandomState().set_state(
+            {
+                "bit_generator": n["bit_generator"],
+                "state": {"key": arrays["rng/numpy_key"], "pos": n["pos"]},
+                "has_gauss": n["has_gauss"],
+                "gauss": n["gauss"],
+            }
+        )
     except (TypeError, ValueError, KeyError, OverflowError) as e:
         raise ValueError(f"random generator state: {e}") from None
     torch_state = arrays.get("rng/torch")
     if torch_state is not None and (torch_state.dtype != np.uint8 or torch_state.ndim != 1):
-        raise ValueError(f"torch generator state must be a 1-D uint8 array, got "
-                         f"{torch_state.dtype} with shape {torch_state.shape}")
+        raise ValueError(
+            f"torch generator state must be a 1-D uint8 array, got "
+            f"{torch_state.dtype} with shape {torch_state.shape}"
+        )
     keras_state = arrays.get("rng/keras_global")
     if keras_state is not None and keras_state.shape != (2,):
-        raise ValueError(f"Keras seed generator state must have shape (2,), got "
-                         f"{keras_state.shape}")
+        raise ValueError(
+            f"Keras seed generator state must have shape (2,), got {keras_state.shape}"
+        )
 
 
 def restore_rng(info: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     version, internal, gauss = info["python"]
     random.setstate((version, tuple(internal), gauss))
     n = info["numpy"]
-    np.random.set_state({"bit_generator": n["bit_generator"],
-                         "state": {"key": arrays["rng/numpy_key"], "pos": n["pos"]},
-                         "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
+    np.random.set_state(
+        {
+            "bit_generator": n["bit_generator"],
+            "state": {"key": arrays["rng/numpy_key"], "pos": n["pos"]},
+            "has_gauss": n["has_gauss"],
+            "gauss": n["gauss"],
+        }
+    )
     if "rng/torch" in arrays:
         torch = sys.modules.get("torch")
         if torch is not None:

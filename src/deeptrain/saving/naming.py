@@ -5,6 +5,7 @@ name. Values come from ``model_configs`` first, then the TrainGenerator's attrib
 dotted keys reach into objects (``'datagen.batch_size'``). Keys missing or None are skipped.
 Examples: ``M0__model-idp.5-pdp.4-nadam__min.081``, ``M9__AE-filt6_12_2_6_12-Adam-1e-4__max.238``.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,10 @@ def encode_value(value: Any, key: str = "") -> str:
         return value.__name__
     if type(value).__module__ != "builtins":
         return type(value).__name__  # objects such as optimizers: their class name
-    raise TypeError(f"cannot encode {key!r}={value!r} into a model name; give "
-                    "name_process_key_fn or leave it out of model_name_configs")
+    raise TypeError(
+        f"cannot encode {key!r}={value!r} into a model name; give "
+        "name_process_key_fn or leave it out of model_name_configs"
+    )
 
 
 def _encode_float(v: float) -> str:
@@ -88,15 +91,23 @@ def _lookup(key: str, sources: list[Any]) -> Any:
     else:
         return MISSING
     for part in rest:
-        value = value.get(part, MISSING) if isinstance(value, Mapping) else \
-            getattr(value, part, MISSING)
+        value = (
+            value.get(part, MISSING)
+            if isinstance(value, Mapping)
+            else getattr(value, part, MISSING)
+        )
         if value is MISSING:
             return MISSING
     return value
 
 
-def name_suffix(configs: Mapping[str, str | None], sources: list[Any], max_is_best: bool,
-                best: float | None, process_key_fn: Callable | None = None) -> str:
+def name_suffix(
+    configs: Mapping[str, str | None],
+    sources: list[Any],
+    max_is_best: bool,
+    best: float | None,
+    process_key_fn: Callable | None = None,
+) -> str:
     """The part after ``M<num>__<base>``, from ``model_name_configs``."""
     text = ""
     for key, alias in configs.items():

@@ -11,6 +11,7 @@ STATE``, ``>>TRAIN DATAGEN STATE`` and ``>>VAL DATAGEN STATE``, each a list of
 ``'*text'`` matches names containing ``text``; in ``exclude_types``, ``'#name'`` keeps one
 attribute whose type is excluded.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -28,14 +29,44 @@ __all__ = ["report_sections", "report_figure", "write_init_logs", "DEFAULT_EXCLU
 _SCALARS = (bool, int, float, str, type(None), np.integer, np.floating, np.bool_)
 
 DEFAULT_EXCLUDES = {
-    "traingen": ["callbacks", "key_metric_fn", "custom_metrics", "metric_to_alias",
-                 "alias_to_metric", "name_process_key_fn", "saveskip_list", "loadskip_list",
-                 "plot_configs", "report_configs", "model_name_configs", "model_configs",
-                 "metric_printskip_configs", "logs_dir", "best_models_dir", "logdir",
-                 "report_fontpath", "*history", "*_cache", "*x_ticks", "*vlines",
-                 "val_temp_sizes", "model_save_kw", "model_save_weights_kw"],
-    "datagen": ["*path", "*_filepaths", "loadskip_list", "saveskip_list", "*set_nums*",
-                "*superbatch", "batch", "labels", "data_loader", "labels_loader"],
+    "traingen": [
+        "callbacks",
+        "key_metric_fn",
+        "custom_metrics",
+        "metric_to_alias",
+        "alias_to_metric",
+        "name_process_key_fn",
+        "saveskip_list",
+        "loadskip_list",
+        "plot_configs",
+        "report_configs",
+        "model_name_configs",
+        "model_configs",
+        "metric_printskip_configs",
+        "logs_dir",
+        "best_models_dir",
+        "logdir",
+        "report_fontpath",
+        "*history",
+        "*_cache",
+        "*x_ticks",
+        "*vlines",
+        "val_temp_sizes",
+        "model_save_kw",
+        "model_save_weights_kw",
+    ],
+    "datagen": [
+        "*path",
+        "*_filepaths",
+        "loadskip_list",
+        "saveskip_list",
+        "*set_nums*",
+        "*superbatch",
+        "batch",
+        "labels",
+        "data_loader",
+        "labels_loader",
+    ],
 }
 
 
@@ -45,8 +76,9 @@ def _short(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return len(value) <= 12 and all(isinstance(v, _SCALARS) for v in value)
     if isinstance(value, Mapping):
-        return len(value) <= 8 and all(isinstance(v, _SCALARS + (list, tuple)) for v in
-                                       value.values())
+        return len(value) <= 8 and all(
+            isinstance(v, _SCALARS + (list, tuple)) for v in value.values()
+        )
     return False
 
 
@@ -71,8 +103,9 @@ def _filtered(items: dict[str, Any], target: str, configs: Mapping | None) -> di
     if "include" in rules:
         items = {k: v for k, v in items.items() if _matches(k, rules["include"])}
     else:
-        exclude = rules.get("exclude", DEFAULT_EXCLUDES.get(
-            "datagen" if target.endswith("datagen") else target, []))
+        exclude = rules.get(
+            "exclude", DEFAULT_EXCLUDES.get("datagen" if target.endswith("datagen") else target, [])
+        )
         items = {k: v for k, v in items.items() if not _matches(k, exclude)}
     types = tuple(t for t in rules.get("exclude_types", []) if isinstance(t, type))
     keep = {t[1:] for t in rules.get("exclude_types", []) if isinstance(t, str)}
@@ -81,11 +114,15 @@ def _filtered(items: dict[str, Any], target: str, configs: Mapping | None) -> di
 
 def _traingen_items(tg: Any) -> dict[str, Any]:
     from ..training.configs import TRAINGEN_DEFAULTS
+
     items = {name: getattr(tg, name) for name in TRAINGEN_DEFAULTS if hasattr(tg, name)}
-    items.update(fit_fn=getattr(tg, "_fit_fn_name", None), eval_fn=getattr(tg, "_eval_fn_name",
-                                                                            None),
-                 model_num=getattr(tg, "model_num", None), model_name=tg.model_name,
-                 best_subset_nums=tg.best_subset_nums)
+    items.update(
+        fit_fn=getattr(tg, "_fit_fn_name", None),
+        eval_fn=getattr(tg, "_eval_fn_name", None),
+        model_num=getattr(tg, "model_num", None),
+        model_name=tg.model_name,
+        best_subset_nums=tg.best_subset_nums,
+    )
     items.update({k: v for k, v in tg.state.to_dict().items() if _short(v)})
     return items
 
@@ -94,8 +131,13 @@ def _datagen_items(dg: Any) -> dict[str, Any]:
     items = {k: v for k, v in vars(dg).items() if not k.startswith("_")}
     pre = dg.preprocessor
     items["preprocessor"] = type(pre).__name__
-    items.update({f"preprocessor.{k}": v for k, v in vars(pre).items()
-                  if not k.startswith("_") and _short(v)})
+    items.update(
+        {
+            f"preprocessor.{k}": v
+            for k, v in vars(pre).items()
+            if not k.startswith("_") and _short(v)
+        }
+    )
     items["n_set_nums"] = len(dg.set_nums_original)
     items["n_set_nums_to_process"] = len(dg.set_nums_to_process)
     return items
@@ -112,8 +154,9 @@ def report_sections(tg: Any) -> dict[str, list[str]]:
     }
     sections = {}
     for title, (target, items) in sources.items():
-        items = _filtered({k: v for k, v in items.items() if _short(v) or target == "model"},
-                          target, configs)
+        items = _filtered(
+            {k: v for k, v in items.items() if _short(v) or target == "model"}, target, configs
+        )
         lines = []
         for k, v in items.items():
             text = f"'{k}' = {tuple(v) if isinstance(v, list) else v}"
@@ -122,28 +165,41 @@ def report_sections(tg: Any) -> dict[str, list[str]]:
     return sections
 
 
-def report_figure(sections: Mapping[str, list[str]], title: str = "",
-                  fontpath: str | Path | None = None) -> Figure:
+def report_figure(
+    sections: Mapping[str, list[str]], title: str = "", fontpath: str | Path | None = None
+) -> Figure:
     """Three columns of monospace text (or the font file ``fontpath``, e.g. a ``.ttf``)."""
     from matplotlib.font_manager import FontProperties
+
     if fontpath is not None and not Path(fontpath).is_file():
         raise FileNotFoundError(f"report_fontpath={str(fontpath)!r} does not exist")
-    font = dict(fontproperties=FontProperties(fname=str(fontpath))) if fontpath else \
-        dict(family="monospace")
+    font = (
+        dict(fontproperties=FontProperties(fname=str(fontpath)))
+        if fontpath
+        else dict(family="monospace")
+    )
     lines: list[str] = []
     for head, body in sections.items():
         lines += ([""] if lines else []) + [head] + list(body)
     per_col = max(1, -(-len(lines) // 3))
-    columns = [lines[i:i + per_col] for i in range(0, len(lines), per_col)] or [[]]
+    columns = [lines[i : i + per_col] for i in range(0, len(lines), per_col)] or [[]]
     width = max((len(s) for s in lines), default=40)
     char_w, line_h = 0.075, 0.17  # inches at fontsize 9
-    fig = Figure(figsize=(max(6.0, len(columns) * (width + 3) * char_w),
-                          max(2.0, (per_col + 3) * line_h)))
+    fig = Figure(
+        figsize=(max(6.0, len(columns) * (width + 3) * char_w), max(2.0, (per_col + 3) * line_h))
+    )
     if title:
         fig.text(0.01, 0.99, title, fontsize=10, weight="bold", va="top", **font)
     for i, col in enumerate(columns):
-        fig.text(0.01 + i / len(columns), 0.99 - (2.0 * line_h / fig.get_figheight()),
-                 "\n".join(col), fontsize=9, va="top", linespacing=1.15, **font)
+        fig.text(
+            0.01 + i / len(columns),
+            0.99 - (2.0 * line_h / fig.get_figheight()),
+            "\n".join(col),
+            fontsize=9,
+            va="top",
+            linespacing=1.15,
+            **font,
+        )
     return fig
 
 
@@ -171,9 +227,12 @@ def write_init_logs(tg: Any, misc_dir: Path) -> None:
         cls = type(obj)
         if not cls.__module__.startswith("deeptrain"):
             try:
-                parts.append(f"## {inspect.getsourcefile(cls)}:{cls.__qualname__} ####\n"
-                             f"{inspect.getsource(cls)}")
+                parts.append(
+                    f"## {inspect.getsourcefile(cls)}:{cls.__qualname__} ####\n"
+                    f"{inspect.getsource(cls)}"
+                )
             except (OSError, TypeError):
                 pass
-    (misc_dir / "init_source.txt").write_text("\n\n".join(parts) or "(no source available)\n",
-                                              encoding="utf-8")
+    (misc_dir / "init_source.txt").write_text(
+        "\n\n".join(parts) or "(no source available)\n", encoding="utf-8"
+    )

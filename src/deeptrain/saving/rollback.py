@@ -7,6 +7,7 @@ happen, :class:`LiveState` puts back what the load changes: the TrainGenerator's
 DataGenerators' positions, the random generators and the callbacks' states. The capture
 holds a copy of every variable in host memory for the duration of the load.
 """
+
 from __future__ import annotations
 
 import copy
@@ -54,6 +55,7 @@ def _forget_keras_global_seed_generator() -> None:
 @dataclass
 class LiveState:
     """What a load may change in a TrainGenerator, as it was."""
+
     attributes: dict[str, Any]
     train_state: Any  # a copy: settings such as predict_threshold write into tg.state
     variables: list[tuple[Any, np.ndarray]]
@@ -74,21 +76,31 @@ class LiveState:
             datagens={name: _datagen_state(getattr(tg, name)) for name in DATAGENS},
             rng=model_state.capture_rng(),
             had_keras_seed_generator=model_state.has_keras_global_seed_generator(),
-            callbacks=[(cb, copy.deepcopy(cb.state_dict())) for cb in tg.callbacks.objects])
+            callbacks=[(cb, copy.deepcopy(cb.state_dict())) for cb in tg.callbacks.objects],
+        )
 
     def restore(self, tg: Any) -> None:
         """Put everything back; a part that fails is logged and the others still run."""
-        steps = [("settings and train state", lambda: self._restore_attributes(tg)),
-                 ("model variables", self._restore_variables),
-                 ("RNN states", lambda: set_states(tg.model, self.rnn_states)
-                  if self.rnn_states else None),
-                 *[(name, lambda name=name: _load_datagen(getattr(tg, name),
-                                                          self.datagens[name]))
-                   for name in DATAGENS],
-                 ("random generators", self._restore_rng),
-                 *[(f"callback {type(cb).__qualname__}",
-                    lambda cb=cb, state=state: cb.load_state_dict(state))
-                   for cb, state in self.callbacks]]
+        steps = [
+            ("settings and train state", lambda: self._restore_attributes(tg)),
+            ("model variables", self._restore_variables),
+            (
+                "RNN states",
+                lambda: set_states(tg.model, self.rnn_states) if self.rnn_states else None,
+            ),
+            *[
+                (name, lambda name=name: _load_datagen(getattr(tg, name), self.datagens[name]))
+                for name in DATAGENS
+            ],
+            ("random generators", self._restore_rng),
+            *[
+                (
+                    f"callback {type(cb).__qualname__}",
+                    lambda cb=cb, state=state: cb.load_state_dict(state),
+                )
+                for cb, state in self.callbacks
+            ],
+        ]
         for what, step in steps:
             try:
                 step()

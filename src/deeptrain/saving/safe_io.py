@@ -5,6 +5,7 @@ with ``O_NOFOLLOW`` (a symbolic link is refused) and ``O_NONBLOCK`` (a FIFO neve
 the opener), and ``fstat`` must report a regular file before a byte is read. Reads of
 whole files are capped. Any failure is a :class:`CorruptCheckpointError` naming the file.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,18 +16,36 @@ from typing import BinaryIO
 
 from .errors import CorruptCheckpointError
 
-__all__ = ["open_regular", "open_binary", "read_capped", "read_prefix", "file_sha256",
-           "is_plain_name", "is_real_dir"]
+__all__ = [
+    "open_regular",
+    "open_binary",
+    "read_capped",
+    "read_prefix",
+    "file_sha256",
+    "is_plain_name",
+    "is_real_dir",
+]
 
-_READ_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-               | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+_READ_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
 
 
 def is_plain_name(name: object) -> bool:
     """Whether ``name`` is one entry of a directory: no separator, not ``.``/``..``, not
     hidden (temporary and backup directories are), no control characters."""
-    return (isinstance(name, str) and 0 < len(name) <= 255 and not name.startswith(".")
-            and "/" not in name and "\\" not in name and name.isprintable())
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= 255
+        and not name.startswith(".")
+        and "/" not in name
+        and "\\" not in name
+        and name.isprintable()
+    )
 
 
 def is_real_dir(path: Path) -> bool:
@@ -44,14 +63,17 @@ def open_regular(path: Path) -> int:
         fd = os.open(path, _READ_FLAGS)
     except OSError as e:
         if os.path.islink(path):
-            raise CorruptCheckpointError(f"{path} is a symbolic link; a checkpoint's files "
-                                         "must be regular files in its directory") from None
+            raise CorruptCheckpointError(
+                f"{path} is a symbolic link; a checkpoint's files "
+                "must be regular files in its directory"
+            ) from None
         raise CorruptCheckpointError(f"{path} cannot be opened ({e.strerror or e})") from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise CorruptCheckpointError(f"{path} is not a regular file (a checkpoint's files "
-                                         "must be)")
+            raise CorruptCheckpointError(
+                f"{path} is not a regular file (a checkpoint's files must be)"
+            )
     except BaseException:
         os.close(fd)
         raise
@@ -68,8 +90,9 @@ def read_capped(path: Path, limit: int) -> bytes:
     with open_binary(path) as f:
         size = os.fstat(f.fileno()).st_size
         if size > limit:
-            raise CorruptCheckpointError(f"{path} holds {size} bytes, more than the "
-                                         f"{limit} a checkpoint's state may hold")
+            raise CorruptCheckpointError(
+                f"{path} holds {size} bytes, more than the {limit} a checkpoint's state may hold"
+            )
         data = f.read(limit + 1)
     if len(data) > limit:
         raise CorruptCheckpointError(f"{path} grew past {limit} bytes while read")

@@ -8,6 +8,7 @@ callbacks' states and the ``files`` record. Objects whose keys are known allow n
 
 ``jsonschema`` is imported on first validation only, so ``import deeptrain`` stays light.
 """
+
 from __future__ import annotations
 
 import functools
@@ -42,8 +43,12 @@ _ANNOTATIONS: dict[str, dict[str, Any]] = {
 
 
 def _closed(properties: dict[str, Any], required: list[str] | tuple = ()) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": list(required),
-            "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(required),
+        "additionalProperties": False,
+    }
 
 
 def _train_state() -> dict[str, Any]:
@@ -59,70 +64,131 @@ def _train_state() -> dict[str, Any]:
 
 def _datagen() -> dict[str, Any]:
     order = {"type": ["array", "null"], "items": _COUNTER}
-    group = _closed({"set_nums": {**_STRINGS, "minItems": 1},
-                     "n_samples": {**_COUNTER, "minimum": 1},
-                     "n_batches": {**_COUNTER, "minimum": 1},
-                     "sample_order": order, "batch_order": order, "next_batch": _COUNTER},
-                    ("set_nums", "n_samples", "n_batches", "sample_order", "batch_order",
-                     "next_batch"))
-    rng = {"type": "object", "required": ["bit_generator", "state"],
-           "properties": {"bit_generator": {"type": "string"}, "state": {"type": "object"},
-                          "has_uint32": {"type": "integer"}, "uinteger": {"type": "integer"}}}
-    return _closed({
-        "format": {"type": "integer"}, "epoch": _COUNTER,
-        "set_nums_original": _STRINGS, "set_nums_to_process": _STRINGS,
-        "group": {"anyOf": [{"type": "null"}, group]},
-        "set_num": _STRING_OR_NULL, "set_name": _STRING_OR_NULL,
-        "all_data_exhausted": {"type": "boolean"}, "rng": rng,
-        "seed": {"type": ["integer", "null"]}, "preprocessor": {"type": "object"},
-    }, ("format",))
+    group = _closed(
+        {
+            "set_nums": {**_STRINGS, "minItems": 1},
+            "n_samples": {**_COUNTER, "minimum": 1},
+            "n_batches": {**_COUNTER, "minimum": 1},
+            "sample_order": order,
+            "batch_order": order,
+            "next_batch": _COUNTER,
+        },
+        ("set_nums", "n_samples", "n_batches", "sample_order", "batch_order", "next_batch"),
+    )
+    rng = {
+        "type": "object",
+        "required": ["bit_generator", "state"],
+        "properties": {
+            "bit_generator": {"type": "string"},
+            "state": {"type": "object"},
+            "has_uint32": {"type": "integer"},
+            "uinteger": {"type": "integer"},
+        },
+    }
+    return _closed(
+        {
+            "format": {"type": "integer"},
+            "epoch": _COUNTER,
+            "set_nums_original": _STRINGS,
+            "set_nums_to_process": _STRINGS,
+            "group": {"anyOf": [{"type": "null"}, group]},
+            "set_num": _STRING_OR_NULL,
+            "set_name": _STRING_OR_NULL,
+            "all_data_exhausted": {"type": "boolean"},
+            "rng": rng,
+            "seed": {"type": ["integer", "null"]},
+            "preprocessor": {"type": "object"},
+        },
+        ("format",),
+    )
 
 
 def _model() -> dict[str, Any]:
-    spec = {"type": "array", "minItems": 3, "maxItems": 3, "items": False,
-            "prefixItems": [{"type": "string"}, {"type": "array", "items": _COUNTER},
-                            {"type": "string"}]}
+    spec = {
+        "type": "array",
+        "minItems": 3,
+        "maxItems": 3,
+        "items": False,
+        "prefixItems": [
+            {"type": "string"},
+            {"type": "array", "items": _COUNTER},
+            {"type": "string"},
+        ],
+    }
     specs = {"type": "array", "items": spec}
-    return _closed({"weights": specs, "optimizer": specs, "extra": specs,
-                    "optimizer_unsaved": _STRINGS}, ("weights", "optimizer", "extra"))
+    return _closed(
+        {"weights": specs, "optimizer": specs, "extra": specs, "optimizer_unsaved": _STRINGS},
+        ("weights", "optimizer", "extra"),
+    )
 
 
 def _rng() -> dict[str, Any]:
-    python = {"type": "array", "minItems": 3, "maxItems": 3, "items": False,
-              "prefixItems": [{"type": "integer"},
-                              {"type": "array", "items": {**_COUNTER, "maximum": 2**32}},
-                              {"type": ["number", "null"]}]}
-    numpy = _closed({"bit_generator": {"type": "string"},
-                     "pos": {"type": "integer", "minimum": 0, "maximum": 624},
-                     "has_gauss": {"type": "integer", "minimum": 0, "maximum": 1},
-                     "gauss": {"type": "number"}},
-                    ("bit_generator", "pos", "has_gauss", "gauss"))
+    python = {
+        "type": "array",
+        "minItems": 3,
+        "maxItems": 3,
+        "items": False,
+        "prefixItems": [
+            {"type": "integer"},
+            {"type": "array", "items": {**_COUNTER, "maximum": 2**32}},
+            {"type": ["number", "null"]},
+        ],
+    }
+    numpy = _closed(
+        {
+            "bit_generator": {"type": "string"},
+            "pos": {"type": "integer", "minimum": 0, "maximum": 624},
+            "has_gauss": {"type": "integer", "minimum": 0, "maximum": 1},
+            "gauss": {"type": "number"},
+        },
+        ("bit_generator", "pos", "has_gauss", "gauss"),
+    )
     return _closed({"python": python, "numpy": numpy}, ("python", "numpy"))
 
 
 @functools.cache
 def state_schema() -> dict[str, Any]:
     """The schema of a whole ``state.json``."""
-    callback = _closed({"class": {"type": "string"}, "state": {"type": "object"}},
-                       ("class", "state"))
-    record = _closed({"bytes": {"type": "integer", "minimum": 0, "maximum": 2**63},
-                      "sha256": _SHA256}, ("bytes", "sha256"))
-    files = {"type": "object", "additionalProperties": record,
-             "propertyNames": {"pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]*$"}}
-    settings = {"type": "object", "additionalProperties": False,
-                "properties": {name: {} for name in [*TRAINGEN_DEFAULTS, *EXTRA_ATTRS]}}
-    properties = {
-        "format": {"const": FORMAT}, "version": {"enum": list(READ_VERSIONS)},
-        "kind": {"enum": list(KINDS)}, "seq": _COUNTER, DIGEST_FIELD: _SHA256,
-        "created": {"type": "string"}, "deeptrain_version": {"type": "string"},
-        "keras_version": {"type": "string"}, "backend": {"type": "string"},
-        "train_state": _train_state(), "traingen": settings,
-        "datagen": _datagen(), "val_datagen": _datagen(),
-        "callbacks": {"type": "array", "items": callback},
-        "model": _model(), "rng": _rng(), "files": files,
+    callback = _closed(
+        {"class": {"type": "string"}, "state": {"type": "object"}}, ("class", "state")
+    )
+    record = _closed(
+        {"bytes": {"type": "integer", "minimum": 0, "maximum": 2**63}, "sha256": _SHA256},
+        ("bytes", "sha256"),
+    )
+    files = {
+        "type": "object",
+        "additionalProperties": record,
+        "propertyNames": {"pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]*$"},
     }
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
-            **_closed(properties, [k for k in properties if k != DIGEST_FIELD])}
+    settings = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {name: {} for name in [*TRAINGEN_DEFAULTS, *EXTRA_ATTRS]},
+    }
+    properties = {
+        "format": {"const": FORMAT},
+        "version": {"enum": list(READ_VERSIONS)},
+        "kind": {"enum": list(KINDS)},
+        "seq": _COUNTER,
+        DIGEST_FIELD: _SHA256,
+        "created": {"type": "string"},
+        "deeptrain_version": {"type": "string"},
+        "keras_version": {"type": "string"},
+        "backend": {"type": "string"},
+        "train_state": _train_state(),
+        "traingen": settings,
+        "datagen": _datagen(),
+        "val_datagen": _datagen(),
+        "callbacks": {"type": "array", "items": callback},
+        "model": _model(),
+        "rng": _rng(),
+        "files": files,
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **_closed(properties, [k for k in properties if k != DIGEST_FIELD]),
+    }
 
 
 def _is_integer(checker: Any, value: Any) -> bool:
@@ -138,7 +204,8 @@ def _validator() -> Any:
     from jsonschema import Draft202012Validator, validators
 
     types = Draft202012Validator.TYPE_CHECKER.redefine_many(
-        {"integer": _is_integer, "number": _is_number})
+        {"integer": _is_integer, "number": _is_number}
+    )
     strict = validators.extend(Draft202012Validator, type_checker=types)
     Draft202012Validator.check_schema(state_schema())
     return strict(state_schema())

@@ -9,6 +9,7 @@ Besides setting names, ``loadskip_list`` may hold ``'datagen'``, ``'val_datagen'
 position), ``'rng'`` (random generators), ``'callbacks_state'``, ``'model:weights'`` and
 ``'optimizer_state'``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,9 +29,18 @@ __all__ = ["collect", "check", "restore", "effective_loadskip", "NOT_CONFIGS", "
 log = logging.getLogger("deeptrain")
 
 # Settings that are code, objects or derived: never saved as configs.
-NOT_CONFIGS = {"callbacks", "key_metric_fn", "custom_metrics", "name_process_key_fn",
-               "loadpath", "fit_fn", "eval_fn", "model",
-               "continue_run", "restore_saved_paths"}  # how to load: never from a file
+NOT_CONFIGS = {
+    "callbacks",
+    "key_metric_fn",
+    "custom_metrics",
+    "name_process_key_fn",
+    "loadpath",
+    "fit_fn",
+    "eval_fn",
+    "model",
+    "continue_run",
+    "restore_saved_paths",
+}  # how to load: never from a file
 # Settings that decide where a run writes or what it reads: a checkpoint (which anyone may
 # have edited) never sets them, unless the user asks with ``restore_saved_paths=True``.
 PATH_SETTINGS = ("logs_dir", "logdir", "best_models_dir", "final_fig_dir", "report_fontpath")
@@ -94,17 +104,23 @@ def collect(tg: Any, kind: str, seq: int) -> tuple[dict[str, Any], dict[str, np.
     for i, cb in enumerate(tg.callbacks.objects):
         state = to_json(_split_arrays(cb.state_dict(), f"callbacks/{i}", arrays))
         if state is UNSUPPORTED:  # fail before anything is written
-            raise TypeError(f"{type(cb).__qualname__}.state_dict() returned values with no "
-                            "JSON form (use str/int/float/bool/None, lists, dicts with str "
-                            "keys, and NumPy arrays)")
+            raise TypeError(
+                f"{type(cb).__qualname__}.state_dict() returned values with no "
+                "JSON form (use str/int/float/bool/None, lists, dicts with str "
+                "keys, and NumPy arrays)"
+            )
         callbacks.append({"class": type(cb).__qualname__, "state": state})
     payload = {
-        "kind": kind, "seq": seq, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "deeptrain_version": __version__, "keras_version": keras.__version__,
+        "kind": kind,
+        "seq": seq,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "deeptrain_version": __version__,
+        "keras_version": keras.__version__,
         "backend": keras.backend.backend(),
         "train_state": tg.state.to_dict(),
         "traingen": configs,
-        "datagen": tg.datagen.state_dict(), "val_datagen": tg.val_datagen.state_dict(),
+        "datagen": tg.datagen.state_dict(),
+        "val_datagen": tg.val_datagen.state_dict(),
         "callbacks": callbacks,
         "model": model_state.variable_specs(tg.model),
         "rng": rng,
@@ -134,8 +150,7 @@ def _callback_matches(tg: Any, payload: dict[str, Any]) -> list[tuple[Any, Any]]
     return matches
 
 
-def check(tg: Any, payload: dict[str, Any], arrays: dict[str, np.ndarray],
-          skip: set[str]) -> None:
+def check(tg: Any, payload: dict[str, Any], arrays: dict[str, np.ndarray], skip: set[str]) -> None:
     """Raise ``ValueError`` if :func:`restore` would fail on ``tg``; changes nothing.
 
     The payload's types are already validated (its schema); this checks what depends on
@@ -156,16 +171,22 @@ def check(tg: Any, payload: dict[str, Any], arrays: dict[str, np.ndarray],
         model_state.check_rng(payload["rng"], arrays)
     if "callbacks_state" not in skip:
         for cb, match in _callback_matches(tg, payload):
-            missing = [ref for ref in _array_refs(match["state"]) if ref not in arrays] \
-                if match is not None else []
+            missing = (
+                [ref for ref in _array_refs(match["state"]) if ref not in arrays]
+                if match is not None
+                else []
+            )
             if missing:
-                raise ValueError(f"the saved state of callback {type(cb).__qualname__} "
-                                 f"refers to arrays {missing[:5]} that are not in the "
-                                 "checkpoint")
+                raise ValueError(
+                    f"the saved state of callback {type(cb).__qualname__} "
+                    f"refers to arrays {missing[:5]} that are not in the "
+                    "checkpoint"
+                )
 
 
-def restore(tg: Any, payload: dict[str, Any], arrays: dict[str, np.ndarray],
-            skip: set[str]) -> list[str]:
+def restore(
+    tg: Any, payload: dict[str, Any], arrays: dict[str, np.ndarray], skip: set[str]
+) -> list[str]:
     """Apply a checkpoint to ``tg`` (model weights are loaded separately). Returns the
     names of the TrainGenerator settings that were restored."""
     restored, ignored_paths = [], []
@@ -183,8 +204,11 @@ def restore(tg: Any, payload: dict[str, Any], arrays: dict[str, np.ndarray],
         setattr(tg, name, restore_like(from_json(value), getattr(tg, name, None)))
         restored.append(name)
     if ignored_paths:
-        log.info("Saved paths not applied (paths come from the arguments; "
-                 "restore_saved_paths=True applies them): %s", ", ".join(ignored_paths))
+        log.info(
+            "Saved paths not applied (paths come from the arguments; "
+            "restore_saved_paths=True applies them): %s",
+            ", ".join(ignored_paths),
+        )
     tg.state = TrainState.from_dict(payload["train_state"])
     for name in ("datagen", "val_datagen"):
         if name not in skip:
@@ -194,8 +218,11 @@ def restore(tg: Any, payload: dict[str, Any], arrays: dict[str, np.ndarray],
     if "callbacks_state" not in skip:  # not "callbacks": that is the (passed) argument
         for i, (cb, match) in enumerate(_callback_matches(tg, payload)):
             if match is None:
-                log.warning("No saved state for callback #%d (%s); it starts fresh", i,
-                            type(cb).__qualname__)
+                log.warning(
+                    "No saved state for callback #%d (%s); it starts fresh",
+                    i,
+                    type(cb).__qualname__,
+                )
                 continue
             cb.load_state_dict(_join_arrays(match["state"], arrays))
     return restored

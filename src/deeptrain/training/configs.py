@@ -3,6 +3,7 @@
 ``TRAINGEN_DEFAULTS`` is both the defaults and the whitelist of keyword arguments: an
 unknown key is an error that suggests the closest valid one.
 """
+
 from __future__ import annotations
 
 import copy
@@ -11,15 +12,28 @@ from typing import Any
 __all__ = ["TRAINGEN_DEFAULTS", "METRIC_TO_ALIAS", "ALIAS_TO_METRIC", "defaults"]
 
 METRIC_TO_ALIAS = {
-    "loss": "Loss", "accuracy": "Acc", "acc": "Acc", "f1_score": "F1", "tnr": "0-Acc",
-    "tpr": "1-Acc", "mean_absolute_error": "MAE", "mae": "MAE",
-    "mean_squared_error": "MSE", "mse": "MSE", "roc_auc_score": "AUC",
+    "loss": "Loss",
+    "accuracy": "Acc",
+    "acc": "Acc",
+    "f1_score": "F1",
+    "tnr": "0-Acc",
+    "tpr": "1-Acc",
+    "mean_absolute_error": "MAE",
+    "mae": "MAE",
+    "mean_squared_error": "MSE",
+    "mse": "MSE",
+    "roc_auc_score": "AUC",
 }
 ALIAS_TO_METRIC = {
-    "acc": "accuracy", "mae": "mean_absolute_error", "mse": "mean_squared_error",
-    "mape": "mean_absolute_percentage_error", "msle": "mean_squared_logarithmic_error",
-    "kld": "kullback_leibler_divergence", "cosine": "cosine_similarity",
-    "f1": "f1_score", "f1-score": "f1_score",
+    "acc": "accuracy",
+    "mae": "mean_absolute_error",
+    "mse": "mean_squared_error",
+    "mape": "mean_absolute_percentage_error",
+    "msle": "mean_squared_logarithmic_error",
+    "kld": "kullback_leibler_divergence",
+    "cosine": "cosine_similarity",
+    "f1": "f1_score",
+    "f1-score": "f1_score",
 }
 
 TRAINGEN_DEFAULTS: dict[str, Any] = {

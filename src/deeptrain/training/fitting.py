@@ -4,6 +4,7 @@ A string names a model method; a callable is used as it is. Train results are no
 an ordered ``{metric: float}`` dict with ``'loss'`` first, then the compiled metrics in the
 order they were given to ``compile`` (Keras 3 returns them sorted by name).
 """
+
 from __future__ import annotations
 
 import logging
@@ -11,8 +12,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["FitFn", "make_fit_fn", "make_eval_fn", "model_metric_names", "to_metric_dict",
-           "VAL_MODES"]
+__all__ = [
+    "FitFn",
+    "make_fit_fn",
+    "make_eval_fn",
+    "model_metric_names",
+    "to_metric_dict",
+    "VAL_MODES",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +63,10 @@ def to_metric_dict(result: Any, names: list[str]) -> dict[str, float]:
         return {names[0]: _scalar(names[0], result)}
     values = list(result)
     if len(values) != len(names):
-        raise ValueError(f"the fit/eval function returned {len(values)} values but the model "
-                         f"has {len(names)} metrics {names}; return a dict to name them")
+        raise ValueError(
+            f"the fit/eval function returned {len(values)} values but the model "
+            f"has {len(names)} metrics {names}; return a dict to name them"
+        )
     return {n: _scalar(n, v) for n, v in zip(names, values)}
 
 
@@ -74,14 +83,19 @@ def make_fit_fn(model: Any, spec: str | FitFn) -> tuple[FitFn, str]:
         return spec, getattr(spec, "__qualname__", type(spec).__name__)
     if spec == "train_on_batch":  # the same step, without train_on_batch's per-call cost
         from .steppers import make_train_step
+
         return make_train_step(model), spec
     if spec == "fit":  # DeepTrain 0.6 passed fit's History on as metrics (bug 8)
+
         def fit(x, y, sw):
             history = model.fit(x, y, sample_weight=sw, batch_size=len(x), epochs=1, verbose=0)
             return {k: v[-1] for k, v in history.history.items()}
+
         return fit, spec
-    raise ValueError(f"fit_fn must be 'train_on_batch', 'fit' or a callable (x, y, "
-                     f"sample_weight) -> metrics; got {spec!r}")
+    raise ValueError(
+        f"fit_fn must be 'train_on_batch', 'fit' or a callable (x, y, "
+        f"sample_weight) -> metrics; got {spec!r}"
+    )
 
 
 def make_eval_fn(model: Any, spec: str | FitFn, val_mode: str | None) -> tuple[FitFn, str, str]:
@@ -93,13 +107,17 @@ def make_eval_fn(model: Any, spec: str | FitFn, val_mode: str | None) -> tuple[F
     if callable(spec):
         fn, name = spec, getattr(spec, "__qualname__", type(spec).__name__)
     elif spec in ("evaluate", "test_on_batch"):
-        fn, name = (lambda x, y, sw: model.test_on_batch(x, y, sample_weight=sw,
-                                                          return_dict=True)), spec
+        fn, name = (
+            (lambda x, y, sw: model.test_on_batch(x, y, sample_weight=sw, return_dict=True)),
+            spec,
+        )
     elif spec in ("predict", "predict_on_batch"):
         fn, name = (lambda x, y, sw: model.predict_on_batch(x)), spec
     else:
-        raise ValueError(f"eval_fn must be 'evaluate', 'test_on_batch', 'predict', "
-                         f"'predict_on_batch' or a callable (x, y, sample_weight); got {spec!r}")
+        raise ValueError(
+            f"eval_fn must be 'evaluate', 'test_on_batch', 'predict', "
+            f"'predict_on_batch' or a callable (x, y, sample_weight); got {spec!r}"
+        )
     if val_mode is None:  # DeepTrain 0.6's fallback: the function's own name decides
         lowered = getattr(spec, "__name__", name).lower()
         if "predict" in lowered:
@@ -107,8 +125,10 @@ def make_eval_fn(model: Any, spec: str | FitFn, val_mode: str | None) -> tuple[F
         elif "evaluate" in lowered or "test" in lowered:
             val_mode = "evaluate"
         else:
-            raise ValueError(f"cannot tell whether eval_fn {name!r} returns metrics or "
-                             "predictions: pass val_mode='evaluate' or val_mode='predict'")
+            raise ValueError(
+                f"cannot tell whether eval_fn {name!r} returns metrics or "
+                "predictions: pass val_mode='evaluate' or val_mode='predict'"
+            )
     if val_mode not in VAL_MODES:
         raise ValueError(f"val_mode must be one of {VAL_MODES}, got {val_mode!r}")
     return fn, name, val_mode

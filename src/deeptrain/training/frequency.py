@@ -1,4 +1,5 @@
 """Frequency configs: ``None`` (never) or one pair ``{'iter'|'batch'|'epoch'|'val': n}``."""
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -15,17 +16,26 @@ def check_freq(freq: Any, name: str) -> dict[str, int] | None:
     if freq is None:
         return None
     if not isinstance(freq, Mapping) or len(freq) != 1:
-        raise ValueError(f"{name} must be None or a dict with one pair like {{'epoch': 1}}, "
-                         f"got {freq!r}")
-    (mode, n), = freq.items()
+        raise ValueError(
+            f"{name} must be None or a dict with one pair like {{'epoch': 1}}, got {freq!r}"
+        )
+    ((mode, n),) = freq.items()
     if mode not in FREQ_MODES:
         raise ValueError(f"{name}: mode {mode!r} is not one of {FREQ_MODES}")
     return {mode: positive_int(n, f"{name}: the count")}
 
 
-def should_do(freq: Mapping[str, int] | None, *, iters: int, batches: int, epochs: int,
-              validations: int, batch_ended: bool, epoch_ended: bool,
-              validation_ended: bool = False) -> bool:
+def should_do(
+    freq: Mapping[str, int] | None,
+    *,
+    iters: int,
+    batches: int,
+    epochs: int,
+    validations: int,
+    batch_ended: bool,
+    epoch_ended: bool,
+    validation_ended: bool = False,
+) -> bool:
     """Whether an event with config ``freq`` fires now.
 
     ``'iter'``: every n-th train iteration; ``'batch'``: at the end of every n-th batch;
@@ -34,7 +44,7 @@ def should_do(freq: Mapping[str, int] | None, *, iters: int, batches: int, epoch
     """
     if not freq:
         return False
-    (mode, n), = freq.items()
+    ((mode, n),) = freq.items()
     if mode == "iter":
         return iters > 0 and iters % n == 0
     if mode == "batch":

@@ -15,6 +15,7 @@ consistent and ``train()`` continues without skipping or repeating anything.
 All counters, flags and histories live in ``tg.state`` (a :class:`TrainState`); DeepTrain
 0.6's attribute names (``tg._fit_iters``, ``tg.history`` ...) read and write it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -43,8 +44,7 @@ from .interrupts import Consistency, InterruptGuard
 from .plotting import default_plot_configs, history_figure, merge_plot_configs
 from .progress import EpochProgress, MetricsLog, format_metrics
 from .state import LEGACY_NAMES, Bookmark, TrainState
-from .validation import (MetricResolver, PredictCache, evaluate_mode_summary,
-                                  predict_mode_summary)
+from .validation import MetricResolver, PredictCache, evaluate_mode_summary, predict_mode_summary
 from .weights import check_class_weights, sample_weights
 from ..util.misc import capture_args, check_kwargs, positive_int
 
@@ -52,10 +52,12 @@ __all__ = ["TrainGenerator"]
 
 log = logging.getLogger("deeptrain")
 
+
 @dataclass
 class _ValidationStart:
     """Everything a validation changes, as it was when it started (or resumed): a validation
     cut half-way by a second Ctrl-C or an error restarts from here, exactly."""
+
     state: Bookmark
     val_datagen: dict[str, Any]
     callbacks: list[dict[str, Any]]
@@ -64,8 +66,21 @@ class _ValidationStart:
     metrics_log_bytes: int | None
 
 
-_LOSS_LIKE = ("loss", "error", "crossentropy", "hinge", "kld", "kullback", "poisson", "logcosh",
-              "log_cosh", "mse", "mae", "mape", "msle")
+_LOSS_LIKE = (
+    "loss",
+    "error",
+    "crossentropy",
+    "hinge",
+    "kld",
+    "kullback",
+    "poisson",
+    "logcosh",
+    "log_cosh",
+    "mse",
+    "mae",
+    "mape",
+    "msle",
+)
 
 
 class TrainGenerator:
@@ -93,28 +108,45 @@ class TrainGenerator:
     """
 
     @capture_args  # -> self._passed_args: what '{auto}' in loadskip_list keeps at load
-    def __init__(self, model: Any, datagen: DataGenerator, val_datagen: DataGenerator,
-                 epochs: int = 1, logs_dir: str | Path | None = None,
-                 best_models_dir: str | Path | None = None, loadpath: str | Path | None = None,
-                 callbacks: Any = None, fit_fn: str | Callable = "train_on_batch",
-                 eval_fn: str | Callable = "evaluate", key_metric: str = "loss",
-                 key_metric_fn: Callable | None = None, val_metrics: list | None = None,
-                 custom_metrics: Mapping[str, Callable] | None = None,
-                 input_as_labels: bool = False, max_is_best: bool | None = None,
-                 val_freq: Mapping[str, int] | None = {"epoch": 1},
-                 plot_history_freq: Mapping[str, int] | None = {"epoch": 1},
-                 unique_checkpoint_freq: Mapping[str, int] | None = {"epoch": 1},
-                 temp_checkpoint_freq: Mapping[str, int] | None = None,
-                 class_weights: Mapping[int, float] | None = None,
-                 val_class_weights: Mapping[int, float] | None = None,
-                 reset_statefuls: bool = False, iter_verbosity: int = 1,
-                 logdir: str | Path | None = None, optimizer_save_configs: Any = None,
-                 optimizer_load_configs: Any = None, plot_configs: Any = None,
-                 model_configs: Mapping[str, Any] | None = None, **kwargs: Any):
-        explicit = {k: v for k, v in locals().items()
-                    if k not in ("self", "kwargs", "model", "datagen", "val_datagen")}
-        check_kwargs(kwargs, [k for k in TRAINGEN_DEFAULTS if k not in explicit],
-                     "TrainGenerator")
+    def __init__(
+        self,
+        model: Any,
+        datagen: DataGenerator,
+        val_datagen: DataGenerator,
+        epochs: int = 1,
+        logs_dir: str | Path | None = None,
+        best_models_dir: str | Path | None = None,
+        loadpath: str | Path | None = None,
+        callbacks: Any = None,
+        fit_fn: str | Callable = "train_on_batch",
+        eval_fn: str | Callable = "evaluate",
+        key_metric: str = "loss",
+        key_metric_fn: Callable | None = None,
+        val_metrics: list | None = None,
+        custom_metrics: Mapping[str, Callable] | None = None,
+        input_as_labels: bool = False,
+        max_is_best: bool | None = None,
+        val_freq: Mapping[str, int] | None = {"epoch": 1},
+        plot_history_freq: Mapping[str, int] | None = {"epoch": 1},
+        unique_checkpoint_freq: Mapping[str, int] | None = {"epoch": 1},
+        temp_checkpoint_freq: Mapping[str, int] | None = None,
+        class_weights: Mapping[int, float] | None = None,
+        val_class_weights: Mapping[int, float] | None = None,
+        reset_statefuls: bool = False,
+        iter_verbosity: int = 1,
+        logdir: str | Path | None = None,
+        optimizer_save_configs: Any = None,
+        optimizer_load_configs: Any = None,
+        plot_configs: Any = None,
+        model_configs: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ):
+        explicit = {
+            k: v
+            for k, v in locals().items()
+            if k not in ("self", "kwargs", "model", "datagen", "val_datagen")
+        }
+        check_kwargs(kwargs, [k for k in TRAINGEN_DEFAULTS if k not in explicit], "TrainGenerator")
         configs = defaults()
         configs.update(explicit)
         configs.update(kwargs)
@@ -158,44 +190,63 @@ class TrainGenerator:
     def _check_inputs(self) -> None:
         for name in ("datagen", "val_datagen"):
             if not isinstance(getattr(self, name), DataGenerator):
-                raise TypeError(f"{name} must be a deeptrain.DataGenerator, got "
-                                f"{type(getattr(self, name)).__name__}")
-        if getattr(self.model, "optimizer", None) is None or not getattr(self.model, "compiled",
-                                                                         False):
-            raise ValueError("model must be compiled (model.compile(optimizer, loss, ...)) "
-                             "before it is given to TrainGenerator")
+                raise TypeError(
+                    f"{name} must be a deeptrain.DataGenerator, got "
+                    f"{type(getattr(self, name)).__name__}"
+                )
+        if getattr(self.model, "optimizer", None) is None or not getattr(
+            self.model, "compiled", False
+        ):
+            raise ValueError(
+                "model must be compiled (model.compile(optimizer, loss, ...)) "
+                "before it is given to TrainGenerator"
+            )
         if not self.input_as_labels:
             for name in ("datagen", "val_datagen"):
                 if getattr(self, name).labels_path is None:
-                    raise ValueError(f"{name} has no labels_path; pass labels_path= or "
-                                     "input_as_labels=True (autoencoders)")
+                    raise ValueError(
+                        f"{name} has no labels_path; pass labels_path= or "
+                        "input_as_labels=True (autoencoders)"
+                    )
         if not isinstance(self.epochs, int) or self.epochs < 0:
             raise ValueError(f"epochs must be an int >= 0, got {self.epochs!r}")
         if self.iter_verbosity not in (0, 1, 2):
             raise ValueError(f"iter_verbosity must be 0, 1 or 2, got {self.iter_verbosity!r}")
-        for name in ("val_freq", "plot_history_freq", "unique_checkpoint_freq",
-                     "temp_checkpoint_freq"):
+        for name in (
+            "val_freq",
+            "plot_history_freq",
+            "unique_checkpoint_freq",
+            "temp_checkpoint_freq",
+        ):
             setattr(self, name, check_freq(getattr(self, name), name))
         if self.val_freq and "val" in self.val_freq:
-            raise ValueError("val_freq={'val': n} would validate based on validations: use "
-                             "'iter', 'batch' or 'epoch'")
+            raise ValueError(
+                "val_freq={'val': n} would validate based on validations: use "
+                "'iter', 'batch' or 'epoch'"
+            )
         if self.plot_configs is not None:
             merge_plot_configs(self.plot_configs, {"0": {}, "1": {}})  # raises if malformed
         self.class_weights = check_class_weights(self.class_weights, "class_weights")
         self.val_class_weights = check_class_weights(self.val_class_weights, "val_class_weights")
         if self.input_as_labels and (self.class_weights or self.val_class_weights):
-            raise ValueError("class_weights need class labels; they cannot be used with "
-                             "input_as_labels=True")
-        for name in ("loss_weighted_slices_range", "pred_weighted_slices_range",
-                     "dynamic_predict_threshold_min_max"):
+            raise ValueError(
+                "class_weights need class labels; they cannot be used with input_as_labels=True"
+            )
+        for name in (
+            "loss_weighted_slices_range",
+            "pred_weighted_slices_range",
+            "dynamic_predict_threshold_min_max",
+        ):
             value = getattr(self, name)
             if value is not None and (len(value) != 2 or not all(np.isscalar(v) for v in value)):
                 raise ValueError(f"{name} must be None or a pair (a, b), got {value!r}")
         if self.best_subset_size is not None:
             self.best_subset_size = positive_int(self.best_subset_size, "best_subset_size")
             if self.val_datagen.shuffle_group_samples:
-                raise ValueError("best_subset_size needs whole validation batches: it cannot be "
-                                 "used with val_datagen's shuffle_group_samples=True")
+                raise ValueError(
+                    "best_subset_size needs whole validation batches: it cannot be "
+                    "used with val_datagen's shuffle_group_samples=True"
+                )
 
     def _set_up_model(self) -> None:
         for line in prepare_stateful_model(self.model):
@@ -205,7 +256,8 @@ class TrainGenerator:
             self.batch_size = inputs[0].shape[0] if inputs else None
         self._fit_fn, self._fit_fn_name = make_fit_fn(self.model, self._fit_fn_spec)
         self._eval_fn, self._eval_fn_name, self.val_mode = make_eval_fn(
-            self.model, self._eval_fn_spec, self.val_mode)
+            self.model, self._eval_fn_spec, self.val_mode
+        )
 
     def _set_up_metrics(self, reloading: bool = False) -> None:
         self.train_metrics = model_metric_names(self.model)
@@ -215,34 +267,42 @@ class TrainGenerator:
         self._resolver = None
         if self.val_mode == "evaluate":
             if self.val_metrics is not None and not reloading:
-                log.warning("val_metrics is ignored in evaluate mode: validation reports the "
-                            "model's compiled metrics %s", self.train_metrics)
+                log.warning(
+                    "val_metrics is ignored in evaluate mode: validation reports the "
+                    "model's compiled metrics %s",
+                    self.train_metrics,
+                )
             self.val_metrics = list(self.train_metrics)
             if self.key_metric not in self.val_metrics:
-                raise ValueError(f"key_metric={self.key_metric!r} is not among the model's "
-                                 f"metrics {self.val_metrics}; compile the model with it, or "
-                                 "use eval_fn='predict' to compute it with NumPy")
+                raise ValueError(
+                    f"key_metric={self.key_metric!r} is not among the model's "
+                    f"metrics {self.val_metrics}; compile the model with it, or "
+                    "use eval_fn='predict' to compute it with NumPy"
+                )
             if self.key_metric_fn is not None:
                 log.info("key_metric_fn is only used in predict mode; ignoring it")
         else:
             names = list(self.val_metrics or self.train_metrics)
             if "*" in names:
                 i = names.index("*")
-                names[i:i + 1] = [m for m in self.train_metrics if m not in names]
+                names[i : i + 1] = [m for m in self.train_metrics if m not in names]
             names = ["loss"] + [n for n in names if n != "loss"]
             if self.key_metric not in names:
                 names.append(self.key_metric)
             self.val_metrics = names
-            self._resolver = MetricResolver(self.model, self.custom_metrics, self.key_metric,
-                                            self.key_metric_fn)
+            self._resolver = MetricResolver(
+                self.model, self.custom_metrics, self.key_metric, self.key_metric_fn
+            )
             self._resolver.check(names)
 
     def _canonical(self, name: str, available: list[str]) -> str:
         """``name`` as the model calls it (``'acc'`` -> ``'accuracy'`` and back)."""
         if name in available:
             return name
-        for candidate in (self.alias_to_metric.get(name),
-                          *[k for k, v in self.alias_to_metric.items() if v == name]):
+        for candidate in (
+            self.alias_to_metric.get(name),
+            *[k for k, v in self.alias_to_metric.items() if v == name],
+        ):
             if candidate in available:
                 return candidate
         return name
@@ -285,12 +345,13 @@ class TrainGenerator:
     def _continue_numbering(self) -> None:
         """New checkpoints of a continued run sort after all its existing ones, even when it
         continues from an older checkpoint (the newer ones are kept)."""
-        newest = max((seq for seq, _ in list_checkpoints(self.logdir / CHECKPOINTS_DIR)),
-                     default=0)
+        newest = max((seq for seq, _ in list_checkpoints(self.logdir / CHECKPOINTS_DIR)), default=0)
         if newest > self.state.save_seq:
-            log.warning("Continuing %s from a checkpoint older than its newest one; the newer "
-                        "checkpoints are kept, and new ones are numbered after them",
-                        self.logdir)
+            log.warning(
+                "Continuing %s from a checkpoint older than its newest one; the newer "
+                "checkpoints are kept, and new ones are numbered after them",
+                self.logdir,
+            )
             self.state.save_seq = newest
 
     def check_logdir_owned(self) -> None:
@@ -300,9 +361,13 @@ class TrainGenerator:
 
     def get_unique_model_name(self) -> str:
         """``M<num>__<base>-<encoded model_name_configs>__<max|min><best>`` (0.6 naming)."""
-        suffix = name_suffix(self.model_name_configs or {}, [self.model_configs or {}, self],
-                             self.max_is_best, self.state.best_key_metric,
-                             self.name_process_key_fn)
+        suffix = name_suffix(
+            self.model_name_configs or {},
+            [self.model_configs or {}, self],
+            self.max_is_best,
+            self.state.best_key_metric,
+            self.name_process_key_fn,
+        )
         return f"M{self.model_num}__{self.model_base_name}{suffix}"
 
     # -- the train loop ----------------------------------------------------------------
@@ -322,8 +387,9 @@ class TrainGenerator:
                         self.validate()
                     elif state.epoch < self.epochs:
                         if self.iter_verbosity:
-                            self._progress.start(state.epoch, len(self.datagen),
-                                                 self._batches_into_epoch())
+                            self._progress.start(
+                                state.epoch, len(self.datagen), self._batches_into_epoch()
+                            )
                         self._train_iteration()
                     else:
                         break
@@ -370,8 +436,10 @@ class TrainGenerator:
             dg.update_state()
             self._callbacks("train:iter")
             if self.iter_verbosity >= 2:
-                self._progress.iteration(str(state.set_name).rjust(self._max_set_name_chars),
-                                         self._format(metrics, "train"))
+                self._progress.iteration(
+                    str(state.set_name).rjust(self._max_set_name_chars),
+                    self._format(metrics, "train"),
+                )
             if dg.batch_exhausted:
                 self._on_train_batch_end()
             if dg.all_data_exhausted:
@@ -394,11 +462,13 @@ class TrainGenerator:
             f"This TrainGenerator stopped inside {broken} (a second Ctrl-C, or an error), "
             "after the model may have changed but before its counters did, so its state is "
             "inconsistent and continuing would not be exact. Load the last checkpoint to go "
-            f"on: tg.load({str(latest)!r})" if latest is not None else
-            f"This TrainGenerator stopped inside {broken} (a second Ctrl-C, or an error), "
+            f"on: tg.load({str(latest)!r})"
+            if latest is not None
+            else f"This TrainGenerator stopped inside {broken} (a second Ctrl-C, or an error), "
             "after the model may have changed but before its counters did, so its state is "
             "inconsistent and continuing would not be exact. Load a checkpoint "
-            "(tg.load(path)), or build the model and TrainGenerator anew.")
+            "(tg.load(path)), or build the model and TrainGenerator anew."
+        )
 
     def _callbacks(self, stage: str) -> None:
         """Dispatch ``stage`` (skipped when there are no callbacks: it runs every step)."""
@@ -432,13 +502,19 @@ class TrainGenerator:
             self._sync_model()
             reset_states(self.model)
         if self._metrics_log.path is not None:
-            self._metrics_log.write("train_batch", epoch=state.epoch,
-                                    batches_fit=state.batches_fit, fit_iters=state.fit_iters,
-                                    set_name=state.set_name, **batch_metrics)
+            self._metrics_log.write(
+                "train_batch",
+                epoch=state.epoch,
+                batches_fit=state.batches_fit,
+                fit_iters=state.fit_iters,
+                set_name=state.set_name,
+                **batch_metrics,
+            )
         if self.iter_verbosity:
             running = {n: v[-1] for n, v in state.history.items()}
-            self._progress.batch(str(state.set_name).rjust(self._max_set_name_chars),
-                                 self._format(running, "train"))
+            self._progress.batch(
+                str(state.set_name).rjust(self._max_set_name_chars), self._format(running, "train")
+            )
         self._callbacks("train:batch")
 
     def _on_train_epoch_end(self) -> None:
@@ -466,23 +542,33 @@ class TrainGenerator:
         weighted = class_weights or self.loss_weighted_slices_range is not None
         if not weighted and not (val and self.val_mode == "predict"):
             return x, y, None
-        sw = sample_weights(None if self.input_as_labels else labels, len(x), class_weights,
-                            self.loss_weighted_slices_range, dg.slices_per_batch, dg.slice_idx)
+        sw = sample_weights(
+            None if self.input_as_labels else labels,
+            len(x),
+            class_weights,
+            self.loss_weighted_slices_range,
+            dg.slices_per_batch,
+            dg.slice_idx,
+        )
         return x, y, sw
 
     def _update_names(self, metrics: dict[str, float]) -> None:
         """Keras names some metrics only at the first step: adopt its names then."""
         if list(metrics) != self.train_metrics:
-            renamed = {old: new for old, new in zip(self.train_metrics, metrics)
-                       if old != new}
+            renamed = {old: new for old, new in zip(self.train_metrics, metrics) if old != new}
             self.train_metrics = list(metrics)
             if self.val_mode == "evaluate":
                 self.val_metrics = list(metrics)
                 self.key_metric = renamed.get(self.key_metric, self.key_metric)
 
     # -- validation --------------------------------------------------------------------
-    def validate(self, record_progress: bool = True, clear_cache: bool = True,
-                 restart: bool = False, use_callbacks: bool = True) -> dict[str, Any]:
+    def validate(
+        self,
+        record_progress: bool = True,
+        clear_cache: bool = True,
+        restart: bool = False,
+        use_callbacks: bool = True,
+    ) -> dict[str, Any]:
         """Run over the whole validation set; returns its metrics.
 
         ``record_progress=False`` evaluates without touching histories, counters or the
@@ -518,16 +604,21 @@ class TrainGenerator:
         if self._metrics_log.path is not None and self._metrics_log.path.exists():
             log_bytes = self._metrics_log.path.stat().st_size
         return _ValidationStart(
-            state=self.state.bookmark(), val_datagen=self.val_datagen.state_dict(),
+            state=self.state.bookmark(),
+            val_datagen=self.val_datagen.state_dict(),
             callbacks=[copy.deepcopy(cb.state_dict()) for cb in self.callbacks.objects],
-            rnn_states=get_states(self.model), cache=self._val_cache.copy(),
-            metrics_log_bytes=log_bytes)
+            rnn_states=get_states(self.model),
+            cache=self._val_cache.copy(),
+            metrics_log_bytes=log_bytes,
+        )
 
     def _restart_validation(self) -> None:
         """Undo a validation cut half-way: back to where it started, exactly."""
         start = self._val_start
-        log.warning("The last validation was stopped half-way (a second Ctrl-C, or an "
-                    "error): restarting it from where it started")
+        log.warning(
+            "The last validation was stopped half-way (a second Ctrl-C, or an "
+            "error): restarting it from where it started"
+        )
         self.state.rewind(start.state)
         self.val_datagen.load_state_dict(start.val_datagen)
         for cb, cb_state in zip(self.callbacks.objects, start.callbacks):
@@ -547,8 +638,9 @@ class TrainGenerator:
         eval_sw = sw if (self.val_class_weights or self.loss_weighted_slices_range) else None
         out = self._eval_fn(x, y, eval_sw)
         if self.val_mode == "evaluate":
-            _append_slice(state.val_temp_history, to_metric_dict(out, self.val_metrics),
-                          first_slice)
+            _append_slice(
+                state.val_temp_history, to_metric_dict(out, self.val_metrics), first_slice
+            )
         else:
             self._val_cache.add(y, out, sw, first_slice, state.val_set_name)
         if self._recording:
@@ -574,30 +666,47 @@ class TrainGenerator:
             if self.val_mode == "evaluate":
                 batch = {n: v[-1] for n, v in state.val_temp_history.items()}
             else:
-                labels, preds, weights = self._val_cache.per_batch(
-                    self.pred_weighted_slices_range)[-1]
-                batch = self._resolver.compute(self.val_metrics, labels, preds, weights,
-                                               state.predict_threshold)
-            log.info("Validated set %s: %s",
-                     str(state.val_set_name).rjust(self._val_max_set_name_chars),
-                     self._format(batch, "val"))
+                labels, preds, weights = self._val_cache.per_batch(self.pred_weighted_slices_range)[
+                    -1
+                ]
+                batch = self._resolver.compute(
+                    self.val_metrics, labels, preds, weights, state.predict_threshold
+                )
+            log.info(
+                "Validated set %s: %s",
+                str(state.val_set_name).rjust(self._val_max_set_name_chars),
+                self._format(batch, "val"),
+            )
         self.callbacks("val:batch", self)
 
     def _on_val_epoch_end(self) -> None:
         state = self.state
         if self.val_mode == "evaluate":
             summary, subset = evaluate_mode_summary(
-                state.val_temp_history, state.val_temp_sizes, self.val_metrics, self.key_metric,
-                self.best_subset_size, self.max_is_best,
-                state.val_set_name_cache[-len(state.val_temp_sizes):])  # this validation's
+                state.val_temp_history,
+                state.val_temp_sizes,
+                self.val_metrics,
+                self.key_metric,
+                self.best_subset_size,
+                self.max_is_best,
+                state.val_set_name_cache[-len(state.val_temp_sizes) :],
+            )  # this validation's
         else:
-            search = (self.dynamic_predict_threshold_min_max
-                      if self.dynamic_predict_threshold is not None else None)
+            search = (
+                self.dynamic_predict_threshold_min_max
+                if self.dynamic_predict_threshold is not None
+                else None
+            )
             summary, threshold, subset = predict_mode_summary(
-                self._val_cache, self._resolver, self.val_metrics,
-                threshold=state.predict_threshold, search_range=search,
-                max_is_best=self.max_is_best, weighted_slices=self.pred_weighted_slices_range,
-                best_subset_size=self.best_subset_size)
+                self._val_cache,
+                self._resolver,
+                self.val_metrics,
+                threshold=state.predict_threshold,
+                search_range=search,
+                max_is_best=self.max_is_best,
+                weighted_slices=self.pred_weighted_slices_range,
+                best_subset_size=self.best_subset_size,
+            )
             if search is not None:
                 state.predict_threshold = self.dynamic_predict_threshold = threshold
         self.best_subset_nums = subset
@@ -624,13 +733,21 @@ class TrainGenerator:
             if new_best:
                 state.best_key_metric = float(latest)
                 log.info("New best %s: %s", self.key_metric, f"{latest:.6f}")
-            self._metrics_log.write("validation", epoch=state.epoch, val_epoch=state.val_epoch,
-                                    batches_fit=state.batches_fit,
-                                    times_validated=state.times_validated,
-                                    best_subset=self.best_subset_nums, **self.last_validation)
+            self._metrics_log.write(
+                "validation",
+                epoch=state.epoch,
+                val_epoch=state.val_epoch,
+                batches_fit=state.batches_fit,
+                times_validated=state.times_validated,
+                best_subset=self.best_subset_nums,
+                **self.last_validation,
+            )
         if self.iter_verbosity:
-            log.info("Validation %d: %s", state.times_validated,
-                     self._format(self.last_validation, "val"))
+            log.info(
+                "Validation %d: %s",
+                state.times_validated,
+                self._format(self.last_validation, "val"),
+            )
             if self.best_subset_nums:
                 log.info("Best %d-subset: %s", len(self.best_subset_nums), self.best_subset_nums)
         if record_progress and self.check_model_health:
@@ -674,8 +791,10 @@ class TrainGenerator:
         at its end, so that it holds the validation's results."""
         state = self.state
         due = state.checkpoint_due
-        for kind, freq in (("unique", self.unique_checkpoint_freq),
-                           ("temp", self.temp_checkpoint_freq)):
+        for kind, freq in (
+            ("unique", self.unique_checkpoint_freq),
+            ("temp", self.temp_checkpoint_freq),
+        ):
             if not freq or due == "unique" or (("val" in freq) != at_validation_end):
                 continue
             if self._should_do(freq, validation_ended=at_validation_end):
@@ -711,8 +830,9 @@ class TrainGenerator:
             return self._checkpointer.checkpoint("temp")
         return self._checkpointer.save(Path(savepath), "manual", figures=False)
 
-    def load(self, filepath: str | Path | None = None,
-             passed_args: list[str] | None = None) -> Path:
+    def load(
+        self, filepath: str | Path | None = None, passed_args: list[str] | None = None
+    ) -> Path:
         """Continue from a checkpoint: ``filepath`` (a checkpoint or a log directory, then
         its newest intact checkpoint), else ``loadpath``, else this run's log directory.
 
@@ -723,8 +843,7 @@ class TrainGenerator:
         nothing: a checkpoint that fails a check, or a load that fails half-way, leaves
         this TrainGenerator as it was.
         """
-        path = filepath or self.loadpath or (self.logdir / "checkpoints" if self.logdir
-                                              else None)
+        path = filepath or self.loadpath or (self.logdir / "checkpoints" if self.logdir else None)
         if path is None:
             raise ValueError("load() needs filepath=, loadpath= or a log directory")
         if self._consistency.broken is None:
@@ -735,6 +854,7 @@ class TrainGenerator:
         def settle() -> None:  # checks of the loaded settings: a failure undoes the load
             self._check_inputs()
             self._set_up_metrics(reloading=True)
+
         loaded = self._checkpointer.load(path, passed_args, settle)
         self._consistency.clear()
         self._val_start = None
@@ -745,13 +865,21 @@ class TrainGenerator:
         """Path of the newest ``'state'``, ``'weights'``, ``'model'``, ``'report'``,
         ``'history'`` or ``'checkpoint'`` (the directory) of this run, or of its best model
         with ``best=True``; ``'init_state'`` / ``'init_source'``: the init logs."""
-        files = {"state": "state.json", "weights": "model.weights.h5", "model": "model.keras",
-                 "report": "report.png", "history": "history.png", "checkpoint": None}
+        files = {
+            "state": "state.json",
+            "weights": "model.weights.h5",
+            "model": "model.keras",
+            "report": "report.png",
+            "history": "history.png",
+            "checkpoint": None,
+        }
         if name in ("init_state", "init_source"):
             return self.logdir / "misc" / f"{name}.{'json' if name == 'init_state' else 'txt'}"
         if name not in files:
-            raise ValueError(f"get_last_log: name must be one of "
-                             f"{[*files, 'init_state', 'init_source']}, got {name!r}")
+            raise ValueError(
+                f"get_last_log: name must be one of "
+                f"{[*files, 'init_state', 'init_source']}, got {name!r}"
+            )
         checkpoint = self._checkpointer.latest(best=best)
         if checkpoint is None or files[name] is None:
             return checkpoint
@@ -760,8 +888,11 @@ class TrainGenerator:
 
     def generate_report(self) -> str:
         """The report's text (model configs, TrainGenerator and DataGenerators' state)."""
-        return "\n".join(line for head, body in self._checkpointer.report_text().items()
-                         for line in (head, *body, ""))
+        return "\n".join(
+            line
+            for head, body in self._checkpointer.report_text().items()
+            for line in (head, *body, "")
+        )
 
     def save_report(self, savepath: str | Path | None = None) -> Path:
         """Draw the one-image report of the train state; default ``<logdir>/report.png``."""
@@ -785,15 +916,21 @@ class TrainGenerator:
     # -- frequencies, display ----------------------------------------------------------
     def _should_do(self, freq: Mapping[str, int] | None, validation_ended: bool = False) -> bool:
         s = self.state
-        return should_do(freq, iters=s.fit_iters, batches=s.batches_fit, epochs=s.epoch,
-                         validations=s.times_validated,
-                         batch_ended=self.datagen.batch_exhausted,
-                         epoch_ended=self.datagen.all_data_exhausted,
-                         validation_ended=validation_ended)
+        return should_do(
+            freq,
+            iters=s.fit_iters,
+            batches=s.batches_fit,
+            epochs=s.epoch,
+            validations=s.times_validated,
+            batch_ended=self.datagen.batch_exhausted,
+            epoch_ended=self.datagen.all_data_exhausted,
+            validation_ended=validation_ended,
+        )
 
     def _batches_into_epoch(self) -> int:
-        return self.state.batches_fit - (self.state.hist_vlines[-1] if self.state.hist_vlines
-                                         else 0)
+        return self.state.batches_fit - (
+            self.state.hist_vlines[-1] if self.state.hist_vlines else 0
+        )
 
     def _format(self, metrics: Mapping[str, Any], stage: str) -> str:
         skip = (self.metric_printskip_configs or {}).get(stage, [])
@@ -803,8 +940,15 @@ class TrainGenerator:
         """Draw the history figure per ``plot_configs`` (see
         :mod:`deeptrain.training.plotting`); saved as ``<logdir>/history.png`` (or
         ``savepath``). Returns the matplotlib ``Figure``."""
-        fig = history_figure(self._plot_configs(), self.state.history, self.state.val_history,
-                             lambda name: getattr(self, name), self.metric_to_alias, w=w, h=h)
+        fig = history_figure(
+            self._plot_configs(),
+            self.state.history,
+            self.state.val_history,
+            lambda name: getattr(self, name),
+            self.metric_to_alias,
+            w=w,
+            h=h,
+        )
         self._history_fig = fig
         path = savepath or (self.logdir / "history.png" if self.logdir is not None else None)
         if path is not None:
@@ -828,19 +972,29 @@ class TrainGenerator:
             shutil.copyfile(drawn, path)
 
     def _plot_configs(self) -> dict[str, Any]:
-        val_names = [n for n in self.val_metrics if n in self.state.val_history
-                     or not self.state.val_history]
-        return merge_plot_configs(self.plot_configs, default_plot_configs(
-            self.train_metrics, val_names, self.key_metric, self.max_is_best,
-            self.plot_first_pane_max_vals))
+        val_names = [
+            n for n in self.val_metrics if n in self.state.val_history or not self.state.val_history
+        ]
+        return merge_plot_configs(
+            self.plot_configs,
+            default_plot_configs(
+                self.train_metrics,
+                val_names,
+                self.key_metric,
+                self.max_is_best,
+                self.plot_first_pane_max_vals,
+            ),
+        )
 
     # -- introspection (see deeptrain.introspection) -------------------------------------
-    def compute_gradient_norm(self, input_data: Any, labels: Any, sample_weight: Any = None,
-                              **kwargs: Any) -> np.ndarray:
+    def compute_gradient_norm(
+        self, input_data: Any, labels: Any, sample_weight: Any = None, **kwargs: Any
+    ) -> np.ndarray:
         """Norm of the loss gradient on one batch (per tensor, or ``scope='global'``)."""
         self._sync_model()
-        return introspection.compute_gradient_norm(self, input_data, labels, sample_weight,
-                                                   **kwargs)
+        return introspection.compute_gradient_norm(
+            self, input_data, labels, sample_weight, **kwargs
+        )
 
     def gradient_norm_over_dataset(self, val: bool = False, **kwargs: Any):
         """Gradient norms at every iteration over the train (or validation) data; the
@@ -918,8 +1072,10 @@ class TrainGenerator:
     def eval_fn(self, spec: str | Callable) -> None:
         self._eval_fn, self._eval_fn_name, mode = make_eval_fn(self.model, spec, self.val_mode)
         if mode != self.val_mode:
-            raise ValueError(f"eval_fn {spec!r} implies val_mode {mode!r}, but this "
-                             f"TrainGenerator validates in {self.val_mode!r} mode")
+            raise ValueError(
+                f"eval_fn {spec!r} implies val_mode {mode!r}, but this "
+                f"TrainGenerator validates in {self.val_mode!r} mode"
+            )
 
 
 def _append_slice(temp: dict[str, list], metrics: Mapping[str, Any], first_slice: bool) -> None:
@@ -934,9 +1090,11 @@ def _append_slice(temp: dict[str, list], metrics: Mapping[str, Any], first_slice
 
 
 def _legacy_property(field_name: str) -> property:
-    return property(lambda self: getattr(self.state, field_name),
-                    lambda self, value: setattr(self.state, field_name, value),
-                    doc=f"Alias of ``state.{field_name}``.")
+    return property(
+        lambda self: getattr(self.state, field_name),
+        lambda self, value: setattr(self.state, field_name, value),
+        doc=f"Alias of ``state.{field_name}``.",
+    )
 
 
 for _name, _field in LEGACY_NAMES.items():

@@ -19,6 +19,7 @@ One handler is installed per loop, not per iteration: swapping signal handlers c
 than a small model's train step. Guards nest: an inner guard (``validate()`` inside
 ``train()``) defers to the outer one.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -47,8 +48,10 @@ class InterruptGuard:
         if self.received and not self._holding:  # second Ctrl-C: the user means it
             raise KeyboardInterrupt
         if not self.received:
-            log.warning("Interrupt received: stopping after the current iteration "
-                        "(Ctrl-C again to stop now)")
+            log.warning(
+                "Interrupt received: stopping after the current iteration "
+                "(Ctrl-C again to stop now)"
+            )
         self.received = True
 
     def __enter__(self) -> "InterruptGuard":

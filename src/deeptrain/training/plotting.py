@@ -16,6 +16,7 @@ number of validations. ``x_ticks`` and ``vhlines['v']`` name TrainGenerator attr
 (0.6's names such as ``'_train_x_ticks'`` work). Per-line lists are extended by repeating
 their last element; the best value of ``mark_best_cfg``'s metric gets a green circle.
 """
+
 from __future__ import annotations
 
 import copy
@@ -29,25 +30,38 @@ __all__ = ["default_plot_configs", "merge_plot_configs", "history_figure"]
 _RESERVED = ("metrics", "x_ticks", "vhlines", "mark_best_cfg", "ylims", "legend_kw")
 
 
-def default_plot_configs(train_metrics: list[str], val_metrics: list[str], key_metric: str,
-                         max_is_best: bool, first_pane_max_vals: int = 2) -> dict[str, Any]:
+def default_plot_configs(
+    train_metrics: list[str],
+    val_metrics: list[str],
+    key_metric: str,
+    max_is_best: bool,
+    first_pane_max_vals: int = 2,
+) -> dict[str, Any]:
     first, rest = val_metrics[:first_pane_max_vals], val_metrics[first_pane_max_vals:]
     configs: dict[str, Any] = {
         "fig_kw": {},
-        "0": {"metrics": {"train": list(train_metrics), "val": first},
-              "x_ticks": {"train": ["_train_x_ticks"], "val": ["_val_train_x_ticks"]},
-              "vhlines": {"v": "_hist_vlines", "h": None},
-              "mark_best_cfg": {"val": key_metric, "max_is_best": max_is_best}
-              if key_metric in first else None,
-              "ylims": None, "legend_kw": {"fontsize": 9}},
+        "0": {
+            "metrics": {"train": list(train_metrics), "val": first},
+            "x_ticks": {"train": ["_train_x_ticks"], "val": ["_val_train_x_ticks"]},
+            "vhlines": {"v": "_hist_vlines", "h": None},
+            "mark_best_cfg": {"val": key_metric, "max_is_best": max_is_best}
+            if key_metric in first
+            else None,
+            "ylims": None,
+            "legend_kw": {"fontsize": 9},
+        },
     }
     if rest:
-        configs["1"] = {"metrics": {"train": [], "val": rest},
-                        "x_ticks": {"train": [], "val": ["_val_x_ticks"]},
-                        "vhlines": {"v": "_val_hist_vlines", "h": None},
-                        "mark_best_cfg": {"val": key_metric, "max_is_best": max_is_best}
-                        if key_metric in rest else None,
-                        "ylims": None, "legend_kw": {"fontsize": 9}}
+        configs["1"] = {
+            "metrics": {"train": [], "val": rest},
+            "x_ticks": {"train": [], "val": ["_val_x_ticks"]},
+            "vhlines": {"v": "_val_hist_vlines", "h": None},
+            "mark_best_cfg": {"val": key_metric, "max_is_best": max_is_best}
+            if key_metric in rest
+            else None,
+            "ylims": None,
+            "legend_kw": {"fontsize": 9},
+        }
     return configs
 
 
@@ -60,12 +74,15 @@ def merge_plot_configs(user: Mapping[str, Any] | None, defaults: dict[str, Any])
             merged["fig_kw"] = {**merged.get("fig_kw", {}), **value}
         elif key.isdigit():
             if not isinstance(value, Mapping) or "metrics" not in value and key not in merged:
-                raise ValueError(f"plot_configs[{key!r}] must be a dict with 'metrics' "
-                                 "({'train': [...], 'val': [...]}) for a new pane")
+                raise ValueError(
+                    f"plot_configs[{key!r}] must be a dict with 'metrics' "
+                    "({'train': [...], 'val': [...]}) for a new pane"
+                )
             merged[key] = {**merged.get(key, {}), **copy.deepcopy(dict(value))}
         else:
-            raise ValueError(f"plot_configs key {key!r} is not 'fig_kw' or a pane number "
-                             "('0', '1', ...)")
+            raise ValueError(
+                f"plot_configs key {key!r} is not 'fig_kw' or a pane number ('0', '1', ...)"
+            )
     return merged
 
 
@@ -74,9 +91,15 @@ def _extend(values: list, n: int) -> list:
     return (values + [values[-1]] * n)[:n] if values else [None] * n
 
 
-def history_figure(configs: Mapping[str, Any], history: Mapping[str, list],
-                   val_history: Mapping[str, list], lookup: Callable[[str], Any],
-                   aliases: Mapping[str, str], w: float = 1, h: float = 1) -> Figure:
+def history_figure(
+    configs: Mapping[str, Any],
+    history: Mapping[str, list],
+    val_history: Mapping[str, list],
+    lookup: Callable[[str], Any],
+    aliases: Mapping[str, str],
+    w: float = 1,
+    h: float = 1,
+) -> Figure:
     """Draw the panes of ``configs`` (see the module docstring); ``lookup(name)`` gives the
     TrainGenerator attribute ``name`` (x ticks, vertical line positions)."""
     panes = [configs[k] for k in sorted((k for k in configs if k.isdigit()), key=int)]
@@ -86,14 +109,20 @@ def history_figure(configs: Mapping[str, Any], history: Mapping[str, list],
     axes = fig.subplots(max(1, len(panes)), 1, squeeze=False)[:, 0]
     for ax, pane in zip(axes, panes):
         pane = {"metrics": {}, "x_ticks": {}, **pane}
-        lines = [(name, "train") for name in pane["metrics"].get("train", [])] + \
-                [(name, "val") for name in pane["metrics"].get("val", [])]
-        xs = {"train": _extend(pane["x_ticks"].get("train") or ["_train_x_ticks"],
-                               len(pane["metrics"].get("train", []))),
-              "val": _extend(pane["x_ticks"].get("val") or ["_val_train_x_ticks"],
-                             len(pane["metrics"].get("val", [])))}
-        per_line = {k: _extend(v, len(lines)) for k, v in pane.items()
-                    if k not in _RESERVED}
+        lines = [(name, "train") for name in pane["metrics"].get("train", [])] + [
+            (name, "val") for name in pane["metrics"].get("val", [])
+        ]
+        xs = {
+            "train": _extend(
+                pane["x_ticks"].get("train") or ["_train_x_ticks"],
+                len(pane["metrics"].get("train", [])),
+            ),
+            "val": _extend(
+                pane["x_ticks"].get("val") or ["_val_train_x_ticks"],
+                len(pane["metrics"].get("val", [])),
+            ),
+        }
+        per_line = {k: _extend(v, len(lines)) for k, v in pane.items() if k not in _RESERVED}
         counters = {"train": 0, "val": 0}
         for i, (name, kind) in enumerate(lines):
             x_name = xs[kind][counters[kind]]
@@ -115,9 +144,9 @@ def history_figure(configs: Mapping[str, Any], history: Mapping[str, list],
                     ax.plot(x[j], arr[j], "o", ms=12, mfc="none", mec="g", mew=2)
         vh = pane.get("vhlines") or {}
         v = vh.get("v")
-        for xv in (lookup(v) if isinstance(v, str) else ([] if v is None else np.atleast_1d(v))):
+        for xv in lookup(v) if isinstance(v, str) else ([] if v is None else np.atleast_1d(v)):
             ax.axvline(xv, color="k", lw=0.8, alpha=0.6)
-        for yv in ([] if vh.get("h") is None else np.atleast_1d(vh["h"])):
+        for yv in [] if vh.get("h") is None else np.atleast_1d(vh["h"]):
             ax.axhline(yv, color="k", lw=0.8, ls="--", alpha=0.6)
         if pane.get("ylims") is not None:
             ax.set_ylim(*pane["ylims"])

@@ -4,6 +4,7 @@ The bar (tqdm, on stderr) shows batches done and total, ETA, running metrics and
 being fit. Messages go through ``logging``. Every train batch and every validation is
 appended to ``<logdir>/metrics.jsonl`` (or ``.csv``), one JSON object per line.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,8 +24,9 @@ __all__ = ["EpochProgress", "MetricsLog", "format_metrics"]
 log = logging.getLogger("deeptrain")
 
 
-def format_metrics(metrics: Mapping[str, Any], aliases: Mapping[str, str],
-                   skip: list[str] | tuple = ()) -> str:
+def format_metrics(
+    metrics: Mapping[str, Any], aliases: Mapping[str, str], skip: list[str] | tuple = ()
+) -> str:
     parts = []
     for name, value in metrics.items():
         if name in skip:
@@ -46,8 +48,14 @@ class EpochProgress:
 
     def start(self, epoch: int, total: int, done: int = 0) -> None:
         if self.verbosity and self.bar is None:
-            self.bar = tqdm(total=total, initial=done, desc=f"Epoch {epoch + 1}", unit="batch",
-                            dynamic_ncols=True, leave=True)
+            self.bar = tqdm(
+                total=total,
+                initial=done,
+                desc=f"Epoch {epoch + 1}",
+                unit="batch",
+                dynamic_ncols=True,
+                leave=True,
+            )
 
     def iteration(self, set_name: str | None, postfix: str) -> None:
         if self.bar is not None and self.verbosity >= 2:

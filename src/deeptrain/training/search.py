@@ -5,6 +5,7 @@ Metrics are called through :func:`deeptrain.metrics.call_metric`, so the
 threshold always travels as the keyword ``pred_threshold=`` and sample weights
 only reach metrics that accept them.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence
@@ -14,14 +15,12 @@ from numpy.typing import ArrayLike
 
 from .. import metrics
 
-__all__ = ["find_best_predict_threshold", "find_best_subset",
-           "find_best_subset_from_history"]
+__all__ = ["find_best_predict_threshold", "find_best_subset", "find_best_subset_from_history"]
 
 MetricFn = Callable[..., Any]
 
 
-def _threshold_grid(search_interval: float, search_min_max: tuple[float, float]
-                    ) -> np.ndarray:
+def _threshold_grid(search_interval: float, search_min_max: tuple[float, float]) -> np.ndarray:
     """Thresholds from min to max in steps of ``search_interval``; a min of 0
     starts at the first step and a max of 1 becomes .9999 (so that thresholds
     0 and 1 never make every prediction one class). A degenerate range
@@ -30,53 +29,76 @@ def _threshold_grid(search_interval: float, search_min_max: tuple[float, float]
     if lo == hi:
         return np.array([float(lo)])
     if lo > hi or search_interval <= 0:
-        raise ValueError(f"bad search: search_min_max={search_min_max}, "
-                         f"search_interval={search_interval}")
+        raise ValueError(
+            f"bad search: search_min_max={search_min_max}, search_interval={search_interval}"
+        )
     lo = search_interval if lo == 0 else lo
-    hi = .9999 if hi == 1 else hi
+    hi = 0.9999 if hi == 1 else hi
     n_steps = int(np.floor((hi - lo) / search_interval + 1e-9))
     if n_steps < 0:
-        raise ValueError(f"empty threshold grid for search_min_max={search_min_max}"
-                         f" and search_interval={search_interval}")
+        raise ValueError(
+            f"empty threshold grid for search_min_max={search_min_max}"
+            f" and search_interval={search_interval}"
+        )
     # rounding removes float accumulation noise (.01 * 29 -> .29, not .29000000000000004)
     return np.round(lo + search_interval * np.arange(n_steps + 1), 10)
 
 
 def _scalar(value: Any, metric_fn: MetricFn) -> float:
     if isinstance(value, list):
-        raise TypeError(f"metric {getattr(metric_fn, '__name__', metric_fn)!r} "
-                        "must return a scalar to be searched over")
+        raise TypeError(
+            f"metric {getattr(metric_fn, '__name__', metric_fn)!r} "
+            "must return a scalar to be searched over"
+        )
     return float(value)
 
 
-def _metrics_over_thresholds(labels: ArrayLike, preds: ArrayLike,
-                             metric_fn: MetricFn, thresholds: np.ndarray,
-                             sample_weight: ArrayLike | None) -> np.ndarray:
+def _metrics_over_thresholds(
+    labels: ArrayLike,
+    preds: ArrayLike,
+    metric_fn: MetricFn,
+    thresholds: np.ndarray,
+    sample_weight: ArrayLike | None,
+) -> np.ndarray:
     """``metric_fn`` at every threshold, vectorized via its ``*_multi_th`` twin
     when it has one."""
     twin = metrics.multi_th_twin(metric_fn)
     if twin is not None:
-        values = np.asarray(twin(labels, preds, thresholds,
-                                 sample_weight=sample_weight), dtype=np.float64)
+        values = np.asarray(
+            twin(labels, preds, thresholds, sample_weight=sample_weight), dtype=np.float64
+        )
     else:
-        values = np.array([
-            _scalar(metrics.call_metric(metric_fn, labels, preds, sample_weight,
-                                        pred_threshold=float(th)), metric_fn)
-            for th in thresholds])
+        values = np.array(
+            [
+                _scalar(
+                    metrics.call_metric(
+                        metric_fn, labels, preds, sample_weight, pred_threshold=float(th)
+                    ),
+                    metric_fn,
+                )
+                for th in thresholds
+            ]
+        )
     if values.shape != thresholds.shape:
-        raise TypeError(f"metric {getattr(metric_fn, '__name__', metric_fn)!r} "
-                        "must return a scalar to be searched over")
+        raise TypeError(
+            f"metric {getattr(metric_fn, '__name__', metric_fn)!r} "
+            "must return a scalar to be searched over"
+        )
     return values
 
 
 def find_best_predict_threshold(
-        labels: ArrayLike, preds: ArrayLike, metric_fn: MetricFn,
-        search_interval: float = .01,
-        search_min_max: tuple[float, float] = (0, 1),
-        max_is_best: bool = True, return_best_metric: bool = False,
-        threshold_preference: float = .5,
-        sample_weight: ArrayLike | None = None,
-        verbosity: int = 0) -> float | tuple[float, float]:
+    labels: ArrayLike,
+    preds: ArrayLike,
+    metric_fn: MetricFn,
+    search_interval: float = 0.01,
+    search_min_max: tuple[float, float] = (0, 1),
+    max_is_best: bool = True,
+    return_best_metric: bool = False,
+    threshold_preference: float = 0.5,
+    sample_weight: ArrayLike | None = None,
+    verbosity: int = 0,
+) -> float | tuple[float, float]:
     """Grid-search the prediction threshold that optimizes ``metric_fn``.
 
     Args:
@@ -96,11 +118,12 @@ def find_best_predict_threshold(
         ``best_th``, or ``(best_th, best_metric)`` if ``return_best_metric``.
     """
     if not metrics.accepts_arg(metric_fn, "pred_threshold"):
-        raise TypeError(f"metric {getattr(metric_fn, '__name__', metric_fn)!r} "
-                        "takes no `pred_threshold` argument")
+        raise TypeError(
+            f"metric {getattr(metric_fn, '__name__', metric_fn)!r} "
+            "takes no `pred_threshold` argument"
+        )
     thresholds = _threshold_grid(search_interval, search_min_max)
-    values = _metrics_over_thresholds(labels, preds, metric_fn, thresholds,
-                                      sample_weight)
+    values = _metrics_over_thresholds(labels, preds, metric_fn, thresholds, sample_weight)
 
     scores = values if max_is_best else -values
     scores = np.where(np.isnan(scores), -np.inf, scores)
@@ -118,12 +141,15 @@ def find_best_predict_threshold(
 
 
 def find_best_subset(
-        labels_all: Sequence[ArrayLike], preds_all: Sequence[ArrayLike],
-        metric_fn: MetricFn, search_interval: float = .01,
-        search_min_max: tuple[float, float] = (0, 1),
-        max_is_best: bool = True, subset_size: int = 5,
-        sample_weight_all: Sequence[ArrayLike] | None = None,
-        ) -> tuple[list[int], float | None, float]:
+    labels_all: Sequence[ArrayLike],
+    preds_all: Sequence[ArrayLike],
+    metric_fn: MetricFn,
+    search_interval: float = 0.01,
+    search_min_max: tuple[float, float] = (0, 1),
+    max_is_best: bool = True,
+    subset_size: int = 5,
+    sample_weight_all: Sequence[ArrayLike] | None = None,
+) -> tuple[list[int], float | None, float]:
     """Greedily pick ``subset_size`` batches that score best together.
 
     Starting from an empty pool, each round adds the batch for which
@@ -145,8 +171,7 @@ def find_best_subset(
     """
     n_batches = len(labels_all)
     if len(preds_all) != n_batches:
-        raise ValueError(f"{n_batches} label batches vs {len(preds_all)} "
-                         "prediction batches")
+        raise ValueError(f"{n_batches} label batches vs {len(preds_all)} prediction batches")
     if not 0 < subset_size <= n_batches:
         raise ValueError(f"subset_size={subset_size} must be in [1, {n_batches}]")
     uses_threshold = metrics.accepts_arg(metric_fn, "pred_threshold")
@@ -159,10 +184,16 @@ def find_best_subset(
         weights = None if sample_weight_all is None else cat(sample_weight_all)
         if uses_threshold:
             return find_best_predict_threshold(
-                labels, preds, metric_fn, search_interval, search_min_max,
-                max_is_best, return_best_metric=True, sample_weight=weights)
-        return None, _scalar(metrics.call_metric(metric_fn, labels, preds,
-                                                 weights), metric_fn)
+                labels,
+                preds,
+                metric_fn,
+                search_interval,
+                search_min_max,
+                max_is_best,
+                return_best_metric=True,
+                sample_weight=weights,
+            )
+        return None, _scalar(metrics.call_metric(metric_fn, labels, preds, weights), metric_fn)
 
     sign = 1 if max_is_best else -1
     chosen: list[int] = []
@@ -179,8 +210,9 @@ def find_best_subset(
     return chosen, best_th, best_metric
 
 
-def find_best_subset_from_history(metric: ArrayLike, subset_size: int = 5,
-                                  max_is_best: bool = True) -> list[int]:
+def find_best_subset_from_history(
+    metric: ArrayLike, subset_size: int = 5, max_is_best: bool = True
+) -> list[int]:
     """Indices of the ``subset_size`` best per-batch metrics, best first (ties:
     lower index first). ``(batches, slices)`` input is averaged over slices."""
     values = np.asarray(metric, dtype=np.float64)

@@ -3,6 +3,7 @@
 It is what checkpoints save (as JSON) and what ``tg.info()`` reports. DeepTrain 0.6's
 attribute names (``tg._fit_iters``, ``tg.epoch``, ``tg.history`` ...) read and write it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -13,15 +14,24 @@ __all__ = ["TrainState", "LEGACY_NAMES", "Bookmark"]
 
 # Fields that only ever grow by appending (histories, x positions, name caches): a bookmark
 # records their lengths instead of copying them, so taking one costs O(fields), not O(run).
-_APPEND_ONLY_LISTS = ("key_metric_history", "train_x_ticks", "train_val_x_ticks",
-                      "val_x_ticks", "val_train_x_ticks", "hist_vlines", "val_hist_vlines",
-                      "set_name_cache", "val_set_name_cache")
+_APPEND_ONLY_LISTS = (
+    "key_metric_history",
+    "train_x_ticks",
+    "train_val_x_ticks",
+    "val_x_ticks",
+    "val_train_x_ticks",
+    "hist_vlines",
+    "val_hist_vlines",
+    "set_name_cache",
+    "val_set_name_cache",
+)
 _APPEND_ONLY_DICTS = ("history", "val_history")  # {name: list}, lists append-only
 
 
 @dataclass(frozen=True)
 class Bookmark:
     """A point of a :class:`TrainState` that :meth:`TrainState.rewind` returns to."""
+
     lengths: dict[str, Any]
     values: dict[str, Any]
 
@@ -70,14 +80,15 @@ class TrainState:
         for name in _APPEND_ONLY_DICTS:
             lengths[name] = {k: len(v) for k, v in getattr(self, name).items()}
         skip = set(_APPEND_ONLY_LISTS) | set(_APPEND_ONLY_DICTS)
-        values = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)
-                  if f.name not in skip}
+        values = {
+            f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name not in skip
+        }
         return Bookmark(lengths, values)
 
     def rewind(self, mark: Bookmark) -> None:
         """Return to ``mark``: appended entries are dropped, everything else restored."""
         for name in _APPEND_ONLY_LISTS:
-            del getattr(self, name)[mark.lengths[name]:]
+            del getattr(self, name)[mark.lengths[name] :]
         for name in _APPEND_ONLY_DICTS:
             table, kept = getattr(self, name), mark.lengths[name]
             for key in [k for k in table if k not in kept]:
@@ -101,12 +112,21 @@ class TrainState:
 
 # DeepTrain 0.6 attribute name on TrainGenerator -> TrainState field
 LEGACY_NAMES = {f.name: f.name for f in fields(TrainState)} | {
-    "_fit_iters": "fit_iters", "_batches_fit": "batches_fit", "_val_iters": "val_iters",
-    "_batches_validated": "batches_validated", "_times_validated": "times_validated",
-    "_train_loop_done": "train_loop_done", "_val_loop_done": "val_loop_done",
-    "_train_x_ticks": "train_x_ticks", "_train_val_x_ticks": "train_val_x_ticks",
-    "_val_x_ticks": "val_x_ticks", "_val_train_x_ticks": "val_train_x_ticks",
-    "_hist_vlines": "hist_vlines", "_val_hist_vlines": "val_hist_vlines",
-    "_set_name_cache": "set_name_cache", "_val_set_name_cache": "val_set_name_cache",
-    "_set_name": "set_name", "_val_set_name": "val_set_name",
+    "_fit_iters": "fit_iters",
+    "_batches_fit": "batches_fit",
+    "_val_iters": "val_iters",
+    "_batches_validated": "batches_validated",
+    "_times_validated": "times_validated",
+    "_train_loop_done": "train_loop_done",
+    "_val_loop_done": "val_loop_done",
+    "_train_x_ticks": "train_x_ticks",
+    "_train_val_x_ticks": "train_val_x_ticks",
+    "_val_x_ticks": "val_x_ticks",
+    "_val_train_x_ticks": "val_train_x_ticks",
+    "_hist_vlines": "hist_vlines",
+    "_val_hist_vlines": "val_hist_vlines",
+    "_set_name_cache": "set_name_cache",
+    "_val_set_name_cache": "val_set_name_cache",
+    "_set_name": "set_name",
+    "_val_set_name": "val_set_name",
 }

@@ -20,6 +20,7 @@ The first call of each goes through ``train_on_batch``, which builds the model, 
 metrics and train function; so does every call in the cases a stepper does not cover
 (multi-replica TensorFlow strategies).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -62,6 +63,7 @@ class _Stepper:
 class TensorFlowStepper(_Stepper):
     def _build(self) -> None:
         import tensorflow as tf
+
         model = self.model
 
         def one_step(data):
@@ -74,8 +76,11 @@ class TensorFlowStepper(_Stepper):
         if model.distribute_strategy.num_replicas_in_sync > 1:
             self._step = None  # per-replica outputs: leave them to train_on_batch
         else:
-            self._step = step if model.run_eagerly else tf.function(
-                step, reduce_retracing=True, jit_compile=model.jit_compile)
+            self._step = (
+                step
+                if model.run_eagerly
+                else tf.function(step, reduce_retracing=True, jit_compile=model.jit_compile)
+            )
 
     def __call__(self, x: Any, y: Any, sw: Any = None) -> dict[str, float]:
         if not self._ready() or self._step is None:
@@ -112,26 +117,31 @@ class JaxStepper(_Stepper):
 
     def _build(self) -> None:
         import jax
+
         model = self.model
         self._metrics_reset = None
 
         def step(state, metrics_reset, data):
             trainable, non_trainable, optimizer_vars = state
             logs, (trainable, non_trainable, optimizer_vars, metrics_vars) = model.train_step(
-                (trainable, non_trainable, optimizer_vars, metrics_reset), data)
+                (trainable, non_trainable, optimizer_vars, metrics_reset), data
+            )
             return logs, (trainable, non_trainable, optimizer_vars), metrics_vars
 
         self._step = jax.jit(step, donate_argnums=0)
 
     def _start(self) -> None:
         import jax.numpy as jnp
+
         m = self.model
         m.reset_metrics()
         if self._metrics_reset is None:  # copies: the step must not donate the originals
             self._metrics_reset = [jnp.array(v.value, copy=True) for v in m.metrics_variables]
-        self.state = ([v.value for v in m.trainable_variables],
-                      [v.value for v in m.non_trainable_variables],
-                      [v.value for v in m.optimizer.variables])
+        self.state = (
+            [v.value for v in m.trainable_variables],
+            [v.value for v in m.non_trainable_variables],
+            [v.value for v in m.optimizer.variables],
+        )
 
     def __call__(self, x: Any, y: Any, sw: Any = None) -> dict[str, float]:
         if self.state is None:
@@ -139,7 +149,8 @@ class JaxStepper(_Stepper):
                 return self._first(x, y, sw)
             self._start()
         logs, self.state, self._metrics_vars = self._step(
-            self.state, self._metrics_reset, (x, y, sw))
+            self.state, self._metrics_reset, (x, y, sw)
+        )
         # float() waits for this step; DeepTrain's per-batch bookkeeping needs the numbers
         return {k: float(v) for k, v in logs.items()}
 
@@ -150,9 +161,11 @@ class JaxStepper(_Stepper):
             return
         m = self.model
         trainable, non_trainable, optimizer_vars = self.state
-        for refs, values in ((m.trainable_variables, trainable),
-                             (m.non_trainable_variables, non_trainable),
-                             (m.optimizer.variables, optimizer_vars)):
+        for refs, values in (
+            (m.trainable_variables, trainable),
+            (m.non_trainable_variables, non_trainable),
+            (m.optimizer.variables, optimizer_vars),
+        ):
             for ref, value in zip(refs, values):
                 ref.assign(value)
         if self._metrics_vars is not None:
@@ -168,9 +181,9 @@ class JaxStepper(_Stepper):
 def make_train_step(model: Any) -> _Stepper:
     """The fast ``train_on_batch`` of the current Keras backend."""
     import keras
+
     backend = keras.backend.backend()
-    cls = {"tensorflow": TensorFlowStepper, "torch": TorchStepper, "jax": JaxStepper}.get(
-        backend)
+    cls = {"tensorflow": TensorFlowStepper, "torch": TorchStepper, "jax": JaxStepper}.get(backend)
     if cls is None:
         raise ValueError(f"no train step for Keras backend {backend!r}")
     return cls(model)

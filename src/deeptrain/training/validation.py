@@ -8,6 +8,7 @@ over the whole validation set with NumPy (:mod:`deeptrain.metrics`), which is ri
 metrics that do not decompose over batches (F1, AUC). Labels, weights and predictions are
 cached.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,11 +18,15 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .. import metrics as metrics_lib
-from .search import find_best_predict_threshold, find_best_subset, \
-    find_best_subset_from_history
+from .search import find_best_predict_threshold, find_best_subset, find_best_subset_from_history
 
-__all__ = ["PredictCache", "MetricResolver", "weighted_mean", "merge_weighted_slices",
-           "evaluate_mode_summary"]
+__all__ = [
+    "PredictCache",
+    "MetricResolver",
+    "weighted_mean",
+    "merge_weighted_slices",
+    "evaluate_mode_summary",
+]
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +39,15 @@ def weighted_mean(values: Sequence[float], sizes: Sequence[int]) -> float:
 @dataclass
 class PredictCache:
     """Per validation batch: a list (one entry per window) of labels, predictions, weights."""
+
     labels: list[list[np.ndarray]] = field(default_factory=list)
     preds: list[list[np.ndarray]] = field(default_factory=list)
     weights: list[list[np.ndarray]] = field(default_factory=list)
     set_names: list[str] = field(default_factory=list)
 
-    def add(self, labels: Any, preds: Any, weights: Any, first_slice: bool,
-            set_name: str | None) -> None:
+    def add(
+        self, labels: Any, preds: Any, weights: Any, first_slice: bool, set_name: str | None
+    ) -> None:
         if first_slice or not self.preds:
             for cache in (self.labels, self.preds, self.weights):
                 cache.append([])
@@ -51,20 +58,28 @@ class PredictCache:
 
     def copy(self) -> "PredictCache":
         """A copy of the lists (the arrays in them are never changed in place)."""
-        return PredictCache(*([list(batch) for batch in cache] for cache in
-                              (self.labels, self.preds, self.weights)),
-                            set_names=list(self.set_names))
+        return PredictCache(
+            *(
+                [list(batch) for batch in cache]
+                for cache in (self.labels, self.preds, self.weights)
+            ),
+            set_names=list(self.set_names),
+        )
 
     def per_batch(self, weighted_slices: Sequence[float] | None) -> list[tuple]:
         """``(labels, preds, weights)`` per batch, windows merged or stacked as samples."""
         out = []
         for labels, preds, weights in zip(self.labels, self.preds, self.weights):
             if weighted_slices is not None and len(preds) > 1:
-                out.append((labels[0], merge_weighted_slices(preds, weighted_slices),
-                            np.mean(weights, axis=0)))
+                out.append(
+                    (
+                        labels[0],
+                        merge_weighted_slices(preds, weighted_slices),
+                        np.mean(weights, axis=0),
+                    )
+                )
             else:
-                out.append((np.concatenate(labels), np.concatenate(preds),
-                            np.concatenate(weights)))
+                out.append((np.concatenate(labels), np.concatenate(preds), np.concatenate(weights)))
         return out
 
     def __len__(self) -> int:
@@ -90,8 +105,13 @@ class MetricResolver:
     ``custom_metrics`` come before the built-ins.
     """
 
-    def __init__(self, model: Any, custom_metrics: Mapping[str, Callable] | None,
-                 key_metric: str, key_metric_fn: Callable | None):
+    def __init__(
+        self,
+        model: Any,
+        custom_metrics: Mapping[str, Callable] | None,
+        key_metric: str,
+        key_metric_fn: Callable | None,
+    ):
         self.model = model
         self.custom = dict(custom_metrics or {})
         self.key_metric = key_metric
@@ -101,8 +121,11 @@ class MetricResolver:
     def loss_name(self) -> str:
         """The model's loss as compiled now (a recompile between validations counts)."""
         loss = self.model.loss
-        return loss if isinstance(loss, str) else getattr(
-            loss, "__name__", getattr(loss, "name", type(loss).__name__))
+        return (
+            loss
+            if isinstance(loss, str)
+            else getattr(loss, "__name__", getattr(loss, "name", type(loss).__name__))
+        )
 
     def resolve(self, name: str) -> Callable:
         if name == self.key_metric and self.key_metric_fn is not None:
@@ -123,15 +146,24 @@ class MetricResolver:
             try:
                 self.resolve(name)
             except (ValueError, AttributeError) as e:
-                raise ValueError(f"validation metric {name!r} cannot be computed in predict "
-                                 f"mode: {e}. Add it to custom_metrics={{{name!r}: fn}}") from None
+                raise ValueError(
+                    f"validation metric {name!r} cannot be computed in predict "
+                    f"mode: {e}. Add it to custom_metrics={{{name!r}: fn}}"
+                ) from None
 
-    def compute(self, names: Sequence[str], labels: np.ndarray, preds: np.ndarray,
-                weights: np.ndarray, threshold: float) -> dict[str, Any]:
+    def compute(
+        self,
+        names: Sequence[str],
+        labels: np.ndarray,
+        preds: np.ndarray,
+        weights: np.ndarray,
+        threshold: float,
+    ) -> dict[str, Any]:
         out = {}
         for name in names:
-            value = metrics_lib.call_metric(self.resolve(name), labels, preds,
-                                            sample_weight=weights, pred_threshold=threshold)
+            value = metrics_lib.call_metric(
+                self.resolve(name), labels, preds, sample_weight=weights, pred_threshold=threshold
+            )
             if name == "loss":
                 value = value + weight_penalty(self.model)
             out[name] = value
@@ -141,17 +173,22 @@ class MetricResolver:
         return metrics_lib.accepts_arg(self.resolve(name), "pred_threshold")
 
 
-_REGULARIZED = {"kernel_regularizer": "kernel", "bias_regularizer": "bias",
-                "recurrent_regularizer": "recurrent_kernel",
-                "depthwise_regularizer": "depthwise_kernel",
-                "pointwise_regularizer": "pointwise_kernel",
-                "embeddings_regularizer": "embeddings", "gamma_regularizer": "gamma",
-                "beta_regularizer": "beta"}
+_REGULARIZED = {
+    "kernel_regularizer": "kernel",
+    "bias_regularizer": "bias",
+    "recurrent_regularizer": "recurrent_kernel",
+    "depthwise_regularizer": "depthwise_kernel",
+    "pointwise_regularizer": "pointwise_kernel",
+    "embeddings_regularizer": "embeddings",
+    "gamma_regularizer": "gamma",
+    "beta_regularizer": "beta",
+}
 
 
 def weight_penalty(model: Any) -> float:
     """Sum of the weight regularisation penalties, as Keras adds them to the loss."""
     from keras import ops
+
     total = 0.0
     for layer in model._flatten_layers(include_self=False):
         for reg_name, var_name in _REGULARIZED.items():
@@ -161,25 +198,44 @@ def weight_penalty(model: Any) -> float:
     return total
 
 
-def evaluate_mode_summary(temp: Mapping[str, list], sizes: Sequence[int], names: Sequence[str],
-                          key_metric: str, best_subset_size: int | None, max_is_best: bool,
-                          set_names: Sequence[str]) -> tuple[dict[str, float], list[str] | None]:
+def evaluate_mode_summary(
+    temp: Mapping[str, list],
+    sizes: Sequence[int],
+    names: Sequence[str],
+    key_metric: str,
+    best_subset_size: int | None,
+    max_is_best: bool,
+    set_names: Sequence[str],
+) -> tuple[dict[str, float], list[str] | None]:
     """Sample-weighted mean of per-batch metrics, over all batches or the best subset."""
     idxs = range(len(sizes))
     subset = None
     if best_subset_size:
-        idxs = sorted(find_best_subset_from_history(temp[key_metric], best_subset_size,
-                                                    max_is_best))
+        idxs = sorted(
+            find_best_subset_from_history(temp[key_metric], best_subset_size, max_is_best)
+        )
         subset = [set_names[i] for i in idxs]
-    return ({n: weighted_mean([temp[n][i] for i in idxs], [sizes[i] for i in idxs])
-             for n in names if n in temp}, subset)
+    return (
+        {
+            n: weighted_mean([temp[n][i] for i in idxs], [sizes[i] for i in idxs])
+            for n in names
+            if n in temp
+        },
+        subset,
+    )
 
 
-def predict_mode_summary(cache: PredictCache, resolver: MetricResolver, names: Sequence[str],
-                         *, threshold: float, search_range: Sequence[float] | None,
-                         max_is_best: bool, weighted_slices: Sequence[float] | None,
-                         best_subset_size: int | None
-                         ) -> tuple[dict[str, Any], float, list[str] | None]:
+def predict_mode_summary(
+    cache: PredictCache,
+    resolver: MetricResolver,
+    names: Sequence[str],
+    *,
+    threshold: float,
+    search_range: Sequence[float] | None,
+    max_is_best: bool,
+    weighted_slices: Sequence[float] | None,
+    best_subset_size: int | None,
+) -> tuple[dict[str, Any], float, list[str] | None]:
     """Metrics over the whole cached validation set (or its best subset), the tuned
     prediction threshold, and the best subset's set names."""
     batches = cache.per_batch(weighted_slices)
@@ -188,9 +244,13 @@ def predict_mode_summary(cache: PredictCache, resolver: MetricResolver, names: S
     if best_subset_size:
         key_fn = resolver.resolve(key)
         idxs, threshold_found, _ = find_best_subset(
-            [b[0] for b in batches], [b[1] for b in batches], key_fn,
-            search_min_max=search_range or (threshold, threshold), max_is_best=max_is_best,
-            subset_size=best_subset_size)
+            [b[0] for b in batches],
+            [b[1] for b in batches],
+            key_fn,
+            search_min_max=search_range or (threshold, threshold),
+            max_is_best=max_is_best,
+            subset_size=best_subset_size,
+        )
         batches = [batches[i] for i in sorted(idxs)]
         subset = [cache.set_names[i] for i in sorted(idxs)]
         if search_range is not None and resolver.accepts_threshold(key):
@@ -199,7 +259,14 @@ def predict_mode_summary(cache: PredictCache, resolver: MetricResolver, names: S
     preds = np.concatenate([b[1] for b in batches])
     weights = np.concatenate([b[2] for b in batches])
     if search_range is not None and resolver.accepts_threshold(key):
-        threshold = float(find_best_predict_threshold(
-            labels, preds, resolver.resolve(key), search_min_max=tuple(search_range),
-            max_is_best=max_is_best, sample_weight=weights))
+        threshold = float(
+            find_best_predict_threshold(
+                labels,
+                preds,
+                resolver.resolve(key),
+                search_min_max=tuple(search_range),
+                max_is_best=max_is_best,
+                sample_weight=weights,
+            )
+        )
     return resolver.compute(names, labels, preds, weights, threshold), threshold, subset

@@ -1,4 +1,5 @@
 """Sample weights from ``class_weights`` and per-slice weighting of windows."""
+
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
@@ -17,7 +18,9 @@ def check_class_weights(weights: Any, name: str) -> dict[int, float] | None:
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 0:
             raise ValueError(f"{name}: class keys must be ints >= 0, got {k!r}")
         if not np.isscalar(v) or not np.isfinite(v) or v < 0:
-            raise ValueError(f"{name}: weights must be finite numbers >= 0, got {v!r} for class {k}")
+            raise ValueError(
+                f"{name}: weights must be finite numbers >= 0, got {v!r} for class {k}"
+            )
     return {int(k): float(v) for k, v in weights.items()}
 
 
@@ -30,8 +33,9 @@ def class_of(labels: np.ndarray) -> np.ndarray:
     return np.rint(flat[:, 0]).astype(np.int64)
 
 
-def slice_weight(weight_range: Sequence[float] | None, slices_per_batch: int | None,
-                 slice_idx: int | None) -> float:
+def slice_weight(
+    weight_range: Sequence[float] | None, slices_per_batch: int | None, slice_idx: int | None
+) -> float:
     """``linspace(a, b, slices_per_batch)[slice_idx]``, or 1 when not slicing."""
     if weight_range is None or not slices_per_batch or slice_idx is None:
         return 1.0
@@ -39,9 +43,14 @@ def slice_weight(weight_range: Sequence[float] | None, slices_per_batch: int | N
     return float(np.linspace(a, b, slices_per_batch)[slice_idx])
 
 
-def sample_weights(labels: Any, n_samples: int, class_weights: Mapping[int, float] | None,
-                   weight_range: Sequence[float] | None, slices_per_batch: int | None,
-                   slice_idx: int | None) -> np.ndarray:
+def sample_weights(
+    labels: Any,
+    n_samples: int,
+    class_weights: Mapping[int, float] | None,
+    weight_range: Sequence[float] | None,
+    slices_per_batch: int | None,
+    slice_idx: int | None,
+) -> np.ndarray:
     """Per-sample weights: class weight (1 for classes not listed) x slice weight."""
     if class_weights and labels is not None and len(labels):
         classes = class_of(labels)

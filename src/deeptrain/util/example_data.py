@@ -32,6 +32,7 @@ when complete, so concurrent first uses never see or leave a half-written datase
 slower builder discards its copy). A complete dataset holds ``dataset.json`` (what it is,
 shapes, source); it is never rebuilt or overwritten.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -60,6 +61,7 @@ INFO_FILE = "dataset.json"
 
 # -- public API ------------------------------------------------------------------------
 
+
 def build(name: str, root: str | os.PathLike, small: bool = False) -> Path:
     """Return ``<root>/<name>`` (``<name>_small`` with ``small``), building it if missing."""
     if name not in DATASETS:
@@ -70,7 +72,8 @@ def build(name: str, root: str | os.PathLike, small: bool = False) -> Path:
     if target.exists():
         raise FileExistsError(
             f"{target} exists but is not a complete example dataset (no {INFO_FILE}); "
-            "remove it to have it rebuilt")
+            "remove it to have it rebuilt"
+        )
     builder = _BUILDERS[name]
     log.info("Building example dataset %r in %s (first use)", target.name, target.parent)
     return _build_atomically(target, lambda tmp: builder(tmp, small))
@@ -88,6 +91,7 @@ def resize_bilinear(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def digits_28x28() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 1797 digits as ``(1797, 28, 28, 1)`` float32 in [0, 1] and int labels."""
     from sklearn.datasets import load_digits
+
     digits = load_digits()
     x = resize_bilinear(digits.images / 16.0, (28, 28))
     return np.clip(x, 0, 1).astype(np.float32)[..., None], digits.target.astype(np.int64)
@@ -97,8 +101,9 @@ def italy_power_demand() -> tuple[np.ndarray, np.ndarray]:
     """ItalyPowerDemand (UCR train + test, in file order) from sktime's data files:
     ``(1096, 24, 1)`` float32 and labels ``(1096,)`` int (1: April..September)."""
     directory = _sktime_data_dir() / "ItalyPowerDemand"
-    parts = [_read_ts_file(directory / f"ItalyPowerDemand_{split}.ts")
-             for split in ("TRAIN", "TEST")]
+    parts = [
+        _read_ts_file(directory / f"ItalyPowerDemand_{split}.ts") for split in ("TRAIN", "TEST")
+    ]
     x = np.concatenate([p[0] for p in parts]).astype(np.float32)[..., None]
     labels = np.concatenate([p[1] for p in parts])
     return x, (labels == "2").astype(np.int64)
@@ -106,9 +111,10 @@ def italy_power_demand() -> tuple[np.ndarray, np.ndarray]:
 
 # -- builders --------------------------------------------------------------------------
 
+
 def _split(n: int, n_train: int, n_val: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     perm = np.random.default_rng(seed).permutation(n)
-    return perm[:n_train], perm[n_train:n_train + n_val]
+    return perm[:n_train], perm[n_train : n_train + n_val]
 
 
 def _counts(small: bool, train: int, val: int) -> dict[str, int]:
@@ -122,21 +128,32 @@ def _build_image(tmp: Path, small: bool, lz4f: bool = False) -> None:
     train, val = _split(len(x), 10 * bs, 4 * bs)
     onehot = np.eye(10, dtype=np.float32)[y]
     for split, idx in (("train", train), ("val", val)):
-        idx = idx[:counts[split] * bs]
-        batches, _ = numpy_data_to_numpy_sets(x[idx], onehot[idx], tmp / split, batch_size=bs,
-                                              shuffle=False, data_basename="128batch",
-                                              oversample_remainder=False, verbose=0)
+        idx = idx[: counts[split] * bs]
+        batches, _ = numpy_data_to_numpy_sets(
+            x[idx],
+            onehot[idx],
+            tmp / split,
+            batch_size=bs,
+            shuffle=False,
+            data_basename="128batch",
+            oversample_remainder=False,
+            verbose=0,
+        )
         if lz4f:
             for k, batch in enumerate(batches, 1):
                 numpy_to_lz4f(batch, tmp / split / f"128batch__{k}.npy", overwrite=True)
-    _write_info(tmp, {
-        "source": "sklearn.datasets.load_digits, resized 8x8 -> 28x28 (bilinear), / 16",
-        "layout": "128batch__<k>.npy" + (" (lz4 frame of float32 bytes)" if lz4f else "")
-                  + " + labels.h5 (one-hot)",
-        "data": {"shape": [bs, 28, 28, 1], "dtype": "float32", "range": [0.0, 1.0]},
-        "labels": {"shape": [bs, 10], "dtype": "float32"},
-        "batches": counts,
-    })
+    _write_info(
+        tmp,
+        {
+            "source": "sklearn.datasets.load_digits, resized 8x8 -> 28x28 (bilinear), / 16",
+            "layout": "128batch__<k>.npy"
+            + (" (lz4 frame of float32 bytes)" if lz4f else "")
+            + " + labels.h5 (one-hot)",
+            "data": {"shape": [bs, 28, 28, 1], "dtype": "float32", "range": [0.0, 1.0]},
+            "labels": {"shape": [bs, 10], "dtype": "float32"},
+            "batches": counts,
+        },
+    )
 
 
 def _build_image_lz4f(tmp: Path, small: bool) -> None:
@@ -149,46 +166,72 @@ def _build_timeseries(tmp: Path, small: bool) -> None:
     counts = _counts(small, 13, 4)
     train, val = _split(len(x), 13 * bs, 4 * bs)
     for split, idx in (("train", train), ("val", val)):
-        idx = idx[:counts[split] * bs]
+        idx = idx[: counts[split] * bs]
         (tmp / split).mkdir()
         for fname, array in (("data.h5", x[idx]), ("labels.h5", y[idx, None].astype(np.float32))):
-            data_to_hdf5(tmp / split / fname, batch_size=bs, data=array, shuffle=False,
-                         oversample_remainder=False, verbose=0)
-    _write_info(tmp, {
-        "source": "ItalyPowerDemand (UCR archive, as shipped by sktime); train+test pooled",
-        "layout": "data.h5 + labels.h5, datasets '0', '1', ...",
-        "data": {"shape": [bs, 24, 1], "dtype": "float32"},
-        "labels": {"shape": [bs, 1], "dtype": "float32",
-                   "meaning": "1: a day from April to September, 0: October to March"},
-        "batches": counts,
-    })
+            data_to_hdf5(
+                tmp / split / fname,
+                batch_size=bs,
+                data=array,
+                shuffle=False,
+                oversample_remainder=False,
+                verbose=0,
+            )
+    _write_info(
+        tmp,
+        {
+            "source": "ItalyPowerDemand (UCR archive, as shipped by sktime); train+test pooled",
+            "layout": "data.h5 + labels.h5, datasets '0', '1', ...",
+            "data": {"shape": [bs, 24, 1], "dtype": "float32"},
+            "labels": {
+                "shape": [bs, 1],
+                "dtype": "float32",
+                "meaning": "1: a day from April to September, 0: October to March",
+            },
+            "batches": counts,
+        },
+    )
 
 
 def _build_mnist(tmp: Path, small: bool) -> None:
     import keras
+
     (x_train, y_train), (x_val, y_val) = keras.datasets.mnist.load_data()
     bs = IMAGE_BATCH_SIZE
     for split, x, y in (("train", x_train, y_train), ("val", x_val, y_val)):
         if small:
-            x, y = x[:SMALL_BATCHES[split] * bs], y[:SMALL_BATCHES[split] * bs]
+            x, y = x[: SMALL_BATCHES[split] * bs], y[: SMALL_BATCHES[split] * bs]
         x = (x.astype(np.float32) / 255.0)[..., None]
-        numpy_data_to_numpy_sets(x, np.eye(10, dtype=np.float32)[y], tmp / split,
-                                 batch_size=bs, data_basename="128batch", seed=0, verbose=0)
-    _write_info(tmp, {
-        "source": "keras.datasets.mnist, / 255",
-        "layout": "128batch__<k>.npy + labels.h5 (one-hot)",
-        "data": {"shape": [bs, 28, 28, 1], "dtype": "float32", "range": [0.0, 1.0]},
-        "labels": {"shape": [bs, 10], "dtype": "float32"},
-    })
+        numpy_data_to_numpy_sets(
+            x,
+            np.eye(10, dtype=np.float32)[y],
+            tmp / split,
+            batch_size=bs,
+            data_basename="128batch",
+            seed=0,
+            verbose=0,
+        )
+    _write_info(
+        tmp,
+        {
+            "source": "keras.datasets.mnist, / 255",
+            "layout": "128batch__<k>.npy + labels.h5 (one-hot)",
+            "data": {"shape": [bs, 28, 28, 1], "dtype": "float32", "range": [0.0, 1.0]},
+            "labels": {"shape": [bs, 10], "dtype": "float32"},
+        },
+    )
 
 
 _BUILDERS: dict[str, Callable[[Path, bool], None]] = {
-    "image": _build_image, "image_lz4f": _build_image_lz4f,
-    "timeseries": _build_timeseries, "mnist": _build_mnist,
+    "image": _build_image,
+    "image_lz4f": _build_image_lz4f,
+    "timeseries": _build_timeseries,
+    "mnist": _build_mnist,
 }
 
 
 # -- helpers ---------------------------------------------------------------------------
+
 
 def _build_atomically(target: Path, build_into: Callable[[Path], None]) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -228,7 +271,8 @@ def _sktime_data_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(
             "the timeseries example data ships with sktime: pip install "
-            "'deeptrain[examples]' (or sktime)")
+            "'deeptrain[examples]' (or sktime)"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
 
 

@@ -5,6 +5,7 @@
 goes to a hidden temporary file beside the target, is fsynced, and replaces the target with
 ``os.replace``; the directory is fsynced so that the rename itself is durable.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -4,6 +4,7 @@ Train state is saved as JSON (never pickle), so everything that goes into a stat
 passes through :func:`to_json`. Values that have no faithful JSON form are reported as
 unsupported rather than silently mangled.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -52,8 +53,10 @@ def from_json(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {"__items__"} and isinstance(value["__items__"], list):
             items = value["__items__"]
-            if not all(isinstance(i, list) and len(i) == 2
-                       and isinstance(i[0], (int, float, bool, str)) for i in items):
+            if not all(
+                isinstance(i, list) and len(i) == 2 and isinstance(i[0], (int, float, bool, str))
+                for i in items
+            ):
                 raise ValueError(f"malformed encoded dict {value!r}")
             return {k: from_json(v) for k, v in items}
         return {k: from_json(v) for k, v in value.items()}

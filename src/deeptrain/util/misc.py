@@ -1,4 +1,5 @@
 """Small helpers shared across DeepTrain: argument checking and paths."""
+
 from __future__ import annotations
 
 import difflib
@@ -11,8 +12,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["append_examples_dir_to_sys_path", "check_kwargs", "closest_match_hint",
-           "capture_args", "positive_int"]
+__all__ = [
+    "append_examples_dir_to_sys_path",
+    "check_kwargs",
+    "closest_match_hint",
+    "capture_args",
+    "positive_int",
+]
 
 
 def closest_match_hint(name: str, valid: Iterable[str]) -> str:
@@ -28,7 +34,8 @@ def check_kwargs(kwargs: Mapping[str, Any], valid: Iterable[str], owner: str) ->
         if key not in valid:
             raise TypeError(
                 f"{owner} got an unexpected keyword argument {key!r}"
-                f"{closest_match_hint(key, valid)} (valid: {', '.join(sorted(valid))})")
+                f"{closest_match_hint(key, valid)} (valid: {', '.join(sorted(valid))})"
+            )
 
 
 def positive_int(value: Any, name: str) -> int:
@@ -50,7 +57,8 @@ def append_examples_dir_to_sys_path() -> Path:
     if not (examples_dir / "utils.py").is_file():
         raise FileNotFoundError(
             f"DeepTrain's examples directory was not found at {examples_dir}; the examples ship "
-            "with the source checkout (git clone), not with the installed wheel")
+            "with the source checkout (git clone), not with the installed wheel"
+        )
     if str(examples_dir) not in sys.path:
         sys.path.append(str(examples_dir))
     return examples_dir
@@ -62,8 +70,10 @@ def capture_args(init: Any) -> Any:
     ``self``, ``model``, ``datagen`` and ``val_datagen`` are left out. A value equal to the
     default still counts as passed: loading a checkpoint must not override it."""
     signature = inspect.signature(init)
-    var_kw = next((n for n, p in signature.parameters.items()
-                   if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+    var_kw = next(
+        (n for n, p in signature.parameters.items() if p.kind is inspect.Parameter.VAR_KEYWORD),
+        None,
+    )
 
     @functools.wraps(init)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -72,4 +82,5 @@ def capture_args(init: Any) -> Any:
         names -= {"self", var_kw, "model", "datagen", "val_datagen"}
         self._passed_args = sorted(names)
         init(self, *args, **kwargs)
+
     return wrapper

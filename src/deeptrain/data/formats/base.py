@@ -1,4 +1,5 @@
 """The interface every on-disk format implements."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ class DataLoadError(OSError):
 @dataclass(frozen=True)
 class FormatOptions:
     """Per-loader options some formats need (the raw lz4 buffer has no dtype or shape)."""
+
     dtype: Any = None
     batch_shape: tuple[int, ...] | None = None
 

@@ -3,6 +3,7 @@ them), rows are samples; in directory mode each file is one batch with a header 
 
 A leading unnamed column (the index pandas writes by default) is ignored.
 """
+
 from __future__ import annotations
 
 import csv

@@ -3,6 +3,7 @@
 A file must hold its data itself: external links, datasets stored in external raw files and
 virtual datasets (all of which read other files) are refused, see :func:`check_self_contained`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +28,9 @@ def check_self_contained(path: str | Path, h5file: h5py.Group | None = None) -> 
         with h5py.File(path, "r") as f:
             return check_self_contained(path, f)
 
-    def problem(name: str, link: h5py.HardLink | h5py.SoftLink | h5py.ExternalLink
-                ) -> Exception | None:
+    def problem(
+        name: str, link: h5py.HardLink | h5py.SoftLink | h5py.ExternalLink
+    ) -> Exception | None:
         # returned, not raised: an exception raised inside the visit callback is mangled
         if isinstance(link, h5py.ExternalLink):
             return _external_link_error(path, name, link)
@@ -40,6 +42,7 @@ def check_self_contained(path: str | Path, h5file: h5py.Group | None = None) -> 
             if isinstance(obj, h5py.Dataset):
                 return _storage_error(obj, path, name)
         return None  # go on
+
     found = h5file.visititems_links(problem)  # stops at the first non-None
     if found is not None:
         raise found
@@ -55,38 +58,49 @@ def _checked_dataset(h5file: h5py.File, key: str, path: Path) -> h5py.Dataset:
     try:
         obj = h5file[key]
     except KeyError:
-        raise DataLoadError(f"{path}: {key!r} is a soft link to {link.path!r}, which does "
-                            "not exist") from None
+        raise DataLoadError(
+            f"{path}: {key!r} is a soft link to {link.path!r}, which does not exist"
+        ) from None
     if not isinstance(obj, h5py.Dataset):
         raise DataLoadError(f"{path}: {key!r} is a {type(obj).__name__}, expected a dataset")
     if obj.file.filename != h5file.filename:  # a soft link through an external link
-        raise NotSelfContainedError(f"{path}: dataset {key!r} resolves to {obj.file.filename}"
-                                    f"{obj.name}, outside the file; refused")
+        raise NotSelfContainedError(
+            f"{path}: dataset {key!r} resolves to {obj.file.filename}"
+            f"{obj.name}, outside the file; refused"
+        )
     error = _storage_error(obj, path, key)
     if error is not None:
         raise error
     return obj
 
 
-def _storage_error(dataset: h5py.Dataset, path: str | Path,
-                   name: str) -> NotSelfContainedError | None:
+def _storage_error(
+    dataset: h5py.Dataset, path: str | Path, name: str
+) -> NotSelfContainedError | None:
     if dataset.external is not None:
         files = sorted({str(entry[0]) for entry in dataset.external})
-        return NotSelfContainedError(f"{path}: dataset {name!r} keeps its data in external "
-                                     f"raw files {files}, outside the HDF5 file; refused")
+        return NotSelfContainedError(
+            f"{path}: dataset {name!r} keeps its data in external "
+            f"raw files {files}, outside the HDF5 file; refused"
+        )
     if dataset.is_virtual:
         sources = sorted({str(m.file_name) for m in dataset.virtual_sources()})
-        return NotSelfContainedError(f"{path}: dataset {name!r} is a virtual dataset mapping "
-                                     f"data from {sources}; refused (only data stored in the "
-                                     "file itself is read)")
+        return NotSelfContainedError(
+            f"{path}: dataset {name!r} is a virtual dataset mapping "
+            f"data from {sources}; refused (only data stored in the "
+            "file itself is read)"
+        )
     return None
 
 
-def _external_link_error(path: str | Path, name: str,
-                         link: h5py.ExternalLink) -> NotSelfContainedError:
-    return NotSelfContainedError(f"{path}: {name!r} is an external link to {link.filename!r}:"
-                                 f"{link.path!r}; refused (only data stored in the file itself "
-                                 "is read)")
+def _external_link_error(
+    path: str | Path, name: str, link: h5py.ExternalLink
+) -> NotSelfContainedError:
+    return NotSelfContainedError(
+        f"{path}: {name!r} is an external link to {link.filename!r}:"
+        f"{link.path!r}; refused (only data stored in the file itself "
+        "is read)"
+    )
 
 
 def _only_dataset(f: h5py.File, path: Path) -> h5py.Dataset:

@@ -11,6 +11,7 @@ batch; in dataset mode to whole batches, and to no more than lz4 can produce fro
 compressed size (:data:`MAX_RATIO`). A size the frame header declares is checked before
 anything is allocated; without one, decompression stops at that bound.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -34,13 +35,16 @@ def _decompress(path: Path, opts: FormatOptions, dataset: bool) -> np.ndarray:
     """The flat array in the frame at ``path``; the size is checked before decompressing."""
     frame = load_npy(path)
     batch_bytes = int(np.prod(opts.batch_shape, dtype=np.int64)) * np.dtype(opts.dtype).itemsize
-    what = (f"one batch of shape {tuple(opts.batch_shape)} and dtype {np.dtype(opts.dtype)} "
-            f"is {batch_bytes} bytes")
+    what = (
+        f"one batch of shape {tuple(opts.batch_shape)} and dtype {np.dtype(opts.dtype)} "
+        f"is {batch_bytes} bytes"
+    )
     if dataset:
         limit = MAX_RATIO * frame.nbytes // batch_bytes * batch_bytes
         if limit == 0:
-            raise DataLoadError(f"{path}: {frame.nbytes} compressed bytes cannot hold one batch "
-                                f"({what})")
+            raise DataLoadError(
+                f"{path}: {frame.nbytes} compressed bytes cannot hold one batch ({what})"
+            )
     else:
         limit = batch_bytes
     declared = lz4.frame.get_frame_info(frame)["content_size"]  # 0: not declared
@@ -55,18 +59,31 @@ def _decompress(path: Path, opts: FormatOptions, dataset: bool) -> np.ndarray:
     return np.frombuffer(raw, dtype=opts.dtype)
 
 
-def _check_declared(path: Path, declared: int, batch_bytes: int, limit: int, dataset: bool,
-                    what: str, compressed: int) -> None:
+def _check_declared(
+    path: Path,
+    declared: int,
+    batch_bytes: int,
+    limit: int,
+    dataset: bool,
+    what: str,
+    compressed: int,
+) -> None:
     if not dataset and declared != batch_bytes:
-        raise DataLoadError(f"{path}: the lz4 frame declares {declared} bytes of data, but "
-                            f"{what}; refused before decompressing")
+        raise DataLoadError(
+            f"{path}: the lz4 frame declares {declared} bytes of data, but "
+            f"{what}; refused before decompressing"
+        )
     if dataset and declared % batch_bytes:
-        raise DataLoadError(f"{path}: the lz4 frame declares {declared} bytes of data, not a "
-                            f"whole number of batches ({what}); refused before decompressing")
+        raise DataLoadError(
+            f"{path}: the lz4 frame declares {declared} bytes of data, not a "
+            f"whole number of batches ({what}); refused before decompressing"
+        )
     if dataset and declared > limit:
-        raise DataLoadError(f"{path}: the lz4 frame declares {declared} bytes of data, more "
-                            f"than {compressed} compressed bytes can hold (lz4 expands at most "
-                            f"{MAX_RATIO}x); refused before decompressing")
+        raise DataLoadError(
+            f"{path}: the lz4 frame declares {declared} bytes of data, more "
+            f"than {compressed} compressed bytes can hold (lz4 expands at most "
+            f"{MAX_RATIO}x); refused before decompressing"
+        )
 
 
 def _decompress_at_most(frame: np.ndarray, limit: int, path: Path, what: str) -> bytes:
@@ -75,10 +92,10 @@ def _decompress_at_most(frame: np.ndarray, limit: int, path: Path, what: str) ->
     raw = decompressor.decompress(frame, max_length=limit)
     if not decompressor.eof:
         if len(raw) >= limit:
-            raise DataLoadError(f"{path} decompresses to more than {limit} bytes ({what}); "
-                                "refused")
-        raise DataLoadError(f"{path} is truncated: its lz4 frame ends after {len(raw)} bytes "
-                            "of data")
+            raise DataLoadError(f"{path} decompresses to more than {limit} bytes ({what}); refused")
+        raise DataLoadError(
+            f"{path} is truncated: its lz4 frame ends after {len(raw)} bytes of data"
+        )
     return raw
 
 
@@ -92,8 +109,10 @@ def _reshape(flat: np.ndarray, shape: tuple[int, ...], path: Path) -> np.ndarray
     try:
         return flat.reshape(shape)
     except ValueError:
-        raise DataLoadError(f"{path} decompresses to {flat.size} values of {flat.dtype}, "
-                            f"which do not fit the shape {shape}") from None
+        raise DataLoadError(
+            f"{path} decompresses to {flat.size} values of {flat.dtype}, "
+            f"which do not fit the shape {shape}"
+        ) from None
 
 
 class LZ4FrameFormat(FileFormat):

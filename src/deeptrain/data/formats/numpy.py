@@ -6,6 +6,7 @@ whole file. ``numpy`` copies the requested entry into RAM; ``numpy-memmap`` retu
 that are read from disk only when a batch is served, for data larger than RAM.
 Pickled (object) arrays are refused: loading a data file never runs code.
 """
+
 from __future__ import annotations
 
 import threading
@@ -24,8 +25,10 @@ __all__ = ["NumpyFormat", "NumpyMemmapFormat", "load_npy", "npy_header"]
 # AST constructor recursion depth mismatch". Headers are parsed under this lock; the data,
 # the slow part, is read outside it.
 _HEADER_LOCK = threading.Lock()
-_READ_HEADER = {(1, 0): np.lib.format.read_array_header_1_0,
-                (2, 0): np.lib.format.read_array_header_2_0}
+_READ_HEADER = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
 
 
 def _read_header(f: BinaryIO, path: Path) -> tuple[tuple[int, ...], bool, np.dtype] | None:
@@ -37,8 +40,10 @@ def _read_header(f: BinaryIO, path: Path) -> tuple[tuple[int, ...], bool, np.dty
             return None
         shape, fortran, dtype = _READ_HEADER[version](f)
     if dtype.hasobject:
-        raise ValueError(f"{path} holds an object array, which needs pickle to load: "
-                         "refused (allow_pickle=False)")
+        raise ValueError(
+            f"{path} holds an object array, which needs pickle to load: "
+            "refused (allow_pickle=False)"
+        )
     return shape, fortran, dtype
 
 
@@ -63,8 +68,7 @@ def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
         shape, fortran, dtype = header
         order = "F" if fortran else "C"
         if mmap:
-            return np.memmap(path, dtype=dtype, mode="r", shape=shape, order=order,
-                             offset=f.tell())
+            return np.memmap(path, dtype=dtype, mode="r", shape=shape, order=order, offset=f.tell())
         count = int(np.prod(shape, dtype=np.int64))
         data = np.fromfile(f, dtype=dtype, count=count)
     if data.size != count:
