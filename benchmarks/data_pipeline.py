@@ -20,7 +20,8 @@ across runs. How to read the output, section by section:
    per batch as ``(x, y)``, labels preloaded, and nothing else happens per batch: this is
    the pipeline's own cost, the worst case for prefetching (there is no train step to
    overlap a load with; the Prefetcher sees the caller come back at once and loads inline,
-   in the caller's thread: its adaptive mode, see ``deeptrain/data/prefetch.py``). Each row is built and run for one warm-up epoch (files
+   in the caller's thread: its adaptive mode, see ``deeptrain/data/prefetch.py``). Each row
+   is built and run for one warm-up epoch (files
    page-cached, torch's persistent workers started); then the rows take turns, one epoch
    each, for ``--repeats`` rounds (the first row rotates every round), so machine noise
    hits all rows alike, and a row's figure is the median of its epochs.
@@ -50,7 +51,8 @@ across runs. How to read the output, section by section:
 5. **Profile** (``--profile``, or automatically in a full run whose throughput goal
    fails): each DataGenerator configuration's time per batch split into the main thread
    waiting in ``Prefetcher.get``, scheduling, and the rest, with the time of one load,
-   the share of loads run inline (in the main thread: the adaptive mode), thread wake-ups (voluntary context switches) and page faults per batch; then a
+   the share of loads run inline (in the main thread: the adaptive mode), thread wake-ups
+   (voluntary context switches) and page faults per batch; then a
    cProfile of the main thread with prefetch on.
 """
 
@@ -70,9 +72,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 # One BLAS thread for the simulated matmul step (set before numpy loads its BLAS): a
 # 2-thread BLAS on a busy 2-core machine stalls on its barrier and times 2-20x slower.
@@ -204,7 +207,7 @@ def make_loop(ds: Dataset, fmt: str) -> Case:
     def epoch() -> int:
         n = 0
         for i, p in enumerate(paths):
-            x, y = load(p), labels[i]
+            _ = load(p), labels[i]  # read, as a training loop would
             n += 1
         return n
 
@@ -233,7 +236,7 @@ def make_datagen(
 
     def epoch() -> int:
         n = 0
-        for x, y in dg:
+        for _x, _y in dg:
             n += 1
         return n
 
@@ -259,7 +262,7 @@ def make_torch(ds: Dataset, fmt: str, workers: int) -> Case | None:
 
     def epoch() -> int:
         n = 0
-        for x, y in loader:
+        for _x, _y in loader:
             n += 1
         return n
 
@@ -303,7 +306,7 @@ def make_tf(ds: Dataset, fmt: str, parallel: bool) -> Case | None:
 
     def epoch() -> int:
         n = 0
-        for x, y in data:
+        for _x, _y in data:
             n += 1
         return n
 
@@ -374,7 +377,8 @@ def table(headers: list[str], rows: list[list[str]], title: str) -> str:
 
     def line(cells: list[str]) -> str:
         return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
     rule = "-" * len(line(headers))
@@ -430,7 +434,7 @@ def make_step(kind: str, step_s: float, ds: Dataset) -> tuple[Callable[[np.ndarr
     k = 256
     for _ in range(8):
         w = np.ones((ds.cols, k), DTYPE)
-        t = median_time(lambda: x @ w, 7)
+        t = median_time(lambda w=w: x @ w, 7)
         if abs(t / step_s - 1) < 0.05:
             break
         k = max(1, min(1 << 18, round(k * min(8.0, step_s / t))))
@@ -482,7 +486,7 @@ def simulated_training(
             gc.collect()
             n, t_steps = 0, 0.0
             t0 = time.perf_counter()
-            for x, y in dg:
+            for x, _y in dg:
                 t1 = time.perf_counter()
                 step(x)
                 t_steps += time.perf_counter() - t1
@@ -654,7 +658,8 @@ def profile_datagen(ds: Dataset, repeats: int) -> str:
     ``main: rest`` everything else the main thread does per batch (``get()``,
     ``advance_batch``, ``_serve``, ``update_state``, the loop). ``load`` is one load's time
     in whichever thread ran it; ``inline`` the share of loads run by the main thread
-    (prefetch off, or the Prefetcher's adaptive inline mode). ``ctx sw`` are voluntary context switches (thread
+    (prefetch off, or the Prefetcher's adaptive inline mode). ``ctx sw`` are voluntary
+    context switches (thread
     wake-ups) and ``faults`` minor page faults, per batch. Then a cProfile of the main
     thread with prefetch on (npy), top functions by own time."""
     import resource
@@ -674,7 +679,7 @@ def profile_datagen(ds: Dataset, repeats: int) -> str:
             pre = case.close.__self__._prefetcher
             acc = {"get": 0.0, "schedule": 0.0, "load": 0.0, "loads": 0, "inline": 0}
 
-            def timed(fn: Callable, key: str) -> Callable:
+            def timed(fn: Callable, key: str, acc: dict = acc) -> Callable:
                 def wrapper(*args: Any, **kwargs: Any) -> Any:
                     t0 = time.perf_counter()
                     try:
@@ -697,7 +702,7 @@ def profile_datagen(ds: Dataset, repeats: int) -> str:
             total = time.perf_counter() - t0
             c1, f1 = ctx(), faults()
             case.close()
-            ms = lambda x: f"{1e3 * x / n:.3f}"  # noqa: E731
+            ms = lambda x, n=n: f"{1e3 * x / n:.3f}"  # noqa: E731
             rows.append(
                 [
                     case.name,

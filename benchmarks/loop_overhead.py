@@ -68,8 +68,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -188,7 +189,7 @@ def all_variables(model: Any) -> list:
 def max_var_diff(a: Any, b: Any) -> float:
     return max(
         float(np.max(np.abs(np.asarray(va) - np.asarray(vb))))
-        for va, vb in zip(all_variables(a), all_variables(b))
+        for va, vb in zip(all_variables(a), all_variables(b), strict=True)
     )
 
 
@@ -319,7 +320,7 @@ def measure(contenders: list[Contender], rounds: int, epochs: int) -> None:
 
 def paired_ratio(a: Contender, b: Contender) -> float:
     """Median over rounds of a's time / b's time in the same round."""
-    return statistics.median(x / y for x, y in zip(a.times, b.times))
+    return statistics.median(x / y for x, y in zip(a.times, b.times, strict=True))
 
 
 def report(contenders: list[Contender], rounds: int, epochs: int) -> bool:
@@ -344,7 +345,7 @@ def report(contenders: list[Contender], rounds: int, epochs: int) -> bool:
             f"{c.name:<10}{statistics.median(c.times) * 1e3:>8.3f}{min(c.times) * 1e3:>8.3f}{cells}"
         )
     tg, step = by["tg"], by["step"]
-    over = statistics.median((a - b) * 1e6 for a, b in zip(tg.times, step.times))
+    over = statistics.median((a - b) * 1e6 for a, b in zip(tg.times, step.times, strict=True))
     print(f"tg - step (TrainGenerator's own loop, paired median): {over:.1f} us/step")
     ref_name, limit = GOALS[BACKEND]
     ratio = paired_ratio(tg, by[ref_name])
@@ -548,7 +549,7 @@ def _per_batch(dg: DataGenerator, epochs: int = 20) -> float:
 def _print_profile(prof: cProfile.Profile, steps: int, top: int = 18) -> None:
     stats = pstats.Stats(prof)
     rows = []
-    for (file, line, fn), (cc, nc, tt, ct, callers) in stats.stats.items():
+    for (file, line, fn), (_cc, nc, tt, ct, _callers) in stats.stats.items():
         short = f"{Path(file).parent.name}/{Path(file).name}:{line}({fn})" if line else fn
         rows.append((tt, ct, nc, short))
     print(f"{'tottime':>9}{'cumtime':>9}{'calls':>7}  (us per step, under cProfile)")

@@ -46,6 +46,7 @@ def make_data() -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import keras
+
     from deeptrain import TrainGenerator
 
     make_data()

@@ -69,7 +69,7 @@ LOGS_DIR = OUT_DIR / "logs"
 MODELS_DIR = OUT_DIR / "models"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def dataset(name):
     """Directory of example dataset ``name`` (``'image'``, ``'image_lz4f'``,
     ``'timeseries'``), with ``train/`` and ``val/``; built on first use.
@@ -164,7 +164,8 @@ def make_autoencoder(
     BatchNormalization -> activation, then dropout and a 1-channel sigmoid Conv2D."""
     ipt = keras.Input(batch_shape=batch_shape)
     x = layers.Dropout(input_dropout)(ipt)
-    for a, f, ks, s, ups in zip(activation, filters, kernel_size, strides, up_sampling_2d):
+    layer_args = zip(activation, filters, kernel_size, strides, up_sampling_2d, strict=True)
+    for a, f, ks, s, ups in layer_args:
         x = layers.UpSampling2D(ups)(x) if ups else x
         x = layers.Conv2D(f, ks, strides=s, padding="same")(x)
         x = layers.BatchNormalization()(x)
@@ -214,7 +215,7 @@ def make_classifier(
     """Conv2D stack -> MaxPooling2D -> Dropout -> Dense -> Dropout -> softmax Dense."""
     ipt = keras.Input(batch_shape=batch_shape)
     x = ipt
-    for f, ks in zip(filters, kernel_size):
+    for f, ks in zip(filters, kernel_size, strict=True):
         x = layers.Conv2D(f, ks, activation="relu", padding="same")(x)
     x = layers.MaxPooling2D(pool_size=(2, 2))(x)
     x = layers.Dropout(dropout[0])(x)

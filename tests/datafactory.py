@@ -82,7 +82,7 @@ def write_dataset(
         with open(directory / "labels.csv", "w", newline="") as f:
             w = csv.writer(f)
             w.writerow([str(s) for s in set_nums])
-            for row in zip(*(sample_ids(s, file_size) for s in set_nums)):
+            for row in zip(*(sample_ids(s, file_size) for s in set_nums), strict=True):
                 w.writerow(row)
     elif labels == "dir":
         (directory / "labels").mkdir()

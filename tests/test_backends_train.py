@@ -217,7 +217,9 @@ def test_stateful_lstm_carries_state_across_windows(sequences):
         states = get_states(tg.model)["rnn"]
         iter_log.append((dg.slice_idx, states))
         if dg.slice_idx == 1:  # window 1 of this batch fit; window 2 comes next
-            for src, dst in zip(tg.model.layers, probe.layers):  # weights window 2 will see
+            for src, dst in zip(
+                tg.model.layers, probe.layers, strict=True
+            ):  # weights window 2 will see
                 (dst.cell if hasattr(dst, "cell") else dst).set_weights(
                     (src.cell if hasattr(src, "cell") else src).get_weights()
                 )
@@ -229,9 +231,11 @@ def test_stateful_lstm_carries_state_across_windows(sequences):
             expected[tg._batches_fit] = kept, reset
         elif dg.slice_idx == 2:  # window 2 fit: it must have started from window 1's state
             (_, kept_states), (_, reset_states_) = expected[tg._batches_fit]
-            for actual, want in zip(states, kept_states):
+            for actual, want in zip(states, kept_states, strict=True):
                 np.testing.assert_allclose(actual, want, rtol=0, atol=1e-5)
-            assert not all(np.allclose(a, r, atol=1e-3) for a, r in zip(states, reset_states_))
+            assert not all(
+                np.allclose(a, r, atol=1e-3) for a, r in zip(states, reset_states_, strict=True)
+            )
 
     tg = TrainGenerator(
         model,
@@ -262,8 +266,8 @@ def test_stateful_lstm_carries_state_across_windows(sequences):
     for k, (slice_idx, states) in enumerate(iter_log):
         assert _is_nonzero(states), f"iteration {k} (window {slice_idx}): state is zero"
     # ...and consecutive windows' states differ (the state moves on)
-    for (_, s1), (_, s2) in zip(iter_log[:-1], iter_log[1:]):
-        assert not all(np.allclose(a, b) for a, b in zip(s1, s2))
+    for (_, s1), (_, s2) in zip(iter_log[:-1], iter_log[1:], strict=True):
+        assert not all(np.allclose(a, b) for a, b in zip(s1, s2, strict=True))
     # reset after every train and validation batch
     assert all(_is_zero(s) for s in batch_log)
     assert len(val_batch_log) == N_SEQ_VAL * SEQ_EPOCHS

@@ -274,7 +274,7 @@ def test_viz_ae2d(tmp_path, eval_fn):
     rng = np.random.default_rng(2)
     n = (N_TRAIN + N_VAL) * BS
     images = np.zeros((n, 8, 8, 1), "float32")  # bright squares at random places
-    for img, (r, c) in zip(images, rng.integers(0, 5, size=(n, 2))):
+    for img, (r, c) in zip(images, rng.integers(0, 5, size=(n, 2)), strict=True):
         img[r : r + 3, c : c + 3] = 1
     root = write(tmp_path / "data", images, np.zeros((n, 1), "float32"))
     keras.utils.set_random_seed(0)
@@ -347,7 +347,7 @@ def test_traingen_logger_files_hold_weights_outputs_gradients(tmp_path, fmt):
     files = sorted((tmp_path / "tlog").glob(f"datalog_*.{fmt}"))
     assert [f.name for f in files] == [f"datalog_0.{fmt}", f"datalog_1.{fmt}"]
     x_val, y_val = val_batches(root)[0], np.asarray(tg.val_datagen.load_labels("1"))
-    for log_id, (path, (w, b)) in enumerate(zip(files, weights_seen[::2])):
+    for log_id, (path, (w, b)) in enumerate(zip(files, weights_seen[::2], strict=True)):
         data = read_log(path)
         assert set(data["weights"]) == {log_id}
         np.testing.assert_array_equal(data["weights"][log_id][kernel], w)

@@ -104,7 +104,7 @@ def test_in_process_resume_is_exact_and_skip_rules_apply(data, tmp_path):
     assert resumed.state.batches_fit == 6 and resumed.model_num == 0
     assert resumed.logdir == first.logdir  # the run continues where it was
     resumed.train()
-    for a, b in zip(weights_of(ref.model), weights_of(resumed.model)):
+    for a, b in zip(weights_of(ref.model), weights_of(resumed.model), strict=True):
         np.testing.assert_array_equal(a, b)
     assert ref.history == resumed.history and ref.val_history == resumed.val_history
     # 'none': nothing skipped, so the saved epochs replaces the passed value; the newest
@@ -166,7 +166,7 @@ def test_a_failure_at_any_step_of_a_save_leaves_the_previous_checkpoint(data, tm
         assert resolve_loadpath(tg.logdir)[0] == before, step  # pointer moves last
         fresh = make_tg(data, tmp_path / f"load{i}", m=model(seed=9), loadpath=tg.logdir)
         assert fresh.state.batches_fit == 6
-        for a, b in zip(saved_weights, weights_of(fresh.model)):
+        for a, b in zip(saved_weights, weights_of(fresh.model), strict=True):
             np.testing.assert_array_equal(a, b)
 
 

@@ -193,7 +193,9 @@ def test_sigkill_between_the_two_renames_of_a_replace(data, tmp_path, caplog):
         fresh = make_tg(data, tmp_path / "fresh", m=model(seed=9), loadpath=logdir)
     assert "left by a replace of it that was interrupted" in caplog.text
     loaded = weights_of(fresh.model)
-    assert any(all(np.array_equal(a, b) for a, b in zip(loaded, w)) for w in (old, new))
+    assert any(
+        all(np.array_equal(a, b) for a, b in zip(loaded, w, strict=True)) for w in (old, new)
+    )
     assert_weights(fresh.model, old)  # the new one was not in place yet
     owner = make_tg(data, tmp_path / "o", m=model(seed=9), loadpath=logdir, logdir=logdir)
     owner.save()
@@ -364,7 +366,7 @@ def live_state(tg) -> dict:
 
 def assert_same_live_state(before: dict, after: dict) -> None:
     assert len(before["variables"]) == len(after["variables"])
-    for a, b in zip(before["variables"], after["variables"]):
+    for a, b in zip(before["variables"], after["variables"], strict=True):
         np.testing.assert_array_equal(a, b)
     for key in ("train_state", "datagens", "python_rng", "callbacks", "settings"):
         assert before[key] == after[key], key

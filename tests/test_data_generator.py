@@ -6,10 +6,11 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from deeptrain import DataGenerator
 from datafactory import run_epoch, sample_ids, write_dataset
+from deeptrain import DataGenerator
 
 
 def all_ids(n_files: int, file_size: int) -> list[int]:

@@ -15,9 +15,9 @@ import lz4.frame
 import numpy as np
 import pytest
 
+from datafactory import batch_for, ids_of, sample_ids, write_dataset
 from deeptrain import DataGenerator
 from deeptrain.util.data_loaders import DataLoadError
-from datafactory import batch_for, ids_of, sample_ids, write_dataset
 
 
 # -- (1) a retry after a failed load never serves stale data ---------------------------------

@@ -9,9 +9,9 @@ import lz4.frame
 import numpy as np
 import pytest
 
+from datafactory import batch_for, ids_of, run_epoch, sample_ids, write_dataset
 from deeptrain import DataGenerator
 from deeptrain.util.data_loaders import DataLoader, DataLoadError
-from datafactory import batch_for, ids_of, run_epoch, sample_ids, write_dataset
 
 
 def served_ids(dg) -> list[int]:
@@ -191,6 +191,7 @@ def test_load_npy_matches_np_load_and_is_thread_safe(tmp_path):
     """DeepTrain's .npy reader (headers parsed under a lock: CPython 3.11's AST is not
     thread-safe, python/cpython#106905) reads what np.load reads, from many threads."""
     import threading
+
     from deeptrain.data.formats.numpy import load_npy
 
     rng = np.random.default_rng(0)
@@ -204,7 +205,7 @@ def test_load_npy_matches_np_load_and_is_thread_safe(tmp_path):
     for i, a in enumerate(arrays):
         paths.append(tmp_path / f"a{i}.npy")
         np.save(paths[-1], a)
-    for path, a in zip(paths, arrays):
+    for path, a in zip(paths, arrays, strict=True):
         for mmap in (False, True):
             got = load_npy(path, mmap=mmap) if a.ndim else load_npy(path)
             np.testing.assert_array_equal(got, a)
@@ -214,7 +215,9 @@ def test_load_npy_matches_np_load_and_is_thread_safe(tmp_path):
     def work():
         try:
             for _ in range(200):
-                results.append(all(np.array_equal(load_npy(p), a) for p, a in zip(paths, arrays)))
+                results.append(
+                    all(np.array_equal(load_npy(p), a) for p, a in zip(paths, arrays, strict=True))
+                )
         except Exception as e:  # noqa: BLE001 - collected for the assertion below
             errors.append(e)
 

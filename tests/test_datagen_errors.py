@@ -8,9 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
+from datafactory import write_dataset
 from deeptrain import DataGenerator
 from deeptrain.util.data_loaders import DataLoadError
-from datafactory import write_dataset
 
 
 def test_missing_path(tmp_path):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from deeptrain import DataGenerator
 from datafactory import ids_of, write_dataset
+from deeptrain import DataGenerator
 
 # A child process builds a DataGenerator, optionally loads a state file, serves `n` batches
 # (printing set name, slice index and sample ids as JSON lines) and optionally saves state.

@@ -158,7 +158,7 @@ def test_flexible_batch_size(examples):
     train64 = _printed_sets(output, 64, "epoch")
     assert len(train64) == 2 and all(sorted(names) == halves for names in train64)
     for names in train64:  # a split file's halves are served back to back
-        assert all(a[:-1] == b[:-1] for a, b in zip(names[::2], names[1::2]))
+        assert all(a[:-1] == b[:-1] for a, b in zip(names[::2], names[1::2], strict=True))
     assert _printed_sets(output, 64, "validation") == [["1-a", "1-b", "2-a", "2-b"]] * 2
 
     train256 = _printed_sets(output, 256, "epoch")

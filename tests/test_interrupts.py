@@ -12,10 +12,10 @@ import signal
 import numpy as np
 import pytest
 from keras.src.optimizers import base_optimizer
-from test_train_generator import classification_data, classifier, generators, quiet
 
 from deeptrain import TrainGenerator
 from deeptrain.callbacks import PeriodicCallback
+from test_train_generator import classification_data, classifier, generators, quiet
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +67,7 @@ def outcome(tg) -> dict:
 def assert_same(a: dict, b: dict) -> None:
     assert a["state"] == b["state"]
     assert a["rows"] == b["rows"]
-    for x, y in zip(a["weights"] + a["optimizer"], b["weights"] + b["optimizer"]):
+    for x, y in zip(a["weights"] + a["optimizer"], b["weights"] + b["optimizer"], strict=True):
         np.testing.assert_array_equal(x, y)
 
 
@@ -141,7 +141,9 @@ def test_stop_now_inside_a_validation_restarts_it_exactly(data, tmp_path, refere
 
 
 def test_an_error_in_a_train_callback_marks_the_state_until_a_load(data, tmp_path, reference):
-    def fail_once(tg, failed=[]):
+    failed = []
+
+    def fail_once(tg):
         if tg.state.fit_iters == 3 and not failed:
             failed.append(1)
             raise ValueError("callback bug")

@@ -83,7 +83,7 @@ def test_gradients_match_numpy_backprop():
 
     got_w = intro.get_gradients(model, "*", x, y, sw, mode="weights")
     assert list(got_w) == [w.path for w in model.trainable_weights]
-    for got, want in zip(got_w.values(), want_w):
+    for got, want in zip(got_w.values(), want_w, strict=True):
         np.testing.assert_allclose(got, want, **TOL)
     got_o = intro.get_gradients(model, ["hidden", "out"], x, y, sw, mode="outputs")
     assert list(got_o) == ["hidden", "out"]
@@ -119,7 +119,7 @@ def test_weight_gradients_are_what_sgd_applies():
     grads = intro.get_gradients(model, "*", x, y, sw, learning_phase=1)
     before = [np.array(w) for w in model.get_weights()]
     model.train_on_batch(x, y, sample_weight=sw)
-    for b, a, g in zip(before, model.get_weights(), grads.values()):
+    for b, a, g in zip(before, model.get_weights(), grads.values(), strict=True):
         np.testing.assert_allclose(b - np.asarray(a), g, rtol=1e-4, atol=1e-6)
 
 
@@ -144,15 +144,17 @@ def test_train_mode_leaves_the_model_unchanged():
     assert (inference == 0).mean() < 0.05 and 0.3 < (train == 0).mean() < 0.7
     # dL/d(bn) is dL/d(drop) * mask / (1 - rate): zero exactly where the unit was dropped
     assert np.count_nonzero(grads["bn"]) < grads["bn"].size
-    for v, before in zip(model.variables, state):  # BN statistics, seed states, weights
+    for v, before in zip(
+        model.variables, state, strict=True
+    ):  # BN statistics, seed states, weights
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(v.value), before)
     assert "call" not in vars(model.get_layer("bn"))  # the output hooks are removed
 
 
 def test_layer_and_weight_selection():
     model = mlp()
-    assert [l.name for l in intro.select_layers(model)] == ["hidden", "out"]
-    assert [l.name for l in intro.select_layers(model, ["ou", 0, "hidden"])] == ["out", "hidden"]
+    assert [x.name for x in intro.select_layers(model)] == ["hidden", "out"]
+    assert [x.name for x in intro.select_layers(model, ["ou", 0, "hidden"])] == ["out", "hidden"]
     paths = [w.path for w in intro.select_weights(model, "hidden/kernel:0")]
     assert paths == [model.get_layer("hidden").kernel.path]
     assert list(intro.get_weights(model, "*", omit_names="bias")) == [
@@ -227,7 +229,7 @@ def test_gradient_norm_over_dataset_per_iteration(regression_dirs, tmp_path):
     assert res.iters_processed == res.batches_processed == N_BATCHES
     assert res.norms.shape == (N_BATCHES, 4)  # bug 24: per-tensor norms, per iteration
     assert res.names == [w.path for w in tg.model.trainable_weights]
-    for row, (x, y) in zip(res.norms, _batches(regression_dirs / "train")):
+    for row, (x, y) in zip(res.norms, _batches(regression_dirs / "train"), strict=True):
         _, grads, _ = numpy_backprop(tg.model, x, y)
         np.testing.assert_allclose(row, [np.sqrt((g**2).sum()) for g in grads], **TOL)
     np.testing.assert_allclose(res.stat, res.norms.max(axis=1))
@@ -239,7 +241,7 @@ def test_gradient_norm_over_dataset_per_iteration(regression_dirs, tmp_path):
 
     val = intro.gradient_norm_over_dataset(tg, val=True, n_iters=2, scope="global", plot=False)
     assert val.norms.shape == (2, 1) and val.names == ["global"] and val.savepath is None
-    for row, (x, y) in zip(val.norms, _batches(regression_dirs / "val")):
+    for row, (x, y) in zip(val.norms, _batches(regression_dirs / "val"), strict=False):  # n_iters=2
         _, grads, _ = numpy_backprop(tg.model, x, y)
         np.testing.assert_allclose(row[0], np.sqrt(sum((g**2).sum() for g in grads)), **TOL)
 
@@ -279,9 +281,9 @@ def test_gradient_sum_over_windows(tmp_path):
     for x, y in _batches(tmp_path / "train"):
         for k in range(n_windows):
             _, grads, _ = numpy_backprop(model, x[:, k * WIN : (k + 1) * WIN], y)
-            want = [a + g for a, g in zip(want, grads)]
+            want = [a + g for a, g in zip(want, grads, strict=True)]
     assert list(res.sums) == [w.path for w in model.trainable_weights]
-    for got, w in zip(res.sums.values(), want):
+    for got, w in zip(res.sums.values(), want, strict=True):
         np.testing.assert_allclose(got, w, rtol=1e-4, atol=1e-5)
     assert res.savepath.exists() and imread(res.savepath).std() > 0.01
 
@@ -316,7 +318,7 @@ def test_outputs_and_gradients_leave_stateful_rnn_states_alone():
         intro.get_gradients(
             model, "out", x, np.zeros((4, 1), "float32"), learning_phase=learning_phase
         )
-    for a, b in zip(before["lstm"], get_states(model)["lstm"]):
+    for a, b in zip(before["lstm"], get_states(model)["lstm"], strict=True):
         np.testing.assert_array_equal(a, b)
 
 

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from test_train_generator import classification_data, classifier, generators
 
 from deeptrain import TrainGenerator
 from deeptrain.saving.lock import LOCK_FILE, LogdirLockedError
 from deeptrain.saving.naming import reserve_model_num
+from test_train_generator import classification_data, classifier, generators
 
 pytestmark = pytest.mark.slow
 

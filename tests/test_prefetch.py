@@ -10,10 +10,10 @@ import time
 import numpy as np
 import pytest
 
+from datafactory import run_epoch, write_dataset
 from deeptrain import DataGenerator
 from deeptrain.data.prefetch import Prefetcher
 from deeptrain.util.data_loaders import DataLoadError
-from datafactory import run_epoch, write_dataset
 
 
 def prefetch_threads() -> list[threading.Thread]:

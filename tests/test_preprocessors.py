@@ -9,7 +9,6 @@ import pytest
 
 from deeptrain import DataGenerator
 from deeptrain.util.preprocessors import GenericPreprocessor, Preprocessor, TimeseriesPreprocessor
-from datafactory import write_dataset
 
 
 class RandCropPreprocessor(Preprocessor):

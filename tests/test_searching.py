@@ -209,7 +209,7 @@ def test_best_subset_minimizes_metric_without_threshold():
     rng = np.random.default_rng(2)
     labels_all = [rng.normal(size=(20, 3)) for _ in range(6)]
     noise = [0.5, 0.01, 0.7, 0.02, 0.9, 0.6]
-    preds_all = [y + s * rng.normal(size=y.shape) for y, s in zip(labels_all, noise)]
+    preds_all = [y + s * rng.normal(size=y.shape) for y, s in zip(labels_all, noise, strict=True)]
     idxs, th, best = find_best_subset(
         labels_all, preds_all, M.mean_squared_error, max_is_best=False, subset_size=2
     )

@@ -94,7 +94,7 @@ def test_train_on_batch_updates_states(kind):
     model.train_on_batch(x, y)
     after2 = get_states(model)["rnn"]
     assert all(np.abs(s).max() > 0 for s in after1 + after2)
-    assert not all(np.allclose(a, b) for a, b in zip(after1, after2))
+    assert not all(np.allclose(a, b) for a, b in zip(after1, after2, strict=True))
     reset_states(model)
     assert all(not s.any() for s in get_states(model)["rnn"])
 

@@ -59,7 +59,7 @@ def test_stepper_matches_train_on_batch_bit_for_bit():
                 m.compile(keras.optimizers.SGD(0.05, momentum=0.5), "mse", metrics=["mae"])
     step.sync()
     for group in ("variables", "metrics_variables"):
-        for va, vb in zip(getattr(ref, group), getattr(fast, group)):
+        for va, vb in zip(getattr(ref, group), getattr(fast, group), strict=True):
             np.testing.assert_array_equal(np.asarray(va), np.asarray(vb), err_msg=va.path)
-    for va, vb in zip(ref.optimizer.variables, fast.optimizer.variables):
+    for va, vb in zip(ref.optimizer.variables, fast.optimizer.variables, strict=True):
         np.testing.assert_array_equal(np.asarray(va), np.asarray(vb), err_msg=va.path)

@@ -76,7 +76,7 @@ class OutputsHeatmap(TraingenCallback):
         channels = outs[0].transpose(2, 0, 1)  # first image: (channels, width, height)
         fig = Figure(figsize=(8, 2.2 * -(-len(channels) // 4)))
         axes = fig.subplots(-(-len(channels) // 4), 4, squeeze=False)
-        for ax, channel in zip(axes.flat, channels):
+        for ax, channel in zip(axes.flat, channels, strict=True):
             ax.imshow(channel, cmap="hot")
         for ax in axes.flat:
             ax.set_axis_off()
@@ -96,14 +96,14 @@ class ConvWeightsHeatmap(TraingenCallback):
             self.viz()
 
     def viz(self):
-        conv = [l for l in self.tg.model.layers if "conv" in l.name][1]
+        conv = [layer for layer in self.tg.model.layers if "conv" in layer.name][1]
         w = conv.get_weights()[0]  # (3, 3, in, out)
         w = w.reshape(-1, *w.shape[2:]).transpose(2, 0, 1)  # (out, 9, in)
         if self.norm is None:
             self.norm = float(np.abs(w).max())
         fig = Figure(figsize=(8, 2.2 * -(-len(w) // 8)))
         axes = fig.subplots(-(-len(w) // 8), 8, squeeze=False)
-        for ax, box in zip(axes.flat, w):
+        for ax, box in zip(axes.flat, w, strict=True):
             ax.imshow(box, cmap="bwr", vmin=-self.norm, vmax=self.norm)
         for ax in axes.flat:
             ax.set_axis_off()

@@ -18,8 +18,8 @@ import deeptrain
 
 deeptrain.util.misc.append_examples_dir_to_sys_path()
 
-from utils import make_autoencoder, init_session, AE_CONFIGS as C
-
+from utils import AE_CONFIGS as C
+from utils import init_session, make_autoencoder
 
 set_names = {"train": [], "val": []}  # filled by the callbacks below
 C["traingen"]["callbacks"] = {

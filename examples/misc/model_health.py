@@ -55,7 +55,7 @@ tg = init_session(C, make_classifier)
 tg.train()
 show(tg.last_health, "Case 2, after a normal epoch")
 
-conv = next(l for l in tg.model.layers if "conv" in l.name)
+conv = next(layer for layer in tg.model.layers if "conv" in layer.name)
 out = tg.model.layers[-1]
 kernel, bias = conv.get_weights()
 kernel[..., : kernel.shape[-1] // 2] = 0  # half of the output channels: dead

@@ -7,9 +7,7 @@ This is the seed document's code ("Preprocessor & batching logic"), unchanged; i
 you have read ../basic.py.
 Run: python examples/misc/preprocessor.py
 """
-
 import deeptrain
-
 deeptrain.util.misc.append_examples_dir_to_sys_path()
 
 from utils import make_autoencoder, init_session, AE_CONFIGS as C
@@ -31,8 +29,8 @@ import numpy as np
 class RandCropPreprocessor(Preprocessor):
     """2D random crop. MNIST is 28x28, we try 25x25 crops,
     e.g. batch[2:27, 3:28]."""
-
-    def __init__(self, size, crop_batch=True, crop_labels=False, crop_same=False):
+    def __init__(self, size, crop_batch=True, crop_labels=False,
+                 crop_same=False):
         # length          -> (length, length)
         # (width, height) -> (width, height)
         assert isinstance(size, (tuple, int))
@@ -48,7 +46,8 @@ class RandCropPreprocessor(Preprocessor):
             batch = batch[:, x_start:x_end, y_start:y_end]
         if self.crop_labels:
             if not self.crop_same or not self.crop_batch:
-                (x_start, x_end), (y_start, y_end) = self._make_crop_mask(labels)
+                (x_start, x_end), (y_start, y_end
+                                   ) = self._make_crop_mask(labels)
             labels = labels[:, x_start:x_end, y_start:y_end]
         return batch, labels
 
@@ -61,13 +60,13 @@ class RandCropPreprocessor(Preprocessor):
         return (x_start, x_end), (y_start, y_end)
 
 
-C["datagen"]["preprocessor"] = RandCropPreprocessor(size=24)
-C["val_datagen"]["preprocessor"] = RandCropPreprocessor(size=24)
-C["datagen"]["batch_size"] = 128
-C["val_datagen"]["batch_size"] = 128
-C["model"]["batch_shape"] = (128, 24, 24, 1)
-C["traingen"]["iter_verbosity"] = 0
-C["traingen"]["epochs"] = 1
+C['datagen'    ]['preprocessor'] = RandCropPreprocessor(size=24)
+C['val_datagen']['preprocessor'] = RandCropPreprocessor(size=24)
+C['datagen'    ]['batch_size'] = 128
+C['val_datagen']['batch_size'] = 128
+C['model']['batch_shape'] = (128, 24, 24, 1)
+C['traingen']['iter_verbosity'] = 0
+C['traingen']['epochs'] = 1
 tg = init_session(C, make_autoencoder)
 tg.train()
 
@@ -80,7 +79,6 @@ tg.train()
 # per batch.
 from deeptrain.util.preprocessors import TimeseriesPreprocessor
 from inspect import getsource
-
 print(getsource(TimeseriesPreprocessor.process))
 
 # ._next_window() fetches next window in the sequence according to slice_idx, window_size,

@@ -52,5 +52,5 @@ tg.train()
 resumed = tg.model.get_weights()
 print(f"resumed run: {tg.epoch} epochs, val accuracy {tg.val_history['accuracy'][-1]:.4f}")
 
-same = all(np.array_equal(a, b) for a, b in zip(uninterrupted, resumed))
+same = all(np.array_equal(a, b) for a, b in zip(uninterrupted, resumed, strict=True))
 print(f"resumed weights identical to the uninterrupted run's: {same}")

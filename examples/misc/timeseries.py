@@ -27,7 +27,7 @@ import matplotlib
 import numpy as np
 
 from utils import TS_CONFIGS as C
-from utils import init_session, make_timeseries_classifier, dataset
+from utils import dataset, init_session, make_timeseries_classifier
 
 matplotlib.use("Agg")  # figures go to files
 import matplotlib.pyplot as plt  # noqa: E402

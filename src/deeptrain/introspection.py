@@ -21,10 +21,11 @@ Gradients are of the compiled loss (plus regularisation penalties), computed by
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -63,12 +64,12 @@ def select_layers(model: Any, _id: LayerId = "*") -> list[Any]:
     import keras
 
     if isinstance(_id, str) and _id == "*":
-        return [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+        return [x for x in model.layers if not isinstance(x, keras.layers.InputLayer)]
     ids = list(_id) if isinstance(_id, (list, tuple)) else [_id]
     out: list[Any] = []
     for item in ids:
         layer = _one_layer(model, item)
-        if all(layer is not l for l in out):
+        if all(layer is not seen for seen in out):
             out.append(layer)
     return out
 
@@ -81,7 +82,7 @@ def _one_layer(model: Any, item: Any) -> Any:
     if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
         return model.layers[item]
     if isinstance(item, str):
-        names = [l.name for l in model.layers]
+        names = [x.name for x in model.layers]
         if item in names:
             return model.layers[names.index(item)]
         for layer in model.layers:
@@ -149,7 +150,7 @@ def get_outputs(
     model = _model_of(model)
     layers = select_layers(model, _id)
     outs = layer_outputs(model, input_data, layers, training=bool(learning_phase))
-    return dict(zip([l.name for l in layers], outs))
+    return dict(zip([x.name for x in layers], outs, strict=True))
 
 
 def get_gradients(
@@ -177,12 +178,12 @@ def get_gradients(
             variables=variables,
             training=bool(learning_phase),
         )
-        return dict(zip([v.path for v in variables], g.weights))
+        return dict(zip([v.path for v in variables], g.weights, strict=True))
     layers = select_layers(model, _id)
     g = loss_gradients(
         model, input_data, labels, sample_weight, layers=layers, training=bool(learning_phase)
     )
-    return dict(zip([l.name for l in layers], g.outputs))
+    return dict(zip([x.name for x in layers], g.outputs, strict=True))
 
 
 # -- gradient norms ------------------------------------------------------------------------

@@ -7,8 +7,9 @@ returns the ``Figure``; :func:`save_figure` writes one to disk."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -56,7 +57,7 @@ def hist_grid(
     axes = fig.subplots(n_rows, n_cols, squeeze=False, sharex=share_xy[0], sharey=share_xy[1])
     for ax in axes.flat[n:]:
         ax.set_axis_off()
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes.flat, names, strict=False):  # the grid may have spare axes
         values = np.asarray(data[name], dtype=float).ravel()
         values = values[np.isfinite(values)]
         ax.hist(values, bins=bins, **dict(plot_kw or {}))
@@ -126,7 +127,7 @@ def binary_preds_per_iteration(
         raise ValueError("binary_preds_per_iteration: no predictions cached")
     fig = Figure(figsize=(12 * w, max(1.2, 0.9 * n) * h))
     axes = fig.subplots(n, 1, squeeze=False)[:, 0]
-    for ax, labels, preds in zip(axes, labels_cache, preds_cache):
+    for ax, labels, preds in zip(axes, labels_cache, preds_cache, strict=True):
         lab = _binary(_windows(labels)[0], "labels")
         image = np.vstack([lab, lab] + [_binary(p, "predictions") for p in _windows(preds)])
         ax.imshow(image, cmap="bwr", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
@@ -146,7 +147,7 @@ def binary_preds_distribution(
     blue: label 0; a thick black line at the threshold ``pred_th``. A red dot far left is a
     confidently missed positive. For sigmoid outputs."""
     preds, labels = [], []
-    for label_entry, pred_entry in zip(labels_cache, preds_cache):
+    for label_entry, pred_entry in zip(labels_cache, preds_cache, strict=True):
         batch_labels = _binary(_windows(label_entry)[0], "labels")  # windows share labels
         for p in _windows(pred_entry):
             preds.append(_binary(p, "predictions"))
@@ -187,7 +188,7 @@ def infer_train_hist(
     outs = [layer_outputs(model, input_data, [layer], training=t)[0] for t in (False, True)]
     fig = Figure(figsize=(13 * w, 6 * h))
     axes = fig.subplots(2, 1, sharex=True, sharey=True)
-    for ax, out, title in zip(axes, outs, ("Train mode OFF", "Train mode ON")):
+    for ax, out, title in zip(axes, outs, ("Train mode OFF", "Train mode ON"), strict=True):
         out = np.asarray(out, dtype=float).ravel()
         ax.hist(out, bins=bins)
         ax.set_title(title, weight="bold", fontsize=fontsize)

@@ -24,9 +24,10 @@ layers) and return one tensor; quantized layers (which run ``quantized_call``) a
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -125,7 +126,7 @@ def _grads_torch(model, x, y, sw, variables, layers, training):
     if not targets:
         return loss.detach(), [], []
     grads = torch.autograd.grad(loss, targets, allow_unused=True)
-    grads = [torch.zeros_like(t) if g is None else g for g, t in zip(grads, targets)]
+    grads = [torch.zeros_like(t) if g is None else g for g, t in zip(grads, targets, strict=True)]
     return loss.detach(), grads[: len(variables)], grads[len(variables) :]
 
 
@@ -153,7 +154,7 @@ def _grads_jax(model, x, y, sw, variables, layers, training):
 
     def loss_fn(chosen, probes):
         values = list(tv)
-        for i, value in zip(picked, chosen):
+        for i, value in zip(picked, chosen, strict=True):
             values[i] = value
         with _captured(layers, add=probes):
             _, aux = model.compute_loss_and_updates(
@@ -181,7 +182,7 @@ def _captured(layers: Sequence[Any], add: Sequence[Any] | None = None) -> Iterat
             vars(layer)["call"] = _wrap(layer.call, outs[i], None if add is None else add[i])
         yield outs
     finally:
-        for layer, old in zip(layers, saved):
+        for layer, old in zip(layers, saved, strict=True):
             if old is missing:
                 vars(layer).pop("call", None)
             else:
@@ -203,7 +204,7 @@ def _single_outputs(layers: Sequence[Any], outs: list[list[Any]]) -> list[Any]:
     import keras
 
     single = []
-    for layer, calls in zip(layers, outs):
+    for layer, calls in zip(layers, outs, strict=True):
         if len(calls) != 1:
             raise ValueError(
                 f"layer {layer.name!r} was called {len(calls)} times in one "
@@ -232,7 +233,7 @@ def _variables_kept(model: Any, training: bool) -> Iterator[None]:
     try:
         yield
     finally:
-        for v, value in zip(variables, values):
+        for v, value in zip(variables, values, strict=True):
             v.assign(value)
         if states:
             set_states(model, states)

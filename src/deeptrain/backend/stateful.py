@@ -20,7 +20,8 @@ last two, guarded by the Keras versions on which they were verified
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -100,7 +101,7 @@ def _stateful_items(model: Any) -> list[tuple[str, Any]]:
     items: list[tuple[str, Any]] = []
     if _is_stateful_rnn(model):  # a bare stateful RNN layer passed as model
         items.append((model.name, model))
-    items.extend((p, l) for p, l in _walk(model) if _is_stateful_rnn(l))
+    items.extend((p, layer) for p, layer in _walk(model) if _is_stateful_rnn(layer))
     counts: dict[str, int] = {}
     unique: list[tuple[str, Any]] = []
     for path, layer in items:
@@ -110,7 +111,7 @@ def _stateful_items(model: Any) -> list[tuple[str, Any]]:
     return unique
 
 
-def stateful_layers(model: Any) -> list["Layer"]:
+def stateful_layers(model: Any) -> list[Layer]:
     """Every ``stateful=True`` RNN layer in ``model``.
 
     Walks nested models and layers; for ``Bidirectional`` wrappers the
@@ -201,7 +202,7 @@ def _plan_states(model: Any, states: Mapping[str, Sequence[Any]]) -> list[tuple[
                 f"{[tuple(np.shape(a)) for a in values]}"
                 + ("" if variables else " (is the layer built?)")
             )
-        for i, (var, value) in enumerate(zip(variables, values)):
+        for i, (var, value) in enumerate(zip(variables, values, strict=True)):
             arr = np.asarray(value)
             if tuple(arr.shape) != tuple(var.shape):
                 raise ValueError(

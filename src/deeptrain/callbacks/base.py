@@ -4,7 +4,8 @@ by stage (``CallbackList``). Stages and rules: see :mod:`deeptrain.callbacks`.""
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..util.misc import positive_int
 

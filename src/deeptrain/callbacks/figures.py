@@ -8,8 +8,9 @@ Figures are ``matplotlib.figure.Figure`` objects: never shown, never blocking.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

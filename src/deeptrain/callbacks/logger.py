@@ -4,8 +4,9 @@ into HDF5 (or ``.npz``) files; no pickles."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import h5py
 import numpy as np

@@ -16,8 +16,9 @@ DataGenerator's generator, in serving order, so a saved generator state reproduc
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class GroupPlan:
     shuffle_group_batches: bool = False
 
     @classmethod
-    def create(cls, file_size: int, batch_size: int | None, **shuffles: bool) -> "GroupPlan":
+    def create(cls, file_size: int, batch_size: int | None, **shuffles: bool) -> GroupPlan:
         if batch_size is not None and not (
             file_size % batch_size == 0 or batch_size % file_size == 0
         ):
@@ -67,7 +68,7 @@ class GroupPlan:
     def batches_per_epoch(self, n_files: int) -> int:
         return -(-n_files // self.files_per_batch) * self.batches_per_file
 
-    def next_group(self, queue: Sequence[str], rng: np.random.Generator) -> "Group":
+    def next_group(self, queue: Sequence[str], rng: np.random.Generator) -> Group:
         """The next group: the first files of ``queue`` (left in it: the caller removes them
         once the group is loaded) and its shuffles, drawn from ``rng``."""
         set_nums = list(queue[: self.files_per_batch])
@@ -126,5 +127,5 @@ class Group:
         }
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, Any]) -> "Group":
+    def from_state_dict(cls, state: dict[str, Any]) -> Group:
         return cls(**state)

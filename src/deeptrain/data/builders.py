@@ -476,7 +476,7 @@ def numpy_data_to_numpy_sets(
     # all files are staged as temps and only renamed into place once every write
     # succeeded; on error every temp is removed and the directory is untouched
     with contextlib.ExitStack() as stack:
-        for path, batch in zip(data_paths, data_batches):
+        for path, batch in zip(data_paths, data_batches, strict=True):
             _save_npy(stack.enter_context(_atomic_write(path, overwrite)), batch)
         tmp = stack.enter_context(_atomic_write(labels_path, overwrite))
         with h5py.File(tmp, "w") as f:

@@ -31,20 +31,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import weakref
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
-from .batching import Group, GroupPlan
-from .formats import DataLoadError
-from .prefetch import Prefetcher
-from .signature import FirstSeen, Signature, describe, signature
-from .loader import DataLoader
 from ..util.jsonstate import to_json
 from ..util.misc import check_kwargs, positive_int
+from .batching import Group, GroupPlan
+from .formats import DataLoadError
+from .loader import DataLoader
+from .prefetch import Prefetcher
 from .preprocessors import GenericPreprocessor, Preprocessor, TimeseriesPreprocessor
+from .signature import FirstSeen, Signature, describe, signature
 
 __all__ = ["DataGenerator", "DATAGEN_KWARGS"]
 
@@ -692,7 +693,7 @@ class DataGenerator:
         """Stop the prefetch thread (also done automatically when the object is collected)."""
         self._prefetcher.close()
 
-    def __enter__(self) -> "DataGenerator":
+    def __enter__(self) -> DataGenerator:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -13,8 +13,9 @@ import logging
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Generic, Iterable, TypeVar
+from typing import Generic, TypeVar
 
 __all__ = ["Prefetcher"]
 

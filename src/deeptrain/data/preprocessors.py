@@ -19,12 +19,13 @@ import copy
 import logging
 import numbers
 from abc import ABC, abstractmethod
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from ..util.misc import positive_int
 from ..util.jsonstate import UNSUPPORTED, restore_like, to_json
+from ..util.misc import positive_int
 
 __all__ = ["Preprocessor", "GenericPreprocessor", "TimeseriesPreprocessor"]
 
@@ -40,7 +41,7 @@ class Preprocessor(ABC):
     ``loadskip_list`` names attributes that :meth:`load_state_dict` leaves alone.
     """
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Preprocessor":
+    def __new__(cls, *args: Any, **kwargs: Any) -> Preprocessor:
         obj = super().__new__(cls)
         obj.batch_loaded = False
         obj.batch_exhausted = True
@@ -72,7 +73,7 @@ class Preprocessor(ABC):
         self.batch_exhausted = True
         self.batch_loaded = False
 
-    def on_epoch_end(self, epoch: int) -> None:
+    def on_epoch_end(self, epoch: int) -> None:  # noqa: B027 - optional hook, no-op default
         """Called by ``DataGenerator.on_epoch_end`` with the new epoch number."""
 
     # -- state for checkpoints ------------------------------------------------

@@ -23,8 +23,8 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..util.files import atomic_file, fsync_path
 from .safe_io import is_real_dir

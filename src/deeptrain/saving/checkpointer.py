@@ -23,8 +23,9 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import model_state
 from .atomic import TEMP_PREFIX, final_name, recover_backups

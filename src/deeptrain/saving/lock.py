@@ -37,7 +37,7 @@ log = logging.getLogger("deeptrain")
 
 LOCK_FILE = ".deeptrain.lock"
 
-_holders: dict[str, "weakref.ref[LogdirLock]"] = {}  # this process's locks, by real path
+_holders: dict[str, weakref.ref[LogdirLock]] = {}  # this process's locks, by real path
 
 
 class LogdirLockedError(RuntimeError):

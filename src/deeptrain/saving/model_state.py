@@ -132,7 +132,7 @@ def load_weights(
     ]
     kept = [np.array(v.numpy()) for v in keep]
     model.load_weights(path)
-    for v, value in zip(keep, kept):
+    for v, value in zip(keep, kept, strict=True):
         v.assign(value)
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 __all__ = ["encode_value", "encode_best", "name_suffix", "next_model_num", "MISSING"]
 

@@ -18,8 +18,9 @@ import inspect
 import json
 import sys
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure

@@ -66,7 +66,7 @@ class LiveState:
     callbacks: list[tuple[Any, Any]]
 
     @classmethod
-    def capture(cls, tg: Any) -> "LiveState":
+    def capture(cls, tg: Any) -> LiveState:
         model = tg.model
         return cls(
             attributes=dict(vars(tg)),

@@ -95,11 +95,11 @@ TRAINGEN_DEFAULTS: dict[str, Any] = {
     "model_name_configs": {"optimizer": "", "lr": "", "best_key_metric": None},
     "name_process_key_fn": None,
     "metric_printskip_configs": {"train": [], "val": []},
-    "metrics_log": "jsonl",
+    "metrics_log": "jsonl",  # machine-readable log in the log directory: 'jsonl' | 'csv' | None
     # resuming: keep writing the run whose checkpoint is loaded (False: a new model number)
     "continue_run": True,
     # take logs_dir, best_models_dir, final_fig_dir, report_fontpath from the checkpoint
-    "restore_saved_paths": False,  # machine-readable log in the log directory: 'jsonl' | 'csv' | None
+    "restore_saved_paths": False,
 }
 
 

@@ -8,7 +8,8 @@ order they were given to ``compile`` (Keras 3 returns them sorted by name).
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +68,7 @@ def to_metric_dict(result: Any, names: list[str]) -> dict[str, float]:
             f"the fit/eval function returned {len(values)} values but the model "
             f"has {len(names)} metrics {names}; return a dict to name them"
         )
-    return {n: _scalar(n, v) for n, v in zip(names, values)}
+    return {n: _scalar(n, v) for n, v in zip(names, values, strict=True)}
 
 
 def _scalar(name: str, value: Any) -> float:

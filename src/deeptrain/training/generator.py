@@ -22,9 +22,10 @@ import copy
 import logging
 import os
 import shutil
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +38,7 @@ from ..saving.checkpointer import Checkpointer
 from ..saving.lock import LogdirLock
 from ..saving.naming import model_num_of, name_suffix, reserve_model_num
 from ..saving.report import write_init_logs
+from ..util.misc import capture_args, check_kwargs, positive_int
 from .configs import TRAINGEN_DEFAULTS, defaults
 from .fitting import make_eval_fn, make_fit_fn, model_metric_names, to_metric_dict
 from .frequency import check_freq, should_do
@@ -46,7 +48,6 @@ from .progress import EpochProgress, MetricsLog, format_metrics
 from .state import LEGACY_NAMES, Bookmark, TrainState
 from .validation import MetricResolver, PredictCache, evaluate_mode_summary, predict_mode_summary
 from .weights import check_class_weights, sample_weights
-from ..util.misc import capture_args, check_kwargs, positive_int
 
 __all__ = ["TrainGenerator"]
 
@@ -555,7 +556,11 @@ class TrainGenerator:
     def _update_names(self, metrics: dict[str, float]) -> None:
         """Keras names some metrics only at the first step: adopt its names then."""
         if list(metrics) != self.train_metrics:
-            renamed = {old: new for old, new in zip(self.train_metrics, metrics) if old != new}
+            renamed = {
+                old: new
+                for old, new in zip(self.train_metrics, metrics, strict=False)
+                if old != new
+            }
             self.train_metrics = list(metrics)
             if self.val_mode == "evaluate":
                 self.val_metrics = list(metrics)
@@ -621,7 +626,7 @@ class TrainGenerator:
         )
         self.state.rewind(start.state)
         self.val_datagen.load_state_dict(start.val_datagen)
-        for cb, cb_state in zip(self.callbacks.objects, start.callbacks):
+        for cb, cb_state in zip(self.callbacks.objects, start.callbacks, strict=True):
             cb.load_state_dict(copy.deepcopy(cb_state))
         if start.rnn_states:
             set_states(self.model, start.rnn_states)

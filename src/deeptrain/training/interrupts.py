@@ -26,13 +26,14 @@ import contextlib
 import logging
 import signal
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 __all__ = ["InterruptGuard", "Consistency"]
 
 log = logging.getLogger(__name__)
 
-_active: "InterruptGuard | None" = None  # the guard whose handler is installed
+_active: InterruptGuard | None = None  # the guard whose handler is installed
 
 
 class InterruptGuard:
@@ -54,7 +55,7 @@ class InterruptGuard:
             )
         self.received = True
 
-    def __enter__(self) -> "InterruptGuard":
+    def __enter__(self) -> InterruptGuard:
         global _active
         if _active is None and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handler)

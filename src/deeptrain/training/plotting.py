@@ -20,7 +20,8 @@ their last element; the best value of ``mark_best_cfg``'s metric gets a green ci
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -107,7 +108,7 @@ def history_figure(
     fig_kw.setdefault("figsize", (12 * w, 5 * h * max(1, len(panes))))
     fig = Figure(**fig_kw)
     axes = fig.subplots(max(1, len(panes)), 1, squeeze=False)[:, 0]
-    for ax, pane in zip(axes, panes):
+    for ax, pane in zip(axes, panes, strict=False):  # no panes: one empty axis
         pane = {"metrics": {}, "x_ticks": {}, **pane}
         lines = [(name, "train") for name in pane["metrics"].get("train", [])] + [
             (name, "val") for name in pane["metrics"].get("val", [])

@@ -12,8 +12,9 @@ import io
 import json
 import logging
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -121,12 +122,12 @@ class MetricsLog:
         if all(keep):
             return
         if lines is not None:
-            text = "".join(line for line, k in zip(lines, keep) if k)
+            text = "".join(line for line, k in zip(lines, keep, strict=True) if k)
         else:
             out = io.StringIO(newline="")
             writer = csv.DictWriter(out, self._csv_fields or [], extrasaction="ignore")
             writer.writeheader()
-            writer.writerows(row for row, k in zip(rows, keep) if k)
+            writer.writerows(row for row, k in zip(rows, keep, strict=True) if k)
             text = out.getvalue()
         atomic_write_text(self.path, text)
         log.info("metrics log: %d rows after the loaded checkpoint removed", keep.count(False))

@@ -8,7 +8,8 @@ only reach metrics that accept them.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -133,7 +134,7 @@ def find_best_predict_threshold(
 
     if verbosity >= 2:
         print("th", "metric", sep="\t")
-        for th, value in zip(thresholds, values):
+        for th, value in zip(thresholds, values, strict=True):
             print(f"{th:.4g}\t{value:.4f}")
     if verbosity >= 1:
         print(f"Best predict th: {best_th:.4g} w/ {best_metric:.4f} best metric")

@@ -102,7 +102,7 @@ class TrainState:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainState":
+    def from_dict(cls, data: dict[str, Any]) -> TrainState:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:

@@ -166,10 +166,10 @@ class JaxStepper(_Stepper):
             (m.non_trainable_variables, non_trainable),
             (m.optimizer.variables, optimizer_vars),
         ):
-            for ref, value in zip(refs, values):
+            for ref, value in zip(refs, values, strict=True):
                 ref.assign(value)
         if self._metrics_vars is not None:
-            for ref, value in zip(m.metrics_variables, self._metrics_vars):
+            for ref, value in zip(m.metrics_variables, self._metrics_vars, strict=True):
                 ref.assign(value)
         self.state = None
 

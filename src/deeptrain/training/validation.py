@@ -12,8 +12,9 @@ cached.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,7 @@ class PredictCache:
         self.preds[-1].append(np.asarray(preds))
         self.weights[-1].append(np.asarray(weights))
 
-    def copy(self) -> "PredictCache":
+    def copy(self) -> PredictCache:
         """A copy of the lists (the arrays in them are never changed in place)."""
         return PredictCache(
             *(
@@ -69,7 +70,7 @@ class PredictCache:
     def per_batch(self, weighted_slices: Sequence[float] | None) -> list[tuple]:
         """``(labels, preds, weights)`` per batch, windows merged or stacked as samples."""
         out = []
-        for labels, preds, weights in zip(self.labels, self.preds, self.weights):
+        for labels, preds, weights in zip(self.labels, self.preds, self.weights, strict=True):
             if weighted_slices is not None and len(preds) > 1:
                 out.append(
                     (

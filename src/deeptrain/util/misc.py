@@ -28,7 +28,8 @@ def closest_match_hint(name: str, valid: Iterable[str]) -> str:
 
 
 def check_kwargs(kwargs: Mapping[str, Any], valid: Iterable[str], owner: str) -> None:
-    """Raise ``TypeError`` for the first key of ``kwargs`` not in ``valid``, suggesting the closest one."""
+    """Raise ``TypeError`` for the first key of ``kwargs`` not in ``valid``, suggesting the
+    closest one."""
     valid = list(valid)
     for key in kwargs:
         if key not in valid:
