@@ -29,9 +29,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+def is_writer(tg: Any) -> bool:
+    """Whether this process writes the run's files (always, unless distributed)."""
+    distribution = getattr(tg, "distribution", None)
+    return distribution is None or distribution.is_writer
+
+
 def figure_path(tg: Any, name: str) -> Path | None:
-    """Where a callback figure called ``name`` goes now; None without a logdir."""
-    if getattr(tg, "logdir", None) is None:
+    """Where a callback figure called ``name`` goes now; None without a logdir, and on every
+    process but the writer of a distributed run (figures are written once)."""
+    if getattr(tg, "logdir", None) is None or not is_writer(tg):
         return None
     s = tg.state
     return (

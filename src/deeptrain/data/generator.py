@@ -388,6 +388,18 @@ class DataGenerator:
             n_files -= n_files % self._plan.files_per_batch
         return self._plan.batches_per_epoch(n_files)
 
+    def batch_sizes(self) -> set[int]:
+        """The numbers of samples the batches of an epoch hold (before any preprocessor):
+        one size, or two when combined files leave a short last batch."""
+        plan = self._plan
+        if plan.files_per_batch == 1:
+            return {plan.file_size // plan.batches_per_file}
+        sizes = {plan.file_size * plan.files_per_batch}
+        remainder = len(self.set_nums_original) % plan.files_per_batch
+        if remainder and not self.drop_remainder:
+            sizes.add(plan.file_size * remainder)
+        return sizes
+
     # -- the batch loop ----------------------------------------------------------------
     def get(self, skip_validation: bool = False) -> tuple[Any, Any]:
         """``preprocessor.process(batch, labels)``, advancing to the next batch if needed.

@@ -73,7 +73,10 @@ class Checkpointer:
         tg._sync_model()
         tg.callbacks("save", tg)
         tg.state.save_seq += 1
-        payload, arrays = collect(tg, kind, tg.state.save_seq)
+        if not tg.distribution.is_writer:  # one writer (process 0); the state stays alike
+            return path
+        with tg.distribution.scope():  # (the optimizer is built before its variables are read)
+            payload, arrays = collect(tg, kind, tg.state.save_seq)
         skip = set(tg.saveskip_list)
         if "optimizer_state" in skip:
             payload["model"]["optimizer"] = []
@@ -93,7 +96,8 @@ class Checkpointer:
             writers["history.png"] = lambda p: tg._write_figure("history", p)
             writers["report.png"] = lambda p: tg._write_figure("report", p)
         try:
-            return write_checkpoint(path, payload, arrays, writers, self.fault, replace)
+            with tg.distribution.writing(), tg.distribution.scope():
+                return write_checkpoint(path, payload, arrays, writers, self.fault, replace)
         except BaseException:
             tg.state.save_seq -= 1
             raise
@@ -111,7 +115,9 @@ class Checkpointer:
             name = f"{base}_{s.times_validated}vals_{s.fit_iters}iters"
         else:
             name = f"_temp_{s.fit_iters}iters_{s.times_validated}vals"
-        _settle_backups(self.directory)  # before the name is chosen: a backup may stand for it
+        writer = tg.distribution.is_writer
+        if writer:  # before the name is chosen: a backup may stand for it
+            _settle_backups(self.directory)
         path = self.directory / name
         if path.exists() and not tg.checkpoints_overwrite_duplicates:
             path = next(
@@ -120,6 +126,9 @@ class Checkpointer:
                 if not (p := self.directory / f"{name}_v{v}").exists()
             )
         path = self.save(path, kind, figures=kind == "unique", replace=True)
+        tg.distribution.barrier("checkpoint written")  # every process did its part
+        if not writer:
+            return path
         update_pointer(self.directory, path.name, self.fault)
         prune(self.directory, {"temp": 1, "unique": max(1, tg.max_checkpoints)}, {path})
         log.debug("Checkpoint saved: %s", path)
@@ -131,9 +140,14 @@ class Checkpointer:
         if tg.best_models_dir is None:
             return None
         directory = Path(tg.best_models_dir)
+        if not tg.distribution.is_writer:
+            self.save(directory / tg.model_name, "best")  # the others' part: callbacks, state
+            tg.distribution.barrier("best model written")
+            return directory / tg.model_name
         directory.mkdir(parents=True, exist_ok=True)
         _settle_backups(directory, owned=self._is_ours)
         path = self.save(directory / tg.model_name, "best", figures=True, replace=True)
+        tg.distribution.barrier("best model written")
         if tg.max_one_best_save:
             for item in directory.iterdir():
                 if (

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ..distribute.base import Distribution, DistributionError
+
 __all__ = [
     "FitFn",
     "make_fit_fn",
@@ -78,8 +80,18 @@ def _scalar(name: str, value: Any) -> float:
     return float(array.reshape(()))
 
 
-def make_fit_fn(model: Any, spec: str | FitFn) -> tuple[FitFn, str]:
-    """The train step as ``fn(x, y, sw)`` and its name."""
+def make_fit_fn(
+    model: Any, spec: str | FitFn, distribution: Distribution | None = None
+) -> tuple[FitFn, str]:
+    """The train step as ``fn(x, y, sw)`` and its name (under ``distribution``, a step on
+    the global batch that returns global metrics)."""
+    if distribution is not None and distribution.distributed:
+        if spec != "train_on_batch":
+            raise DistributionError(
+                f"fit_fn={spec!r} cannot run under {distribution.describe()}: only "
+                "fit_fn='train_on_batch' (the default) splits the global batch over replicas"
+            )
+        return distribution.train_step(model), spec
     if callable(spec):
         return spec, getattr(spec, "__qualname__", type(spec).__name__)
     if spec == "train_on_batch":  # the same step, without train_on_batch's per-call cost
@@ -99,12 +111,27 @@ def make_fit_fn(model: Any, spec: str | FitFn) -> tuple[FitFn, str]:
     )
 
 
-def make_eval_fn(model: Any, spec: str | FitFn, val_mode: str | None) -> tuple[FitFn, str, str]:
+def make_eval_fn(
+    model: Any,
+    spec: str | FitFn,
+    val_mode: str | None,
+    distribution: Distribution | None = None,
+) -> tuple[FitFn, str, str]:
     """The validation step as ``fn(x, y, sw)``, its name, and the validation mode.
 
     ``val_mode`` is explicit ('evaluate': the function returns metrics; 'predict': it returns
-    predictions); when None it is read from the name, as DeepTrain 0.6 did.
+    predictions); when None it is read from the name, as DeepTrain 0.6 did. Under
+    ``distribution``, the steps return the global batch's metrics or predictions.
     """
+    if distribution is not None and distribution.distributed:
+        if callable(spec):
+            raise DistributionError(
+                f"a custom eval_fn cannot run under {distribution.describe()}: use "
+                "eval_fn='evaluate' or 'predict'"
+            )
+        fn, name, mode = make_eval_fn(model, spec, val_mode)
+        step = distribution.predict_step if mode == "predict" else distribution.evaluate_step
+        return step(model), name, mode
     if callable(spec):
         fn, name = spec, getattr(spec, "__qualname__", type(spec).__name__)
     elif spec in ("evaluate", "test_on_batch"):

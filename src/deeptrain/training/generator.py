@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 
 from .. import callbacks as callbacks_lib
-from .. import introspection
+from .. import distribute, introspection
 from ..backend.stateful import get_states, prepare_stateful_model, reset_states, set_states
 from ..data.generator import DataGenerator
+from ..distribute.base import schedule_bytes
 from ..saving.checkpoint import CHECKPOINTS_DIR, list_checkpoints
 from ..saving.checkpointer import Checkpointer
 from ..saving.lock import LogdirLock
@@ -42,7 +43,7 @@ from ..util.misc import capture_args, check_kwargs, positive_int
 from .configs import TRAINGEN_DEFAULTS, defaults
 from .fitting import make_eval_fn, make_fit_fn, model_metric_names, to_metric_dict
 from .frequency import check_freq, should_do
-from .interrupts import Consistency, InterruptGuard
+from .interrupts import Consistency, InterruptGuard, Preempted, TrainingPreempted
 from .plotting import default_plot_configs, history_figure, merge_plot_configs
 from .progress import EpochProgress, MetricsLog, format_metrics
 from .state import LEGACY_NAMES, Bookmark, TrainState
@@ -160,9 +161,11 @@ class TrainGenerator:
         self.model = model
         self.datagen = datagen
         self.val_datagen = val_datagen
+        self.distribution = distribute.detect(model)  # the engine's own, as set up by the user
         self._check_inputs()
         self._set_up_model()
         self._set_up_metrics()
+        self._check_distribution()
         self.callbacks = callbacks_lib.CallbackList(callbacks)
         self._val_cache = PredictCache()
         self._history_fig = None
@@ -181,11 +184,12 @@ class TrainGenerator:
         run_dir = self._run_dir_of(loaded)
         self._set_up_logdir(run_dir)
         self._progress = EpochProgress(self.iter_verbosity)
-        self._metrics_log = MetricsLog(self.logdir, self.metrics_log)
+        writes = self.logdir if self.distribution.is_writer else None
+        self._metrics_log = MetricsLog(writes, self.metrics_log)
         if run_dir is not None:  # rows of batches after the checkpoint were rolled back
             self._metrics_log.rewind(self.state.batches_fit, self.state.times_validated)
-        if self.logdir is not None:
-            write_init_logs(self, self.logdir / "misc")
+        if writes is not None:
+            write_init_logs(self, writes / "misc")
 
     # -- construction ------------------------------------------------------------------
     def _check_inputs(self) -> None:
@@ -255,9 +259,27 @@ class TrainGenerator:
         if self.batch_size is None:
             inputs = getattr(self.model, "inputs", None) or []
             self.batch_size = inputs[0].shape[0] if inputs else None
-        self._fit_fn, self._fit_fn_name = make_fit_fn(self.model, self._fit_fn_spec)
+        self._fit_fn, self._fit_fn_name = make_fit_fn(
+            self.model, self._fit_fn_spec, self.distribution
+        )
         self._eval_fn, self._eval_fn_name, self.val_mode = make_eval_fn(
-            self.model, self._eval_fn_spec, self.val_mode
+            self.model, self._eval_fn_spec, self.val_mode, self.distribution
+        )
+
+    def _check_distribution(self) -> None:
+        """Under a distribution: what cannot work is refused now, before training (every
+        process runs the same checks, in the same order: some are collectives)."""
+        dist = self.distribution
+        if not dist.distributed:
+            return
+        log.info("Training on %s", dist.describe())
+        dist.prepare(self)
+        for name in ("datagen", "val_datagen"):
+            for size in sorted(getattr(self, name).batch_sizes()):
+                dist.check_batch_size(size, f"a batch of {name}")
+        dist.check_same(
+            schedule_bytes(self.datagen.state_dict(), self.val_datagen.state_dict()),
+            "the DataGenerators' schedule (files, order, shuffles)",
         )
 
     def _set_up_metrics(self, reloading: bool = False) -> None:
@@ -325,7 +347,9 @@ class TrainGenerator:
             if self.logs_dir is None:
                 self.logs_dir = run_dir.parent
         elif self.logdir is None and self.logs_dir is not None:
-            self.model_num = reserve_model_num(Path(self.logs_dir), self.new_model_num)
+            writer = self.distribution.is_writer  # claims the number; the others learn it
+            num = reserve_model_num(Path(self.logs_dir), self.new_model_num) if writer else 0
+            self.model_num = self.distribution.broadcast_int(num)
             self.model_name = self.get_unique_model_name()
             self.logdir = Path(self.logs_dir) / self.model_name
         else:
@@ -334,9 +358,10 @@ class TrainGenerator:
         if self.logdir is None:
             log.info("logs_dir and logdir are None: no logs, checkpoints or figures are saved")
             return
-        self.logdir.mkdir(parents=True, exist_ok=True)
-        self._lock = LogdirLock(self.logdir)
-        self._lock.acquire()  # one writer per log directory
+        if self.distribution.is_writer:  # one writer per log directory (process 0)
+            self.logdir.mkdir(parents=True, exist_ok=True)
+            self._lock = LogdirLock(self.logdir)
+            self._lock.acquire()
         if run_dir is not None:
             self._continue_numbering()
             log.info("Continuing run %s", self.logdir)
@@ -379,10 +404,10 @@ class TrainGenerator:
         self.check_logdir_owned()
         state = self.state
         try:
-            with InterruptGuard() as guard:  # Ctrl-C lands between iterations
+            with InterruptGuard():  # Ctrl-C and SIGTERM land between iterations
                 self._build_optimizer()
                 while True:
-                    guard.check()
+                    self._at_boundary()
                     state = self.state  # (a callback may have loaded a checkpoint)
                     if state.train_loop_done:  # validation due, or interrupted inside it
                         self.validate()
@@ -394,10 +419,12 @@ class TrainGenerator:
                         self._train_iteration()
                     else:
                         break
+        except Preempted:
+            self._stop_for_preemption()
         finally:
             self._sync_model()
             self._progress.close()
-        if self.final_fig_dir is not None:
+        if self.final_fig_dir is not None and self.distribution.is_writer:
             self._save_final_figure()
         log.info("Training has concluded.")
 
@@ -413,13 +440,33 @@ class TrainGenerator:
         log.info("Final history figure: %s", path)
         return path
 
+    def _at_boundary(self) -> None:
+        """A consistent point between iterations: act here on a held Ctrl-C or SIGTERM
+        (under a distribution, every process at the same iteration: they agree first)."""
+        if self.distribution.distributed:
+            InterruptGuard.check(self.distribution.max_over_processes(InterruptGuard.pending()))
+        else:
+            InterruptGuard.check()
+
+    def _stop_for_preemption(self) -> None:
+        """SIGTERM: one consistent checkpoint (every process takes part), then exit. A
+        validation in progress is rewound to its start, so that the resumed run redoes it
+        whole (exactly)."""
+        self._sync_model()
+        if self._val_start is not None and self.state.train_loop_done:
+            self._rewind_validation()
+        path = self._checkpointer.checkpoint("temp") if self.logdir is not None else None
+        saved = f"checkpoint saved at {path}" if path else "no log directory, nothing saved"
+        log.warning("Preempted (SIGTERM): %s; exiting. Run the same command to resume.", saved)
+        raise TrainingPreempted(0)
+
     def _build_optimizer(self) -> None:
         """Create the optimizer's slots before the first step, with every Ctrl-C held: Keras
         sets ``optimizer.built`` before it creates them, so a cut there breaks the optimizer
         for good (``'Adam' object has no attribute '_momentums'``)."""
         optimizer = self.model.optimizer
         if not optimizer.built and self.model.built:
-            with InterruptGuard.hold():
+            with InterruptGuard.hold(), self.distribution.scope():
                 optimizer.build(self.model.trainable_variables)
 
     def _train_iteration(self) -> None:
@@ -589,12 +636,12 @@ class TrainGenerator:
         self._recording = record_progress
         state.train_loop_done = True
         log.debug("Validating...")
-        with InterruptGuard() as guard:
+        with InterruptGuard():
             while not state.val_loop_done:
-                guard.check()
+                self._at_boundary()
                 with self._consistency.mark("a validation"):
                     self._val_iteration()
-            guard.check()
+            self._at_boundary()
             with self._consistency.mark("a validation"):
                 new_best = self._on_val_end(record_progress, use_callbacks, clear_cache)
             self._val_start = None
@@ -619,11 +666,15 @@ class TrainGenerator:
 
     def _restart_validation(self) -> None:
         """Undo a validation cut half-way: back to where it started, exactly."""
-        start = self._val_start
         log.warning(
             "The last validation was stopped half-way (a second Ctrl-C, or an "
             "error): restarting it from where it started"
         )
+        self._rewind_validation()
+
+    def _rewind_validation(self) -> None:
+        """Back to where the validation in progress started, exactly."""
+        start = self._val_start
         self.state.rewind(start.state)
         self.val_datagen.load_state_dict(start.val_datagen)
         for cb, cb_state in zip(self.callbacks.objects, start.callbacks, strict=True):
@@ -860,7 +911,8 @@ class TrainGenerator:
             self._check_inputs()
             self._set_up_metrics(reloading=True)
 
-        loaded = self._checkpointer.load(path, passed_args, settle)
+        with self.distribution.scope():  # variables are created and assigned under it
+            loaded = self._checkpointer.load(path, passed_args, settle)
         self._consistency.clear()
         self._val_start = None
         self.callbacks("load", self)
@@ -902,6 +954,8 @@ class TrainGenerator:
     def save_report(self, savepath: str | Path | None = None) -> Path:
         """Draw the one-image report of the train state; default ``<logdir>/report.png``."""
         path = Path(savepath) if savepath else self.logdir / "report.png"
+        if not self.distribution.is_writer:  # written once, by process 0
+            return path
         self._checkpointer.report().savefig(path, dpi=80)
         self._figure_files["report"] = (self._progress_key(), path)
         return path
@@ -956,7 +1010,7 @@ class TrainGenerator:
         )
         self._history_fig = fig
         path = savepath or (self.logdir / "history.png" if self.logdir is not None else None)
-        if path is not None:
+        if path is not None and self.distribution.is_writer:  # written once, by process 0
             fig.savefig(path, dpi=80)
             self._figure_files["history"] = (self._progress_key(), Path(path))
         return fig
@@ -1067,7 +1121,7 @@ class TrainGenerator:
     @fit_fn.setter
     def fit_fn(self, spec: str | Callable) -> None:
         self._sync_model()
-        self._fit_fn, self._fit_fn_name = make_fit_fn(self.model, spec)
+        self._fit_fn, self._fit_fn_name = make_fit_fn(self.model, spec, self.distribution)
 
     @property
     def eval_fn(self) -> Callable:
@@ -1075,7 +1129,9 @@ class TrainGenerator:
 
     @eval_fn.setter
     def eval_fn(self, spec: str | Callable) -> None:
-        self._eval_fn, self._eval_fn_name, mode = make_eval_fn(self.model, spec, self.val_mode)
+        self._eval_fn, self._eval_fn_name, mode = make_eval_fn(
+            self.model, spec, self.val_mode, self.distribution
+        )
         if mode != self.val_mode:
             raise ValueError(
                 f"eval_fn {spec!r} implies val_mode {mode!r}, but this "

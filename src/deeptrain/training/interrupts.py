@@ -29,7 +29,26 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["InterruptGuard", "Consistency"]
+__all__ = [
+    "InterruptGuard",
+    "Consistency",
+    "Preempted",
+    "TrainingPreempted",
+    "INTERRUPT",
+    "TERMINATE",
+]
+
+INTERRUPT, TERMINATE = 1, 2  # what a guard holds, by urgency (agreed on with max())
+
+
+class Preempted(Exception):  # noqa: N818 - an event, not an error
+    """SIGTERM (a scheduler's preemption) was received: stop at this consistent point."""
+
+
+class TrainingPreempted(SystemExit):
+    """Raised by ``train()`` after SIGTERM, once a checkpoint is saved: the process exits
+    with status 0 unless it is caught. Running the same command again resumes."""
+
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +56,24 @@ _active: InterruptGuard | None = None  # the guard whose handler is installed
 
 
 class InterruptGuard:
-    """Hold SIGINT until :meth:`check` (main thread only; elsewhere it does nothing)."""
+    """Hold SIGINT and SIGTERM until :meth:`check` (main thread only; elsewhere it does
+    nothing). SIGTERM, what schedulers send before they kill a job, is held the same way
+    and raised as :class:`Preempted`; a second SIGTERM does not stop at once."""
 
     def __init__(self) -> None:
         self.received = False
+        self.terminated = False
         self._holding = 0  # > 0 inside hold(): every press waits for the next check
         self._previous: Any = None
+        self._previous_term: Any = None
         self._owner = False
+
+    def _terminate(self, signum: int, frame: Any) -> None:
+        if not self.terminated:
+            log.warning(
+                "SIGTERM received: saving a checkpoint after the current iteration, then exiting"
+            )
+        self.terminated = True
 
     def _handler(self, signum: int, frame: Any) -> None:
         if self.received and not self._holding:  # second Ctrl-C: the user means it
@@ -59,6 +89,7 @@ class InterruptGuard:
         global _active
         if _active is None and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handler)
+            self._previous_term = signal.signal(signal.SIGTERM, self._terminate)
             _active, self._owner = self, True
         return self
 
@@ -66,6 +97,7 @@ class InterruptGuard:
         global _active
         if self._owner:
             signal.signal(signal.SIGINT, self._previous)
+            signal.signal(signal.SIGTERM, self._previous_term)
             _active, self._owner = None, False
 
     @staticmethod
@@ -84,11 +116,25 @@ class InterruptGuard:
             guard._holding -= 1
 
     @staticmethod
-    def check() -> None:
-        """Raise the ``KeyboardInterrupt`` held by the active guard, if any."""
+    def pending() -> int:
+        """What the active guard holds: 0, :data:`INTERRUPT` or :data:`TERMINATE`."""
         guard = _active
-        if guard is not None and guard.received:
-            guard.received = False
+        if guard is None:
+            return 0
+        return TERMINATE if guard.terminated else INTERRUPT if guard.received else 0
+
+    @staticmethod
+    def check(agreed: int | None = None) -> None:
+        """Raise what the active guard holds (``KeyboardInterrupt`` for Ctrl-C,
+        :class:`Preempted` for SIGTERM), or ``agreed``: what the processes of a distributed
+        run agreed on (:meth:`pending` reduced with max), so that all stop together."""
+        what = InterruptGuard.pending() if agreed is None else agreed
+        guard = _active
+        if guard is not None and what:
+            guard.received = guard.terminated = False
+        if what == TERMINATE:
+            raise Preempted
+        if what == INTERRUPT:
             raise KeyboardInterrupt
 
 

@@ -61,31 +61,76 @@ class _Stepper:
 
 
 class TensorFlowStepper(_Stepper):
+    """One ``tf.function``; under a ``tf.distribute`` strategy with several replicas the
+    batch is split into equal per-replica shards (``train_on_batch`` would give every
+    replica the whole batch) and the logs are averaged over replicas, as ``fit`` does."""
+
     def _build(self) -> None:
         import tensorflow as tf
+        from keras.src.backend.tensorflow.trainer import reduce_per_replica
 
         model = self.model
+        strategy = model.distribute_strategy
 
         def one_step(data):
             model.reset_metrics()  # per-batch metrics, as train_on_batch gives
             return model.train_step(data)
 
         def step(data):
-            return model.distribute_strategy.run(one_step, args=(data,))
-
-        if model.distribute_strategy.num_replicas_in_sync > 1:
-            self._step = None  # per-replica outputs: leave them to train_on_batch
-        else:
-            self._step = (
-                step
-                if model.run_eagerly
-                else tf.function(step, reduce_retracing=True, jit_compile=model.jit_compile)
+            return reduce_per_replica(
+                strategy.run(one_step, args=(data,)), strategy, reduction="auto"
             )
 
+        self._step = (
+            step
+            if model.run_eagerly
+            else tf.function(step, reduce_retracing=True, jit_compile=model.jit_compile)
+        )
+
+    @property
+    def replicas(self) -> int:
+        return int(self.model.distribute_strategy.num_replicas_in_sync)
+
     def __call__(self, x: Any, y: Any, sw: Any = None) -> dict[str, float]:
-        if not self._ready() or self._step is None:
-            return self._first(x, y, sw)
-        return {k: float(v) for k, v in self._step((x, y, sw)).items()}
+        if self.replicas == 1:
+            if not self._ready():
+                return self._first(x, y, sw)
+            data: Any = (x, y, sw)
+        else:
+            data = split_for_replicas(self.model, (x, y, sw))
+            if not self._ready():
+                self._symbolic_build(x, y, sw)  # never train_on_batch: see the docstring
+                self._ready()
+        return {k: float(v) for k, v in self._step(data).items()}
+
+    def _symbolic_build(self, x: Any, y: Any, sw: Any) -> None:
+        """Build the model, its metrics and train function without a step."""
+        m = self.model
+        with m.distribute_strategy.scope():
+            m._symbolic_build(data_batch=_present((x, y, sw)))
+            m.make_train_function()
+
+
+def split_for_replicas(model: Any, arrays: tuple[Any, ...]) -> Any:
+    """``(x, y[, sw])`` split along the batch into one equal shard per replica of the
+    model's strategy, as distributed values (each replica receives only its shard)."""
+    strategy = model.distribute_strategy
+    n_replicas = strategy.num_replicas_in_sync
+    present = _present(arrays)
+    size = len(present[0]) // n_replicas
+
+    def shard(ctx: Any) -> tuple[Any, ...]:
+        i = ctx.replica_id_in_sync_group
+        return tuple(a[i * size : (i + 1) * size] for a in present)
+
+    return strategy.experimental_distribute_values_from_function(shard)
+
+
+def _present(arrays: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``(x, y, sw)`` without trailing Nones (no sample weight, or no labels)."""
+    while len(arrays) > 1 and arrays[-1] is None:
+        arrays = arrays[:-1]
+    return arrays
 
 
 class TorchStepper(_Stepper):
@@ -128,7 +173,11 @@ class JaxStepper(_Stepper):
             )
             return logs, (trainable, non_trainable, optimizer_vars), metrics_vars
 
-        self._step = jax.jit(step, donate_argnums=0)
+        self._step = jax.jit(step, donate_argnums=0, **self._jit_options())
+
+    def _jit_options(self) -> dict[str, Any]:
+        """Extra ``jax.jit`` options (distributed steps pin the state's shardings)."""
+        return {}
 
     def _start(self) -> None:
         import jax.numpy as jnp

@@ -1,0 +1,224 @@
+"""A training job for the distributed tests, run as real processes (one per rank).
+
+    python tests/distributed_job.py BACKEND DATA LOGS OUT.npz [--devices N]
+        [--processes P --process-id I --port PORT] [--loadpath PATH]
+        [--kill-at-iter K] [--term-at-iter K] [--reference] [--single]
+
+BACKEND is ``jax`` (``keras.distribution.DataParallel`` over ``--devices`` simulated CPU
+devices per process; several processes with ``keras.distribution.initialize``),
+``tensorflow`` (``MirroredStrategy`` over ``--devices`` logical CPUs) or ``torch`` (a gloo
+process group from the launcher's ``RANK``/``WORLD_SIZE``/``MASTER_*`` environment). The
+engine is set up exactly as its documentation says; DeepTrain is given no extra argument.
+
+It trains a small dense classifier with Dropout for 2 epochs on shuffled data (global batch
+32, a validation every 4 batches, a checkpoint after every iteration), optionally SIGKILLs
+itself or SIGTERMs itself after train iteration K, and writes to OUT.npz: weights,
+optimizer variables, histories, this process's rows of a batch. ``--reference`` also runs
+the engine's own loop on the same batches (JAX: ``train_on_batch`` under the same
+distribution; TensorFlow: ``fit`` under the same strategy) and ``--single`` DeepTrain on one
+device, in this process, for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+BATCH, FEATURES, EPOCHS = 32, 8, 2
+
+
+def set_up_engine(args: argparse.Namespace):
+    """The engine's own set-up lines (before Keras builds anything); returns the scope to
+    build models in."""
+    import contextlib
+
+    if args.backend == "jax":
+        import keras
+
+        if args.processes > 1:
+            keras.distribution.initialize(f"localhost:{args.port}", args.processes, args.process_id)
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
+    elif args.backend == "torch":
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo")
+    else:
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * args.devices
+        )
+        strategy = tf.distribute.MirroredStrategy(
+            [d.name for d in tf.config.list_logical_devices("CPU")]
+        )
+        return strategy.scope
+    return contextlib.nullcontext
+
+
+def build_model(dropout: float, seed: int = 0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    m = keras.Sequential(
+        [
+            keras.Input((FEATURES,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dropout(dropout),
+            keras.layers.Dense(2, "softmax"),
+        ]
+    )
+    m.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
+def generators(data: Path):
+    from deeptrain import DataGenerator
+
+    dg = DataGenerator(
+        data / "train",
+        batch_size=BATCH,
+        labels_path=data / "train" / "labels.h5",
+        shuffle=True,
+        shuffle_group_samples=True,
+        seed=7,
+    )
+    vdg = DataGenerator(
+        data / "val", batch_size=BATCH, labels_path=data / "val" / "labels.h5", seed=8
+    )
+    return dg, vdg
+
+
+def train_deeptrain(args: argparse.Namespace, model, logs: Path | None, **kw):
+    from deeptrain import TrainGenerator
+
+    dg, vdg = generators(args.data)
+    callbacks = []
+    if args.kill_at_iter or args.term_at_iter:
+
+        def stop(tg):
+            if tg.state.fit_iters == args.kill_at_iter and args.process_id == args.victim:
+                sys.stdout.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+            if tg.state.fit_iters == args.term_at_iter and args.process_id == args.victim:
+                os.kill(os.getpid(), signal.SIGTERM)  # held until the iteration ends
+
+        callbacks.append({"train:iter": stop})
+    tg = TrainGenerator(
+        model,
+        dg,
+        vdg,
+        epochs=EPOCHS,
+        logs_dir=logs,
+        callbacks=callbacks,
+        iter_verbosity=0,
+        plot_history_freq=None,
+        val_freq={"batch": 4},
+        temp_checkpoint_freq={"iter": 1} if logs else None,
+        unique_checkpoint_freq={"epoch": 1} if logs else None,
+        loadpath=args.loadpath,
+        **kw,
+    )
+    tg.train()
+    return tg
+
+
+def reference(args: argparse.Namespace, model) -> None:
+    """The engine's own loop over DeepTrain's global batches, in the same order."""
+    import numpy as np
+
+    dg, _ = generators(args.data)
+    batches = []
+    for _ in range(EPOCHS):
+        batches += [(np.array(x), np.array(y)) for x, y in dg]
+    if args.backend == "jax":
+        import jax
+
+        n = jax.process_count()
+        for x, y in batches:  # train_on_batch shards this process's rows itself
+            rows = slice(jax.process_index() * len(x) // n, (jax.process_index() + 1) * len(x) // n)
+            model.train_on_batch(x[rows], y[rows])
+    else:
+        import tensorflow as tf
+
+        ds = tf.data.Dataset.from_tensor_slices(
+            (np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))
+        ).batch(BATCH)
+        model.fit(ds, epochs=1, verbose=0, shuffle=False)
+
+
+def weights(model) -> dict:
+    import numpy as np
+
+    out = {f"w{i}": np.asarray(w) for i, w in enumerate(model.get_weights())}
+    out.update({f"opt{i}": np.asarray(v.numpy()) for i, v in enumerate(model.optimizer.variables)})
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("backend", choices=("jax", "tensorflow", "torch"))
+    p.add_argument("data", type=Path)
+    p.add_argument("logs", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--devices", type=int, default=1)
+    p.add_argument("--processes", type=int, default=1)
+    p.add_argument("--process-id", type=int, default=int(os.environ.get("RANK", 0)))
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--loadpath")
+    p.add_argument("--kill-at-iter", type=int)
+    p.add_argument("--term-at-iter", type=int)
+    p.add_argument("--victim", type=int, default=0, help="the process that is signalled")
+    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--reference", action="store_true")
+    p.add_argument("--single", action="store_true")
+    args = p.parse_args()
+    os.environ["KERAS_BACKEND"] = args.backend
+    if args.backend == "jax":
+        os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format=f"[p{args.process_id}] %(message)s")
+    scope = set_up_engine(args)
+    import numpy as np
+
+    with scope():
+        model = build_model(args.dropout)
+    tg = train_deeptrain(args, model, args.logs)
+    out = weights(model)
+    out.update({f"hist_{k}": np.asarray(v, float) for k, v in tg.history.items()})
+    out.update({f"val_{k}": np.asarray(v, float) for k, v in tg.val_history.items()})
+    rows = tg.distribution.local_rows(BATCH)
+    out["rows"] = np.arange(BATCH)[rows]
+    out["fit_iters"] = np.asarray(tg.state.fit_iters)
+    out["describe"] = np.asarray(tg.distribution.describe())
+    if args.reference and args.backend in ("jax", "tensorflow"):
+        with scope():
+            ref = build_model(args.dropout)
+        reference(args, ref)
+        out.update({f"ref_{k}": v for k, v in weights(ref).items()})
+    if args.single:
+        if args.backend == "jax":
+            import keras
+
+            keras.distribution.set_distribution(None)
+        elif args.backend == "torch":
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+            os.environ["WORLD_SIZE"] = "1"  # (the launch's environment no longer applies)
+        single = build_model(args.dropout)
+        tg1 = train_deeptrain(args, single, None)
+        assert not tg1.distribution.distributed
+        out.update({f"single_{k}": v for k, v in weights(single).items()})
+        out.update({f"single_val_{k}": np.asarray(v, float) for k, v in tg1.val_history.items()})
+    np.savez(args.out, **out)
+    print("done", json.dumps({"fit_iters": tg.state.fit_iters}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
