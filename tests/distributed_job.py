@@ -60,6 +60,9 @@ def set_up_engine(args: argparse.Namespace):
     return contextlib.nullcontext
 
 
+OPTIMIZER = "adam"  # --optimizer
+
+
 def build_model(dropout: float, seed: int = 0):
     import keras
 
@@ -72,7 +75,8 @@ def build_model(dropout: float, seed: int = 0):
             keras.layers.Dense(2, "softmax"),
         ]
     )
-    m.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy", metrics=["accuracy"])
+    optimizer = keras.optimizers.SGD(0.1) if OPTIMIZER == "sgd" else keras.optimizers.Adam(0.01)
+    m.compile(optimizer, "categorical_crossentropy", metrics=["accuracy"])
     return m
 
 
@@ -93,7 +97,7 @@ def generators(data: Path):
     return dg, vdg
 
 
-def train_deeptrain(args: argparse.Namespace, model, logs: Path | None, **kw):
+def train_deeptrain(args: argparse.Namespace, model, logs: Path | None, loadpath=None):
     from deeptrain import TrainGenerator
 
     dg, vdg = generators(args.data)
@@ -120,8 +124,7 @@ def train_deeptrain(args: argparse.Namespace, model, logs: Path | None, **kw):
         val_freq={"batch": 4},
         temp_checkpoint_freq={"iter": 1} if logs else None,
         unique_checkpoint_freq={"epoch": 1} if logs else None,
-        loadpath=args.loadpath,
-        **kw,
+        loadpath=loadpath,
     )
     tg.train()
     return tg
@@ -142,6 +145,24 @@ def reference(args: argparse.Namespace, model) -> None:
         for x, y in batches:  # train_on_batch shards this process's rows itself
             rows = slice(jax.process_index() * len(x) // n, (jax.process_index() + 1) * len(x) // n)
             model.train_on_batch(x[rows], y[rows])
+    elif args.backend == "torch":  # torch's DistributedDataParallel, torch's own Adam
+        import torch
+        import torch.distributed as dist
+
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        if OPTIMIZER == "sgd":  # Keras' and torch's SGD are the same arithmetic
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        else:
+            opt = torch.optim.Adam(model.parameters(), lr=0.01, eps=1e-7)
+        rank, world = dist.get_rank(), dist.get_world_size()
+        for x, y in batches:
+            rows = slice(rank * len(x) // world, (rank + 1) * len(x) // world)
+            probs = ddp(torch.as_tensor(x[rows]), training=True)
+            target = torch.as_tensor(y[rows])
+            loss = -(target * torch.log(probs.clamp(1e-7, 1 - 1e-7))).sum(-1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     else:
         import tensorflow as tf
 
@@ -149,6 +170,57 @@ def reference(args: argparse.Namespace, model) -> None:
             (np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))
         ).batch(BATCH)
         model.fit(ds, epochs=1, verbose=0, shuffle=False)
+
+
+def bad_inputs(args: argparse.Namespace, scope) -> dict[str, str]:
+    """What DeepTrain says, before training, to inputs that cannot work here."""
+    import keras
+
+    from deeptrain import DataGenerator, TrainGenerator
+
+    def error_of(make) -> str:
+        try:
+            make()
+        except Exception as e:  # noqa: BLE001 - the message is what the test reads
+            return f"{type(e).__name__}: {e}"
+        return "no error"
+
+    def tg(model=None, dg_kw=None, **kw):
+        dg, vdg = generators(args.data)
+        if dg_kw:
+            dg = DataGenerator(
+                args.data / "train", labels_path=args.data / "train" / "labels.h5", **dg_kw
+            )
+        with scope():
+            model = model or build_model(0.0)
+        return TrainGenerator(model, dg, vdg, iter_verbosity=0, **kw)
+
+    seed = 99 if args.process_id == 1 else 7  # process 1 alone builds another schedule
+    errors = {
+        "batch": error_of(lambda: tg(dg_kw=dict(batch_size=1))),
+        "schedule": error_of(lambda: tg(dg_kw=dict(batch_size=BATCH, shuffle=True, seed=seed))),
+        "fit_fn": error_of(lambda: tg(fit_fn="fit")),
+    }
+
+    def stateful():
+        with scope():
+            inp = keras.Input(batch_shape=(BATCH, 4, FEATURES))
+            out = keras.layers.Dense(2, "softmax")(keras.layers.LSTM(4, stateful=True)(inp))
+            m = keras.Model(inp, out)
+            m.compile("adam", "categorical_crossentropy")
+        return tg(model=m)
+
+    errors["stateful"] = error_of(stateful)
+    if args.backend == "jax":
+
+        def built_first():
+            keras.distribution.set_distribution(None)
+            m = build_model(0.0)
+            keras.distribution.set_distribution(keras.distribution.DataParallel())
+            return tg(model=m)
+
+        errors["built_first"] = error_of(built_first)
+    return errors
 
 
 def weights(model) -> dict:
@@ -176,7 +248,11 @@ def main() -> None:
     p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--reference", action="store_true")
     p.add_argument("--single", action="store_true")
+    p.add_argument("--errors", action="store_true", help="record what bad inputs are told")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     args = p.parse_args()
+    global OPTIMIZER
+    OPTIMIZER = args.optimizer
     os.environ["KERAS_BACKEND"] = args.backend
     if args.backend == "jax":
         os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
@@ -188,7 +264,7 @@ def main() -> None:
 
     with scope():
         model = build_model(args.dropout)
-    tg = train_deeptrain(args, model, args.logs)
+    tg = train_deeptrain(args, model, args.logs, args.loadpath)
     out = weights(model)
     out.update({f"hist_{k}": np.asarray(v, float) for k, v in tg.history.items()})
     out.update({f"val_{k}": np.asarray(v, float) for k, v in tg.val_history.items()})
@@ -196,11 +272,14 @@ def main() -> None:
     out["rows"] = np.arange(BATCH)[rows]
     out["fit_iters"] = np.asarray(tg.state.fit_iters)
     out["describe"] = np.asarray(tg.distribution.describe())
-    if args.reference and args.backend in ("jax", "tensorflow"):
+    if args.reference:
         with scope():
             ref = build_model(args.dropout)
         reference(args, ref)
         out.update({f"ref_{k}": v for k, v in weights(ref).items()})
+    if args.errors:
+        for name, message in bad_inputs(args, scope).items():
+            out[f"error_{name}"] = np.asarray(message)
     if args.single:
         if args.backend == "jax":
             import keras

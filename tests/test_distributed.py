@@ -1,0 +1,274 @@
+"""Training on many devices and processes, on each engine's own distribution: real
+processes on localhost, simulated devices (``tests/distributed_job.py`` is the job).
+
+For each layout, three launches of the same command, as an operator would run them:
+
+1. SIGTERM to one process at iteration 5: every process stops there, one checkpoint is
+   written (by process 0) and every process exits with status 0;
+2. the same command resumes; process 0 is SIGKILLed at iteration 11: the others stop with
+   an error instead of waiting forever;
+3. the same command resumes from the last checkpoint and finishes; it then also runs the
+   engine's own loop on the same batches (and, in one layout, DeepTrain on one device).
+
+Then: the resumed run's weights equal the engine's own reference under the same
+distribution (bitwise where the engine's loop is the same computation), the metrics are the
+same on every process, the processes fed complementary rows, and only process 0 wrote.
+Each test costs a few real process launches: they run one after another (2 cores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deeptrain.preprocessing import numpy_data_to_numpy_sets
+
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
+
+JOB = Path(__file__).with_name("distributed_job.py")
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
+TIMEOUT = 600  # per launch; a hang would show as this, never as a slow pass
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("dist_data")
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 320)
+    x = (rng.normal(size=(320, 8)) + labels[:, None]).astype("float32")
+    y = np.eye(2, dtype="float32")[labels]
+    numpy_data_to_numpy_sets(x[:256], y[:256], root / "train", batch_size=32, shuffle=False)
+    numpy_data_to_numpy_sets(x[256:], y[256:], root / "val", batch_size=32, shuffle=False)
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def python_for(backend: str) -> str:
+    """This interpreter when it runs ``backend``; else the project's venv for it."""
+    if backend == BACKEND:
+        return sys.executable
+    return str(Path(sys.executable).parents[2] / f".venv-{backend}" / "bin" / "python")
+
+
+def launch(
+    backend: str, data: Path, logs: Path, out: Path, processes: int, devices: int, *args: str
+) -> list[subprocess.CompletedProcess]:
+    """Start ``processes`` processes of the job at once; wait for all."""
+    port = free_port()
+    procs = []
+    for rank in range(processes):
+        env = dict(
+            os.environ,
+            PYTHONPATH=SRC,
+            TF_CPP_MIN_LOG_LEVEL="2",
+            MPLBACKEND="Agg",
+            KERAS_BACKEND=backend,
+            PYTHONUNBUFFERED="1",
+        )
+        if backend == "torch":  # what torchrun sets
+            env.update(
+                RANK=str(rank),
+                WORLD_SIZE=str(processes),
+                MASTER_ADDR="127.0.0.1",
+                MASTER_PORT=str(port),
+            )
+        cmd = [
+            python_for(backend),
+            str(JOB),
+            backend,
+            str(data),
+            str(logs),
+            str(out.with_name(f"{out.stem}_{rank}.npz")),
+            "--devices",
+            str(devices),
+            "--processes",
+            str(processes),
+            "--process-id",
+            str(rank),
+            "--port",
+            str(port),
+            *args,
+        ]
+        procs.append(
+            subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        )
+    results = []
+    for proc in procs:
+        output, _ = proc.communicate(timeout=TIMEOUT)
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, output))
+    return results
+
+
+def run_layout(
+    backend: str,
+    data: Path,
+    tmp: Path,
+    processes: int,
+    devices: int,
+    dropout: str,
+    single: bool,
+    optimizer: str = "adam",
+) -> list[dict]:
+    logs, out = tmp / "logs", tmp / "out.npz"
+    common = ["--dropout", dropout, "--optimizer", optimizer]
+
+    # 1. SIGTERM to the last process at iteration 5
+    first = launch(
+        backend,
+        data,
+        logs,
+        out,
+        processes,
+        devices,
+        *common,
+        "--term-at-iter",
+        "5",
+        "--victim",
+        str(processes - 1),
+    )
+    for r in first:
+        assert r.returncode == 0, r.stdout[-3000:]
+        assert "Preempted (SIGTERM): checkpoint saved at" in r.stdout
+    (run,) = logs.glob("M*__*")
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "_temp_5iters_1vals",
+        "latest",
+    ]
+
+    # 2. resume; SIGKILL process 0 at iteration 11 (after iteration 10's checkpoint)
+    resume = ["--loadpath", str(run)]
+    second = launch(
+        backend,
+        data,
+        logs,
+        out,
+        processes,
+        devices,
+        *common,
+        *resume,
+        "--kill-at-iter",
+        "11",
+        "--victim",
+        "0",
+    )
+    assert second[0].returncode == -9
+    for r in second[1:]:  # the others notice and stop with an error: no hang
+        assert r.returncode != 0, r.stdout[-3000:]
+    assert (run / "checkpoints" / "_temp_10iters_2vals").is_dir()
+
+    # 3. resume to the end, then the engine's own loop (and one device) in the same process
+    third = launch(
+        backend,
+        data,
+        logs,
+        out,
+        processes,
+        devices,
+        *common,
+        *resume,
+        "--reference",
+        "--errors",
+        *(["--single"] if single else []),
+    )
+    for r in third:
+        assert r.returncode == 0, r.stdout[-3000:]
+        assert "Loaded checkpoint" in r.stdout and "_temp_10iters_2vals" in r.stdout
+    results = [dict(np.load(out.with_name(f"out_{rank}.npz"))) for rank in range(processes)]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["event"] for r in rows].count("train_batch") == 16  # no rolled-back rows
+    assert [r["event"] for r in rows].count("validation") == 4
+    return results
+
+
+def assert_refused_before_training(
+    result: dict, replicas: int, processes: int, stateful: bool = False, built_first: bool = False
+) -> None:
+    """Bad input gets a clear error before training (recorded by launch 3)."""
+    assert f"do not split evenly over the {replicas} replicas" in str(result["error_batch"])
+    assert "fit_fn='fit' cannot run under" in str(result["error_fit_fn"])
+    if processes > 1:  # process 1 built its DataGenerator with another seed
+        message = str(result["error_schedule"])
+        assert "the DataGenerators' schedule" in message, message
+        assert "differs between process 0 and process(es) [1]" in message, message
+    if stateful:
+        assert "stateful RNN layers cannot run under" in str(result["error_stateful"])
+    if built_first:
+        assert "the model was built before" in str(result["error_built_first"])
+
+
+def weight_keys(result: dict) -> list[str]:
+    return sorted(k for k in result if k[0] == "w" and k[1:].isdigit())
+
+
+def assert_global_and_complementary(results: list[dict], rows_per_process: int) -> None:
+    for r in results[1:]:  # the same metrics (and weights) on every process
+        for key in results[0]:
+            if (
+                key.startswith(("hist_", "val_", "w"))
+                and key[1:].isdigit()
+                or key.startswith(("hist_", "val_"))
+            ):
+                np.testing.assert_array_equal(r[key], results[0][key])
+    fed = np.concatenate([r["rows"] for r in results])
+    assert all(len(r["rows"]) == rows_per_process for r in results)
+    assert sorted(fed.tolist()) == sorted(set(fed.tolist())) or rows_per_process == 32
+    assert set(fed.tolist()) == set(range(32))
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="runs in the JAX job")
+@pytest.mark.backends
+@pytest.mark.parametrize("processes, devices", [(1, 8), (2, 2)])
+def test_jax_data_parallel(data, tmp_path, processes, devices):
+    results = run_layout("jax", data, tmp_path, processes, devices, "0.3", single=processes == 1)
+    assert results[0]["describe"] == (
+        f"JAX DataParallel (mesh batch={processes * devices}; {processes} process(es))"
+    )
+    assert_global_and_complementary(results, 32 // processes)
+    assert_refused_before_training(results[0], processes * devices, processes, built_first=True)
+    for r in results:  # bitwise: train_on_batch under the same distribution
+        for key in weight_keys(r) + sorted(k for k in r if k.startswith("opt")):
+            np.testing.assert_array_equal(r[key], r["ref_" + key], err_msg=key)
+    if processes == 1:  # close to one device, even with Dropout (the same masks)
+        for key in weight_keys(results[0]):
+            np.testing.assert_allclose(results[0][key], results[0]["single_" + key], atol=1e-6)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="runs in the TensorFlow job")
+def test_tensorflow_mirrored_strategy(data, tmp_path):
+    (result,) = run_layout("tensorflow", data, tmp_path, 1, 4, "0.0", single=True)
+    assert result["describe"] == "TensorFlow MirroredStrategy (4 replicas)"
+    assert_refused_before_training(result, 4, 1, stateful=True)
+    for key in weight_keys(result) + sorted(k for k in result if k.startswith("opt")):
+        # bitwise: Keras fit under the same strategy, on the same global batches
+        np.testing.assert_array_equal(result[key], result["ref_" + key], err_msg=key)
+    for key in weight_keys(result):  # and close to one device
+        np.testing.assert_allclose(result[key], result["single_" + key], atol=1e-5)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="runs in the torch job")
+@pytest.mark.backends
+def test_torch_gloo_processes(data, tmp_path):
+    results = run_layout("torch", data, tmp_path, 2, 1, "0.0", single=True, optimizer="sgd")
+    assert results[0]["describe"] == "torch.distributed (gloo, 2 processes)"
+    assert_global_and_complementary(results, 16)
+    assert_refused_before_training(results[1], 2, 2, stateful=True)
+    for key in weight_keys(results[0]):
+        # torch's own DistributedDataParallel with torch's SGD (Keras' SGD arithmetic, other
+        # kernels); and DeepTrain on one device
+        np.testing.assert_allclose(results[0][key], results[0]["ref_" + key], atol=1e-5)
+        np.testing.assert_allclose(results[0][key], results[0]["single_" + key], atol=1e-5)
