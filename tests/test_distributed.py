@@ -239,7 +239,9 @@ def test_jax_data_parallel(data, tmp_path, processes, devices):
         f"JAX DataParallel (mesh batch={processes * devices}; {processes} process(es))"
     )
     assert_global_and_complementary(results, 32 // processes)
-    assert_refused_before_training(results[0], processes * devices, processes, built_first=True)
+    assert_refused_before_training(
+        results[0], processes * devices, processes, stateful=True, built_first=True
+    )
     for r in results:  # bitwise: train_on_batch under the same distribution
         for key in weight_keys(r) + sorted(k for k in r if k.startswith("opt")):
             np.testing.assert_array_equal(r[key], r["ref_" + key], err_msg=key)

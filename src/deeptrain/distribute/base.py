@@ -135,6 +135,14 @@ class Distribution:
     def prepare(self, tg: Any) -> None:
         """Check the TrainGenerator's model, data and settings before training (every
         process); raise :class:`DistributionError` for what cannot work."""
+        from ..backend.stateful import stateful_layers
+
+        if self.distributed and stateful_layers(tg.model):
+            raise DistributionError(
+                f"stateful RNN layers cannot run under {self.describe()}: their state holds "
+                "the whole batch, but each replica trains on a share of it (and carrying it "
+                "across replicas is not verified). Train stateful models on one device."
+            )
 
 
 def schedule_bytes(*state_dicts: dict[str, Any]) -> bytes:

@@ -188,6 +188,7 @@ class JaxDistribution(Distribution):
     def prepare(self, tg: Any) -> None:
         import jax
 
+        super().prepare(tg)
         model = tg.model
         n_devices = len(self.keras_distribution.device_mesh.devices.reshape(-1))
         local = [

@@ -86,13 +86,3 @@ class TensorFlowDistribution(Distribution):
     def _build(self, model: Any, x: Any, y: Any, sw: Any) -> None:
         with self.strategy.scope():
             model._symbolic_build(data_batch=(x, y) if sw is None else (x, y, sw))
-
-    def prepare(self, tg: Any) -> None:
-        from ..backend.stateful import stateful_layers
-
-        if stateful_layers(tg.model):
-            raise DistributionError(
-                f"stateful RNN layers cannot run under {self.describe()}: their state has the "
-                "global batch's size, but each replica sees a shard of it. Train them on one "
-                "device, or on JAX with keras.distribution."
-            )

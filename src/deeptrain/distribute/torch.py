@@ -148,16 +148,6 @@ class TorchDistribution(Distribution):
         dist.all_gather_object(out, data)
         return [bytes(b) for b in out]
 
-    def prepare(self, tg: Any) -> None:
-        from ..backend.stateful import stateful_layers
-
-        if stateful_layers(tg.model):
-            raise DistributionError(
-                f"stateful RNN layers cannot run under {self.describe()}: their state has the "
-                "global batch's size, but each process trains on a share of it. Train them "
-                "on one device, or on JAX with keras.distribution."
-            )
-
 
 def average_gradients(optimizer: Any, world_size: int) -> None:
     """Make ``optimizer.apply`` average the gradients over all processes first (one flat

@@ -1,0 +1,303 @@
+"""Scaling: DeepTrain's loop against each engine's own loop, under the same distribution.
+
+Run from the repository root (the torch and JAX rows use ``.venv-torch`` / ``.venv-jax``
+beside ``.venv`` when they exist)::
+
+    PYTHONPATH=src python benchmarks/scaling.py            # 1, 2, 4, 8 devices; ~10 min
+    PYTHONPATH=src python benchmarks/scaling.py --quick    # 1 and 2 devices, fewer steps
+    PYTHONPATH=src python benchmarks/scaling.py --backends jax --sizes 1 8
+
+For every backend and size, one worker run (a real multi-process launch for torch) trains
+an MLP (Dense 512-512-10, Adam, global batch 256 of 128 features) with both loops under
+the *same* distribution, in alternating rounds (so slow drifts of this shared machine hit
+both alike), after a warm-up epoch each:
+
+* JAX: ``keras.distribution.DataParallel`` over N simulated CPU devices
+  (``XLA_FLAGS=--xla_force_host_platform_device_count=N``); the engine's loop is Keras
+  ``fit`` over the same arrays.
+* TensorFlow: ``MirroredStrategy`` over N logical CPUs; the engine's loop is ``fit``.
+* torch: N gloo processes; the engine's loop is a plain ``DistributedDataParallel`` loop
+  (the same Keras model as a ``torch.nn.Module``, torch's Adam and loss).
+
+DeepTrain's loop is a ``TrainGenerator`` over a DataGenerator of in-RAM files
+(``superbatch_set_nums='all'``), validation and logs off. Reported: median ms per step of
+each loop and the median of the per-round ratios; goal: DeepTrain within 1.05x of the
+engine's loop at every size.
+
+Bytes read per epoch: DeepTrain's default is one global schedule; every process reads every
+file of the epoch and feeds its own rows (so the data position does not depend on the
+number of processes). The table shows those bytes per process next to what reading only a
+process's share of the files would cost (``1/N`` of them), the saving an I/O-bound job
+would trade exact, process-count-independent resume for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BATCH, FEATURES, UNITS, CLASSES, FILES = 256, 128, 512, 10, 16
+
+
+def python_for(backend: str) -> str:
+    venv = REPO / (".venv" if backend == "tensorflow" else f".venv-{backend}")
+    exe = venv / "bin" / "python"
+    return str(exe) if exe.exists() else sys.executable
+
+
+def make_data(root: Path) -> Path:
+    sys.path.insert(0, str(REPO / "src"))
+    import numpy as np
+
+    from deeptrain.preprocessing import numpy_data_to_numpy_sets
+
+    rng = np.random.default_rng(0)
+    n = BATCH * FILES
+    labels = rng.integers(0, CLASSES, n)
+    x = rng.normal(size=(n, FEATURES)).astype("float32")
+    y = np.eye(CLASSES, dtype="float32")[labels]
+    numpy_data_to_numpy_sets(x, y, root / "train", batch_size=BATCH, shuffle=False, verbose=0)
+    return root / "train"
+
+
+# -- worker ------------------------------------------------------------------------------
+def build(scope):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    with scope():
+        m = keras.Sequential(
+            [
+                keras.Input((FEATURES,)),
+                keras.layers.Dense(UNITS, "relu"),
+                keras.layers.Dense(UNITS, "relu"),
+                keras.layers.Dense(CLASSES, "softmax"),
+            ]
+        )
+        m.compile(keras.optimizers.Adam(1e-3), "categorical_crossentropy")
+    return m
+
+
+def worker(args: argparse.Namespace) -> None:
+    os.environ["KERAS_BACKEND"] = args.backend
+    if args.backend == "jax":
+        os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.size}"
+    import contextlib
+
+    import numpy as np
+
+    scope = contextlib.nullcontext
+    if args.backend == "jax":
+        import keras
+
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
+    elif args.backend == "tensorflow":
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * args.size
+        )
+        scope = tf.distribute.MirroredStrategy(
+            [d.name for d in tf.config.list_logical_devices("CPU")]
+        ).scope
+    else:
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo")
+    from deeptrain import DataGenerator, TrainGenerator
+
+    data = Path(args.data)
+    dg = DataGenerator(
+        data,
+        batch_size=BATCH,
+        labels_path=data / "labels.h5",
+        superbatch_set_nums="all",
+        prefetch=0,
+    )
+    vdg = DataGenerator(data, batch_size=BATCH, labels_path=data / "labels.h5", set_nums=[1])
+    tg = TrainGenerator(
+        build(scope),
+        dg,
+        vdg,
+        epochs=1,
+        iter_verbosity=0,
+        val_freq=None,
+        plot_history_freq=None,
+        unique_checkpoint_freq=None,
+        check_model_health=False,
+    )
+    x = np.concatenate([dg.superbatch[s] for s in dg.set_nums_original])
+    y = np.concatenate([dg.all_labels[s] for s in dg.set_nums_original])
+    engine = engine_loop(args.backend, build(scope), x, y)
+    steps = len(dg)
+
+    def deeptrain_epoch():
+        tg.epochs += 1
+        tg.train()
+
+    timings = {"deeptrain": [], "engine": []}
+    deeptrain_epoch()  # warm-up (compiles)
+    engine()
+    for r in range(args.rounds):
+        order = [("deeptrain", deeptrain_epoch), ("engine", engine)]
+        for name, fn in order if r % 2 == 0 else order[::-1]:
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            timings[name].append((time.perf_counter() - t0) / steps * 1e3)
+    rank = int(os.environ.get("RANK", 0))
+    if rank == 0:
+        print(
+            "RESULT",
+            json.dumps(
+                {
+                    "backend": args.backend,
+                    "size": args.size,
+                    "describe": tg.distribution.describe(),
+                    **timings,
+                }
+            ),
+            flush=True,
+        )
+
+
+def sync() -> None:
+    if "torch.distributed" in sys.modules:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+
+
+def engine_loop(backend: str, model, x, y):
+    """One epoch of the engine's own loop over the same global batches."""
+    if backend != "torch":
+        return lambda: model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+    import torch
+    import torch.distributed as dist
+
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    share = BATCH // world
+    xs = torch.as_tensor(x)
+    ys = torch.as_tensor(y)
+
+    def epoch():
+        for start in range(0, len(x), BATCH):
+            rows = slice(start + rank * share, start + (rank + 1) * share)
+            probs = ddp(xs[rows], training=True)
+            loss = -(ys[rows] * torch.log(probs.clamp(1e-7, 1 - 1e-7))).sum(-1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    return epoch
+
+
+# -- driver ------------------------------------------------------------------------------
+def run(backend: str, size: int, data: Path, rounds: int) -> dict | None:
+    script = [
+        python_for(backend),
+        __file__,
+        "--worker",
+        "--backend",
+        backend,
+        "--size",
+        str(size),
+        "--data",
+        str(data),
+        "--rounds",
+        str(rounds),
+    ]
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), TF_CPP_MIN_LOG_LEVEL="2")
+    if backend == "torch":
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        procs = [
+            subprocess.Popen(
+                script,
+                env=dict(
+                    env,
+                    RANK=str(r),
+                    WORLD_SIZE=str(size),
+                    MASTER_ADDR="127.0.0.1",
+                    MASTER_PORT=str(port),
+                ),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for r in range(size)
+        ]
+    else:
+        procs = [
+            subprocess.Popen(
+                script, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        ]
+    outputs = [p.communicate(timeout=3600)[0] for p in procs]
+    for line in outputs[0].splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    print(f"{backend} x{size} failed:\n{outputs[0][-3000:]}", file=sys.stderr)
+    return None
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--backends", nargs="+", default=["jax", "tensorflow", "torch"])
+    p.add_argument("--sizes", nargs="+", type=int, default=[1, 2, 4, 8])
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--quick", action="store_true", help="sizes 1 and 2, 3 rounds")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--backend", help=argparse.SUPPRESS)
+    p.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--data", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        return worker(args)
+    if args.quick:
+        args.sizes, args.rounds = [1, 2], 3
+    with tempfile.TemporaryDirectory() as tmp:
+        data = make_data(Path(tmp))
+        file_bytes = sum(f.stat().st_size for f in data.glob("*.npy"))
+        rows = []
+        for backend in args.backends:
+            for size in args.sizes:
+                result = run(backend, size, data, args.rounds)
+                if result is not None:
+                    rows.append(result)
+    print(
+        f"\nMLP {FEATURES}-{UNITS}-{UNITS}-{CLASSES}, Adam, global batch {BATCH}, "
+        f"{FILES} steps per epoch; median ms/step over rounds\n"
+    )
+    print(
+        "| backend | devices | distribution | engine ms | DeepTrain ms | ratio | goal "
+        "<= 1.05 | bytes read / process / epoch | 1/N of the files |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ratio = statistics.median(d / e for d, e in zip(r["deeptrain"], r["engine"], strict=True))
+        print(
+            f"| {r['backend']} | {r['size']} | {r['describe']} | "
+            f"{statistics.median(r['engine']):.2f} | {statistics.median(r['deeptrain']):.2f} | "
+            f"{ratio:.3f} | {'PASS' if ratio <= 1.05 else 'FAIL'} | "
+            f"{file_bytes / 2**20:.1f} MiB | {file_bytes / r['size'] / 2**20:.1f} MiB |"
+        )
+
+
+if __name__ == "__main__":
+    main()
