@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -123,6 +124,7 @@ def run_layout(
     dropout: str,
     single: bool,
     optimizer: str = "adam",
+    other_layout: int | None = None,
 ) -> list[dict]:
     logs, out = tmp / "logs", tmp / "out.npz"
     common = ["--dropout", dropout, "--optimizer", optimizer]
@@ -170,6 +172,8 @@ def run_layout(
     for r in second[1:]:  # the others notice and stop with an error: no hang
         assert r.returncode != 0, r.stdout[-3000:]
     assert (run / "checkpoints" / "_temp_10iters_2vals").is_dir()
+    if other_layout:  # the same checkpoint, resumed later on another number of devices
+        shutil.copytree(logs, tmp / "logs_other")
 
     # 3. resume to the end, then the engine's own loop (and one device) in the same process
     third = launch(
@@ -192,6 +196,22 @@ def run_layout(
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["event"] for r in rows].count("train_batch") == 16  # no rolled-back rows
     assert [r["event"] for r in rows].count("validation") == 4
+    if other_layout:
+        (run_copy,) = (tmp / "logs_other").glob("M*__*")
+        (other,) = launch(
+            backend,
+            data,
+            tmp / "logs_other",
+            tmp / "other.npz",
+            1,
+            other_layout,
+            *common,
+            "--loadpath",
+            str(run_copy),
+        )
+        assert other.returncode == 0, other.stdout[-3000:]
+        assert "resuming on" in other.stdout and "not bitwise" in other.stdout
+        results.append(dict(np.load(tmp / "other_0.npz")))
     return results
 
 
@@ -234,7 +254,21 @@ def assert_global_and_complementary(results: list[dict], rows_per_process: int) 
 @pytest.mark.backends
 @pytest.mark.parametrize("processes, devices", [(1, 8), (2, 2)])
 def test_jax_data_parallel(data, tmp_path, processes, devices):
-    results = run_layout("jax", data, tmp_path, processes, devices, "0.3", single=processes == 1)
+    results = run_layout(
+        "jax",
+        data,
+        tmp_path,
+        processes,
+        devices,
+        "0.3",
+        single=processes == 1,
+        other_layout=4 if processes == 1 else None,
+    )
+    if processes == 1:  # resumed on 4 devices instead of 8: the same data, close results
+        other = results.pop()
+        assert int(other["fit_iters"]) == 16
+        for key in weight_keys(other):
+            np.testing.assert_allclose(other[key], results[0][key], atol=1e-6)
     assert results[0]["describe"] == (
         f"JAX DataParallel (mesh batch={processes * devices}; {processes} process(es))"
     )

@@ -45,6 +45,7 @@ EXAMPLE_TESTS = {
     "test_callbacks_advanced": "callbacks/advanced.py",
     "test_introspection_gradients": "introspection/gradients.py",
     "test_introspection_internals": "introspection/internals.py",
+    "test_distributed": "distributed.py",
 }
 
 
@@ -197,6 +198,15 @@ def test_reproducibility(examples):
     assert "resumed weights identical to the uninterrupted run's: True" in output
     # set_seeds(0), then the seed setter after epochs 1 and 2, and after epoch 2 again
     assert re.findall(r"set_random_seed\((\d+)\)", output) == ["0", "1", "2", "2"]
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_distributed(examples):
+    output, (logdir,) = examples["distributed.py"].result()
+    assert "trained on TensorFlow MirroredStrategy (4 replicas): epoch 2, val accuracy" in output
+    assert metrics_events(logdir) == (["train_batch"] * 12 + ["validation"]) * 2
+    assert (logdir / "checkpoints" / "latest").is_file()
 
 
 @pytest.mark.slow

@@ -205,6 +205,7 @@ class Checkpointer:
             tg.state.batches_fit,
             tg.state.times_validated,
         )
+        _compare_layouts(payload.get("distribution"), tg.distribution)
         return path
 
     def _check(
@@ -262,6 +263,21 @@ class Checkpointer:
     def report(self) -> Any:
         return report_figure(
             report_sections(self.tg), title=self.tg.model_name, fontpath=self.tg.report_fontpath
+        )
+
+
+def _compare_layouts(saved: dict[str, Any] | None, now: Any) -> None:
+    """Say when a run resumes on another device layout: the data position is exact there
+    too (it does not depend on the layout), but the arithmetic (how a batch is split and
+    reduced) differs, so the continuation is close to the uninterrupted run, not bitwise."""
+    if saved is None:
+        return
+    if (saved["processes"], saved["replicas"]) != (now.process_count, now.replicas):
+        log.warning(
+            "This checkpoint was written on %s; resuming on %s: the data position is "
+            "exact, but the results are close to, not bitwise equal to, an uninterrupted run",
+            saved["describe"],
+            now.describe(),
         )
 
 

@@ -184,10 +184,15 @@ def state_schema() -> dict[str, Any]:
         "model": _model(),
         "rng": _rng(),
         "files": files,
+        "distribution": _closed(  # where it was written (optional: older checkpoints)
+            {"describe": {"type": "string"}, "processes": _COUNTER, "replicas": _COUNTER},
+            ("describe", "processes", "replicas"),
+        ),
     }
+    optional = (DIGEST_FIELD, "distribution")
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        **_closed(properties, [k for k in properties if k != DIGEST_FIELD]),
+        **_closed(properties, [k for k in properties if k not in optional]),
     }
 
 

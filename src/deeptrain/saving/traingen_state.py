@@ -125,6 +125,11 @@ def collect(tg: Any, kind: str, seq: int) -> tuple[dict[str, Any], dict[str, np.
         "callbacks": callbacks,
         "model": model_state.variable_specs(tg.model),
         "rng": rng,
+        "distribution": {
+            "describe": tg.distribution.describe(),
+            "processes": tg.distribution.process_count,
+            "replicas": tg.distribution.replicas,
+        },
     }
     return payload, arrays
 
