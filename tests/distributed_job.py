@@ -41,7 +41,17 @@ def set_up_engine(args: argparse.Namespace):
 
         if args.processes > 1:
             keras.distribution.initialize(f"localhost:{args.port}", args.processes, args.process_id)
-        keras.distribution.set_distribution(keras.distribution.DataParallel())
+        if args.model_parallel:  # batch x model mesh; kernels split along their input axis
+            mesh = keras.distribution.DeviceMesh(
+                (args.devices * args.processes // 4, 4), ["batch", "model"]
+            )
+            layouts = keras.distribution.LayoutMap(mesh)
+            layouts[".*dense.*kernel"] = ("model", None)
+            keras.distribution.set_distribution(
+                keras.distribution.ModelParallel(layout_map=layouts, batch_dim_name="batch")
+            )
+        else:
+            keras.distribution.set_distribution(keras.distribution.DataParallel())
     elif args.backend == "torch":
         import torch.distributed as dist
 
@@ -250,6 +260,8 @@ def main() -> None:
     p.add_argument("--single", action="store_true")
     p.add_argument("--errors", action="store_true", help="record what bad inputs are told")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument("--model-parallel", action="store_true", help="JAX: a batch x model mesh")
+    p.add_argument("--check-load", action="store_true", help="load the last checkpoint back")
     args = p.parse_args()
     global OPTIMIZER
     OPTIMIZER = args.optimizer
@@ -277,6 +289,14 @@ def main() -> None:
             ref = build_model(args.dropout)
         reference(args, ref)
         out.update({f"ref_{k}": v for k, v in weights(ref).items()})
+    if args.check_load:  # a new model, under the same distribution, from the checkpoint
+        from deeptrain import TrainGenerator
+
+        with scope():
+            fresh = build_model(args.dropout, seed=5)
+        dg, vdg = generators(args.data)
+        TrainGenerator(fresh, dg, vdg, loadpath=tg.logdir, continue_run=False, iter_verbosity=0)
+        out.update({f"loaded_{k}": v for k, v in weights(fresh).items()})
     if args.errors:
         for name, message in bad_inputs(args, scope).items():
             out[f"error_{name}"] = np.asarray(message)

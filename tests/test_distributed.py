@@ -308,3 +308,30 @@ def test_torch_gloo_processes(data, tmp_path):
         # kernels); and DeepTrain on one device
         np.testing.assert_allclose(results[0][key], results[0]["ref_" + key], atol=1e-5)
         np.testing.assert_allclose(results[0][key], results[0]["single_" + key], atol=1e-5)
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="runs in the JAX job")
+@pytest.mark.backends
+def test_jax_model_parallel(data, tmp_path):
+    """A batch x model mesh (2 x 4) in one process: the step equals train_on_batch, and the
+    checkpoint of the sharded variables loads back into a model laid out the same way."""
+    (r,) = launch(
+        "jax",
+        data,
+        tmp_path / "logs",
+        tmp_path / "out.npz",
+        1,
+        8,
+        "--dropout",
+        "0.3",
+        "--model-parallel",
+        "--reference",
+        "--check-load",
+    )
+    assert r.returncode == 0, r.stdout[-3000:]
+    result = dict(np.load(tmp_path / "out_0.npz"))
+    assert str(result["describe"]) == "JAX ModelParallel (mesh batch=2, model=4; 1 process(es))"
+    assert len(result["rows"]) == 32
+    for key in weight_keys(result) + sorted(k for k in result if k.startswith("opt")):
+        np.testing.assert_array_equal(result[key], result["ref_" + key], err_msg=key)
+        np.testing.assert_array_equal(result[key], result["loaded_" + key], err_msg=key)
