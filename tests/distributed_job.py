@@ -71,6 +71,7 @@ def set_up_engine(args: argparse.Namespace):
 
 
 OPTIMIZER = "adam"  # --optimizer
+PREDICT = False  # --predict
 
 
 def build_model(dropout: float, seed: int = 0):
@@ -135,6 +136,7 @@ def train_deeptrain(args: argparse.Namespace, model, logs: Path | None, loadpath
         temp_checkpoint_freq={"iter": 1} if logs else None,
         unique_checkpoint_freq={"epoch": 1} if logs else None,
         loadpath=loadpath,
+        eval_fn="predict" if PREDICT else "evaluate",  # predictions gathered from all
     )
     tg.train()
     return tg
@@ -261,10 +263,11 @@ def main() -> None:
     p.add_argument("--errors", action="store_true", help="record what bad inputs are told")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     p.add_argument("--model-parallel", action="store_true", help="JAX: a batch x model mesh")
+    p.add_argument("--predict", action="store_true", help="validate in predict mode")
     p.add_argument("--check-load", action="store_true", help="load the last checkpoint back")
     args = p.parse_args()
-    global OPTIMIZER
-    OPTIMIZER = args.optimizer
+    global OPTIMIZER, PREDICT
+    OPTIMIZER, PREDICT = args.optimizer, args.predict
     os.environ["KERAS_BACKEND"] = args.backend
     if args.backend == "jax":
         os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
@@ -289,9 +292,15 @@ def main() -> None:
             ref = build_model(args.dropout)
         reference(args, ref)
         out.update({f"ref_{k}": v for k, v in weights(ref).items()})
-    if args.check_load:  # a new model, under the same distribution, from the checkpoint
-        from deeptrain import TrainGenerator
+    # the other validation mode, on the trained model: the same loss, gathered differently
+    from deeptrain import TrainGenerator
 
+    dg, vdg = generators(args.data)
+    other = TrainGenerator(
+        model, dg, vdg, iter_verbosity=0, eval_fn="evaluate" if PREDICT else "predict"
+    )
+    out["other_mode_loss"] = np.asarray(other.validate(record_progress=False)["loss"])
+    if args.check_load:  # a new model, under the same distribution, from the checkpoint
         with scope():
             fresh = build_model(args.dropout, seed=5)
         dg, vdg = generators(args.data)

@@ -125,9 +125,10 @@ def run_layout(
     single: bool,
     optimizer: str = "adam",
     other_layout: int | None = None,
+    predict: bool = False,
 ) -> list[dict]:
     logs, out = tmp / "logs", tmp / "out.npz"
-    common = ["--dropout", dropout, "--optimizer", optimizer]
+    common = ["--dropout", dropout, "--optimizer", optimizer, *(["--predict"] if predict else [])]
 
     # 1. SIGTERM to the last process at iteration 5
     first = launch(
@@ -231,6 +232,13 @@ def assert_refused_before_training(
         assert "the model was built before" in str(result["error_built_first"])
 
 
+def assert_modes_agree(results: list[dict]) -> None:
+    """The last validation's loss, in evaluate mode (metrics reduced over processes) and in
+    predict mode (predictions gathered, loss computed once), agree on every process."""
+    for r in results:
+        np.testing.assert_allclose(r["other_mode_loss"], r["val_loss"][-1], rtol=1e-5)
+
+
 def weight_keys(result: dict) -> list[str]:
     return sorted(k for k in result if k[0] == "w" and k[1:].isdigit())
 
@@ -263,6 +271,7 @@ def test_jax_data_parallel(data, tmp_path, processes, devices):
         "0.3",
         single=processes == 1,
         other_layout=4 if processes == 1 else None,
+        predict=processes == 2,
     )
     if processes == 1:  # resumed on 4 devices instead of 8: the same data, close results
         other = results.pop()
@@ -273,6 +282,7 @@ def test_jax_data_parallel(data, tmp_path, processes, devices):
         f"JAX DataParallel (mesh batch={processes * devices}; {processes} process(es))"
     )
     assert_global_and_complementary(results, 32 // processes)
+    assert_modes_agree(results)
     assert_refused_before_training(
         results[0], processes * devices, processes, stateful=True, built_first=True
     )
@@ -289,6 +299,7 @@ def test_tensorflow_mirrored_strategy(data, tmp_path):
     (result,) = run_layout("tensorflow", data, tmp_path, 1, 4, "0.0", single=True)
     assert result["describe"] == "TensorFlow MirroredStrategy (4 replicas)"
     assert_refused_before_training(result, 4, 1, stateful=True)
+    assert_modes_agree([result])
     for key in weight_keys(result) + sorted(k for k in result if k.startswith("opt")):
         # bitwise: Keras fit under the same strategy, on the same global batches
         np.testing.assert_array_equal(result[key], result["ref_" + key], err_msg=key)
@@ -299,10 +310,13 @@ def test_tensorflow_mirrored_strategy(data, tmp_path):
 @pytest.mark.skipif(BACKEND != "torch", reason="runs in the torch job")
 @pytest.mark.backends
 def test_torch_gloo_processes(data, tmp_path):
-    results = run_layout("torch", data, tmp_path, 2, 1, "0.0", single=True, optimizer="sgd")
+    results = run_layout(
+        "torch", data, tmp_path, 2, 1, "0.0", single=True, optimizer="sgd", predict=True
+    )
     assert results[0]["describe"] == "torch.distributed (gloo, 2 processes)"
     assert_global_and_complementary(results, 16)
     assert_refused_before_training(results[1], 2, 2, stateful=True)
+    assert_modes_agree(results)
     for key in weight_keys(results[0]):
         # torch's own DistributedDataParallel with torch's SGD (Keras' SGD arithmetic, other
         # kernels); and DeepTrain on one device

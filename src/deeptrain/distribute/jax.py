@@ -196,6 +196,17 @@ class JaxDistribution(Distribution):
             for v in model.variables
             if isinstance(v.value.sharding, jax.sharding.SingleDeviceSharding)
         ]
+        split = [v.path for v in model.variables if not v.value.is_fully_addressable]
+        writes = any(
+            getattr(tg, n, None) is not None for n in ("logs_dir", "logdir", "best_models_dir")
+        )
+        if split and writes:
+            raise DistributionError(
+                f"variables such as {split[0]!r} are split across processes by "
+                f"{self.describe()}: checkpoints of such variables are not supported yet "
+                "(no process holds them whole). Lay the model axis out within each process, "
+                "or train without logs_dir / logdir / best_models_dir."
+            )
         if n_devices > 1 and local:
             raise DistributionError(
                 f"the model's variables (e.g. {local[0]!r}) live on one device, but "
