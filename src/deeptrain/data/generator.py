@@ -407,11 +407,12 @@ class DataGenerator:
                     self.advance_batch()
         return self.preprocessor.process(self.batch, self.labels)
 
-    def advance_batch(self, forced: bool = False) -> None:
+    def advance_batch(self, forced: bool = False, is_recursive: bool = False) -> None:
         """Load the next batch: the next cut of the current group, or a new group.
 
         A new group is taken off the queue only once its files are loaded: if loading fails,
-        queue, generator and batch are as before, and a retry loads the same group."""
+        queue, generator and batch are as before, and a retry loads the same group.
+        (``is_recursive`` is DeepTrain 0.6's internal flag, accepted and unused.)"""
         if self.batch_loaded and not forced:
             log.warning(
                 "advance_batch() while a batch is loaded and not exhausted; "
