@@ -150,8 +150,8 @@ class TrainGenerator:
             if k not in ("self", "kwargs", "model", "datagen", "val_datagen")
         }
         check_kwargs(kwargs, [k for k in TRAINGEN_DEFAULTS if k not in explicit], "TrainGenerator")
-        configs = defaults()
-        configs.update(explicit)
+        configs = defaults()  # what is not passed comes from TRAINGEN_DEFAULTS, read now
+        configs.update({k: v for k, v in explicit.items() if k in self._passed_args})
         configs.update(kwargs)
         self._fit_fn_spec = configs.pop("fit_fn")
         self._eval_fn_spec = configs.pop("eval_fn")
