@@ -443,6 +443,15 @@ class DataGenerator:
         group.next_batch += 1
         self._schedule(timed=True)  # the caller trains now: see Prefetcher's adaptive rule
 
+    def hold_next_batch(self) -> bool:
+        """Load now the batch the next :meth:`get` would load (none is loaded, and the epoch
+        has data left), so that ``batch`` and ``labels`` hold it; returns whether it did.
+        The same load, only earlier: what is served, and in which order, is unchanged."""
+        if not self.batch_exhausted or not self._data_left():
+            return False
+        self.advance_batch()
+        return True
+
     def update_state(self) -> None:
         """End of an iteration: let the preprocessor advance, and flag the epoch's end."""
         self.preprocessor.update_state()

@@ -180,6 +180,7 @@ class TrainGenerator:
         self._lock: LogdirLock | None = None
         self.callbacks.init_with_traingen(self)
         loaded = self.load(self.loadpath) if self.loadpath is not None else None
+        self._hold_first_batches()
         run_dir = self._run_dir_of(loaded)
         self._set_up_logdir(run_dir)
         self._progress = EpochProgress(self.iter_verbosity)
@@ -250,6 +251,19 @@ class TrainGenerator:
                     "best_subset_size needs whole validation batches: it cannot be "
                     "used with val_datagen's shuffle_group_samples=True"
                 )
+
+    def _hold_first_batches(self) -> None:
+        """As in DeepTrain 0.6, both DataGenerators hold the batch they serve next once the
+        TrainGenerator is built (scripts and callbacks read ``datagen.batch`` before the
+        first step). It is the load their next ``get()`` does, done earlier, so what is
+        served, in which order and with which random draws, is unchanged, and a checkpoint
+        taken now resumes the same. Not for the train data where the earlier load would
+        change a decision: at an epoch's end (``all_data_exhausted`` still marks it) or
+        with a validation pending."""
+        self.val_datagen.hold_next_batch()
+        dg = self.datagen
+        if not dg.all_data_exhausted and not self.state.train_loop_done:
+            dg.hold_next_batch()
 
     def _set_up_model(self) -> None:
         _refuse_tf_graph_mode()
