@@ -15,19 +15,25 @@ __all__ = ["RandomSeedSetter", "set_seeds"]
 log = logging.getLogger(__name__)
 
 
-def set_seeds(seed: int = 0, reset_graph: bool = False) -> None:
+def set_seeds(
+    seed: int = 0,
+    reset_graph: bool = False,
+    verbose: int = 1,
+    seeds: int | Mapping[str, int] | None = None,
+) -> None:
     """Seed Python's ``random``, NumPy, the backend (TensorFlow / torch) and Keras' global
     seed generator: ``keras.utils.set_random_seed(seed)``. ``reset_graph`` first calls
-    ``keras.backend.clear_session()`` (models built before are then unusable)."""
+    ``keras.backend.clear_session()`` (models built before are then unusable). ``seeds``:
+    DeepTrain 0.6's name (see :class:`RandomSeedSetter`); ``verbose=0``: log at DEBUG."""
     import keras
 
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {seed!r}")
+    seed = _one_seed(seed if seeds is None else seeds)
+    level = logging.INFO if verbose else logging.DEBUG
     if reset_graph:
         keras.backend.clear_session()
-        log.info("Keras session cleared")
+        log.log(level, "Keras session cleared")
     keras.utils.set_random_seed(seed)
-    log.info("RANDOM SEEDS RESET (keras.utils.set_random_seed(%d))", seed)
+    log.log(level, "RANDOM SEEDS RESET (keras.utils.set_random_seed(%d))", seed)
 
 
 _SEED_NAMES = ("random", "numpy", "tf-graph", "tf-global")  # DeepTrain 0.6's seeds dict
