@@ -122,6 +122,7 @@ def _served(tg: TrainGenerator) -> tuple:
     return tg.state.set_name_cache, tg.state.val_set_name_cache, tg.model.get_weights()
 
 
+@pytest.mark.backends
 def test_1_holding_the_first_batch_leaves_the_run_and_its_resume_unchanged(data, tmp_path):
     """Split, shuffled files: served set names and final weights equal those of a run whose
     DataGenerators start without a batch (as before), and of a run resumed from a
@@ -777,6 +778,7 @@ def write_logdir_06(root: Path, data: Path, weights: list, names=("dense", "dens
     return logdir
 
 
+@pytest.mark.backends
 def test_3_migrate_a_0_6_logdir_then_load_and_continue(data, tmp_path, caplog):
     from deeptrain.migrate import migrate
 
