@@ -651,10 +651,12 @@ def test_2_deliberate_gaps_name_their_replacement(data, tmp_path):
 
 
 # == 3. 0.6 checkpoints migrated without running their code ================================
-def write_keras2_weights(path: Path, layers: list) -> None:
+def write_keras2_weights(path: Path, layers: list, full_model: bool = False) -> None:
     """Keras 2's ``save_weights`` HDF5 layout: root attribute ``layer_names`` (model.layers
-    order), one group per layer with attribute ``weight_names`` ('<layer>/<weight>:0')."""
-    with h5py.File(path, "w") as f:
+    order), one group per layer with attribute ``weight_names`` ('<layer>/<weight>:0');
+    ``model.save`` put the same under ``model_weights``."""
+    with h5py.File(path, "w") as file:
+        f = file.create_group("model_weights") if full_model else file
         f.attrs["layer_names"] = np.array([name.encode() for name, _ in layers])
         f.attrs["backend"] = b"tensorflow"
         f.attrs["keras_version"] = b"2.3.1"
@@ -767,11 +769,16 @@ def state_06(data: Path, **extra) -> dict:
     }
 
 
-def write_logdir_06(root: Path, data: Path, weights: list, names=("dense", "dense_1"), **extra):
+def write_logdir_06(
+    root: Path, data: Path, weights: list, names=("dense", "dense_1"), full_model=False, **extra
+):
     logdir = root / "M3__model-adam__min.500"
     logdir.mkdir(parents=True)
     prefix = logdir / "M3__model-adam__min.500_2vals__"
-    write_keras2_weights(Path(f"{prefix}weights.h5"), keras2_layers(weights, names))
+    layers = keras2_layers(weights, names)
+    write_keras2_weights(
+        Path(f"{prefix}{'model' if full_model else 'weights'}.h5"), layers, full_model
+    )
     with classes_named_as_in_0_6():
         blob = pickle.dumps(state_06(data, **extra))
     Path(f"{prefix}state.h5").write_bytes(blob)
@@ -838,6 +845,11 @@ def test_3_migrate_command_and_a_model_for_layers_named_by_the_user(data, tmp_pa
     assert path.is_dir() and "loadpath" in caplog.text
     with pytest.raises(FileExistsError):
         migrate(state_file, tmp_path / "cli")  # an existing checkpoint is not overwritten
+
+    full = write_logdir_06(tmp_path / "full06", data, weights, full_model=True)  # model.save
+    tg = TrainGenerator(classifier(), *datagens(data), loadpath=migrate(full, tmp_path / "full"))
+    for live, saved in zip(tg.model.get_weights(), weights, strict=True):
+        np.testing.assert_array_equal(live, saved)
 
 
 def test_3_a_malicious_pickle_is_refused_without_running(data, tmp_path):

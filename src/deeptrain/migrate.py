@@ -106,6 +106,7 @@ _SETTINGS = (
     "best_subset_nums",
 )
 _FREQS = ("val_freq", "plot_history_freq", "unique_checkpoint_freq", "temp_checkpoint_freq")
+_WEIGHTS_FILES = ("weights.h5", "model.h5", "model_noopt.h5")  # after 0.6's '<prefix>'
 _NOT_CARRIED = (
     "the optimizer's state (Keras 2 slots; the optimizer starts fresh), random generator "
     "states (0.6 saved none), callbacks' state, the position inside the epoch"
@@ -114,7 +115,9 @@ _NOT_CARRIED = (
 
 def find_legacy_state(path: str | Path) -> tuple[Path, Path | None]:
     """``(state file, weights file or None)`` for a 0.6 state file, or for the newest
-    ``*state.h5`` in a 0.6 log directory (or ``best_models_dir``)."""
+    ``*state.h5`` in a 0.6 log directory (or ``best_models_dir``). The weights are
+    ``<prefix>weights.h5``, else the full model ``<prefix>model.h5`` / ``model_noopt.h5``
+    (its ``model_weights``)."""
     path = Path(path)
     if path.is_file():
         state = path
@@ -127,8 +130,9 @@ def find_legacy_state(path: str | Path) -> tuple[Path, Path | None]:
         raise FileNotFoundError(f"{path} does not exist")
     if not state.name.endswith("state.h5"):
         raise ValueError(f"{state} is not a DeepTrain 0.6 state file (*__state.h5)")
-    weights = state.with_name(state.name[: -len("state.h5")] + "weights.h5")
-    return state, weights if weights.is_file() else None
+    prefix = state.name[: -len("state.h5")]
+    candidates = [state.with_name(prefix + f) for f in _WEIGHTS_FILES]
+    return state, next((p for p in candidates if p.is_file()), None)
 
 
 def migrate(logdir_06: str | Path, out_dir: str | Path, model: Any = None) -> Path:
