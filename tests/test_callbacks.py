@@ -116,8 +116,8 @@ def test_periodic_callback_counts_and_state(binary_data):
     fresh = Every({"train:batch": 2, "val_end": 1})
     fresh.load_state_dict(state)
     assert fresh._counters == cb._counters
-    with pytest.raises(ValueError, match="freq stage 'save'"):
-        Every({"save": 1})
+    with pytest.raises(ValueError, match="freq stage 'load'"):  # 'save' counts saves
+        Every({"load": 1})
     with pytest.raises(ValueError, match="int >= 1"):
         Every({"train:epoch": 0})
 

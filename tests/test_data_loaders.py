@@ -87,8 +87,8 @@ def test_lz4_frame_directory_and_dataset_modes(tmp_path):
     )
     assert dg.set_nums_original == ["0", "1", "2"]
     assert served_ids(dg) == [i for s in range(3) for i in sample_ids(s, 8)]
-    with pytest.raises(ValueError, match="data_dtype= and data_batch_shape="):
-        DataGenerator(d, batch_size=8, data_loader="numpy-lz4f")
+    with pytest.raises(ValueError, match="needs the arrays' batch shape: pass data_batch_shape="):
+        DataGenerator(d, batch_size=8, data_loader="numpy-lz4f")  # (the dtype defaults)
 
 
 def test_memmap_by_argument_and_by_size_threshold(tmp_path):

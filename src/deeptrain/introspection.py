@@ -231,6 +231,9 @@ class GradientNorms:
 
     ``norms[i, j]``: iteration ``i``'s norm of gradient tensor ``names[j]`` (one column,
     named ``'global'``, with ``scope='global'``); ``stat[i] = stat_fn(norms[i])``.
+    It unpacks like DeepTrain 0.6's result:
+    ``grad_norms, batches_processed, iters_processed = tg.gradient_norm_over_dataset()``
+    gives ``stat`` (0.6's per-iteration values) and the two counts.
     """
 
     norms: np.ndarray
@@ -241,17 +244,42 @@ class GradientNorms:
     figure: Any = None
     savepath: Path | None = None
 
+    def _legacy(self) -> tuple[np.ndarray, int, int]:
+        return self.stat, self.batches_processed, self.iters_processed
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._legacy())
+
+    def __getitem__(self, index: int | slice) -> Any:
+        return self._legacy()[index]
+
+    def __len__(self) -> int:
+        return 3
+
 
 @dataclass
 class GradientSums:
     """Result of :func:`gradient_sum_over_dataset`: ``sums[name]`` is the gradient tensor
-    summed over ``iters_processed`` iterations (divide for the mean gradient)."""
+    summed over ``iters_processed`` iterations (divide for the mean gradient). It unpacks
+    like DeepTrain 0.6's result: ``grads_sum, batches_processed, iters_processed``."""
 
     sums: dict[str, np.ndarray]
     batches_processed: int
     iters_processed: int
     figure: Any = None
     savepath: Path | None = None
+
+    def _legacy(self) -> tuple[dict[str, np.ndarray], int, int]:
+        return self.sums, self.batches_processed, self.iters_processed
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._legacy())
+
+    def __getitem__(self, index: int | slice) -> Any:
+        return self._legacy()[index]
+
+    def __len__(self) -> int:
+        return 3
 
 
 def gradient_norm_over_dataset(

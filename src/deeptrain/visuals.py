@@ -3,10 +3,13 @@ predictions; histograms of weights,
 outputs and gradients; image grids. Drawn with matplotlib's object API
 (``matplotlib.figure.Figure``) on an off-screen canvas: nothing is ever shown or blocks,
 and no figure is registered with pyplot, so there is nothing to close. Every function
-returns the ``Figure``; :func:`save_figure` writes one to disk."""
+returns the ``Figure``; :func:`save_figure` writes one to disk, scaled by the ``SCALEFIG``
+environment variable (DeepTrain 0.6's setting, see :func:`scalefig`)."""
 
 from __future__ import annotations
 
+import ast
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 __all__ = [
+    "scalefig",
     "save_figure",
     "hist_grid",
     "image_grid",
@@ -26,8 +30,34 @@ __all__ = [
 ]
 
 
+def scalefig(fig: Figure) -> Figure:
+    """Scale ``fig``'s size by the ``SCALEFIG`` environment variable, once: one factor
+    (``'1.2'``) or ``(width, height)`` factors (``'(1, 1.2)'``); unset: unchanged. Every
+    figure DeepTrain writes passes through here (0.6 scaled what it showed). Returns
+    ``fig``."""
+    text = os.environ.get("SCALEFIG", "").strip()
+    if not text or getattr(fig, "_deeptrain_scaled", False):
+        return fig
+    try:
+        value = ast.literal_eval(text)
+        w, h = (value, value) if isinstance(value, (int, float)) else value
+        w, h = float(w), float(h)
+        if not (w > 0 and h > 0):
+            raise ValueError
+    except (ValueError, TypeError, SyntaxError):
+        raise ValueError(
+            f"SCALEFIG={text!r}: expected a positive number ('1.2') or a pair ('(1, 1.2)')"
+        ) from None
+    width, height = fig.get_size_inches()
+    fig.set_size_inches(width * w, height * h)
+    fig._deeptrain_scaled = True
+    return fig
+
+
 def save_figure(fig: Figure, path: str | Path, dpi: int = 80) -> Path:
-    """Write ``fig`` to ``path`` (parent directories created); returns the path."""
+    """Write ``fig`` (scaled by ``SCALEFIG``) to ``path`` (parent directories created);
+    returns the path."""
+    scalefig(fig)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
@@ -44,31 +74,46 @@ def hist_grid(
     plot_kw: Mapping[str, Any] | None = None,
     w: float = 1,
     h: float = 1,
+    names_kw: Mapping[str, Any] | None = None,
+    show_names: bool = True,
+    peaks_to_clip: int = 0,
+    title_kw: Mapping[str, Any] | None = None,
+    subplots_kw: Mapping[str, Any] | None = None,
+    tight_kw: Mapping[str, Any] | None = None,
 ) -> Figure:
     """One histogram per ``{name: array}`` entry (flattened, non-finite values dropped),
-    in a grid of ``n_cols`` columns (default: up to 4), each titled with its name.
+    in a grid of ``n_cols`` columns (default: up to 4), each titled with its name
+    (``names_kw``: its text keywords; ``show_names=False``: no names).
     ``share_xy``: ``sharex``/``sharey`` of the subplots; ``center_zero``: x limits
-    symmetric about 0."""
+    symmetric about 0; ``peaks_to_clip=n``: the y axis stops at the (n+1)-th highest bin,
+    so that n tall peaks do not flatten the rest. ``title_kw``, ``subplots_kw`` and
+    ``tight_kw`` go to ``suptitle``, ``subplots`` and ``tight_layout``."""
     names = list(data)
     n = max(1, len(names))
     n_cols = n_cols or min(4, n)
     n_rows = -(-n // n_cols)
     fig = Figure(figsize=(3.5 * n_cols * w, 2.6 * n_rows * h))
-    axes = fig.subplots(n_rows, n_cols, squeeze=False, sharex=share_xy[0], sharey=share_xy[1])
+    sharing = {"sharex": share_xy[0], "sharey": share_xy[1], **dict(subplots_kw or {})}
+    axes = fig.subplots(n_rows, n_cols, squeeze=False, **sharing)
     for ax in axes.flat[n:]:
         ax.set_axis_off()
     for ax, name in zip(axes.flat, names, strict=False):  # the grid may have spare axes
         values = np.asarray(data[name], dtype=float).ravel()
         values = values[np.isfinite(values)]
-        ax.hist(values, bins=bins, **dict(plot_kw or {}))
-        ax.set_title(name, fontsize=9)
+        counts = ax.hist(values, bins=bins, **dict(plot_kw or {}))[0]
+        if show_names:
+            ax.set_title(name, **{"fontsize": 9, **dict(names_kw or {})})
+        if peaks_to_clip and np.size(counts) > peaks_to_clip:
+            top = float(np.sort(np.ravel(counts))[-(int(peaks_to_clip) + 1)])
+            if top > 0:
+                ax.set_ylim(0, top * 1.05)
         if center_zero and values.size:
             lim = float(np.abs(values).max()) or 1.0
             ax.set_xlim(-lim, lim)
         ax.tick_params(labelsize=8)
     if title:
-        fig.suptitle(title, weight="bold")
-    fig.tight_layout()
+        fig.suptitle(title, **{"weight": "bold", **dict(title_kw or {})})
+    fig.tight_layout(**dict(tight_kw or {}))
     return fig
 
 
@@ -97,10 +142,15 @@ def image_grid(
 
 
 def _windows(entry: Any) -> list[np.ndarray]:
-    """A cache entry (one batch): a list of per-window arrays, or one array."""
-    return (
-        [np.asarray(a) for a in entry] if isinstance(entry, (list, tuple)) else [np.asarray(entry)]
-    )
+    """A cache entry (one batch) as a list of per-window arrays: a list of them, or an array
+    ``(slices, samples, 1)`` / ``(slices, samples)`` (DeepTrain 0.6's array layout), or one
+    window ``(samples, 1)`` / ``(samples,)``."""
+    if isinstance(entry, (list, tuple)):
+        return [np.asarray(a) for a in entry]
+    a = np.asarray(entry)
+    if a.ndim == 3 or (a.ndim == 2 and a.shape[-1] != 1):
+        return list(a)
+    return [a]
 
 
 def _binary(a: np.ndarray, what: str) -> np.ndarray:
@@ -120,8 +170,9 @@ def binary_preds_per_iteration(
     """One image per validation batch: its labels (two rows) above its predictions (one row
     per window), samples along x; ``bwr`` colormap (blue 0, red 1). For sigmoid outputs.
 
-    ``labels_cache[b]`` / ``preds_cache[b]``: batch b's arrays, one per window (a list),
-    as in ``TrainGenerator._val_cache``."""
+    ``labels_cache[b]`` / ``preds_cache[b]``: batch b's arrays, one per window (a list, as
+    in ``tg._labels_cache`` / ``tg._preds_cache``), or arrays shaped
+    ``(batches, slices, samples, 1)`` as DeepTrain 0.6 documented."""
     n = len(preds_cache)
     if n == 0:
         raise ValueError("binary_preds_per_iteration: no predictions cached")
@@ -145,7 +196,8 @@ def binary_preds_distribution(
 ) -> Figure:
     """All predictions as dots along x in [0, 1], spread over a few rows; red: label 1,
     blue: label 0; a thick black line at the threshold ``pred_th``. A red dot far left is a
-    confidently missed positive. For sigmoid outputs."""
+    confidently missed positive. For sigmoid outputs; the caches are laid out as in
+    :func:`binary_preds_per_iteration`."""
     preds, labels = [], []
     for label_entry, pred_entry in zip(labels_cache, preds_cache, strict=True):
         batch_labels = _binary(_windows(label_entry)[0], "labels")  # windows share labels
@@ -217,9 +269,13 @@ def layer_hists(
 ) -> Figure:
     """Histogram grid of the weights, outputs or gradients (``'gradients'`` means
     ``'gradients:outputs'``) of the layers ``_id`` chooses (see
-    :mod:`deeptrain.introspection`). ``omit_names`` applies to weights. ``configs``:
-    ``{'plot': kwargs of ax.hist, 'title': suptitle text}``; ``kw`` go to :func:`hist_grid`
-    (bins, n_cols, center_zero, w, h)."""
+    :mod:`deeptrain.introspection`). ``omit_names`` applies to weights. ``configs`` (DeepTrain
+    0.6's keys): ``'plot'``: kwargs of ``ax.hist``, plus ``'annot_kw'`` (the subplot
+    names' text kwargs; None: no names) and ``'peaks_to_clip'`` (see :func:`hist_grid`);
+    ``'title'``: the title's text, or its kwargs; ``'subplot'``, ``'tight'``: kwargs of
+    ``subplots`` and ``tight_layout``; ``'annot'``: like ``'annot_kw'``; ``'save'``: not
+    used (callbacks save the figure). ``kw`` go to :func:`hist_grid` (bins, n_cols,
+    center_zero, w, h)."""
     from . import introspection as intro
 
     if mode not in LAYER_HIST_MODES:
@@ -240,10 +296,32 @@ def layer_hists(
             labels,
             mode="weights" if mode == "gradients:weights" else "outputs",
         )
+    return hist_grid(data, share_xy=share_xy, **layer_hists_kwargs(configs, mode), **kw)
+
+
+LAYER_HISTS_CONFIG_KEYS = ("plot", "subplot", "title", "tight", "annot", "save")
+
+
+def layer_hists_kwargs(configs: Mapping[str, Any] | None, title: str) -> dict[str, Any]:
+    """:func:`hist_grid` keywords from :func:`layer_hists`' ``configs``."""
     configs = dict(configs or {})
-    return hist_grid(
-        data, share_xy=share_xy, plot_kw=configs.get("plot"), title=configs.get("title", mode), **kw
-    )
+    unknown = [k for k in configs if k not in LAYER_HISTS_CONFIG_KEYS]
+    if unknown:
+        raise ValueError(f"configs keys {unknown} are not among {list(LAYER_HISTS_CONFIG_KEYS)}")
+    plot = dict(configs.get("plot") or {})
+    annot = plot.pop("annot_kw", configs.get("annot", {}))
+    peaks_to_clip = int(plot.pop("peaks_to_clip", 0) or 0)
+    title_cfg = configs.get("title", title)
+    return {
+        "plot_kw": plot,
+        "peaks_to_clip": peaks_to_clip,
+        "show_names": annot is not None,
+        "names_kw": annot or None,
+        "title": title_cfg if isinstance(title_cfg, str) else title,
+        "title_kw": title_cfg if isinstance(title_cfg, Mapping) else None,
+        "subplots_kw": configs.get("subplot"),
+        "tight_kw": configs.get("tight"),
+    }
 
 
 def viz_roc_auc(y_true: Any, y_pred: Any) -> Figure:

@@ -79,17 +79,17 @@ class TraingenCallback:
         pass
 
 
-_PERIODIC_STAGES = tuple(s for s in STAGES if s not in ("save", "load"))
+_PERIODIC_STAGES = tuple(s for s in STAGES if s != "load")  # 'save': every n-th save
 
 
 class PeriodicCallback(TraingenCallback):
     """A callback that acts on every ``freq[stage]``-th firing of the stages in ``freq``.
 
     ``freq={'train:epoch': 2, 'val_end': 1}``: :meth:`on_due` runs at every second epoch
-    end and after every validation. A compound stage counts as its first element
-    (``('val_end', 'train:epoch')`` is a ``'val_end'``). The call counters are in
-    :meth:`state_dict`, so a resumed run keeps the rhythm. Subclasses implement
-    :meth:`on_due`; if they extend ``state_dict``, they should include ``super()``'s.
+    end and after every validation; ``'save'`` counts checkpoint saves. A compound stage
+    counts as its first element (``('val_end', 'train:epoch')`` is a ``'val_end'``). The
+    call counters are in :meth:`state_dict`, so a resumed run keeps the rhythm. Subclasses
+    implement :meth:`on_due`; if they extend ``state_dict``, they should include ``super()``'s.
     """
 
     def __init__(self, freq: Mapping[str, int]):
@@ -131,6 +131,9 @@ class PeriodicCallback(TraingenCallback):
         self._tick(stage)
 
     def on_val_end(self, stage: Stage) -> None:
+        self._tick(stage)
+
+    def on_save(self, stage: Stage) -> None:
         self._tick(stage)
 
     def state_dict(self) -> dict[str, Any]:

@@ -115,9 +115,12 @@ def make_layer_hists_cb(
 ) -> Any:
     """A callback ``fn(tg)`` drawing :func:`deeptrain.visuals.layer_hists` of ``mode``
     (``'weights'``, ``'outputs'``, ``'gradients:outputs'``, ``'gradients:weights'``) on
-    ``x``, ``y`` (default: the validation batch in memory and its labels)."""
+    ``x``, ``y`` (default: the validation batch in memory and its labels). ``configs``:
+    DeepTrain 0.6's keys (``{'plot': {'annot_kw': None, 'peaks_to_clip': 2}, 'title':
+    {...}}``, see :func:`deeptrain.visuals.layer_hists`), checked here."""
     if mode not in visuals.LAYER_HIST_MODES:
         raise ValueError(f"mode must be one of {visuals.LAYER_HIST_MODES}, got {mode!r}")
+    visuals.layer_hists_kwargs(configs, mode)  # a bad key fails now, not at the first call
 
     def layer_hists_cb(tg: Any) -> Path | None:
         data, labels = x, y

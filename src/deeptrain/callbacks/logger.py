@@ -14,11 +14,28 @@ import numpy as np
 from .. import introspection
 from .base import PeriodicCallback, Stage
 
-__all__ = ["TraingenLogger", "read_log"]
+__all__ = ["TraingenLogger", "LogRecord", "read_log"]
 
 log = logging.getLogger(__name__)
 
 LOGGABLES = ("weights", "outputs", "gradients")
+
+
+class LogRecord(dict):
+    """One log of one kind: ``{name: array}`` over all the configured layer ids. An int
+    index gives the arrays of the configured id at that position, as DeepTrain 0.6 stored
+    them (``lg.outputs[log_id][0]``: ``{name: array}`` of the first id in ``configs``)."""
+
+    def __init__(self, parts: list[dict[str, Any]]):
+        super().__init__()
+        for part in parts:
+            self.update(part)
+        self.parts = parts
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, int) and not isinstance(key, bool) and key not in self:
+            return self.parts[key]
+        return super().__getitem__(key)
 
 
 class TraingenLogger(PeriodicCallback):
@@ -47,9 +64,12 @@ class TraingenLogger(PeriodicCallback):
             (one file per log). None (default, as in DeepTrain 0.6): only when you call them.
         fmt: ``'h5'`` or ``'npz'``.
 
-    In memory, ``self.weights[log_id][name]`` (likewise ``outputs``, ``gradients``). A file
-    ``<savedir>/<logname><id>.<fmt>`` holds the arrays at ``'<key>/<log_id>/<name>'``;
-    :func:`read_log` reads one back. The log id counter is in :meth:`state_dict`.
+    In memory, ``self.weights[log_id][name]`` (likewise ``outputs``, ``gradients``), a
+    :class:`LogRecord`: ``self.outputs[log_id][i]`` holds only the i-th configured id's
+    arrays, as DeepTrain 0.6 did. A file ``<savedir>/<logname><id>.<fmt>`` holds the arrays
+    at ``'<key>/<log_id>/<name>'``; :func:`read_log` reads one back. The log id counter is
+    in :meth:`state_dict`. ``verbose=0`` on :meth:`save`, :meth:`load` and :meth:`clear`
+    logs their messages at DEBUG instead of INFO.
     """
 
     def __init__(
@@ -102,12 +122,16 @@ class TraingenLogger(PeriodicCallback):
             if key not in self.configs:
                 continue
             kw = dict(self.configs.get(f"{key}-kw", {}))
-            args: list[Any] = [model, self.configs[key]]
+            inputs: list[Any] = []
             if key != "weights":
-                args.append(self._data())
+                inputs.append(self._data())
             if key == "gradients":
-                args.append(self._labels())
-            getattr(self, key)[_id] = dict(self.gather_fns[key](*args, **kw))
+                inputs.append(self._labels())
+            parts = [  # one gather per configured id, as 0.6 kept them
+                dict(self.gather_fns[key](model, [layer_id], *inputs, **kw))
+                for layer_id in self.configs[key]
+            ]
+            getattr(self, key)[_id] = LogRecord(parts)
         return _id
 
     def _data(self) -> Any:
@@ -127,7 +151,7 @@ class TraingenLogger(PeriodicCallback):
         self.get_labels_fn = self.get_labels_fn or (lambda: y)
 
     # -- files ---------------------------------------------------------------------------
-    def save(self, _id: int | str | None = None, clear: bool = False) -> Path:
+    def save(self, _id: int | str | None = None, clear: bool = False, verbose: int = 1) -> Path:
         """Write everything recorded to ``<savedir>/<logname><_id>.<fmt>`` (default id: the
         last log's); ``clear`` empties memory afterwards."""
         flat = {
@@ -144,14 +168,16 @@ class TraingenLogger(PeriodicCallback):
             with h5py.File(path, "w") as f:
                 for name, value in flat.items():
                     f[name] = value
-        log.info("TraingenLogger data saved to %s", path)
+        log.log(_level(verbose), "TraingenLogger data saved to %s", path)
         if clear:
-            self.clear()
+            self.clear(verbose)
         return path
 
-    def load(self, path: str | Path | None = None) -> dict[str, dict]:
+    def load(self, path: str | Path | None = None, verbose: int = 1) -> dict[str, dict]:
         """Replace what is in memory by a saved file's content (default: ``loadpath``, else
         the newest ``<logname>*`` file in ``savedir``); returns it."""
+        if isinstance(path, (bool, int)):  # DeepTrain 0.6's load(verbose)
+            path, verbose = None, path
         path = path or self.loadpath
         if path is None:
             files = sorted(
@@ -163,14 +189,15 @@ class TraingenLogger(PeriodicCallback):
         data = read_log(path)
         for key in LOGGABLES:
             setattr(self, key, data[key])
-        log.info("TraingenLogger data loaded from %s", path)
+        log.log(_level(verbose), "TraingenLogger data loaded from %s", path)
         return data
 
-    def clear(self) -> None:
+    def clear(self, verbose: int = 0) -> None:
         """Empty ``weights``, ``outputs`` and ``gradients``."""
         self.weights: dict = {}
         self.outputs: dict = {}
         self.gradients: dict = {}
+        log.log(_level(verbose), "TraingenLogger data cleared")
 
     # -- checkpoints ---------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -182,8 +209,8 @@ class TraingenLogger(PeriodicCallback):
 
 
 def read_log(path: str | Path) -> dict[str, dict]:
-    """A :class:`TraingenLogger` file as ``{key: {log_id: {name: array}}}`` (log ids that
-    are digits become ints)."""
+    """A :class:`TraingenLogger` file as ``{key: {log_id: LogRecord {name: array}}}`` (log
+    ids that are digits become ints)."""
     path = Path(path)
     flat: dict[str, np.ndarray] = {}
     if path.suffix == ".npz":
@@ -202,7 +229,14 @@ def read_log(path: str | Path) -> dict[str, dict]:
         key, log_id, name = full.split("/", 2)
         log_id = int(log_id) if log_id.lstrip("-").isdigit() else log_id
         out[key].setdefault(log_id, {})[name] = np.asarray(value)
-    return out
+    # the per-id split is not stored: [0] gives all of a log's arrays
+    return {
+        key: {i: LogRecord([arrays]) for i, arrays in logs.items()} for key, logs in out.items()
+    }
+
+
+def _level(verbose: Any) -> int:
+    return logging.INFO if verbose else logging.DEBUG
 
 
 def _check_configs(configs: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 A *directory* holds one batch per file, named as a common base plus a number
 (``128batch__1.npy``, ``128batch__2.npy``, ...): the number is the set num. A single *file*
-holds all batches (dataset mode), keyed by set num. Set nums are strings, ordered numerically.
+holds all batches (dataset mode), keyed by set num; so does a directory whose only data
+file is unnumbered (``train/data.h5`` beside ``train/labels.h5``). Set nums are strings,
+ordered numerically.
 An entry named like the data files must be a regular file (or a symlink to one): a
 directory, FIFO, broken symlink or symlink loop there is an error, not a file left out.
 """
@@ -109,6 +111,10 @@ def discover(
     if not files:
         _refuse([p for p in odd if _NUMBERED.match(p.stem)], argname)
         raise ValueError(f"{argname}={str(path)!r} holds no {ext!r} files")
+    if len(files) == 1 and not odd and _NUMBERED.match(files[0].stem) is None:
+        # one unnumbered file (train/data.h5): the dataset itself, as in DeepTrain 0.6
+        log.info("%s=%r holds one data file: reading %s", argname, str(path), files[0].name)
+        return Discovery(path=files[0], is_dataset=True, ext=ext)
     return _number_files(files, path, argname, ext, odd)
 
 

@@ -419,11 +419,12 @@ class DataGenerator:
                     self.advance_batch()
         return self.preprocessor.process(self.batch, self.labels)
 
-    def advance_batch(self, forced: bool = False) -> None:
+    def advance_batch(self, forced: bool = False, is_recursive: bool = False) -> None:
         """Load the next batch: the next cut of the current group, or a new group.
 
         A new group is taken off the queue only once its files are loaded: if loading fails,
-        queue, generator and batch are as before, and a retry loads the same group."""
+        queue, generator and batch are as before, and a retry loads the same group.
+        (``is_recursive`` is DeepTrain 0.6's internal flag, accepted and unused.)"""
         if self.batch_loaded and not forced:
             log.warning(
                 "advance_batch() while a batch is loaded and not exhausted; "
@@ -453,6 +454,15 @@ class DataGenerator:
         self._serve(group, group.next_batch, batch, labels)
         group.next_batch += 1
         self._schedule(timed=True)  # the caller trains now: see Prefetcher's adaptive rule
+
+    def hold_next_batch(self) -> bool:
+        """Load now the batch the next :meth:`get` would load (none is loaded, and the epoch
+        has data left), so that ``batch`` and ``labels`` hold it; returns whether it did.
+        The same load, only earlier: what is served, and in which order, is unchanged."""
+        if not self.batch_exhausted or not self._data_left():
+            return False
+        self.advance_batch()
+        return True
 
     def update_state(self) -> None:
         """End of an iteration: let the preprocessor advance, and flag the epoch's end."""

@@ -82,6 +82,7 @@ class DataLoader:
             supported = BUILTIN_FORMATS[loader].extensions or (".npy",)
         found = discover(self.path, argname, supported, exclude=exclude, ext=ext)
         self._is_dataset = found.is_dataset
+        self.path = found.path  # a directory holding one dataset file: that file
         self.ext = found.ext
         self.base_name = base_name if base_name is not None else found.base_name
         if filepaths is not None:  # only these of the files found
@@ -102,15 +103,28 @@ class DataLoader:
         else:
             self.format = self._choose_format(loader, memmap_threshold)
             self.name = self.format.name
-            if self.format.name == "numpy-lz4f" and None in (dtype, batch_shape):
-                raise ValueError(
-                    f"the numpy-lz4f loader of {argname}={str(self.path)!r} needs "
-                    "the arrays' dtype and batch shape: pass data_dtype= and "
-                    "data_batch_shape= (labels_dtype= and labels_batch_shape= for "
-                    "labels) to DataGenerator"
-                )
+            if self.format.name == "numpy-lz4f":
+                self._check_lz4_options(dtype, batch_shape)
 
     # -- construction helpers --------------------------------------------------
+    def _check_lz4_options(self, dtype: Any, batch_shape: Any) -> None:
+        """lz4 frames carry no shape or dtype: the batch shape must be given; the dtype
+        defaults to float64, as in DeepTrain 0.6 (``np.frombuffer``'s default)."""
+        if batch_shape is None:
+            raise ValueError(
+                f"the numpy-lz4f loader of {self.argname}={str(self.path)!r} needs the "
+                "arrays' batch shape: pass data_batch_shape= (labels_batch_shape= for "
+                "labels) to DataGenerator"
+            )
+        if dtype is None:
+            log.info(
+                "%s: numpy-lz4f without a dtype: decoding as float64 (DeepTrain 0.6's "
+                "default); pass data_dtype= / labels_dtype= if the arrays were saved as "
+                "another dtype",
+                self.argname,
+            )
+            self.options = FormatOptions(dtype=np.float64, batch_shape=self.options.batch_shape)
+
     def _choose_format(self, loader: str | None, memmap_threshold: int | None) -> FileFormat:
         fmt = BUILTIN_FORMATS[loader] if loader else format_for_extension(self.ext)
         if fmt is None:

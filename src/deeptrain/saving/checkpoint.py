@@ -395,6 +395,7 @@ def resolve_loadpath(path: str | Path) -> tuple[Path, dict[str, Any]]:
     if path.is_symlink():  # a link given by the caller is followed; links inside are not
         path = path.resolve()
     if path.is_file():
+        _refuse_legacy_state(path)
         if path.name != STATE_FILE:
             raise ValueError(
                 f"loadpath {str(path)!r} is a file; give a checkpoint directory, "
@@ -441,7 +442,25 @@ def resolve_loadpath(path: str | Path) -> tuple[Path, dict[str, Any]]:
             )
         return candidate, state
     detail = f": {'; '.join(errors)}" if errors else ""
+    if path.is_dir() and any(path.glob("*state.h5")):
+        detail += f". {_LEGACY_HINT.format(path=str(path))}"
     raise NoIntactCheckpointError(f"no intact DeepTrain checkpoint found at {str(path)!r}{detail}")
+
+
+_LEGACY_HINT = (
+    "DeepTrain 0.6's *__state.h5 files (pickles) are not loaded, since unpickling can run "
+    "code: convert them once with deeptrain.migrate.migrate({path!r}, <new log directory>) "
+    "(or python -m deeptrain.migrate), then load the new directory"
+)
+
+
+def _refuse_legacy_state(path: Path) -> None:
+    """A DeepTrain 0.6 state file given as ``loadpath``: an error naming the migration."""
+    if path.name.endswith("state.h5"):
+        raise ValueError(
+            f"loadpath {str(path)!r} is a DeepTrain 0.6 state file. "
+            + _LEGACY_HINT.format(path=str(path.parent))
+        )
 
 
 def prune(directory: Path, keep: dict[str, int], protect: set[Path]) -> None:

@@ -49,9 +49,15 @@ from .rollback import LiveState
 from .safe_io import is_real_dir
 from .traingen_state import check, collect, effective_loadskip, restore
 
-__all__ = ["Checkpointer"]
+__all__ = ["Checkpointer", "MODEL_SAVE_KW", "MODEL_SAVE_WEIGHTS_KW"]
 
 log = logging.getLogger("deeptrain")
+
+# Keyword arguments of model.save / model.save_weights when model_save_kw /
+# model_save_weights_kw are None (DeepTrain 0.6's ``configs.MODEL_SAVE_KW`` ...): edits
+# here apply to every TrainGenerator.
+MODEL_SAVE_KW: dict[str, Any] = {}
+MODEL_SAVE_WEIGHTS_KW: dict[str, Any] = {}
 
 
 class Checkpointer:
@@ -87,10 +93,10 @@ class Checkpointer:
         )
         writers: dict[str, Callable[[Path], None]] = {}
         if "model:weights" not in skip:
-            weights_kw = dict(tg.model_save_weights_kw or {})
+            weights_kw = dict(_or_default(tg.model_save_weights_kw, MODEL_SAVE_WEIGHTS_KW))
             writers[WEIGHTS_FILE] = lambda p: model_state.save_weights(tg.model, p, **weights_kw)
         if "model" not in skip:
-            kw = dict(tg.model_save_kw or {})
+            kw = dict(_or_default(tg.model_save_kw, MODEL_SAVE_KW))
             writers[MODEL_FILE] = lambda p: tg.model.save(p, **kw)
         if figures:
             writers["history.png"] = lambda p: tg._write_figure("history", p)
@@ -102,8 +108,10 @@ class Checkpointer:
             tg.state.save_seq -= 1
             raise
 
-    def checkpoint(self, kind: str) -> Path | None:
-        """A ``temp`` or ``unique`` checkpoint in the log directory (None without one)."""
+    def checkpoint(self, kind: str, overwrite: bool | None = None) -> Path | None:
+        """A ``temp`` or ``unique`` checkpoint in the log directory (None without one).
+        One of the same name is replaced (``overwrite``), or the new one named ``_v2``,
+        ``_v3`` ...; None: ``checkpoints_overwrite_duplicates``."""
         tg = self.tg
         if self.directory is None:
             return None
@@ -119,7 +127,9 @@ class Checkpointer:
         if writer:  # before the name is chosen: a backup may stand for it
             _settle_backups(self.directory)
         path = self.directory / name
-        if path.exists() and not tg.checkpoints_overwrite_duplicates:
+        if overwrite is None:
+            overwrite = tg.checkpoints_overwrite_duplicates
+        if path.exists() and not overwrite:
             path = next(
                 p
                 for v in range(2, 10**6)  # 0.6: name_v2, name_v3, ...
@@ -279,6 +289,10 @@ def _compare_layouts(saved: dict[str, Any] | None, now: Any) -> None:
             saved["describe"],
             now.describe(),
         )
+
+
+def _or_default(value: Any, default: dict[str, Any]) -> Any:
+    return default if value is None else value
 
 
 def _settle_backups(directory: Path, owned: Callable[[str], bool] = lambda name: True) -> None:

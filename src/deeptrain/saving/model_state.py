@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +74,9 @@ def check_compatible(saved: dict[str, list], model: Any, source: str | Path) -> 
         ("extra", "model variable"),
         ("optimizer", "optimizer variable"),
     ):
-        ours, theirs = live[group], saved.get(group, [])
-        if group == "optimizer" and not theirs:
-            continue  # saved without optimizer state
+        ours, theirs = live[group], saved.get(group)
+        if theirs is None or (group == "optimizer" and not theirs):
+            continue  # not saved (no "extra" in checkpoints migrated from 0.6), or no optimizer
         for i in range(max(len(ours), len(theirs))):
             mine = ours[i] if i < len(ours) else None
             other = theirs[i] if i < len(theirs) else None
@@ -131,7 +132,10 @@ def load_weights(
         if skip_optimizer or v.path in keep_optimizer
     ]
     kept = [np.array(v.numpy()) for v in keep]
-    model.load_weights(path)
+    with warnings.catch_warnings():
+        if skip_optimizer:  # its values are put back below: Keras' note on a mismatch is moot
+            warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+        model.load_weights(path)
     for v, value in zip(keep, kept, strict=True):
         v.assign(value)
 

@@ -3,6 +3,8 @@
 ``model_name_configs`` maps attribute names to aliases, in the order they appear in the
 name. Values come from ``model_configs`` first, then the TrainGenerator's attributes;
 dotted keys reach into objects (``'datagen.batch_size'``). Keys missing or None are skipped.
+``name_process_key_fn(key, alias, attrs)`` (DeepTrain 0.6's signature; ``attrs[key]`` is the
+value) encodes one entry; the default is :func:`name_process_key_fn`.
 Examples: ``M0__model-idp.5-pdp.4-nadam__min.081``, ``M9__AE-filt6_12_2_6_12-Adam-1e-4__max.238``.
 """
 
@@ -14,7 +16,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["encode_value", "encode_best", "name_suffix", "next_model_num", "MISSING"]
+__all__ = [
+    "encode_value",
+    "encode_best",
+    "name_process_key_fn",
+    "name_suffix",
+    "next_model_num",
+    "MISSING",
+]
 
 MISSING = object()
 
@@ -23,6 +32,8 @@ def encode_value(value: Any, key: str = "") -> str:
     """Compact text for a hyperparameter value (``2e-4``, ``.5``, ``6_12x2``, ``Adam``)."""
     if isinstance(value, bool) or value is None:
         return str(value)
+    if key == "name":
+        return ""  # the key alone marks it (DeepTrain 0.6: '-name')
     if isinstance(value, str):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
@@ -102,6 +113,41 @@ def _lookup(key: str, sources: list[Any]) -> Any:
     return value
 
 
+class _Attrs(Mapping):
+    """The values a name is made of, looked up on demand: ``model_configs`` first, then the
+    TrainGenerator (dotted keys reach into objects). What ``name_process_key_fn`` gets as
+    ``attrs``, as in DeepTrain 0.6 (``attrs[key]``)."""
+
+    def __init__(self, sources: list[Any]):
+        self._sources = sources
+
+    def __getitem__(self, key: str) -> Any:
+        value = _lookup(key, self._sources)
+        if value is MISSING:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Any:
+        names: dict[str, None] = {}  # ordered, without repeats
+        for source in self._sources:
+            names.update(dict.fromkeys(source if isinstance(source, Mapping) else vars(source)))
+        return iter(names)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def name_process_key_fn(key: str, alias: str | None, attrs: Mapping[str, Any]) -> str:
+    """The default encoder of one ``model_name_configs`` entry, as a function with DeepTrain
+    0.6's signature (``configs.NAME_PROCESS_KEY_FN``): ``-<alias><value>``, or
+    ``<alias><value>`` for ``'best_key_metric'`` (``__max.910``)."""
+    value = attrs[key]
+    if key == "best_key_metric":
+        return f"{alias if alias is not None else key}{encode_best(value)}"
+    label = key.split(".")[-1] if alias is None else alias
+    return f"-{label}{encode_value(value, key.split('.')[-1])}"
+
+
 def name_suffix(
     configs: Mapping[str, str | None],
     sources: list[Any],
@@ -111,6 +157,7 @@ def name_suffix(
 ) -> str:
     """The part after ``M<num>__<base>``, from ``model_name_configs``."""
     text = ""
+    attrs = _Attrs(sources)
     for key, alias in configs.items():
         if key == "best_key_metric":
             if best is not None:
@@ -120,11 +167,7 @@ def name_suffix(
         value = _lookup(key, sources)
         if value is MISSING or value is None:
             continue
-        if process_key_fn is not None:
-            text += process_key_fn(key, alias, value)
-            continue
-        label = key.split(".")[-1] if alias is None else alias
-        text += f"-{label}{encode_value(value, key.split('.')[-1])}"
+        text += (process_key_fn or name_process_key_fn)(key, alias, attrs)
     return text
 
 

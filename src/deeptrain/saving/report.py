@@ -25,7 +25,13 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["report_sections", "report_figure", "write_init_logs", "DEFAULT_EXCLUDES"]
+__all__ = [
+    "report_sections",
+    "report_figure",
+    "write_init_logs",
+    "DEFAULT_EXCLUDES",
+    "REPORT_CFG",
+]
 
 _SCALARS = (bool, int, float, str, type(None), np.integer, np.floating, np.bool_)
 
@@ -69,6 +75,11 @@ DEFAULT_EXCLUDES = {
         "labels_loader",
     ],
 }
+
+
+# The report_configs of a TrainGenerator given none (DeepTrain 0.6's ``configs.REPORT_CFG``):
+# e.g. ``REPORT_CFG['traingen'] = {'exclude': ['*threshold']}`` applies to every report.
+REPORT_CFG: dict[Any, Any] = {}
 
 
 def _short(value: Any) -> bool:
@@ -146,7 +157,7 @@ def _datagen_items(dg: Any) -> dict[str, Any]:
 
 def report_sections(tg: Any) -> dict[str, list[str]]:
     """The report's text: ``{section title: ["'attr' = value", ...]}``."""
-    configs = tg.report_configs
+    configs = tg.report_configs if tg.report_configs is not None else REPORT_CFG
     sources = {
         ">>HYPERPARAMETERS": ("model", dict(tg.model_configs or {})),
         ">>TRAINGEN STATE": ("traingen", _traingen_items(tg)),

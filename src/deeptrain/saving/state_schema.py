@@ -118,7 +118,7 @@ def _model() -> dict[str, Any]:
     specs = {"type": "array", "items": spec}
     return _closed(
         {"weights": specs, "optimizer": specs, "extra": specs, "optimizer_unsaved": _STRINGS},
-        ("weights", "optimizer", "extra"),
+        ("weights", "optimizer"),  # no "extra": not saved (checkpoints migrated from 0.6)
     )
 
 
@@ -189,9 +189,10 @@ def state_schema() -> dict[str, Any]:
             ("describe", "processes", "replicas"),
         ),
     }
-    optional = (DIGEST_FIELD, "distribution")
+    optional = (DIGEST_FIELD, "distribution", "rng")
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
+        # "rng" may be absent: not saved (checkpoints migrated from 0.6)
         **_closed(properties, [k for k in properties if k not in optional]),
     }
 

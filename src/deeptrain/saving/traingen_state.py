@@ -173,7 +173,7 @@ def check(tg: Any, payload: dict[str, Any], arrays: dict[str, np.ndarray], skip:
                 getattr(tg, name).check_state_dict(payload[name])
             except ValueError as e:
                 raise ValueError(f"{name}: {e}") from None
-    if "rng" not in skip:
+    if "rng" not in skip and "rng" in payload:  # absent: not saved (migrated from 0.6)
         model_state.check_rng(payload["rng"], arrays)
     if "callbacks_state" not in skip:
         for cb, match in _callback_matches(tg, payload):
@@ -219,7 +219,7 @@ def restore(
     for name in ("datagen", "val_datagen"):
         if name not in skip:
             getattr(tg, name).load_state_dict(payload[name])
-    if "rng" not in skip:
+    if "rng" not in skip and "rng" in payload:
         model_state.restore_rng(payload["rng"], arrays)
     if "callbacks_state" not in skip:  # not "callbacks": that is the (passed) argument
         for i, (cb, match) in enumerate(_callback_matches(tg, payload)):

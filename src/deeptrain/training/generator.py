@@ -22,6 +22,7 @@ import copy
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,11 +41,12 @@ from ..saving.lock import LogdirLock
 from ..saving.naming import model_num_of, name_suffix, reserve_model_num
 from ..saving.report import write_init_logs
 from ..util.misc import capture_args, check_kwargs, positive_int
+from ..visuals import scalefig
 from .configs import TRAINGEN_DEFAULTS, defaults
 from .fitting import make_eval_fn, make_fit_fn, model_metric_names, to_metric_dict
 from .frequency import check_freq, should_do
 from .interrupts import Consistency, InterruptGuard, Preempted, TrainingPreempted
-from .plotting import default_plot_configs, history_figure, merge_plot_configs
+from .plotting import default_plot_configs, history_figure, merge_plot_configs, with_plot_cfg
 from .progress import EpochProgress, MetricsLog, format_metrics
 from .state import LEGACY_NAMES, Bookmark, TrainState
 from .validation import MetricResolver, PredictCache, evaluate_mode_summary, predict_mode_summary
@@ -149,8 +151,8 @@ class TrainGenerator:
             if k not in ("self", "kwargs", "model", "datagen", "val_datagen")
         }
         check_kwargs(kwargs, [k for k in TRAINGEN_DEFAULTS if k not in explicit], "TrainGenerator")
-        configs = defaults()
-        configs.update(explicit)
+        configs = defaults()  # what is not passed comes from TRAINGEN_DEFAULTS, read now
+        configs.update({k: v for k, v in explicit.items() if k in self._passed_args})
         configs.update(kwargs)
         self._fit_fn_spec = configs.pop("fit_fn")
         self._eval_fn_spec = configs.pop("eval_fn")
@@ -181,6 +183,7 @@ class TrainGenerator:
         self._lock: LogdirLock | None = None
         self.callbacks.init_with_traingen(self)
         loaded = self.load(self.loadpath) if self.loadpath is not None else None
+        self._hold_first_batches()
         run_dir = self._run_dir_of(loaded)
         self._set_up_logdir(run_dir)
         self._progress = EpochProgress(self.iter_verbosity)
@@ -253,7 +256,21 @@ class TrainGenerator:
                     "used with val_datagen's shuffle_group_samples=True"
                 )
 
+    def _hold_first_batches(self) -> None:
+        """As in DeepTrain 0.6, both DataGenerators hold the batch they serve next once the
+        TrainGenerator is built (scripts and callbacks read ``datagen.batch`` before the
+        first step). It is the load their next ``get()`` does, done earlier, so what is
+        served, in which order and with which random draws, is unchanged, and a checkpoint
+        taken now resumes the same. Not for the train data where the earlier load would
+        change a decision: at an epoch's end (``all_data_exhausted`` still marks it) or
+        with a validation pending."""
+        self.val_datagen.hold_next_batch()
+        dg = self.datagen
+        if not dg.all_data_exhausted and not self.state.train_loop_done:
+            dg.hold_next_batch()
+
     def _set_up_model(self) -> None:
+        _refuse_tf_graph_mode()
         for line in prepare_stateful_model(self.model):
             log.info("Stateful RNN workaround applied: %s", line)
         if self.batch_size is None:
@@ -385,8 +402,12 @@ class TrainGenerator:
         if self._lock is not None:
             self._lock.check()
 
-    def get_unique_model_name(self) -> str:
-        """``M<num>__<base>-<encoded model_name_configs>__<max|min><best>`` (0.6 naming)."""
+    def get_unique_model_name(self, set_model_num: bool = True) -> str:
+        """``M<num>__<base>-<encoded model_name_configs>__<max|min><best>`` (0.6 naming).
+
+        The model number is taken once, when the log directory is made (reserved in
+        ``<logs_dir>/.model_nums``), so ``set_model_num`` (DeepTrain 0.6's: pick a number
+        now) is accepted and changes nothing."""
         suffix = name_suffix(
             self.model_name_configs or {},
             [self.model_configs or {}, self],
@@ -575,6 +596,30 @@ class TrainGenerator:
         self._progress.close()
         log.info("EPOCH %d -- COMPLETE", state.epoch)
         self._callbacks("train:epoch")
+
+    def get_sample_weight(
+        self,
+        class_labels: Any,
+        val: bool = False,
+        slice_idx: int | None = None,
+        force_unweighted: bool = False,
+    ) -> np.ndarray:
+        """Per-sample weights of ``class_labels`` (one label, or one-hot labels, per
+        sample): ``class_weights`` (``val_class_weights`` with ``val``) times the slice
+        weight of window ``slice_idx`` (``loss_weighted_slices_range``; default: the
+        datagen's current window). ``force_unweighted``: ones."""
+        n = len(class_labels)
+        if force_unweighted:
+            return np.ones(n, dtype="float32")
+        dg = self.val_datagen if val else self.datagen
+        return sample_weights(
+            class_labels,
+            n,
+            self.val_class_weights if val else self.class_weights,
+            self.loss_weighted_slices_range,
+            dg.slices_per_batch,
+            dg.slice_idx if slice_idx is None else slice_idx,
+        )
 
     def get_data(self, val: bool = False) -> tuple[Any, Any, Any]:
         """The next ``(x, y, sample_weight)`` to fit (or validate); ``sample_weight`` is None
@@ -825,11 +870,35 @@ class TrainGenerator:
         best = self.state.best_key_metric
         return best is None or (value > best if self.max_is_best else value < best)
 
-    def clear_cache(self) -> None:
-        """Drop the validation's cached predictions and per-batch metrics."""
+    def clear_cache(self, reset_val_flags: bool = False) -> None:
+        """Drop the validation's cached predictions and per-batch metrics;
+        ``reset_val_flags``: also mark no validation as pending or in progress (the val
+        datagen is left where it is; :meth:`reset_validation` also resets it)."""
         self._val_cache = PredictCache()
         self.state.val_temp_history = {}
         self.state.val_temp_sizes = []
+        if reset_val_flags:
+            self.state.val_loop_done = self.state.train_loop_done = False
+            self._val_start = None
+
+    # DeepTrain 0.6's names of the predict-mode cache of the last validation (per batch, a
+    # list with an array per window); filled during a validation, read by 'val_end'
+    # callbacks, emptied at its end (clear_cache).
+    _labels_cache = property(
+        lambda self: self._val_cache.labels,
+        lambda self, value: setattr(self._val_cache, "labels", _per_batch_windows(value)),
+        doc="Labels of the last validation (predict mode): ``[batch][window] -> array``.",
+    )
+    _preds_cache = property(
+        lambda self: self._val_cache.preds,
+        lambda self, value: setattr(self._val_cache, "preds", _per_batch_windows(value)),
+        doc="Predictions of the last validation (predict mode): ``[batch][window]``.",
+    )
+    _sw_cache = property(
+        lambda self: self._val_cache.weights,
+        lambda self, value: setattr(self._val_cache, "weights", _per_batch_windows(value)),
+        doc="Sample weights of the last validation (predict mode): ``[batch][window]``.",
+    )
 
     def reset_validation(self) -> None:
         """Abandon a validation in progress: caches, flags and the val datagen's position."""
@@ -841,7 +910,9 @@ class TrainGenerator:
             reset_states(self.model)
 
     # -- checkpoints -------------------------------------------------------------------
-    def _checkpoint_if_due(self, at_validation_end: bool, best: bool = False) -> Path | None:
+    def _checkpoint_if_due(
+        self, at_validation_end: bool, best: bool = False, overwrite: bool | None = None
+    ) -> Path | None:
         """Write the checkpoint a frequency asks for now (and, with ``best``, the best
         model first); returns its path. One due while a validation is pending is written
         at its end, so that it holds the validation's results."""
@@ -864,18 +935,34 @@ class TrainGenerator:
         if best:
             self._checkpointer.save_best()
         if due is not None and self.logdir is not None:
-            return self._checkpointer.checkpoint(due)
+            return self._checkpointer.checkpoint(due, overwrite)
         return None
 
-    def checkpoint(self, forced: bool = False) -> Path | None:
+    def checkpoint(self, forced: bool = False, overwrite: bool | None = None) -> Path | None:
         """Write a checkpoint if a checkpoint frequency fires now; ``forced``: a unique
-        checkpoint regardless. Returns its path (None if nothing was written)."""
+        checkpoint regardless. ``overwrite``: replace a checkpoint of the same name (True)
+        or add ``_v2``, ``_v3`` (False); None: ``checkpoints_overwrite_duplicates``.
+        Returns its path (None if nothing was written)."""
+        if overwrite not in (None, True, False):
+            raise ValueError(f"overwrite must be None, True or False, got {overwrite!r}")
         if not forced:
-            return self._checkpoint_if_due(at_validation_end=False)
+            return self._checkpoint_if_due(at_validation_end=False, overwrite=overwrite)
         if self.logdir is None:
             raise ValueError("checkpoint() needs a log directory: set logs_dir or logdir")
         self.model_name = self.get_unique_model_name()
-        return self._checkpointer.checkpoint("unique")
+        return self._checkpointer.checkpoint("unique", overwrite)
+
+    def _save_best_model(self, del_previous_best: bool | None = None) -> Path | None:
+        """Save the model as the best one now, to ``best_models_dir`` (DeepTrain 0.6's
+        name); ``del_previous_best`` overrides ``max_one_best_save`` for this save."""
+        keep = self.max_one_best_save
+        if del_previous_best is not None:
+            self.max_one_best_save = bool(del_previous_best)
+        try:
+            self.model_name = self.get_unique_model_name()
+            return self._checkpointer.save_best()
+        finally:
+            self.max_one_best_save = keep
 
     def save(self, savepath: str | Path | None = None) -> Path:
         """Save a checkpoint to the directory ``savepath`` (default: a temp checkpoint in
@@ -956,15 +1043,17 @@ class TrainGenerator:
         path = Path(savepath) if savepath else self.logdir / "report.png"
         if not self.distribution.is_writer:  # written once, by process 0
             return path
-        self._checkpointer.report().savefig(path, dpi=80)
+        scalefig(self._checkpointer.report()).savefig(path, dpi=80)
         self._figure_files["report"] = (self._progress_key(), path)
         return path
 
-    def destroy(self, confirm: bool = False) -> None:
-        """Stop the DataGenerators' threads and drop references (to free memory)."""
+    def destroy(self, confirm: bool = False, verbose: int = 1) -> None:
+        """Stop the DataGenerators' threads and drop references (to free memory).
+        ``verbose=0``: no log line."""
         if not confirm:
             log.warning("destroy() does nothing without confirm=True")
             return
+        log.log(logging.INFO if verbose else logging.DEBUG, "TrainGenerator destroyed")
         self.datagen.close()
         self.val_datagen.close()
         if self._lock is not None:
@@ -995,12 +1084,38 @@ class TrainGenerator:
         skip = (self.metric_printskip_configs or {}).get(stage, [])
         return format_metrics(metrics, self.metric_to_alias, skip)
 
-    def plot_history(self, w: float = 1, h: float = 1, savepath: str | Path | None = None):
+    def plot_history(
+        self,
+        update_fig: bool = True,
+        w: float = 1,
+        h: float = 1,
+        savepath: str | Path | None = None,
+    ):
         """Draw the history figure per ``plot_configs`` (see
         :mod:`deeptrain.training.plotting`); saved as ``<logdir>/history.png`` (or
-        ``savepath``). Returns the matplotlib ``Figure``."""
-        fig = history_figure(
-            self._plot_configs(),
+        ``savepath``) and kept as the run's history figure (``tg._history_fig``, which
+        checkpoints reuse). ``update_fig=False``: only drawn and returned (saved only to a
+        ``savepath`` given). Returns the matplotlib ``Figure``."""
+        fig = self.get_history_fig(w=w, h=h)
+        if update_fig:
+            self._history_fig = fig
+        path = savepath or (
+            self.logdir / "history.png" if self.logdir is not None and update_fig else None
+        )
+        if path is not None and self.distribution.is_writer:  # written once, by process 0
+            scalefig(fig).savefig(path, dpi=80)
+            if update_fig:
+                self._figure_files["history"] = (self._progress_key(), Path(path))
+        return fig
+
+    def get_history_fig(
+        self, plot_configs: Mapping[str, Any] | None = None, w: float = 1, h: float = 1
+    ):
+        """The history figure for ``plot_configs`` (default: this run's), drawn and
+        returned; nothing is saved or kept."""
+        configs = self._plot_configs() if plot_configs is None else plot_configs
+        return history_figure(
+            configs,
             self.state.history,
             self.state.val_history,
             lambda name: getattr(self, name),
@@ -1008,12 +1123,6 @@ class TrainGenerator:
             w=w,
             h=h,
         )
-        self._history_fig = fig
-        path = savepath or (self.logdir / "history.png" if self.logdir is not None else None)
-        if path is not None and self.distribution.is_writer:  # written once, by process 0
-            fig.savefig(path, dpi=80)
-            self._figure_files["history"] = (self._progress_key(), Path(path))
-        return fig
 
     def _progress_key(self) -> tuple:
         s = self.state
@@ -1036,12 +1145,14 @@ class TrainGenerator:
         ]
         return merge_plot_configs(
             self.plot_configs,
-            default_plot_configs(
-                self.train_metrics,
-                val_names,
-                self.key_metric,
-                self.max_is_best,
-                self.plot_first_pane_max_vals,
+            with_plot_cfg(
+                default_plot_configs(
+                    self.train_metrics,
+                    val_names,
+                    self.key_metric,
+                    self.max_is_best,
+                    self.plot_first_pane_max_vals,
+                )
             ),
         )
 
@@ -1137,6 +1248,29 @@ class TrainGenerator:
                 f"eval_fn {spec!r} implies val_mode {mode!r}, but this "
                 f"TrainGenerator validates in {self.val_mode!r} mode"
             )
+
+
+def _refuse_tf_graph_mode() -> None:
+    """TensorFlow 1-style graph mode (``tf.compat.v1.disable_eager_execution()``, which
+    DeepTrain 0.6 supported) is refused: Keras 3 needs eager execution."""
+    import keras
+
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and keras.backend.backend() == "tensorflow" and not tf.executing_eagerly():
+        raise RuntimeError(
+            "TensorFlow runs in graph mode (tf.compat.v1.disable_eager_execution()), which "
+            "Keras 3 does not support: remove that call. Train steps are still compiled: "
+            "fit_fn='train_on_batch' runs one tf.function per step."
+        )
+
+
+def _per_batch_windows(value: Any) -> list[list[np.ndarray]]:
+    """A predict cache assigned in DeepTrain 0.6's layout (an array ``(batches, slices,
+    samples, ...)`` with 4 or more axes, else ``(batches, samples, ...)``; or nested lists)
+    as ``[batch][window] -> array``."""
+    if isinstance(value, np.ndarray):
+        return [list(b) if value.ndim >= 4 else [b] for b in value]
+    return [list(b) if isinstance(b, (list, tuple)) else [np.asarray(b)] for b in value]
 
 
 def _append_slice(temp: dict[str, list], metrics: Mapping[str, Any], first_slice: bool) -> None:

@@ -26,7 +26,11 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["default_plot_configs", "merge_plot_configs", "history_figure"]
+__all__ = ["PLOT_CFG", "default_plot_configs", "merge_plot_configs", "history_figure"]
+
+# Edits here change every history figure's defaults (DeepTrain 0.6's ``configs.PLOT_CFG``):
+# e.g. ``PLOT_CFG['0']['ylims'] = (0, 2)``. A run's own ``plot_configs`` still win.
+PLOT_CFG: dict[str, Any] = {"fig_kw": {}, "0": {}, "1": {}}
 
 _RESERVED = ("metrics", "x_ticks", "vhlines", "mark_best_cfg", "ylims", "legend_kw")
 
@@ -64,6 +68,17 @@ def default_plot_configs(
             "legend_kw": {"fontsize": 9},
         }
     return configs
+
+
+def with_plot_cfg(defaults: dict[str, Any]) -> dict[str, Any]:
+    """``defaults`` with :data:`PLOT_CFG`'s edits applied (panes the figure does not have,
+    and empty ones, are left out)."""
+    edits = {
+        k: v
+        for k, v in PLOT_CFG.items()
+        if v and (not str(k).isdigit() or str(k) in defaults or "metrics" in v)
+    }
+    return merge_plot_configs(edits, defaults)
 
 
 def merge_plot_configs(user: Mapping[str, Any] | None, defaults: dict[str, Any]) -> dict:

@@ -1,12 +1,16 @@
-"""Small helpers shared across DeepTrain: argument checking and paths."""
+"""Small helpers shared across DeepTrain: argument checking and paths; and the helpers of
+DeepTrain 0.6's ``deeptrain.util.misc`` that its users' code and tests call
+(``pass_on_error``, ``try_except``, ``argspec``, ``get_module_methods``, ...)."""
 
 from __future__ import annotations
 
 import difflib
 import functools
 import inspect
+import logging
 import sys
-from collections.abc import Iterable, Mapping
+import types
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +22,13 @@ __all__ = [
     "closest_match_hint",
     "capture_args",
     "positive_int",
+    "pass_on_error",
+    "try_except",
+    "argspec",
+    "get_module_methods",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def closest_match_hint(name: str, valid: Iterable[str]) -> str:
@@ -85,3 +95,69 @@ def capture_args(init: Any) -> Any:
         init(self, *args, **kwargs)
 
     return wrapper
+
+
+# -- DeepTrain 0.6's helpers ---------------------------------------------------------------
+def pass_on_error(fn: Callable, *args: Any, errmsg: str | None = None, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``; an ``Exception`` is logged (with ``errmsg``) and swallowed,
+    and None returned."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as e:
+        log.warning("%s%s: %s", f"{errmsg} " if errmsg else "", type(e).__name__, e)
+        return None
+
+
+def try_except(try_fn: Callable[[], Any], except_fn: Callable[[], Any] | None) -> Any:
+    """``try_fn()``; if it raises an ``Exception``, ``except_fn()`` (if given) instead."""
+    try:
+        return try_fn()
+    except Exception:
+        return except_fn() if except_fn is not None else None
+
+
+def argspec(fn: Callable) -> list[str]:
+    """The names of ``fn``'s parameters, in order (``*args`` / ``**kwargs`` by name)."""
+    return list(inspect.signature(fn).parameters)
+
+
+def get_module_methods(module: types.ModuleType) -> dict[str, Callable]:
+    """``{name: function}`` of the functions (and lambdas) defined in ``module`` itself."""
+    return {
+        name: value
+        for name, value in vars(module).items()
+        if isinstance(value, types.FunctionType) and value.__module__ == module.__name__
+    }
+
+
+def _validate_traingen_configs(tg: Any) -> None:
+    """Check a TrainGenerator's settings again (after editing them), as at construction."""
+    tg._check_inputs()
+    tg._set_up_metrics(reloading=True)
+
+
+def _init_optimizer(model: Any, *args: Any, **kwargs: Any) -> None:
+    """Build the optimizer's slot variables (DeepTrain 0.6 ran a dummy train step for
+    this); extra arguments are accepted and ignored."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        raise ValueError("_init_optimizer: the model is not compiled (no optimizer)")
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+
+
+def _make_plot_configs_from_metrics(tg: Any) -> dict[str, Any]:
+    """The default ``plot_configs`` of ``tg``'s metrics (see
+    :func:`deeptrain.training.plotting.default_plot_configs`)."""
+    from ..training.plotting import default_plot_configs, with_plot_cfg
+
+    max_is_best = tg.max_is_best if tg.max_is_best is not None else tg.key_metric != "loss"
+    return with_plot_cfg(
+        default_plot_configs(
+            list(tg.train_metrics),
+            list(tg.val_metrics),
+            tg.key_metric,
+            bool(max_is_best),
+            tg.plot_first_pane_max_vals,
+        )
+    )

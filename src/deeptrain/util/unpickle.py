@@ -1,0 +1,226 @@
+"""Reading DeepTrain 0.6's pickled files (``*__state.h5``) as data, without running code.
+
+A pickle is a program: loading one with :mod:`pickle` calls whatever callables it names
+(``os.system`` included). :class:`RestrictedUnpickler` builds only
+
+* builtin containers and scalars (``dict``, ``list``, ``tuple``, ``set``, ``int``,
+  ``float``, ``str``, ``bytes`` ...) and ``collections.OrderedDict``;
+* NumPy arrays, scalars and dtypes (the functions NumPy's own pickles call, under
+  ``numpy.core`` or ``numpy._core``, and NumPy's scalar types);
+* :class:`LegacyRecord` objects for every other global, such as 0.6's
+  ``DataGenerator`` or a script's own ``Preprocessor`` subclass: a record holds the
+  global's name and the attributes the file gives it, and nothing of the named class (or
+  module) is imported or run. Calling such a global (as a malicious ``__reduce__`` does,
+  e.g. ``os.system('...')``) is refused with an error that names it, before anything runs.
+
+Bound methods in 0.6's objects (pickled as ``getattr(obj, name)``) become
+:class:`LegacyMethod` records of a record; ``getattr`` on anything else is refused.
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import io
+import pickle
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "LegacyRecord",
+    "LegacyMethod",
+    "RefusedGlobal",
+    "RestrictedUnpickler",
+    "load_legacy_pickle",
+    "loads_legacy_pickle",
+]
+
+MAX_PICKLE_BYTES = 1 << 30  # a 0.6 state file larger than this is refused unread
+
+_BUILTINS = {
+    name: getattr(builtins, name)
+    for name in (
+        "dict",
+        "list",
+        "tuple",
+        "set",
+        "frozenset",
+        "int",
+        "float",
+        "complex",
+        "bool",
+        "str",
+        "bytes",
+        "bytearray",
+        "slice",
+        "object",  # the base in copyreg._reconstructor(cls, object, state)
+    )
+}
+
+
+_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """A pickle asked to call something that is not a plain constructor."""
+
+
+class LegacyRecord:
+    """An object read from a DeepTrain 0.6 pickle, as data: ``legacy_class`` is its class's
+    ``module.name`` (as text: that class is never imported) and ``state`` what the file
+    sets on it (usually its ``__dict__``; :attr:`attrs` gives that dict)."""
+
+    legacy_class = "?"
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        raise RefusedGlobal(
+            f"the pickle calls {self.legacy_class}(...): only plain containers, numbers, "
+            "strings and NumPy arrays are built from DeepTrain 0.6 files (refused; nothing "
+            "was run)"
+        )
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        state = getattr(self, "state", None)
+        if isinstance(state, tuple) and state and isinstance(state[0], dict):
+            state = state[0]  # (__dict__, slots)
+        return state if isinstance(state, dict) else {}
+
+    def __repr__(self) -> str:
+        return f"<{self.legacy_class} record: {sorted(self.attrs)[:8]}>"
+
+
+class LegacyMethod:
+    """A bound method of a 0.6 object (``getattr(owner, name)`` in the pickle), as data."""
+
+    def __init__(self, owner: LegacyRecord, name: str):
+        self.owner, self.name = owner, name
+
+    def __repr__(self) -> str:
+        return f"<method {self.name} of {self.owner.legacy_class} record>"
+
+
+def _method_reference(owner: Any, name: Any) -> LegacyMethod:
+    if not isinstance(owner, LegacyRecord) or not isinstance(name, str):
+        raise RefusedGlobal(
+            f"the pickle calls builtins.getattr on {type(owner).__name__}: refused (only "
+            "methods of DeepTrain 0.6 objects are read, as names)"
+        )
+    return LegacyMethod(owner, name)
+
+
+def _reconstructor(cls: Any, base: Any, state: Any) -> LegacyRecord:
+    """``copyreg._reconstructor`` (protocol 0 and 1 objects), for records only."""
+    if not (isinstance(cls, type) and issubclass(cls, LegacyRecord)) or base is not object:
+        raise RefusedGlobal(
+            f"the pickle calls copyreg._reconstructor for {cls!r}: refused (only DeepTrain "
+            "0.6 objects are rebuilt, as records)"
+        )
+    return object.__new__(cls)
+
+
+def _latin1_bytes(text: Any, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode``, as protocols 0-2 write bytes: str to bytes, nothing else."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise RefusedGlobal("the pickle calls _codecs.encode on something other than text")
+    return text.encode("latin1")
+
+
+def _path_text(*parts: Any) -> str:
+    """``pathlib`` paths come back as text (built here, not by the pickle's classes)."""
+    return str(PurePosixPath(*[str(p) for p in parts]))
+
+
+def _windows_path_text(*parts: Any) -> str:
+    return str(PureWindowsPath(*[str(p) for p in parts]))
+
+
+def _numpy_core() -> Any:
+    core = getattr(np, "_core", None)
+    if core is None:  # NumPy 1.x
+        import numpy.core as core
+    return core
+
+
+def _numpy_global(module: str, name: str) -> Any:
+    """The NumPy callables and types NumPy's own pickles name; None for others."""
+    reconstruct = {
+        ("multiarray", "_reconstruct"),
+        ("multiarray", "scalar"),
+        ("numeric", "_frombuffer"),
+    }
+    for prefix in ("numpy.core.", "numpy._core."):
+        if module.startswith(prefix) and (module[len(prefix) :], name) in reconstruct:
+            return getattr(getattr(_numpy_core(), module[len(prefix) :]), name)
+    if module == "numpy" and name in ("ndarray", "dtype"):
+        return getattr(np, name)
+    if module == "numpy":
+        value = getattr(np, name, None)  # a scalar type such as numpy.float32
+        if isinstance(value, type) and issubclass(value, np.generic):
+            return value
+    return None
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that builds data only (see the module docstring)."""
+
+    def __init__(self, file: Any):
+        super().__init__(file)
+        self._records: dict[str, type[LegacyRecord]] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        module = _PY2_MODULES.get(module, module)  # protocols 0-2 write Python 2's names
+        if module == "builtins" and name in _BUILTINS:
+            return _BUILTINS[name]
+        if module == "builtins" and name == "getattr":
+            return _method_reference
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        if (module, name) == ("copyreg", "_reconstructor"):
+            return _reconstructor
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_bytes
+        if module == "pathlib" and name in ("Path", "PosixPath", "PurePosixPath", "PurePath"):
+            return _path_text
+        if module == "pathlib" and name in ("WindowsPath", "PureWindowsPath"):
+            return _windows_path_text
+        found = _numpy_global(module, name)
+        if found is not None:
+            return found
+        return self._record_type(f"{module}.{name}")
+
+    def _record_type(self, qualname: str) -> type[LegacyRecord]:
+        """A record type standing for the global ``qualname`` (one per name)."""
+        if qualname not in self._records:
+            self._records[qualname] = type(
+                qualname.rsplit(".", 1)[-1], (LegacyRecord,), {"legacy_class": qualname}
+            )
+        return self._records[qualname]
+
+
+def loads_legacy_pickle(data: bytes, source: str = "<bytes>") -> Any:
+    """The data in the pickle ``data``, read with :class:`RestrictedUnpickler`. A refused
+    call raises :class:`RefusedGlobal`; anything else wrong, ``ValueError`` naming
+    ``source``."""
+    try:
+        return RestrictedUnpickler(io.BytesIO(data)).load()
+    except RefusedGlobal as e:
+        raise RefusedGlobal(f"{source}: {e}") from None
+    except Exception as e:  # a damaged or foreign file: its content is not ours to trust
+        raise ValueError(
+            f"{source} is not a readable DeepTrain 0.6 pickle: {type(e).__name__}: {e}"
+        ) from None
+
+
+def load_legacy_pickle(path: str | Path) -> Any:
+    """:func:`loads_legacy_pickle` of the file ``path``."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > MAX_PICKLE_BYTES:
+        raise ValueError(f"{path} is {size} bytes, more than a DeepTrain 0.6 state holds")
+    return loads_legacy_pickle(path.read_bytes(), str(path))
