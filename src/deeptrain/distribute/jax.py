@@ -181,6 +181,11 @@ class JaxDistribution(Distribution):
         value = variable.value
         if getattr(value, "is_fully_addressable", True):
             return np.array(value)
+        whole = _local_whole_copy(value)
+        if whole is not None:
+            # replicated across processes: this process holds a full copy (no collective,
+            # so the writer alone can read it)
+            return np.array(whole)
         from jax.experimental import multihost_utils
 
         return np.array(multihost_utils.process_allgather(value, tiled=True))
@@ -196,7 +201,11 @@ class JaxDistribution(Distribution):
             for v in model.variables
             if isinstance(v.value.sharding, jax.sharding.SingleDeviceSharding)
         ]
-        split = [v.path for v in model.variables if not v.value.is_fully_addressable]
+        split = [
+            v.path
+            for v in model.variables
+            if not v.value.is_fully_addressable and _local_whole_copy(v.value) is None
+        ]
         writes = any(
             getattr(tg, n, None) is not None for n in ("logs_dir", "logdir", "best_models_dir")
         )
@@ -214,6 +223,14 @@ class JaxDistribution(Distribution):
                 "keras.distribution.set_distribution(...). Set the distribution first, "
                 "then build and compile the model."
             )
+
+
+def _local_whole_copy(value: Any) -> Any:
+    """A full copy of a global array held by one of this process's devices, else None."""
+    for shard in value.addressable_shards:
+        if shard.data.shape == value.shape:
+            return shard.data
+    return None
 
 
 class DistributedJaxStepper(JaxStepper):
