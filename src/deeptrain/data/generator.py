@@ -91,7 +91,25 @@ class DataGenerator:
         set_nums: use only these set nums, in this order.
         **kwargs: see ``DATAGEN_KWARGS`` (shuffle_group_batches, shuffle_group_samples,
             seed, prefetch, memmap_threshold, dtypes and batch shapes for lz4, ...).
+
+    The keyword settings are attributes of the same name, declared below; a keyword not
+    passed takes its value from :data:`DATAGEN_KWARGS` when the DataGenerator is built.
     """
+
+    # -- keyword settings (defaults: DATAGEN_KWARGS) ----------------------------------------
+    shuffle_group_batches: bool  #: shuffle the order of the batches cut from one file
+    shuffle_group_samples: bool  #: shuffle samples across the batches of one file (group)
+    data_batch_shape: tuple[int, ...] | None  #: shape of a data file's array (lz4 files)
+    labels_batch_shape: tuple[int, ...] | None  #: shape of a labels file's array (lz4 files)
+    data_dtype: Any  #: dtype of the data files (lz4 files; others: from the file)
+    labels_dtype: Any  #: dtype of the labels files (lz4 files; others: from the file)
+    loadskip_list: list[str]  #: ``state_dict`` keys that ``load_state_dict`` leaves alone
+    saveskip_list: list[str]  #: ``state_dict`` keys left out
+    seed: int  #: seed of the generator behind every shuffle (None: drawn from NumPy's)
+    prefetch: int  #: files loaded ahead in background threads; 0: off
+    prefetch_workers: int  #: threads that load files ahead
+    memmap_threshold: int  #: ``.npy`` files larger than this (bytes) are memory-mapped
+    drop_remainder: bool  #: drop an epoch's short last batch (files combined into batches)
 
     def __init__(
         self,

@@ -39,13 +39,14 @@ from ..saving.lock import LogdirLock
 from ..saving.naming import model_num_of, name_suffix, reserve_model_num
 from ..saving.report import write_init_logs
 from ..util.misc import capture_args, check_kwargs, positive_int
+from .aliases import TrainStateAliases
 from .configs import TRAINGEN_DEFAULTS, defaults
 from .fitting import make_eval_fn, make_fit_fn, model_metric_names, to_metric_dict
 from .frequency import check_freq, should_do
 from .interrupts import Consistency, InterruptGuard
 from .plotting import default_plot_configs, history_figure, merge_plot_configs
 from .progress import EpochProgress, MetricsLog, format_metrics
-from .state import LEGACY_NAMES, Bookmark, TrainState
+from .state import Bookmark, TrainState
 from .validation import MetricResolver, PredictCache, evaluate_mode_summary, predict_mode_summary
 from .weights import check_class_weights, sample_weights
 
@@ -84,7 +85,7 @@ _LOSS_LIKE = (
 )
 
 
-class TrainGenerator:
+class TrainGenerator(TrainStateAliases):
     """Train ``model`` on ``datagen`` and validate on ``val_datagen``.
 
     Args:
@@ -106,7 +107,70 @@ class TrainGenerator:
             metrics in the bar and per-batch validation lines.
         callbacks: ``{stage: fn(tg)}``, ``TraingenCallback`` objects, or a list of them.
         **kwargs: the rest of DeepTrain 0.6's settings (``TRAINGEN_DEFAULTS``).
+
+    Every setting is an attribute of the same name, declared below. Its default is the value
+    in :data:`~deeptrain.training.configs.TRAINGEN_DEFAULTS` when the TrainGenerator is built
+    (edit the dict to change a default); the signature's defaults show the shipped values.
     """
+
+    # -- settings (defaults: TRAINGEN_DEFAULTS; fit_fn and eval_fn are properties) ----------
+    epochs: int  #: train while ``epoch < epochs`` (raise it to continue a finished run)
+    logs_dir: str | Path | None  #: parent of log directories ``<logs_dir>/<model_name>``
+    best_models_dir: str | Path | None  #: where each new best model is saved; None: not saved
+    loadpath: str | Path | None  #: checkpoint (or log directory) loaded at construction
+    callbacks: callbacks_lib.CallbackList  #: callbacks, dispatched by stage (``'val_end'`` ...)
+    key_metric: str  #: the metric that decides the best model
+    key_metric_fn: Callable | None  #: predict mode: computes ``key_metric`` (None: by name)
+    val_metrics: list[str]  #: metrics reported by validation (predict mode: computed)
+    custom_metrics: Mapping[str, Callable] | None  #: predict mode: ``{name: fn(y, pred)}``
+    input_as_labels: bool  #: labels are the inputs (autoencoders); no ``labels_path`` needed
+    max_is_best: bool  #: a higher key metric is better (None given: by the metric's name)
+    val_freq: dict[str, int] | None  #: when to validate: ``{'iter'|'batch'|'epoch': n}``
+    plot_history_freq: dict[str, int] | None  #: when (at a validation's end) to draw history
+    unique_checkpoint_freq: dict[str, int] | None  #: when to write a kept checkpoint
+    temp_checkpoint_freq: dict[str, int] | None  #: when to write a temp (replaced) checkpoint
+    class_weights: dict[int, float] | None  #: ``{class: weight}``: train sample weights
+    val_class_weights: dict[int, float] | None  #: ``{class: weight}``: validation weights
+    reset_statefuls: bool  #: reset stateful RNN layers after every train and val batch
+    iter_verbosity: int  #: 0 quiet; 1 progress bar, validation lines; 2 also per iteration
+    logdir: Path | None  #: this run's log directory (given: used as is, resumed there)
+    optimizer_save_configs: dict[str, list[str]] | None  #: optimizer variables saved
+    optimizer_load_configs: dict[str, list[str]] | None  #: optimizer variables loaded
+    plot_configs: dict[str, Any] | None  #: the history figure's panes, merged with defaults
+    model_configs: dict[str, Any] | None  #: the model's hyperparameters (naming, report)
+    batch_size: int | None  #: samples per batch (None: from the model's input shape)
+    val_mode: str  #: ``'evaluate'`` (the model's metrics) or ``'predict'`` (computed here)
+    #: ``(lo, hi)``: search the binary threshold in this range after each validation
+    dynamic_predict_threshold_min_max: tuple[float, float] | None
+    checkpoints_overwrite_duplicates: bool  #: a checkpoint name taken: replace (else ``_v2``)
+    loss_weighted_slices_range: tuple[float, float] | None  #: ``(a, b)``: window weights
+    pred_weighted_slices_range: tuple[float, float] | None  #: ``(a, b)``: window pred weights
+    logs_use_full_model_name: bool  #: checkpoint names start with the full model name
+    new_model_num: bool  #: model number: one above the highest (False: the lowest free)
+    dynamic_predict_threshold: float | None  #: the tuned threshold (None: no tuning)
+    plot_first_pane_max_vals: int  #: validation metrics in the history figure's first pane
+    _val_max_set_name_chars: int  #: padding of set names in validation lines
+    _max_set_name_chars: int  #: padding of set names in train lines
+    best_subset_size: int | None  #: find the ``k`` validation batches with the best metric
+    check_model_health: bool  #: check for dead, NaN/Inf and large weights after validations
+    max_one_best_save: bool  #: keep only the newest best model of this model number
+    max_checkpoints: int  #: checkpoints kept in the log directory (oldest removed)
+    report_fontpath: str | Path | None  #: font file of the report figure (None: monospace)
+    model_base_name: str  #: model name part after ``M<num>__``
+    final_fig_dir: str | Path | None  #: also save the history figure as ``<model_name>.png``
+    loadskip_list: list[str]  #: saved settings that ``load()`` leaves alone
+    saveskip_list: list[str]  #: settings (and parts) left out of checkpoints
+    model_save_kw: dict[str, Any] | None  #: keywords of ``model.save`` (best models)
+    model_save_weights_kw: dict[str, Any] | None  #: keywords of ``model.save_weights``
+    metric_to_alias: dict[str, str]  #: names shown in logs and legends (``'loss'``: ``Loss``)
+    alias_to_metric: dict[str, str]  #: accepted metric aliases (``'acc'``: ``'accuracy'``)
+    report_configs: dict[str, Any] | None  #: what the report shows (include/exclude)
+    model_name_configs: dict[str, Any]  #: ``{attribute: alias}`` encoded in the model name
+    name_process_key_fn: Callable | None  #: ``fn(key, alias, attrs)``: a name part
+    metric_printskip_configs: dict[str, list[str]]  #: metrics not logged, per stage
+    metrics_log: str | None  #: the metrics log's format: ``'jsonl'``, ``'csv'`` or None
+    continue_run: bool  #: resuming continues the checkpoint's run in its log directory
+    restore_saved_paths: bool  #: take the paths saved in a checkpoint at load
 
     @capture_args  # -> self._passed_args: what '{auto}' in loadskip_list keeps at load
     def __init__(
@@ -142,14 +206,10 @@ class TrainGenerator:
         model_configs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ):
-        explicit = {
-            k: v
-            for k, v in locals().items()
-            if k not in ("self", "kwargs", "model", "datagen", "val_datagen")
-        }
-        check_kwargs(kwargs, [k for k in TRAINGEN_DEFAULTS if k not in explicit], "TrainGenerator")
-        configs = defaults()
-        configs.update(explicit)
+        arguments = {k: v for k, v in locals().items() if k in TRAINGEN_DEFAULTS}
+        check_kwargs(kwargs, [k for k in TRAINGEN_DEFAULTS if k not in arguments], "TrainGenerator")
+        configs = defaults()  # the defaults dict as it is now: editing it changes defaults
+        configs.update({k: v for k, v in arguments.items() if k in self.passed_args})
         configs.update(kwargs)
         self._fit_fn_spec = configs.pop("fit_fn")
         self._eval_fn_spec = configs.pop("eval_fn")
@@ -186,6 +246,12 @@ class TrainGenerator:
             self._metrics_log.rewind(self.state.batches_fit, self.state.times_validated)
         if self.logdir is not None:
             write_init_logs(self, self.logdir / "misc")
+
+    @property
+    def passed_args(self) -> list[str]:
+        """Names of the arguments passed to the constructor, sorted: ``'{auto}'`` in
+        ``loadskip_list`` keeps their values at load. (DeepTrain 0.6: ``_passed_args``.)"""
+        return list(self.__dict__["_passed_args"])  # recorded by @capture_args
 
     # -- construction ------------------------------------------------------------------
     def _check_inputs(self) -> None:
@@ -1092,16 +1158,3 @@ def _append_slice(temp: dict[str, list], metrics: Mapping[str, Any], first_slice
             entries.append([value])
         else:
             entries[-1].append(value)
-
-
-def _legacy_property(field_name: str) -> property:
-    return property(
-        lambda self: getattr(self.state, field_name),
-        lambda self, value: setattr(self.state, field_name, value),
-        doc=f"Alias of ``state.{field_name}``.",
-    )
-
-
-for _name, _field in LEGACY_NAMES.items():
-    if _name not in ("epoch", "val_epoch"):
-        setattr(TrainGenerator, _name, _legacy_property(_field))
