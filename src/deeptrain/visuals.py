@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from .backend.gradients import layer_outputs
+from .backend.layers import get_gradients, get_outputs, get_weights
+
 __all__ = [
     "save_figure",
     "hist_grid",
@@ -182,8 +185,6 @@ def infer_train_hist(
     inference mode (top, "Train mode OFF") and train mode (bottom, "Train mode ON"): the
     effect of Dropout, BatchNormalization and the like. (DeepTrain 0.6 swapped the titles.)
     The model is not changed."""
-    from .backend.gradients import layer_outputs
-
     layer = layer if layer is not None else model.layers[-1]
     outs = [layer_outputs(model, input_data, [layer], training=t)[0] for t in (False, True)]
     fig = Figure(figsize=(13 * w, 6 * h))
@@ -220,8 +221,6 @@ def layer_hists(
     :mod:`deeptrain.introspection`). ``omit_names`` applies to weights. ``configs``:
     ``{'plot': kwargs of ax.hist, 'title': suptitle text}``; ``kw`` go to :func:`hist_grid`
     (bins, n_cols, center_zero, w, h)."""
-    from . import introspection as intro
-
     if mode not in LAYER_HIST_MODES:
         raise ValueError(f"mode must be one of {LAYER_HIST_MODES}, got {mode!r}")
     if mode != "weights" and input_data is None:
@@ -229,11 +228,11 @@ def layer_hists(
     if mode.startswith("gradients") and labels is None:
         raise ValueError(f"mode={mode!r} needs labels")
     if mode == "weights":
-        data = intro.get_weights(model, _id, omit_names)
+        data = get_weights(model, _id, omit_names)
     elif mode == "outputs":
-        data = intro.get_outputs(model, _id, input_data)
+        data = get_outputs(model, _id, input_data)
     else:
-        data = intro.get_gradients(
+        data = get_gradients(
             model,
             _id,
             input_data,

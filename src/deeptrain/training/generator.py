@@ -441,7 +441,7 @@ class TrainGenerator(TrainStateAliases):
     def train(self) -> None:
         """Train until ``epoch == epochs``, validating at ``val_freq``. Resumable: after an
         interrupt (or with more ``epochs``), call it again."""
-        self._refuse_if_inconsistent()
+        self.ensure_consistent()
         self.check_logdir_owned()
         state = self.state
         try:
@@ -461,7 +461,7 @@ class TrainGenerator(TrainStateAliases):
                     else:
                         break
         finally:
-            self._sync_model()
+            self.sync_model()
             self._progress.close()
         if self.final_fig_dir is not None:
             self._save_final_figure()
@@ -515,9 +515,10 @@ class TrainGenerator(TrainStateAliases):
                 state.train_loop_done, state.val_loop_done = True, False
         self._checkpoint_if_due(at_validation_end=False)
 
-    def _refuse_if_inconsistent(self) -> None:
-        """Repair what can be repaired exactly (a validation cut half-way restarts from its
-        start); refuse to go on from a cut train iteration."""
+    def ensure_consistent(self) -> None:
+        """Repair what a cut (a second Ctrl-C, an error) left half-done where that can be
+        done exactly (a validation restarts from its start); raise for a cut train
+        iteration (load a checkpoint to go on)."""
         broken = self._consistency.broken
         if broken is None:
             return
@@ -540,15 +541,32 @@ class TrainGenerator(TrainStateAliases):
     def _callbacks(self, stage: str) -> None:
         """Dispatch ``stage`` (skipped when there are no callbacks: it runs every step)."""
         if self.callbacks.entries:
-            self._sync_model()
+            self.sync_model()
             self.callbacks(stage, self)
 
-    def _sync_model(self) -> None:
+    def sync_model(self) -> None:
         """Make the model's variables current (the JAX train step keeps them on the
         device between steps); call before anything reads the model."""
         sync = getattr(self._fit_fn, "sync", None)
         if sync is not None:
             sync()
+
+    # DeepTrain 0.6-era private names, kept for code that uses them
+    def _sync_model(self) -> None:
+        self.sync_model()
+
+    def _refuse_if_inconsistent(self) -> None:
+        self.ensure_consistent()
+
+    def _write_figure(self, name: str, path: Path) -> None:
+        self.write_figure(name, path)
+
+    @property
+    def val_cache(self) -> PredictCache:
+        """Predict mode: labels, predictions and sample weights of the validation in
+        progress (or the last one, until the cache is cleared), one entry per batch
+        (``labels``, ``preds``, ``weights``, ``set_names``). (0.6: ``_val_cache``.)"""
+        return self._val_cache
 
     def _on_train_batch_end(self) -> None:
         state = self.state
@@ -566,7 +584,7 @@ class TrainGenerator(TrainStateAliases):
             total[1] += 1
             state.history.setdefault(name, []).append(total[0] / total[1])
         if self.reset_statefuls:
-            self._sync_model()
+            self.sync_model()
             reset_states(self.model)
         if self._metrics_log.path is not None:
             self._metrics_log.write(
@@ -645,8 +663,8 @@ class TrainGenerator(TrainStateAliases):
         ``record_progress=False`` evaluates without touching histories, counters or the
         best model (an ad-hoc evaluation).
         """
-        self._refuse_if_inconsistent()
-        self._sync_model()
+        self.ensure_consistent()
+        self.sync_model()
         if restart:
             self.reset_validation()
         if self._val_start is None:
@@ -848,7 +866,7 @@ class TrainGenerator(TrainStateAliases):
 
     def reset_validation(self) -> None:
         """Abandon a validation in progress: caches, flags and the val datagen's position."""
-        self._sync_model()
+        self.sync_model()
         self.clear_cache()
         self.state.val_loop_done = False
         self.val_datagen.reset_state(shuffle=False)
@@ -918,7 +936,7 @@ class TrainGenerator(TrainStateAliases):
         if path is None:
             raise ValueError("load() needs filepath=, loadpath= or a log directory")
         if self._consistency.broken is None:
-            self._sync_model()  # device-side train state would otherwise overwrite the load
+            self.sync_model()  # device-side train state would otherwise overwrite the load
         else:  # cut half-way: what is on the device is not worth keeping
             getattr(self._fit_fn, "discard", lambda: None)()
 
@@ -1031,7 +1049,7 @@ class TrainGenerator(TrainStateAliases):
         s = self.state
         return (s.fit_iters, s.times_validated, s.val_iters)
 
-    def _write_figure(self, name: str, path: Path) -> None:
+    def write_figure(self, name: str, path: Path) -> None:
         """Write the ``'history'`` or ``'report'`` PNG to ``path``, copying the one already
         drawn at this point of training if there is one (checkpoints and best models at the
         end of a validation would otherwise draw the same figure up to three times)."""
@@ -1062,7 +1080,7 @@ class TrainGenerator(TrainStateAliases):
         self, input_data: Any, labels: Any, sample_weight: Any = None, **kwargs: Any
     ) -> np.ndarray:
         """Norm of the loss gradient on one batch (per tensor, or ``scope='global'``)."""
-        self._sync_model()
+        self.sync_model()
         return introspection.compute_gradient_norm(
             self, input_data, labels, sample_weight, **kwargs
         )
@@ -1070,18 +1088,18 @@ class TrainGenerator(TrainStateAliases):
     def gradient_norm_over_dataset(self, val: bool = False, **kwargs: Any):
         """Gradient norms at every iteration over the train (or validation) data; the
         DataGenerator is left where it was. Returns ``GradientNorms``."""
-        self._sync_model()
+        self.sync_model()
         return introspection.gradient_norm_over_dataset(self, val, **kwargs)
 
     def gradient_sum_over_dataset(self, val: bool = False, **kwargs: Any):
         """Sum of the loss gradients over the train (or validation) data."""
-        self._sync_model()
+        self.sync_model()
         return introspection.gradient_sum_over_dataset(self, val, **kwargs)
 
     def check_health(self, **kwargs: Any):
         """Dead, NaN/Inf and large weights, logged as warnings (run after every validation
         when ``check_model_health``). Returns a ``HealthReport``."""
-        self._sync_model()
+        self.sync_model()
         return introspection.check_health(self, **kwargs)
 
     # -- inspection --------------------------------------------------------------------
@@ -1128,15 +1146,19 @@ class TrainGenerator(TrainStateAliases):
 
     @property
     def fit_fn(self) -> Callable:
+        """The train step: ``'train_on_batch'``, ``'fit'``, or ``fn(x, y, sample_weight)``
+        (set a name or a function; reading gives the function in use)."""
         return self._fit_fn
 
     @fit_fn.setter
     def fit_fn(self, spec: str | Callable) -> None:
-        self._sync_model()
+        self.sync_model()
         self._fit_fn, self._fit_fn_name = make_fit_fn(self.model, spec)
 
     @property
     def eval_fn(self) -> Callable:
+        """The validation step: ``'evaluate'``, ``'predict'``, or ``fn(x, y, sample_weight)``
+        with ``val_mode`` given (set a name or a function; reading gives the function)."""
         return self._eval_fn
 
     @eval_fn.setter
