@@ -76,21 +76,21 @@ class TrainStateAliases:
     save_seq = StateAlias[int]("save_seq")
     checkpoint_due = StateAlias[str | None]("checkpoint_due")
 
-    # DeepTrain 0.6's private spellings
-    _fit_iters = StateAlias[int]("fit_iters")
-    _batches_fit = StateAlias[int]("batches_fit")
-    _val_iters = StateAlias[int]("val_iters")
-    _batches_validated = StateAlias[int]("batches_validated")
-    _times_validated = StateAlias[int]("times_validated")
-    _train_loop_done = StateAlias[bool]("train_loop_done")
-    _val_loop_done = StateAlias[bool]("val_loop_done")
-    _train_x_ticks = StateAlias[list]("train_x_ticks")
-    _train_val_x_ticks = StateAlias[list]("train_val_x_ticks")
-    _val_x_ticks = StateAlias[list]("val_x_ticks")
-    _val_train_x_ticks = StateAlias[list]("val_train_x_ticks")
-    _hist_vlines = StateAlias[list]("hist_vlines")
-    _val_hist_vlines = StateAlias[list]("val_hist_vlines")
-    _set_name_cache = StateAlias[list]("set_name_cache")
-    _val_set_name_cache = StateAlias[list]("val_set_name_cache")
-    _set_name = StateAlias[str | None]("set_name")
-    _val_set_name = StateAlias[str | None]("val_set_name")
+    # DeepTrain 0.6's private spellings: the same descriptors
+    _fit_iters = fit_iters
+    _batches_fit = batches_fit
+    _val_iters = val_iters
+    _batches_validated = batches_validated
+    _times_validated = times_validated
+    _train_loop_done = train_loop_done
+    _val_loop_done = val_loop_done
+    _train_x_ticks = train_x_ticks
+    _train_val_x_ticks = train_val_x_ticks
+    _val_x_ticks = val_x_ticks
+    _val_train_x_ticks = val_train_x_ticks
+    _hist_vlines = hist_vlines
+    _val_hist_vlines = val_hist_vlines
+    _set_name_cache = set_name_cache
+    _val_set_name_cache = val_set_name_cache
+    _set_name = set_name
+    _val_set_name = val_set_name
