@@ -149,13 +149,13 @@ def binary_preds_distribution(
     """All predictions as dots along x in [0, 1], spread over a few rows; red: label 1,
     blue: label 0; a thick black line at the threshold ``pred_th``. A red dot far left is a
     confidently missed positive. For sigmoid outputs."""
-    preds, labels = [], []
+    pred_list, label_list = [], []
     for label_entry, pred_entry in zip(labels_cache, preds_cache, strict=True):
         batch_labels = _binary(_windows(label_entry)[0], "labels")  # windows share labels
         for p in _windows(pred_entry):
-            preds.append(_binary(p, "predictions"))
-            labels.append(batch_labels)
-    preds, labels = np.concatenate(preds), np.concatenate(labels)
+            pred_list.append(_binary(p, "predictions"))
+            label_list.append(batch_labels)
+    preds, labels = np.concatenate(pred_list), np.concatenate(label_list)
     n_rows = 24 if len(preds) > 5000 else 16 if len(preds) > 3000 else 10
     colors = np.where(labels[:, None] > 0.5, [[1.0, 0, 0]], [[0, 0, 1.0]])
     fig = Figure(figsize=(13 * w, (4 if len(preds) < 5000 else 6) * h))
@@ -257,7 +257,7 @@ def viz_roc_auc(y_true: Any, y_pred: Any) -> Figure:
     ax = fig.subplots()
     ax.plot(fpr, tpr, marker=".")
     ax.plot([0, 1], [0, 1], color="gray", lw=0.8, ls="--")
-    kw = dict(fontsize=12, weight="bold")
+    kw: dict[str, Any] = dict(fontsize=12, weight="bold")
     ax.set_title(f"Receiver Operating Characteristic (AUC = {auc:.3f})", **kw)
     ax.set_xlabel("1 - specificity", **kw)
     ax.set_ylabel("sensitivity", **kw)

@@ -99,11 +99,11 @@ class Checkpointer:
             tg.state.save_seq -= 1
             raise
 
-    def checkpoint(self, kind: str) -> Path | None:
-        """A ``temp`` or ``unique`` checkpoint in the log directory (None without one)."""
+    def checkpoint(self, kind: str) -> Path:
+        """A ``temp`` or ``unique`` checkpoint in the log directory."""
         tg = self.tg
         if self.directory is None:
-            return None
+            raise ValueError("checkpoints need a log directory: set logs_dir or logdir")
         tg.check_logdir_owned()
         s = tg.state
         if kind == "unique":

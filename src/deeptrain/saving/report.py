@@ -210,7 +210,7 @@ def write_init_logs(tg: Traingen, misc_dir: Path) -> None:
     """``init_state.json`` (the settings as text) and ``init_source.txt`` (the running
     script's source), as DeepTrain 0.6 wrote them."""
     misc_dir.mkdir(parents=True, exist_ok=True)
-    state = {"_passed_args": tg.passed_args}
+    state: dict[str, Any] = {"_passed_args": tg.passed_args}
     for name, value in _traingen_items(tg).items():
         if isinstance(value, (list, tuple, dict)) and len(value) > 50:
             value = f"{type(value).__name__} of {len(value)} items"

@@ -36,7 +36,7 @@ class Traingen(Protocol):
     best_models_dir: str | Path | None  #: where best models go (None: not saved)
     model_num: int  #: the ``M<num>`` of the model name
     model_name: str  #: the model name, ``M<num>__<base><encoded settings>``
-    best_subset_nums: list[str] | None  #: the best validation subset of the last validation
+    best_subset_nums: list[str | None] | None  #: the best validation subset of the last validation
 
     # -- settings read by checkpoints and figures (see TrainGenerator)
     input_as_labels: bool

@@ -25,7 +25,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,6 +49,9 @@ from .progress import EpochProgress, MetricsLog, format_metrics
 from .state import Bookmark, TrainState
 from .validation import MetricResolver, PredictCache, evaluate_mode_summary, predict_mode_summary
 from .weights import check_class_weights, sample_weights
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["TrainGenerator"]
 
@@ -225,10 +228,10 @@ class TrainGenerator(TrainStateAliases):
         self._set_up_metrics()
         self.callbacks = callbacks_lib.CallbackList(callbacks)
         self._val_cache = PredictCache()
-        self._history_fig = None
+        self._history_fig: Figure | None = None
         self._figure_files: dict[str, tuple] = {}  # name -> (progress key, PNG drawn then)
         self.last_validation: dict[str, Any] = {}
-        self.best_subset_nums: list[str] | None = None
+        self.best_subset_nums: list[str | None] | None = None
         self.last_health = None  # HealthReport of the last validation (check_model_health)
         self._recording = True
         self._consistency = Consistency()  # what a second Ctrl-C (or an error) cut half-way
@@ -331,7 +334,7 @@ class TrainGenerator(TrainStateAliases):
         self.key_metric = self._canonical(self.key_metric, self.train_metrics)
         if self.max_is_best is None:
             self.max_is_best = not any(s in self.key_metric.lower() for s in _LOSS_LIKE)
-        self._resolver = None
+        self._resolver: MetricResolver | None = None
         if self.val_mode == "evaluate":
             if self.val_metrics is not None and not reloading:
                 log.warning(
@@ -361,6 +364,13 @@ class TrainGenerator(TrainStateAliases):
                 self.model, self.custom_metrics, self.key_metric, self.key_metric_fn
             )
             self._resolver.check(names)
+
+    @property
+    def _predict_resolver(self) -> MetricResolver:
+        """Predict mode's metric functions (set up with the metrics)."""
+        if self._resolver is None:
+            raise RuntimeError("metrics are computed here only in predict mode")
+        return self._resolver
 
     def _canonical(self, name: str, available: list[str]) -> str:
         """``name`` as the model calls it (``'acc'`` -> ``'accuracy'`` and back)."""
@@ -404,15 +414,15 @@ class TrainGenerator(TrainStateAliases):
         self._lock = LogdirLock(self.logdir)
         self._lock.acquire()  # one writer per log directory
         if run_dir is not None:
-            self._continue_numbering()
+            self._continue_numbering(self.logdir)
             log.info("Continuing run %s", self.logdir)
         else:
             log.info("Logging to %s", self.logdir)
 
-    def _continue_numbering(self) -> None:
+    def _continue_numbering(self, logdir: Path) -> None:
         """New checkpoints of a continued run sort after all its existing ones, even when it
         continues from an older checkpoint (the newer ones are kept)."""
-        newest = max((seq for seq, _ in list_checkpoints(self.logdir / CHECKPOINTS_DIR)), default=0)
+        newest = max((seq for seq, _ in list_checkpoints(logdir / CHECKPOINTS_DIR)), default=0)
         if newest > self.state.save_seq:
             log.warning(
                 "Continuing %s from a checkpoint older than its newest one; the newer "
@@ -420,6 +430,11 @@ class TrainGenerator(TrainStateAliases):
                 self.logdir,
             )
             self.state.save_seq = newest
+
+    def _require_logdir(self, what: str) -> Path:
+        if self.logdir is None:
+            raise ValueError(f"{what} needs a log directory: set logs_dir or logdir")
+        return self.logdir
 
     def check_logdir_owned(self) -> None:
         """Raise if another TrainGenerator of this process took this log directory over."""
@@ -464,12 +479,11 @@ class TrainGenerator(TrainStateAliases):
             self.sync_model()
             self._progress.close()
         if self.final_fig_dir is not None:
-            self._save_final_figure()
+            self._save_final_figure(Path(self.final_fig_dir))
         log.info("Training has concluded.")
 
-    def _save_final_figure(self) -> Path:
+    def _save_final_figure(self, directory: Path) -> Path:
         """``<final_fig_dir>/<model_name>.png``, replacing this model number's older ones."""
-        directory = Path(self.final_fig_dir)
         directory.mkdir(parents=True, exist_ok=True)
         self.model_name = self.get_unique_model_name()
         for old in directory.glob(f"M{self.model_num}__*.png"):
@@ -523,7 +537,7 @@ class TrainGenerator(TrainStateAliases):
         if broken is None:
             return
         if broken == "a validation" and self._val_start is not None:
-            self._restart_validation()
+            self._restart_validation(self._val_start)
             return
         latest = self._checkpointer.latest() if self.logdir is not None else None
         raise RuntimeError(
@@ -701,9 +715,8 @@ class TrainGenerator(TrainStateAliases):
             metrics_log_bytes=log_bytes,
         )
 
-    def _restart_validation(self) -> None:
+    def _restart_validation(self, start: _ValidationStart) -> None:
         """Undo a validation cut half-way: back to where it started, exactly."""
-        start = self._val_start
         log.warning(
             "The last validation was stopped half-way (a second Ctrl-C, or an "
             "error): restarting it from where it started"
@@ -758,7 +771,7 @@ class TrainGenerator(TrainStateAliases):
                 labels, preds, weights = self._val_cache.per_batch(self.pred_weighted_slices_range)[
                     -1
                 ]
-                batch = self._resolver.compute(
+                batch = self._predict_resolver.compute(
                     self.val_metrics, labels, preds, weights, state.predict_threshold
                 )
             log.info(
@@ -788,7 +801,7 @@ class TrainGenerator(TrainStateAliases):
             )
             summary, threshold, subset = predict_mode_summary(
                 self._val_cache,
-                self._resolver,
+                self._predict_resolver,
                 self.val_metrics,
                 threshold=state.predict_threshold,
                 search_range=search,
@@ -905,8 +918,7 @@ class TrainGenerator(TrainStateAliases):
         checkpoint regardless. Returns its path (None if nothing was written)."""
         if not forced:
             return self._checkpoint_if_due(at_validation_end=False)
-        if self.logdir is None:
-            raise ValueError("checkpoint() needs a log directory: set logs_dir or logdir")
+        self._require_logdir("checkpoint()")
         self.model_name = self.get_unique_model_name()
         return self._checkpointer.checkpoint("unique")
 
@@ -914,8 +926,7 @@ class TrainGenerator(TrainStateAliases):
         """Save a checkpoint to the directory ``savepath`` (default: a temp checkpoint in
         the log directory). Everything needed to continue exactly is in it."""
         if savepath is None:
-            if self.logdir is None:
-                raise ValueError("save() needs savepath= or a log directory (logs_dir/logdir)")
+            self._require_logdir("save() without savepath=")
             return self._checkpointer.checkpoint("temp")
         return self._checkpointer.save(Path(savepath), "manual", figures=False)
 
@@ -963,16 +974,20 @@ class TrainGenerator(TrainStateAliases):
             "checkpoint": None,
         }
         if name in ("init_state", "init_source"):
-            return self.logdir / "misc" / f"{name}.{'json' if name == 'init_state' else 'txt'}"
+            return (
+                self._require_logdir(f"get_last_log({name!r})")
+                / "misc"
+                / f"{name}.{'json' if name == 'init_state' else 'txt'}"
+            )
         if name not in files:
             raise ValueError(
                 f"get_last_log: name must be one of "
                 f"{[*files, 'init_state', 'init_source']}, got {name!r}"
             )
-        checkpoint = self._checkpointer.latest(best=best)
-        if checkpoint is None or files[name] is None:
+        checkpoint, filename = self._checkpointer.latest(best=best), files[name]
+        if checkpoint is None or filename is None:
             return checkpoint
-        path = checkpoint / files[name]
+        path = checkpoint / filename
         return path if path.exists() else None
 
     def generate_report(self) -> str:
@@ -985,7 +1000,7 @@ class TrainGenerator(TrainStateAliases):
 
     def save_report(self, savepath: str | Path | None = None) -> Path:
         """Draw the one-image report of the train state; default ``<logdir>/report.png``."""
-        path = Path(savepath) if savepath else self.logdir / "report.png"
+        path = Path(savepath) if savepath else self._require_logdir("save_report()") / "report.png"
         self._checkpointer.report().savefig(path, dpi=80)
         self._figure_files["report"] = (self._progress_key(), path)
         return path
