@@ -1,8 +1,8 @@
 """Introspection: weights, layer outputs and loss gradients by layer; gradient norms over a
 dataset; the model's health (dead, NaN/Inf and large weights).
 
-Functions whose first argument is ``self`` are TrainGenerator methods (bound by the
-TrainGenerator class); those that only need a model also accept a Keras model there.
+Functions whose first argument is ``tg`` take a TrainGenerator (the TrainGenerator methods
+of the same names call them); those that only need a model also accept a Keras model there.
 
 Layers are chosen with ``_id`` as in DeepTrain 0.6:
 
@@ -29,7 +29,18 @@ from typing import Any
 
 import numpy as np
 
-from .backend.gradients import layer_outputs, loss_gradients
+from .backend.layers import (
+    LayerId,
+    get_gradients,
+    get_outputs,
+    get_weights,
+    model_of,
+    select_layers,
+    select_weights,
+    to_numpy,
+)
+from .training.contract import Traingen
+from .visuals import hist_grid, save_figure
 
 __all__ = [
     "select_layers",
@@ -53,137 +64,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-LayerId = Any  # '*' | int | str | Layer | list of them
 NormFn = Callable | tuple[Callable, Callable]
-GRADIENT_MODES = ("weights", "outputs")
-
-
-# -- choosing layers and weights -----------------------------------------------------------
-def select_layers(model: Any, _id: LayerId = "*") -> list[Any]:
-    """The layers ``_id`` names (see the module docstring), each once, in order."""
-    import keras
-
-    if isinstance(_id, str) and _id == "*":
-        return [x for x in model.layers if not isinstance(x, keras.layers.InputLayer)]
-    ids = list(_id) if isinstance(_id, (list, tuple)) else [_id]
-    out: list[Any] = []
-    for item in ids:
-        layer = _one_layer(model, item)
-        if all(layer is not seen for seen in out):
-            out.append(layer)
-    return out
-
-
-def _one_layer(model: Any, item: Any) -> Any:
-    import keras
-
-    if isinstance(item, keras.Layer):
-        return item
-    if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
-        return model.layers[item]
-    if isinstance(item, str):
-        names = [x.name for x in model.layers]
-        if item in names:
-            return model.layers[names.index(item)]
-        for layer in model.layers:
-            if item in layer.name:
-                return layer
-        raise ValueError(f"no layer named (or containing) {item!r}; layers are {names}")
-    raise TypeError(f"a layer id must be '*', an int, a str or a Layer, got {item!r}")
-
-
-def select_weights(
-    model: Any,
-    _id: LayerId = "*",
-    omit_names: str | Sequence[str] | None = None,
-    trainable_only: bool = False,
-) -> list[Any]:
-    """Variables chosen by ``_id``: the weights of the chosen layers (minus those whose name
-    contains one of ``omit_names``), or weights named by path (strings with ``'/'``)."""
-    omit = [omit_names] if isinstance(omit_names, str) else list(omit_names or [])
-    ids = list(_id) if isinstance(_id, (list, tuple)) else [_id]
-    pool = model.trainable_weights if trainable_only else model.weights
-    out: list[Any] = []
-    for item in ids:
-        if isinstance(item, str) and "/" in item:
-            chosen = [_weight_by_path(model, pool, item)]
-        else:
-            chosen = [
-                w
-                for layer in select_layers(model, item)
-                for w in (layer.trainable_weights if trainable_only else layer.weights)
-                if not any(o in w.name for o in omit)
-            ]
-        out += [w for w in chosen if all(w is not o for o in out)]
-    return out
-
-
-def _weight_by_path(model: Any, pool: Sequence[Any], name: str) -> Any:
-    name = name[:-2] if name.endswith(":0") else name
-    for test in (lambda p: p == name, lambda p: p.endswith("/" + name), lambda p: name in p):
-        for w in pool:
-            if test(w.path):
-                return w
-    raise ValueError(
-        f"no weight of {model.name!r} matches {name!r}; weights are {[w.path for w in pool]}"
-    )
-
-
-def _model_of(obj: Any) -> Any:
-    import keras
-
-    return obj if isinstance(obj, keras.Model) else obj.model
-
-
-# -- gathering -----------------------------------------------------------------------------
-def get_weights(
-    model: Any, _id: LayerId = "*", omit_names: str | Sequence[str] | None = None
-) -> dict[str, np.ndarray]:
-    """``{weight path: value}`` of the weights ``_id`` chooses."""
-    return {w.path: _np(w) for w in select_weights(_model_of(model), _id, omit_names)}
-
-
-def get_outputs(
-    model: Any, _id: LayerId, input_data: Any, learning_phase: int | bool = 0
-) -> dict[str, np.ndarray]:
-    """``{layer name: output}`` of the layers ``_id`` chooses, on ``input_data``."""
-    model = _model_of(model)
-    layers = select_layers(model, _id)
-    outs = layer_outputs(model, input_data, layers, training=bool(learning_phase))
-    return dict(zip([x.name for x in layers], outs, strict=True))
-
-
-def get_gradients(
-    model: Any,
-    _id: LayerId,
-    input_data: Any,
-    labels: Any,
-    sample_weight: Any = None,
-    learning_phase: int | bool = 0,
-    mode: str = "weights",
-) -> dict[str, np.ndarray]:
-    """Gradients of the loss on one batch w.r.t. the trainable weights (``mode='weights'``,
-    keyed by weight path) or outputs (``mode='outputs'``, keyed by layer name) that ``_id``
-    chooses."""
-    model = _model_of(model)
-    if mode not in GRADIENT_MODES:
-        raise ValueError(f"mode must be one of {GRADIENT_MODES}, got {mode!r}")
-    if mode == "weights":
-        variables = select_weights(model, _id, trainable_only=True)
-        g = loss_gradients(
-            model,
-            input_data,
-            labels,
-            sample_weight,
-            variables=variables,
-            training=bool(learning_phase),
-        )
-        return dict(zip([v.path for v in variables], g.weights, strict=True))
-    layers = select_layers(model, _id)
-    g = loss_gradients(
-        model, input_data, labels, sample_weight, layers=layers, training=bool(learning_phase)
-    )
-    return dict(zip([x.name for x in layers], g.outputs, strict=True))
 
 
 # -- gradient norms ------------------------------------------------------------------------
@@ -201,7 +82,7 @@ def _norms(grads: Sequence[np.ndarray], norm_fn: NormFn, scope: str) -> np.ndarr
 
 
 def compute_gradient_norm(
-    self: Any,
+    tg: Traingen,
     input_data: Any,
     labels: Any,
     sample_weight: Any = None,
@@ -221,7 +102,7 @@ def compute_gradient_norm(
     """
     if scope not in ("local", "global"):
         raise ValueError(f"scope must be 'local' or 'global', got {scope!r}")
-    grads = get_gradients(self, _id, input_data, labels, sample_weight, learning_phase, mode)
+    grads = get_gradients(tg, _id, input_data, labels, sample_weight, learning_phase, mode)
     return _norms(list(grads.values()), norm_fn, scope)
 
 
@@ -283,7 +164,7 @@ class GradientSums:
 
 
 def gradient_norm_over_dataset(
-    self: Any,
+    tg: Traingen,
     val: bool = False,
     learning_phase: int | bool = 0,
     mode: str = "weights",
@@ -311,7 +192,7 @@ def gradient_norm_over_dataset(
     """
     if scope not in ("local", "global"):
         raise ValueError(f"scope must be 'local' or 'global', got {scope!r}")
-    model = self.model
+    model = tg.model
     names: list[str] = []
 
     def gather(acc: list, x: Any, y: Any, sw: Any) -> list:
@@ -322,7 +203,7 @@ def gradient_norm_over_dataset(
         return acc
 
     _notify_start("gradient norms", val, learning_phase)
-    rows, batches, iters = _gather_over_dataset(self, gather, [], val, n_iters, prog_freq)
+    rows, batches, iters = _gather_over_dataset(tg, gather, [], val, n_iters, prog_freq)
     norms = np.array(rows, dtype=float).reshape(iters, -1)
     stat = np.array([stat_fn(r) for r in norms], dtype=float)
     if iters:
@@ -337,20 +218,18 @@ def gradient_norm_over_dataset(
         )
     result = GradientNorms(norms, names, stat, batches, iters)
     if plot and iters:
-        from .visuals import hist_grid
-
         result.figure = hist_grid(
             {f"gradient norms ({mode}, {scope})": norms.ravel()},
             bins=min(600, max(10, norms.size)),
             w=1.5 * w,
             h=h,
         )
-        result.savepath = _save(self, result.figure, savepath, "gradient_norms.png")
+        result.savepath = _save(tg, result.figure, savepath, "gradient_norms.png")
     return result
 
 
 def gradient_sum_over_dataset(
-    self: Any,
+    tg: Traingen,
     val: bool = False,
     learning_phase: int | bool = 0,
     mode: str = "weights",
@@ -366,7 +245,7 @@ def gradient_sum_over_dataset(
     restored afterwards); draws a histogram per tensor (``plot_kw`` goes to
     :func:`~deeptrain.visuals.hist_grid`), saved to ``savepath`` (default
     ``<logdir>/figures/gradient_sums.png``)."""
-    model = self.model
+    model = tg.model
 
     def gather(acc: dict, x: Any, y: Any, sw: Any) -> dict:
         for name, g in get_gradients(model, _id, x, y, sw, learning_phase, mode).items():
@@ -374,7 +253,7 @@ def gradient_sum_over_dataset(
         return acc
 
     _notify_start("gradient sums", val, learning_phase)
-    sums, batches, iters = _gather_over_dataset(self, gather, {}, val, n_iters, prog_freq)
+    sums, batches, iters = _gather_over_dataset(tg, gather, {}, val, n_iters, prog_freq)
     log.info(
         "GRADIENT SUMS over %d batches, %d iterations of %s",
         batches,
@@ -383,11 +262,9 @@ def gradient_sum_over_dataset(
     )
     result = GradientSums(sums, batches, iters)
     if plot and sums:
-        from .visuals import hist_grid
-
         kw = {"share_xy": (False, False), "center_zero": True, **dict(plot_kw or {})}
         result.figure = hist_grid(sums, **kw)
-        result.savepath = _save(self, result.figure, savepath, "gradient_sums.png")
+        result.savepath = _save(tg, result.figure, savepath, "gradient_sums.png")
     return result
 
 
@@ -401,7 +278,7 @@ def _notify_start(what: str, val: bool, learning_phase: Any) -> None:
 
 
 def _gather_over_dataset(
-    self: Any,
+    tg: Traingen,
     gather_fn: Callable,
     acc: Any,
     val: bool = False,
@@ -413,10 +290,10 @@ def _gather_over_dataset(
     Returns ``(acc, batches_processed, iters_processed)``; the DataGenerator's position is
     restored afterwards (:func:`kept_position`)."""
     batches = iters = 0
-    with kept_position(self, val) as dg:
+    with kept_position(tg, val) as dg:
         dg.reset_state(shuffle=False)
         while n_iters is None or iters < n_iters:
-            x, y, sw = self.get_data(val=val)
+            x, y, sw = tg.get_data(val=val)
             acc = gather_fn(acc, x, y, sw)
             iters += 1
             dg.update_state()
@@ -430,36 +307,34 @@ def _gather_over_dataset(
 
 
 @contextmanager
-def kept_position(self: Any, val: bool = False) -> Iterator[Any]:
+def kept_position(tg: Traingen, val: bool = False) -> Iterator[Any]:
     """Yield ``datagen`` (or ``val_datagen``) and put it back afterwards exactly where it
     was: queue, current batch and window, epoch, shuffling generator; the TrainGenerator's
     ``set_name`` / ``val_set_name`` too."""
-    dg = self.val_datagen if val else self.datagen
+    dg = tg.val_datagen if val else tg.datagen
     snapshot = dg.state_dict()
     batch, labels, exhausted = dg.batch, dg.labels, dg.all_data_exhausted
-    names = self.state.set_name, self.state.val_set_name
+    names = tg.state.set_name, tg.state.val_set_name
     try:
         yield dg
     finally:
         dg.reset_state(shuffle=False)
         dg.load_state_dict(snapshot)
         dg.batch, dg.labels, dg.all_data_exhausted = batch, labels, exhausted
-        self.state.set_name, self.state.val_set_name = names
+        tg.state.set_name, tg.state.val_set_name = names
 
 
-def peek_batch(self: Any, val: bool = True) -> tuple[Any, Any, Any]:
+def peek_batch(tg: Traingen, val: bool = True) -> tuple[Any, Any, Any]:
     """``(x, y, sample_weight)`` of the first batch (window) of the data, as the model would
     get it, without moving the DataGenerator."""
-    with kept_position(self, val) as dg:
+    with kept_position(tg, val) as dg:
         dg.reset_state(shuffle=False)
-        return self.get_data(val=val)
+        return tg.get_data(val=val)
 
 
-def _save(self: Any, fig: Any, savepath: str | Path | None, default_name: str) -> Path | None:
-    from .visuals import save_figure
-
+def _save(tg: Traingen, fig: Any, savepath: str | Path | None, default_name: str) -> Path | None:
     if savepath is None:
-        logdir = getattr(self, "logdir", None)
+        logdir = getattr(tg, "logdir", None)
         if logdir is None:
             return None
         savepath = Path(logdir) / "figures" / default_name
@@ -467,20 +342,14 @@ def _save(self: Any, fig: Any, savepath: str | Path | None, default_name: str) -
 
 
 # -- model health --------------------------------------------------------------------------
-def _np(variable: Any) -> np.ndarray:
-    import keras
-
-    return np.asarray(keras.ops.convert_to_numpy(variable.value))
-
-
 def _all_weights(model: Any) -> dict[str, np.ndarray]:
     """Every weight of the model (trainable or not) by path, read once."""
     out: dict[str, np.ndarray] = {}
-    for w in _model_of(model).weights:
+    for w in model_of(model).weights:
         name, n = w.path, 1
         while name in out:  # paths are unique in practice; never drop a weight silently
             name, n = f"{w.path}#{n}", n + 1
-        out[name] = _np(w)
+        out[name] = to_numpy(w)
     return out
 
 
@@ -610,17 +479,17 @@ class HealthReport:
 
 
 def check_health(
-    self: Any,
+    tg: Traingen,
     dead_threshold: float = 1e-7,
     dead_notify_above_frac: float = 1e-3,
     large_threshold: float = 3,
     large_notify_above_frac: float = 1e-3,
     notify_detected_only: bool = True,
 ) -> HealthReport:
-    """Dead, NaN/Inf and large weights of ``self.model`` (or of a model), read once; each
+    """Dead, NaN/Inf and large weights of ``tg.model`` (or of a model), read once; each
     finding is logged as a warning. Meant to run after every validation when the
     TrainGenerator's ``check_model_health`` is set."""
-    weights = _all_weights(self)
+    weights = _all_weights(tg)
     return HealthReport(
         dead=_dead(weights, dead_threshold, dead_notify_above_frac, notify_detected_only),
         nan=_nan(weights, notify_detected_only),

@@ -158,7 +158,7 @@ def _to_hinge_labels(y_true: np.ndarray) -> np.ndarray:
     return 2.0 * y_true - 1.0 if np.isin(y_true, (0.0, 1.0)).all() else y_true
 
 
-def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+def _safe_div(num: ArrayLike, den: ArrayLike) -> np.ndarray:
     num, den = np.broadcast_arrays(_f64(num), _f64(den))
     out = np.zeros(num.shape)
     np.divide(num, den, out=out, where=den != 0)
@@ -184,7 +184,7 @@ def _standardize(
 def _weighted_loss(losses: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
     """Per-sample ``losses`` reduced as Keras reduces a loss: ``sum(losses * w) / size``
     (weights per sample broadcast over trailing axes)."""
-    return _reduce_loss(losses, sample_weight)
+    return _reduce_loss(np.asarray(losses), sample_weight)
 
 
 # ---------------------------------------------------------------------------
@@ -601,36 +601,34 @@ _MULTI_TH: dict[MetricFn, MetricFn] = {
     binary_informedness: binary_informedness_multi_th,
 }
 
-_REGISTRY: dict[str, MetricFn] = {
-    fn.__name__: fn
-    for fn in (
-        binary_crossentropy,
-        categorical_crossentropy,
-        sparse_categorical_crossentropy,
-        mean_squared_error,
-        mean_absolute_error,
-        mean_absolute_percentage_error,
-        mean_squared_logarithmic_error,
-        squared_hinge,
-        hinge,
-        categorical_hinge,
-        log_cosh,
-        kl_divergence,
-        poisson,
-        cosine_similarity,
-        accuracy,
-        binary_accuracy,
-        categorical_accuracy,
-        sparse_categorical_accuracy,
-        f1_score,
-        tpr,
-        tnr,
-        tnr_tpr,
-        binary_informedness,
-        roc_auc_score,
-        *_MULTI_TH.values(),
-    )
-}
+_BUILT_INS: tuple[MetricFn, ...] = (
+    binary_crossentropy,
+    categorical_crossentropy,
+    sparse_categorical_crossentropy,
+    mean_squared_error,
+    mean_absolute_error,
+    mean_absolute_percentage_error,
+    mean_squared_logarithmic_error,
+    squared_hinge,
+    hinge,
+    categorical_hinge,
+    log_cosh,
+    kl_divergence,
+    poisson,
+    cosine_similarity,
+    accuracy,
+    binary_accuracy,
+    categorical_accuracy,
+    sparse_categorical_accuracy,
+    f1_score,
+    tpr,
+    tnr,
+    tnr_tpr,
+    binary_informedness,
+    roc_auc_score,
+    *_MULTI_TH.values(),
+)
+_REGISTRY: dict[str, MetricFn] = {fn.__name__: fn for fn in _BUILT_INS}
 
 _ALIASES: dict[str, str] = {
     "acc": "accuracy",

@@ -17,6 +17,9 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from .backend.gradients import layer_outputs
+from .backend.layers import get_gradients, get_outputs, get_weights
+
 __all__ = [
     "scalefig",
     "save_figure",
@@ -50,7 +53,7 @@ def scalefig(fig: Figure) -> Figure:
         ) from None
     width, height = fig.get_size_inches()
     fig.set_size_inches(width * w, height * h)
-    fig._deeptrain_scaled = True
+    fig._deeptrain_scaled = True  # type: ignore[attr-defined]  # a marker: scale once
     return fig
 
 
@@ -198,13 +201,13 @@ def binary_preds_distribution(
     blue: label 0; a thick black line at the threshold ``pred_th``. A red dot far left is a
     confidently missed positive. For sigmoid outputs; the caches are laid out as in
     :func:`binary_preds_per_iteration`."""
-    preds, labels = [], []
+    pred_list, label_list = [], []
     for label_entry, pred_entry in zip(labels_cache, preds_cache, strict=True):
         batch_labels = _binary(_windows(label_entry)[0], "labels")  # windows share labels
         for p in _windows(pred_entry):
-            preds.append(_binary(p, "predictions"))
-            labels.append(batch_labels)
-    preds, labels = np.concatenate(preds), np.concatenate(labels)
+            pred_list.append(_binary(p, "predictions"))
+            label_list.append(batch_labels)
+    preds, labels = np.concatenate(pred_list), np.concatenate(label_list)
     n_rows = 24 if len(preds) > 5000 else 16 if len(preds) > 3000 else 10
     colors = np.where(labels[:, None] > 0.5, [[1.0, 0, 0]], [[0, 0, 1.0]])
     fig = Figure(figsize=(13 * w, (4 if len(preds) < 5000 else 6) * h))
@@ -234,8 +237,6 @@ def infer_train_hist(
     inference mode (top, "Train mode OFF") and train mode (bottom, "Train mode ON"): the
     effect of Dropout, BatchNormalization and the like. (DeepTrain 0.6 swapped the titles.)
     The model is not changed."""
-    from .backend.gradients import layer_outputs
-
     layer = layer if layer is not None else model.layers[-1]
     outs = [layer_outputs(model, input_data, [layer], training=t)[0] for t in (False, True)]
     fig = Figure(figsize=(13 * w, 6 * h))
@@ -276,8 +277,6 @@ def layer_hists(
     ``subplots`` and ``tight_layout``; ``'annot'``: like ``'annot_kw'``; ``'save'``: not
     used (callbacks save the figure). ``kw`` go to :func:`hist_grid` (bins, n_cols,
     center_zero, w, h)."""
-    from . import introspection as intro
-
     if mode not in LAYER_HIST_MODES:
         raise ValueError(f"mode must be one of {LAYER_HIST_MODES}, got {mode!r}")
     if mode != "weights" and input_data is None:
@@ -285,11 +284,11 @@ def layer_hists(
     if mode.startswith("gradients") and labels is None:
         raise ValueError(f"mode={mode!r} needs labels")
     if mode == "weights":
-        data = intro.get_weights(model, _id, omit_names)
+        data = get_weights(model, _id, omit_names)
     elif mode == "outputs":
-        data = intro.get_outputs(model, _id, input_data)
+        data = get_outputs(model, _id, input_data)
     else:
-        data = intro.get_gradients(
+        data = get_gradients(
             model,
             _id,
             input_data,
@@ -336,7 +335,7 @@ def viz_roc_auc(y_true: Any, y_pred: Any) -> Figure:
     ax = fig.subplots()
     ax.plot(fpr, tpr, marker=".")
     ax.plot([0, 1], [0, 1], color="gray", lw=0.8, ls="--")
-    kw = dict(fontsize=12, weight="bold")
+    kw: dict[str, Any] = dict(fontsize=12, weight="bold")
     ax.set_title(f"Receiver Operating Characteristic (AUC = {auc:.3f})", **kw)
     ax.set_xlabel("1 - specificity", **kw)
     ax.set_ylabel("sensitivity", **kw)

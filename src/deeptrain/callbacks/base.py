@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..util.misc import positive_int
+
+if TYPE_CHECKING:
+    from ..training.contract import Traingen
 
 __all__ = ["TraingenCallback", "PeriodicCallback", "CallbackList", "STAGES"]
 
@@ -57,9 +60,10 @@ class TraingenCallback:
     new TrainGenerator.
     """
 
-    tg: Any = None
+    #: the TrainGenerator, set by :meth:`init_with_traingen` before any stage method runs
+    tg: Traingen = None  # type: ignore[assignment]  # None until then, as in DeepTrain 0.6
 
-    def init_with_traingen(self, tg: Any) -> None:
+    def init_with_traingen(self, tg: Traingen) -> None:
         self.tg = tg
 
     def on_train_iter_end(self, stage: Stage) -> None: ...
@@ -186,11 +190,11 @@ class CallbackList:
     def objects(self) -> list[TraingenCallback]:
         return [e for e in self.entries if isinstance(e, TraingenCallback)]
 
-    def init_with_traingen(self, tg: Any) -> None:
+    def init_with_traingen(self, tg: Traingen) -> None:
         for cb in self.objects:
             cb.init_with_traingen(tg)
 
-    def __call__(self, stage: Stage, tg: Any) -> None:
+    def __call__(self, stage: Stage, tg: Traingen) -> None:
         first = stage[0] if isinstance(stage, tuple) else stage
         for entry in self.entries:
             if isinstance(entry, TraingenCallback):

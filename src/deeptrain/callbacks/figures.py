@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import visuals
+from ..training.contract import Traingen
 from .base import PeriodicCallback, Stage
 
 __all__ = [
@@ -29,16 +30,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def is_writer(tg: Any) -> bool:
+def is_writer(tg: Traingen) -> bool:
     """Whether this process writes the run's files (always, unless distributed)."""
     distribution = getattr(tg, "distribution", None)
     return distribution is None or distribution.is_writer
 
 
-def figure_path(tg: Any, name: str) -> Path | None:
+def figure_path(tg: Traingen, name: str) -> Path | None:
     """Where a callback figure called ``name`` goes now; None without a logdir, and on every
     process but the writer of a distributed run (figures are written once)."""
-    if getattr(tg, "logdir", None) is None or not is_writer(tg):
+    if tg.logdir is None or not is_writer(tg):
         return None
     s = tg.state
     return (
@@ -48,7 +49,7 @@ def figure_path(tg: Any, name: str) -> Path | None:
     )
 
 
-def _save(tg: Any, fig: Any, name: str) -> Path | None:
+def _save(tg: Traingen, fig: Any, name: str) -> Path | None:
     path = figure_path(tg, name)
     if path is None:
         log.debug("%s: the TrainGenerator has no logdir; figure not saved", name)
@@ -56,9 +57,9 @@ def _save(tg: Any, fig: Any, name: str) -> Path | None:
     return visuals.save_figure(fig, path)
 
 
-def _predict_cache(tg: Any, name: str) -> Any:
-    cache = getattr(tg, "_val_cache", None)
-    if cache is None or not len(cache):
+def _predict_cache(tg: Traingen, name: str) -> Any:
+    cache = tg.val_cache
+    if not len(cache):
         log.warning(
             "%s needs the predictions of a validation in predict mode "
             "(eval_fn='predict', as a 'val_end' callback); none are cached",
@@ -68,13 +69,13 @@ def _predict_cache(tg: Any, name: str) -> Any:
     return cache
 
 
-def _val_batch(tg: Any) -> tuple[Any, Any]:
+def _val_batch(tg: Traingen) -> tuple[Any, Any]:
     """The validation batch (window) in memory, as the model sees it, and its labels."""
     x, labels = tg.val_datagen.get(skip_validation=True)
     return x, (x if tg.input_as_labels else labels)
 
 
-def binary_preds_per_iteration_cb(tg: Any) -> Path | None:
+def binary_preds_per_iteration_cb(tg: Traingen) -> Path | None:
     """Labels vs predictions of every validation batch (sigmoid outputs; use at
     ``'val_end'`` in predict mode). See :func:`deeptrain.visuals.binary_preds_per_iteration`."""
     cache = _predict_cache(tg, "binary_preds_per_iteration_cb")
@@ -84,22 +85,22 @@ def binary_preds_per_iteration_cb(tg: Any) -> Path | None:
     return _save(tg, fig, "binary_preds_per_iteration")
 
 
-def binary_preds_distribution_cb(tg: Any) -> Path | None:
+def binary_preds_distribution_cb(tg: Traingen) -> Path | None:
     """All validation predictions against the prediction threshold (sigmoid outputs; use at
     ``'val_end'`` in predict mode). See :func:`deeptrain.visuals.binary_preds_distribution`."""
     cache = _predict_cache(tg, "binary_preds_distribution_cb")
     if cache is None:
         return None
-    fig = visuals.binary_preds_distribution(cache.labels, cache.preds, tg.predict_threshold)
+    fig = visuals.binary_preds_distribution(cache.labels, cache.preds, tg.state.predict_threshold)
     return _save(tg, fig, "binary_preds_distribution")
 
 
-def infer_train_hist_cb(tg: Any) -> Path | None:
+def infer_train_hist_cb(tg: Traingen) -> Path | None:
     """Output-layer values on the current validation batch in inference vs train mode, with
     the prediction threshold and x limits (0, 1) (sigmoid outputs). See
     :func:`deeptrain.visuals.infer_train_hist`."""
     x, _ = _val_batch(tg)
-    fig = visuals.infer_train_hist(tg.model, x, vline=tg.predict_threshold, xlims=(0, 1))
+    fig = visuals.infer_train_hist(tg.model, x, vline=tg.state.predict_threshold, xlims=(0, 1))
     return _save(tg, fig, "infer_train_hist")
 
 
@@ -122,7 +123,7 @@ def make_layer_hists_cb(
         raise ValueError(f"mode must be one of {visuals.LAYER_HIST_MODES}, got {mode!r}")
     visuals.layer_hists_kwargs(configs, mode)  # a bad key fails now, not at the first call
 
-    def layer_hists_cb(tg: Any) -> Path | None:
+    def layer_hists_cb(tg: Traingen) -> Path | None:
         data, labels = x, y
         if mode != "weights" and data is None:
             data, labels = _val_batch(tg)
@@ -172,8 +173,8 @@ class VizAE2D(PeriodicCallback):
 
     def get_data(self) -> tuple[np.ndarray, np.ndarray]:
         tg, n = self.tg, self.n_images
-        cache = getattr(tg, "_val_cache", None)
-        if tg.input_as_labels and cache is not None and len(cache):
+        cache = tg.val_cache
+        if tg.input_as_labels and len(cache):
             return np.asarray(cache.labels[-1][-1])[:n], np.asarray(cache.preds[-1][-1])[:n]
         x, _ = _val_batch(tg)
         x = np.asarray(x)[:n]

@@ -97,7 +97,7 @@ class TraingenLogger(PeriodicCallback):
         self.configs = _check_configs(configs)
         self.loadpath = loadpath
         self.get_data_fn, self.get_labels_fn = get_data_fn, get_labels_fn
-        self.gather_fns = {
+        self.gather_fns: dict[str, Callable[..., Any]] = {
             "weights": introspection.get_weights,
             "outputs": introspection.get_outputs,
             "gradients": introspection.get_gradients,
@@ -124,9 +124,9 @@ class TraingenLogger(PeriodicCallback):
             kw = dict(self.configs.get(f"{key}-kw", {}))
             inputs: list[Any] = []
             if key != "weights":
-                inputs.append(self._data())
+                inputs.append(self._data_fns()[0]())
             if key == "gradients":
-                inputs.append(self._labels())
+                inputs.append(self._data_fns()[1]())
             parts = [  # one gather per configured id, as 0.6 kept them
                 dict(self.gather_fns[key](model, [layer_id], *inputs, **kw))
                 for layer_id in self.configs[key]
@@ -134,21 +134,15 @@ class TraingenLogger(PeriodicCallback):
             getattr(self, key)[_id] = LogRecord(parts)
         return _id
 
-    def _data(self) -> Any:
-        if self.get_data_fn is None:
-            self._default_batch()
-        return self.get_data_fn()
-
-    def _labels(self) -> Any:
-        if self.get_labels_fn is None:
-            self._default_batch()
-        return self.get_labels_fn()
-
-    def _default_batch(self) -> None:
-        x, y, _ = introspection.peek_batch(self.tg, val=True)
-        y = x if self.tg.input_as_labels else y
-        self.get_data_fn = self.get_data_fn or (lambda: x)
-        self.get_labels_fn = self.get_labels_fn or (lambda: y)
+    def _data_fns(self) -> tuple[Callable[[], Any], Callable[[], Any]]:
+        """``get_data_fn`` and ``get_labels_fn``; one not given returns the first validation
+        batch (window), peeked once."""
+        if self.get_data_fn is None or self.get_labels_fn is None:
+            x, y, _ = introspection.peek_batch(self.tg, val=True)
+            y = x if self.tg.input_as_labels else y
+            self.get_data_fn = self.get_data_fn or (lambda: x)
+            self.get_labels_fn = self.get_labels_fn or (lambda: y)
+        return self.get_data_fn, self.get_labels_fn
 
     # -- files ---------------------------------------------------------------------------
     def save(self, _id: int | str | None = None, clear: bool = False, verbose: int = 1) -> Path:
@@ -163,7 +157,7 @@ class TraingenLogger(PeriodicCallback):
         path = self.savedir / f"{self.logname}{self._id if _id is None else _id}.{self.fmt}"
         self.savedir.mkdir(parents=True, exist_ok=True)
         if self.fmt == "npz":
-            np.savez(path, **flat)
+            np.savez(path, allow_pickle=False, **flat)
         else:
             with h5py.File(path, "w") as f:
                 for name, value in flat.items():
@@ -226,8 +220,8 @@ def read_log(path: str | Path) -> dict[str, dict]:
             f.visititems(visit)
     out: dict[str, dict] = {key: {} for key in LOGGABLES}
     for full, value in flat.items():
-        key, log_id, name = full.split("/", 2)
-        log_id = int(log_id) if log_id.lstrip("-").isdigit() else log_id
+        key, raw_id, name = full.split("/", 2)
+        log_id = int(raw_id) if raw_id.lstrip("-").isdigit() else raw_id
         out[key].setdefault(log_id, {})[name] = np.asarray(value)
     # the per-id split is not stored: [0] gives all of a log's arrays
     return {

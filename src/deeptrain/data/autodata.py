@@ -93,7 +93,7 @@ def discover(
         if not candidates:
             raise ValueError(
                 f"{argname}={str(path)!r} holds no supported files: found extensions "
-                f"{dict(counts)}, supported are {list(supported)} (pass a custom loader for "
+                f"{dict(counts)}, supported are {list(supported or ())} (pass a custom loader for "
                 "other formats)"
             )
         ext = max(candidates, key=lambda e: (candidates[e], e == ".npy"))

@@ -22,7 +22,7 @@ import csv
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -286,17 +286,18 @@ def data_to_hdf5(
     """
     batch_size = positive_int(batch_size, "`batch_size`")
     _check_overwrite_arg(overwrite)
-    if (loaddir is None) == (data is None):
-        raise ValueError("pass exactly one of `loaddir` and `data`")
     rng = np.random.default_rng(seed)
     savepath = Path(savepath)
 
-    if data is not None:
+    batches: Iterable[np.ndarray]
+    if data is not None and loaddir is None:
         batches = _array_batches(
             data, batch_size, shuffle, dtype, oversample_remainder, batches_dim0, rng, verbose
         )
-    else:
+    elif loaddir is not None and data is None:
         batches = _loaddir_batches(loaddir, batch_size, shuffle, load_fn, rng)
+    else:
+        raise ValueError("pass exactly one of `loaddir` and `data`")
 
     with _atomic_write(savepath, overwrite) as tmp, h5py.File(tmp, "w") as f:
         n = 0

@@ -91,7 +91,25 @@ class DataGenerator:
         set_nums: use only these set nums, in this order.
         **kwargs: see ``DATAGEN_KWARGS`` (shuffle_group_batches, shuffle_group_samples,
             seed, prefetch, memmap_threshold, dtypes and batch shapes for lz4, ...).
+
+    The keyword settings are attributes of the same name, declared below; a keyword not
+    passed takes its value from :data:`DATAGEN_KWARGS` when the DataGenerator is built.
     """
+
+    # -- keyword settings (defaults: DATAGEN_KWARGS) ----------------------------------------
+    shuffle_group_batches: bool  #: shuffle the order of the batches cut from one file
+    shuffle_group_samples: bool  #: shuffle samples across the batches of one file (group)
+    data_batch_shape: tuple[int, ...] | None  #: shape of a data file's array (lz4 files)
+    labels_batch_shape: tuple[int, ...] | None  #: shape of a labels file's array (lz4 files)
+    data_dtype: Any  #: dtype of the data files (lz4 files; others: from the file)
+    labels_dtype: Any  #: dtype of the labels files (lz4 files; others: from the file)
+    loadskip_list: list[str]  #: ``state_dict`` keys that ``load_state_dict`` leaves alone
+    saveskip_list: list[str]  #: ``state_dict`` keys left out
+    seed: int  #: seed of the generator behind every shuffle (None: drawn from NumPy's)
+    prefetch: int  #: files loaded ahead in background threads; 0: off
+    prefetch_workers: int  #: threads that load files ahead
+    memmap_threshold: int  #: ``.npy`` files larger than this (bytes) are memory-mapped
+    drop_remainder: bool  #: drop an epoch's short last batch (files combined into batches)
 
     def __init__(
         self,
@@ -261,9 +279,8 @@ class DataGenerator:
         first file's and with its labels', where cheap to get (file headers), so that bad
         data fails here rather than hours into training."""
         data = self._probe(self.data_loader)
-        labels = (
-            {} if self.labels_loader is None else self._probe(self.labels_loader, self.all_labels)
-        )
+        labels_loader = self.labels_loader
+        labels = {} if labels_loader is None else self._probe(labels_loader, self.all_labels)
         expected = self._plan.file_size
         for set_num, (size, _) in data.items():
             if size is not None and size != expected:
@@ -273,21 +290,23 @@ class DataGenerator:
                     "all files of data_path must hold the same number of samples"
                 )
             n_labels = labels.get(set_num, (None, None))[0]
-            if n_labels is not None and size is not None and n_labels != size:
+            mismatch = n_labels is not None and size is not None and n_labels != size
+            if mismatch and labels_loader is not None:
                 raise ValueError(
-                    f"labels of set num {set_num} ({self.labels_loader._path(set_num)}) hold "
+                    f"labels of set num {set_num} ({labels_loader._path(set_num)}) hold "
                     f"{n_labels} samples but its data ({self.data_loader._path(set_num)}) "
                     f"holds {size}"
                 )
         _check_alike(data, self.data_loader)
-        _check_alike(labels, self.labels_loader)
+        if labels_loader is not None:
+            _check_alike(labels, labels_loader)
 
     def _probe(
         self, loader: DataLoader, arrays: dict[str, np.ndarray] | None = None
     ) -> dict[str, tuple[int | None, Signature | None]]:
         """Sample count and signature of each set num in use, from ``arrays`` (preloaded)
         or the file headers; None where that is not cheap (csv, lz4, custom loaders)."""
-        probed = {}
+        probed: dict[str, tuple[int | None, Signature | None]] = {}
         for set_num in self.set_nums_original:
             array = (arrays or {}).get(set_num)
             header = (array.shape, array.dtype) if array is not None else loader.header(set_num)
@@ -352,6 +371,10 @@ class DataGenerator:
 
     def preload_all_labels(self) -> None:
         """Load the labels of every set num in use into ``all_labels``."""
+        if self.labels_loader is None:
+            raise ValueError(
+                "preload_all_labels() needs labels: this DataGenerator has no labels_path"
+            )
         for set_num in self.set_nums_original:
             self.all_labels[set_num] = np.asarray(self.labels_loader.load(set_num))
 
@@ -431,8 +454,8 @@ class DataGenerator:
                 "pass forced=True to skip the rest of it"
             )
             return
-        group, data = self._group, self._group_data
-        new_group = group is None or group.remaining == 0
+        current = self._current_group()
+        new_group = current is None
         if new_group and not self.set_nums_to_process:
             raise IndexError(
                 "no set nums left to process in this epoch; call "
@@ -440,9 +463,10 @@ class DataGenerator:
             )
         rng_state = self._rng.bit_generator.state if new_group else None
         try:
-            if new_group:
+            if current is None:
                 group = self._plan.next_group(self.set_nums_to_process, self._rng)
-                data = self._load_group(group)
+                current = group, self._load_group(group)
+            group, data = current
             batch, labels = self._cut(group, data, group.next_batch)
         except BaseException:
             if rng_state is not None:
@@ -568,12 +592,19 @@ class DataGenerator:
         labels = None if parts[0][1] is None else np.concatenate([p[1] for p in parts])
         return data, labels
 
+    def _current_group(self) -> tuple[Group, tuple[Any, Any]] | None:
+        """The group being served and its loaded data; None when a new one is due."""
+        group, data = self._group, self._group_data
+        if group is None or data is None or group.remaining == 0:
+            return None
+        return group, data
+
     def _cut(self, group: Group, data: tuple[Any, Any], served_index: int) -> tuple[Any, Any]:
         """The batch and labels served ``served_index``-th from the group's loaded ``data``."""
         batch = group.take(data[0], served_index)
         if self.data_loader.lazy:
             batch = np.ascontiguousarray(batch)  # read this batch (only) from the memmap
-        labels = [] if data[1] is None else np.asarray(group.take(data[1], served_index))
+        labels: Any = [] if data[1] is None else np.asarray(group.take(data[1], served_index))
         return batch, labels
 
     def _serve(self, group: Group, served_index: int, batch: Any, labels: Any) -> None:
@@ -837,7 +868,7 @@ def _preview(items: Sequence[Any], n: int = 8) -> str:
 
 
 def _check_alike(
-    probed: dict[str, tuple[int | None, Signature | None]], loader: DataLoader | None
+    probed: dict[str, tuple[int | None, Signature | None]], loader: DataLoader
 ) -> None:
     """Raise naming the first file whose samples' shape or dtype differ from the first's."""
     first: tuple[str, Signature] | None = None

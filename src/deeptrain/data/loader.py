@@ -61,8 +61,8 @@ class DataLoader:
         self.options = FormatOptions(
             dtype=dtype, batch_shape=None if batch_shape is None else tuple(batch_shape)
         )
-        custom = callable(loader) and not isinstance(loader, type)
-        if loader is not None and not custom and not isinstance(loader, str):
+        custom = loader if callable(loader) and not isinstance(loader, type) else None
+        if loader is not None and custom is None and not isinstance(loader, str):
             raise TypeError(
                 f"{argname} loader must be None, a format name "
                 f"{list(BUILTIN_FORMATS)} or a function (loader, set_num) -> array; "
@@ -76,10 +76,10 @@ class DataLoader:
 
         if loader is None:
             supported = SUPPORTED_EXTENSIONS
-        elif custom:
-            supported = None  # a custom function reads whatever is there
-        else:
+        elif isinstance(loader, str):
             supported = BUILTIN_FORMATS[loader].extensions or (".npy",)
+        else:
+            supported = None  # a custom function reads whatever is there
         found = discover(self.path, argname, supported, exclude=exclude, ext=ext)
         self._is_dataset = found.is_dataset
         self.path = found.path  # a directory holding one dataset file: that file
@@ -97,10 +97,11 @@ class DataLoader:
         self.filepaths = [str(p) for p in found.filepaths.values()]
 
         self.format: FileFormat | None = None
-        if custom:
-            self.load_fn = types.MethodType(loader, self)
-            self.name = getattr(loader, "__name__", "custom")
-        else:
+        if custom is not None:
+            # DeepTrain 0.6's API: the user's function becomes this instance's load_fn
+            self.load_fn = types.MethodType(custom, self)  # type: ignore[method-assign]
+            self.name = getattr(custom, "__name__", "custom")
+        elif loader is None or isinstance(loader, str):
             self.format = self._choose_format(loader, memmap_threshold)
             self.name = self.format.name
             if self.format.name == "numpy-lz4f":
@@ -177,10 +178,12 @@ class DataLoader:
 
     def load_fn(self, set_num: str) -> np.ndarray:
         """The array of ``set_num``."""
-        path = self._path(set_num)
+        path, fmt = self._path(set_num), self.format
+        if fmt is None:  # a custom function replaces this method
+            raise TypeError(f"{self.argname}: no file format to read {path} with")
         if self._is_dataset:
-            return self._guard(path, self.format.load_entry, path, str(set_num), self.options)
-        return self._guard(path, self.format.load_file, path, self.options)
+            return self._guard(path, fmt.load_entry, path, str(set_num), self.options)
+        return self._guard(path, fmt.load_file, path, self.options)
 
     def sample_count(self, set_num: str) -> int | None:
         """Samples in ``set_num`` without reading them, or None when that is not cheap."""

@@ -41,6 +41,12 @@ class Preprocessor(ABC):
     ``loadskip_list`` names attributes that :meth:`load_state_dict` leaves alone.
     """
 
+    batch_loaded: bool  #: a batch is in memory and being served
+    batch_exhausted: bool  #: the current batch is used up: the next ``get()`` loads one
+    slice_idx: int | None  #: the index of the slice (window) served next; None: not slicing
+    loadskip_list: list[str]  #: attributes that :meth:`load_state_dict` leaves alone
+    _slices_per_batch: int | None
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Preprocessor:
         obj = super().__new__(cls)
         obj.batch_loaded = False
@@ -142,6 +148,8 @@ class TimeseriesPreprocessor(Preprocessor):
     overlapping windows ``[0:25], [10:35], ..., [70:95]``.
     """
 
+    slice_idx: int  #: the index of the window served next
+
     def __init__(
         self,
         window_size: int,
@@ -159,7 +167,7 @@ class TimeseriesPreprocessor(Preprocessor):
                 raise ValueError("start_increments must be None or a non-empty list of ints")
         self.start_increments = start_increments
         self._start_increment = start_increments[0] if start_increments else 0
-        self._batch_timesteps = None
+        self._batch_timesteps: int | None = None
         self.slices_per_batch = 1  # marks "sliced"; the real count is set per batch in process()
         self.slice_idx = 0
         self.loadskip_list = list(
@@ -188,8 +196,9 @@ class TimeseriesPreprocessor(Preprocessor):
         """Return next `batch` window, and unchanged `labels`."""
         if self.slice_idx == 0:
             # ensure number of windows accurate for every new batch
-            self._batch_timesteps = batch.shape[1]
-            self.slices_per_batch = self.windows_for(self._batch_timesteps)
+            timesteps = int(batch.shape[1])
+            self._batch_timesteps = timesteps
+            self.slices_per_batch = self.windows_for(timesteps)
         return self._next_window(batch), labels
 
     def windows_for(self, timesteps: int) -> int:

@@ -81,7 +81,7 @@ class JaxDistribution(Distribution):
         distribution says."""
         import jax
 
-        out = []
+        out: list[Any] = []
         for a in arrays:
             if a is None:
                 out.append(None)

@@ -170,7 +170,7 @@ def write_checkpoint(
             write(tmp / name)
         writer.step(f"write {ARRAYS_FILE}")
         with open(tmp / ARRAYS_FILE, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, allow_pickle=False, **arrays)
         files = {}
         for p in sorted(tmp.iterdir()):
             if p.is_file():
@@ -335,10 +335,10 @@ def _scan(directory: Path) -> list[tuple[int, str, Path]]:
     """``(seq, kind, path)`` of the checkpoints (and backups) in ``directory``, newest
     first, from their states' headers only. Entries that are not real directories with a
     readable header are skipped with a warning (and never deleted)."""
-    found = []
+    found: list[tuple[int, str, float, Path]] = []
     directory = Path(directory)
     if not is_real_dir(directory):
-        return found
+        return []
     for item in directory.iterdir():
         name = item.name
         if name == POINTER_FILE or (name.startswith(".") and not name.startswith(BACKUP_PREFIX)):

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..training.contract import Traingen
 from . import model_state
 from .atomic import TEMP_PREFIX, final_name, recover_backups
 from .checkpoint import (
@@ -63,7 +64,7 @@ MODEL_SAVE_WEIGHTS_KW: dict[str, Any] = {}
 class Checkpointer:
     """Writes and reads checkpoints of ``tg``. ``fault`` is a test hook (see ``AtomicDir``)."""
 
-    def __init__(self, tg: Any):
+    def __init__(self, tg: Traingen):
         self.tg = tg
         self.fault: Callable[[str], None] | None = None
 
@@ -75,8 +76,8 @@ class Checkpointer:
     def save(self, path: Path, kind: str, figures: bool = False, replace: bool = False) -> Path:
         """Write a checkpoint of ``kind`` to ``path``; returns the path."""
         tg = self.tg
-        tg._refuse_if_inconsistent()  # never save a state cut half-way
-        tg._sync_model()
+        tg.ensure_consistent()  # never save a state cut half-way
+        tg.sync_model()
         tg.callbacks("save", tg)
         tg.state.save_seq += 1
         if not tg.distribution.is_writer:  # one writer (process 0); the state stays alike
@@ -99,8 +100,8 @@ class Checkpointer:
             kw = dict(_or_default(tg.model_save_kw, MODEL_SAVE_KW))
             writers[MODEL_FILE] = lambda p: tg.model.save(p, **kw)
         if figures:
-            writers["history.png"] = lambda p: tg._write_figure("history", p)
-            writers["report.png"] = lambda p: tg._write_figure("report", p)
+            writers["history.png"] = lambda p: tg.write_figure("history", p)
+            writers["report.png"] = lambda p: tg.write_figure("report", p)
         try:
             with tg.distribution.writing(), tg.distribution.scope():
                 return write_checkpoint(path, payload, arrays, writers, self.fault, replace)
@@ -190,7 +191,7 @@ class Checkpointer:
         path, payload = resolve_loadpath(path)
         arrays = read_arrays(path, payload)
         skip = effective_loadskip(
-            tg.loadskip_list, tg._passed_args if passed_args is None else passed_args
+            tg.loadskip_list, tg.passed_args if passed_args is None else passed_args
         )
         weights = "model:weights" not in skip and WEIGHTS_FILE in payload["files"]
         keep = self._check(path, payload, arrays, skip, weights)

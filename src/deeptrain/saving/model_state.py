@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 import sys
 import warnings
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,10 @@ def optimizer_selection(model: Any, configs: Any, argname: str) -> set[str]:
 
 
 def load_weights(
-    model: Any, path: Path, skip_optimizer: bool = False, keep_optimizer: set[str] = frozenset()
+    model: Any,
+    path: Path,
+    skip_optimizer: bool = False,
+    keep_optimizer: AbstractSet[str] = frozenset(),
 ) -> None:
     """Load weights and optimizer state; the live optimizer's values are kept for all its
     variables with ``skip_optimizer``, else for those whose path is in ``keep_optimizer``."""

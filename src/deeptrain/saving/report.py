@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..training.contract import Traingen
+
 __all__ = [
     "report_sections",
     "report_figure",
@@ -124,7 +126,7 @@ def _filtered(items: dict[str, Any], target: str, configs: Mapping | None) -> di
     return {k: v for k, v in items.items() if k in keep or not isinstance(v, types)}
 
 
-def _traingen_items(tg: Any) -> dict[str, Any]:
+def _traingen_items(tg: Traingen) -> dict[str, Any]:
     from ..training.configs import TRAINGEN_DEFAULTS
 
     items = {name: getattr(tg, name) for name in TRAINGEN_DEFAULTS if hasattr(tg, name)}
@@ -155,7 +157,7 @@ def _datagen_items(dg: Any) -> dict[str, Any]:
     return items
 
 
-def report_sections(tg: Any) -> dict[str, list[str]]:
+def report_sections(tg: Traingen) -> dict[str, list[str]]:
     """The report's text: ``{section title: ["'attr' = value", ...]}``."""
     configs = tg.report_configs if tg.report_configs is not None else REPORT_CFG
     sources = {
@@ -215,11 +217,11 @@ def report_figure(
     return fig
 
 
-def write_init_logs(tg: Any, misc_dir: Path) -> None:
+def write_init_logs(tg: Traingen, misc_dir: Path) -> None:
     """``init_state.json`` (the settings as text) and ``init_source.txt`` (the running
     script's source), as DeepTrain 0.6 wrote them."""
     misc_dir.mkdir(parents=True, exist_ok=True)
-    state = {"_passed_args": list(tg._passed_args)}
+    state: dict[str, Any] = {"_passed_args": tg.passed_args}
     for name, value in _traingen_items(tg).items():
         if isinstance(value, (list, tuple, dict)) and len(value) > 50:
             value = f"{type(value).__name__} of {len(value)} items"

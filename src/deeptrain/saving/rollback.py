@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..backend.stateful import get_states, set_states
+from ..training.contract import Traingen
 from . import model_state
 
 __all__ = ["LiveState"]
@@ -66,7 +67,7 @@ class LiveState:
     callbacks: list[tuple[Any, Any]]
 
     @classmethod
-    def capture(cls, tg: Any) -> LiveState:
+    def capture(cls, tg: Traingen) -> LiveState:
         model = tg.model
         return cls(
             attributes=dict(vars(tg)),
@@ -79,7 +80,7 @@ class LiveState:
             callbacks=[(cb, copy.deepcopy(cb.state_dict())) for cb in tg.callbacks.objects],
         )
 
-    def restore(self, tg: Any) -> None:
+    def restore(self, tg: Traingen) -> None:
         """Put everything back; a part that fails is logged and the others still run."""
         steps = [
             ("settings and train state", lambda: self._restore_attributes(tg)),
@@ -107,7 +108,7 @@ class LiveState:
             except Exception:
                 log.exception("Undoing a failed load: could not restore the %s", what)
 
-    def _restore_attributes(self, tg: Any) -> None:
+    def _restore_attributes(self, tg: Traingen) -> None:
         attributes = vars(tg)
         for name in [n for n in attributes if n not in self.attributes]:
             del attributes[name]

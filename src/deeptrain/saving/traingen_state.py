@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import __version__
 from ..training.configs import TRAINGEN_DEFAULTS
+from ..training.contract import Traingen
 from ..training.state import TrainState
 from ..util.jsonstate import UNSUPPORTED, from_json, restore_like, to_json
 from . import model_state
@@ -82,7 +83,7 @@ def _join_arrays(value: Any, arrays: Mapping[str, np.ndarray]) -> Any:
     return value
 
 
-def collect(tg: Any, kind: str, seq: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def collect(tg: Traingen, kind: str, seq: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The checkpoint payload (JSON-safe) and arrays of ``tg``."""
     import keras
 
@@ -145,7 +146,7 @@ def effective_loadskip(loadskip_list: list[str], passed_args: list[str]) -> set[
     return skip | {"model"}
 
 
-def _callback_matches(tg: Any, payload: dict[str, Any]) -> list[tuple[Any, Any]]:
+def _callback_matches(tg: Traingen, payload: dict[str, Any]) -> list[tuple[Any, Any]]:
     """``(live callback, saved entry or None)`` by position, where the classes agree."""
     saved_cbs = payload.get("callbacks", [])
     matches = []
@@ -156,7 +157,9 @@ def _callback_matches(tg: Any, payload: dict[str, Any]) -> list[tuple[Any, Any]]
     return matches
 
 
-def check(tg: Any, payload: dict[str, Any], arrays: dict[str, np.ndarray], skip: set[str]) -> None:
+def check(
+    tg: Traingen, payload: dict[str, Any], arrays: dict[str, np.ndarray], skip: set[str]
+) -> None:
     """Raise ``ValueError`` if :func:`restore` would fail on ``tg``; changes nothing.
 
     The payload's types are already validated (its schema); this checks what depends on
@@ -191,7 +194,7 @@ def check(tg: Any, payload: dict[str, Any], arrays: dict[str, np.ndarray], skip:
 
 
 def restore(
-    tg: Any, payload: dict[str, Any], arrays: dict[str, np.ndarray], skip: set[str]
+    tg: Traingen, payload: dict[str, Any], arrays: dict[str, np.ndarray], skip: set[str]
 ) -> list[str]:
     """Apply a checkpoint to ``tg`` (model weights are loaded separately). Returns the
     names of the TrainGenerator settings that were restored."""

@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,15 +42,19 @@ from ..saving.naming import model_num_of, name_suffix, reserve_model_num
 from ..saving.report import write_init_logs
 from ..util.misc import capture_args, check_kwargs, positive_int
 from ..visuals import scalefig
+from .aliases import TrainStateAliases
 from .configs import TRAINGEN_DEFAULTS, defaults
 from .fitting import make_eval_fn, make_fit_fn, model_metric_names, to_metric_dict
 from .frequency import check_freq, should_do
 from .interrupts import Consistency, InterruptGuard, Preempted, TrainingPreempted
 from .plotting import default_plot_configs, history_figure, merge_plot_configs, with_plot_cfg
 from .progress import EpochProgress, MetricsLog, format_metrics
-from .state import LEGACY_NAMES, Bookmark, TrainState
+from .state import Bookmark, TrainState
 from .validation import MetricResolver, PredictCache, evaluate_mode_summary, predict_mode_summary
 from .weights import check_class_weights, sample_weights
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["TrainGenerator"]
 
@@ -87,7 +91,7 @@ _LOSS_LIKE = (
 )
 
 
-class TrainGenerator:
+class TrainGenerator(TrainStateAliases):
     """Train ``model`` on ``datagen`` and validate on ``val_datagen``.
 
     Args:
@@ -109,7 +113,70 @@ class TrainGenerator:
             metrics in the bar and per-batch validation lines.
         callbacks: ``{stage: fn(tg)}``, ``TraingenCallback`` objects, or a list of them.
         **kwargs: the rest of DeepTrain 0.6's settings (``TRAINGEN_DEFAULTS``).
+
+    Every setting is an attribute of the same name, declared below. Its default is the value
+    in :data:`~deeptrain.training.configs.TRAINGEN_DEFAULTS` when the TrainGenerator is built
+    (edit the dict to change a default); the signature's defaults show the shipped values.
     """
+
+    # -- settings (defaults: TRAINGEN_DEFAULTS; fit_fn and eval_fn are properties) ----------
+    epochs: int  #: train while ``epoch < epochs`` (raise it to continue a finished run)
+    logs_dir: str | Path | None  #: parent of log directories ``<logs_dir>/<model_name>``
+    best_models_dir: str | Path | None  #: where each new best model is saved; None: not saved
+    loadpath: str | Path | None  #: checkpoint (or log directory) loaded at construction
+    callbacks: callbacks_lib.CallbackList  #: callbacks, dispatched by stage (``'val_end'`` ...)
+    key_metric: str  #: the metric that decides the best model
+    key_metric_fn: Callable | None  #: predict mode: computes ``key_metric`` (None: by name)
+    val_metrics: list[str]  #: metrics reported by validation (predict mode: computed)
+    custom_metrics: Mapping[str, Callable] | None  #: predict mode: ``{name: fn(y, pred)}``
+    input_as_labels: bool  #: labels are the inputs (autoencoders); no ``labels_path`` needed
+    max_is_best: bool  #: a higher key metric is better (None given: by the metric's name)
+    val_freq: dict[str, int] | None  #: when to validate: ``{'iter'|'batch'|'epoch': n}``
+    plot_history_freq: dict[str, int] | None  #: when (at a validation's end) to draw history
+    unique_checkpoint_freq: dict[str, int] | None  #: when to write a kept checkpoint
+    temp_checkpoint_freq: dict[str, int] | None  #: when to write a temp (replaced) checkpoint
+    class_weights: dict[int, float] | None  #: ``{class: weight}``: train sample weights
+    val_class_weights: dict[int, float] | None  #: ``{class: weight}``: validation weights
+    reset_statefuls: bool  #: reset stateful RNN layers after every train and val batch
+    iter_verbosity: int  #: 0 quiet; 1 progress bar, validation lines; 2 also per iteration
+    logdir: Path | None  #: this run's log directory (given: used as is, resumed there)
+    optimizer_save_configs: dict[str, list[str]] | None  #: optimizer variables saved
+    optimizer_load_configs: dict[str, list[str]] | None  #: optimizer variables loaded
+    plot_configs: dict[str, Any] | None  #: the history figure's panes, merged with defaults
+    model_configs: dict[str, Any] | None  #: the model's hyperparameters (naming, report)
+    batch_size: int | None  #: samples per batch (None: from the model's input shape)
+    val_mode: str  #: ``'evaluate'`` (the model's metrics) or ``'predict'`` (computed here)
+    #: ``(lo, hi)``: search the binary threshold in this range after each validation
+    dynamic_predict_threshold_min_max: tuple[float, float] | None
+    checkpoints_overwrite_duplicates: bool  #: a checkpoint name taken: replace (else ``_v2``)
+    loss_weighted_slices_range: tuple[float, float] | None  #: ``(a, b)``: window weights
+    pred_weighted_slices_range: tuple[float, float] | None  #: ``(a, b)``: window pred weights
+    logs_use_full_model_name: bool  #: checkpoint names start with the full model name
+    new_model_num: bool  #: model number: one above the highest (False: the lowest free)
+    dynamic_predict_threshold: float | None  #: the tuned threshold (None: no tuning)
+    plot_first_pane_max_vals: int  #: validation metrics in the history figure's first pane
+    _val_max_set_name_chars: int  #: padding of set names in validation lines
+    _max_set_name_chars: int  #: padding of set names in train lines
+    best_subset_size: int | None  #: find the ``k`` validation batches with the best metric
+    check_model_health: bool  #: check for dead, NaN/Inf and large weights after validations
+    max_one_best_save: bool  #: keep only the newest best model of this model number
+    max_checkpoints: int  #: checkpoints kept in the log directory (oldest removed)
+    report_fontpath: str | Path | None  #: font file of the report figure (None: monospace)
+    model_base_name: str  #: model name part after ``M<num>__``
+    final_fig_dir: str | Path | None  #: also save the history figure as ``<model_name>.png``
+    loadskip_list: list[str]  #: saved settings that ``load()`` leaves alone
+    saveskip_list: list[str]  #: settings (and parts) left out of checkpoints
+    model_save_kw: dict[str, Any] | None  #: keywords of ``model.save`` (best models)
+    model_save_weights_kw: dict[str, Any] | None  #: keywords of ``model.save_weights``
+    metric_to_alias: dict[str, str]  #: names shown in logs and legends (``'loss'``: ``Loss``)
+    alias_to_metric: dict[str, str]  #: accepted metric aliases (``'acc'``: ``'accuracy'``)
+    report_configs: dict[str, Any] | None  #: what the report shows (include/exclude)
+    model_name_configs: dict[str, Any]  #: ``{attribute: alias}`` encoded in the model name
+    name_process_key_fn: Callable | None  #: ``fn(key, alias, attrs)``: a name part
+    metric_printskip_configs: dict[str, list[str]]  #: metrics not logged, per stage
+    metrics_log: str | None  #: the metrics log's format: ``'jsonl'``, ``'csv'`` or None
+    continue_run: bool  #: resuming continues the checkpoint's run in its log directory
+    restore_saved_paths: bool  #: take the paths saved in a checkpoint at load
 
     @capture_args  # -> self._passed_args: what '{auto}' in loadskip_list keeps at load
     def __init__(
@@ -145,14 +212,10 @@ class TrainGenerator:
         model_configs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ):
-        explicit = {
-            k: v
-            for k, v in locals().items()
-            if k not in ("self", "kwargs", "model", "datagen", "val_datagen")
-        }
-        check_kwargs(kwargs, [k for k in TRAINGEN_DEFAULTS if k not in explicit], "TrainGenerator")
-        configs = defaults()  # what is not passed comes from TRAINGEN_DEFAULTS, read now
-        configs.update({k: v for k, v in explicit.items() if k in self._passed_args})
+        arguments = {k: v for k, v in locals().items() if k in TRAINGEN_DEFAULTS}
+        check_kwargs(kwargs, [k for k in TRAINGEN_DEFAULTS if k not in arguments], "TrainGenerator")
+        configs = defaults()  # the defaults dict as it is now: editing it changes defaults
+        configs.update({k: v for k, v in arguments.items() if k in self.passed_args})
         configs.update(kwargs)
         self._fit_fn_spec = configs.pop("fit_fn")
         self._eval_fn_spec = configs.pop("eval_fn")
@@ -170,10 +233,10 @@ class TrainGenerator:
         self._check_distribution()
         self.callbacks = callbacks_lib.CallbackList(callbacks)
         self._val_cache = PredictCache()
-        self._history_fig = None
+        self._history_fig: Figure | None = None
         self._figure_files: dict[str, tuple] = {}  # name -> (progress key, PNG drawn then)
         self.last_validation: dict[str, Any] = {}
-        self.best_subset_nums: list[str] | None = None
+        self.best_subset_nums: list[str | None] | None = None
         self.last_health = None  # HealthReport of the last validation (check_model_health)
         self._recording = True
         self._consistency = Consistency()  # what a second Ctrl-C (or an error) cut half-way
@@ -193,6 +256,12 @@ class TrainGenerator:
             self._metrics_log.rewind(self.state.batches_fit, self.state.times_validated)
         if writes is not None:
             write_init_logs(self, writes / "misc")
+
+    @property
+    def passed_args(self) -> list[str]:
+        """Names of the arguments passed to the constructor, sorted: ``'{auto}'`` in
+        ``loadskip_list`` keeps their values at load. (DeepTrain 0.6: ``_passed_args``.)"""
+        return list(self.__dict__["_passed_args"])  # recorded by @capture_args
 
     # -- construction ------------------------------------------------------------------
     def _check_inputs(self) -> None:
@@ -304,7 +373,7 @@ class TrainGenerator:
         self.key_metric = self._canonical(self.key_metric, self.train_metrics)
         if self.max_is_best is None:
             self.max_is_best = not any(s in self.key_metric.lower() for s in _LOSS_LIKE)
-        self._resolver = None
+        self._resolver: MetricResolver | None = None
         if self.val_mode == "evaluate":
             if self.val_metrics is not None and not reloading:
                 log.warning(
@@ -334,6 +403,13 @@ class TrainGenerator:
                 self.model, self.custom_metrics, self.key_metric, self.key_metric_fn
             )
             self._resolver.check(names)
+
+    @property
+    def _predict_resolver(self) -> MetricResolver:
+        """Predict mode's metric functions (set up with the metrics)."""
+        if self._resolver is None:
+            raise RuntimeError("metrics are computed here only in predict mode")
+        return self._resolver
 
     def _canonical(self, name: str, available: list[str]) -> str:
         """``name`` as the model calls it (``'acc'`` -> ``'accuracy'`` and back)."""
@@ -380,15 +456,15 @@ class TrainGenerator:
             self._lock = LogdirLock(self.logdir)
             self._lock.acquire()
         if run_dir is not None:
-            self._continue_numbering()
+            self._continue_numbering(self.logdir)
             log.info("Continuing run %s", self.logdir)
         else:
             log.info("Logging to %s", self.logdir)
 
-    def _continue_numbering(self) -> None:
+    def _continue_numbering(self, logdir: Path) -> None:
         """New checkpoints of a continued run sort after all its existing ones, even when it
         continues from an older checkpoint (the newer ones are kept)."""
-        newest = max((seq for seq, _ in list_checkpoints(self.logdir / CHECKPOINTS_DIR)), default=0)
+        newest = max((seq for seq, _ in list_checkpoints(logdir / CHECKPOINTS_DIR)), default=0)
         if newest > self.state.save_seq:
             log.warning(
                 "Continuing %s from a checkpoint older than its newest one; the newer "
@@ -396,6 +472,11 @@ class TrainGenerator:
                 self.logdir,
             )
             self.state.save_seq = newest
+
+    def _require_logdir(self, what: str) -> Path:
+        if self.logdir is None:
+            raise ValueError(f"{what} needs a log directory: set logs_dir or logdir")
+        return self.logdir
 
     def check_logdir_owned(self) -> None:
         """Raise if another TrainGenerator of this process took this log directory over."""
@@ -421,7 +502,7 @@ class TrainGenerator:
     def train(self) -> None:
         """Train until ``epoch == epochs``, validating at ``val_freq``. Resumable: after an
         interrupt (or with more ``epochs``), call it again."""
-        self._refuse_if_inconsistent()
+        self.ensure_consistent()
         self.check_logdir_owned()
         state = self.state
         try:
@@ -443,15 +524,14 @@ class TrainGenerator:
         except Preempted:
             self._stop_for_preemption()
         finally:
-            self._sync_model()
+            self.sync_model()
             self._progress.close()
         if self.final_fig_dir is not None and self.distribution.is_writer:
-            self._save_final_figure()
+            self._save_final_figure(Path(self.final_fig_dir))
         log.info("Training has concluded.")
 
-    def _save_final_figure(self) -> Path:
+    def _save_final_figure(self, directory: Path) -> Path:
         """``<final_fig_dir>/<model_name>.png``, replacing this model number's older ones."""
-        directory = Path(self.final_fig_dir)
         directory.mkdir(parents=True, exist_ok=True)
         self.model_name = self.get_unique_model_name()
         for old in directory.glob(f"M{self.model_num}__*.png"):
@@ -473,7 +553,7 @@ class TrainGenerator:
         """SIGTERM: one consistent checkpoint (every process takes part), then exit. A
         validation in progress is rewound to its start, so that the resumed run redoes it
         whole (exactly)."""
-        self._sync_model()
+        self.sync_model()
         if self._val_start is not None and self.state.train_loop_done:
             self._rewind_validation()
         path = self._checkpointer.checkpoint("temp") if self.logdir is not None else None
@@ -517,14 +597,15 @@ class TrainGenerator:
                 state.train_loop_done, state.val_loop_done = True, False
         self._checkpoint_if_due(at_validation_end=False)
 
-    def _refuse_if_inconsistent(self) -> None:
-        """Repair what can be repaired exactly (a validation cut half-way restarts from its
-        start); refuse to go on from a cut train iteration."""
+    def ensure_consistent(self) -> None:
+        """Repair what a cut (a second Ctrl-C, an error) left half-done where that can be
+        done exactly (a validation restarts from its start); raise for a cut train
+        iteration (load a checkpoint to go on)."""
         broken = self._consistency.broken
         if broken is None:
             return
         if broken == "a validation" and self._val_start is not None:
-            self._restart_validation()
+            self._restart_validation(self._val_start)
             return
         latest = self._checkpointer.latest() if self.logdir is not None else None
         raise RuntimeError(
@@ -542,15 +623,32 @@ class TrainGenerator:
     def _callbacks(self, stage: str) -> None:
         """Dispatch ``stage`` (skipped when there are no callbacks: it runs every step)."""
         if self.callbacks.entries:
-            self._sync_model()
+            self.sync_model()
             self.callbacks(stage, self)
 
-    def _sync_model(self) -> None:
+    def sync_model(self) -> None:
         """Make the model's variables current (the JAX train step keeps them on the
         device between steps); call before anything reads the model."""
         sync = getattr(self._fit_fn, "sync", None)
         if sync is not None:
             sync()
+
+    # DeepTrain 0.6-era private names, kept for code that uses them
+    def _sync_model(self) -> None:
+        self.sync_model()
+
+    def _refuse_if_inconsistent(self) -> None:
+        self.ensure_consistent()
+
+    def _write_figure(self, name: str, path: Path) -> None:
+        self.write_figure(name, path)
+
+    @property
+    def val_cache(self) -> PredictCache:
+        """Predict mode: labels, predictions and sample weights of the validation in
+        progress (or the last one, until the cache is cleared), one entry per batch
+        (``labels``, ``preds``, ``weights``, ``set_names``). (0.6: ``_val_cache``.)"""
+        return self._val_cache
 
     def _on_train_batch_end(self) -> None:
         state = self.state
@@ -568,7 +666,7 @@ class TrainGenerator:
             total[1] += 1
             state.history.setdefault(name, []).append(total[0] / total[1])
         if self.reset_statefuls:
-            self._sync_model()
+            self.sync_model()
             reset_states(self.model)
         if self._metrics_log.path is not None:
             self._metrics_log.write(
@@ -671,8 +769,8 @@ class TrainGenerator:
         ``record_progress=False`` evaluates without touching histories, counters or the
         best model (an ad-hoc evaluation).
         """
-        self._refuse_if_inconsistent()
-        self._sync_model()
+        self.ensure_consistent()
+        self.sync_model()
         if restart:
             self.reset_validation()
         if self._val_start is None:
@@ -709,7 +807,7 @@ class TrainGenerator:
             metrics_log_bytes=log_bytes,
         )
 
-    def _restart_validation(self) -> None:
+    def _restart_validation(self, start: _ValidationStart) -> None:
         """Undo a validation cut half-way: back to where it started, exactly."""
         log.warning(
             "The last validation was stopped half-way (a second Ctrl-C, or an "
@@ -720,6 +818,8 @@ class TrainGenerator:
     def _rewind_validation(self) -> None:
         """Back to where the validation in progress started, exactly."""
         start = self._val_start
+        if start is None:
+            raise RuntimeError("no validation in progress to rewind")
         self.state.rewind(start.state)
         self.val_datagen.load_state_dict(start.val_datagen)
         for cb, cb_state in zip(self.callbacks.objects, start.callbacks, strict=True):
@@ -770,7 +870,7 @@ class TrainGenerator:
                 labels, preds, weights = self._val_cache.per_batch(self.pred_weighted_slices_range)[
                     -1
                 ]
-                batch = self._resolver.compute(
+                batch = self._predict_resolver.compute(
                     self.val_metrics, labels, preds, weights, state.predict_threshold
                 )
             log.info(
@@ -800,7 +900,7 @@ class TrainGenerator:
             )
             summary, threshold, subset = predict_mode_summary(
                 self._val_cache,
-                self._resolver,
+                self._predict_resolver,
                 self.val_metrics,
                 threshold=state.predict_threshold,
                 search_range=search,
@@ -902,7 +1002,7 @@ class TrainGenerator:
 
     def reset_validation(self) -> None:
         """Abandon a validation in progress: caches, flags and the val datagen's position."""
-        self._sync_model()
+        self.sync_model()
         self.clear_cache()
         self.state.val_loop_done = False
         self.val_datagen.reset_state(shuffle=False)
@@ -947,8 +1047,7 @@ class TrainGenerator:
             raise ValueError(f"overwrite must be None, True or False, got {overwrite!r}")
         if not forced:
             return self._checkpoint_if_due(at_validation_end=False, overwrite=overwrite)
-        if self.logdir is None:
-            raise ValueError("checkpoint() needs a log directory: set logs_dir or logdir")
+        self._require_logdir("checkpoint()")
         self.model_name = self.get_unique_model_name()
         return self._checkpointer.checkpoint("unique", overwrite)
 
@@ -968,9 +1067,10 @@ class TrainGenerator:
         """Save a checkpoint to the directory ``savepath`` (default: a temp checkpoint in
         the log directory). Everything needed to continue exactly is in it."""
         if savepath is None:
-            if self.logdir is None:
-                raise ValueError("save() needs savepath= or a log directory (logs_dir/logdir)")
-            return self._checkpointer.checkpoint("temp")
+            self._require_logdir("save() without savepath=")
+            path = self._checkpointer.checkpoint("temp")
+            assert path is not None  # there is a log directory
+            return path
         return self._checkpointer.save(Path(savepath), "manual", figures=False)
 
     def load(
@@ -990,7 +1090,7 @@ class TrainGenerator:
         if path is None:
             raise ValueError("load() needs filepath=, loadpath= or a log directory")
         if self._consistency.broken is None:
-            self._sync_model()  # device-side train state would otherwise overwrite the load
+            self.sync_model()  # device-side train state would otherwise overwrite the load
         else:  # cut half-way: what is on the device is not worth keeping
             getattr(self._fit_fn, "discard", lambda: None)()
 
@@ -1018,16 +1118,20 @@ class TrainGenerator:
             "checkpoint": None,
         }
         if name in ("init_state", "init_source"):
-            return self.logdir / "misc" / f"{name}.{'json' if name == 'init_state' else 'txt'}"
+            return (
+                self._require_logdir(f"get_last_log({name!r})")
+                / "misc"
+                / f"{name}.{'json' if name == 'init_state' else 'txt'}"
+            )
         if name not in files:
             raise ValueError(
                 f"get_last_log: name must be one of "
                 f"{[*files, 'init_state', 'init_source']}, got {name!r}"
             )
-        checkpoint = self._checkpointer.latest(best=best)
-        if checkpoint is None or files[name] is None:
+        checkpoint, filename = self._checkpointer.latest(best=best), files[name]
+        if checkpoint is None or filename is None:
             return checkpoint
-        path = checkpoint / files[name]
+        path = checkpoint / filename
         return path if path.exists() else None
 
     def generate_report(self) -> str:
@@ -1040,7 +1144,7 @@ class TrainGenerator:
 
     def save_report(self, savepath: str | Path | None = None) -> Path:
         """Draw the one-image report of the train state; default ``<logdir>/report.png``."""
-        path = Path(savepath) if savepath else self.logdir / "report.png"
+        path = Path(savepath) if savepath else self._require_logdir("save_report()") / "report.png"
         if not self.distribution.is_writer:  # written once, by process 0
             return path
         scalefig(self._checkpointer.report()).savefig(path, dpi=80)
@@ -1128,7 +1232,7 @@ class TrainGenerator:
         s = self.state
         return (s.fit_iters, s.times_validated, s.val_iters)
 
-    def _write_figure(self, name: str, path: Path) -> None:
+    def write_figure(self, name: str, path: Path) -> None:
         """Write the ``'history'`` or ``'report'`` PNG to ``path``, copying the one already
         drawn at this point of training if there is one (checkpoints and best models at the
         end of a validation would otherwise draw the same figure up to three times)."""
@@ -1161,7 +1265,7 @@ class TrainGenerator:
         self, input_data: Any, labels: Any, sample_weight: Any = None, **kwargs: Any
     ) -> np.ndarray:
         """Norm of the loss gradient on one batch (per tensor, or ``scope='global'``)."""
-        self._sync_model()
+        self.sync_model()
         return introspection.compute_gradient_norm(
             self, input_data, labels, sample_weight, **kwargs
         )
@@ -1169,18 +1273,18 @@ class TrainGenerator:
     def gradient_norm_over_dataset(self, val: bool = False, **kwargs: Any):
         """Gradient norms at every iteration over the train (or validation) data; the
         DataGenerator is left where it was. Returns ``GradientNorms``."""
-        self._sync_model()
+        self.sync_model()
         return introspection.gradient_norm_over_dataset(self, val, **kwargs)
 
     def gradient_sum_over_dataset(self, val: bool = False, **kwargs: Any):
         """Sum of the loss gradients over the train (or validation) data."""
-        self._sync_model()
+        self.sync_model()
         return introspection.gradient_sum_over_dataset(self, val, **kwargs)
 
     def check_health(self, **kwargs: Any):
         """Dead, NaN/Inf and large weights, logged as warnings (run after every validation
         when ``check_model_health``). Returns a ``HealthReport``."""
-        self._sync_model()
+        self.sync_model()
         return introspection.check_health(self, **kwargs)
 
     # -- inspection --------------------------------------------------------------------
@@ -1227,15 +1331,19 @@ class TrainGenerator:
 
     @property
     def fit_fn(self) -> Callable:
+        """The train step: ``'train_on_batch'``, ``'fit'``, or ``fn(x, y, sample_weight)``
+        (set a name or a function; reading gives the function in use)."""
         return self._fit_fn
 
     @fit_fn.setter
     def fit_fn(self, spec: str | Callable) -> None:
-        self._sync_model()
+        self.sync_model()
         self._fit_fn, self._fit_fn_name = make_fit_fn(self.model, spec, self.distribution)
 
     @property
     def eval_fn(self) -> Callable:
+        """The validation step: ``'evaluate'``, ``'predict'``, or ``fn(x, y, sample_weight)``
+        with ``val_mode`` given (set a name or a function; reading gives the function)."""
         return self._eval_fn
 
     @eval_fn.setter
@@ -1282,16 +1390,3 @@ def _append_slice(temp: dict[str, list], metrics: Mapping[str, Any], first_slice
             entries.append([value])
         else:
             entries[-1].append(value)
-
-
-def _legacy_property(field_name: str) -> property:
-    return property(
-        lambda self: getattr(self.state, field_name),
-        lambda self, value: setattr(self.state, field_name, value),
-        doc=f"Alias of ``state.{field_name}``.",
-    )
-
-
-for _name, _field in LEGACY_NAMES.items():
-    if _name not in ("epoch", "val_epoch"):
-        setattr(TrainGenerator, _name, _legacy_property(_field))

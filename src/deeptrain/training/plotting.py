@@ -2,8 +2,8 @@
 
     {'fig_kw': {...},                        # Figure(...) keywords, e.g. {'figsize': (12, 8)}
      '0': {'metrics': {'train': ['loss'], 'val': ['loss', 'accuracy']},
-           'x_ticks': {'train': ['_train_x_ticks'], 'val': ['_val_train_x_ticks']},
-           'vhlines': {'v': '_hist_vlines', 'h': 1.0},
+           'x_ticks': {'train': ['train_x_ticks'], 'val': ['val_train_x_ticks']},
+           'vhlines': {'v': 'hist_vlines', 'h': 1.0},
            'mark_best_cfg': {'val': 'loss', 'max_is_best': False},
            'ylims': (0, 2), 'legend_kw': {'fontsize': 9},
            'color': ['C0', 'C1'], 'linewidth': [1.5]},   # any other key: a per-line plot kw
@@ -12,8 +12,10 @@
 Missing panes and keys come from :func:`default_plot_configs`: pane 0 has the train
 metrics and the first ``plot_first_pane_max_vals`` validation metrics against batches fit,
 with epoch lines; pane 1 (only if there are more validation metrics) the rest against the
-number of validations. ``x_ticks`` and ``vhlines['v']`` name TrainGenerator attributes
-(0.6's names such as ``'_train_x_ticks'`` work). Per-line lists are extended by repeating
+number of validations. ``x_ticks`` and ``vhlines['v']`` name TrainGenerator attributes,
+such as the :class:`~deeptrain.training.state.TrainState` fields ``'train_x_ticks'``,
+``'val_train_x_ticks'``, ``'hist_vlines'`` (0.6's spellings, ``'_train_x_ticks'`` ...,
+work too). Per-line lists are extended by repeating
 their last element; the best value of ``mark_best_cfg``'s metric gets a green circle.
 """
 
@@ -25,6 +27,8 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from .state import LEGACY_NAMES
 
 __all__ = ["PLOT_CFG", "default_plot_configs", "merge_plot_configs", "history_figure"]
 
@@ -47,8 +51,8 @@ def default_plot_configs(
         "fig_kw": {},
         "0": {
             "metrics": {"train": list(train_metrics), "val": first},
-            "x_ticks": {"train": ["_train_x_ticks"], "val": ["_val_train_x_ticks"]},
-            "vhlines": {"v": "_hist_vlines", "h": None},
+            "x_ticks": {"train": ["train_x_ticks"], "val": ["val_train_x_ticks"]},
+            "vhlines": {"v": "hist_vlines", "h": None},
             "mark_best_cfg": {"val": key_metric, "max_is_best": max_is_best}
             if key_metric in first
             else None,
@@ -59,8 +63,8 @@ def default_plot_configs(
     if rest:
         configs["1"] = {
             "metrics": {"train": [], "val": rest},
-            "x_ticks": {"train": [], "val": ["_val_x_ticks"]},
-            "vhlines": {"v": "_val_hist_vlines", "h": None},
+            "x_ticks": {"train": [], "val": ["val_x_ticks"]},
+            "vhlines": {"v": "val_hist_vlines", "h": None},
             "mark_best_cfg": {"val": key_metric, "max_is_best": max_is_best}
             if key_metric in rest
             else None,
@@ -130,11 +134,11 @@ def history_figure(
         ]
         xs = {
             "train": _extend(
-                pane["x_ticks"].get("train") or ["_train_x_ticks"],
+                pane["x_ticks"].get("train") or ["train_x_ticks"],
                 len(pane["metrics"].get("train", [])),
             ),
             "val": _extend(
-                pane["x_ticks"].get("val") or ["_val_train_x_ticks"],
+                pane["x_ticks"].get("val") or ["val_train_x_ticks"],
                 len(pane["metrics"].get("val", [])),
             ),
         }
@@ -166,7 +170,10 @@ def history_figure(
             ax.axhline(yv, color="k", lw=0.8, ls="--", alpha=0.6)
         if pane.get("ylims") is not None:
             ax.set_ylim(*pane["ylims"])
-        vs_validations = all(x == "_val_x_ticks" for x in xs["train"] + xs["val"])
+        vs_validations = all(
+            isinstance(x, str) and LEGACY_NAMES.get(x) == "val_x_ticks"
+            for x in xs["train"] + xs["val"]
+        )
         ax.set_xlabel("validations" if vs_validations else "batches fit")
         if ax.lines and pane.get("legend_kw") is not None:
             ax.legend(loc="best", **pane["legend_kw"])

@@ -9,7 +9,7 @@ only reach metrics that accept them.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -184,7 +184,7 @@ def find_best_subset(
         labels, preds = cat(labels_all), cat(preds_all)
         weights = None if sample_weight_all is None else cat(sample_weight_all)
         if uses_threshold:
-            return find_best_predict_threshold(
+            best = find_best_predict_threshold(
                 labels,
                 preds,
                 metric_fn,
@@ -194,6 +194,7 @@ def find_best_subset(
                 return_best_metric=True,
                 sample_weight=weights,
             )
+            return cast(tuple[float, float], best)  # a pair with return_best_metric=True
         return None, _scalar(metrics.call_metric(metric_fn, labels, preds, weights), metric_fn)
 
     sign = 1 if max_is_best else -1

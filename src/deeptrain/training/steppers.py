@@ -38,6 +38,10 @@ class _Stepper:
     def _first(self, x: Any, y: Any, sw: Any) -> dict[str, Any]:
         return self.model.train_on_batch(x, y, sample_weight=sw, return_dict=True)
 
+    def __call__(self, x: Any, y: Any, sw: Any = None) -> dict[str, float]:
+        """One train step on ``(x, y, sw)``; returns its metrics (each backend's)."""
+        raise NotImplementedError
+
     def _ready(self) -> bool:
         """Built by a first ``train_on_batch``, and the step is current: ``compile()``
         replaces the model's train function, and then the step is rebuilt (a traced

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 
 
 def weighted_mean(values: Sequence[float], sizes: Sequence[int]) -> float:
-    values, sizes = np.asarray(values, dtype=float), np.asarray(sizes, dtype=float)
-    return float((values * sizes).sum() / sizes.sum())
+    v, n = np.asarray(values, dtype=float), np.asarray(sizes, dtype=float)
+    return float((v * n).sum() / n.sum())
 
 
 @dataclass
@@ -44,7 +44,7 @@ class PredictCache:
     labels: list[list[np.ndarray]] = field(default_factory=list)
     preds: list[list[np.ndarray]] = field(default_factory=list)
     weights: list[list[np.ndarray]] = field(default_factory=list)
-    set_names: list[str] = field(default_factory=list)
+    set_names: list[str | None] = field(default_factory=list)
 
     def add(
         self, labels: Any, preds: Any, weights: Any, first_slice: bool, set_name: str | None
@@ -59,13 +59,10 @@ class PredictCache:
 
     def copy(self) -> PredictCache:
         """A copy of the lists (the arrays in them are never changed in place)."""
-        return PredictCache(
-            *(
-                [list(batch) for batch in cache]
-                for cache in (self.labels, self.preds, self.weights)
-            ),
-            set_names=list(self.set_names),
+        labels, preds, weights = (
+            [list(batch) for batch in cache] for cache in (self.labels, self.preds, self.weights)
         )
+        return PredictCache(labels, preds, weights, list(self.set_names))
 
     def per_batch(self, weighted_slices: Sequence[float] | None) -> list[tuple]:
         """``(labels, preds, weights)`` per batch, windows merged or stacked as samples."""
@@ -90,11 +87,12 @@ class PredictCache:
 def merge_weighted_slices(preds: Sequence[np.ndarray], weight_range: Sequence[float]) -> np.ndarray:
     """One prediction per sample from the windows' sigmoid outputs:
     ``p = sum_i (p_i - .5) w_i / sum_i w_i + .5`` with ``w = linspace(a, b, n)``."""
-    preds = np.asarray(preds, dtype=float)
-    if preds.min() < 0 or preds.max() > 1:
+    p = np.asarray(preds, dtype=float)
+    if p.min() < 0 or p.max() > 1:
         raise ValueError("pred_weighted_slices_range needs predictions in [0, 1] (sigmoid)")
-    w = np.linspace(*weight_range, len(preds)).reshape((-1,) + (1,) * (preds.ndim - 1))
-    return ((preds - 0.5) * w).sum(axis=0) / w.sum() + 0.5
+    a, b = weight_range
+    w = np.linspace(a, b, len(p)).reshape((-1,) + (1,) * (p.ndim - 1))
+    return ((p - 0.5) * w).sum(axis=0) / w.sum() + 0.5
 
 
 class MetricResolver:
@@ -166,7 +164,9 @@ class MetricResolver:
                 self.resolve(name), labels, preds, sample_weight=weights, pred_threshold=threshold
             )
             if name == "loss":
-                value = value + weight_penalty(self.model)
+                if isinstance(value, list):
+                    raise TypeError(f"the loss must be a scalar, got {value!r}")
+                value += weight_penalty(self.model)
             out[name] = value
         return out
 
@@ -206,10 +206,10 @@ def evaluate_mode_summary(
     key_metric: str,
     best_subset_size: int | None,
     max_is_best: bool,
-    set_names: Sequence[str],
-) -> tuple[dict[str, float], list[str] | None]:
+    set_names: Sequence[str | None],
+) -> tuple[dict[str, float], list[str | None] | None]:
     """Sample-weighted mean of per-batch metrics, over all batches or the best subset."""
-    idxs = range(len(sizes))
+    idxs: Sequence[int] = range(len(sizes))
     subset = None
     if best_subset_size:
         idxs = sorted(
@@ -232,11 +232,11 @@ def predict_mode_summary(
     names: Sequence[str],
     *,
     threshold: float,
-    search_range: Sequence[float] | None,
+    search_range: tuple[float, float] | None,
     max_is_best: bool,
     weighted_slices: Sequence[float] | None,
     best_subset_size: int | None,
-) -> tuple[dict[str, Any], float, list[str] | None]:
+) -> tuple[dict[str, Any], float, list[str | None] | None]:
     """Metrics over the whole cached validation set (or its best subset), the tuned
     prediction threshold, and the best subset's set names."""
     batches = cache.per_batch(weighted_slices)
@@ -254,20 +254,19 @@ def predict_mode_summary(
         )
         batches = [batches[i] for i in sorted(idxs)]
         subset = [cache.set_names[i] for i in sorted(idxs)]
-        if search_range is not None and resolver.accepts_threshold(key):
+        if search_range is not None and threshold_found is not None:
             threshold = threshold_found
     labels = np.concatenate([b[0] for b in batches])
     preds = np.concatenate([b[1] for b in batches])
     weights = np.concatenate([b[2] for b in batches])
     if search_range is not None and resolver.accepts_threshold(key):
-        threshold = float(
-            find_best_predict_threshold(
-                labels,
-                preds,
-                resolver.resolve(key),
-                search_min_max=tuple(search_range),
-                max_is_best=max_is_best,
-                sample_weight=weights,
-            )
+        best = find_best_predict_threshold(
+            labels,
+            preds,
+            resolver.resolve(key),
+            search_min_max=search_range,
+            max_is_best=max_is_best,
+            sample_weight=weights,
         )
+        threshold = cast(float, best)  # a number without return_best_metric
     return resolver.compute(names, labels, preds, weights, threshold), threshold, subset

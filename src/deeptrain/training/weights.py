@@ -18,7 +18,7 @@ def check_class_weights(weights: Any, name: str) -> dict[int, float] | None:
     for k, v in weights.items():
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 0:
             raise ValueError(f"{name}: class keys must be ints >= 0, got {k!r}")
-        if not np.isscalar(v) or not np.isfinite(v) or v < 0:
+        if not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v) or v < 0:
             raise ValueError(
                 f"{name}: weights must be finite numbers >= 0, got {v!r} for class {k}"
             )

@@ -49,7 +49,8 @@ def _reordered(x: Any, order: np.ndarray) -> Any:
         return x[order]
     if isinstance(x, Mapping):
         items = list(x.items())
-        return type(x)(items[i] for i in order)
+        mapping_type: Any = type(x)  # dict, OrderedDict ...: built from pairs
+        return mapping_type(items[i] for i in order)
     items = list(x)
     return type(x)(items[i] for i in order)
 
@@ -141,13 +142,20 @@ def _deepmap(obj: Any, fn: Callable[[Any, Any], Any]) -> Any:
 def deep_isinstance(obj: Any, cond: type | tuple[type, ...] | Callable[[Any], bool]) -> list:
     """For each leaf of ``obj`` (nested as in :func:`deeplen`, arrays by element), whether
     it is an instance of ``cond`` (a type or types), or ``cond(leaf)`` (a function)."""
-    test = cond if callable(cond) and not isinstance(cond, type) else None
+    test: Callable[[Any], bool]
+    if isinstance(cond, (type, tuple)):
+        types = cond
+
+        def test(x: Any) -> bool:
+            return isinstance(x, types)
+    else:
+        test = cond
     out: list = []
 
     def visit(x: Any) -> None:
         children = None if isinstance(x, (str, bytes)) else _children(x)
         if children is None:
-            out.append(test(x) if test else isinstance(x, cond))
+            out.append(test(x))
         else:
             for _, child in children:
                 visit(child)

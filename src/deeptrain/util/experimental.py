@@ -20,7 +20,8 @@ def deepcopy_v2(obj: Any, item_fn: Callable[[Any], Any] | None = None) -> Any:
     """A copy of nested lists, tuples and dicts in which every other value ``x`` (arrays and
     objects included) becomes ``item_fn(x)`` (default: ``x`` itself). ``obj`` is unchanged."""
     if isinstance(obj, Mapping):
-        return type(obj)((k, deepcopy_v2(v, item_fn)) for k, v in obj.items())
+        mapping_type: Any = type(obj)  # dict, OrderedDict ...: built from pairs
+        return mapping_type((k, deepcopy_v2(v, item_fn)) for k, v in obj.items())
     if isinstance(obj, (list, tuple)):
         return type(obj)(deepcopy_v2(v, item_fn) for v in obj)
     return item_fn(obj) if item_fn is not None else obj

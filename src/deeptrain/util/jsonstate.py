@@ -43,8 +43,8 @@ def to_json(value: Any) -> Any:
             if not keys_ok or any(v is UNSUPPORTED for _, v in items):
                 return UNSUPPORTED
             return {"__items__": items}
-        items = {k: to_json(v) for k, v in value.items()}
-        return UNSUPPORTED if any(v is UNSUPPORTED for v in items.values()) else items
+        mapping = {k: to_json(v) for k, v in value.items()}
+        return UNSUPPORTED if any(v is UNSUPPORTED for v in mapping.values()) else mapping
     return UNSUPPORTED
 
 

@@ -31,14 +31,18 @@ __all__ = ["LZ4FrameFormat", "MAX_RATIO"]
 MAX_RATIO = 255
 
 
+def _batch_shape(opts: FormatOptions) -> tuple[int, ...]:
+    if opts.batch_shape is None:  # DataLoader refuses numpy-lz4f without one
+        raise ValueError("the numpy-lz4f format needs the arrays' batch shape")
+    return tuple(opts.batch_shape)
+
+
 def _decompress(path: Path, opts: FormatOptions, dataset: bool) -> np.ndarray:
     """The flat array in the frame at ``path``; the size is checked before decompressing."""
     frame = load_npy(path)
-    batch_bytes = int(np.prod(opts.batch_shape, dtype=np.int64)) * np.dtype(opts.dtype).itemsize
-    what = (
-        f"one batch of shape {tuple(opts.batch_shape)} and dtype {np.dtype(opts.dtype)} "
-        f"is {batch_bytes} bytes"
-    )
+    shape = _batch_shape(opts)
+    batch_bytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(opts.dtype).itemsize
+    what = f"one batch of shape {shape} and dtype {np.dtype(opts.dtype)} is {batch_bytes} bytes"
     if dataset:
         limit = MAX_RATIO * frame.nbytes // batch_bytes * batch_bytes
         if limit == 0:
@@ -102,7 +106,7 @@ def _decompress_at_most(frame: np.ndarray, limit: int, path: Path, what: str) ->
 @lru_cache(maxsize=2)
 def _whole_dataset(path: Path, mtime_ns: int, opts: FormatOptions) -> np.ndarray:
     flat = _decompress(path, opts, dataset=True)
-    return _reshape(flat, (-1, *opts.batch_shape), path)
+    return _reshape(flat, (-1, *_batch_shape(opts)), path)
 
 
 def _reshape(flat: np.ndarray, shape: tuple[int, ...], path: Path) -> np.ndarray:
@@ -120,7 +124,7 @@ class LZ4FrameFormat(FileFormat):
     extensions = ()  # .npy files are read as plain numpy unless numpy-lz4f is asked for
 
     def load_file(self, path: Path, opts: FormatOptions) -> np.ndarray:
-        return _reshape(_decompress(path, opts, dataset=False), tuple(opts.batch_shape), path)
+        return _reshape(_decompress(path, opts, dataset=False), _batch_shape(opts), path)
 
     def dataset_keys(self, path: Path, opts: FormatOptions) -> list[str]:
         return [str(i) for i in range(len(self._dataset(path, opts)))]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import numpy as np
 
@@ -66,7 +66,7 @@ def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
         if header is None:
             return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
         shape, fortran, dtype = header
-        order = "F" if fortran else "C"
+        order: Literal["F", "C"] = "F" if fortran else "C"
         if mmap:
             return np.memmap(path, dtype=dtype, mode="r", shape=shape, order=order, offset=f.tell())
         count = int(np.prod(shape, dtype=np.int64))
