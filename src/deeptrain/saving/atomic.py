@@ -86,12 +86,21 @@ class AtomicDir:
     ``final`` must not exist yet unless ``replace``; then it is replaced through its
     backup (see the module's docstring). On an exception inside the block, or in the
     renames, the temporary directory is removed and ``final`` keeps its previous content.
+    ``files_synced``: the block fsyncs every file it writes itself (then only the
+    directory is fsynced here).
     """
 
-    def __init__(self, final: str | Path, fault: Fault = None, replace: bool = False):
+    def __init__(
+        self,
+        final: str | Path,
+        fault: Fault = None,
+        replace: bool = False,
+        files_synced: bool = False,
+    ):
         self.final = Path(final)
         self.fault = fault
         self.replace = replace
+        self.files_synced = files_synced
         self.tmp = self.final.with_name(f"{TEMP_PREFIX}{self.final.name}-{uuid.uuid4().hex[:8]}")
 
     def step(self, name: str) -> None:
@@ -113,9 +122,10 @@ class AtomicDir:
         backup = None
         try:
             self.step("fsync files")
-            for file in self.tmp.rglob("*"):
-                if file.is_file():
-                    fsync_path(file)
+            if not self.files_synced:
+                for file in self.tmp.rglob("*"):
+                    if file.is_file():
+                        fsync_path(file)
             fsync_path(self.tmp)
             if os.path.lexists(self.final):
                 self.step("back up previous")

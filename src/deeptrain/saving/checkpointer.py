@@ -8,14 +8,18 @@ Three kinds of checkpoint, all in the format of :mod:`.checkpoint`:
 * ``best``: in ``best_models_dir`` when the key metric improves (one per model number with
   ``max_one_best_save``).
 
-Order of a save: ``'save'`` callbacks, collect the state, write the directory atomically,
-point ``checkpoints/latest`` at it, and only then prune older ones. A crash at any moment
-leaves the previous checkpoint loadable (a checkpoint replaced under the same name: its
-backup, see :mod:`.atomic`).
+A save has three phases (:mod:`.writer`): on the training thread, the ``'save'`` callbacks
+run and the state is copied to host memory (:mod:`.snapshot`); then, in a background thread
+with ``checkpoint_async`` (else inline), the directory is written atomically, and committed:
+``checkpoints/latest`` points at it, and only then are older ones pruned. A best model and a
+checkpoint due at the same validation's end are written from one snapshot. A crash at any
+moment leaves the previous checkpoint loadable (a checkpoint replaced under the same name:
+its backup, see :mod:`.atomic`).
 
 A load is all or nothing: the checkpoint is verified (files, digest, schema) and checked
 against the live TrainGenerator (model, data, random generators, callbacks) before anything
-is applied, and a failure while applying puts back what was there (:mod:`.rollback`).
+is applied, and a failure while applying puts back what was there (:mod:`.rollback`). It
+first waits for a checkpoint being written.
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ from . import model_state
 from .atomic import TEMP_PREFIX, final_name, recover_backups
 from .checkpoint import (
     CHECKPOINTS_DIR,
-    MODEL_FILE,
     WEIGHTS_FILE,
     CorruptCheckpointError,
     is_intact,
@@ -40,14 +43,15 @@ from .checkpoint import (
     read_arrays,
     resolve_loadpath,
     update_pointer,
-    write_checkpoint,
 )
 from .hdf5_check import check_hdf5_self_contained
 from .naming import encode_best
 from .report import report_figure, report_sections
 from .rollback import LiveState
 from .safe_io import is_real_dir
-from .traingen_state import check, collect, effective_loadskip, restore
+from .snapshot import take_snapshot
+from .traingen_state import check, effective_loadskip, restore
+from .writer import CheckpointJob, CheckpointPipeline, Target
 
 __all__ = ["Checkpointer"]
 
@@ -55,54 +59,75 @@ log = logging.getLogger("deeptrain")
 
 
 class Checkpointer:
-    """Writes and reads checkpoints of ``tg``. ``fault`` is a test hook (see ``AtomicDir``)."""
+    """Writes and reads checkpoints of ``tg``. ``fault`` is a test hook (see ``AtomicDir``),
+    called in the thread that writes."""
 
     def __init__(self, tg: Any):
         self.tg = tg
         self.fault: Callable[[str], None] | None = None
+        self.pipeline = CheckpointPipeline(asynchronous=bool(tg.checkpoint_async))
 
     @property
     def directory(self) -> Path | None:
         return self.tg.logdir / CHECKPOINTS_DIR if self.tg.logdir is not None else None
 
     # -- saving ------------------------------------------------------------------------
-    def save(self, path: Path, kind: str, figures: bool = False, replace: bool = False) -> Path:
-        """Write a checkpoint of ``kind`` to ``path``; returns the path."""
-        tg = self.tg
-        tg._refuse_if_inconsistent()  # never save a state cut half-way
-        tg._sync_model()
-        tg.callbacks("save", tg)
-        tg.state.save_seq += 1
-        payload, arrays = collect(tg, kind, tg.state.save_seq)
-        skip = set(tg.saveskip_list)
-        if "optimizer_state" in skip:
-            payload["model"]["optimizer"] = []
-        payload["model"]["optimizer_unsaved"] = sorted(
-            model_state.optimizer_selection(
-                tg.model, tg.optimizer_save_configs, "optimizer_save_configs"
-            )
-        )
-        writers: dict[str, Callable[[Path], None]] = {}
-        if "model:weights" not in skip:
-            weights_kw = dict(tg.model_save_weights_kw or {})
-            writers[WEIGHTS_FILE] = lambda p: model_state.save_weights(tg.model, p, **weights_kw)
-        if "model" not in skip:
-            kw = dict(tg.model_save_kw or {})
-            writers[MODEL_FILE] = lambda p: tg.model.save(p, **kw)
-        if figures:
-            writers["history.png"] = lambda p: tg._write_figure("history", p)
-            writers["report.png"] = lambda p: tg._write_figure("report", p)
-        try:
-            return write_checkpoint(path, payload, arrays, writers, self.fault, replace)
-        except BaseException:
-            tg.state.save_seq -= 1
-            raise
+    def save(self, path: Path, kind: str, wait: bool = True) -> Path:
+        """A checkpoint of ``kind`` in the directory ``path`` (no figures, nothing else
+        moved or pruned); returns the path."""
+        return self._save(lambda: [Target(Path(path), kind, 0)], wait)[0]
 
-    def checkpoint(self, kind: str) -> Path | None:
+    def checkpoint(self, kind: str, wait: bool = False) -> Path | None:
         """A ``temp`` or ``unique`` checkpoint in the log directory (None without one)."""
-        tg = self.tg
         if self.directory is None:
             return None
+        return self._save(lambda: [self._checkpoint_target(kind)], wait)[0]
+
+    def save_best(self, wait: bool = False) -> Path | None:
+        """Save the best model to ``best_models_dir/<model_name>``."""
+        if self.tg.best_models_dir is None:
+            return None
+        return self._save(lambda: [self._best_target()], wait)[0]
+
+    def save_due(self, best: bool, kind: str | None, wait: bool = False) -> Path | None:
+        """The best model (``best``) and the checkpoint ``kind`` (if not None), from one
+        snapshot; returns the checkpoint's path."""
+        best = best and self.tg.best_models_dir is not None
+        kind = kind if self.directory is not None else None
+        if not best and kind is None:
+            return None
+
+        def targets() -> list[Target]:
+            found = [self._best_target()] if best else []
+            return found + ([self._checkpoint_target(kind)] if kind is not None else [])
+
+        return self._save(targets, wait)[-1] if kind is not None else None
+
+    def _save(self, make_targets: Callable[[], list[Target]], wait: bool) -> list[Path]:
+        """Phase 1 here (after the write in flight has ended), phases 2 and 3 queued."""
+        tg = self.tg
+        tg._refuse_if_inconsistent()  # never save a state cut half-way
+        pipeline = self.pipeline
+        pipeline.wait()  # one write at a time; names depend on what it wrote
+        pipeline.asynchronous = bool(tg.checkpoint_async)
+        tg._sync_model()
+        tg.callbacks("save", tg)
+        targets = make_targets()
+        first_seq = tg.state.save_seq
+        for target in targets:
+            tg.state.save_seq += 1
+            target.seq = tg.state.save_seq
+        try:
+            snapshot = take_snapshot(tg, figures=any(t.figures for t in targets))
+            pipeline.submit(CheckpointJob(snapshot, targets, self.fault), wait=wait)
+        except BaseException:
+            if not pipeline.busy:  # nothing written, nothing being written
+                tg.state.save_seq = first_seq
+            raise
+        return [t.path for t in targets]
+
+    def _checkpoint_target(self, kind: str) -> Target:
+        tg = self.tg
         tg.check_logdir_owned()
         s = tg.state
         if kind == "unique":
@@ -111,45 +136,50 @@ class Checkpointer:
             name = f"{base}_{s.times_validated}vals_{s.fit_iters}iters"
         else:
             name = f"_temp_{s.fit_iters}iters_{s.times_validated}vals"
-        _settle_backups(self.directory)  # before the name is chosen: a backup may stand for it
-        path = self.directory / name
+        directory = self.directory
+        _settle_backups(directory)  # before the name is chosen: a backup may stand for it
+        path = directory / name
         if path.exists() and not tg.checkpoints_overwrite_duplicates:
             path = next(
                 p
                 for v in range(2, 10**6)  # 0.6: name_v2, name_v3, ...
-                if not (p := self.directory / f"{name}_v{v}").exists()
+                if not (p := directory / f"{name}_v{v}").exists()
             )
-        path = self.save(path, kind, figures=kind == "unique", replace=True)
-        update_pointer(self.directory, path.name, self.fault)
-        prune(self.directory, {"temp": 1, "unique": max(1, tg.max_checkpoints)}, {path})
-        log.debug("Checkpoint saved: %s", path)
-        return path
+        keep = {"temp": 1, "unique": max(1, tg.max_checkpoints)}
+        fault = self.fault
 
-    def save_best(self) -> Path | None:
-        """Save the best model to ``best_models_dir/<model_name>``."""
+        def commit(path: Path) -> None:
+            update_pointer(directory, path.name, fault)
+            prune(directory, keep, {path})
+            log.debug("Checkpoint saved: %s", path)
+
+        return Target(path, kind, 0, replace=True, figures=kind == "unique", commit=commit)
+
+    def _best_target(self) -> Target:
         tg = self.tg
-        if tg.best_models_dir is None:
-            return None
         directory = Path(tg.best_models_dir)
         directory.mkdir(parents=True, exist_ok=True)
         _settle_backups(directory, owned=self._is_ours)
-        path = self.save(directory / tg.model_name, "best", figures=True, replace=True)
-        if tg.max_one_best_save:
-            for item in directory.iterdir():
-                if (
-                    item != path
-                    and not item.name.startswith(TEMP_PREFIX)
-                    and is_real_dir(item)
-                    and self._is_ours(item.name)
-                ):
-                    shutil.rmtree(item, ignore_errors=True)
-        log.info("Best model saved to %s", path)
-        return path
+        one_best, model_num = tg.max_one_best_save, tg.model_num
+
+        def commit(path: Path) -> None:
+            if one_best:
+                for item in directory.iterdir():
+                    if (
+                        item != path
+                        and not item.name.startswith(TEMP_PREFIX)
+                        and is_real_dir(item)
+                        and _of_model(item.name, model_num)
+                    ):
+                        shutil.rmtree(item, ignore_errors=True)
+            log.info("Best model saved to %s", path)
+
+        return Target(directory / tg.model_name, "best", 0, figures=True, commit=commit)
 
     def _is_ours(self, name: str) -> bool:
         """Whether a best model (or its backup) is of this model number: the directory
         may be shared by several."""
-        return re.match(rf"M{self.tg.model_num}__", final_name(name)) is not None
+        return _of_model(name, self.tg.model_num)
 
     # -- loading -----------------------------------------------------------------------
     def load(
@@ -163,6 +193,7 @@ class Checkpointer:
         or ``settle`` (the caller's checks of the loaded settings), still fails, what was
         there is put back and the error raised."""
         tg = self.tg
+        self.pipeline.wait()  # the checkpoint being written may be the one to load
         path, payload = resolve_loadpath(path)
         arrays = read_arrays(path, payload)
         skip = effective_loadskip(
@@ -249,6 +280,10 @@ class Checkpointer:
         return report_figure(
             report_sections(self.tg), title=self.tg.model_name, fontpath=self.tg.report_fontpath
         )
+
+
+def _of_model(name: str, model_num: int) -> bool:
+    return re.match(rf"M{model_num}__", final_name(name)) is not None
 
 
 def _settle_backups(directory: Path, owned: Callable[[str], bool] = lambda name: True) -> None:

@@ -1,7 +1,7 @@
 """What a checkpoint needs from the model and the process, beyond DeepTrain's own state.
 
-* weights and optimizer variables: Keras 3's ``.weights.h5`` (the optimizer is built before
-  loading, or Keras silently skips its part);
+* weights and optimizer variables: Keras 3's ``.weights.h5`` (written and read by
+  :mod:`.weights_file`; the optimizer is built first, so that its variables exist);
 * variables that are not weights, such as the seed-generator states of Dropout layers;
 * stateful RNN layers' states (not in Keras' weights on TensorFlow and torch);
 * random number generators: Python's, NumPy's global one, torch's global one (Dropout with
@@ -123,14 +123,22 @@ def load_weights(
     model: Any, path: Path, skip_optimizer: bool = False, keep_optimizer: set[str] = frozenset()
 ) -> None:
     """Load weights and optimizer state; the live optimizer's values are kept for all its
-    variables with ``skip_optimizer``, else for those whose path is in ``keep_optimizer``."""
+    variables with ``skip_optimizer``, else for those whose path is in ``keep_optimizer``.
+    The file is opened once (no links followed) and each dataset read once."""
+    from .safe_io import open_binary
+    from .weights_file import load_weights_file, weights_layout
+
     opt = _optimizer(model)
     keep = [
         v
         for v in (opt.variables if opt is not None else [])
         if skip_optimizer or v.path in keep_optimizer
     ]
-    kept = [np.array(v.numpy()) for v in keep]
+    if weights_layout(model).cacheable:
+        with open_binary(path) as f:
+            load_weights_file(model, f, {id(v) for v in keep}, source=path)
+        return
+    kept = [v.numpy() for v in keep]  # layers that store computed values: Keras loads
     model.load_weights(path)
     for v, value in zip(keep, kept, strict=True):
         v.assign(value)
@@ -143,7 +151,7 @@ def extra_variables(model: Any) -> list[Any]:
 
 
 def capture_arrays(model: Any) -> dict[str, np.ndarray]:
-    arrays = {f"extra/{i}": np.array(v.numpy()) for i, v in enumerate(extra_variables(model))}
+    arrays = {f"extra/{i}": v.numpy() for i, v in enumerate(extra_variables(model))}
     for path, values in get_states(model).items():
         for i, value in enumerate(values):
             arrays[f"rnn/{path}/{i}"] = value

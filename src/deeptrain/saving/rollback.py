@@ -71,7 +71,7 @@ class LiveState:
         return cls(
             attributes=dict(vars(tg)),
             train_state=copy.deepcopy(tg.state),
-            variables=[(v, np.array(v.numpy())) for v in model_state.all_variables(model)],
+            variables=[(v, v.numpy()) for v in model_state.all_variables(model)],  # copies
             rnn_states=get_states(model),
             datagens={name: _datagen_state(getattr(tg, name)) for name in DATAGENS},
             rng=model_state.capture_rng(),

@@ -50,9 +50,10 @@ EXTRA_ATTRS = ("model_num", "model_name", "best_subset_nums")
 
 
 def _split_arrays(value: Any, prefix: str, arrays: dict[str, np.ndarray]) -> Any:
-    """Replace NumPy arrays in nested dicts/lists by references into ``arrays``."""
+    """Replace NumPy arrays in nested dicts/lists by references into ``arrays`` (copies:
+    the checkpoint is written while the callback goes on)."""
     if isinstance(value, np.ndarray):
-        arrays[prefix] = value
+        arrays[prefix] = np.array(value, copy=True)
         return {"__array__": prefix}
     if isinstance(value, Mapping):
         return {k: _split_arrays(v, f"{prefix}/{k}", arrays) for k, v in value.items()}

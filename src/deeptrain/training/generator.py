@@ -18,11 +18,11 @@ All counters, flags and histories live in ``tg.state`` (a :class:`TrainState`); 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
-import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,6 +175,7 @@ class TrainGenerator:
         self._val_start: _ValidationStart | None = None
         self.logdir = Path(self.logdir) if self.logdir is not None else None
         self._checkpointer = Checkpointer(self)
+        self._loop_depth = 0  # train() / validate() calls running (checkpoints: see _loop)
         self._lock: LogdirLock | None = None
         self.callbacks.init_with_traingen(self)
         loaded = self.load(self.loadpath) if self.loadpath is not None else None
@@ -379,7 +380,7 @@ class TrainGenerator:
         self.check_logdir_owned()
         state = self.state
         try:
-            with InterruptGuard() as guard:  # Ctrl-C lands between iterations
+            with self._loop(), InterruptGuard() as guard:  # Ctrl-C lands between iterations
                 self._build_optimizer()
                 while True:
                     guard.check()
@@ -400,6 +401,39 @@ class TrainGenerator:
         if self.final_fig_dir is not None:
             self._save_final_figure()
         log.info("Training has concluded.")
+
+    @contextlib.contextmanager
+    def _loop(self) -> Iterator[None]:
+        """``train()`` or ``validate()``: checkpoints due inside are written in the
+        background (``checkpoint_async``); the outermost returns only once the last one is
+        complete (raising its error, unless another error is on its way out: then that
+        one is raised and the write's error at the next step)."""
+        self._loop_depth += 1
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            self._loop_depth -= 1
+            if self._loop_depth == 0:
+                self._finish_writes(raise_error=ok)
+
+    def _finish_writes(self, raise_error: bool = True) -> None:
+        pipeline = self._checkpointer.pipeline
+        if raise_error:
+            pipeline.wait()
+            return
+        pipeline.join()
+        if pipeline.pending_error() is not None:
+            log.error(
+                "A checkpoint write failed (%s); the error is raised at the next step",
+                pipeline.pending_error(),
+            )
+
+    def wait_for_checkpoints(self) -> None:
+        """Return once the checkpoint being written in the background is complete (its
+        error, if it failed, is raised here)."""
+        self._checkpointer.pipeline.wait()
 
     def _save_final_figure(self) -> Path:
         """``<final_fig_dir>/<model_name>.png``, replacing this model number's older ones."""
@@ -424,6 +458,7 @@ class TrainGenerator:
 
     def _train_iteration(self) -> None:
         dg, state = self.datagen, self.state
+        self._checkpointer.pipeline.check()  # a failed background write: raised here
         x, y, sw = self.get_data(val=False)  # a failed load changes nothing
         # From the step to the end of the bookkeeping, a cut (a second Ctrl-C, an error)
         # leaves the weights and the counters apart: marked, and train() then refuses.
@@ -589,7 +624,7 @@ class TrainGenerator:
         self._recording = record_progress
         state.train_loop_done = True
         log.debug("Validating...")
-        with InterruptGuard() as guard:
+        with self._loop(), InterruptGuard() as guard:
             while not state.val_loop_done:
                 guard.check()
                 with self._consistency.mark("a validation"):
@@ -638,6 +673,7 @@ class TrainGenerator:
 
     def _val_iteration(self) -> None:
         vdg, state = self.val_datagen, self.state
+        self._checkpointer.pipeline.check()  # a failed background write: raised here
         x, y, sw = self.get_data(val=True)
         first_slice = vdg.slice_idx in (None, 0)
         eval_sw = sw if (self.val_class_weights or self.loss_weighted_slices_range) else None
@@ -810,30 +846,32 @@ class TrainGenerator:
         state.checkpoint_due = None  # cleared before saving: the saved state has none due
         if best or due is not None:
             self.model_name = self.get_unique_model_name()
-        if best:
-            self._checkpointer.save_best()
-        if due is not None and self.logdir is not None:
-            return self._checkpointer.checkpoint(due)
-        return None
+        return self._checkpointer.save_due(best, due, wait=not self._loop_depth)
 
     def checkpoint(self, forced: bool = False) -> Path | None:
         """Write a checkpoint if a checkpoint frequency fires now; ``forced``: a unique
-        checkpoint regardless. Returns its path (None if nothing was written)."""
+        checkpoint regardless. Returns its path (None if nothing was written).
+
+        Called from a callback during ``train()``, it returns once the state is copied
+        (the files are written in the background, as the loop's own checkpoints, with
+        ``checkpoint_async``); otherwise once the checkpoint is complete."""
         if not forced:
             return self._checkpoint_if_due(at_validation_end=False)
         if self.logdir is None:
             raise ValueError("checkpoint() needs a log directory: set logs_dir or logdir")
         self.model_name = self.get_unique_model_name()
-        return self._checkpointer.checkpoint("unique")
+        return self._checkpointer.checkpoint("unique", wait=not self._loop_depth)
 
     def save(self, savepath: str | Path | None = None) -> Path:
         """Save a checkpoint to the directory ``savepath`` (default: a temp checkpoint in
-        the log directory). Everything needed to continue exactly is in it."""
+        the log directory). Everything needed to continue exactly is in it. Returns as
+        :meth:`checkpoint` does."""
+        wait = not self._loop_depth
         if savepath is None:
             if self.logdir is None:
                 raise ValueError("save() needs savepath= or a log directory (logs_dir/logdir)")
-            return self._checkpointer.checkpoint("temp")
-        return self._checkpointer.save(Path(savepath), "manual", figures=False)
+            return self._checkpointer.checkpoint("temp", wait=wait)
+        return self._checkpointer.save(Path(savepath), "manual", wait=wait)
 
     def load(
         self, filepath: str | Path | None = None, passed_args: list[str] | None = None
@@ -911,6 +949,7 @@ class TrainGenerator:
         if not confirm:
             log.warning("destroy() does nothing without confirm=True")
             return
+        self._finish_writes(raise_error=False)
         self.datagen.close()
         self.val_datagen.close()
         if self._lock is not None:
@@ -964,17 +1003,6 @@ class TrainGenerator:
     def _progress_key(self) -> tuple:
         s = self.state
         return (s.fit_iters, s.times_validated, s.val_iters)
-
-    def _write_figure(self, name: str, path: Path) -> None:
-        """Write the ``'history'`` or ``'report'`` PNG to ``path``, copying the one already
-        drawn at this point of training if there is one (checkpoints and best models at the
-        end of a validation would otherwise draw the same figure up to three times)."""
-        key, drawn = self._figure_files.get(name, (None, None))
-        if key != self._progress_key() or drawn is None or not drawn.is_file():
-            drawn = self.logdir / f"{name}.png" if self.logdir is not None else path
-            self.plot_history(savepath=drawn) if name == "history" else self.save_report(drawn)
-        if drawn != path:
-            shutil.copyfile(drawn, path)
 
     def _plot_configs(self) -> dict[str, Any]:
         val_names = [

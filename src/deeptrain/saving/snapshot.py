@@ -1,0 +1,151 @@
+"""The first phase of a checkpoint: everything it will hold, copied to host memory.
+
+:func:`take_snapshot` runs on the training thread and is the only part of a checkpoint that
+blocks training: it copies the weights, optimizer and other variables, RNN states and
+random generators' states to NumPy, encodes the TrainGenerator's, DataGenerators' and
+callbacks' states as JSON text, and collects what the figures are drawn from. Nothing in
+a :class:`Snapshot` refers to a live object, so the files are written from it in another
+thread (:mod:`.writer`) while training goes on.
+
+Files Keras writes itself (``model.keras`` when the full model is saved, and the weights
+file when ``model_save_weights_kw`` passes options to ``save_weights``) are written here,
+on the training thread, into a private staging directory, and copied into the checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import model_state
+from .checkpoint import MODEL_FILE, WEIGHTS_FILE
+from .report import report_sections
+from .traingen_state import collect
+from .weights_file import WeightsImage, snapshot_weights
+
+__all__ = ["Snapshot", "FigureData", "take_snapshot"]
+
+
+@dataclass
+class FigureData:
+    """What the history and report figures are drawn from (or their PNGs, when already
+    drawn at this point of training)."""
+
+    history: dict[str, Any] | None = None  # keyword arguments of history_figure
+    report: dict[str, Any] | None = None  # keyword arguments of report_figure
+    drawn: dict[str, bytes] = field(default_factory=dict)  # name -> PNG bytes
+
+
+@dataclass
+class Snapshot:
+    """A checkpoint's content in host memory, independent of the live objects.
+
+    ``state_json``: the state without ``kind`` and ``seq`` (added per checkpoint written
+    from it); ``weights``: the weights file's arrays (None when the weights are not saved
+    or Keras wrote them into ``staged``); ``staged``: files Keras wrote, by name."""
+
+    state_json: str
+    arrays: dict[str, np.ndarray]
+    weights: WeightsImage | None
+    staged: dict[str, Path]
+    figures: FigureData | None
+    staging_dir: Path | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Host memory the arrays take."""
+        weights = self.weights.nbytes if self.weights is not None else 0
+        return weights + sum(a.nbytes for a in self.arrays.values())
+
+    def discard(self) -> None:
+        """Free the staging directory (once the checkpoints are written, or failed)."""
+        if self.staging_dir is not None:
+            shutil.rmtree(self.staging_dir, ignore_errors=True)
+            self.staging_dir = None
+
+
+def take_snapshot(tg: Any, figures: bool) -> Snapshot:
+    """Everything a checkpoint of ``tg`` holds, as it is now (the model must be current:
+    the caller syncs it first)."""
+    payload, arrays = collect(tg, "temp", 0)  # kind and seq: set per checkpoint
+    del payload["kind"], payload["seq"]
+    skip = set(tg.saveskip_list)
+    if "optimizer_state" in skip:
+        payload["model"]["optimizer"] = []
+    payload["model"]["optimizer_unsaved"] = sorted(
+        model_state.optimizer_selection(
+            tg.model, tg.optimizer_save_configs, "optimizer_save_configs"
+        )
+    )
+    state_json = json.dumps(payload, allow_nan=True)
+    figure_data = _figure_data(tg) if figures else None
+    staged: dict[str, Path] = {}
+    staging: Path | None = None
+    weights = None
+    try:
+        weights_kw = dict(tg.model_save_weights_kw or {})
+        if "model:weights" not in skip:
+            if weights_kw:  # options for Keras' own writer: it writes the file now
+                staging = Path(tempfile.mkdtemp(prefix="deeptrain-snapshot-"))
+                staged[WEIGHTS_FILE] = staging / WEIGHTS_FILE
+                model_state.save_weights(tg.model, staged[WEIGHTS_FILE], **weights_kw)
+            else:
+                weights = snapshot_weights(tg.model)
+        if "model" not in skip:
+            staging = staging or Path(tempfile.mkdtemp(prefix="deeptrain-snapshot-"))
+            staged[MODEL_FILE] = staging / MODEL_FILE
+            tg.model.save(staged[MODEL_FILE], **dict(tg.model_save_kw or {}))
+    except BaseException:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Snapshot(state_json, arrays, weights, staged, figure_data, staging)
+
+
+def _figure_data(tg: Any) -> FigureData:
+    """The history figure's series and settings and the report's text, copied; a figure
+    already drawn at this point of training (``plot_history`` at this validation's end)
+    is taken as its PNG instead."""
+    data = FigureData()
+    for name in ("history", "report"):
+        key, drawn = tg._figure_files.get(name, (None, None))
+        if key == tg._progress_key() and drawn is not None and Path(drawn).is_file():
+            data.drawn[name] = Path(drawn).read_bytes()
+    if "history" not in data.drawn:
+        configs = tg._plot_configs()
+        data.history = dict(
+            configs=copy.deepcopy(configs),
+            history=copy.deepcopy(tg.state.history),
+            val_history=copy.deepcopy(tg.state.val_history),
+            series={name: list(getattr(tg, name)) for name in _series_names(configs)},
+            aliases=dict(tg.metric_to_alias),
+        )
+    if "report" not in data.drawn:
+        fontpath = tg.report_fontpath
+        if fontpath is not None and not Path(fontpath).is_file():
+            raise FileNotFoundError(f"report_fontpath={str(fontpath)!r} does not exist")
+        data.report = dict(sections=report_sections(tg), title=tg.model_name, fontpath=fontpath)
+    return data
+
+
+def _series_names(configs: dict[str, Any]) -> set[str]:
+    """TrainGenerator attributes the history figure looks up (x ticks, vertical lines)."""
+    names = {"_train_x_ticks", "_val_train_x_ticks"}
+    for key, pane in configs.items():
+        if not key.isdigit():
+            continue
+        for xs in (pane.get("x_ticks") or {}).values():
+            names.update(
+                x for x in (xs if isinstance(xs, (list, tuple)) else [xs]) if isinstance(x, str)
+            )
+        v = (pane.get("vhlines") or {}).get("v")
+        if isinstance(v, str):
+            names.add(v)
+    return names
