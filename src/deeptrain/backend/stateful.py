@@ -38,6 +38,7 @@ __all__ = [
     "stateful_layers",
     "reset_states",
     "get_states",
+    "state_variables",
     "set_states",
     "check_states",
     "prepare_stateful_model",
@@ -143,6 +144,11 @@ def reset_states(model: Any) -> int:
     for layer in layers:
         layer.reset_state()
     return len(layers)
+
+
+def state_variables(model: Any) -> dict[str, list[Any]]:
+    """Every stateful RNN layer's state variables, keyed as :func:`get_states` keys them."""
+    return {path: _state_vars(layer) for path, layer in _stateful_items(model)}
 
 
 def get_states(model: Any) -> dict[str, list[np.ndarray]]:

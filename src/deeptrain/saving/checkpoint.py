@@ -154,6 +154,7 @@ def write_checkpoint(
     files: dict[str, FileSource],
     fault: Callable[[str], None] | None = None,
     replace: bool = False,
+    sync_parent: bool = True,
 ) -> Path:
     """Write a checkpoint directory atomically.
 
@@ -164,6 +165,8 @@ def write_checkpoint(
         fault: test hook called with each step's name before it runs.
         replace: an existing checkpoint of the same name is replaced (after the new one is
             complete, through a backup: see :mod:`.atomic`); otherwise it is an error.
+        sync_parent: False when the caller fsyncs the parent directory next (see
+            :class:`.atomic.AtomicDir`).
 
     Each file is fsynced once, in a helper thread while the next one is written and this
     one is hashed (its SHA-256 from the bytes written, or read back when a function wrote
@@ -174,7 +177,7 @@ def write_checkpoint(
         recover_backup(path, is_intact)  # a crash in an earlier replace of this name
     elif os.path.lexists(path):
         raise FileExistsError(f"checkpoint {path} exists")
-    atomic = AtomicDir(path, fault, replace=replace, files_synced=True)
+    atomic = AtomicDir(path, fault, replace=replace, files_synced=True, sync_parent=sync_parent)
     with atomic as tmp, ThreadPoolExecutor(1, thread_name_prefix="deeptrain-fsync") as syncs:
         manifest, synced = {}, []
         for name, source in files.items():

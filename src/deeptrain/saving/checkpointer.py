@@ -153,7 +153,9 @@ class Checkpointer:
             prune(directory, keep, {path})
             log.debug("Checkpoint saved: %s", path)
 
-        return Target(path, kind, 0, replace=True, figures=kind == "unique", commit=commit)
+        return Target(
+            path, kind, 0, figures=kind == "unique", commit=commit, commit_syncs=True
+        )  # the pointer's write fsyncs the directory: once for both renames
 
     def _best_target(self) -> Target:
         tg = self.tg

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..backend.stateful import check_states, get_states, set_states
+from ..backend.host import read_to_host
+from ..backend.stateful import check_states, set_states, state_variables
 
 __all__ = [
     "variable_specs",
@@ -30,6 +31,7 @@ __all__ = [
     "optimizer_selection",
     "extra_variables",
     "capture_arrays",
+    "arrays_of",
     "check_arrays",
     "restore_arrays",
     "capture_rng",
@@ -151,10 +153,22 @@ def extra_variables(model: Any) -> list[Any]:
 
 
 def capture_arrays(model: Any) -> dict[str, np.ndarray]:
-    arrays = {f"extra/{i}": v.numpy() for i, v in enumerate(extra_variables(model))}
-    for path, values in get_states(model).items():
-        for i, value in enumerate(values):
-            arrays[f"rnn/{path}/{i}"] = value
+    """Host copies of the variables ``save_weights`` leaves out and of the RNN states."""
+    extras, states = extra_variables(model), state_variables(model)
+    flat = [v for values in states.values() for v in values]
+    return arrays_of(extras, states, read_to_host(model, [*extras, *flat]))
+
+
+def arrays_of(
+    extras: list[Any], states: dict[str, list[Any]], values: list[np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The checkpoint arrays ``extra/<i>`` and ``rnn/<layer path>/<i>`` from ``values``
+    (host copies of ``extras`` and then of ``states``' variables, in order)."""
+    arrays = {f"extra/{i}": values[i] for i in range(len(extras))}
+    rest = iter(values[len(extras) :])
+    for path, variables in states.items():
+        for i in range(len(variables)):
+            arrays[f"rnn/{path}/{i}"] = next(rest)
     return arrays
 
 

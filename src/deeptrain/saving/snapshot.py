@@ -24,11 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from ..backend.host import read_to_host
+from ..backend.stateful import state_variables
 from . import model_state
 from .checkpoint import MODEL_FILE, WEIGHTS_FILE
-from .report import report_sections
+from .report import report_entries
 from .traingen_state import collect
-from .weights_file import WeightsImage, snapshot_weights
+from .weights_file import WeightsImage, snapshot_weights, weights_layout
 
 __all__ = ["Snapshot", "FigureData", "take_snapshot"]
 
@@ -39,7 +41,7 @@ class FigureData:
     drawn at this point of training)."""
 
     history: dict[str, Any] | None = None  # keyword arguments of history_figure
-    report: dict[str, Any] | None = None  # keyword arguments of report_figure
+    report: dict[str, Any] | None = None  # report_entries, report_configs, title, font
     drawn: dict[str, bytes] = field(default_factory=dict)  # name -> PNG bytes
 
 
@@ -60,9 +62,11 @@ class Snapshot:
 
     @property
     def nbytes(self) -> int:
-        """Host memory the arrays take."""
+        """Bytes of the state held: the arrays, the state's JSON text, PNGs drawn."""
         weights = self.weights.nbytes if self.weights is not None else 0
-        return weights + sum(a.nbytes for a in self.arrays.values())
+        drawn = sum(map(len, self.figures.drawn.values())) if self.figures is not None else 0
+        arrays = sum(a.nbytes for a in self.arrays.values())
+        return weights + arrays + len(self.state_json) + drawn
 
     def discard(self) -> None:
         """Free the staging directory (once the checkpoints are written, or failed)."""
@@ -74,9 +78,12 @@ class Snapshot:
 def take_snapshot(tg: Any, figures: bool) -> Snapshot:
     """Everything a checkpoint of ``tg`` holds, as it is now (the model must be current:
     the caller syncs it first)."""
-    payload, arrays = collect(tg, "temp", 0)  # kind and seq: set per checkpoint
-    del payload["kind"], payload["seq"]
     skip = set(tg.saveskip_list)
+    weights_kw = dict(tg.model_save_weights_kw or {})
+    own_weights = "model:weights" not in skip and not weights_kw
+    weights, model_arrays = _read_model(tg.model, own_weights)
+    payload, arrays = collect(tg, "temp", 0, model_arrays)  # kind and seq: set per target
+    del payload["kind"], payload["seq"]
     if "optimizer_state" in skip:
         payload["model"]["optimizer"] = []
     payload["model"]["optimizer_unsaved"] = sorted(
@@ -88,16 +95,11 @@ def take_snapshot(tg: Any, figures: bool) -> Snapshot:
     figure_data = _figure_data(tg) if figures else None
     staged: dict[str, Path] = {}
     staging: Path | None = None
-    weights = None
     try:
-        weights_kw = dict(tg.model_save_weights_kw or {})
-        if "model:weights" not in skip:
-            if weights_kw:  # options for Keras' own writer: it writes the file now
-                staging = Path(tempfile.mkdtemp(prefix="deeptrain-snapshot-"))
-                staged[WEIGHTS_FILE] = staging / WEIGHTS_FILE
-                model_state.save_weights(tg.model, staged[WEIGHTS_FILE], **weights_kw)
-            else:
-                weights = snapshot_weights(tg.model)
+        if "model:weights" not in skip and weights_kw:  # options for Keras' own writer
+            staging = Path(tempfile.mkdtemp(prefix="deeptrain-snapshot-"))
+            staged[WEIGHTS_FILE] = staging / WEIGHTS_FILE
+            model_state.save_weights(tg.model, staged[WEIGHTS_FILE], **weights_kw)
         if "model" not in skip:
             staging = staging or Path(tempfile.mkdtemp(prefix="deeptrain-snapshot-"))
             staged[MODEL_FILE] = staging / MODEL_FILE
@@ -107,6 +109,18 @@ def take_snapshot(tg: Any, figures: bool) -> Snapshot:
             shutil.rmtree(staging, ignore_errors=True)
         raise
     return Snapshot(state_json, arrays, weights, staged, figure_data, staging)
+
+
+def _read_model(model: Any, weights: bool) -> tuple[WeightsImage | None, dict[str, np.ndarray]]:
+    """The weights file's arrays (if ``weights``) and the other variables and RNN states,
+    read to host memory in one batch."""
+    extras, states = model_state.extra_variables(model), state_variables(model)
+    flat_states = [v for values in states.values() for v in values]
+    layout = weights_layout(model) if weights else None
+    layout_vars = layout.variables() if layout is not None and layout.cacheable else []
+    values = read_to_host(model, [*layout_vars, *extras, *flat_states])
+    image = snapshot_weights(model, values[: len(layout_vars)]) if weights else None
+    return image, model_state.arrays_of(extras, states, values[len(layout_vars) :])
 
 
 def _figure_data(tg: Any) -> FigureData:
@@ -119,11 +133,11 @@ def _figure_data(tg: Any) -> FigureData:
         if key == tg._progress_key() and drawn is not None and Path(drawn).is_file():
             data.drawn[name] = Path(drawn).read_bytes()
     if "history" not in data.drawn:
-        configs = tg._plot_configs()
+        configs = tg._plot_configs()  # a new, merged dict
         data.history = dict(
-            configs=copy.deepcopy(configs),
-            history=copy.deepcopy(tg.state.history),
-            val_history=copy.deepcopy(tg.state.val_history),
+            configs=configs,
+            history=_copy_series(tg.state.history),
+            val_history=_copy_series(tg.state.val_history),
             series={name: list(getattr(tg, name)) for name in _series_names(configs)},
             aliases=dict(tg.metric_to_alias),
         )
@@ -131,8 +145,18 @@ def _figure_data(tg: Any) -> FigureData:
         fontpath = tg.report_fontpath
         if fontpath is not None and not Path(fontpath).is_file():
             raise FileNotFoundError(f"report_fontpath={str(fontpath)!r} does not exist")
-        data.report = dict(sections=report_sections(tg), title=tg.model_name, fontpath=fontpath)
+        data.report = dict(
+            entries=report_entries(tg),
+            configs=copy.deepcopy(tg.report_configs),
+            title=tg.model_name,
+            fontpath=fontpath,
+        )
     return data
+
+
+def _copy_series(history: dict[str, list]) -> dict[str, list]:
+    """A copy of ``{metric: [value or list of values, ...]}`` (lists copied two deep)."""
+    return {k: [list(x) if isinstance(x, list) else x for x in v] for k, v in history.items()}
 
 
 def _series_names(configs: dict[str, Any]) -> set[str]:

@@ -83,8 +83,11 @@ def _join_arrays(value: Any, arrays: Mapping[str, np.ndarray]) -> Any:
     return value
 
 
-def collect(tg: Any, kind: str, seq: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The checkpoint payload (JSON-safe) and arrays of ``tg``."""
+def collect(
+    tg: Any, kind: str, seq: int, model_arrays: dict[str, np.ndarray] | None = None
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The checkpoint payload (JSON-safe) and arrays of ``tg`` (``model_arrays``: those of
+    :func:`~.model_state.capture_arrays`, if already taken)."""
     import keras
 
     skip = set(tg.saveskip_list) | NOT_CONFIGS
@@ -99,7 +102,9 @@ def collect(tg: Any, kind: str, seq: int) -> tuple[dict[str, Any], dict[str, np.
             configs[name] = value
     if unsaved:
         log.debug("Not saved (no JSON form): %s", unsaved)
-    arrays = model_state.capture_arrays(tg.model)
+    arrays = (
+        dict(model_arrays) if model_arrays is not None else model_state.capture_arrays(tg.model)
+    )
     rng, rng_arrays = model_state.capture_rng()
     arrays.update(rng_arrays)
     callbacks = []

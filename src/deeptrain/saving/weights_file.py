@@ -185,18 +185,25 @@ def weights_layout(model: Any) -> WeightsLayout:
 
 
 def _to_host(value: Any) -> np.ndarray:
-    """A host copy that the model's later updates cannot change (one copy)."""
+    """A host copy of a computed value (one copy)."""
     import keras
 
-    if isinstance(value, keras.Variable):
-        return value.numpy()  # np.array(self): a fresh array on every backend
     return np.array(keras.ops.convert_to_numpy(value), copy=True)
 
 
-def snapshot_weights(model: Any) -> WeightsImage:
+def snapshot_weights(model: Any, values: list[np.ndarray] | None = None) -> WeightsImage:
     """Every value of the weights file, copied to host memory (call with the model
-    current: on JAX, after the train step's state is synced back)."""
+    current: on JAX, after the train step's state is synced back). ``values``: host
+    copies of ``weights_layout(model).variables()``, if already taken."""
+    from ..backend.host import read_to_host
+
     layout = weights_layout(model)
+    if layout.cacheable:
+        values = values if values is not None else read_to_host(model, layout.variables())
+        found = iter(values)
+        return WeightsImage(
+            [(g.path, g.metadata, [(k, next(found)) for k in g.keys]) for g in layout.groups]
+        )
     return WeightsImage(
         [
             (g.path, g.metadata, [(k, _to_host(v)) for k, v in zip(g.keys, g.values, strict=True)])
@@ -277,9 +284,16 @@ def load_weights_file(
 ) -> None:
     """Assign the datasets of the weights file ``file`` (a path or a binary file object,
     read with h5py) to ``model``'s variables by Keras' layout; variables whose ``id`` is in
-    ``keep`` keep their values. Every dataset is read and checked before any variable is
-    assigned; a dataset missing or of another shape is a ``ValueError`` naming it."""
+    ``keep`` keep their values.
+
+    Only the layout's datasets are read, each once, and each is checked first: reached by
+    hard links only, stored in the file itself (no external storage, not virtual), of the
+    variable's shape (so a hostile declared size is never allocated). Every dataset is read
+    before any variable is assigned; a missing or misfit one is a ``ValueError`` naming it.
+    """
     import h5py
+
+    from ..backend.host import assign_from_host
 
     layout = weights_layout(model)
     with h5py.File(file, "r") as f:
@@ -289,27 +303,47 @@ def load_weights_file(
             for variable, value in _read_group(f, group, source or file)
             if id(variable) not in keep
         ]
-    for variable, value in plan:
-        variable.assign(value)
+    assign_from_host(model, [v for v, _ in plan], [x for _, x in plan])
 
 
-def _vars_group(f: Any, path: str) -> Any:
-    """The ``vars`` group of ``path`` (an empty dict if absent), as ``H5IOStore.get``."""
-    from keras.src.saving.saving_lib import safe_get_h5_group
+def _child(parent: Any, name: str, kind: type, where: str) -> Any:
+    """``parent[name]`` if it is a hard link to a ``kind`` (None if absent)."""
+    import h5py
 
-    where = f"{path}/vars" if path else "vars"
-    try:
-        return safe_get_h5_group(f, where)
-    except KeyError:
-        return {}
+    link = parent.get(name, getlink=True)
+    if link is None:
+        return None
+    if not isinstance(link, h5py.HardLink):
+        raise ValueError(f"{where}: a {type(link).__name__} (refused)")
+    obj = parent[name]
+    if not isinstance(obj, kind):
+        raise ValueError(f"{where}: expected an HDF5 {kind.__name__}, found {type(obj).__name__}")
+    return obj
 
 
-def _read_dataset(group: Any, key: str) -> np.ndarray:
-    """A dataset's value, as ``H5IOStore.__getitem__`` reads it (links refused)."""
-    from keras.src.saving.saving_lib import safe_get_h5_dataset
+def _vars_group(f: Any, path: str, source: Any) -> Any:
+    """The ``vars`` group of ``path``, or None if absent (as ``H5IOStore.get``)."""
+    import h5py
 
-    dataset = safe_get_h5_dataset(group, key)
-    if dataset.attrs.get("dtype") == "bfloat16":
+    node = f
+    for part in [*(path.split("/") if path else []), "vars"]:
+        node = _child(node, part, h5py.Group, f"weights file {source}: '{path}/{part}'")
+        if node is None:
+            return None
+    return node
+
+
+def _read_dataset(group: Any, key: str, shape: tuple, where: str) -> np.ndarray:
+    import h5py
+
+    dataset = _child(group, key, h5py.Dataset, where)
+    if dataset is None:
+        raise ValueError(f"{where} is missing")
+    if dataset.external or dataset.is_virtual:
+        raise ValueError(f"{where}: stored outside the file (refused)")
+    if tuple(dataset.shape) != shape:
+        raise ValueError(f"{where} has shape {tuple(dataset.shape)}, the variable {shape}")
+    if dataset.attrs.get("dtype") == "bfloat16":  # as H5IOStore writes it
         import ml_dtypes
 
         return np.array(dataset, dtype=ml_dtypes.bfloat16)
@@ -317,28 +351,24 @@ def _read_dataset(group: Any, key: str) -> np.ndarray:
 
 
 def _read_group(f: Any, group: _Group, source: Any) -> list[tuple[Any, np.ndarray]]:
-    h5_group = _vars_group(f, group.path)
-    found = len(h5_group)
-    where = f"{group.path}/vars" if group.path else "vars"
+    where = f"weights file {source}: '{group.path + '/' if group.path else ''}vars"
+    h5_group = _vars_group(f, group.path, source)
+    found = len(h5_group) if h5_group is not None else 0
     if found == len(group.keys):
         keys = group.keys
     elif group.left_out and found == len(group.legacy_keys) + len(group.left_out):
         keys = group.legacy_keys  # written with the RNN states (save_weights on JAX)
     else:
+        name = (group.metadata or {}).get("name", group.path)
         raise ValueError(
-            f"weights file {source}: '{where}' holds {found} variables, the model's "
-            f"'{group.metadata.get('name') if group.metadata else where}' has {len(group.keys)}"
+            f"{where}' holds {found} variables; the model's '{name}' has {len(group.keys)}"
         )
-    pairs = []
-    for key, variable in zip(keys, group.values, strict=True):
-        try:
-            value = _read_dataset(h5_group, key)
-        except KeyError:
-            raise ValueError(f"weights file {source}: '{where}/{key}' is missing") from None
-        if tuple(value.shape) != tuple(variable.shape):
-            raise ValueError(
-                f"weights file {source}: '{where}/{key}' has shape {tuple(value.shape)}, "
-                f"the variable '{variable.path}' {tuple(variable.shape)}"
-            )
-        pairs.append((variable, value))
-    return pairs
+    return [
+        (
+            variable,
+            _read_dataset(
+                h5_group, key, tuple(variable.shape), f"{where}/{key}' ({variable.path})"
+            ),
+        )
+        for key, variable in zip(keys, group.values, strict=True)
+    ]

@@ -32,9 +32,11 @@ checkpoint is complete, and then only by the writer.
 
 from __future__ import annotations
 
+import atexit
 import io
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,8 +80,9 @@ class SingleProcess(World):
 class Target:
     """One checkpoint directory written from a snapshot.
 
-    ``commit(path)`` runs after the write (moves the pointer, prunes); ``figures``: the
-    history and report PNGs go in."""
+    ``commit(path)`` runs after the write (moves the pointer, prunes; ``commit_syncs``:
+    it fsyncs the directory ``path`` is in, so the write leaves that to it); ``figures``:
+    the history and report PNGs go in."""
 
     path: Path
     kind: str
@@ -87,6 +90,7 @@ class Target:
     replace: bool = True
     figures: bool = False
     commit: Callable[[Path], None] | None = None
+    commit_syncs: bool = False
 
 
 @dataclass
@@ -104,8 +108,9 @@ class CheckpointJob:
         npz = arrays_bytes(self.snapshot.arrays)
         for target in self.targets:
             payload = {"kind": target.kind, "seq": target.seq, **state}
+            files = self._files(target, pngs, npz)
             write_checkpoint(
-                target.path, payload, self._files(target, pngs, npz), self.fault, target.replace
+                target.path, payload, files, self.fault, target.replace, not target.commit_syncs
             )
 
     def commit(self) -> None:
@@ -141,7 +146,7 @@ def _decode(state_json: str) -> dict[str, Any]:
 def render_figures(data: FigureData) -> dict[str, bytes]:
     """The history and report PNGs of ``data`` (drawn here unless drawn already)."""
     from ..training.plotting import history_figure
-    from .report import report_figure
+    from .report import format_sections, report_figure
 
     pngs = dict(data.drawn)
     if data.history is not None:
@@ -151,7 +156,9 @@ def render_figures(data: FigureData) -> dict[str, bytes]:
         )
         pngs["history"] = _png(fig)
     if data.report is not None:
-        pngs["report"] = _png(report_figure(**data.report))
+        r = data.report
+        sections = format_sections(r["entries"], r["configs"])
+        pngs["report"] = _png(report_figure(sections, title=r["title"], fontpath=r["fontpath"]))
     return pngs
 
 
@@ -161,17 +168,34 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
+_pipelines: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _finish_at_exit() -> None:
+    for pipeline in list(_pipelines):
+        pipeline.join()
+
+
 class CheckpointPipeline:
-    """Runs :class:`CheckpointJob` s one at a time, in a background thread or inline."""
+    """Runs :class:`CheckpointJob` s one at a time, in a background thread or inline.
+
+    The thread is started with the first background job and then waits for the next one
+    (handing it a job costs the training thread no thread start). It is a daemon, so that
+    an idle one never keeps the interpreter alive; ``train()`` and the other entry points
+    wait for the job in flight before they return, and a job still in flight when the
+    interpreter exits is waited for (``atexit``)."""
 
     def __init__(self, asynchronous: bool = True, world: World | None = None):
         self.asynchronous = asynchronous
         self.world = world or SingleProcess()
-        self._thread: threading.Thread | None = None
         self._job: CheckpointJob | None = None
         self._error: BaseException | None = None
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
         self.idle = threading.Event()  # set while no job is in flight
         self.idle.set()
+        _pipelines.add(self)
 
     @property
     def busy(self) -> bool:
@@ -191,11 +215,14 @@ class CheckpointPipeline:
             self._raise()
             return
         self.idle.clear()
-        self._job = job
-        self._thread = threading.Thread(
-            target=self._run, args=(job,), name="deeptrain-checkpoint", daemon=False
-        )
-        self._thread.start()
+        with self._wake:
+            self._job = job
+            self._wake.notify()
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(
+                target=self._serve, name="deeptrain-checkpoint", daemon=True
+            )
+            self._thread.start()
         if wait:
             self.wait()
 
@@ -204,17 +231,14 @@ class CheckpointPipeline:
         if self.idle.is_set():
             self._raise()
 
+    def join(self) -> None:
+        """Return once no write is in flight (its error stays for the next ``check``)."""
+        self.idle.wait()
+
     def wait(self) -> None:
         """Return once no write is in flight; raise the error of one that failed."""
         self.join()
         self._raise()
-
-    def join(self) -> None:
-        """Return once no write is in flight (its error stays for the next ``check``)."""
-        thread = self._thread
-        if thread is not None:
-            thread.join()
-            self._thread = None
 
     def pending_error(self) -> BaseException | None:
         return self._error
@@ -223,6 +247,14 @@ class CheckpointPipeline:
         error, self._error = self._error, None
         if error is not None:
             raise error
+
+    def _serve(self) -> None:
+        while True:
+            with self._wake:
+                while self._job is None:
+                    self._wake.wait()
+                job = self._job
+            self._run(job)
 
     def _run(self, job: CheckpointJob) -> None:
         try:
@@ -239,5 +271,6 @@ class CheckpointPipeline:
                 log.error("Writing the checkpoint %s failed: %s", job.describe(), e)
         finally:
             job.discard()
-            self._job = None
+            with self._wake:
+                self._job = None
             self.idle.set()
