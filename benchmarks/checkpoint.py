@@ -201,6 +201,7 @@ def plain_write(files: list[Path], scratch: Path) -> float:
     """open/write/fsync of the same bytes, one file each (the content read first)."""
     contents = [(f.name, f.read_bytes()) for f in files]
     scratch.mkdir(exist_ok=True)
+    os.sync()
     t = time.perf_counter()
     for name, data in contents:
         with open(scratch / name, "wb") as f:
@@ -233,7 +234,7 @@ def bench_deeptrain(name: str, maker: Callable, root: Path, repeats: int) -> dic
         step()
     ck, pipe = tg._checkpointer, tg._checkpointer.pipeline
     steps, block, during, figs, write, plain, load, sizes = [], [], [], [], [], [], [], []
-    for i in range(repeats):
+    for _ in range(repeats):
         steps.append(step())
         tg.state.fit_iters += 1  # a new checkpoint name each time
         # a unique checkpoint (figures): the blocking part, then steps while it is written
@@ -248,8 +249,9 @@ def bench_deeptrain(name: str, maker: Callable, root: Path, repeats: int) -> dic
         during.append((n_during, spent))
         # a temp checkpoint: the background write against plain writes of its bytes
         tg.state.fit_iters += 1
+        os.sync()  # no dirty pages of earlier writes: both writes start alike
         ck.checkpoint("temp", wait=False)
-        t, _ = timed(pipe.wait)
+        t, _ = timed(pipe.wait)  # the background part, from the end of the snapshot
         write.append(t)
         path = tg._checkpointer.latest()
         files = sorted(p for p in path.iterdir() if p.is_file())
