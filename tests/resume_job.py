@@ -1,12 +1,19 @@
 """A training job for the kill-and-resume tests, run as a real subprocess.
 
     python tests/resume_job.py DATA LOGS OUT.npz --model dense|lstm --epochs N
-        [--loadpath PATH] [--kill-at-iter K] [--temp-freq '{"iter": 1}']
+        [--loadpath PATH] [--kill-at-iter K | --kill-in-write K STEP]
+        [--temp-freq '{"iter": 1}']
 
 It builds its own data on first use (in DATA), trains with a fixed seed, shuffled data and
-Dropout (dense) or a stateful LSTM fed windows (lstm), optionally SIGKILLs itself right after
-train iteration K (before that iteration's checkpoint), and at the end writes the model's
-weights, optimizer variables and histories to OUT.npz.
+Dropout (dense) or a stateful LSTM fed windows (lstm), and at the end writes the model's
+weights, optimizer variables and histories to OUT.npz. Checkpoints are written in the
+background (the default). It can SIGKILL itself:
+
+* ``--kill-at-iter K``: right after train iteration K (before that iteration's checkpoint),
+  once the checkpoints asked for before are complete (a kill between writes);
+* ``--kill-in-write K STEP``: from the writing thread, at the step STEP (a fault-hook step
+  name, e.g. ``'rename into place'``) of the checkpoint taken after iteration K, while the
+  training thread goes on (a kill in the middle of a background write).
 """
 
 from __future__ import annotations
@@ -86,6 +93,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--loadpath")
     p.add_argument("--kill-at-iter", type=int)
+    p.add_argument("--kill-in-write", nargs=2, metavar=("K", "STEP"))
     p.add_argument("--temp-freq", type=json.loads, default=None)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO)
@@ -113,10 +121,23 @@ def main() -> None:
 
         def kill(tg):
             if tg.state.fit_iters == args.kill_at_iter:
+                tg.wait_for_checkpoints()
                 sys.stdout.flush()
                 os.kill(os.getpid(), signal.SIGKILL)
 
         callbacks.append({"train:iter": kill})
+    armed = []
+    if args.kill_in_write is not None:
+        kill_iter, kill_step = int(args.kill_in_write[0]), args.kill_in_write[1]
+
+        def arm(tg):  # at the snapshot, on the training thread; one write at a time
+            armed[:] = [tg.state.fit_iters == kill_iter]
+
+        def fault(step):  # in the writing thread
+            if armed == [True] and step == kill_step:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        callbacks.append({"save": arm})
     tg = TrainGenerator(
         build(args.model),
         dg,
@@ -132,6 +153,8 @@ def main() -> None:
         reset_statefuls=not dense,
         val_freq={"batch": 5},
     )
+    if args.kill_in_write is not None:
+        tg._checkpointer.fault = fault
     tg.train()
     model = tg.model
     arrays = {f"w{i}": np.asarray(w) for i, w in enumerate(model.get_weights())}

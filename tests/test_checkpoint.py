@@ -145,7 +145,13 @@ def test_a_failure_at_any_step_of_a_save_leaves_the_previous_checkpoint(data, tm
     ]
     steps = [s for s in steps if s not in REPLACE_STEPS]  # (replacing: test_checkpoint_hardening)
     for i, step in enumerate(steps):
-        tg = make_tg(data, tmp_path / f"run{i}", unique_checkpoint_freq={"batch": 3})
+        background = i % 2 == 1  # the same write, in the background or on the training thread
+        tg = make_tg(
+            data,
+            tmp_path / f"run{i}",
+            unique_checkpoint_freq={"batch": 3},
+            checkpoint_async=background,
+        )
         tg.train()
         before = resolve_loadpath(tg.logdir)[0]
         saved_weights = weights_of(tg.model)
@@ -157,8 +163,8 @@ def test_a_failure_at_any_step_of_a_save_leaves_the_previous_checkpoint(data, tm
         tg._checkpointer.fault = fail
         tg.epochs = 2  # the checkpoint after batch 9 fails, weights have moved on
         with pytest.raises(OSError, match="injected"):
-            tg.train()
-        assert tg.state.batches_fit == 9
+            tg.train()  # background: raised at a later iteration, at the latest at the end
+        assert 9 <= tg.state.batches_fit <= 12 if background else tg.state.batches_fit == 9
         leftovers = [
             p.name for p in (tg.logdir / "checkpoints").iterdir() if p.name.startswith(".tmp-")
         ]

@@ -210,7 +210,7 @@ def test_best_model_lookups_see_backups(data, tmp_path):
     assert tg.get_last_log("checkpoint", best=True) == best.with_name(f".old-{best.name}")
     other = tmp_path / "best" / ".old-M7__other"
     other.mkdir()  # another model number's backup: not ours to settle or delete
-    tg._checkpointer.save_best()
+    tg._checkpointer.save_best(wait=True)
     names = sorted(p.name for p in (tmp_path / "best").iterdir())
     assert names == [".old-M7__other", tg.model_name]
     assert tg.get_last_log("checkpoint", best=True) == best

@@ -3,13 +3,15 @@ bit-identical to an uninterrupted run (weights, optimizer state, histories).
 
 Every run is a real subprocess (``tests/resume_job.py``) on the backend KERAS_BACKEND
 selects, with shuffled data and Dropout, or a stateful LSTM fed windows (killed mid-batch,
-between windows). CPU only.
+between windows), checkpoints written in the background: killed between writes, inside
+one (from the writing thread, while training goes on), or at a random moment. CPU only.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -80,14 +82,17 @@ def reference(workdir):
 
 
 def kill_and_resume(
-    workdir: Path, model: str, name: str, freq: str, kill_at: int | None = None, external_kill=None
+    workdir: Path,
+    model: str,
+    name: str,
+    freq: str,
+    kill: list[str] | None = None,
+    external_kill=None,
 ) -> tuple[dict, str]:
     data, logs = workdir / f"data_{model}", workdir / f"logs_{name}"
     out = workdir / f"{name}.npz"
     if external_kill is None:
-        proc = run_job(
-            data, logs, out, "--model", model, "--temp-freq", freq, "--kill-at-iter", str(kill_at)
-        )
+        proc = run_job(data, logs, out, "--model", model, "--temp-freq", freq, *kill)
         assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     else:
         external_kill(data, logs, out)
@@ -101,20 +106,19 @@ def kill_and_resume(
 
 
 @pytest.mark.parametrize(
-    "model, freq, kill_at",
+    "model, freq, kill, resumed_at",
     [
-        ("dense", '{"batch": 3}', 8),  # resumes from batch 6: replays two batches
-        ("dense", '{"iter": 1}', 17),  # second epoch, right after a validation
-        ("lstm", '{"iter": 2}', 23),  # mid-batch: window 2 of 3, state carried
-        ("lstm", '{"epoch": 1}', 40),  # only the end-of-epoch checkpoint exists
+        ("dense", '{"batch": 3}', ["--kill-at-iter", "8"], 6),  # replays two batches
+        ("dense", '{"iter": 1}', ["--kill-in-write", "17", "write arrays.npz"], 16),
+        ("lstm", '{"iter": 2}', ["--kill-in-write", "22", "rename into place"], 20),  # mid-batch
+        ("lstm", '{"epoch": 1}', ["--kill-at-iter", "40"], 27),  # only the epoch's checkpoint
     ],
+    ids=["dense-between-writes", "dense-in-a-write", "lstm-mid-batch-in-a-write", "lstm-epoch"],
 )
-def test_sigkill_at_an_iteration_then_resume_is_bit_exact(workdir, reference, model, freq, kill_at):
-    resumed, log = kill_and_resume(workdir, model, f"{model}_{kill_at}", freq, kill_at)
-    assert_identical(
-        resumed, reference(model), f"{model} killed after iteration {kill_at}, checkpoints {freq}"
-    )
-    assert "Loaded checkpoint" in log
+def test_sigkill_then_resume_is_bit_exact(workdir, reference, model, freq, kill, resumed_at):
+    resumed, log = kill_and_resume(workdir, model, f"{model}_{kill[1]}", freq, kill)
+    assert_identical(resumed, reference(model), f"{model} killed ({kill}), checkpoints {freq}")
+    assert re.search(rf"Loaded checkpoint \S+_{resumed_at}iters", log), log[-2000:]
 
 
 def test_sigkill_at_a_random_moment_during_checkpoint_writes(workdir, reference):

@@ -38,7 +38,14 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .saving.checkpoint import CHECKPOINTS_DIR, WEIGHTS_FILE, update_pointer, write_checkpoint
+from .saving.checkpoint import (
+    ARRAYS_FILE,
+    CHECKPOINTS_DIR,
+    WEIGHTS_FILE,
+    arrays_bytes,
+    update_pointer,
+    write_checkpoint,
+)
 from .training.frequency import check_freq
 from .training.state import TrainState
 from .util.jsonstate import UNSUPPORTED, to_json
@@ -170,7 +177,7 @@ def migrate(logdir_06: str | Path, out_dir: str | Path, model: Any = None) -> Pa
         writers, payload["model"], keras_version = _weights(weights_file, model, Path(tmp))
         payload["keras_version"] = f"{keras_version} (DeepTrain 0.6 files)"
         payload["backend"] = "tensorflow"
-        write_checkpoint(path, payload, {}, writers)
+        write_checkpoint(path, payload, {**writers, ARRAYS_FILE: arrays_bytes({})})
     update_pointer(directory, path.name)
     log.info(
         "Migrated %s to %s: epoch %d, %d batches fit, %d validations, best %s=%s; settings "

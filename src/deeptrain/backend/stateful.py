@@ -9,7 +9,11 @@ Keras 3 leaves several gaps around ``stateful=True`` recurrent layers:
   mid-sequence resume must save and restore them separately
   (:func:`get_states` / :func:`set_states`).
 * torch: stateful ``LSTM``/``GRU`` fail in backward with an in-place
-  ``RuntimeError`` unless ``use_cudnn=False``.
+  ``RuntimeError`` (keras-team/keras#23462): their fused step (``backend.lstm`` /
+  ``backend.gru``; cuDNN on GPU, a loop over precomputed input projections on CPU) reads
+  the state variables' own tensors, which autograd saves, and the layer then assigns the
+  new state into those tensors in place before backward runs. Keras' own escape is
+  ``use_cudnn=False`` (a per-step Python loop that copies the states: 1.5-3x slower).
 * jax: the state is silently *not* carried between calls, because the state
   variables are untracked and the JAX trainer's pure step drops their updates.
 
@@ -34,6 +38,7 @@ __all__ = [
     "stateful_layers",
     "reset_states",
     "get_states",
+    "state_variables",
     "set_states",
     "check_states",
     "prepare_stateful_model",
@@ -141,6 +146,11 @@ def reset_states(model: Any) -> int:
     return len(layers)
 
 
+def state_variables(model: Any) -> dict[str, list[Any]]:
+    """Every stateful RNN layer's state variables, keyed as :func:`get_states` keys them."""
+    return {path: _state_vars(layer) for path, layer in _stateful_items(model)}
+
+
 def get_states(model: Any) -> dict[str, list[np.ndarray]]:
     """Copy of every stateful RNN layer's state, keyed by layer path.
 
@@ -243,7 +253,8 @@ def _check_verified(backend: str, n_layers: int) -> None:
     why = {
         "torch": (
             "stateful LSTM/GRU crash in backward with an in-place RuntimeError "
-            "unless use_cudnn=False, a workaround only verified on"
+            "unless their initial state is copied before the fused step, a workaround "
+            "only verified on"
         ),
         "jax": (
             "RNN state would be silently dropped between batches (the JAX "
@@ -259,6 +270,30 @@ def _check_verified(backend: str, n_layers: int) -> None:
     )
 
 
+_COPIES_STATE = "_deeptrain_copies_state"
+
+
+def _copy_state_first(layer: Any) -> None:
+    """Make ``layer`` hand its fused step copies of its state variables' tensors.
+
+    ``RNN.call`` passes ``self.states`` (the variables' own tensors) to ``inner_loop``,
+    whose fused step saves them for backward; ``call`` then assigns the new state into the
+    same tensors in place. With a copy going in, backward finds its tensors unchanged. The
+    copy is of the state only (batch x units), a few microseconds per call.
+    """
+    import keras
+    import torch
+
+    fused = layer.inner_loop
+
+    def inner_loop(sequences: Any, initial_state: Any, mask: Any, training: bool = False):
+        initial_state = keras.tree.map_structure(torch.clone, initial_state)
+        return fused(sequences, initial_state, mask, training=training)
+
+    setattr(inner_loop, _COPIES_STATE, True)
+    layer.inner_loop = inner_loop
+
+
 def _prepare_torch(items: list[tuple[str, Any]]) -> list[str]:
     import keras
 
@@ -266,14 +301,13 @@ def _prepare_torch(items: list[tuple[str, Any]]) -> list[str]:
     for path, layer in items:
         if not isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)):
             continue
-        if layer.use_cudnn is False:
-            continue
-        before = layer.use_cudnn
-        layer.use_cudnn = False
+        if layer.use_cudnn is False or getattr(layer.inner_loop, _COPIES_STATE, False):
+            continue  # the per-step loop copies the states itself; or done already
+        _copy_state_first(layer)
         applied.append(
-            f"torch: set use_cudnn=False (was {before!r}) on stateful "
-            f"{type(layer).__name__} '{path}' to avoid the in-place "
-            "RuntimeError in backward (slower Python step loop)"
+            f"torch: stateful {type(layer).__name__} '{path}' copies its state before "
+            "its fused step (avoids the in-place RuntimeError in backward; "
+            "use_cudnn stays as set)"
         )
     return applied
 
@@ -320,7 +354,8 @@ def prepare_stateful_model(model: Any) -> list[str]:
     """Apply the backend's stateful-RNN workarounds to ``model`` in place.
 
     * tensorflow: nothing needed.
-    * torch: ``use_cudnn = False`` on each stateful ``LSTM``/``GRU``.
+    * torch: each stateful ``LSTM``/``GRU`` copies its state before its fused step
+      (``use_cudnn`` is left as set; the fused step is the fast one).
     * jax: register each stateful layer's state variables with the layer's
       tracker (the model must be built; call before the first train/predict).
 

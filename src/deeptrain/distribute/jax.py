@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backend.host import local_whole_copy
 from ..training.steppers import JaxStepper
 from .base import Distribution, DistributionError, StepFn
 
@@ -181,7 +182,7 @@ class JaxDistribution(Distribution):
         value = variable.value
         if getattr(value, "is_fully_addressable", True):
             return np.array(value)
-        whole = _local_whole_copy(value)
+        whole = local_whole_copy(value)
         if whole is not None:
             # replicated across processes: this process holds a full copy (no collective,
             # so the writer alone can read it)
@@ -201,11 +202,7 @@ class JaxDistribution(Distribution):
             for v in model.variables
             if isinstance(v.value.sharding, jax.sharding.SingleDeviceSharding)
         ]
-        split = [
-            v.path
-            for v in model.variables
-            if not v.value.is_fully_addressable and _local_whole_copy(v.value) is None
-        ]
+        split = [v.path for v in model.variables if local_whole_copy(v.value) is None]
         writes = any(
             getattr(tg, n, None) is not None for n in ("logs_dir", "logdir", "best_models_dir")
         )
@@ -223,14 +220,6 @@ class JaxDistribution(Distribution):
                 "keras.distribution.set_distribution(...). Set the distribution first, "
                 "then build and compile the model."
             )
-
-
-def _local_whole_copy(value: Any) -> Any:
-    """A full copy of a global array held by one of this process's devices, else None."""
-    for shard in value.addressable_shards:
-        if shard.data.shape == value.shape:
-            return shard.data
-    return None
 
 
 class DistributedJaxStepper(JaxStepper):

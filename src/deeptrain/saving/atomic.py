@@ -86,12 +86,25 @@ class AtomicDir:
     ``final`` must not exist yet unless ``replace``; then it is replaced through its
     backup (see the module's docstring). On an exception inside the block, or in the
     renames, the temporary directory is removed and ``final`` keeps its previous content.
+    ``files_synced``: the block fsyncs every file it writes itself (then only the
+    directory is fsynced here). ``sync_parent=False``: the parent directory is not fsynced
+    after the rename (unless a backup was made): the caller fsyncs it next (writing the
+    ``latest`` pointer does), so that it is fsynced once for both.
     """
 
-    def __init__(self, final: str | Path, fault: Fault = None, replace: bool = False):
+    def __init__(
+        self,
+        final: str | Path,
+        fault: Fault = None,
+        replace: bool = False,
+        files_synced: bool = False,
+        sync_parent: bool = True,
+    ):
         self.final = Path(final)
         self.fault = fault
         self.replace = replace
+        self.files_synced = files_synced
+        self.sync_parent = sync_parent
         self.tmp = self.final.with_name(f"{TEMP_PREFIX}{self.final.name}-{uuid.uuid4().hex[:8]}")
 
     def step(self, name: str) -> None:
@@ -113,9 +126,10 @@ class AtomicDir:
         backup = None
         try:
             self.step("fsync files")
-            for file in self.tmp.rglob("*"):
-                if file.is_file():
-                    fsync_path(file)
+            if not self.files_synced:
+                for file in self.tmp.rglob("*"):
+                    if file.is_file():
+                        fsync_path(file)
             fsync_path(self.tmp)
             if os.path.lexists(self.final):
                 self.step("back up previous")
@@ -126,7 +140,8 @@ class AtomicDir:
             self.step("rename into place")
             os.rename(self.tmp, self.final)
             self.step("fsync parent")
-            fsync_path(self.final.parent)
+            if self.sync_parent or backup is not None:  # durable before the backup goes
+                fsync_path(self.final.parent)
             if backup is not None:
                 self.step("remove backup")
                 _remove(backup)

@@ -28,6 +28,7 @@ regular file in it (symbolic links are refused). Loading never unpickles: JSON,
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ import re
 import shutil
 import zipfile
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,7 @@ from .atomic import (
     AtomicDir,
     atomic_write_text,
     final_name,
+    fsync_path,
     recover_backup,
     remove_stale_temps,
 )
@@ -67,7 +70,9 @@ __all__ = [
     "HEADER_BYTES",
     "CorruptCheckpointError",
     "NoIntactCheckpointError",
+    "FileSource",
     "write_checkpoint",
+    "arrays_bytes",
     "read_checkpoint",
     "read_arrays",
     "verify_checkpoint",
@@ -139,47 +144,87 @@ def _encode_state(payload: dict[str, Any], files: dict[str, Any]) -> str:
     return "{\n" + ",\n".join(lines) + "\n}\n"  # a top-level field per line
 
 
+FileSource = bytes | Path | Callable[[Path], None]
+"""A checkpoint file's content: its bytes, a file to copy, or a function that writes it."""
+
+
 def write_checkpoint(
     path: Path,
     payload: dict[str, Any],
-    arrays: dict[str, np.ndarray],
-    writers: dict[str, Callable[[Path], None]],
+    files: dict[str, FileSource],
     fault: Callable[[str], None] | None = None,
     replace: bool = False,
+    sync_parent: bool = True,
 ) -> Path:
     """Write a checkpoint directory atomically.
 
     Args:
-        payload: JSON-serialisable state starting with ``kind`` and ``seq`` (``format``,
-            ``version``, the digest and ``files`` are added).
-        arrays: saved to ``arrays.npz``.
-        writers: ``{filename: fn(filepath)}`` for the model files and figures.
+        payload: JSON-safe state with ``kind`` and ``seq`` (``format``, ``version``, the
+            digest and ``files`` are added).
+        files: ``{filename: content}``, written in this order (see :data:`FileSource`).
         fault: test hook called with each step's name before it runs.
         replace: an existing checkpoint of the same name is replaced (after the new one is
             complete, through a backup: see :mod:`.atomic`); otherwise it is an error.
+        sync_parent: False when the caller fsyncs the parent directory next (see
+            :class:`.atomic.AtomicDir`).
+
+    Each file is fsynced once, in a helper thread while the next one is written and this
+    one is hashed (its SHA-256 from the bytes written, or read back when a function wrote
+    it); ``state.json`` last; then the directory, once, and its rename into place.
     """
     path = Path(path)
     if replace:
         recover_backup(path, is_intact)  # a crash in an earlier replace of this name
     elif os.path.lexists(path):
         raise FileExistsError(f"checkpoint {path} exists")
-    writer = AtomicDir(path, fault, replace=replace)
-    with writer as tmp:
-        for name, write in writers.items():
-            writer.step(f"write {name}")
-            write(tmp / name)
-        writer.step(f"write {ARRAYS_FILE}")
-        with open(tmp / ARRAYS_FILE, "wb") as f:
-            np.savez(f, allow_pickle=False, **arrays)
-        files = {}
-        for p in sorted(tmp.iterdir()):
-            if p.is_file():
-                size, sha256 = file_sha256(p)
-                files[p.name] = {"bytes": size, "sha256": sha256}
-        text = _encode_state(payload, files)
-        writer.step(f"write {STATE_FILE}")
-        (tmp / STATE_FILE).write_text(text, encoding="utf-8")
+    atomic = AtomicDir(path, fault, replace=replace, files_synced=True, sync_parent=sync_parent)
+    with atomic as tmp, ThreadPoolExecutor(1, thread_name_prefix="deeptrain-fsync") as syncs:
+        manifest: dict[str, Any] = {}
+        synced: list[Future] = []
+        for name, source in files.items():
+            atomic.step(f"write {name}")
+            manifest[name] = _write_file(tmp / name, source, syncs, synced)
+        for done in synced:
+            done.result()
+        text = _encode_state(payload, manifest)
+        atomic.step(f"write {STATE_FILE}")
+        _write_bytes(tmp / STATE_FILE, text.encode("utf-8"))
+        fsync_path(tmp / STATE_FILE)
     return path
+
+
+def _write_bytes(file: Path, data: bytes | memoryview) -> None:
+    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def _write_file(
+    file: Path, source: FileSource, syncs: ThreadPoolExecutor, synced: list[Future]
+) -> dict[str, Any]:
+    """Write one file; its fsync is queued; returns its manifest record."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        _write_bytes(file, source)
+        synced.append(syncs.submit(fsync_path, file))
+        return {"bytes": len(source), "sha256": hashlib.sha256(source).hexdigest()}
+    if isinstance(source, Path):
+        shutil.copyfile(source, file)
+    else:
+        source(file)
+    synced.append(syncs.submit(fsync_path, file))
+    size, sha256 = file_sha256(file)  # from the page cache, while the fsync runs
+    return {"bytes": size, "sha256": sha256}
+
+
+def arrays_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """``arrays.npz``'s content."""
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **arrays)
+    return buffer.getvalue()
 
 
 def update_pointer(checkpoints_dir: Path, name: str, fault=None) -> None:

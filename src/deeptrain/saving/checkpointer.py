@@ -8,14 +8,22 @@ Three kinds of checkpoint, all in the format of :mod:`.checkpoint`:
 * ``best``: in ``best_models_dir`` when the key metric improves (one per model number with
   ``max_one_best_save``).
 
-Order of a save: ``'save'`` callbacks, collect the state, write the directory atomically,
-point ``checkpoints/latest`` at it, and only then prune older ones. A crash at any moment
-leaves the previous checkpoint loadable (a checkpoint replaced under the same name: its
-backup, see :mod:`.atomic`).
+A save has three phases (:mod:`.writer`): on the training thread, the ``'save'`` callbacks
+run and the state is copied to host memory (:mod:`.snapshot`); then, in a background thread
+with ``checkpoint_async`` (else inline), the directory is written atomically, and committed:
+``checkpoints/latest`` points at it, and only then are older ones pruned. A best model and a
+checkpoint due at the same validation's end are written from one snapshot. A crash at any
+moment leaves the previous checkpoint loadable (a checkpoint replaced under the same name:
+its backup, see :mod:`.atomic`).
+
+In a run over several processes, every process runs the ``'save'`` callbacks and counts
+the save; only the writer (process 0) snapshots and writes, inline (not in the background),
+and all of them meet at a barrier once the checkpoint is complete.
 
 A load is all or nothing: the checkpoint is verified (files, digest, schema) and checked
 against the live TrainGenerator (model, data, random generators, callbacks) before anything
-is applied, and a failure while applying puts back what was there (:mod:`.rollback`).
+is applied, and a failure while applying puts back what was there (:mod:`.rollback`). It
+first waits for a checkpoint being written.
 """
 
 from __future__ import annotations
@@ -32,7 +40,6 @@ from . import model_state
 from .atomic import TEMP_PREFIX, final_name, recover_backups
 from .checkpoint import (
     CHECKPOINTS_DIR,
-    MODEL_FILE,
     WEIGHTS_FILE,
     CorruptCheckpointError,
     is_intact,
@@ -41,81 +48,108 @@ from .checkpoint import (
     read_arrays,
     resolve_loadpath,
     update_pointer,
-    write_checkpoint,
 )
 from .hdf5_check import check_hdf5_self_contained
 from .naming import encode_best
 from .report import report_figure, report_sections
 from .rollback import LiveState
 from .safe_io import is_real_dir
-from .traingen_state import check, collect, effective_loadskip, restore
+from .snapshot import MODEL_SAVE_KW, MODEL_SAVE_WEIGHTS_KW, take_snapshot
+from .traingen_state import check, effective_loadskip, restore
+from .writer import CheckpointJob, CheckpointPipeline, Target
 
 __all__ = ["Checkpointer", "MODEL_SAVE_KW", "MODEL_SAVE_WEIGHTS_KW"]
 
 log = logging.getLogger("deeptrain")
 
-# Keyword arguments of model.save / model.save_weights when model_save_kw /
-# model_save_weights_kw are None (DeepTrain 0.6's ``configs.MODEL_SAVE_KW`` ...): edits
-# here apply to every TrainGenerator.
-MODEL_SAVE_KW: dict[str, Any] = {}
-MODEL_SAVE_WEIGHTS_KW: dict[str, Any] = {}
-
 
 class Checkpointer:
-    """Writes and reads checkpoints of ``tg``. ``fault`` is a test hook (see ``AtomicDir``)."""
+    """Writes and reads checkpoints of ``tg``. ``fault`` is a test hook (see ``AtomicDir``),
+    called in the thread that writes."""
 
     def __init__(self, tg: Traingen):
         self.tg = tg
         self.fault: Callable[[str], None] | None = None
+        self.pipeline = CheckpointPipeline(asynchronous=bool(tg.checkpoint_async))
 
     @property
     def directory(self) -> Path | None:
         return self.tg.logdir / CHECKPOINTS_DIR if self.tg.logdir is not None else None
 
     # -- saving ------------------------------------------------------------------------
-    def save(self, path: Path, kind: str, figures: bool = False, replace: bool = False) -> Path:
-        """Write a checkpoint of ``kind`` to ``path``; returns the path."""
-        tg = self.tg
-        tg.ensure_consistent()  # never save a state cut half-way
-        tg.sync_model()
-        tg.callbacks("save", tg)
-        tg.state.save_seq += 1
-        if not tg.distribution.is_writer:  # one writer (process 0); the state stays alike
-            return path
-        with tg.distribution.scope():  # (the optimizer is built before its variables are read)
-            payload, arrays = collect(tg, kind, tg.state.save_seq)
-        skip = set(tg.saveskip_list)
-        if "optimizer_state" in skip:
-            payload["model"]["optimizer"] = []
-        payload["model"]["optimizer_unsaved"] = sorted(
-            model_state.optimizer_selection(
-                tg.model, tg.optimizer_save_configs, "optimizer_save_configs"
-            )
-        )
-        writers: dict[str, Callable[[Path], None]] = {}
-        if "model:weights" not in skip:
-            weights_kw = dict(_or_default(tg.model_save_weights_kw, MODEL_SAVE_WEIGHTS_KW))
-            writers[WEIGHTS_FILE] = lambda p: model_state.save_weights(tg.model, p, **weights_kw)
-        if "model" not in skip:
-            kw = dict(_or_default(tg.model_save_kw, MODEL_SAVE_KW))
-            writers[MODEL_FILE] = lambda p: tg.model.save(p, **kw)
-        if figures:
-            writers["history.png"] = lambda p: tg.write_figure("history", p)
-            writers["report.png"] = lambda p: tg.write_figure("report", p)
-        try:
-            with tg.distribution.writing(), tg.distribution.scope():
-                return write_checkpoint(path, payload, arrays, writers, self.fault, replace)
-        except BaseException:
-            tg.state.save_seq -= 1
-            raise
+    def save(self, path: Path, kind: str, wait: bool = True) -> Path:
+        """A checkpoint of ``kind`` in the directory ``path`` (no figures, nothing else
+        moved or pruned); returns the path."""
+        return self._save(lambda: [Target(Path(path), kind, 0)], wait)[0]
 
-    def checkpoint(self, kind: str, overwrite: bool | None = None) -> Path | None:
+    def checkpoint(
+        self, kind: str, wait: bool = False, overwrite: bool | None = None
+    ) -> Path | None:
         """A ``temp`` or ``unique`` checkpoint in the log directory (None without one).
         One of the same name is replaced (``overwrite``), or the new one named ``_v2``,
         ``_v3`` ...; None: ``checkpoints_overwrite_duplicates``."""
-        tg = self.tg
         if self.directory is None:
             return None
+        return self._save(lambda: [self._checkpoint_target(kind, overwrite)], wait)[0]
+
+    def save_best(self, wait: bool = False) -> Path | None:
+        """Save the best model to ``best_models_dir/<model_name>``."""
+        if self.tg.best_models_dir is None:
+            return None
+        return self._save(lambda: [self._best_target()], wait)[0]
+
+    def save_due(
+        self, best: bool, kind: str | None, wait: bool = False, overwrite: bool | None = None
+    ) -> Path | None:
+        """The best model (``best``) and the checkpoint ``kind`` (if not None), from one
+        snapshot; returns the checkpoint's path."""
+        best = best and self.tg.best_models_dir is not None
+        kind = kind if self.directory is not None else None
+        if not best and kind is None:
+            return None
+
+        def targets() -> list[Target]:
+            found = [self._best_target()] if best else []
+            return found + ([self._checkpoint_target(kind, overwrite)] if kind is not None else [])
+
+        return self._save(targets, wait)[-1] if kind is not None else None
+
+    def _save(self, make_targets: Callable[[], list[Target]], wait: bool) -> list[Path]:
+        """Phase 1 here (after the write in flight has ended), phases 2 and 3 queued."""
+        tg = self.tg
+        dist = tg.distribution
+        tg.ensure_consistent()  # never save a state cut half-way
+        pipeline = self.pipeline
+        pipeline.wait()  # one write at a time; names depend on what it wrote
+        # several processes: written inline, so that the barrier below means "complete"
+        pipeline.asynchronous = bool(tg.checkpoint_async) and dist.process_count == 1
+        tg.sync_model()
+        tg.callbacks("save", tg)
+        targets = make_targets()
+        first_seq = tg.state.save_seq
+        for target in targets:
+            tg.state.save_seq += 1
+            target.seq = tg.state.save_seq
+        if not dist.is_writer:  # one writer (process 0); the state stays alike
+            dist.barrier("checkpoint written")
+            return [t.path for t in targets]
+        try:
+            # (the optimizer is built before its variables are read; Keras' own writers
+            # run without the distribution's collectives)
+            with dist.writing(), dist.scope():
+                snapshot = take_snapshot(tg, figures=any(t.figures for t in targets))
+            pipeline.submit(CheckpointJob(snapshot, targets, self.fault), wait=wait)
+        except BaseException:
+            if not pipeline.busy:  # nothing written, nothing being written
+                tg.state.save_seq = first_seq
+            raise
+        finally:
+            dist.barrier("checkpoint written")
+        return [t.path for t in targets]
+
+    def _checkpoint_target(self, kind: str, overwrite: bool | None) -> Target:
+        tg = self.tg
+        writer = tg.distribution.is_writer
         tg.check_logdir_owned()
         s = tg.state
         if kind == "unique":
@@ -124,57 +158,58 @@ class Checkpointer:
             name = f"{base}_{s.times_validated}vals_{s.fit_iters}iters"
         else:
             name = f"_temp_{s.fit_iters}iters_{s.times_validated}vals"
-        writer = tg.distribution.is_writer
+        directory = self.directory
+        assert directory is not None  # the callers check
         if writer:  # before the name is chosen: a backup may stand for it
-            _settle_backups(self.directory)
-        path = self.directory / name
+            _settle_backups(directory)
+        path = directory / name
         if overwrite is None:
             overwrite = tg.checkpoints_overwrite_duplicates
         if path.exists() and not overwrite:
             path = next(
                 p
                 for v in range(2, 10**6)  # 0.6: name_v2, name_v3, ...
-                if not (p := self.directory / f"{name}_v{v}").exists()
+                if not (p := directory / f"{name}_v{v}").exists()
             )
-        path = self.save(path, kind, figures=kind == "unique", replace=True)
-        tg.distribution.barrier("checkpoint written")  # every process did its part
-        if not writer:
-            return path
-        update_pointer(self.directory, path.name, self.fault)
-        prune(self.directory, {"temp": 1, "unique": max(1, tg.max_checkpoints)}, {path})
-        log.debug("Checkpoint saved: %s", path)
-        return path
+        keep = {"temp": 1, "unique": max(1, tg.max_checkpoints)}
+        fault = self.fault
 
-    def save_best(self) -> Path | None:
-        """Save the best model to ``best_models_dir/<model_name>``."""
+        def commit(path: Path) -> None:
+            update_pointer(directory, path.name, fault)
+            prune(directory, keep, {path})
+            log.debug("Checkpoint saved: %s", path)
+
+        return Target(
+            path, kind, 0, figures=kind == "unique", commit=commit, commit_syncs=True
+        )  # the pointer's write fsyncs the directory: once for both renames
+
+    def _best_target(self) -> Target:
         tg = self.tg
-        if tg.best_models_dir is None:
-            return None
+        assert tg.best_models_dir is not None  # the callers check
         directory = Path(tg.best_models_dir)
-        if not tg.distribution.is_writer:
-            self.save(directory / tg.model_name, "best")  # the others' part: callbacks, state
-            tg.distribution.barrier("best model written")
-            return directory / tg.model_name
-        directory.mkdir(parents=True, exist_ok=True)
-        _settle_backups(directory, owned=self._is_ours)
-        path = self.save(directory / tg.model_name, "best", figures=True, replace=True)
-        tg.distribution.barrier("best model written")
-        if tg.max_one_best_save:
-            for item in directory.iterdir():
-                if (
-                    item != path
-                    and not item.name.startswith(TEMP_PREFIX)
-                    and is_real_dir(item)
-                    and self._is_ours(item.name)
-                ):
-                    shutil.rmtree(item, ignore_errors=True)
-        log.info("Best model saved to %s", path)
-        return path
+        if tg.distribution.is_writer:
+            directory.mkdir(parents=True, exist_ok=True)
+            _settle_backups(directory, owned=self._is_ours)
+        one_best, model_num = tg.max_one_best_save, tg.model_num
+
+        def commit(path: Path) -> None:
+            if one_best:
+                for item in directory.iterdir():
+                    if (
+                        item != path
+                        and not item.name.startswith(TEMP_PREFIX)
+                        and is_real_dir(item)
+                        and _of_model(item.name, model_num)
+                    ):
+                        shutil.rmtree(item, ignore_errors=True)
+            log.info("Best model saved to %s", path)
+
+        return Target(directory / tg.model_name, "best", 0, figures=True, commit=commit)
 
     def _is_ours(self, name: str) -> bool:
         """Whether a best model (or its backup) is of this model number: the directory
         may be shared by several."""
-        return re.match(rf"M{self.tg.model_num}__", final_name(name)) is not None
+        return _of_model(name, self.tg.model_num)
 
     # -- loading -----------------------------------------------------------------------
     def load(
@@ -188,6 +223,7 @@ class Checkpointer:
         or ``settle`` (the caller's checks of the loaded settings), still fails, what was
         there is put back and the error raised."""
         tg = self.tg
+        self.pipeline.wait()  # the checkpoint being written may be the one to load
         path, payload = resolve_loadpath(path)
         arrays = read_arrays(path, payload)
         skip = effective_loadskip(
@@ -292,8 +328,8 @@ def _compare_layouts(saved: dict[str, Any] | None, now: Any) -> None:
         )
 
 
-def _or_default(value: Any, default: dict[str, Any]) -> Any:
-    return default if value is None else value
+def _of_model(name: str, model_num: int) -> bool:
+    return re.match(rf"M{model_num}__", final_name(name)) is not None
 
 
 def _settle_backups(directory: Path, owned: Callable[[str], bool] = lambda name: True) -> None:

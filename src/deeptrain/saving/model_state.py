@@ -1,7 +1,7 @@
 """What a checkpoint needs from the model and the process, beyond DeepTrain's own state.
 
-* weights and optimizer variables: Keras 3's ``.weights.h5`` (the optimizer is built before
-  loading, or Keras silently skips its part);
+* weights and optimizer variables: Keras 3's ``.weights.h5`` (written and read by
+  :mod:`.weights_file`; the optimizer is built first, so that its variables exist);
 * variables that are not weights, such as the seed-generator states of Dropout layers;
 * stateful RNN layers' states (not in Keras' weights on TensorFlow and torch);
 * random number generators: Python's, NumPy's global one, torch's global one (Dropout with
@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..backend.stateful import check_states, get_states, set_states
+from ..backend.host import read_to_host
+from ..backend.stateful import check_states, set_states, state_variables
 
 __all__ = [
     "variable_specs",
@@ -32,6 +33,7 @@ __all__ = [
     "optimizer_selection",
     "extra_variables",
     "capture_arrays",
+    "arrays_of",
     "check_arrays",
     "restore_arrays",
     "capture_rng",
@@ -128,14 +130,22 @@ def load_weights(
     keep_optimizer: AbstractSet[str] = frozenset(),
 ) -> None:
     """Load weights and optimizer state; the live optimizer's values are kept for all its
-    variables with ``skip_optimizer``, else for those whose path is in ``keep_optimizer``."""
+    variables with ``skip_optimizer``, else for those whose path is in ``keep_optimizer``.
+    The file is opened once (no links followed) and each dataset read once."""
+    from .safe_io import open_binary
+    from .weights_file import load_weights_file, weights_layout
+
     opt = _optimizer(model)
     keep = [
         v
         for v in (opt.variables if opt is not None else [])
         if skip_optimizer or v.path in keep_optimizer
     ]
-    kept = [np.array(v.numpy()) for v in keep]
+    if weights_layout(model).cacheable:
+        with open_binary(path) as f:
+            load_weights_file(model, f, {id(v) for v in keep}, source=path)
+        return
+    kept = [np.array(v.numpy()) for v in keep]  # layers that store computed values: Keras loads
     with warnings.catch_warnings():
         if skip_optimizer:  # its values are put back below: Keras' note on a mismatch is moot
             warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
@@ -151,10 +161,22 @@ def extra_variables(model: Any) -> list[Any]:
 
 
 def capture_arrays(model: Any) -> dict[str, np.ndarray]:
-    arrays = {f"extra/{i}": np.array(v.numpy()) for i, v in enumerate(extra_variables(model))}
-    for path, values in get_states(model).items():
-        for i, value in enumerate(values):
-            arrays[f"rnn/{path}/{i}"] = value
+    """Host copies of the variables ``save_weights`` leaves out and of the RNN states."""
+    extras, states = extra_variables(model), state_variables(model)
+    flat = [v for values in states.values() for v in values]
+    return arrays_of(extras, states, read_to_host(model, [*extras, *flat]))
+
+
+def arrays_of(
+    extras: list[Any], states: dict[str, list[Any]], values: list[np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The checkpoint arrays ``extra/<i>`` and ``rnn/<layer path>/<i>`` from ``values``
+    (host copies of ``extras`` and then of ``states``' variables, in order)."""
+    arrays = {f"extra/{i}": values[i] for i in range(len(extras))}
+    rest = iter(values[len(extras) :])
+    for path, variables in states.items():
+        for i in range(len(variables)):
+            arrays[f"rnn/{path}/{i}"] = next(rest)
     return arrays
 
 

@@ -14,11 +14,13 @@ attribute whose type is excluded.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import sys
 import textwrap
 from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,8 @@ from ..training.contract import Traingen
 
 __all__ = [
     "report_sections",
+    "report_entries",
+    "format_sections",
     "report_figure",
     "write_init_logs",
     "DEFAULT_EXCLUDES",
@@ -96,18 +100,23 @@ def _short(value: Any) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=128)
+def _compiled(patterns: tuple[str, ...]) -> tuple[frozenset, tuple[str, ...], tuple[str, ...]]:
+    """``patterns`` as (exact names, ``'*suffix'`` suffixes, ``'*text*'`` texts)."""
+    stars = [p for p in patterns if p.startswith("*")]
+    contains = tuple(p.strip("*") for p in stars if p.endswith("*") and len(p) > 1)
+    return frozenset(patterns), tuple(p[1:] for p in stars), contains
+
+
 def _matches(name: str, patterns: list[str]) -> bool:
-    for p in patterns:
-        if p.startswith("*") and p.endswith("*") and len(p) > 1 and p.strip("*") in name:
-            return True
-        if p.startswith("*") and name.endswith(p[1:]):
-            return True
-        if name == p:
-            return True
-    return False
+    exact, suffixes, contains = _compiled(tuple(patterns))
+    return name in exact or name.endswith(suffixes) or any(c in name for c in contains)
 
 
-def _filtered(items: dict[str, Any], target: str, configs: Mapping | None) -> dict[str, Any]:
+Entry = tuple[str, type, str]  # (attribute, type of its value, "'attr' = value")
+
+
+def _filtered(entries: list[Entry], target: str, configs: Mapping | None) -> list[Entry]:
     rules: dict[str, Any] = {}
     for key, value in (configs or {}).items():
         if key == target or (isinstance(key, tuple) and target in key):
@@ -115,15 +124,15 @@ def _filtered(items: dict[str, Any], target: str, configs: Mapping | None) -> di
     if "include" in rules and "exclude" in rules:
         raise ValueError(f"report_configs[{target!r}] has both 'include' and 'exclude'")
     if "include" in rules:
-        items = {k: v for k, v in items.items() if _matches(k, rules["include"])}
+        entries = [e for e in entries if _matches(e[0], rules["include"])]
     else:
         exclude = rules.get(
             "exclude", DEFAULT_EXCLUDES.get("datagen" if target.endswith("datagen") else target, [])
         )
-        items = {k: v for k, v in items.items() if not _matches(k, exclude)}
+        entries = [e for e in entries if not _matches(e[0], exclude)]
     types = tuple(t for t in rules.get("exclude_types", []) if isinstance(t, type))
     keep = {t[1:] for t in rules.get("exclude_types", []) if isinstance(t, str)}
-    return {k: v for k, v in items.items() if k in keep or not isinstance(v, types)}
+    return [e for e in entries if e[0] in keep or not issubclass(e[1], types)]
 
 
 def _traingen_items(tg: Traingen) -> dict[str, Any]:
@@ -137,7 +146,7 @@ def _traingen_items(tg: Traingen) -> dict[str, Any]:
         model_name=tg.model_name,
         best_subset_nums=tg.best_subset_nums,
     )
-    items.update({k: v for k, v in tg.state.to_dict().items() if _short(v)})
+    items.update({f.name: getattr(tg.state, f.name) for f in fields(tg.state)})
     return items
 
 
@@ -157,26 +166,54 @@ def _datagen_items(dg: Any) -> dict[str, Any]:
     return items
 
 
-def report_sections(tg: Traingen) -> dict[str, list[str]]:
-    """The report's text: ``{section title: ["'attr' = value", ...]}``."""
-    configs = tg.report_configs if tg.report_configs is not None else REPORT_CFG
+def report_entries(tg: Traingen) -> dict[str, tuple[str, list[Entry]]]:
+    """What the report shows, as text, before ``report_configs`` filters it: ``{section
+    title: (target, [(attribute, type, "'attr' = value"), ...])}``. Cheap (the text of the
+    short values only), and independent of ``tg`` afterwards."""
     sources = {
         ">>HYPERPARAMETERS": ("model", dict(tg.model_configs or {})),
         ">>TRAINGEN STATE": ("traingen", _traingen_items(tg)),
         ">>TRAIN DATAGEN STATE": ("datagen", _datagen_items(tg.datagen)),
         ">>VAL DATAGEN STATE": ("val_datagen", _datagen_items(tg.val_datagen)),
     }
-    sections = {}
-    for title, (target, items) in sources.items():
-        items = _filtered(
-            {k: v for k, v in items.items() if _short(v) or target == "model"}, target, configs
+    return {
+        title: (
+            target,
+            [
+                (k, type(v), f"'{k}' = {tuple(v) if isinstance(v, list) else v}")
+                for k, v in items.items()
+                if _short(v) or target == "model"
+            ],
         )
+        for title, (target, items) in sources.items()
+    }
+
+
+def format_sections(
+    entries: Mapping[str, tuple[str, list[Entry]]], configs: Mapping | None
+) -> dict[str, list[str]]:
+    """The report's lines from :func:`report_entries`, filtered by ``report_configs`` and
+    wrapped at 80 characters."""
+    sections = {}
+    for title, (target, items) in entries.items():
         lines = []
-        for k, v in items.items():
-            text = f"'{k}' = {tuple(v) if isinstance(v, list) else v}"
-            lines.extend(textwrap.wrap(text, 80, subsequent_indent="    ") or [text])
+        for _, _, text in _filtered(items, target, configs):
+            if len(text) <= 80 and text.isprintable() and text == text.strip():
+                lines.append(text)  # what textwrap.wrap would return, without its cost
+            else:
+                lines.extend(textwrap.wrap(text, 80, subsequent_indent="    ") or [text])
         sections[title] = lines
     return sections
+
+
+def report_configs(tg: Traingen) -> Any:
+    """``tg.report_configs``, or :data:`REPORT_CFG` when it is None."""
+    return tg.report_configs if tg.report_configs is not None else REPORT_CFG
+
+
+def report_sections(tg: Traingen) -> dict[str, list[str]]:
+    """The report's text: ``{section title: ["'attr' = value", ...]}``."""
+    return format_sections(report_entries(tg), report_configs(tg))
 
 
 def report_figure(

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backend.host import read_to_host
 from ..backend.stateful import get_states, set_states
 from ..training.contract import Traingen
 from . import model_state
@@ -72,7 +73,7 @@ class LiveState:
         return cls(
             attributes=dict(vars(tg)),
             train_state=copy.deepcopy(tg.state),
-            variables=[(v, np.array(v.numpy())) for v in model_state.all_variables(model)],
+            variables=_read_all(model),
             rnn_states=get_states(model),
             datagens={name: _datagen_state(getattr(tg, name)) for name in DATAGENS},
             rng=model_state.capture_rng(),
@@ -124,3 +125,8 @@ class LiveState:
         model_state.restore_rng(*self.rng)
         if not self.had_keras_seed_generator:
             _forget_keras_global_seed_generator()
+
+
+def _read_all(model: Any) -> list[tuple[Any, np.ndarray]]:
+    variables = model_state.all_variables(model)
+    return list(zip(variables, read_to_host(model, variables), strict=True))

@@ -205,6 +205,17 @@ def _is_number(checker: Any, value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def _counter_bounds(items: Any) -> tuple[int, int] | None:
+    """``(minimum, maximum)`` if ``items`` is an integer schema with bounds and nothing else."""
+    if (
+        isinstance(items, dict)
+        and items.get("type") == "integer"
+        and set(items) <= {"type", "minimum", "maximum"}
+    ):
+        return items.get("minimum", -INT_MAX), items.get("maximum", INT_MAX)
+    return None
+
+
 @functools.cache
 def _validator() -> Any:
     from jsonschema import Draft202012Validator, validators
@@ -212,7 +223,21 @@ def _validator() -> Any:
     types = Draft202012Validator.TYPE_CHECKER.redefine_many(
         {"integer": _is_integer, "number": _is_number}
     )
-    strict = validators.extend(Draft202012Validator, type_checker=types)
+    plain_items = Draft202012Validator.VALIDATORS["items"]
+
+    def items(validator: Any, schema: Any, instance: Any, parent: Any) -> Any:
+        """Arrays of bounded integers (random generator states: 625 of them) checked in one
+        pass; item by item (for the error message) only when that pass finds a bad one."""
+        bounds = _counter_bounds(schema)
+        if bounds is not None and isinstance(instance, list) and "prefixItems" not in parent:
+            lo, hi = bounds
+            if all(type(x) is int and lo <= x <= hi for x in instance):
+                return
+        yield from plain_items(validator, schema, instance, parent)
+
+    strict = validators.extend(
+        Draft202012Validator, validators={"items": items}, type_checker=types
+    )
     Draft202012Validator.check_schema(state_schema())
     return strict(state_schema())
 

@@ -51,9 +51,10 @@ EXTRA_ATTRS = ("model_num", "model_name", "best_subset_nums")
 
 
 def _split_arrays(value: Any, prefix: str, arrays: dict[str, np.ndarray]) -> Any:
-    """Replace NumPy arrays in nested dicts/lists by references into ``arrays``."""
+    """Replace NumPy arrays in nested dicts/lists by references into ``arrays`` (copies:
+    the checkpoint is written while the callback goes on)."""
     if isinstance(value, np.ndarray):
-        arrays[prefix] = value
+        arrays[prefix] = np.array(value, copy=True)
         return {"__array__": prefix}
     if isinstance(value, Mapping):
         return {k: _split_arrays(v, f"{prefix}/{k}", arrays) for k, v in value.items()}
@@ -83,8 +84,11 @@ def _join_arrays(value: Any, arrays: Mapping[str, np.ndarray]) -> Any:
     return value
 
 
-def collect(tg: Traingen, kind: str, seq: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The checkpoint payload (JSON-safe) and arrays of ``tg``."""
+def collect(
+    tg: Traingen, kind: str, seq: int, model_arrays: dict[str, np.ndarray] | None = None
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The checkpoint payload (JSON-safe) and arrays of ``tg`` (``model_arrays``: those of
+    :func:`~.model_state.capture_arrays`, if already taken)."""
     import keras
 
     skip = set(tg.saveskip_list) | NOT_CONFIGS
@@ -99,7 +103,9 @@ def collect(tg: Traingen, kind: str, seq: int) -> tuple[dict[str, Any], dict[str
             configs[name] = value
     if unsaved:
         log.debug("Not saved (no JSON form): %s", unsaved)
-    arrays = model_state.capture_arrays(tg.model)
+    arrays = (
+        dict(model_arrays) if model_arrays is not None else model_state.capture_arrays(tg.model)
+    )
     rng, rng_arrays = model_state.capture_rng()
     arrays.update(rng_arrays)
     callbacks = []

@@ -82,6 +82,9 @@ TRAINGEN_DEFAULTS: dict[str, Any] = {
     "check_model_health": True,
     "max_one_best_save": True,
     "max_checkpoints": 5,
+    # write checkpoints in a background thread (True), the training thread only copying the
+    # state to host memory; False: write them before going on (the files exist on return)
+    "checkpoint_async": True,
     "report_fontpath": None,
     "model_base_name": "model",
     "final_fig_dir": None,

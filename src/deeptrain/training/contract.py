@@ -56,6 +56,7 @@ class Traingen(Protocol):
     max_checkpoints: int
     logs_use_full_model_name: bool
     checkpoints_overwrite_duplicates: bool
+    checkpoint_async: bool
     restore_saved_paths: bool
 
     @property

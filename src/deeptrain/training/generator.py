@@ -18,12 +18,13 @@ All counters, flags and histories live in ``tg.state`` (a :class:`TrainState`); 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
 import shutil
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -149,6 +150,7 @@ class TrainGenerator(TrainStateAliases):
     #: ``(lo, hi)``: search the binary threshold in this range after each validation
     dynamic_predict_threshold_min_max: tuple[float, float] | None
     checkpoints_overwrite_duplicates: bool  #: a checkpoint name taken: replace (else ``_v2``)
+    checkpoint_async: bool  #: write checkpoints in a background thread (False: before going on)
     loss_weighted_slices_range: tuple[float, float] | None  #: ``(a, b)``: window weights
     pred_weighted_slices_range: tuple[float, float] | None  #: ``(a, b)``: window pred weights
     logs_use_full_model_name: bool  #: checkpoint names start with the full model name
@@ -243,6 +245,7 @@ class TrainGenerator(TrainStateAliases):
         self._val_start: _ValidationStart | None = None
         self.logdir = Path(self.logdir) if self.logdir is not None else None
         self._checkpointer = Checkpointer(self)
+        self._loop_depth = 0  # train() / validate() calls running (checkpoints: see _loop)
         self._lock: LogdirLock | None = None
         self.callbacks.init_with_traingen(self)
         loaded = self.load(self.loadpath) if self.loadpath is not None else None
@@ -506,7 +509,7 @@ class TrainGenerator(TrainStateAliases):
         self.check_logdir_owned()
         state = self.state
         try:
-            with InterruptGuard():  # Ctrl-C and SIGTERM land between iterations
+            with self._loop(), InterruptGuard():  # Ctrl-C and SIGTERM land between iterations
                 self._build_optimizer()
                 while True:
                     self._at_boundary()
@@ -529,6 +532,39 @@ class TrainGenerator(TrainStateAliases):
         if self.final_fig_dir is not None and self.distribution.is_writer:
             self._save_final_figure(Path(self.final_fig_dir))
         log.info("Training has concluded.")
+
+    @contextlib.contextmanager
+    def _loop(self) -> Iterator[None]:
+        """``train()`` or ``validate()``: checkpoints due inside are written in the
+        background (``checkpoint_async``); the outermost returns only once the last one is
+        complete (raising its error, unless another error is on its way out: then that
+        one is raised and the write's error at the next step)."""
+        self._loop_depth += 1
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            self._loop_depth -= 1
+            if self._loop_depth == 0:
+                self._finish_writes(raise_error=ok)
+
+    def _finish_writes(self, raise_error: bool = True) -> None:
+        pipeline = self._checkpointer.pipeline
+        if raise_error:
+            pipeline.wait()
+            return
+        pipeline.join()
+        if pipeline.pending_error() is not None:
+            log.error(
+                "A checkpoint write failed (%s); the error is raised at the next step",
+                pipeline.pending_error(),
+            )
+
+    def wait_for_checkpoints(self) -> None:
+        """Return once the checkpoint being written in the background is complete (its
+        error, if it failed, is raised here)."""
+        self._checkpointer.pipeline.wait()
 
     def _save_final_figure(self, directory: Path) -> Path:
         """``<final_fig_dir>/<model_name>.png``, replacing this model number's older ones."""
@@ -556,7 +592,7 @@ class TrainGenerator(TrainStateAliases):
         self.sync_model()
         if self._val_start is not None and self.state.train_loop_done:
             self._rewind_validation()
-        path = self._checkpointer.checkpoint("temp") if self.logdir is not None else None
+        path = self._checkpointer.checkpoint("temp", wait=True) if self.logdir else None
         saved = f"checkpoint saved at {path}" if path else "no log directory, nothing saved"
         log.warning("Preempted (SIGTERM): %s; exiting. Run the same command to resume.", saved)
         raise TrainingPreempted(0)
@@ -572,6 +608,7 @@ class TrainGenerator(TrainStateAliases):
 
     def _train_iteration(self) -> None:
         dg, state = self.datagen, self.state
+        self._checkpointer.pipeline.check()  # a failed background write: raised here
         x, y, sw = self.get_data(val=False)  # a failed load changes nothing
         # From the step to the end of the bookkeeping, a cut (a second Ctrl-C, an error)
         # leaves the weights and the counters apart: marked, and train() then refuses.
@@ -779,7 +816,7 @@ class TrainGenerator(TrainStateAliases):
         self._recording = record_progress
         state.train_loop_done = True
         log.debug("Validating...")
-        with InterruptGuard():
+        with self._loop(), InterruptGuard():
             while not state.val_loop_done:
                 self._at_boundary()
                 with self._consistency.mark("a validation"):
@@ -834,6 +871,7 @@ class TrainGenerator(TrainStateAliases):
 
     def _val_iteration(self) -> None:
         vdg, state = self.val_datagen, self.state
+        self._checkpointer.pipeline.check()  # a failed background write: raised here
         x, y, sw = self.get_data(val=True)
         first_slice = vdg.slice_idx in (None, 0)
         eval_sw = sw if (self.val_class_weights or self.loss_weighted_slices_range) else None
@@ -1032,24 +1070,28 @@ class TrainGenerator(TrainStateAliases):
         state.checkpoint_due = None  # cleared before saving: the saved state has none due
         if best or due is not None:
             self.model_name = self.get_unique_model_name()
-        if best:
-            self._checkpointer.save_best()
-        if due is not None and self.logdir is not None:
-            return self._checkpointer.checkpoint(due, overwrite)
-        return None
+        return self._checkpointer.save_due(
+            best, due, wait=not self._loop_depth, overwrite=overwrite
+        )
 
     def checkpoint(self, forced: bool = False, overwrite: bool | None = None) -> Path | None:
         """Write a checkpoint if a checkpoint frequency fires now; ``forced``: a unique
         checkpoint regardless. ``overwrite``: replace a checkpoint of the same name (True)
         or add ``_v2``, ``_v3`` (False); None: ``checkpoints_overwrite_duplicates``.
-        Returns its path (None if nothing was written)."""
+        Returns its path (None if nothing was written).
+
+        Called from a callback during ``train()``, it returns once the state is copied
+        (the files are written in the background, as the loop's own checkpoints, with
+        ``checkpoint_async``); otherwise once the checkpoint is complete."""
         if overwrite not in (None, True, False):
             raise ValueError(f"overwrite must be None, True or False, got {overwrite!r}")
         if not forced:
             return self._checkpoint_if_due(at_validation_end=False, overwrite=overwrite)
         self._require_logdir("checkpoint()")
         self.model_name = self.get_unique_model_name()
-        return self._checkpointer.checkpoint("unique", overwrite)
+        return self._checkpointer.checkpoint(
+            "unique", wait=not self._loop_depth, overwrite=overwrite
+        )
 
     def _save_best_model(self, del_previous_best: bool | None = None) -> Path | None:
         """Save the model as the best one now, to ``best_models_dir`` (DeepTrain 0.6's
@@ -1059,19 +1101,21 @@ class TrainGenerator(TrainStateAliases):
             self.max_one_best_save = bool(del_previous_best)
         try:
             self.model_name = self.get_unique_model_name()
-            return self._checkpointer.save_best()
+            return self._checkpointer.save_best(wait=not self._loop_depth)
         finally:
             self.max_one_best_save = keep
 
     def save(self, savepath: str | Path | None = None) -> Path:
         """Save a checkpoint to the directory ``savepath`` (default: a temp checkpoint in
-        the log directory). Everything needed to continue exactly is in it."""
+        the log directory). Everything needed to continue exactly is in it. Returns as
+        :meth:`checkpoint` does."""
+        wait = not self._loop_depth
         if savepath is None:
             self._require_logdir("save() without savepath=")
-            path = self._checkpointer.checkpoint("temp")
+            path = self._checkpointer.checkpoint("temp", wait=wait)
             assert path is not None  # there is a log directory
             return path
-        return self._checkpointer.save(Path(savepath), "manual", figures=False)
+        return self._checkpointer.save(Path(savepath), "manual", wait=wait)
 
     def load(
         self, filepath: str | Path | None = None, passed_args: list[str] | None = None
@@ -1157,6 +1201,7 @@ class TrainGenerator(TrainStateAliases):
         if not confirm:
             log.warning("destroy() does nothing without confirm=True")
             return
+        self._finish_writes(raise_error=False)
         log.log(logging.INFO if verbose else logging.DEBUG, "TrainGenerator destroyed")
         self.datagen.close()
         self.val_datagen.close()

@@ -1,0 +1,134 @@
+"""Keras variables to and from host memory, for checkpoints: few backend calls.
+
+:func:`read_to_host`: each array returned is the caller's own (later updates of the
+variable do not show in it) and was copied once. TensorFlow reads all the variables in one
+traced function (a read per variable costs an eager op dispatch each: 0.2-0.5 ms); JAX
+fetches them in one ``device_get``; torch copies each tensor's memory directly.
+:func:`assign_from_host` assigns many at once (TensorFlow: one traced function).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["read_to_host", "assign_from_host", "local_whole_copy"]
+
+_readers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # owner -> {key: reader}
+_writers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_PER_OWNER = 4  # sets of variables kept per owner (snapshot, load, rollback capture)
+
+
+def _cached(cache: weakref.WeakKeyDictionary, owner: Any, key: tuple, make: Callable) -> Any:
+    """``make()``, kept in ``cache`` for ``owner`` and ``key`` (the newest few)."""
+    try:
+        entries = cache.setdefault(owner, {})
+    except TypeError:  # not weak-referenceable: no cache
+        return make()
+    if key not in entries:
+        if len(entries) >= _PER_OWNER:
+            del entries[next(iter(entries))]
+        entries[key] = make()
+    return entries[key]
+
+
+def read_to_host(owner: Any, variables: Sequence[Any]) -> list[np.ndarray]:
+    """Copies of ``variables``' values; the backend's batched reader is kept on ``owner``
+    (e.g. the model) while the set of variables stays the same."""
+    import keras
+
+    if not variables:
+        return []
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return _tensorflow_reader(owner, variables)()
+    if backend == "jax":
+        return _jax_read(variables)
+    if backend == "torch":
+        return [_torch_copy(v) for v in variables]
+    return [v.numpy() for v in variables]
+
+
+def _tensorflow_reader(owner: Any, variables: Sequence[Any]) -> Callable[[], list[np.ndarray]]:
+    def make() -> Callable[[], list[np.ndarray]]:
+        import tensorflow as tf
+
+        values = [v.value for v in variables]  # the tf.Variables
+
+        @tf.function(autograph=False)
+        def read() -> list:
+            return [tf.identity(v) for v in values]
+
+        return lambda: [np.array(t) for t in read()]  # np.array copies the tensor's buffer
+
+    return _cached(_readers, owner, tuple(id(v) for v in variables), make)
+
+
+def assign_from_host(owner: Any, variables: Sequence[Any], values: Sequence[np.ndarray]) -> None:
+    """``variable.assign(value)`` for each pair (values of the variables' shapes); the
+    backend's batched writer is kept on ``owner`` as the reader is."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow" or not variables:
+        for variable, value in zip(variables, values, strict=True):
+            variable.assign(value)
+        return
+    writer = _tensorflow_writer(owner, variables)
+    writer(
+        [
+            np.asarray(x, dtype=v.value.dtype.as_numpy_dtype)
+            for v, x in zip(variables, values, strict=True)
+        ]
+    )
+
+
+def _tensorflow_writer(owner: Any, variables: Sequence[Any]) -> Callable[[list], None]:
+    def make() -> Callable[[list], None]:
+        import tensorflow as tf
+
+        targets = [v.value for v in variables]
+        signature = [tf.TensorSpec(v.shape, v.dtype) for v in targets]
+
+        @tf.function(autograph=False, input_signature=[signature])
+        def write(values: list) -> None:
+            for target, value in zip(targets, values, strict=True):
+                target.assign(value)
+
+        return write
+
+    return _cached(_writers, owner, tuple(id(v) for v in variables), make)
+
+
+def local_whole_copy(value: Any) -> Any:
+    """A JAX array's full copy held by one of this process's devices (the array itself
+    when all its devices are local); None when its parts live in several processes."""
+    if getattr(value, "is_fully_addressable", True):
+        return value
+    for shard in value.addressable_shards:  # replicated across processes: any local copy
+        if shard.data.shape == value.shape:
+            return shard.data
+    return None
+
+
+def _jax_read(variables: Sequence[Any]) -> list[np.ndarray]:
+    import jax
+
+    values = [local_whole_copy(v.value) for v in variables]
+    missing = [v.path for v, x in zip(variables, values, strict=True) if x is None]
+    if missing:
+        raise ValueError(f"variables split across processes cannot be read here: {missing[:3]}")
+    fetched = jax.device_get(values)
+    # on CPU device_get may hand out views of the device buffers: copy those
+    return [a if a.flags.owndata and a.flags.writeable else np.array(a) for a in fetched]
+
+
+def _torch_copy(variable: Any) -> np.ndarray:
+    tensor = variable.value.detach()
+    if str(tensor.dtype) == "torch.bfloat16":  # no NumPy view of bfloat16: Keras converts
+        return variable.numpy()
+    if tensor.device.type == "cpu":
+        return tensor.numpy().copy()  # a view of the live tensor: copied
+    return tensor.cpu().numpy()  # a new host tensor: already a copy
