@@ -109,7 +109,7 @@ class DataGenerator:
         superbatch_set_nums: Sequence[int | str] | str | None = None,
         **kwargs: Any,
     ):
-        check_kwargs(kwargs, DATAGEN_KWARGS, "DataGenerator")
+        check_kwargs(kwargs, DATAGEN_KWARGS, "DataGenerator", signature_of=DataGenerator.__init__)
         for name, default in DATAGEN_KWARGS.items():
             value = kwargs.get(name, default)
             setattr(

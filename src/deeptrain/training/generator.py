@@ -147,7 +147,12 @@ class TrainGenerator:
             for k, v in locals().items()
             if k not in ("self", "kwargs", "model", "datagen", "val_datagen")
         }
-        check_kwargs(kwargs, [k for k in TRAINGEN_DEFAULTS if k not in explicit], "TrainGenerator")
+        check_kwargs(
+            kwargs,
+            [k for k in TRAINGEN_DEFAULTS if k not in explicit],
+            "TrainGenerator",
+            signature_of=TrainGenerator.__init__,
+        )
         configs = defaults()
         configs.update(explicit)
         configs.update(kwargs)
