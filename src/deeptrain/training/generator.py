@@ -38,6 +38,7 @@ from ..saving.checkpointer import Checkpointer
 from ..saving.lock import LogdirLock
 from ..saving.naming import model_num_of, name_suffix, reserve_model_num
 from ..saving.report import write_init_logs
+from ..util.console import use_console
 from ..util.misc import capture_args, check_kwargs, positive_int
 from .configs import TRAINGEN_DEFAULTS, defaults
 from .fitting import make_eval_fn, make_fit_fn, model_metric_names, to_metric_dict
@@ -166,6 +167,7 @@ class TrainGenerator:
         self.datagen = datagen
         self.val_datagen = val_datagen
         self._check_inputs()
+        use_console(self.iter_verbosity)  # messages on the console unless logging is set up
         self._set_up_model()
         self._set_up_metrics()
         self.callbacks = callbacks_lib.CallbackList(callbacks)
@@ -382,6 +384,7 @@ class TrainGenerator:
         interrupt (or with more ``epochs``), call it again."""
         self._refuse_if_inconsistent()
         self.check_logdir_owned()
+        use_console(self.iter_verbosity)
         state = self.state
         try:
             with InterruptGuard() as guard:  # Ctrl-C lands between iterations
@@ -394,7 +397,10 @@ class TrainGenerator:
                     elif state.epoch < self.epochs:
                         if self.iter_verbosity:
                             self._progress.start(
-                                state.epoch, len(self.datagen), self._batches_into_epoch()
+                                state.epoch + 1,
+                                self.epochs,
+                                len(self.datagen),
+                                self._batches_into_epoch(),
                             )
                         self._train_iteration()
                     else:
@@ -510,7 +516,7 @@ class TrainGenerator:
         if self._metrics_log.path is not None:
             self._metrics_log.write(
                 "train_batch",
-                epoch=state.epoch,
+                epoch=state.epoch + 1,  # the epoch in progress, numbered as the bar shows it
                 batches_fit=state.batches_fit,
                 fit_iters=state.fit_iters,
                 set_name=state.set_name,
@@ -745,7 +751,7 @@ class TrainGenerator:
                 log.info("New best %s: %s", self.key_metric, f"{latest:.6f}")
             self._metrics_log.write(
                 "validation",
-                epoch=state.epoch,
+                epoch=self._validated_epoch(),
                 val_epoch=state.val_epoch,
                 batches_fit=state.batches_fit,
                 times_validated=state.times_validated,
@@ -936,6 +942,13 @@ class TrainGenerator:
             epoch_ended=self.datagen.all_data_exhausted,
             validation_ended=validation_ended,
         )
+
+    def _validated_epoch(self) -> int:
+        """The epoch a validation belongs to, numbered from 1 as the progress bar shows it:
+        the epoch it follows (``tg.epoch``; 0 before any training) or, in the middle of an
+        epoch, the epoch in progress."""
+        mid_epoch = self._batches_into_epoch() > 0 or self.datagen.slice_idx not in (None, 0)
+        return self.state.epoch + int(mid_epoch)
 
     def _batches_into_epoch(self) -> int:
         return self.state.batches_fit - (
