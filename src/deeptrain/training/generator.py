@@ -189,8 +189,9 @@ class TrainGenerator:
         self._set_up_logdir(run_dir)
         self._progress = EpochProgress(self.iter_verbosity)
         self._metrics_log = MetricsLog(self.logdir, self.metrics_log)
-        if run_dir is not None:  # rows of batches after the checkpoint were rolled back
+        if run_dir is not None:  # rows and figures of batches after the checkpoint: rolled back
             self._metrics_log.rewind(self.state.batches_fit, self.state.times_validated)
+            self._rewind_figures(loaded)
         if self.logdir is not None:
             write_init_logs(self, self.logdir / "misc")
 
@@ -361,6 +362,16 @@ class TrainGenerator:
                 self.logdir,
             )
             self.state.save_seq = newest
+
+    def _rewind_figures(self, checkpoint: Path) -> None:
+        """A continued run's ``history.png`` and ``report.png`` show the loaded state: the
+        checkpoint's own copies, or drawn anew where it has none (temp checkpoints)."""
+        for name in ("history", "report"):
+            current, saved = self.logdir / f"{name}.png", checkpoint / f"{name}.png"
+            if saved.is_file():
+                shutil.copyfile(saved, current)
+            elif current.exists():
+                self._write_figure(name, current)
 
     def check_logdir_owned(self) -> None:
         """Raise if another TrainGenerator of this process took this log directory over."""
