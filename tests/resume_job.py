@@ -1,12 +1,14 @@
 """A training job for the kill-and-resume tests, run as a real subprocess.
 
     python tests/resume_job.py DATA LOGS OUT.npz --model dense|lstm --epochs N
-        [--loadpath PATH] [--kill-at-iter K] [--temp-freq '{"iter": 1}']
+        [--loadpath PATH] [--kill-at-iter K] [--temp-freq '{"iter": 1}'] [--keras-callbacks]
 
 It builds its own data on first use (in DATA), trains with a fixed seed, shuffled data and
 Dropout (dense) or a stateful LSTM fed windows (lstm), optionally SIGKILLs itself right after
 train iteration K (before that iteration's checkpoint), and at the end writes the model's
-weights, optimizer variables and histories to OUT.npz.
+weights, optimizer variables and histories to OUT.npz. ``--keras-callbacks`` validates after
+every epoch and adds Keras' EarlyStopping (restoring the best weights) and ReduceLROnPlateau,
+set to stop and to decay on schedule (no epoch after the first is an improvement).
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ def main() -> None:
     p.add_argument("--loadpath")
     p.add_argument("--kill-at-iter", type=int)
     p.add_argument("--temp-freq", type=json.loads, default=None)
+    p.add_argument("--keras-callbacks", action="store_true")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO)
 
@@ -117,6 +120,16 @@ def main() -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
 
         callbacks.append({"train:iter": kill})
+    if args.keras_callbacks:
+        never_better = 1e9  # min_delta
+        callbacks += [
+            keras.callbacks.EarlyStopping(
+                patience=2, min_delta=never_better, restore_best_weights=True
+            ),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="loss", factor=0.5, patience=1, min_delta=never_better
+            ),
+        ]
     tg = TrainGenerator(
         build(args.model),
         dg,
@@ -130,7 +143,7 @@ def main() -> None:
         temp_checkpoint_freq=args.temp_freq,
         unique_checkpoint_freq={"epoch": 1},
         reset_statefuls=not dense,
-        val_freq={"batch": 5},
+        val_freq={"epoch": 1} if args.keras_callbacks else {"batch": 5},
     )
     tg.train()
     model = tg.model
@@ -141,6 +154,11 @@ def main() -> None:
     arrays.update({f"hist_{k}": np.asarray(v, dtype=float) for k, v in tg.history.items()})
     arrays.update({f"val_{k}": np.asarray(v, dtype=float) for k, v in tg.val_history.items()})
     arrays["fit_iters"] = np.asarray(tg.state.fit_iters)
+    for cb in tg.callbacks.objects:
+        counters = cb.state_dict().get("counters", {})
+        for name, value in counters.items():
+            if name != "best_weights":
+                arrays[f"{type(cb.callback).__name__}_{name}"] = np.asarray(value, dtype=float)
     np.savez(args.out, **arrays)
     print("logdir:", tg.logdir)
 

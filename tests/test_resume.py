@@ -117,6 +117,30 @@ def test_sigkill_at_an_iteration_then_resume_is_bit_exact(workdir, reference, mo
     assert "Loaded checkpoint" in log
 
 
+def test_keras_callbacks_stop_and_decay_at_the_same_batch_after_a_sigkill(workdir):
+    """EarlyStopping (patience 2, best weights restored) and ReduceLROnPlateau (patience 1)
+    in a 5-epoch run that stops after epoch 3, killed in epoch 3 after the learning rate was
+    halved once: the resumed run halves it again and stops at the same batch, with the same
+    best weights, bit for bit."""
+    data = workdir / "data_dense"
+    keras_run = ("--keras-callbacks", "--epochs", "5", "--temp-freq", '{"batch": 3}')
+    ref = workdir / "ref_keras.npz"
+    proc = run_job(data, workdir / "ref_logs_keras", ref, *keras_run)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reference = load(ref)
+    assert int(reference["fit_iters"]) == 36  # stopped after 3 of 5 epochs
+    assert reference["EarlyStopping_stopped_epoch"] == 2
+    assert reference["ReduceLROnPlateau_wait"] == 0  # reset by the second decay
+
+    logs, out = workdir / "logs_keras", workdir / "keras.npz"
+    proc = run_job(data, logs, out, *keras_run, "--kill-at-iter", "28")
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    (logdir,) = list(logs.glob("M*__*"))
+    proc = run_job(data, logs, out, *keras_run, "--loadpath", str(logdir))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_identical(load(out), reference, "Keras callbacks, killed after iteration 28")
+
+
 def test_sigkill_at_a_random_moment_during_checkpoint_writes(workdir, reference):
     """Killed from outside at a random time while a checkpoint is written every iteration:
     the newest intact checkpoint is found and the run still ends bit-identical."""

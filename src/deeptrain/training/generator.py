@@ -105,7 +105,8 @@ class TrainGenerator:
         reset_statefuls: reset stateful RNN layers after every train and validation batch.
         iter_verbosity: 0 silent, 1 progress bar and validation lines, 2 also per-iteration
             metrics in the bar and per-batch validation lines.
-        callbacks: ``{stage: fn(tg)}``, ``TraingenCallback`` objects, or a list of them.
+        callbacks: ``{stage: fn(tg)}``, ``TraingenCallback`` objects, ``keras.callbacks``
+            callbacks (see :mod:`deeptrain.callbacks.keras_callbacks`), or a list of them.
         **kwargs: the rest of DeepTrain 0.6's settings (``TRAINGEN_DEFAULTS``).
     """
 
@@ -397,9 +398,12 @@ class TrainGenerator:
         self.check_logdir_owned()
         use_console(self.iter_verbosity)
         state = self.state
+        keras_hooks = self.callbacks.keras
         try:
             with InterruptGuard() as guard:  # Ctrl-C lands between iterations
                 self._build_optimizer()
+                if keras_hooks is not None:
+                    keras_hooks.train_begin(self)
                 while True:
                     guard.check()
                     state = self.state  # (a callback may have loaded a checkpoint)
@@ -416,6 +420,17 @@ class TrainGenerator:
                         self._train_iteration()
                     else:
                         break
+                    if keras_hooks is not None and keras_hooks.stop_requested(self):
+                        self._progress.close()
+                        log.info(
+                            "Training stopped by a callback (model.stop_training) after "
+                            "%d batches, epoch %d",
+                            state.batches_fit,
+                            state.epoch,
+                        )
+                        break
+                if keras_hooks is not None:
+                    keras_hooks.train_end(self)
         finally:
             self._sync_model()
             self._progress.close()
@@ -446,6 +461,9 @@ class TrainGenerator:
 
     def _train_iteration(self) -> None:
         dg, state = self.datagen, self.state
+        keras_hooks = self.callbacks.keras
+        if keras_hooks is not None:
+            keras_hooks.train_iteration_begin(self, dg.batch_exhausted, self._batches_into_epoch())
         x, y, sw = self.get_data(val=False)  # a failed load changes nothing
         # From the step to the end of the bookkeeping, a cut (a second Ctrl-C, an error)
         # leaves the weights and the counters apart: marked, and train() then refuses.
@@ -469,6 +487,8 @@ class TrainGenerator:
                 self._on_train_epoch_end()
             if self.val_freq and self._should_do(self.val_freq):
                 state.train_loop_done, state.val_loop_done = True, False
+            if keras_hooks is not None and dg.all_data_exhausted and not state.train_loop_done:
+                keras_hooks.epoch_end(self, state.epoch - 1, self._epoch_logs())
         self._checkpoint_if_due(at_validation_end=False)
 
     def _refuse_if_inconsistent(self) -> None:
@@ -533,11 +553,16 @@ class TrainGenerator:
                 set_name=state.set_name,
                 **batch_metrics,
             )
-        if self.iter_verbosity:
-            running = {n: v[-1] for n, v in state.history.items()}
-            self._progress.batch(
-                str(state.set_name).rjust(self._max_set_name_chars), self._format(running, "train")
-            )
+        keras_hooks = self.callbacks.keras
+        if self.iter_verbosity or keras_hooks is not None:
+            running = {n: v[-1] for n, v in state.history.items()}  # means over the epoch
+            if self.iter_verbosity:
+                self._progress.batch(
+                    str(state.set_name).rjust(self._max_set_name_chars),
+                    self._format(running, "train"),
+                )
+            if keras_hooks is not None:
+                keras_hooks.train_batch_end(self, self._batches_into_epoch() - 1, running)
         self._callbacks("train:batch")
 
     def _on_train_epoch_end(self) -> None:
@@ -550,6 +575,11 @@ class TrainGenerator:
         self._progress.close()
         log.info("EPOCH %d -- COMPLETE", state.epoch)
         self._callbacks("train:epoch")
+
+    def _epoch_logs(self) -> dict[str, Any]:
+        """The train metrics of the epoch just ended (means over it), as Keras' callbacks
+        get them at ``on_epoch_end``."""
+        return {name: values[-1] for name, values in self.state.history.items() if values}
 
     def get_data(self, val: bool = False) -> tuple[Any, Any, Any]:
         """The next ``(x, y, sample_weight)`` to fit (or validate); ``sample_weight`` is None
@@ -607,6 +637,8 @@ class TrainGenerator:
             self.reset_validation()
         if self._val_start is None:
             self._val_start = self._validation_start()
+            if self.callbacks.keras is not None:
+                self.callbacks.keras.test_begin(self)
         state = self.state
         self._recording = record_progress
         state.train_loop_done = True
@@ -653,6 +685,8 @@ class TrainGenerator:
         if start.rnn_states:
             set_states(self.model, start.rnn_states)
         self._val_cache = start.cache.copy()
+        if self.callbacks.keras is not None:
+            self.callbacks.keras.restart_test()
         path = self._metrics_log.path
         if path is not None and path.exists():
             os.truncate(path, start.metrics_log_bytes or 0)  # rows of the cut validation
@@ -660,6 +694,8 @@ class TrainGenerator:
 
     def _val_iteration(self) -> None:
         vdg, state = self.val_datagen, self.state
+        if self.callbacks.keras is not None and vdg.batch_exhausted:
+            self.callbacks.keras.test_batch_begin(len(state.val_temp_sizes))
         x, y, sw = self.get_data(val=True)
         first_slice = vdg.slice_idx in (None, 0)
         eval_sw = sw if (self.val_class_weights or self.loss_weighted_slices_range) else None
@@ -689,6 +725,9 @@ class TrainGenerator:
             entries[-1] = float(np.mean(entries[-1]))
         if self.reset_statefuls:
             reset_states(self.model)
+        if self.callbacks.keras is not None:
+            metrics = {n: v[-1] for n, v in state.val_temp_history.items()}  # evaluate mode
+            self.callbacks.keras.test_batch_end(len(state.val_temp_sizes) - 1, metrics, n_samples)
         if self.iter_verbosity >= 2:  # this batch's metrics, in both modes
             if self.val_mode == "evaluate":
                 batch = {n: v[-1] for n, v in state.val_temp_history.items()}
@@ -781,9 +820,15 @@ class TrainGenerator:
             self.last_health = self.check_health()
         if use_callbacks and self._should_do(self.plot_history_freq, validation_ended=True):
             self.plot_history()
+        after_epoch = record_progress and self.datagen.all_data_exhausted
         if use_callbacks:
-            after_epoch = record_progress and self.datagen.all_data_exhausted
             self.callbacks(("val_end", "train:epoch") if after_epoch else "val_end", self)
+        if self.callbacks.keras is not None:
+            self.callbacks.keras.test_end(self, dict(self.last_validation))
+            if after_epoch:  # the epoch's end, deferred until its validation was done
+                logs = self._epoch_logs()
+                logs.update({f"val_{k}": v for k, v in self.last_validation.items()})
+                self.callbacks.keras.epoch_end(self, state.epoch - 1, logs)
         if clear_cache:
             self.clear_cache()
         state.val_loop_done = state.train_loop_done = False
