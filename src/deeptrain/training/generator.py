@@ -31,7 +31,13 @@ import numpy as np
 
 from .. import callbacks as callbacks_lib
 from .. import introspection
-from ..backend.stateful import get_states, prepare_stateful_model, reset_states, set_states
+from ..backend.stateful import (
+    get_states,
+    prepare_stateful_model,
+    reset_states,
+    set_states,
+    stateful_layers,
+)
 from ..data.generator import DataGenerator
 from ..saving.checkpoint import CHECKPOINTS_DIR, list_checkpoints
 from ..saving.checkpointer import Checkpointer
@@ -195,6 +201,7 @@ class TrainGenerator:
             self._rewind_figures(loaded)
         if self.logdir is not None:
             write_init_logs(self, self.logdir / "misc")
+        self._warn_if_state_carries_across_batches()
 
     # -- construction ------------------------------------------------------------------
     def _check_inputs(self) -> None:
@@ -268,6 +275,30 @@ class TrainGenerator:
         self._eval_fn, self._eval_fn_name, self.val_mode = make_eval_fn(
             self.model, self._eval_fn_spec, self.val_mode
         )
+
+    def _warn_if_state_carries_across_batches(self) -> None:
+        """Stateful RNNs fed windows of each batch, with ``reset_statefuls`` left at its
+        default False: the state of one batch's last window flows into the next batch's
+        first, which holds other sequences. Passing ``reset_statefuls`` says it is meant."""
+        sliced = [
+            name
+            for name in ("datagen", "val_datagen")
+            if getattr(self, name).slices_per_batch is not None
+        ]
+        if self.reset_statefuls or "reset_statefuls" in self._passed_args or not sliced:
+            return
+        layers = stateful_layers(self.model)
+        if layers:
+            log.warning(
+                "The model's stateful RNN layers (%s) are fed windows of each batch (%s: %s), "
+                "and reset_statefuls is False, so the state of a batch's last window carries "
+                "into the next batch, which holds other sequences. Pass reset_statefuls=True "
+                "to reset the states after every batch, or reset_statefuls=False if "
+                "consecutive batches continue the same sequences.",
+                ", ".join(layer.name for layer in layers),
+                " and ".join(sliced),
+                type(getattr(self, sliced[0]).preprocessor).__name__,
+            )
 
     def _set_up_metrics(self, reloading: bool = False) -> None:
         self.train_metrics = model_metric_names(self.model)
