@@ -2,6 +2,7 @@
 
     python tests/resume_job.py DATA LOGS OUT.npz --model dense|lstm --epochs N
         [--loadpath PATH] [--kill-at-iter K] [--temp-freq '{"iter": 1}'] [--keras-callbacks]
+        [--precision mixed_float16|mixed_bfloat16] [--accumulate STEPS]
 
 It builds its own data on first use (in DATA), trains with a fixed seed, shuffled data and
 Dropout (dense) or a stateful LSTM fed windows (lstm), optionally SIGKILLs itself right after
@@ -9,6 +10,9 @@ train iteration K (before that iteration's checkpoint), and at the end writes th
 weights, optimizer variables and histories to OUT.npz. ``--keras-callbacks`` validates after
 every epoch and adds Keras' EarlyStopping (restoring the best weights) and ReduceLROnPlateau,
 set to stop and to decay on schedule (no epoch after the first is an improvement).
+``--precision`` sets a ``keras.mixed_precision`` policy for the dense model (mixed_float16:
+with a LossScaleOptimizer whose dynamic scale grows, overflows and shrinks during the run);
+``--accumulate`` gives its optimizer ``gradient_accumulation_steps``.
 """
 
 from __future__ import annotations
@@ -58,17 +62,23 @@ def make_data(root: Path, model: str) -> None:
         )
 
 
-def build(model: str) -> keras.Model:
+def build(model: str, precision: str = "float32", accumulate: int | None = None) -> keras.Model:
     if model == "dense":
+        keras.mixed_precision.set_global_policy(precision)
         m = keras.Sequential(
             [
                 keras.Input((8,)),
                 keras.layers.Dense(16, activation="relu"),
                 keras.layers.Dropout(0.3),
-                keras.layers.Dense(2, "softmax"),
+                keras.layers.Dense(2, "softmax", dtype="float32"),  # outputs in float32
             ]
         )
-        m.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy", metrics=["accuracy"])
+        optimizer = keras.optimizers.Adam(0.01, gradient_accumulation_steps=accumulate)
+        if precision == "mixed_float16":  # a scale that grows every 2 steps and overflows
+            optimizer = keras.optimizers.LossScaleOptimizer(  # at 2**19: steps 3, 6, 11 skipped
+                optimizer, initial_scale=2.0**18, dynamic_growth_steps=2
+            )
+        m.compile(optimizer, "categorical_crossentropy", metrics=["accuracy"])
     else:
         inp = keras.Input(batch_shape=(LSTM_BATCH, WINDOW, 3))
         x = keras.layers.LSTM(8, stateful=True, return_sequences=True)(inp)
@@ -90,6 +100,8 @@ def main() -> None:
     p.add_argument("--kill-at-iter", type=int)
     p.add_argument("--temp-freq", type=json.loads, default=None)
     p.add_argument("--keras-callbacks", action="store_true")
+    p.add_argument("--precision", default="float32")  # a keras.mixed_precision policy
+    p.add_argument("--accumulate", type=int)  # gradient_accumulation_steps
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO)
 
@@ -131,7 +143,7 @@ def main() -> None:
             ),
         ]
     tg = TrainGenerator(
-        build(args.model),
+        build(args.model, args.precision, args.accumulate),
         dg,
         vdg,
         epochs=args.epochs,
