@@ -427,7 +427,7 @@ def profile(root: Path, batches: list, epochs: int) -> None:
 
     with quiet_stderr():
         bar = EpochProgress(1)
-        bar.start(0, 10**9)
+        bar.start(1, 1, 10**9)
         us = _micro(lambda: bar.batch("7", "loss=1.000000, accuracy=0.500000"))
         bar.close()
     print(f"{us:>8.2f}  EpochProgress.batch (tqdm set_postfix_str + update, to /dev/null)")

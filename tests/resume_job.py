@@ -2,7 +2,8 @@
 
     python tests/resume_job.py DATA LOGS OUT.npz --model dense|lstm --epochs N
         [--loadpath PATH] [--kill-at-iter K | --kill-in-write K STEP]
-        [--temp-freq '{"iter": 1}']
+        [--temp-freq '{"iter": 1}'] [--keras-callbacks]
+        [--precision mixed_float16|mixed_bfloat16] [--accumulate STEPS]
 
 It builds its own data on first use (in DATA), trains with a fixed seed, shuffled data and
 Dropout (dense) or a stateful LSTM fed windows (lstm), and at the end writes the model's
@@ -14,6 +15,13 @@ background (the default). It can SIGKILL itself:
 * ``--kill-in-write K STEP``: from the writing thread, at the step STEP (a fault-hook step
   name, e.g. ``'rename into place'``) of the checkpoint taken after iteration K, while the
   training thread goes on (a kill in the middle of a background write).
+
+``--keras-callbacks`` validates after every epoch and adds Keras' EarlyStopping (restoring
+the best weights) and ReduceLROnPlateau, set to stop and to decay on schedule (no epoch after
+the first is an improvement). ``--precision`` sets a ``keras.mixed_precision`` policy for the
+dense model (mixed_float16: with a LossScaleOptimizer whose dynamic scale grows, overflows
+and shrinks during the run); ``--accumulate`` gives its optimizer
+``gradient_accumulation_steps``.
 """
 
 from __future__ import annotations
@@ -63,17 +71,23 @@ def make_data(root: Path, model: str) -> None:
         )
 
 
-def build(model: str) -> keras.Model:
+def build(model: str, precision: str = "float32", accumulate: int | None = None) -> keras.Model:
     if model == "dense":
+        keras.mixed_precision.set_global_policy(precision)
         m = keras.Sequential(
             [
                 keras.Input((8,)),
                 keras.layers.Dense(16, activation="relu"),
                 keras.layers.Dropout(0.3),
-                keras.layers.Dense(2, "softmax"),
+                keras.layers.Dense(2, "softmax", dtype="float32"),  # outputs in float32
             ]
         )
-        m.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy", metrics=["accuracy"])
+        optimizer = keras.optimizers.Adam(0.01, gradient_accumulation_steps=accumulate)
+        if precision == "mixed_float16":  # a scale that grows every 2 steps and overflows
+            optimizer = keras.optimizers.LossScaleOptimizer(  # at 2**19: steps 3, 6, 11 skipped
+                optimizer, initial_scale=2.0**18, dynamic_growth_steps=2
+            )
+        m.compile(optimizer, "categorical_crossentropy", metrics=["accuracy"])
     else:
         inp = keras.Input(batch_shape=(LSTM_BATCH, WINDOW, 3))
         x = keras.layers.LSTM(8, stateful=True, return_sequences=True)(inp)
@@ -95,6 +109,9 @@ def main() -> None:
     p.add_argument("--kill-at-iter", type=int)
     p.add_argument("--kill-in-write", nargs=2, metavar=("K", "STEP"))
     p.add_argument("--temp-freq", type=json.loads, default=None)
+    p.add_argument("--keras-callbacks", action="store_true")
+    p.add_argument("--precision", default="float32")  # a keras.mixed_precision policy
+    p.add_argument("--accumulate", type=int)  # gradient_accumulation_steps
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO)
 
@@ -138,8 +155,18 @@ def main() -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
 
         callbacks.append({"save": arm})
+    if args.keras_callbacks:
+        never_better = 1e9  # min_delta
+        callbacks += [
+            keras.callbacks.EarlyStopping(
+                patience=2, min_delta=never_better, restore_best_weights=True
+            ),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="loss", factor=0.5, patience=1, min_delta=never_better
+            ),
+        ]
     tg = TrainGenerator(
-        build(args.model),
+        build(args.model, args.precision, args.accumulate),
         dg,
         vdg,
         epochs=args.epochs,
@@ -151,7 +178,7 @@ def main() -> None:
         temp_checkpoint_freq=args.temp_freq,
         unique_checkpoint_freq={"epoch": 1},
         reset_statefuls=not dense,
-        val_freq={"batch": 5},
+        val_freq={"epoch": 1} if args.keras_callbacks else {"batch": 5},
     )
     if args.kill_in_write is not None:
         tg._checkpointer.fault = fault
@@ -164,6 +191,11 @@ def main() -> None:
     arrays.update({f"hist_{k}": np.asarray(v, dtype=float) for k, v in tg.history.items()})
     arrays.update({f"val_{k}": np.asarray(v, dtype=float) for k, v in tg.val_history.items()})
     arrays["fit_iters"] = np.asarray(tg.state.fit_iters)
+    for cb in tg.callbacks.objects:
+        counters = cb.state_dict().get("counters", {})
+        for name, value in counters.items():
+            if name != "best_weights":
+                arrays[f"{type(cb.callback).__name__}_{name}"] = np.asarray(value, dtype=float)
     np.savez(args.out, **arrays)
     print("logdir:", tg.logdir)
 

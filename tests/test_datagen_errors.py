@@ -98,6 +98,15 @@ def test_unknown_keyword_suggests_the_closest(npy_dir):
         DataGenerator(npy_dir, shuffle_group_sample=True)
 
 
+@pytest.mark.parametrize(
+    "typo, meant",
+    [("shufle", "shuffle"), ("label_path", "labels_path"), ("batchsize", "batch_size")],
+)
+def test_a_typo_of_an_explicit_parameter_suggests_it(npy_dir, typo, meant):
+    with pytest.raises(TypeError, match=f"'{typo}'; did you mean '{meant}'"):
+        DataGenerator(npy_dir, **{typo: True})
+
+
 def test_preprocessor_must_subclass_preprocessor(npy_dir):
     class NotAPreprocessor:
         def process(self, batch, labels):

@@ -342,6 +342,7 @@ def test_model_health(examples):
     large = re.findall(r"^  large +(\d+\.\d)% of (\S+)$", case1, flags=re.M)
     assert len(large) >= 4 and any(path.endswith("/kernel") for _, path in large), case1
     assert re.search(r"large \(\|w\| > 3\) -- 'conv2d\S*/kernel'", output)  # the warnings
+    assert "Case 2, after a normal epoch: ok=True" in output  # a healthy model passes
 
     case2 = output.split("Case 2, tg.check_health() after planting: ok=False\n", 1)[1]
     assert re.search(r"^  dead   50\.0% of conv2d_\d+/kernel$", case2, flags=re.M), case2

@@ -54,7 +54,8 @@ def test_dead_weights_planted(caplog):
     assert found[dense.kernel.path] == pytest.approx(52 / 200)
     assert dense.bias.path not in found
     bn = model.get_layer("bn")  # initial BN: moving mean and beta are all zeros
-    assert found[bn.moving_mean.path] == found[bn.beta.path] == 1.0
+    assert found[bn.beta.path] == 1.0
+    assert bn.moving_mean.path not in found  # state, not a weight: never judged
     assert bn.gamma.path not in found and bn.moving_variance.path not in found
     assert f"26.0% dead -- '{dense.kernel.path}'" in caplog.text
     # a higher notify fraction hides the kernel (26% < 30%), not the all-zero BN weights
@@ -112,6 +113,38 @@ def test_nothing_found_is_reported_when_asked(caplog):
     with caplog.at_level(logging.INFO, logger="deeptrain"):
         assert check_health(model).ok
     assert caplog.text == ""  # notify_detected_only=True by default: silent when healthy
+
+
+@pytest.mark.backends
+def test_state_that_is_not_a_weight_is_never_judged(caplog):
+    """All-zero RNN states (JAX tracks them among the weights), BatchNorm statistics far
+    out of range, frozen layers: none is reported; the trainable weights still are."""
+    from deeptrain.backend.stateful import prepare_stateful_model
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input(batch_shape=(4, 3, 2))
+    h = keras.layers.LSTM(4, stateful=True, name="lstm")(inp)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    frozen = keras.layers.Dense(4, name="frozen")
+    model = keras.Model(inp, keras.layers.Dense(1, name="out")(frozen(h)))
+    model.compile("sgd", "mse")
+    prepare_stateful_model(model)
+    frozen.trainable = False
+    frozen.kernel.assign(np.zeros((4, 4), "float32"))
+    bn = model.get_layer("bn")
+    bn.moving_mean.assign(np.full(4, 100.0, "float32"))
+    bn.moving_variance.assign(np.zeros(4, "float32"))
+    model.get_layer("out").bias.assign(np.array([np.nan], "float32"))
+    with caplog.at_level(logging.WARNING, logger="deeptrain"):
+        report = check_health(model)
+    assert report.large == {} and report.nan == {model.get_layer("out").bias.path: (1, 0)}
+    lstm_bias = model.get_layer("lstm").cell.bias.path  # 3 of 4 gates start at zero
+    assert report.dead == {bn.beta.path: 1.0, lstm_bias: 0.75}  # trainable, zero-initialised
+    not_judged = {w.path for w in model.non_trainable_weights}  # frozen, BN stats, JAX states
+    assert len(not_judged) >= 4
+    if keras.backend.backend() == "jax":
+        assert any(path.startswith("lstm/") for path in not_judged)  # the tracked states
+    assert not any(path in caplog.text for path in not_judged), caplog.text
 
 
 @pytest.mark.backends

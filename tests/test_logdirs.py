@@ -16,7 +16,7 @@ import pytest
 
 from deeptrain import TrainGenerator
 from deeptrain.saving.lock import LOCK_FILE, LogdirLockedError
-from deeptrain.saving.naming import reserve_model_num
+from deeptrain.saving.naming import encode_best, reserve_model_num
 from test_train_generator import classification_data, classifier, generators
 
 pytestmark = pytest.mark.slow
@@ -81,6 +81,34 @@ def test_rows_of_rolled_back_batches_leave_the_metrics_log(data, tmp_path):
     assert rows(resumed.logdir)[-1][:3] == ("validation", 12, 1)
     resumed.train()
     assert rows(resumed.logdir) == rows(reference.logdir)
+
+
+def test_a_continued_runs_figures_and_name_agree_with_its_state(data, tmp_path):
+    first = make_tg(
+        data,
+        epochs=3,
+        logs_dir=tmp_path / "logs",
+        unique_checkpoint_freq={"epoch": 2},
+        temp_checkpoint_freq={"batch": 9},
+        plot_history_freq={"epoch": 1},
+    )
+    first.train()  # history.png drawn at epoch 3; the unique checkpoint is epoch 2's
+    (unique,) = (first.logdir / "checkpoints").glob("M0__*")
+    assert (unique / "history.png").read_bytes() != (first.logdir / "history.png").read_bytes()
+
+    resumed = make_tg(data, epochs=3, loadpath=unique)
+    assert resumed.state.epoch == 2
+    for name in ("history.png", "report.png"):
+        assert (resumed.logdir / name).read_bytes() == (unique / name).read_bytes()
+    assert resumed.logdir.name == first.logdir.name == "M0__model"
+    assert resumed.model_name == f"M0__model__min{encode_best(resumed.best_key_metric)}"
+
+    temp = next((first.logdir / "checkpoints").glob("_temp_*"))  # no figures in it
+    assert not (temp / "history.png").exists()
+    from_temp = make_tg(data, epochs=3, loadpath=temp, plot_history_freq={"epoch": 1})
+    expected = tmp_path / "expected.png"
+    from_temp.plot_history(savepath=expected)
+    assert (from_temp.logdir / "history.png").read_bytes() == expected.read_bytes()
 
 
 def test_saved_paths_never_redirect_a_resumed_run(data, tmp_path):
@@ -156,7 +184,7 @@ def test_model_numbers_are_unique_under_concurrent_starts(tmp_path):
     code = textwrap.dedent(f"""
         import sys, time, pathlib
         sys.path.insert(0, {SRC!r})
-        from deeptrain.saving.naming import reserve_model_num
+        from deeptrain.saving.naming import encode_best, reserve_model_num
         while not pathlib.Path({str(go)!r}).exists():
             time.sleep(0.001)
         print(reserve_model_num(pathlib.Path({str(tmp_path / "logs")!r})))

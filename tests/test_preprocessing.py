@@ -476,8 +476,9 @@ def test_hdf5_bad_args(tmp_path, kwargs, exc, match):
 def test_hdf5_empty_dir_and_missing_parent(tmp_path):
     with pytest.raises(ValueError, match="no .npy files"):
         data_to_hdf5(tmp_path / "x.h5", 4, loaddir=tmp_path)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        data_to_hdf5(tmp_path / "missing" / "x.h5", 4, data=np.zeros(4))
+    data_to_hdf5(tmp_path / "missing" / "parents" / "x.h5", 4, data=np.arange(8))  # created
+    with h5py.File(tmp_path / "missing" / "parents" / "x.h5", "r") as f:
+        assert sorted(f) == ["0", "1"] and f["1"][:].tolist() == [4, 5, 6, 7]
 
 
 # ---------------------------------------------------------------------------

@@ -121,6 +121,61 @@ def test_sigkill_then_resume_is_bit_exact(workdir, reference, model, freq, kill,
     assert re.search(rf"Loaded checkpoint \S+_{resumed_at}iters", log), log[-2000:]
 
 
+def test_keras_callbacks_stop_and_decay_at_the_same_batch_after_a_sigkill(workdir):
+    """EarlyStopping (patience 2, best weights restored) and ReduceLROnPlateau (patience 1)
+    in a 5-epoch run that stops after epoch 3, killed in epoch 3 after the learning rate was
+    halved once: the resumed run halves it again and stops at the same batch, with the same
+    best weights, bit for bit."""
+    data = workdir / "data_dense"
+    keras_run = ("--keras-callbacks", "--epochs", "5", "--temp-freq", '{"batch": 3}')
+    ref = workdir / "ref_keras.npz"
+    proc = run_job(data, workdir / "ref_logs_keras", ref, *keras_run)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reference = load(ref)
+    assert int(reference["fit_iters"]) == 36  # stopped after 3 of 5 epochs
+    assert reference["EarlyStopping_stopped_epoch"] == 2
+    assert reference["ReduceLROnPlateau_wait"] == 0  # reset by the second decay
+
+    logs, out = workdir / "logs_keras", workdir / "keras.npz"
+    proc = run_job(data, logs, out, *keras_run, "--kill-at-iter", "28")
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    (logdir,) = list(logs.glob("M*__*"))
+    proc = run_job(data, logs, out, *keras_run, "--loadpath", str(logdir))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_identical(load(out), reference, "Keras callbacks, killed after iteration 28")
+
+
+@pytest.mark.parametrize(
+    "name, options, checkpoint_at",
+    [
+        ("mixed_float16", ("--precision", "mixed_float16"), 5),  # scale 2**17, initial 2**18
+        ("mixed_bfloat16", ("--precision", "mixed_bfloat16"), 7),
+        ("accumulate", ("--accumulate", "3"), 7),  # mid-cycle: 1 gradient of 3 accumulated
+    ],
+)
+def test_mixed_precision_and_gradient_accumulation_resume_bit_exact(
+    workdir, name, options, checkpoint_at
+):
+    """One epoch of the dense model, checkpointed after iteration ``checkpoint_at``, killed
+    after the next one: mixed_float16 (a LossScaleOptimizer whose scale grows, overflows and
+    shrinks, checkpointed when scale and step counter differ from a new optimizer's: both
+    must be restored), mixed_bfloat16, and gradient_accumulation_steps=3 (the accumulators
+    hold one gradient of three)."""
+    data = workdir / "data_dense"
+    run = ("--epochs", "1", "--temp-freq", f'{{"iter": {checkpoint_at}}}', *options)
+    ref = workdir / f"ref_{name}.npz"
+    proc = run_job(data, workdir / f"ref_logs_{name}", ref, *run)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    logs, out = workdir / f"logs_{name}", workdir / f"{name}.npz"
+    proc = run_job(data, logs, out, *run, "--kill-at-iter", str(checkpoint_at + 1))
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    (logdir,) = list(logs.glob("M*__*"))
+    proc = run_job(data, logs, out, *run, "--loadpath", str(logdir))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"{checkpoint_at} batches fit" in proc.stderr
+    assert_identical(load(out), load(ref), f"{name}, resumed from iteration {checkpoint_at}")
+
+
 def test_sigkill_at_a_random_moment_during_checkpoint_writes(workdir, reference):
     """Killed from outside at a random time while a checkpoint is written every iteration:
     the newest intact checkpoint is found and the run still ends bit-identical."""

@@ -198,3 +198,31 @@ def test_model_without_stateful_layers_is_untouched(monkeypatch):
     assert (len(model.weights), model.get_layer("rnn").use_cudnn) == before
     assert stateful_layers(model) == [] and get_states(model) == {}
     assert reset_states(model) == 0
+
+
+def _windowed_traingen(**kw):
+    from deeptrain import DataGenerator, TrainGenerator
+
+    x = np.random.default_rng(0).normal(size=(2 * B, T, F)).astype("float32")
+    y = np.zeros((2 * B, 2), "float32")
+
+    def windows():
+        return DataGenerator(
+            x, batch_size=B, labels_path=y, preprocessor="timeseries",
+            preprocessor_configs=dict(window_size=4),
+        )  # fmt: skip
+
+    return TrainGenerator(_model("LSTM", timesteps=4), windows(), windows(), **kw)
+
+
+@pytest.mark.parametrize(
+    "kw, warns",
+    [({}, True), ({"reset_statefuls": True}, False), ({"reset_statefuls": False}, False)],
+)
+def test_windows_without_resets_are_flagged_at_construction(caplog, kw, warns):
+    with caplog.at_level("WARNING", logger="deeptrain"):
+        _windowed_traingen(iter_verbosity=0, **kw)
+    flagged = [r for r in caplog.records if "carries into the next batch" in r.getMessage()]
+    assert bool(flagged) == warns, caplog.text
+    if warns:
+        assert "rnn" in flagged[0].getMessage() and "TimeseriesPreprocessor" in caplog.text

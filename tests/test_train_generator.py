@@ -152,6 +152,9 @@ def test_val_freq_val_is_rejected_and_unknown_keys_suggest(data):
         TrainGenerator(classifier(), dg, vdg, val_freq={"val": 2})
     with pytest.raises(TypeError, match="did you mean 'best_subset_size'"):
         TrainGenerator(classifier(), dg, vdg, best_subset_sise=3)
+    for typo, meant in (("epocs", "epochs"), ("val_freqs", "val_freq"), ("callback", "callbacks")):
+        with pytest.raises(TypeError, match=f"'{typo}'; did you mean '{meant}'"):
+            TrainGenerator(classifier(), dg, vdg, **{typo: 1})
     with pytest.raises(ValueError, match="key_metric='f1_score'"):
         TrainGenerator(classifier(), dg, vdg, key_metric="f1_score")
 

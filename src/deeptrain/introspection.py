@@ -343,9 +343,13 @@ def _save(tg: Traingen, fig: Any, savepath: str | Path | None, default_name: str
 
 # -- model health --------------------------------------------------------------------------
 def _all_weights(model: Any) -> dict[str, np.ndarray]:
-    """Every weight of the model (trainable or not) by path, read once."""
+    """The weights the health checks judge, by path, read once: the trainable ones, the
+    parameters training learns. Never judged: state that is not a weight (stateful RNN
+    states, which JAX tracks among the weights; seed states; BatchNorm's moving mean and
+    variance), whose zeros or large values say nothing about health, and frozen layers,
+    which training does not change."""
     out: dict[str, np.ndarray] = {}
-    for w in model_of(model).weights:
+    for w in model_of(model).trainable_weights:
         name, n = w.path, 1
         while name in out:  # paths are unique in practice; never drop a weight silently
             name, n = f"{w.path}#{n}", n + 1
@@ -481,14 +485,17 @@ class HealthReport:
 def check_health(
     tg: Traingen,
     dead_threshold: float = 1e-7,
-    dead_notify_above_frac: float = 1e-3,
+    dead_notify_above_frac: float = 0.1,
     large_threshold: float = 3,
     large_notify_above_frac: float = 1e-3,
     notify_detected_only: bool = True,
 ) -> HealthReport:
     """Dead, NaN/Inf and large weights of ``tg.model`` (or of a model), read once; each
     finding is logged as a warning. Meant to run after every validation when the
-    TrainGenerator's ``check_model_health`` is set."""
+    TrainGenerator's ``check_model_health`` is set. Only trainable weights are judged (see
+    :func:`_all_weights`). ``dead_notify_above_frac`` is 0.1 (DeepTrain 0.6: 1e-3, which
+    flags a healthy layer for one unit whose zero-initialised bias has not moved yet: a
+    ReLU unit no sample has activated so far)."""
     weights = _all_weights(tg)
     return HealthReport(
         dead=_dead(weights, dead_threshold, dead_notify_above_frac, notify_detected_only),

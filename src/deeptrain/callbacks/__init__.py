@@ -26,6 +26,10 @@ Built-ins:
   :func:`binary_preds_distribution_cb`, :func:`infer_train_hist_cb`, and the factory
   :func:`make_layer_hists_cb`;
 * :class:`PeriodicCallback`: base class for "every n-th firing of a stage".
+
+Keras callbacks (``keras.callbacks.EarlyStopping()``, ...) are accepted as they are, alone or
+in the list: they get Keras' hooks, and their counters go into checkpoints (see
+:mod:`deeptrain.callbacks.keras_callbacks`).
 """
 
 from .base import STAGES, CallbackList, PeriodicCallback, TraingenCallback
@@ -37,6 +41,7 @@ from .figures import (
     infer_train_hist_cb,
     make_layer_hists_cb,
 )
+from .keras_callbacks import KerasCallback
 from .logger import TraingenLogger, read_log
 from .seeds import RandomSeedSetter, set_seeds
 
@@ -45,6 +50,7 @@ __all__ = [
     "CallbackList",
     "TraingenCallback",
     "PeriodicCallback",
+    "KerasCallback",
     "RandomSeedSetter",
     "set_seeds",
     "VizAE2D",

@@ -4,7 +4,7 @@ by stage (``CallbackList``). Stages and rules: see :mod:`deeptrain.callbacks`.""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..util.misc import positive_int
@@ -156,39 +156,47 @@ def _check_stage_key(key: Any) -> None:
         raise ValueError(f"callback stage {key!r} is not one of {STAGES} (or a tuple of them)")
 
 
-class CallbackList:
-    """Validated callbacks and their dispatch by stage."""
+class CallbackList(Sequence):
+    """The callbacks as given (iterate and index it like the list DeepTrain 0.6 kept) and
+    their dispatch: by stage (``entries``: dicts and ``TraingenCallback`` objects), Keras'
+    hooks (``keras``: a :class:`~deeptrain.callbacks.keras_callbacks.KerasHooks`, or None
+    without Keras callbacks), and the objects whose state goes into checkpoints
+    (``objects``, in the order given; a Keras callback appears as its ``KerasCallback``)."""
 
     def __init__(self, callbacks: Any):
+        from .keras_callbacks import KerasCallback, KerasHooks, is_keras_callback
+
         if callbacks is None:
             callbacks = []
-        elif isinstance(callbacks, (dict, TraingenCallback)):
+        elif isinstance(callbacks, (Mapping, TraingenCallback)) or is_keras_callback(callbacks):
             callbacks = [callbacks]
+        elif not isinstance(callbacks, (list, tuple)):
+            raise TypeError(_CALLBACKS_TYPES + f"; got {callbacks!r}")
+        self._given = list(callbacks)
         self.entries: list[dict[Stage, list[Callable]] | TraingenCallback] = []
-        for cb in callbacks:
+        self.objects: list[TraingenCallback] = []
+        adapters = []
+        for cb in self._given:
             if isinstance(cb, TraingenCallback):
                 self.entries.append(cb)
+                self.objects.append(cb)
             elif isinstance(cb, Mapping):
-                entry = {}
-                for key, fns in cb.items():
-                    _check_stage_key(key)
-                    fns = list(fns) if isinstance(fns, (list, tuple)) else [fns]
-                    for fn in fns:
-                        if not callable(fn):
-                            raise TypeError(
-                                f"callback for stage {key!r} must be callable fn(tg), got {fn!r}"
-                            )
-                    entry[key] = fns
-                self.entries.append(entry)
+                self.entries.append(_stage_entry(cb))
+            elif is_keras_callback(cb):
+                adapters.append(KerasCallback(cb))
+                self.objects.append(adapters[-1])
             else:
-                raise TypeError(
-                    "callbacks must be a dict {stage: fn}, a TraingenCallback, or a "
-                    f"list of them; got {cb!r}"
-                )
+                raise TypeError(_CALLBACKS_TYPES + f"; got {cb!r} in the list")
+        self.keras = KerasHooks(adapters) if adapters else None
 
-    @property
-    def objects(self) -> list[TraingenCallback]:
-        return [e for e in self.entries if isinstance(e, TraingenCallback)]
+    def __len__(self) -> int:
+        return len(self._given)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._given[index]
+
+    def __repr__(self) -> str:
+        return f"CallbackList({self._given!r})"
 
     def init_with_traingen(self, tg: Traingen) -> None:
         for cb in self.objects:
@@ -206,6 +214,25 @@ class CallbackList:
                 if _fires(key, stage):
                     for fn in fns:
                         fn(tg)
+
+
+_CALLBACKS_TYPES = (
+    "callbacks must be a dict {stage: fn(tg)}, a TraingenCallback, a keras.callbacks.Callback, "
+    "or a list of them"
+)
+
+
+def _stage_entry(callbacks: Mapping) -> dict[Stage, list[Callable]]:
+    """``{stage: fn | [fns]}`` checked, as ``{stage: [fns]}``."""
+    entry = {}
+    for key, fns in callbacks.items():
+        _check_stage_key(key)
+        fns = list(fns) if isinstance(fns, (list, tuple)) else [fns]
+        for fn in fns:
+            if not callable(fn):
+                raise TypeError(f"callback for stage {key!r} must be callable fn(tg), got {fn!r}")
+        entry[key] = fns
+    return entry
 
 
 def _fires(key: Stage, stage: Stage) -> bool:

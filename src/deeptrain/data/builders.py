@@ -282,7 +282,8 @@ def data_to_hdf5(
       ``shuffle`` shuffles the file order.
 
     ``compression`` is passed to h5py (datasets are chunked); ``dtype`` casts each
-    batch; ``seed`` seeds shuffling and oversampling.
+    batch; ``seed`` seeds shuffling and oversampling. Missing parent directories of
+    ``savepath`` are created.
     """
     batch_size = positive_int(batch_size, "`batch_size`")
     _check_overwrite_arg(overwrite)
@@ -299,6 +300,7 @@ def data_to_hdf5(
     else:
         raise ValueError("pass exactly one of `loaddir` and `data`")
 
+    savepath.parent.mkdir(parents=True, exist_ok=True)  # as numpy_data_to_numpy_sets does
     with _atomic_write(savepath, overwrite) as tmp, h5py.File(tmp, "w") as f:
         n = 0
         for n, batch in enumerate(batches, 1):

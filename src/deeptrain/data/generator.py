@@ -40,6 +40,7 @@ import numpy as np
 
 from ..util.jsonstate import to_json
 from ..util.misc import check_kwargs, positive_int
+from .arrays import ArrayLoader, check_source, describe_source, is_array
 from .batching import Group, GroupPlan
 from .formats import DataLoadError
 from .loader import DataLoader
@@ -66,19 +67,25 @@ DATAGEN_KWARGS: dict[str, Any] = {
     "prefetch": 2,  # files loaded ahead in the background; 0 = off
     "prefetch_workers": 1,
     "memmap_threshold": 2**30,  # .npy files larger than this (bytes) are memory-mapped
-    "drop_remainder": False,  # drop the short last batch of an epoch (combined files)
+    "drop_remainder": False,  # drop the short last batch of an epoch (combined files), or an
+    # array's last samples that fill no set
+    "array_set_size": None,  # arrays as data: samples per set num (default: batch_size)
 }
 
 
 class DataGenerator:
-    """Serve batches from ``data_path`` (a directory of enumerated files, or one file).
+    """Serve batches from ``data_path`` (a directory of enumerated files, one file, or an
+    array).
 
     Args:
         data_path: directory of files ``<base><num>.<ext>`` (``.npy``, ``.h5``, ``.csv``),
-            or a single file holding all batches keyed by set num.
+            a single file holding all batches keyed by set num, or a NumPy array of samples
+            (``np.memmap`` too), cut into sets of ``array_set_size`` samples (default:
+            ``batch_size``; see :mod:`deeptrain.data.arrays`).
         batch_size: samples per batch; files are split (integer multiple) or combined
             (integer fraction) to match. ``None`` serves files as they are.
-        labels_path: labels file (one entry per set num) or directory; None for no labels.
+        labels_path: labels file (one entry per set num) or directory, or, with an array
+            as ``data_path``, an array of as many labels; None for no labels.
         preprocessor: None (identity), ``'timeseries'``, a ``Preprocessor`` subclass
             (instantiated with ``preprocessor_configs``) or instance.
         data_loader, labels_loader: None (by extension), a built-in name (``'numpy'``,
@@ -90,7 +97,8 @@ class DataGenerator:
             in RAM, loaded once; read from ``superbatch_path`` if given, else ``data_path``.
         set_nums: use only these set nums, in this order.
         **kwargs: see ``DATAGEN_KWARGS`` (shuffle_group_batches, shuffle_group_samples,
-            seed, prefetch, memmap_threshold, dtypes and batch shapes for lz4, ...).
+            seed, prefetch, memmap_threshold, dtypes and batch shapes for lz4,
+            array_set_size, drop_remainder ...).
 
     The keyword settings are attributes of the same name, declared below; a keyword not
     passed takes its value from :data:`DATAGEN_KWARGS` when the DataGenerator is built.
@@ -110,12 +118,13 @@ class DataGenerator:
     prefetch_workers: int  #: threads that load files ahead
     memmap_threshold: int  #: ``.npy`` files larger than this (bytes) are memory-mapped
     drop_remainder: bool  #: drop an epoch's short last batch (files combined into batches)
+    array_set_size: int | None  #: arrays as data: samples per set num (None: batch_size)
 
     def __init__(
         self,
-        data_path: str | Path,
+        data_path: str | Path | np.ndarray,
         batch_size: int | None = 32,
-        labels_path: str | Path | None = None,
+        labels_path: str | Path | np.ndarray | None = None,
         preprocessor: Preprocessor | type | str | None = None,
         preprocessor_configs: dict | None = None,
         data_loader: Any = None,
@@ -127,7 +136,7 @@ class DataGenerator:
         superbatch_set_nums: Sequence[int | str] | str | None = None,
         **kwargs: Any,
     ):
-        check_kwargs(kwargs, DATAGEN_KWARGS, "DataGenerator")
+        check_kwargs(kwargs, DATAGEN_KWARGS, "DataGenerator", signature_of=DataGenerator.__init__)
         for name, default in DATAGEN_KWARGS.items():
             value = kwargs.get(name, default)
             setattr(
@@ -145,8 +154,11 @@ class DataGenerator:
                 "shuffling samples (which also mixes the batches)"
             )
         self.batch_size = batch_size
-        self.data_path = Path(data_path)
-        self.labels_path = Path(labels_path) if labels_path is not None else None
+        self.data_path = check_source(data_path, "data_path")
+        self.labels_path = None if labels_path is None else check_source(labels_path, "labels_path")
+        _check_arrays(self.data_path, self.labels_path)
+        self._data_name = describe_source(self.data_path)
+        self._labels_name = describe_source(self.labels_path)
         self.superbatch_path = Path(superbatch_path) if superbatch_path is not None else None
         self.shuffle = bool(shuffle)
 
@@ -202,6 +214,8 @@ class DataGenerator:
         self._rng = np.random.default_rng(self.seed)
         # the prefetcher holds only a weak reference to us, so dropping the DataGenerator
         # frees it at once (and its finalizer stops the worker threads)
+        if isinstance(self.data_loader, ArrayLoader):
+            self.prefetch = 0  # in RAM (or a memory map read batch by batch): nothing to load
         self._prefetcher: Prefetcher[tuple[np.ndarray, Any]] = Prefetcher(
             _weak_method(self._read_set),
             depth=int(self.prefetch or 0),
@@ -222,14 +236,21 @@ class DataGenerator:
     def _make_loader(
         self,
         spec: Any,
-        path: Path,
+        path: Path | np.ndarray,
         argname: str,
         dtype: Any,
         batch_shape: Any,
-        exclude: Path | None,
+        exclude: Path | np.ndarray | None,
     ) -> DataLoader:
         if isinstance(spec, DataLoader):
             return spec
+        if isinstance(path, np.ndarray):
+            if spec is not None:
+                raise ValueError(f"{argname} is an array: it takes no loader (got {spec!r})")
+            set_size = self.array_set_size or self.batch_size or len(path)
+            set_size = positive_int(set_size, "array_set_size")
+            return ArrayLoader(path, set_size, argname, bool(self.drop_remainder))
+        exclude = None if is_array(exclude) else exclude
         kwargs = dict(
             dtype=dtype,
             batch_shape=batch_shape,
@@ -246,7 +267,7 @@ class DataGenerator:
     def _select_set_nums(self, requested: Sequence[int | str] | None) -> list[str]:
         available = self.data_loader._get_set_nums()
         if not available:
-            raise ValueError(f"data_path={str(self.data_path)!r} holds no set nums")
+            raise ValueError(f"data_path={self._data_name!r} holds no set nums")
         if requested is None:
             selected = available
         else:
@@ -255,7 +276,7 @@ class DataGenerator:
             if missing:
                 raise ValueError(
                     f"set_nums {missing} not found in data_path="
-                    f"{str(self.data_path)!r}; available: {_preview(available)}"
+                    f"{self._data_name!r}; available: {_preview(available)}"
                 )
             if len(set(selected)) != len(selected):
                 raise ValueError(f"set_nums has duplicates: {selected}")
@@ -264,7 +285,7 @@ class DataGenerator:
             missing = [s for s in selected if s not in have]
             if missing:
                 raise ValueError(
-                    f"labels_path={str(self.labels_path)!r} has no labels for set "
+                    f"labels_path={self._labels_name!r} has no labels for set "
                     f"nums {_preview(missing)}; it has {_preview(sorted(have, key=_num_key))}"
                 )
         return selected
@@ -342,13 +363,15 @@ class DataGenerator:
     def preload_superbatch(self) -> None:
         """Load the superbatch set nums into RAM (``superbatch``), once."""
         source = self.data_loader
-        if self.superbatch_path is not None and self.superbatch_path != self.data_path:
+        if self.superbatch_path is not None and not (
+            isinstance(self.data_path, Path) and self.superbatch_path == self.data_path
+        ):
             source = DataLoader(
                 self.superbatch_path,
                 argname="superbatch_path",
                 dtype=self.data_dtype,
                 batch_shape=self.data_batch_shape,
-                exclude=self.labels_path,
+                exclude=None if isinstance(self.labels_path, np.ndarray) else self.labels_path,
             )
             missing = [s for s in self.superbatch_set_nums if s not in set(source._get_set_nums())]
             if missing:
@@ -652,7 +675,7 @@ class DataGenerator:
             raise ValueError(
                 f"the saved DataGenerator state was made with set nums "
                 f"{_preview(saved)}, but this one has {_preview(self.set_nums_original)} "
-                f"(data_path={str(self.data_path)!r})"
+                f"(data_path={self._data_name!r})"
             )
         _check_state_values(state, set(self.set_nums_original), self._plan)
         if "rng" in state:
@@ -754,7 +777,7 @@ class DataGenerator:
 
     def __repr__(self) -> str:
         return (
-            f"DataGenerator({str(self.data_path)!r}, batch_size={self.batch_size}, "
+            f"DataGenerator({self._data_name!r}, batch_size={self.batch_size}, "
             f"{len(self.set_nums_original)} set nums, epoch={self.epoch})"
         )
 
@@ -827,6 +850,22 @@ def _check_state_values(state: dict[str, Any], known: set[str], plan: GroupPlan)
             or sorted(order) != list(range(size))
         ):
             fail(f"group.{key}", f"must be None or a permutation of range({size})")
+
+
+def _check_arrays(data: Path | np.ndarray, labels: Path | np.ndarray | None) -> None:
+    """Labels as an array go with data as an array, sample for sample."""
+    if labels is None or not is_array(labels):
+        return
+    if not is_array(data):
+        raise TypeError(
+            "labels_path may be an array only when data_path is one too (an array of "
+            "samples); for data files, give the labels as a file or directory"
+        )
+    if len(labels) != len(data):
+        raise ValueError(
+            f"labels_path holds {len(labels)} labels but data_path {len(data)} samples; "
+            "they must be sample for sample"
+        )
 
 
 def _make_preprocessor(spec: Any, configs: dict) -> Preprocessor:

@@ -33,7 +33,13 @@ import numpy as np
 
 from .. import callbacks as callbacks_lib
 from .. import distribute, introspection
-from ..backend.stateful import get_states, prepare_stateful_model, reset_states, set_states
+from ..backend.stateful import (
+    get_states,
+    prepare_stateful_model,
+    reset_states,
+    set_states,
+    stateful_layers,
+)
 from ..data.generator import DataGenerator
 from ..distribute.base import schedule_bytes
 from ..saving.checkpoint import CHECKPOINTS_DIR, list_checkpoints
@@ -41,6 +47,7 @@ from ..saving.checkpointer import Checkpointer
 from ..saving.lock import LogdirLock
 from ..saving.naming import model_num_of, name_suffix, reserve_model_num
 from ..saving.report import write_init_logs
+from ..util.console import use_console
 from ..util.misc import capture_args, check_kwargs, positive_int
 from ..visuals import scalefig
 from .aliases import TrainStateAliases
@@ -112,7 +119,8 @@ class TrainGenerator(TrainStateAliases):
         reset_statefuls: reset stateful RNN layers after every train and validation batch.
         iter_verbosity: 0 silent, 1 progress bar and validation lines, 2 also per-iteration
             metrics in the bar and per-batch validation lines.
-        callbacks: ``{stage: fn(tg)}``, ``TraingenCallback`` objects, or a list of them.
+        callbacks: ``{stage: fn(tg)}``, ``TraingenCallback`` objects, ``keras.callbacks``
+            callbacks (see :mod:`deeptrain.callbacks.keras_callbacks`), or a list of them.
         **kwargs: the rest of DeepTrain 0.6's settings (``TRAINGEN_DEFAULTS``).
 
     Every setting is an attribute of the same name, declared below. Its default is the value
@@ -215,7 +223,12 @@ class TrainGenerator(TrainStateAliases):
         **kwargs: Any,
     ):
         arguments = {k: v for k, v in locals().items() if k in TRAINGEN_DEFAULTS}
-        check_kwargs(kwargs, [k for k in TRAINGEN_DEFAULTS if k not in arguments], "TrainGenerator")
+        check_kwargs(
+            kwargs,
+            [k for k in TRAINGEN_DEFAULTS if k not in arguments],
+            "TrainGenerator",
+            signature_of=TrainGenerator.__init__,
+        )
         configs = defaults()  # the defaults dict as it is now: editing it changes defaults
         configs.update({k: v for k, v in arguments.items() if k in self.passed_args})
         configs.update(kwargs)
@@ -230,6 +243,7 @@ class TrainGenerator(TrainStateAliases):
         self.val_datagen = val_datagen
         self.distribution = distribute.detect(model)  # the engine's own, as set up by the user
         self._check_inputs()
+        use_console(self.iter_verbosity)  # messages on the console unless logging is set up
         self._set_up_model()
         self._set_up_metrics()
         self._check_distribution()
@@ -255,10 +269,13 @@ class TrainGenerator(TrainStateAliases):
         self._progress = EpochProgress(self.iter_verbosity)
         writes = self.logdir if self.distribution.is_writer else None
         self._metrics_log = MetricsLog(writes, self.metrics_log)
-        if run_dir is not None:  # rows of batches after the checkpoint were rolled back
+        if run_dir is not None:  # rows and figures of batches after the checkpoint: rolled back
             self._metrics_log.rewind(self.state.batches_fit, self.state.times_validated)
+            if writes is not None and loaded is not None:
+                self._rewind_figures(loaded)
         if writes is not None:
             write_init_logs(self, writes / "misc")
+        self._warn_if_state_carries_across_batches()
 
     @property
     def passed_args(self) -> list[str]:
@@ -371,6 +388,30 @@ class TrainGenerator(TrainStateAliases):
             "the DataGenerators' schedule (files, order, shuffles)",
         )
 
+    def _warn_if_state_carries_across_batches(self) -> None:
+        """Stateful RNNs fed windows of each batch, with ``reset_statefuls`` left at its
+        default False: the state of one batch's last window flows into the next batch's
+        first, which holds other sequences. Passing ``reset_statefuls`` says it is meant."""
+        sliced = [
+            name
+            for name in ("datagen", "val_datagen")
+            if getattr(self, name).slices_per_batch is not None
+        ]
+        if self.reset_statefuls or "reset_statefuls" in self.passed_args or not sliced:
+            return
+        layers = stateful_layers(self.model)
+        if layers:
+            log.warning(
+                "The model's stateful RNN layers (%s) are fed windows of each batch (%s: %s), "
+                "and reset_statefuls is False, so the state of a batch's last window carries "
+                "into the next batch, which holds other sequences. Pass reset_statefuls=True "
+                "to reset the states after every batch, or reset_statefuls=False if "
+                "consecutive batches continue the same sequences.",
+                ", ".join(layer.name for layer in layers),
+                " and ".join(sliced),
+                type(getattr(self, sliced[0]).preprocessor).__name__,
+            )
+
     def _set_up_metrics(self, reloading: bool = False) -> None:
         self.train_metrics = model_metric_names(self.model)
         self.key_metric = self._canonical(self.key_metric, self.train_metrics)
@@ -481,6 +522,17 @@ class TrainGenerator(TrainStateAliases):
             raise ValueError(f"{what} needs a log directory: set logs_dir or logdir")
         return self.logdir
 
+    def _rewind_figures(self, checkpoint: Path) -> None:
+        """A continued run's ``history.png`` and ``report.png`` show the loaded state: the
+        checkpoint's own copies, or drawn anew where it has none (temp checkpoints)."""
+        logdir = self._require_logdir("rewinding figures")
+        for name in ("history", "report"):
+            current, saved = logdir / f"{name}.png", checkpoint / f"{name}.png"
+            if saved.is_file():
+                shutil.copyfile(saved, current)
+            elif current.exists():
+                self.write_figure(name, current)
+
     def check_logdir_owned(self) -> None:
         """Raise if another TrainGenerator of this process took this log directory over."""
         if self._lock is not None:
@@ -507,10 +559,14 @@ class TrainGenerator(TrainStateAliases):
         interrupt (or with more ``epochs``), call it again."""
         self.ensure_consistent()
         self.check_logdir_owned()
+        use_console(self.iter_verbosity)
         state = self.state
+        keras_hooks = self.callbacks.keras
         try:
             with self._loop(), InterruptGuard():  # Ctrl-C and SIGTERM land between iterations
                 self._build_optimizer()
+                if keras_hooks is not None:
+                    keras_hooks.train_begin(self)
                 while True:
                     self._at_boundary()
                     state = self.state  # (a callback may have loaded a checkpoint)
@@ -519,11 +575,25 @@ class TrainGenerator(TrainStateAliases):
                     elif state.epoch < self.epochs:
                         if self.iter_verbosity:
                             self._progress.start(
-                                state.epoch, len(self.datagen), self._batches_into_epoch()
+                                state.epoch + 1,
+                                self.epochs,
+                                len(self.datagen),
+                                self._batches_into_epoch(),
                             )
                         self._train_iteration()
                     else:
                         break
+                    if keras_hooks is not None and keras_hooks.stop_requested(self):
+                        self._progress.close()
+                        log.info(
+                            "Training stopped by a callback (model.stop_training) after "
+                            "%d batches, epoch %d",
+                            state.batches_fit,
+                            state.epoch,
+                        )
+                        break
+                if keras_hooks is not None:
+                    keras_hooks.train_end(self)
         except Preempted:
             self._stop_for_preemption()
         finally:
@@ -609,6 +679,9 @@ class TrainGenerator(TrainStateAliases):
     def _train_iteration(self) -> None:
         dg, state = self.datagen, self.state
         self._checkpointer.pipeline.check()  # a failed background write: raised here
+        keras_hooks = self.callbacks.keras
+        if keras_hooks is not None:
+            keras_hooks.train_iteration_begin(self, dg.batch_exhausted, self._batches_into_epoch())
         x, y, sw = self.get_data(val=False)  # a failed load changes nothing
         # From the step to the end of the bookkeeping, a cut (a second Ctrl-C, an error)
         # leaves the weights and the counters apart: marked, and train() then refuses.
@@ -632,6 +705,8 @@ class TrainGenerator(TrainStateAliases):
                 self._on_train_epoch_end()
             if self.val_freq and self._should_do(self.val_freq):
                 state.train_loop_done, state.val_loop_done = True, False
+            if keras_hooks is not None and dg.all_data_exhausted and not state.train_loop_done:
+                keras_hooks.epoch_end(self, state.epoch - 1, self._epoch_logs())
         self._checkpoint_if_due(at_validation_end=False)
 
     def ensure_consistent(self) -> None:
@@ -708,17 +783,22 @@ class TrainGenerator(TrainStateAliases):
         if self._metrics_log.path is not None:
             self._metrics_log.write(
                 "train_batch",
-                epoch=state.epoch,
+                epoch=state.epoch + 1,  # the epoch in progress, numbered as the bar shows it
                 batches_fit=state.batches_fit,
                 fit_iters=state.fit_iters,
                 set_name=state.set_name,
                 **batch_metrics,
             )
-        if self.iter_verbosity:
-            running = {n: v[-1] for n, v in state.history.items()}
-            self._progress.batch(
-                str(state.set_name).rjust(self._max_set_name_chars), self._format(running, "train")
-            )
+        keras_hooks = self.callbacks.keras
+        if self.iter_verbosity or keras_hooks is not None:
+            running = {n: v[-1] for n, v in state.history.items()}  # means over the epoch
+            if self.iter_verbosity:
+                self._progress.batch(
+                    str(state.set_name).rjust(self._max_set_name_chars),
+                    self._format(running, "train"),
+                )
+            if keras_hooks is not None:
+                keras_hooks.train_batch_end(self, self._batches_into_epoch() - 1, running)
         self._callbacks("train:batch")
 
     def _on_train_epoch_end(self) -> None:
@@ -755,6 +835,11 @@ class TrainGenerator(TrainStateAliases):
             dg.slices_per_batch,
             dg.slice_idx if slice_idx is None else slice_idx,
         )
+
+    def _epoch_logs(self) -> dict[str, Any]:
+        """The train metrics of the epoch just ended (means over it), as Keras' callbacks
+        get them at ``on_epoch_end``."""
+        return {name: values[-1] for name, values in self.state.history.items() if values}
 
     def get_data(self, val: bool = False) -> tuple[Any, Any, Any]:
         """The next ``(x, y, sample_weight)`` to fit (or validate); ``sample_weight`` is None
@@ -812,6 +897,8 @@ class TrainGenerator(TrainStateAliases):
             self.reset_validation()
         if self._val_start is None:
             self._val_start = self._validation_start()
+            if self.callbacks.keras is not None:
+                self.callbacks.keras.test_begin(self)
         state = self.state
         self._recording = record_progress
         state.train_loop_done = True
@@ -864,6 +951,8 @@ class TrainGenerator(TrainStateAliases):
         if start.rnn_states:
             set_states(self.model, start.rnn_states)
         self._val_cache = start.cache.copy()
+        if self.callbacks.keras is not None:
+            self.callbacks.keras.restart_test()
         path = self._metrics_log.path
         if path is not None and path.exists():
             os.truncate(path, start.metrics_log_bytes or 0)  # rows of the cut validation
@@ -872,6 +961,8 @@ class TrainGenerator(TrainStateAliases):
     def _val_iteration(self) -> None:
         vdg, state = self.val_datagen, self.state
         self._checkpointer.pipeline.check()  # a failed background write: raised here
+        if self.callbacks.keras is not None and vdg.batch_exhausted:
+            self.callbacks.keras.test_batch_begin(len(state.val_temp_sizes))
         x, y, sw = self.get_data(val=True)
         first_slice = vdg.slice_idx in (None, 0)
         eval_sw = sw if (self.val_class_weights or self.loss_weighted_slices_range) else None
@@ -901,6 +992,9 @@ class TrainGenerator(TrainStateAliases):
             entries[-1] = float(np.mean(entries[-1]))
         if self.reset_statefuls:
             reset_states(self.model)
+        if self.callbacks.keras is not None:
+            metrics = {n: v[-1] for n, v in state.val_temp_history.items()}  # evaluate mode
+            self.callbacks.keras.test_batch_end(len(state.val_temp_sizes) - 1, metrics, n_samples)
         if self.iter_verbosity >= 2:  # this batch's metrics, in both modes
             if self.val_mode == "evaluate":
                 batch = {n: v[-1] for n, v in state.val_temp_history.items()}
@@ -974,7 +1068,7 @@ class TrainGenerator(TrainStateAliases):
                 log.info("New best %s: %s", self.key_metric, f"{latest:.6f}")
             self._metrics_log.write(
                 "validation",
-                epoch=state.epoch,
+                epoch=self._validated_epoch(),
                 val_epoch=state.val_epoch,
                 batches_fit=state.batches_fit,
                 times_validated=state.times_validated,
@@ -993,9 +1087,15 @@ class TrainGenerator(TrainStateAliases):
             self.last_health = self.check_health()
         if use_callbacks and self._should_do(self.plot_history_freq, validation_ended=True):
             self.plot_history()
+        after_epoch = record_progress and self.datagen.all_data_exhausted
         if use_callbacks:
-            after_epoch = record_progress and self.datagen.all_data_exhausted
             self.callbacks(("val_end", "train:epoch") if after_epoch else "val_end", self)
+        if self.callbacks.keras is not None:
+            self.callbacks.keras.test_end(self, dict(self.last_validation))
+            if after_epoch:  # the epoch's end, deferred until its validation was done
+                logs = self._epoch_logs()
+                logs.update({f"val_{k}": v for k, v in self.last_validation.items()})
+                self.callbacks.keras.epoch_end(self, state.epoch - 1, logs)
         if clear_cache:
             self.clear_cache()
         state.val_loop_done = state.train_loop_done = False
@@ -1223,6 +1323,13 @@ class TrainGenerator(TrainStateAliases):
             epoch_ended=self.datagen.all_data_exhausted,
             validation_ended=validation_ended,
         )
+
+    def _validated_epoch(self) -> int:
+        """The epoch a validation belongs to, numbered from 1 as the progress bar shows it:
+        the epoch it follows (``tg.epoch``; 0 before any training) or, in the middle of an
+        epoch, the epoch in progress."""
+        mid_epoch = self._batches_into_epoch() > 0 or self.datagen.slice_idx not in (None, 0)
+        return self.state.epoch + int(mid_epoch)
 
     def _batches_into_epoch(self) -> int:
         return self.state.batches_fit - (

@@ -47,12 +47,14 @@ class EpochProgress:
         self.verbosity = verbosity
         self.bar: tqdm | None = None
 
-    def start(self, epoch: int, total: int, done: int = 0) -> None:
+    def start(self, epoch: int, epochs: int, total: int, done: int = 0) -> None:
+        """A bar for ``epoch`` (numbered from 1) of ``epochs``: ``total`` batches, ``done``
+        of them already fit (a resumed epoch)."""
         if self.verbosity and self.bar is None:
             self.bar = tqdm(
                 total=total,
                 initial=done,
-                desc=f"Epoch {epoch + 1}",
+                desc=f"Epoch {epoch}/{epochs}",
                 unit="batch",
                 dynamic_ncols=True,
                 leave=True,

@@ -20,6 +20,7 @@ __all__ = [
     "append_examples_dir_to_sys_path",
     "check_kwargs",
     "closest_match_hint",
+    "parameter_names",
     "capture_args",
     "positive_int",
     "pass_on_error",
@@ -37,16 +38,33 @@ def closest_match_hint(name: str, valid: Iterable[str]) -> str:
     return f"; did you mean {matches[0]!r}?" if matches else ""
 
 
-def check_kwargs(kwargs: Mapping[str, Any], valid: Iterable[str], owner: str) -> None:
+def check_kwargs(
+    kwargs: Mapping[str, Any], valid: Iterable[str], owner: str, signature_of: Any = None
+) -> None:
     """Raise ``TypeError`` for the first key of ``kwargs`` not in ``valid``, suggesting the
-    closest one."""
+    closest of all valid names: ``valid`` and the named parameters of ``signature_of`` (a
+    function), so that ``epocs`` suggests ``epochs`` although ``epochs`` never reaches
+    ``**kwargs``."""
     valid = list(valid)
     for key in kwargs:
         if key not in valid:
+            names = sorted(set(valid) | set(parameter_names(signature_of)))
             raise TypeError(
                 f"{owner} got an unexpected keyword argument {key!r}"
-                f"{closest_match_hint(key, valid)} (valid: {', '.join(sorted(valid))})"
+                f"{closest_match_hint(key, names)} (valid: {', '.join(names)})"
             )
+
+
+def parameter_names(fn: Any) -> list[str]:
+    """Names ``fn`` takes as keywords (not ``self``, ``*args`` or ``**kwargs``)."""
+    if fn is None:
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [
+        name
+        for name, p in inspect.signature(fn).parameters.items()
+        if p.kind in kinds and name != "self"
+    ]
 
 
 def positive_int(value: Any, name: str) -> int:

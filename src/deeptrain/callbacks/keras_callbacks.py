@@ -1,0 +1,242 @@
+"""Keras callbacks (``keras.callbacks.Callback``) in a DeepTrain run.
+
+Any Keras callback given in ``callbacks`` gets Keras' hooks at the moments ``fit`` would
+call them (:class:`KerasHooks`, driven by the TrainGenerator):
+
+==========================  ==============================================================
+``set_model``, ``set_params``  at construction and at every ``train()`` (``epochs``, ``steps``)
+``on_train_begin/end``      at every ``train()`` call: its start, and its normal end (epochs
+                            done, or ``model.stop_training``); not after an exception
+``on_epoch_begin``          before the epoch's first batch (and the first batch a
+                            ``train()`` call fits, when it continues an epoch)
+``on_train_batch_begin/end``  around each batch (all of its windows); ``logs``: the running
+                            means over the epoch so far, as ``fit`` gives them
+``on_epoch_end``            at the epoch's end; when a validation follows the epoch, after it,
+                            with its metrics added as ``val_<name>``
+``on_test_begin/end``,      around each validation and its batches; ``on_test_end`` gets the
+``on_test_batch_begin/end``  validation's metrics (batch logs: running means, evaluate mode)
+==========================  ==============================================================
+
+``model.stop_training = True`` (``EarlyStopping``, ``TerminateOnNaN``) ends ``train()``
+after the current iteration or validation, once its checkpoint (if one is due) is written;
+``train()`` again goes on from there, as ``fit`` again would.
+
+Counters are checkpointed (:class:`KerasCallback`): ``EarlyStopping``'s ``wait``, ``best``,
+``best_epoch``, ``stopped_epoch`` and ``best_weights``, ``ReduceLROnPlateau``'s ``wait``,
+``cooldown_counter`` and ``best``, ``ModelCheckpoint``'s and ``TensorBoard``'s batch and
+step counters; a callback class of your own saves what its ``state_dict()`` returns (with a
+``load_state_dict(state)``), as a ``TraingenCallback`` does. They survive every ``train()``
+call of a run (one run is one training, however many calls it takes): ``on_train_begin``
+resets them in Keras, so they are put back right after it when the run has begun.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .base import TraingenCallback
+
+__all__ = ["KerasCallback", "KerasHooks", "is_keras_callback"]
+
+log = logging.getLogger(__name__)
+
+# counters of Keras' own callbacks, by class name (subclasses included)
+COUNTERS: dict[str, tuple[str, ...]] = {
+    "EarlyStopping": ("wait", "stopped_epoch", "best", "best_epoch", "best_weights"),
+    "ReduceLROnPlateau": ("wait", "cooldown_counter", "best"),
+    "ModelCheckpoint": (
+        "best",
+        "_batches_seen_since_last_saving",
+        "_last_batch_seen",
+        "_current_epoch",
+    ),
+    "TensorBoard": ("_global_train_batch", "_global_test_batch"),
+}
+
+_TRAIN_BATCH_HOOKS = (
+    "on_train_batch_begin",
+    "on_train_batch_end",
+    "on_batch_begin",
+    "on_batch_end",
+)
+_TEST_BATCH_HOOKS = ("on_test_batch_begin", "on_test_batch_end")
+
+
+def is_keras_callback(obj: Any) -> bool:
+    import keras
+
+    return isinstance(obj, keras.callbacks.Callback)
+
+
+def _overrides(callback: Any, names: tuple[str, ...]) -> bool:
+    """Whether ``callback`` has its own version of any of the hooks ``names`` (a method of
+    its class, or a function set on the instance as ``LambdaCallback`` does)."""
+    import keras
+
+    base = keras.callbacks.Callback
+    for name in names:
+        hook = getattr(callback, name, None)
+        if getattr(hook, "__func__", hook) is not getattr(base, name):
+            return True
+    return False
+
+
+def _plain(value: Any) -> Any:
+    """A counter's value in JSON-able form (arrays stay arrays, for the checkpoint's npz)."""
+    if value is None or isinstance(value, (bool, int, float, str, np.ndarray)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    import keras
+
+    array = np.asarray(keras.ops.convert_to_numpy(value))  # a backend tensor or variable
+    return array.item() if array.ndim == 0 else array
+
+
+class KerasCallback(TraingenCallback):
+    """A ``keras.callbacks.Callback`` in DeepTrain's callbacks: its counters in
+    checkpoints (see the module's docstring). ``callback`` is the Keras callback."""
+
+    def __init__(self, callback: Any):
+        self.callback = callback
+
+    def init_with_traingen(self, tg: Any) -> None:
+        super().init_with_traingen(tg)
+        self.callback.set_model(tg.model)
+
+    def counter_names(self) -> tuple[str, ...]:
+        names: list[str] = []
+        for cls in type(self.callback).__mro__:
+            names += [n for n in COUNTERS.get(cls.__name__, ()) if n not in names]
+        return tuple(names)
+
+    def state_dict(self) -> dict[str, Any]:
+        cb = self.callback
+        state: dict[str, Any] = {
+            "keras_class": type(cb).__qualname__,
+            "counters": {n: _plain(getattr(cb, n)) for n in self.counter_names() if hasattr(cb, n)},
+        }
+        own = getattr(cb, "state_dict", None)
+        if callable(own):
+            state["own"] = own()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        cb = self.callback
+        if state.get("keras_class") != type(cb).__qualname__:
+            log.warning(
+                "Saved state of Keras callback %r does not fit the callback %r at its "
+                "position; it starts fresh",
+                state.get("keras_class"),
+                type(cb).__qualname__,
+            )
+            return
+        for name, value in dict(state.get("counters", {})).items():
+            if isinstance(value, list) and name == "best_weights":
+                value = [np.array(v) for v in value]
+            setattr(cb, name, value)
+        if "own" in state and callable(getattr(cb, "load_state_dict", None)):
+            cb.load_state_dict(state["own"])
+
+
+class KerasHooks:
+    """Calls Keras' hooks on the Keras callbacks of a TrainGenerator (see the module's
+    docstring). Batch hooks go only to callbacks that override them, so a run whose
+    Keras callbacks act per epoch pays nothing per batch."""
+
+    def __init__(self, adapters: list[KerasCallback]):
+        self.adapters = adapters
+        self.callbacks = [a.callback for a in adapters]
+        self.train_batch = [cb for cb in self.callbacks if _overrides(cb, _TRAIN_BATCH_HOOKS)]
+        self.test_batch = [cb for cb in self.callbacks if _overrides(cb, _TEST_BATCH_HOOKS)]
+        self.epoch_open = False  # on_epoch_begin called for the epoch in progress
+        self.last_epoch_logs: dict[str, Any] = {}
+        self._test_sums: dict[str, list[float]] = {}
+
+    # -- train -----------------------------------------------------------------------
+    def train_begin(self, tg: Any) -> None:
+        tg._sync_model()
+        tg.model.stop_training = False
+        params = {"verbose": 0, "epochs": tg.epochs, "steps": len(tg.datagen)}
+        begun = tg.state.fit_iters > 0 or tg.state.times_validated > 0
+        for adapter in self.adapters:
+            cb = adapter.callback
+            cb.set_model(tg.model)
+            cb.set_params(params)
+            kept = adapter.state_dict() if begun else None
+            cb.on_train_begin({})
+            if kept is not None:  # one run is one training: its counters go on
+                adapter.load_state_dict(kept)
+        self.epoch_open = False
+
+    def train_end(self, tg: Any) -> None:
+        tg._sync_model()
+        for cb in self.callbacks:
+            cb.on_train_end(dict(self.last_epoch_logs))
+
+    def train_iteration_begin(self, tg: Any, new_batch: bool, batch: int) -> None:
+        """Before a train iteration: ``on_epoch_begin`` if not yet called for this epoch,
+        ``on_train_batch_begin`` if the iteration starts batch number ``batch``."""
+        if not self.epoch_open:
+            tg._sync_model()
+            for cb in self.callbacks:
+                cb.on_epoch_begin(tg.state.epoch, {})
+            self.epoch_open = True
+        if new_batch and self.train_batch:
+            tg._sync_model()
+            for cb in self.train_batch:
+                cb.on_train_batch_begin(batch, {})
+
+    def train_batch_end(self, tg: Any, batch: int, logs: dict[str, Any]) -> None:
+        if self.train_batch:
+            tg._sync_model()
+            for cb in self.train_batch:
+                cb.on_train_batch_end(batch, logs)
+
+    def epoch_end(self, tg: Any, epoch: int, logs: dict[str, Any]) -> None:
+        tg._sync_model()
+        self.last_epoch_logs = logs
+        for cb in self.callbacks:
+            cb.on_epoch_end(epoch, logs)  # one dict for all, as Keras passes it
+        self.epoch_open = False
+
+    # -- validation ------------------------------------------------------------------
+    def test_begin(self, tg: Any) -> None:
+        tg._sync_model()
+        self._test_sums = {}
+        for cb in self.callbacks:
+            cb.on_test_begin({})
+
+    def restart_test(self) -> None:
+        """A validation cut half-way starts over: its running means too."""
+        self._test_sums = {}
+
+    def test_batch_begin(self, batch: int) -> None:
+        for cb in self.test_batch:
+            cb.on_test_batch_begin(batch, {})
+
+    def test_batch_end(self, batch: int, metrics: Mapping[str, float], n_samples: int) -> None:
+        if not self.test_batch:
+            return
+        for name, value in metrics.items():  # running means weighted by samples, as Keras
+            total = self._test_sums.setdefault(name, [0.0, 0])
+            total[0] += float(value) * n_samples
+            total[1] += n_samples
+        logs = {name: s / max(n, 1) for name, (s, n) in self._test_sums.items()}
+        for cb in self.test_batch:
+            cb.on_test_batch_end(batch, logs)
+
+    def test_end(self, tg: Any, logs: dict[str, Any]) -> None:
+        tg._sync_model()
+        for cb in self.callbacks:
+            cb.on_test_end(dict(logs))
+
+    @staticmethod
+    def stop_requested(tg: Any) -> bool:
+        return bool(getattr(tg.model, "stop_training", False))
