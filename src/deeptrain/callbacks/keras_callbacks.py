@@ -3,19 +3,22 @@
 Any Keras callback given in ``callbacks`` gets Keras' hooks at the moments ``fit`` would
 call them (:class:`KerasHooks`, driven by the TrainGenerator):
 
-==========================  ==============================================================
-``set_model``, ``set_params``  at construction and at every ``train()`` (``epochs``, ``steps``)
-``on_train_begin/end``      at every ``train()`` call: its start, and its normal end (epochs
-                            done, or ``model.stop_training``); not after an exception
-``on_epoch_begin``          before the epoch's first batch (and the first batch a
-                            ``train()`` call fits, when it continues an epoch)
-``on_train_batch_begin/end``  around each batch (all of its windows); ``logs``: the running
-                            means over the epoch so far, as ``fit`` gives them
-``on_epoch_end``            at the epoch's end; when a validation follows the epoch, after it,
-                            with its metrics added as ``val_<name>``
-``on_test_begin/end``,      around each validation and its batches; ``on_test_end`` gets the
-``on_test_batch_begin/end``  validation's metrics (batch logs: running means, evaluate mode)
-==========================  ==============================================================
+==============================  ==========================================================
+``set_model``, ``set_params``   at construction and at every ``train()`` (``epochs``,
+                                ``steps``)
+``on_train_begin/end``          at every ``train()`` call: its start, and its normal end
+                                (epochs done, or ``model.stop_training``); not after an
+                                exception
+``on_epoch_begin``              before the epoch's first batch (and the first batch a
+                                ``train()`` call fits, when it continues an epoch)
+``on_train_batch_begin/end``    around each batch (all of its windows); ``logs``: the
+                                running means over the epoch so far, as ``fit`` gives them
+``on_epoch_end``                at the epoch's end; when a validation follows the epoch,
+                                after it, with its metrics added as ``val_<name>``
+``on_test_begin/end``,          around each validation and its batches; ``on_test_end``
+``on_test_batch_begin/end``     gets the validation's metrics (batch logs: running means,
+                                evaluate mode)
+==============================  ==========================================================
 
 ``model.stop_training = True`` (``EarlyStopping``, ``TerminateOnNaN``) ends ``train()``
 after the current iteration or validation, once its checkpoint (if one is due) is written;
