@@ -25,7 +25,13 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["report_sections", "report_figure", "write_init_logs", "DEFAULT_EXCLUDES"]
+__all__ = [
+    "report_sections",
+    "state_report_sections",
+    "report_figure",
+    "write_init_logs",
+    "DEFAULT_EXCLUDES",
+]
 
 _SCALARS = (bool, int, float, str, type(None), np.integer, np.floating, np.bool_)
 
@@ -146,13 +152,46 @@ def _datagen_items(dg: Any) -> dict[str, Any]:
 
 def report_sections(tg: Any) -> dict[str, list[str]]:
     """The report's text: ``{section title: ["'attr' = value", ...]}``."""
-    configs = tg.report_configs
     sources = {
         ">>HYPERPARAMETERS": ("model", dict(tg.model_configs or {})),
         ">>TRAINGEN STATE": ("traingen", _traingen_items(tg)),
         ">>TRAIN DATAGEN STATE": ("datagen", _datagen_items(tg.datagen)),
         ">>VAL DATAGEN STATE": ("val_datagen", _datagen_items(tg.val_datagen)),
     }
+    return _sections(sources, tg.report_configs)
+
+
+def state_report_sections(state: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The report's text from a checkpoint's state alone (no model, no data): the saved
+    settings and train state, and both DataGenerators' saved positions."""
+    from ..util.jsonstate import from_json
+
+    settings = {k: from_json(v) for k, v in dict(state.get("traingen", {})).items()}
+    traingen = {k: v for k, v in settings.items() if k != "model_configs"}
+    traingen.update({k: v for k, v in state["train_state"].items() if _short(v)})
+
+    def datagen(saved: Mapping[str, Any]) -> dict[str, Any]:
+        items = {k: v for k, v in saved.items() if k not in ("rng", "group", "preprocessor")}
+        items["n_set_nums"] = len(saved.get("set_nums_original", []))
+        items["n_set_nums_to_process"] = len(saved.get("set_nums_to_process", []))
+        group = saved.get("group") or {}
+        items.update({f"group.{k}": v for k, v in group.items() if _short(v)})
+        pre = saved.get("preprocessor") or {}
+        items.update({f"preprocessor.{k}": v for k, v in pre.items() if _short(v)})
+        return items
+
+    sources = {
+        ">>HYPERPARAMETERS": ("model", dict(settings.get("model_configs") or {})),
+        ">>TRAINGEN STATE": ("traingen", traingen),
+        ">>TRAIN DATAGEN STATE": ("datagen", datagen(state["datagen"])),
+        ">>VAL DATAGEN STATE": ("val_datagen", datagen(state["val_datagen"])),
+    }
+    return _sections(sources, settings.get("report_configs"))
+
+
+def _sections(
+    sources: Mapping[str, tuple[str, dict[str, Any]]], configs: Mapping | None
+) -> dict[str, list[str]]:
     sections = {}
     for title, (target, items) in sources.items():
         items = _filtered(

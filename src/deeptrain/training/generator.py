@@ -377,7 +377,7 @@ class TrainGenerator:
         interrupt (or with more ``epochs``), call it again."""
         self._refuse_if_inconsistent()
         self.check_logdir_owned()
-        state = self.state
+        self._callbacks("train_start")
         try:
             with InterruptGuard() as guard:  # Ctrl-C lands between iterations
                 self._build_optimizer()
@@ -394,12 +394,27 @@ class TrainGenerator:
                         self._train_iteration()
                     else:
                         break
-        finally:
-            self._sync_model()
-            self._progress.close()
-        if self.final_fig_dir is not None:
+        except BaseException:
+            self._finish_training(failed=True)
+            raise
+        self._finish_training(failed=False)
+
+    def _finish_training(self, failed: bool) -> None:
+        """The end of ``train()``: the model synced, the final figure, ``'train_end'``
+        callbacks. While ``train()`` is raising, a callback's error is logged, not raised
+        (the first error is the one to see)."""
+        self._sync_model()
+        self._progress.close()
+        if not failed and self.final_fig_dir is not None:
             self._save_final_figure()
-        log.info("Training has concluded.")
+        try:
+            self.callbacks("train_end", self)
+        except Exception:
+            if not failed:
+                raise
+            log.exception("A 'train_end' callback failed while train() was stopping")
+        if not failed:
+            log.info("Training has concluded.")
 
     def _save_final_figure(self) -> Path:
         """``<final_fig_dir>/<model_name>.png``, replacing this model number's older ones."""
@@ -472,9 +487,11 @@ class TrainGenerator:
         )
 
     def _callbacks(self, stage: str) -> None:
-        """Dispatch ``stage`` (skipped when there are no callbacks: it runs every step)."""
+        """Dispatch ``stage`` (skipped when there are no callbacks: it runs every step); the
+        model is synced first unless no callback reads it."""
         if self.callbacks.entries:
-            self._sync_model()
+            if self.callbacks.reads_model:
+                self._sync_model()
             self.callbacks(stage, self)
 
     def _sync_model(self) -> None:
@@ -483,6 +500,12 @@ class TrainGenerator:
         sync = getattr(self._fit_fn, "sync", None)
         if sync is not None:
             sync()
+
+    def sync_model(self) -> None:
+        """Make the model's variables current: on JAX the train step keeps them on the
+        device between steps. Callbacks with ``reads_model=False`` call it before reading
+        the model."""
+        self._sync_model()
 
     def _on_train_batch_end(self) -> None:
         state = self.state
@@ -960,6 +983,14 @@ class TrainGenerator:
             fig.savefig(path, dpi=80)
             self._figure_files["history"] = (self._progress_key(), Path(path))
         return fig
+
+    def drawn_figure(self, name: str) -> Path | None:
+        """The PNG of the ``'history'`` or ``'report'`` figure if one was drawn at this point
+        of training (since the last iteration or validation step), else None."""
+        key, path = self._figure_files.get(name, (None, None))
+        if key != self._progress_key() or path is None or not path.is_file():
+            return None
+        return path
 
     def _progress_key(self) -> tuple:
         s = self.state
