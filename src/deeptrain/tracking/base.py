@@ -32,6 +32,7 @@ __all__ = ["TrackingLogger"]
 log = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT_S = 120.0
+CHECKPOINT_WAIT_S = 60.0
 _COUNTS = {"batch": "batches_fit", "epoch": "epoch", "val": "times_validated"}
 
 
@@ -71,6 +72,7 @@ class TrackingLogger(TraingenCallback):
         self._opened = False
         self._val_logged = 0  # times_validated of the last validation recorded
         self._last_step: tuple[int, dict[str, float]] = (-1, {})  # scalars at the newest step
+        self._lagging = False  # the store did not keep up at the last checkpoint
 
     # -- stages --------------------------------------------------------------------------
     def on_train_start(self, stage: Stage) -> None:
@@ -96,6 +98,25 @@ class TrackingLogger(TraingenCallback):
         self._periodic("val")
         if self._due(self.images_freq, "val"):
             self._images(self._figures(), state.batches_fit)
+
+    def on_save(self, stage: Stage) -> None:
+        """Everything recorded up to this checkpoint is written before it is: a run killed
+        later and resumed from it records only what follows it."""
+        if self._opened:
+            self._at_checkpoint()
+            self._wait_at_checkpoint()
+
+    def _wait_at_checkpoint(self) -> None:
+        if self._lagging and self._worker.pending:
+            return  # not waiting again until the store has caught up
+        self._lagging = not self._worker.flush(CHECKPOINT_WAIT_S)
+        if self._lagging:
+            log.warning(
+                "%s: still writing after %s s at a checkpoint; training goes on without "
+                "waiting for it until it catches up",
+                type(self).__name__,
+                CHECKPOINT_WAIT_S,
+            )
 
     # -- what is recorded ------------------------------------------------------------------
     def _due(self, freq: Mapping[str, int] | None, mode: str) -> bool:
@@ -157,6 +178,9 @@ class TrackingLogger(TraingenCallback):
 
     def _images(self, pngs: dict[str, bytes], step: int) -> None:
         raise NotImplementedError
+
+    def _at_checkpoint(self) -> None:
+        """Hand the worker what a checkpoint must not be written before."""
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

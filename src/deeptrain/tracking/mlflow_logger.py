@@ -65,9 +65,10 @@ class MLflowLogger(TrackingLogger):
         tags: more tags for the run.
         train_freq, lr_freq, images_freq: ``{'batch' | 'epoch' | 'val': n}`` or None.
 
-    Metrics are sent at every checkpoint (and at validation and epoch ends when the run
-    writes none), and at the end of ``train()``, from a background thread: a run killed
-    and resumed sends no step past its last checkpoint twice. The run's id is saved in the
+    Metrics are sent from a background thread at every checkpoint (which waits for them),
+    at validation and epoch ends when the run writes no checkpoints, and at the end of
+    ``train()``: a run killed and resumed has in the store exactly the steps up to its
+    checkpoint, and sends the rest once. The run's id is saved in the
     checkpoints: resuming the run (the same log directory) continues the same MLflow run;
     a new run from a checkpoint (``continue_run=False``, a best model) gets a new one,
     tagged ``deeptrain.parent_run_id``. Steps the store already has are not sent again.
@@ -315,10 +316,9 @@ class MLflowLogger(TrackingLogger):
             if not self._writes_checkpoints():
                 self._send()
 
-    def on_save(self, stage: Stage) -> None:
-        if self._opened:
-            self._send()
-            self._best_model()
+    def _at_checkpoint(self) -> None:
+        self._send()
+        self._best_model()
 
     def on_train_end(self, stage: Stage) -> None:
         if not self._opened:

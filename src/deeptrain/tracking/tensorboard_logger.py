@@ -158,9 +158,8 @@ class TensorBoardLogger(TrackingLogger):
         if self._opened:
             self._worker.submit(self._flush_file)
 
-    def on_save(self, stage: Stage) -> None:
-        if self._opened:
-            self._worker.submit(self._flush_file)
+    def _at_checkpoint(self) -> None:
+        self._worker.submit(self._flush_file)
 
     def on_train_end(self, stage: Stage) -> None:
         if self._opened:

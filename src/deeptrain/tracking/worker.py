@@ -53,6 +53,11 @@ class BackgroundWorker:
             raise box["error"]
         return box.get("result")
 
+    @property
+    def pending(self) -> int:
+        """Calls queued or running."""
+        return self._pending
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued call has run; False if ``timeout`` (s) ran out first."""
         with self._done:
