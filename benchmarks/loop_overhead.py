@@ -34,6 +34,15 @@ Contenders (ms per train step):
               round (``tg.epochs += E``).
 * ``tg_bar``  the same with ``iter_verbosity=1`` (the tqdm bar, written to /dev/null).
 
+Tracking (a second table; ``--no-tracking`` skips it, a logger whose package is missing is
+left out): ``tg`` alone and with a ``TensorBoardLogger`` (``tg_tb``, event files in a temp
+folder) or an ``MLflowLogger`` (``tg_mlflow``, a SQLite store in a temp folder; no
+checkpoints here, so metrics are sent every epoch), each at its default frequencies (train
+metrics every batch, the learning rate every epoch), ``--tracking-epochs`` epochs per
+``train()`` call as in a run. Each ``train()`` call also starts and ends the loggers (MLflow:
+the run's status, and a wait until the store has everything): that cost per call is timed
+apart (a call with no epoch left) and reported in ms; the per-step ratio leaves it out.
+
 Warm-up: every contender runs one epoch (fit: two calls) before timing. Timing: ``--rounds``
 rounds; in each round every contender trains E epochs, in an order rotated every round, so
 slow drifts of this (noisy, shared) machine hit all contenders alike. Reported: the median
@@ -42,7 +51,8 @@ ratio (paired, robust to drift), and in brackets the ratio of the minima.
 
 Goals (PASS/FAIL lines): TensorFlow and torch, ``tg`` within 1.03x of ``bare``; JAX, ``tg``
 within 1.10x of ``fit`` (on JAX ``train_on_batch`` copies every variable in and out per
-call, so ``bare`` is no bar to clear there).
+call, so ``bare`` is no bar to clear there); every backend, ``tg_tb`` and ``tg_mlflow``
+within 1.03x of ``tg`` per step.
 
 Checks printed before the table: the step driver against ``train_on_batch`` from the same
 start (per-batch metrics, then weights, optimizer and metrics variables: max |diff|; JAX
@@ -107,6 +117,7 @@ BATCH = 64
 FEATURES = 32
 CLASSES = 10
 GOALS = {"tensorflow": ("bare", 1.03), "torch": ("bare", 1.03), "jax": ("fit", 1.10)}
+TRACKING_GOAL = 1.03  # a logger at its default frequencies vs the same loop without it
 
 
 # -- data and model ---------------------------------------------------------------------
@@ -351,6 +362,76 @@ def report(contenders: list[Contender], rounds: int, epochs: int) -> bool:
     ratio = paired_ratio(tg, by[ref_name])
     ok = ratio <= limit
     print(f"goal tg/{ref_name} = {ratio:.3f} (<= {limit:.2f}): {'PASS' if ok else 'FAIL'}")
+    return ok
+
+
+# -- tracking ---------------------------------------------------------------------------
+def tracking_traingens(root: Path, tmp: Path) -> dict[str, TrainGenerator]:
+    """``tg`` alone and with each logger whose package is installed (default frequencies)."""
+    import importlib.util
+
+    from deeptrain.tracking import MLflowLogger, TensorBoardLogger
+
+    loggers = {
+        "tg_tb": ("tensorboardX", lambda: TensorBoardLogger(logdir=tmp / "tensorboard")),
+        "tg_mlflow": ("mlflow", lambda: MLflowLogger(f"sqlite:///{tmp / 'mlflow.db'}")),
+    }
+    out = {"tg": make_traingen(root)}
+    for name, (package, make) in loggers.items():
+        if importlib.util.find_spec(package) is None:
+            print(f"({name} left out: {package} is not installed)")
+        else:
+            out[name] = make_traingen(root, callbacks=[make()])
+    return out
+
+
+def per_call_ms(tg: TrainGenerator, calls: int = 5) -> float:
+    """A ``train()`` call with no epoch left: the loggers' start and end alone."""
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        tg.train()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def tracking(root: Path, tmp: Path, rounds: int, epochs: int) -> bool:
+    tgs = tracking_traingens(root, tmp)
+    n = len(tgs["tg"].datagen)
+    contenders = [Contender(name, tg_runner(tg), n) for name, tg in tgs.items()]
+    measure(contenders, rounds, epochs)
+    fixed = {name: per_call_ms(tg) for name, tg in tgs.items()}
+    steps = epochs * n
+    net = {  # seconds per step without the per-call cost
+        c.name: [t - fixed[c.name] / 1e3 / steps for t in c.times] for c in contenders
+    }
+    base = contenders[0]
+    print(
+        f"\ntracking: {rounds} rounds x {epochs} epochs x {n} steps per train() call; per step "
+        "(median, min), per call (a train() with no epoch left), per-step ratio to tg "
+        "(paired median; per-call cost apart)"
+    )
+    print(f"{'contender':<10}{'ms/step':>8}{'(min)':>8}{'ms/call':>9}{'vs tg':>9}{'us/step':>9}")
+    ok = True
+    for c in contenders:
+        ratio = statistics.median(a / b for a, b in zip(net[c.name], net["tg"], strict=True))
+        extra = statistics.median(
+            (a - b) * 1e6 for a, b in zip(net[c.name], net["tg"], strict=True)
+        )
+        print(
+            f"{c.name:<10}{statistics.median(c.times) * 1e3:>8.3f}{min(c.times) * 1e3:>8.3f}"
+            f"{fixed[c.name]:>9.1f}{ratio:>8.3f}x{extra:>+9.1f}"
+        )
+        if c is not base:
+            passed = ratio <= TRACKING_GOAL
+            ok = ok and passed
+            print(
+                f"goal {c.name}/tg per step = {ratio:.3f} (<= {TRACKING_GOAL:.2f}): "
+                f"{'PASS' if passed else 'FAIL'}"
+            )
+    for tg in tgs.values():
+        for cb in tg.callbacks.objects:
+            cb.close()
     return ok
 
 
@@ -609,6 +690,13 @@ def main() -> None:
     )
     p.add_argument("--files", type=int, default=32, help="files of 64 samples (steps/epoch)")
     p.add_argument("--no-bar", action="store_true", help="skip the tg_bar row")
+    p.add_argument("--no-tracking", action="store_true", help="skip the tracking table")
+    p.add_argument(
+        "--tracking-epochs",
+        type=int,
+        default=None,
+        help="epochs per train() call in the tracking table (default 8; quick 2)",
+    )
     p.add_argument(
         "--threads",
         type=int,
@@ -646,6 +734,9 @@ def main() -> None:
         )
         measure(contenders, rounds, epochs)
         report(contenders, rounds, epochs)
+        if not args.no_tracking:
+            long = args.tracking_epochs or (2 if args.quick else 8)
+            tracking(root, Path(tmp) / "tracking", max(3, rounds // 3), long)
         if args.profile:
             profile(root, batches, epochs)
 

@@ -220,6 +220,8 @@ def mlflow_server(tmp_path_factory):
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its workers share its process group: stopped together
+        # no background job runner (a pool of worker processes for MLflow's GenAI jobs)
+        env=dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
     )
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 240

@@ -63,10 +63,10 @@ class EventFile:
         self._write(event)
 
     def scalars(self, values: Mapping[str, float], step: int, walltime: float) -> None:
-        from tensorboardX.summary import scalar
-
-        for tag, value in values.items():
-            self.summary(scalar(tag, float(value)), step, walltime)
+        """All of a step's scalars in one event (one record to write and checksum)."""
+        Value = self._summary.Summary.Value
+        items = [Value(tag=tag, simple_value=float(value)) for tag, value in values.items()]
+        self.summary(self._summary.Summary(value=items), step, walltime)
 
     def image(self, tag: str, png: bytes, step: int, walltime: float) -> None:
         """A PNG as it is (no decoding and re-encoding)."""
