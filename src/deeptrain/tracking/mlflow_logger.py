@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -33,6 +34,7 @@ def default_tracking_uri(logs_dir: str | Path) -> str:
     return f"sqlite:///{(Path(logs_dir) / DB_FILE).resolve()}"
 
 
+@functools.cache
 def mlflow_key(name: str) -> str:
     """``name`` as a valid MLflow metric or param key (other characters become ``_``)."""
     key = re.sub(r"[^/\w.\- ]", "_", str(name))[:MAX_KEY]

@@ -20,6 +20,7 @@ __all__ = ["TensorBoardLogger"]
 log = logging.getLogger(__name__)
 
 HISTOGRAM_KINDS = ("weights", "gradients")
+HANDOVER_EVERY = 64  # steps of scalars given to the worker at once (and at every flush point)
 
 
 class TensorBoardLogger(TrackingLogger):
@@ -73,6 +74,7 @@ class TensorBoardLogger(TrackingLogger):
         self._purge_step: int | None = None
         self._relog: dict[str, float] = {}
         self._gradient_batch: tuple | None = None
+        self._pending: list[tuple[dict[str, float], int, float]] = []  # scalars not handed over
 
     # -- opening ---------------------------------------------------------------------------
     def _open(self) -> None:
@@ -105,13 +107,24 @@ class TensorBoardLogger(TrackingLogger):
 
     # -- records ---------------------------------------------------------------------------
     def _record_scalars(self, values: dict[str, float], step: int, walltime: float) -> None:
-        self._worker.submit(self._write_scalars, values, step, walltime)
+        self._pending.append((values, step, walltime))
+        if len(self._pending) >= HANDOVER_EVERY:
+            self._hand_over()
 
-    def _write_scalars(self, values: dict[str, float], step: int, walltime: float) -> None:
-        self._file.scalars(values, step, walltime)
+    def _hand_over(self) -> None:
+        """Give the worker the scalars recorded since the last hand-over (one wake-up of its
+        thread per ``HANDOVER_EVERY`` steps, not per step)."""
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._worker.submit(self._write_scalars, pending)
+
+    def _write_scalars(self, pending: list[tuple[dict[str, float], int, float]]) -> None:
+        for values, step, walltime in pending:
+            self._file.scalars(values, step, walltime)
 
     def _images(self, pngs: dict[str, bytes], step: int) -> None:
         self._ensure_open()
+        self._hand_over()
         self._worker.submit(self._write_images, pngs, step, time.time())
 
     def _write_images(self, pngs: dict[str, bytes], step: int, walltime: float) -> None:
@@ -138,6 +151,7 @@ class TensorBoardLogger(TrackingLogger):
             grads = introspection.get_gradients(tg.model, "*", x, y, sw, mode="weights")
             arrays.update({f"gradients/{k}": v for k, v in grads.items()})
         self._ensure_open()
+        self._hand_over()
         self._worker.submit(self._write_histograms, arrays, step, time.time())
 
     def _write_histograms(self, arrays: dict[str, Any], step: int, walltime: float) -> None:
@@ -153,19 +167,33 @@ class TensorBoardLogger(TrackingLogger):
             self._file.close()
             self._file = None
 
+    def _write_out(self) -> None:
+        """Hand everything over and have the file flushed to disk."""
+        self._hand_over()
+        self._worker.submit(self._flush_file)
+
+    def on_train_epoch_end(self, stage: Stage) -> None:
+        super().on_train_epoch_end(stage)
+        if self._opened:
+            self._hand_over()
+
     def on_val_end(self, stage: Stage) -> None:
         super().on_val_end(stage)
         if self._opened:
-            self._worker.submit(self._flush_file)
+            self._write_out()
 
     def _at_checkpoint(self) -> None:
-        self._worker.submit(self._flush_file)
+        self._write_out()
 
     def on_train_end(self, stage: Stage) -> None:
         if self._opened:
-            self._worker.submit(self._flush_file)
             if not self.flush(FLUSH_TIMEOUT_S):
                 log.warning("TensorBoardLogger: events still being written after train()")
+
+    def flush(self, timeout: float | None = FLUSH_TIMEOUT_S) -> bool:
+        if self._opened:
+            self._write_out()
+        return super().flush(timeout)
 
     def on_load(self, stage: Stage) -> None:
         """A new event file at the next record, hiding what came after this checkpoint.
@@ -174,6 +202,7 @@ class TensorBoardLogger(TrackingLogger):
         scalars are written again."""
         state = self.tg.state
         if self._opened:
+            self._hand_over()  # into the old file: the new one's start hides what follows
             self._worker.submit(self._close_file)
             self._opened = False
         pending = state.train_loop_done
@@ -185,6 +214,7 @@ class TensorBoardLogger(TrackingLogger):
     def close(self) -> None:
         """Write what is queued and close the event file (a later record opens a new one)."""
         if self._opened:
+            self._hand_over()
             self._worker.submit(self._close_file)
             self._opened = False
         self._worker.close(FLUSH_TIMEOUT_S)
