@@ -34,6 +34,17 @@ Contenders (ms per train step):
               round (``tg.epochs += E``).
 * ``tg_bar``  the same with ``iter_verbosity=1`` (the tqdm bar, written to /dev/null).
 
+Tracking (a second table; ``--no-tracking`` skips it, a logger whose package is missing is
+left out): ``tg`` alone and with a ``TensorBoardLogger`` (``tg_tb``, event files in a temp
+folder) or an ``MLflowLogger`` (``tg_mlflow``, a SQLite store in a temp folder; no
+checkpoints here, so metrics are sent every epoch), each at its default frequencies (train
+metrics every batch, the learning rate every epoch), ``--tracking-epochs`` epochs per
+``train()`` call as in a run. Each ``train()`` call also starts and ends the loggers (MLflow:
+the run's status, and a wait until the store has everything): the cost per step is the
+slope between a short and a long call, so that per-call cost cancels out (reported apart,
+in ms per call). Also per step: this process's CPU time (all its threads), which is what a
+logger adds to the training process itself (MLflow's store work runs in a child process).
+
 Warm-up: every contender runs one epoch (fit: two calls) before timing. Timing: ``--rounds``
 rounds; in each round every contender trains E epochs, in an order rotated every round, so
 slow drifts of this (noisy, shared) machine hit all contenders alike. Reported: the median
@@ -42,7 +53,8 @@ ratio (paired, robust to drift), and in brackets the ratio of the minima.
 
 Goals (PASS/FAIL lines): TensorFlow and torch, ``tg`` within 1.03x of ``bare``; JAX, ``tg``
 within 1.10x of ``fit`` (on JAX ``train_on_batch`` copies every variable in and out per
-call, so ``bare`` is no bar to clear there).
+call, so ``bare`` is no bar to clear there); every backend, ``tg_tb`` and ``tg_mlflow``
+within 1.03x of ``tg`` per step.
 
 Checks printed before the table: the step driver against ``train_on_batch`` from the same
 start (per-batch metrics, then weights, optimizer and metrics variables: max |diff|; JAX
@@ -107,6 +119,7 @@ BATCH = 64
 FEATURES = 32
 CLASSES = 10
 GOALS = {"tensorflow": ("bare", 1.03), "torch": ("bare", 1.03), "jax": ("fit", 1.10)}
+TRACKING_GOAL = 1.03  # a logger at its default frequencies vs the same loop without it
 
 
 # -- data and model ---------------------------------------------------------------------
@@ -352,6 +365,108 @@ def report(contenders: list[Contender], rounds: int, epochs: int) -> bool:
     ok = ratio <= limit
     print(f"goal tg/{ref_name} = {ratio:.3f} (<= {limit:.2f}): {'PASS' if ok else 'FAIL'}")
     return ok
+
+
+# -- tracking ---------------------------------------------------------------------------
+def tracking_traingens(root: Path, tmp: Path) -> dict[str, TrainGenerator]:
+    """``tg`` alone and with each logger whose package is installed (default frequencies)."""
+    import importlib.util
+
+    from deeptrain.tracking import MLflowLogger, TensorBoardLogger
+
+    loggers = {
+        "tg_tb": ("tensorboardX", lambda: TensorBoardLogger(logdir=tmp / "tensorboard")),
+        "tg_mlflow": ("mlflow", lambda: MLflowLogger(f"sqlite:///{tmp / 'mlflow.db'}")),
+    }
+    out = {"tg": make_traingen(root)}
+    for name, (package, make) in loggers.items():
+        if importlib.util.find_spec(package) is None:
+            print(f"({name} left out: {package} is not installed)")
+        else:
+            out[name] = make_traingen(root, callbacks=[make()])
+    return out
+
+
+def tracking(root: Path, tmp: Path, rounds: int, epochs: int) -> bool:
+    """Per step: the slope between a short and a long ``train()`` call (2 and ``epochs``
+    epochs), so the per-call cost (the loggers' start and end) cancels out; in wall time
+    and in this process's CPU time (all its threads: the loggers' own work here)."""
+    tgs = tracking_traingens(root, tmp)
+    n = len(tgs["tg"].datagen)
+    short, long = 2, max(epochs, 3)
+    for tg in tgs.values():  # warm-up (and the loggers' start: stores, files, processes)
+        tg.epochs += 1
+        tg.train()
+    wall: dict[str, list[float]] = {k: [] for k in tgs}
+    cpu: dict[str, list[float]] = {k: [] for k in tgs}
+    per_call: dict[str, list[float]] = {k: [] for k in tgs}
+    names = list(tgs)
+    for r in range(rounds):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            times = {}
+            for e in (short, long):
+                gc.collect()
+                tg = tgs[name]
+                tg.epochs += e
+                w0, c0 = time.perf_counter(), time.process_time()
+                tg.train()
+                times[e] = (time.perf_counter() - w0, time.process_time() - c0)
+            steps = (long - short) * n
+            slope = (times[long][0] - times[short][0]) / steps
+            wall[name].append(slope)
+            cpu[name].append((times[long][1] - times[short][1]) / steps)
+            per_call[name].append((times[short][0] - slope * short * n) * 1e3)
+    print(
+        f"\ntracking: {rounds} rounds; per step = (t({long} epochs) - t({short} epochs)) / "
+        f"{(long - short) * n} steps, each one train() call; ms/call: the rest of a call "
+        "(start, end); ratios to tg: paired medians"
+    )
+    print(
+        f"{'contender':<10}{'ms/step':>8}{'(min)':>8}{'vs tg':>9}{'cpu us':>9}"
+        f"{'vs tg':>9}{'ms/call':>9}"
+    )
+    ok = True
+    for name in names:
+        ratio = statistics.median(a / b for a, b in zip(wall[name], wall["tg"], strict=True))
+        cpu_ratio = statistics.median(a / b for a, b in zip(cpu[name], cpu["tg"], strict=True))
+        print(
+            f"{name:<10}{statistics.median(wall[name]) * 1e3:>8.3f}{min(wall[name]) * 1e3:>8.3f}"
+            f"{ratio:>8.3f}x{statistics.median(cpu[name]) * 1e6:>9.1f}{cpu_ratio:>8.3f}x"
+            f"{statistics.median(per_call[name]):>9.1f}"
+        )
+        if name != "tg":
+            passed = ratio <= TRACKING_GOAL
+            ok = ok and passed
+            print(
+                f"goal {name}/tg per step = {ratio:.3f} (<= {TRACKING_GOAL:.2f}; this process's "
+                f"CPU {cpu_ratio:.3f}x): {'PASS' if passed else 'FAIL'}"
+            )
+    print("train-thread cost of a logger per train batch (us per call, median of 7 x 2000):")
+    for name, tg in tgs.items():
+        if name != "tg":
+            print(f"{batch_end_us(tg):>8.2f}  {name}: on_train_batch_end (2 metrics)")
+    for tg in tgs.values():
+        for cb in tg.callbacks.objects:
+            cb.close()
+    return ok
+
+
+def batch_end_us(tg: TrainGenerator) -> float:
+    """A logger's 'train:batch' work on the train thread: reading the batch's metrics from
+    the train state and handing them over (the writing is on its thread or process)."""
+    (logger,) = tg.callbacks.objects
+    state = tg.state
+    state.temp_history = {"loss": [0.5], "accuracy": [0.25]}
+
+    def one() -> None:
+        state.batches_fit += 1
+        logger.on_train_batch_end("train:batch")
+
+    us = _micro(one)
+    logger.flush()
+    getattr(logger, "_buffer", []).clear()  # not sent: steps made up for the timing
+    return us
 
 
 # -- profile ----------------------------------------------------------------------------
@@ -609,6 +724,13 @@ def main() -> None:
     )
     p.add_argument("--files", type=int, default=32, help="files of 64 samples (steps/epoch)")
     p.add_argument("--no-bar", action="store_true", help="skip the tg_bar row")
+    p.add_argument("--no-tracking", action="store_true", help="skip the tracking table")
+    p.add_argument(
+        "--tracking-epochs",
+        type=int,
+        default=None,
+        help="epochs per train() call in the tracking table (default 8; quick 2)",
+    )
     p.add_argument(
         "--threads",
         type=int,
@@ -646,6 +768,9 @@ def main() -> None:
         )
         measure(contenders, rounds, epochs)
         report(contenders, rounds, epochs)
+        if not args.no_tracking:
+            long = args.tracking_epochs or (2 if args.quick else 8)
+            tracking(root, Path(tmp) / "tracking", rounds, long)
         if args.profile:
             profile(root, batches, epochs)
 

@@ -43,3 +43,4 @@ napoleon_use_rtype = False
 html_theme = "furo"
 html_title = f"DeepTrain {release}"
 html_static_path: list[str] = []
+deeptrain_undocumented_modules = ["deeptrain.__main__"]  # `python -m deeptrain`: runs the CLI

@@ -303,6 +303,7 @@ def _expected_counts(val_every_batches: int | None) -> dict:
     * string key 'val_end' fires on both (contained in the tuple): V.
     * string key 'train:epoch' fires at every epoch end (E) *and* at every compound
       stage: E + compound.  Tuple key ('val_end', 'train:epoch'): compound only.
+    * 'train_start' and 'train_end': once per ``train()`` call.
     """
     W, Nt, Nv, E = CB_WINDOWS, CB_TRAIN, CB_VAL, CB_EPOCHS
     if val_every_batches is None:  # {'epoch': 1}
@@ -313,6 +314,8 @@ def _expected_counts(val_every_batches: int | None) -> dict:
         validations = len(val_at)
         compound = sum(b % Nt == 0 for b in val_at)
     return {
+        "train_start": 1,
+        "train_end": 1,
         "train:iter": W * Nt * E,
         "train:batch": Nt * E,
         "train:epoch": E + compound,
@@ -329,7 +332,7 @@ def _expected_sequence(val_every_batches: int | None) -> list:
     in the dict's key order, so the compound stage records 'train:epoch', 'val_end',
     ('val_end', 'train:epoch') (the order of ``keys`` in the test)."""
     W, Nt, Nv, E = CB_WINDOWS, CB_TRAIN, CB_VAL, CB_EPOCHS
-    seq, fitted = [], 0
+    seq, fitted = ["train_start"], 0
     validation = (["val:iter"] * W + ["val:batch"]) * Nv + ["val:epoch"]
     for _ in range(E):
         for b in range(Nt):
@@ -346,7 +349,7 @@ def _expected_sequence(val_every_batches: int | None) -> list:
                     if epoch_end
                     else ["val_end"]
                 )
-    return seq
+    return seq + ["train_end"]
 
 
 @pytest.mark.parametrize("val_every_batches", [None, 2], ids=["val-per-epoch", "val-per-2-batches"])
@@ -367,6 +370,8 @@ def test_callback_counts_per_stage(tmp_path, val_every_batches):
 
     fired = []
     keys = [
+        "train_start",
+        "train_end",
         "train:iter",
         "train:batch",
         "train:epoch",

@@ -122,6 +122,37 @@ def test_periodic_callback_counts_and_state(binary_data):
         Every({"train:epoch": 0})
 
 
+def test_train_start_and_end_fire_once_per_train_call_also_when_it_raises(binary_data, caplog):
+    """'train_end' also fires when train() stops on an error; an error of a 'train_end'
+    callback then is logged, and the first error is the one raised."""
+
+    class Boom(Exception):
+        pass
+
+    fired = []
+
+    def fail_at_batch_2(tg):
+        if tg.state.batches_fit == 2:
+            raise Boom
+
+    def end(tg):
+        fired.append(("train_end", tg.state.batches_fit))
+        raise RuntimeError("a failing train_end callback")
+
+    callbacks = {
+        "train_start": lambda tg: fired.append(("train_start", tg.state.batches_fit)),
+        "train:batch": fail_at_batch_2,
+        "train_end": end,
+    }
+    tg = traingen(binary_model(), binary_data, None, callbacks, epochs=2)
+    with caplog.at_level(logging.ERROR, logger="deeptrain"), pytest.raises(Boom):
+        tg.train()
+    assert fired == [("train_start", 0), ("train_end", 2)]
+    assert "A 'train_end' callback failed while train() was stopping" in caplog.text
+    with pytest.raises(ValueError, match="freq stage 'train_end'"):
+        PeriodicCallback({"train_end": 1})
+
+
 def _draws() -> tuple[float, float, float]:
     return (
         random.random(),

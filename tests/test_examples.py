@@ -46,6 +46,7 @@ EXAMPLE_TESTS = {
     "test_introspection_gradients": "introspection/gradients.py",
     "test_introspection_internals": "introspection/internals.py",
     "test_distributed": "distributed.py",
+    "test_tracking": "tracking.py",
 }
 
 
@@ -379,6 +380,36 @@ def test_callbacks_advanced(examples):
     assert sorted(k.rsplit("/", 1)[1] for k in record["weights"][1]) == ["bias", "kernel"]
     assert re.findall(r"set_random_seed\((\d+)\)", output) == ["1"]  # after epoch 2
     assert "seed setter's last seed: 1" in output
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_tracking(examples):
+    """Event files and an MLflow run in the logs directory's default store, and the printed
+    commands that open them."""
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from deeptrain.tracking import default_tracking_uri
+
+    output, entries = examples["tracking.py"].result()
+    logs = entries[0].parent
+    assert sorted(p.name for p in entries) == ["M0__model-adam", "mlartifacts", "mlflow.db"]
+    logdir = logs / "M0__model-adam"
+    guidance = {"scalars": 0, "histograms": 0}  # keep every event (default: a sample)
+    events = EventAccumulator(str(logdir / "tensorboard"), size_guidance=guidance)
+    events.Reload()
+    rows = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
+    batches = [r["batches_fit"] for r in rows if r["event"] == "train_batch"]
+    assert [e.step for e in events.Scalars("train/accuracy")] == batches == list(range(1, 25))
+    assert [e.step for e in events.Histograms("weights/sequential/dense/kernel")] == [12, 24]
+    client = MlflowClient(default_tracking_uri(logs))
+    (run,) = client.search_runs([client.get_experiment_by_name("deeptrain-examples").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params["model.units"] == "16"
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 24
+    assert f"tensorboard --logdir {logdir / 'tensorboard'}" in output
+    assert f"mlflow ui --backend-store-uri {default_tracking_uri(logs)}" in output
+    assert f"deeptrain runs {logs}" in output
 
 
 @pytest.mark.slow

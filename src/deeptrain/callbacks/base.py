@@ -17,6 +17,7 @@ __all__ = ["TraingenCallback", "PeriodicCallback", "CallbackList", "STAGES"]
 log = logging.getLogger(__name__)
 
 STAGES = (
+    "train_start",
     "train:iter",
     "train:batch",
     "train:epoch",
@@ -26,9 +27,11 @@ STAGES = (
     "val_end",
     "save",
     "load",
+    "train_end",
 )
 
 _METHODS = {
+    "train_start": "on_train_start",
     "train:iter": "on_train_iter_end",
     "train:batch": "on_train_batch_end",
     "train:epoch": "on_train_epoch_end",
@@ -38,6 +41,7 @@ _METHODS = {
     "val_end": "on_val_end",
     "save": "on_save",
     "load": "on_load",
+    "train_end": "on_train_end",
 }
 
 Stage = str | tuple[str, ...]
@@ -58,14 +62,24 @@ class TraingenCallback:
     the checkpoint writer puts the arrays in an ``.npz`` beside the JSON and hands them
     back as arrays. Callback objects hold a reference to their TrainGenerator: make new ones for a
     new TrainGenerator.
+
+    ``reads_model``: whether the train-stage methods read the model's variables. On JAX the
+    train step keeps them on the device, and the TrainGenerator writes them back into the
+    model before calling callbacks that read them (a cost at every iteration); a callback
+    that reads only ``tg.state`` sets it False (and syncs itself, with
+    ``tg.sync_model()``, on the rare calls that do read the model).
     """
 
     #: the TrainGenerator, set by :meth:`init_with_traingen` before any stage method runs
     tg: Traingen = None  # type: ignore[assignment]  # None until then, as in DeepTrain 0.6
+    #: whether its stage methods may read the model's variables (False: the JAX step keeps
+    #: them on the device, unsynced, for this callback)
+    reads_model: bool = True
 
     def init_with_traingen(self, tg: Traingen) -> None:
         self.tg = tg
 
+    def on_train_start(self, stage: Stage) -> None: ...
     def on_train_iter_end(self, stage: Stage) -> None: ...
     def on_train_batch_end(self, stage: Stage) -> None: ...
     def on_train_epoch_end(self, stage: Stage) -> None: ...
@@ -75,6 +89,7 @@ class TraingenCallback:
     def on_val_end(self, stage: Stage) -> None: ...
     def on_save(self, stage: Stage) -> None: ...
     def on_load(self, stage: Stage) -> None: ...
+    def on_train_end(self, stage: Stage) -> None: ...
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -83,7 +98,8 @@ class TraingenCallback:
         pass
 
 
-_PERIODIC_STAGES = tuple(s for s in STAGES if s != "load")  # 'save': every n-th save
+# 'save': every n-th save; 'load' and the once-per-train() stages are not periodic
+_PERIODIC_STAGES = tuple(s for s in STAGES if s not in ("load", "train_start", "train_end"))
 
 
 class PeriodicCallback(TraingenCallback):
@@ -197,6 +213,11 @@ class CallbackList(Sequence):
 
     def __repr__(self) -> str:
         return f"CallbackList({self._given!r})"
+
+    @property
+    def reads_model(self) -> bool:
+        """Whether any callback may read the model's variables (functions always may)."""
+        return any(not isinstance(e, TraingenCallback) or e.reads_model for e in self.entries)
 
     def init_with_traingen(self, tg: Traingen) -> None:
         for cb in self.objects:

@@ -32,6 +32,7 @@ from ..training.contract import Traingen
 __all__ = [
     "report_sections",
     "report_entries",
+    "state_report_sections",
     "format_sections",
     "report_figure",
     "write_init_logs",
@@ -176,6 +177,41 @@ def report_entries(tg: Traingen) -> dict[str, tuple[str, list[Entry]]]:
         ">>TRAIN DATAGEN STATE": ("datagen", _datagen_items(tg.datagen)),
         ">>VAL DATAGEN STATE": ("val_datagen", _datagen_items(tg.val_datagen)),
     }
+    return _entries(sources)
+
+
+def state_report_sections(state: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The report's text from a checkpoint's state alone (no model, no data): the saved
+    settings and train state, and both DataGenerators' saved positions."""
+    from ..util.jsonstate import from_json
+
+    settings = {k: from_json(v) for k, v in dict(state.get("traingen", {})).items()}
+    traingen = {k: v for k, v in settings.items() if k != "model_configs"}
+    traingen.update({k: v for k, v in state["train_state"].items() if _short(v)})
+
+    def datagen(saved: Mapping[str, Any]) -> dict[str, Any]:
+        items = {k: v for k, v in saved.items() if k not in ("rng", "group", "preprocessor")}
+        items["n_set_nums"] = len(saved.get("set_nums_original", []))
+        items["n_set_nums_to_process"] = len(saved.get("set_nums_to_process", []))
+        group = saved.get("group") or {}
+        items.update({f"group.{k}": v for k, v in group.items() if _short(v)})
+        pre = saved.get("preprocessor") or {}
+        items.update({f"preprocessor.{k}": v for k, v in pre.items() if _short(v)})
+        return items
+
+    sources = {
+        ">>HYPERPARAMETERS": ("model", dict(settings.get("model_configs") or {})),
+        ">>TRAINGEN STATE": ("traingen", traingen),
+        ">>TRAIN DATAGEN STATE": ("datagen", datagen(state["datagen"])),
+        ">>VAL DATAGEN STATE": ("val_datagen", datagen(state["val_datagen"])),
+    }
+    configs = settings.get("report_configs")
+    return format_sections(_entries(sources), configs if configs is not None else REPORT_CFG)
+
+
+def _entries(
+    sources: Mapping[str, tuple[str, dict[str, Any]]],
+) -> dict[str, tuple[str, list[Entry]]]:
     return {
         title: (
             target,

@@ -33,7 +33,15 @@ class Traingen(Protocol):
     callbacks: CallbackList  #: the callbacks, dispatched by stage
     distribution: Distribution  #: the devices and processes it trains on (one, by default)
 
+    # -- how long, how often
+    epochs: int  #: train while ``epoch < epochs``
+    val_metrics: list[str]  #: metrics reported by validation
+    unique_checkpoint_freq: dict[str, int] | None  #: when a kept checkpoint is written
+    temp_checkpoint_freq: dict[str, int] | None  #: when a temp checkpoint is written
+    last_validation: dict[str, Any]  #: the metrics of the last validation
+
     # -- names and places
+    logs_dir: str | Path | None  #: the parent of log directories
     logdir: Path | None  #: this run's log directory (None: nothing is written)
     best_models_dir: str | Path | None  #: where best models go (None: not saved)
     model_num: int  #: the ``M<num>`` of the model name
@@ -82,6 +90,18 @@ class Traingen(Protocol):
 
     def write_figure(self, name: str, path: Path) -> None:
         """Write the ``'history'`` or ``'report'`` figure to ``path``."""
+
+    def drawn_figure(self, name: str) -> Path | None:
+        """The ``'history'`` or ``'report'`` PNG drawn at this point of training, if any."""
+        ...
+
+    def save_report(self, savepath: str | Path | None = None) -> Path:
+        """Draw the report (default: ``<logdir>/report.png``)."""
+        ...
+
+    def get_last_log(self, name: str, best: bool = False) -> Path | None:
+        """The newest checkpoint (``'checkpoint'``) or weights file (``'weights'``)."""
+        ...
 
     def get_data(self, val: bool = False) -> tuple[Any, Any, Any]:
         """The next ``(x, y, sample_weight)`` of the train (or validation) data."""

@@ -562,6 +562,7 @@ class TrainGenerator(TrainStateAliases):
         use_console(self.iter_verbosity)
         state = self.state
         keras_hooks = self.callbacks.keras
+        self._callbacks("train_start")
         try:
             with self._loop(), InterruptGuard():  # Ctrl-C and SIGTERM land between iterations
                 self._build_optimizer()
@@ -595,13 +596,31 @@ class TrainGenerator(TrainStateAliases):
                 if keras_hooks is not None:
                     keras_hooks.train_end(self)
         except Preempted:
-            self._stop_for_preemption()
-        finally:
-            self.sync_model()
-            self._progress.close()
-        if self.final_fig_dir is not None and self.distribution.is_writer:
+            try:
+                self._stop_for_preemption()  # one checkpoint, then TrainingPreempted
+            finally:
+                self._finish_training(failed=True)
+        except BaseException:
+            self._finish_training(failed=True)
+            raise
+        self._finish_training(failed=False)
+
+    def _finish_training(self, failed: bool) -> None:
+        """The end of ``train()``: the model synced, the final figure, ``'train_end'``
+        callbacks. While ``train()`` is raising, a callback's error is logged, not raised
+        (the first error is the one to see)."""
+        self.sync_model()
+        self._progress.close()
+        if not failed and self.final_fig_dir is not None and self.distribution.is_writer:
             self._save_final_figure(Path(self.final_fig_dir))
-        log.info("Training has concluded.")
+        try:
+            self.callbacks("train_end", self)
+        except Exception:
+            if not failed:
+                raise
+            log.exception("A 'train_end' callback failed while train() was stopping")
+        if not failed:
+            log.info("Training has concluded.")
 
     @contextlib.contextmanager
     def _loop(self) -> Iterator[None]:
@@ -733,9 +752,11 @@ class TrainGenerator(TrainStateAliases):
         )
 
     def _callbacks(self, stage: str) -> None:
-        """Dispatch ``stage`` (skipped when there are no callbacks: it runs every step)."""
+        """Dispatch ``stage`` (skipped when there are no callbacks: it runs every step); the
+        model is synced first unless no callback reads it."""
         if self.callbacks.entries:
-            self.sync_model()
+            if self.callbacks.reads_model:
+                self.sync_model()
             self.callbacks(stage, self)
 
     def sync_model(self) -> None:
@@ -1379,6 +1400,14 @@ class TrainGenerator(TrainStateAliases):
             w=w,
             h=h,
         )
+
+    def drawn_figure(self, name: str) -> Path | None:
+        """The PNG of the ``'history'`` or ``'report'`` figure if one was drawn at this point
+        of training (since the last iteration or validation step), else None."""
+        key, path = self._figure_files.get(name, (None, None))
+        if key != self._progress_key() or path is None or not path.is_file():
+            return None
+        return path
 
     def _progress_key(self) -> tuple:
         s = self.state

@@ -17,6 +17,9 @@ such as the :class:`~deeptrain.training.state.TrainState` fields ``'train_x_tick
 ``'val_train_x_ticks'``, ``'hist_vlines'`` (0.6's spellings, ``'_train_x_ticks'`` ...,
 work too). Per-line lists are extended by repeating
 their last element; the best value of ``mark_best_cfg``'s metric gets a green circle.
+
+:func:`saved_history_figure` draws the same figure from a checkpoint's state alone (no model,
+no data), and :func:`runs_figure` one validation metric of several runs side by side.
 """
 
 from __future__ import annotations
@@ -30,7 +33,14 @@ from matplotlib.figure import Figure
 
 from .state import LEGACY_NAMES
 
-__all__ = ["PLOT_CFG", "default_plot_configs", "merge_plot_configs", "history_figure"]
+__all__ = [
+    "PLOT_CFG",
+    "default_plot_configs",
+    "merge_plot_configs",
+    "history_figure",
+    "saved_history_figure",
+    "runs_figure",
+]
 
 # Edits here change every history figure's defaults (DeepTrain 0.6's ``configs.PLOT_CFG``):
 # e.g. ``PLOT_CFG['0']['ylims'] = (0, 2)``. A run's own ``plot_configs`` still win.
@@ -178,5 +188,74 @@ def history_figure(
         if ax.lines and pane.get("legend_kw") is not None:
             ax.legend(loc="best", **pane["legend_kw"])
         ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _saved_lookup(train_state: Mapping[str, Any]) -> Callable[[str], Any]:
+    from .state import LEGACY_NAMES
+
+    def lookup(name: str) -> Any:
+        field = LEGACY_NAMES.get(name, name)
+        if field not in train_state:
+            raise ValueError(
+                f"plot_configs names {name!r}, which the saved train state does not hold"
+            )
+        return train_state[field]
+
+    return lookup
+
+
+def saved_history_figure(state: Mapping[str, Any]) -> Figure:
+    """The history figure of a checkpoint's ``state`` (as read from its ``state.json``):
+    its saved ``plot_configs`` over the defaults, its histories and x positions."""
+    from ..util.jsonstate import from_json
+    from .configs import METRIC_TO_ALIAS
+
+    train_state = state["train_state"]
+    settings = {k: from_json(v) for k, v in dict(state.get("traingen", {})).items()}
+    val_history = train_state["val_history"]
+    val_names = [
+        n for n in settings.get("val_metrics") or list(val_history) if n in val_history
+    ] or list(val_history)
+    key_metric = settings.get("key_metric", "loss")
+    configs = merge_plot_configs(
+        settings.get("plot_configs"),
+        default_plot_configs(
+            list(train_state["history"]),
+            val_names,
+            key_metric,
+            bool(settings.get("max_is_best")),
+            int(settings.get("plot_first_pane_max_vals", 2)),
+        ),
+    )
+    aliases = settings.get("metric_to_alias") or METRIC_TO_ALIAS
+    return history_figure(
+        configs, train_state["history"], val_history, _saved_lookup(train_state), aliases
+    )
+
+
+def runs_figure(runs: list[tuple[str, Mapping[str, Any]]], metric: str) -> Figure:
+    """Validation ``metric`` against batches fit for each ``(name, state)``, one line per
+    run, each run's best marked by its direction (``max_is_best``)."""
+    fig = Figure(figsize=(12, 5))
+    ax = fig.subplots()
+    for name, state in runs:
+        train_state = state["train_state"]
+        values = train_state["val_history"].get(metric, [])
+        x = train_state["val_train_x_ticks"]
+        if not values or len(values) != len(x) or any(np.ndim(v) for v in values):
+            continue
+        (line,) = ax.plot(x, values, marker="o", ms=3, label=name)
+        arr = np.asarray(values, dtype=float)
+        if np.isfinite(arr).any():
+            max_is_best = bool(state.get("traingen", {}).get("max_is_best"))
+            j = int(np.nanargmax(arr) if max_is_best else np.nanargmin(arr))
+            ax.plot(x[j], arr[j], "o", ms=12, mfc="none", mec=line.get_color(), mew=2)
+    ax.set_xlabel("batches fit")
+    ax.set_ylabel(f"{metric} (validation)")
+    if ax.lines:
+        ax.legend(loc="best", fontsize=9)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

@@ -20,7 +20,9 @@ from tqdm.auto import tqdm
 
 from ..saving.atomic import atomic_write_text
 
-__all__ = ["EpochProgress", "MetricsLog", "format_metrics"]
+__all__ = ["EpochProgress", "MetricsLog", "format_metrics", "read_metrics_log", "METRICS_FILES"]
+
+METRICS_FILES = ("metrics.jsonl", "metrics.csv")
 
 log = logging.getLogger("deeptrain")
 
@@ -147,3 +149,16 @@ class MetricsLog:
                 if f.tell() == 0:
                     csv.writer(f).writerow(self._csv_fields)
             csv.DictWriter(f, self._csv_fields, extrasaction="ignore").writerow(record)
+
+
+def read_metrics_log(logdir: str | Path) -> list[dict[str, Any]]:
+    """The rows of a run's ``metrics.jsonl`` (or ``metrics.csv``: values as text), in order;
+    none without a log."""
+    jsonl, csv_file = (Path(logdir) / name for name in METRICS_FILES)
+    if jsonl.is_file():
+        lines = jsonl.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+    if csv_file.is_file():
+        with open(csv_file, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    return []

@@ -1,0 +1,103 @@
+"""TensorBoard event files, written with tensorboardX (no TensorFlow).
+
+One :class:`EventFile` per writer session: ``events.out.tfevents.<time>.<host>.<pid>.<n>``
+in the directory, so a resumed run adds a file that sorts after the ones before it. A file
+opened with ``purge_step=T`` begins with a ``SessionLog.START`` at step T: TensorBoard then
+hides the events at steps ``>= T`` of the files before it (the steps a resumed run repeats).
+Writes are synchronous, on the caller's thread (the loggers call them on their worker).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import struct
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["EventFile", "png_size"]
+
+_files = itertools.count(1)
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """``(height, width)`` from a PNG's header."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
+        raise ValueError("not a PNG image")
+    width, height = struct.unpack(">II", png[16:24])
+    return height, width
+
+
+class EventFile:
+    """An event file in ``directory``; ``purge_step``: see the module docstring."""
+
+    def __init__(self, directory: str | Path, purge_step: int | None = None):
+        from tensorboardX import RecordWriter
+        from tensorboardX.proto import event_pb2, summary_pb2
+
+        self._event, self._summary = event_pb2, summary_pb2
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        name = (
+            f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
+            f"{os.getpid()}.{next(_files):04d}"
+        )
+        self.path = directory / name
+        self._writer = RecordWriter(str(self.path))
+        self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+        if purge_step is not None:
+            start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+            self._write(event_pb2.Event(wall_time=time.time(), step=purge_step, session_log=start))
+
+    def _write(self, event: Any) -> None:
+        self._writer.write(event.SerializeToString())
+
+    def summary(self, summary: Any, step: int, walltime: float | None = None) -> None:
+        event = self._event.Event(wall_time=walltime or time.time(), step=int(step))
+        event.summary.CopyFrom(summary)
+        self._write(event)
+
+    def scalars(self, values: Mapping[str, float], step: int, walltime: float) -> None:
+        """All of a step's scalars in one event (one record to write and checksum)."""
+        Value = self._summary.Summary.Value
+        items = [Value(tag=tag, simple_value=float(value)) for tag, value in values.items()]
+        self.summary(self._summary.Summary(value=items), step, walltime)
+
+    def image(self, tag: str, png: bytes, step: int, walltime: float) -> None:
+        """A PNG as it is (no decoding and re-encoding)."""
+        height, width = png_size(png)
+        image = self._summary.Summary.Image(
+            height=height, width=width, colorspace=4, encoded_image_string=png
+        )
+        summary = self._summary.Summary(value=[self._summary.Summary.Value(tag=tag, image=image)])
+        self.summary(summary, step, walltime)
+
+    def histograms(self, arrays: Mapping[str, np.ndarray], step: int, walltime: float) -> None:
+        """One histogram per array, of its finite values (none finite: skipped)."""
+        from tensorboardX.summary import histogram
+
+        for tag, values in arrays.items():
+            values = np.asarray(values, dtype=np.float64).ravel()
+            values = values[np.isfinite(values)]
+            if values.size:
+                self.summary(histogram(tag, values, bins=30), step, walltime)
+
+    def hparams(self, hparams: Mapping[str, Any], metric_tags: list[str]) -> None:
+        """The hyperparameters of this run, and the scalar tags the HPARAMS tab shows
+        beside them, written into the run itself (step 0)."""
+        from tensorboardX.summary import hparams as hparams_summaries
+
+        for summary in hparams_summaries(dict(hparams), {tag: 0.0 for tag in metric_tags}):
+            self.summary(summary, 0)
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.flush()
+        self._writer.close()

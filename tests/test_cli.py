@@ -1,0 +1,318 @@
+"""The ``deeptrain`` command line, every command through a real subprocess
+(``python -m deeptrain``) on real runs: tables and JSON checked against the TrainGenerators
+that made them, ``verify`` against damaged copies, figures decoded, exported event files
+read back with TensorBoard's reader, and clear errors on wrong paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from deeptrain import DataGenerator, TrainGenerator
+from deeptrain.cli.app import COMMANDS
+from deeptrain.preprocessing import numpy_data_to_numpy_sets
+from deeptrain.saving.checkpoint import CorruptCheckpointError, verify_checkpoint
+
+pytestmark = pytest.mark.subprocess
+
+REPO = Path(__file__).resolve().parents[1]
+BATCH = 8
+
+
+def deeptrain(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "deeptrain", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+class Stop(Exception):
+    pass
+
+
+def make_run(root: Path, data: Path, epochs: int, stop_at_batch: int | None = None, **kw):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(2, activation="softmax")], name="clf"
+    )
+    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
+    dgs = [
+        DataGenerator(data / n, batch_size=BATCH, labels_path=data / n / "labels.h5", seed=0)
+        for n in ("train", "val")
+    ]
+
+    def stop(tg):
+        if tg.state.batches_fit == stop_at_batch:
+            raise Stop
+
+    tg = TrainGenerator(
+        model,
+        *dgs,
+        epochs=epochs,
+        logs_dir=root / "logs",
+        iter_verbosity=0,
+        callbacks=[{"train:batch": stop}],
+        model_configs={"units": 2},
+        **kw,
+    )
+    try:
+        tg.train()
+    except Stop:
+        pass
+    state = json.loads(json.dumps(tg.state.to_dict()))
+    logdir, best = tg.logdir, tg.best_key_metric
+    tg.destroy(confirm=True)
+    return {"logdir": logdir, "state": state, "best": best}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Three runs in one logs directory: 'done' (2 epochs, a best model, temp checkpoints),
+    'short' (1 epoch), 'stopped' (stopped at batch 3 of 8, last checkpoint at batch 2)."""
+    root = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 48)
+    x = (rng.normal(size=(48, 4)) + labels[:, None]).astype("float32")
+    y = np.eye(2, dtype="float32")[labels]
+    data = root / "data"
+    for name, sl in (("train", slice(0, 32)), ("val", slice(32, 48))):
+        numpy_data_to_numpy_sets(x[sl], y[sl], data / name, batch_size=BATCH, verbose=0)
+    out = {
+        "done": make_run(
+            root, data, 2, best_models_dir=root / "best", temp_checkpoint_freq={"batch": 3}
+        ),
+        "short": make_run(root, data, 1),
+        "stopped": make_run(root, data, 2, stop_at_batch=3, temp_checkpoint_freq={"batch": 2}),
+    }
+    out.update(root=root, logs=root / "logs", best_dir=root / "best", data=data)
+    return out
+
+
+def newest_checkpoint(logdir: Path) -> Path:
+    return logdir / "checkpoints" / (logdir / "checkpoints" / "latest").read_text().strip()
+
+
+# -- help, the console script --------------------------------------------------------------
+def test_help_of_the_group_and_of_every_command():
+    proc = deeptrain("--help")
+    assert proc.returncode == 0, proc.stderr
+    for name in COMMANDS:
+        assert name in proc.stdout
+    assert set(COMMANDS) == {"runs", "show", "verify", "plot", "report", "export-tensorboard"}
+    for name in COMMANDS:
+        proc = deeptrain(name, "--help")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith(f"Usage: deeptrain {name} [OPTIONS]")
+
+
+def test_the_console_script():
+    """``deeptrain`` is the script pyproject installs; run through the same entry point."""
+    with open(REPO / "pyproject.toml", "rb") as f:
+        assert tomllib.load(f)["project"]["scripts"] == {"deeptrain": "deeptrain.cli:main"}
+    script = Path(sys.executable).with_name("deeptrain")
+    if script.is_file():  # installed (pip install -e .): the script itself
+        command = [str(script)]
+    else:  # this interpreter's install predates the script: what the script runs
+        command = [sys.executable, "-c", "import sys; from deeptrain.cli import main; main()"]
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    proc = subprocess.run([*command, "--version"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "deeptrain, version 0.7.0.dev0"
+
+
+# -- runs, show ------------------------------------------------------------------------------
+def test_runs_table_and_json(runs):
+    proc = deeptrain("runs", runs["logs"], "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {row["run"]: row for row in json.loads(proc.stdout)}
+    names = {key: runs[key]["logdir"].name for key in ("done", "short", "stopped")}
+    assert list(rows) == [names["stopped"], names["short"], names["done"]]  # newest first
+    done = rows[names["done"]]
+    assert (done["epoch"], done["epochs"], done["batches_fit"], done["validations"]) == (2, 2, 8, 2)
+    assert done["best"] == runs["done"]["best"] and done["key_metric"] == "loss"
+    assert done["checkpoint"] == newest_checkpoint(runs["done"]["logdir"]).name
+    assert done["finished"] is True
+    stopped = rows[names["stopped"]]
+    assert (stopped["epoch"], stopped["batches_fit"], stopped["finished"]) == (0, 2, False)
+
+    proc = deeptrain("runs", runs["logs"])
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:4] == ["RUN", "EPOCHS", "BATCHES", "VALS"]
+    assert lines[3].split()[:4] == [names["done"], "2/2", "8", "2"]
+    assert lines[3].split()[-1] == "yes" and lines[1].split()[-1] == "no"
+
+
+def test_show_a_run_a_checkpoint_and_a_state_file(runs):
+    logdir = runs["done"]["logdir"]
+    checkpoint = newest_checkpoint(logdir)
+    shown = []
+    for path in (logdir, checkpoint, checkpoint / "state.json"):
+        proc = deeptrain("show", path, "--json")
+        assert proc.returncode == 0, proc.stderr
+        shown.append(json.loads(proc.stdout))
+    assert shown[0] == shown[1] == shown[2]
+    info = shown[0]
+    assert info["checkpoint"] == str(checkpoint)
+    assert info["train_state"] == runs["done"]["state"]
+    assert info["settings"]["epochs"] == 2 and info["settings"]["model_configs"] == {"units": 2}
+    assert info["datagen"]["epoch"] == 2 and info["datagen"]["set_nums"] == 4
+    assert {f["name"]: f["bytes"] for f in info["files"]} == {
+        p.name: p.stat().st_size for p in checkpoint.iterdir() if p.name != "state.json"
+    }
+    assert info["callbacks"] == [] and info["backend"] == keras.backend.backend()
+
+    proc = deeptrain("show", logdir)
+    assert proc.returncode == 0, proc.stderr
+    for heading in ("train state", "train data (datagen)", "settings", "callbacks", "files"):
+        assert f"\n{heading}\n" in proc.stdout
+    assert "model.weights.h5" in proc.stdout and "batches_fit" in proc.stdout
+
+
+# -- verify ----------------------------------------------------------------------------------
+def test_verify_intact_runs_and_best_models(runs):
+    for path in (runs["logs"], runs["done"]["logdir"], runs["best_dir"]):
+        proc = deeptrain("verify", path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert " 0 damaged" in proc.stdout
+    proc = deeptrain("verify", runs["logs"], "--json")
+    report = json.loads(proc.stdout)
+    assert report["ok"] is True
+    checkpoints = [
+        str(p)
+        for key in ("done", "short", "stopped")
+        for p in (runs[key]["logdir"] / "checkpoints").iterdir()
+        if p.is_dir()
+    ]
+    assert sorted(c["path"] for c in report["checkpoints"]) == sorted(checkpoints)
+    assert (
+        report["resume"][str(runs["done"]["logdir"])]
+        == newest_checkpoint(runs["done"]["logdir"]).name
+    )
+
+
+def test_verify_lists_damaged_checkpoints_and_fails(runs, tmp_path):
+    """A truncated weights file: exit code 1, the checkpoint listed with the error loading
+    gives, the resume falling back to the intact one; none intact: said so."""
+    logdir = tmp_path / runs["done"]["logdir"].name
+    shutil.copytree(runs["done"]["logdir"], logdir)
+    newest = newest_checkpoint(logdir)
+    older = sorted(p for p in (logdir / "checkpoints").iterdir() if p.is_dir() and p != newest)
+    weights = newest / "model.weights.h5"
+    os.truncate(weights, weights.stat().st_size // 2)
+    with pytest.raises(CorruptCheckpointError) as loading:
+        verify_checkpoint(newest)
+
+    proc = deeptrain("verify", logdir)
+    assert proc.returncode == 1
+    assert f"BAD  {newest}\n     {loading.value}" in proc.stdout
+    assert f"OK   {older[-1]}" in proc.stdout
+    assert f"{len(older)} intact, 1 damaged" in proc.stdout
+    report = json.loads(deeptrain("verify", logdir, "--json").stdout)
+    assert report["ok"] is False
+    assert [c["path"] for c in report["checkpoints"] if not c["ok"]] == [str(newest)]
+    assert report["resume"][str(logdir)] in {p.name for p in older}
+
+    for checkpoint in older:
+        (checkpoint / "arrays.npz").write_bytes(b"not the arrays")
+    proc = deeptrain("verify", logdir)
+    assert proc.returncode == 1
+    assert f"resume of {logdir}: NOTHING INTACT" in proc.stdout
+    assert deeptrain("verify", newest).returncode == 1  # one checkpoint
+
+
+# -- figures ---------------------------------------------------------------------------------
+def test_plot_draws_the_runs_history_figure_from_its_state(runs, tmp_path):
+    logdir = runs["done"]["logdir"]
+    proc = deeptrain("plot", logdir, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    path = tmp_path / f"{logdir.name}__history.png"
+    assert proc.stdout.strip() == path.name
+    drawn_by_the_run = imread(newest_checkpoint(logdir) / "history.png")
+    np.testing.assert_array_equal(imread(path), drawn_by_the_run)
+
+
+def test_plot_compares_runs_and_names_a_missing_metric(runs, tmp_path):
+    out = tmp_path / "compare.png"
+    proc = deeptrain("plot", runs["done"]["logdir"], runs["short"]["logdir"], "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    image = imread(out)
+    assert image.shape[0] > 100 and image[..., :3].std() > 0.01
+    proc = deeptrain("plot", runs["done"]["logdir"], runs["short"]["logdir"], "--metric", "f1")
+    assert proc.returncode == 1
+    assert "no run has validation metric 'f1'" in proc.stderr
+
+
+def test_report_from_the_saved_state(runs, tmp_path):
+    out = tmp_path / "report.png"
+    proc = deeptrain("report", runs["short"]["logdir"], "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(out)
+    image = imread(out)
+    assert image.shape[1] > 400 and image[..., :3].std() > 0.01
+
+
+# -- export-tensorboard ----------------------------------------------------------------------
+def test_export_tensorboard_from_the_metrics_log(runs, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logdir = tmp_path / "run"
+    shutil.copytree(runs["done"]["logdir"], logdir)
+    proc = deeptrain("export-tensorboard", logdir)
+    assert proc.returncode == 0, proc.stderr
+    assert f"tensorboard --logdir {logdir / 'tensorboard'}" in proc.stdout
+    events = EventAccumulator(str(logdir / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    rows = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
+    for event, prefix in (("train_batch", "train"), ("validation", "val")):
+        expected = [
+            (r["batches_fit"], float(np.float32(r["loss"]))) for r in rows if r["event"] == event
+        ]
+        assert [(e.step, e.value) for e in events.Scalars(f"{prefix}/loss")] == expected
+    assert [e.step for e in events.Images("figures/history")] == [8]
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+
+    proc = deeptrain("export-tensorboard", logdir)
+    assert proc.returncode == 1
+    assert "already holds TensorBoard event files" in proc.stderr
+    assert deeptrain("export-tensorboard", logdir, "--out", tmp_path / "tb").returncode == 0
+
+
+# -- wrong paths -----------------------------------------------------------------------------
+def test_wrong_paths_get_clear_errors(runs, tmp_path):
+    missing = tmp_path / "nope"
+    for command in ("runs", "show", "verify", "plot", "report", "export-tensorboard"):
+        proc = deeptrain(command, missing)
+        assert proc.returncode == 2, command
+        assert f"'{missing}' does not exist" in proc.stderr, command
+
+    data = runs["data"] / "train"
+    proc = deeptrain("show", data)
+    assert proc.returncode == 1
+    assert f"Error: {data} is not a log directory with checkpoints" in proc.stderr
+    proc = deeptrain("plot", data / "labels.h5")
+    assert proc.returncode == 1
+    assert "is a file but not a checkpoint's state.json" in proc.stderr
+    proc = deeptrain("verify", data)
+    assert proc.returncode == 1
+    assert f"no checkpoints under {data}" in proc.stderr
+    proc = deeptrain("runs", data / "labels.h5")
+    assert proc.returncode == 2 and "is a file" in proc.stderr
+    proc = deeptrain("export-tensorboard", data)
+    assert proc.returncode == 1 and "has no metrics log" in proc.stderr

@@ -1,0 +1,393 @@
+"""Experiment tracking against the real programs: TensorBoard event files read back with
+TensorBoard's own reader, MLflow runs read back through MLflow's client from a real
+``mlflow server`` (started and stopped here) and from the local default store, and runs
+killed with SIGKILL and resumed (real subprocesses) continuing the same event stream and
+the same MLflow run with no step recorded twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from deeptrain import DataGenerator, TrainGenerator, __version__
+from deeptrain.preprocessing import numpy_data_to_numpy_sets
+from deeptrain.tracking import MLflowLogger, TensorBoardLogger, default_tracking_uri
+
+BACKEND = keras.backend.backend()
+BATCH, N_TRAIN, N_VAL = 8, 4, 2  # 4 train batches per epoch, 2 validation batches
+JOB = Path(__file__).with_name("tracking_job.py")
+
+
+# -- helpers -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tracking_data")
+    rng = np.random.default_rng(0)
+    n = (N_TRAIN + N_VAL) * BATCH
+    labels = rng.integers(0, 2, n)
+    x = (rng.normal(size=(n, 6)) + labels[:, None]).astype("float32")
+    y = np.eye(2, dtype="float32")[labels]
+    cut = N_TRAIN * BATCH
+    for name, sl in (("train", slice(0, cut)), ("val", slice(cut, n))):
+        numpy_data_to_numpy_sets(x[sl], y[sl], root / name, batch_size=BATCH, verbose=0)
+    return root
+
+
+def make_traingen(data: Path, logs: Path, callbacks, epochs: int = 2, **kw) -> TrainGenerator:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
+    model.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy", metrics=["accuracy"])
+    dgs = [
+        DataGenerator(data / n, batch_size=BATCH, labels_path=data / n / "labels.h5", seed=0)
+        for n in ("train", "val")
+    ]
+    return TrainGenerator(
+        model,
+        *dgs,
+        epochs=epochs,
+        logs_dir=logs,
+        callbacks=callbacks,
+        iter_verbosity=0,
+        model_configs={"units": 8},
+        **kw,
+    )
+
+
+def read_events(directory: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    guidance = {"scalars": 0, "images": 0, "histograms": 0, "tensors": 0}
+    accumulator = EventAccumulator(str(directory), size_guidance=guidance)
+    accumulator.Reload()
+    return accumulator
+
+
+def scalars(events, tag: str) -> list[tuple[int, float]]:
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
+def metrics_rows(logdir: Path, event: str) -> list[dict]:
+    lines = (logdir / "metrics.jsonl").read_text().splitlines()
+    return [row for row in map(json.loads, lines) if row["event"] == event]
+
+
+def as_float32(value: float) -> float:
+    """A value as an event file holds it (a float32 ``simple_value``)."""
+    return float(np.float32(value))
+
+
+def assert_scalars_match_metrics_log(events, logdir: Path) -> None:
+    """Every train batch and validation of metrics.jsonl, once, at its step, with its value."""
+    for event, prefix in (("train_batch", "train"), ("validation", "val")):
+        rows = metrics_rows(logdir, event)
+        for metric in ("loss", "accuracy"):
+            expected = [(r["batches_fit"], as_float32(r[metric])) for r in rows]
+            assert scalars(events, f"{prefix}/{metric}") == expected, (prefix, metric)
+
+
+# -- TensorBoard ---------------------------------------------------------------------------
+@pytest.mark.backends
+def test_tensorboard_event_files_read_back(data, tmp_path):
+    """Train metrics per batch, validation metrics, the learning rate, the figures, weight
+    and gradient histograms and the settings, read back with TensorBoard's reader; written
+    without TensorFlow on torch and JAX."""
+    logger = TensorBoardLogger(histogram_freq={"epoch": 1}, histograms=("weights", "gradients"))
+    tg = make_traingen(data, tmp_path / "logs", [logger])
+    tg.train()
+    if BACKEND != "tensorflow":
+        assert "tensorflow" not in sys.modules
+    assert logger.directory == tg.logdir / "tensorboard"
+    events = read_events(logger.directory)
+
+    assert_scalars_match_metrics_log(events, tg.logdir)
+    assert [s for s, _ in scalars(events, "train/loss")] == list(range(1, 9))
+    assert scalars(events, "val/loss") == [
+        (4, as_float32(tg.val_history["loss"][0])),
+        (8, as_float32(tg.val_history["loss"][1])),
+    ]
+    assert scalars(events, "learning_rate") == [(4, as_float32(0.01)), (8, as_float32(0.01))]
+
+    history = events.Images("figures/history")
+    assert [e.step for e in history] == [4, 8]
+    assert history[-1].encoded_image_string == (tg.logdir / "history.png").read_bytes()
+    assert [e.step for e in events.Images("figures/report")] == [4, 8]
+
+    tg.sync_model()
+    for weight in tg.model.weights:
+        value = np.asarray(keras.ops.convert_to_numpy(weight.value), dtype=np.float64)
+        final = events.Histograms(f"weights/{weight.path}")[-1]
+        assert final.step == 8
+        assert final.histogram_value.num == value.size
+        assert final.histogram_value.min == value.min()
+        assert final.histogram_value.max == value.max()
+        assert [e.step for e in events.Histograms(f"gradients/{weight.path}")] == [4, 8]
+
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = events.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    assert hparams["epochs"].number_value == 2
+    assert hparams["optimizer"].string_value == "Adam"
+    assert hparams["key_metric"].string_value == "loss"
+    assert hparams["model.units"].number_value == 8
+    assert hparams["datagen.batch_size"].number_value == BATCH
+
+
+def test_tensorboard_logger_errors_name_what_is_wrong(data, tmp_path):
+    with pytest.raises(ValueError, match="histogram_freq: loggers record per 'batch'"):
+        TensorBoardLogger(histogram_freq={"iter": 1})
+    with pytest.raises(ValueError, match="histograms:.*'biases'"):
+        TensorBoardLogger(histograms=("biases",))
+    tg = make_traingen(data, None, [TensorBoardLogger()])
+    with pytest.raises(ValueError, match="TensorBoardLogger needs a directory: pass logdir="):
+        tg.train()
+    assert tg.state.fit_iters == 0  # before any step
+
+
+def test_loggers_do_not_make_the_model_sync_every_step(data, tmp_path):
+    """The loggers read only the train state per batch: the train step's device state (JAX)
+    is written back into the model at epoch ends and validations, not at every step, while
+    a function callback (which may read the model) still gets a synced model every time."""
+    counts = []
+    for callbacks in (
+        [TensorBoardLogger(logdir=tmp_path / "tb")],
+        [{"train:batch": lambda tg: None}],
+    ):
+        tg = make_traingen(data, None, callbacks, val_freq=None, unique_checkpoint_freq=None)
+        calls = [0]
+        sync = tg._fit_fn.sync
+
+        def counted(sync=sync, calls=calls):
+            calls[0] += 1
+            sync()
+
+        tg._fit_fn.sync = counted
+        tg.train()
+        counts.append(calls[0])
+    logger_syncs, function_syncs = counts
+    assert function_syncs >= 2 * N_TRAIN * 2  # before every iteration's callbacks
+    assert logger_syncs <= 2 + 2 + 1  # epoch ends (learning rate), train start and end
+
+
+def test_importing_deeptrain_imports_no_tracking_or_cli_library():
+    code = (
+        "import sys, deeptrain, deeptrain.callbacks, deeptrain.tracking\n"
+        "from deeptrain.callbacks import TensorBoardLogger, MLflowLogger\n"
+        "loaded = {'tensorboardX', 'tensorboard', 'mlflow', 'click'} & set(sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+# -- MLflow against a real server ------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """``mlflow server`` on 127.0.0.1 with a SQLite store, for this module; stopped after."""
+    root = tmp_path_factory.mktemp("mlflow_server")
+    port = _free_port()
+    mlflow_cli = [sys.executable, "-c", "from mlflow.cli import cli; cli()"]
+    log = open(root / "server.log", "w")
+    proc = subprocess.Popen(
+        mlflow_cli
+        + ["server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+        + ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"]
+        + ["--artifacts-destination", str(root / "artifacts")],
+        cwd=root,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its workers share its process group: stopped together
+        # no background job runner (a pool of worker processes for MLflow's GenAI jobs)
+        env=dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
+    )
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 240
+    try:
+        while True:
+            assert proc.poll() is None, (root / "server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "mlflow server did not start in 240 s"
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        yield uri
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(30)
+        log.close()
+
+
+def history(client, run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def assert_metrics_match_metrics_log(client, run_id: str, logdir: Path) -> None:
+    for event, prefix in (("train_batch", "train"), ("validation", "val")):
+        rows = metrics_rows(logdir, event)
+        for metric in ("loss", "accuracy"):
+            expected = [(r["batches_fit"], r[metric]) for r in rows]
+            assert history(client, run_id, f"{prefix}/{metric}") == expected, (prefix, metric)
+
+
+def artifacts(client, run_id: str, path: str | None = None) -> list[str]:
+    out = []
+    for item in client.list_artifacts(run_id, path):
+        out += artifacts(client, run_id, item.path) if item.is_dir else [item.path]
+    return out
+
+
+@pytest.mark.subprocess
+def test_mlflow_server_run_resumed_in_process_and_branched(data, tmp_path, mlflow_server):
+    """Params, metrics with steps, tags and artifacts in a real MLflow server; a resumed
+    TrainGenerator continues the same run (no step twice), a branched one starts a new run
+    tagged with its parent."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(mlflow_server)
+    logs, best = tmp_path / "logs", tmp_path / "best"
+
+    def logger() -> MLflowLogger:
+        return MLflowLogger(mlflow_server, experiment="tracking-test", log_final_checkpoint=True)
+
+    tg = make_traingen(data, logs, [logger()], epochs=1, best_models_dir=best)
+    tg.train()
+    run_id = tg.callbacks.objects[0].run_id
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == tg.logdir.name
+    assert run.data.params["epochs"] == "1"
+    assert run.data.params["model.units"] == "8"
+    assert run.data.params["optimizer"] == "Adam"
+    tags = run.data.tags
+    assert tags["deeptrain.backend"] == BACKEND
+    assert tags["deeptrain.version"] == __version__
+    assert tags["keras.version"] == keras.__version__
+    assert tags["deeptrain.model_name"] == tg.model_name
+    assert_metrics_match_metrics_log(client, run_id, tg.logdir)
+    assert history(client, run_id, "learning_rate") == [(4, pytest.approx(0.01))]
+    checkpoint = tg.get_last_log("checkpoint")
+    assert sorted(artifacts(client, run_id)) == sorted(
+        [
+            "best_model/model.weights.h5",
+            "figures/history.png",
+            "figures/report.png",
+            *(f"checkpoint/{checkpoint.name}/{f.name}" for f in checkpoint.iterdir()),
+        ]
+    )
+    downloaded = client.download_artifacts(run_id, "best_model/model.weights.h5", str(tmp_path))
+    assert Path(downloaded).read_bytes() == tg.get_last_log("weights", best=True).read_bytes()
+    logdir = tg.logdir
+    tg.destroy(confirm=True)
+
+    # resumed: the same log directory, the same MLflow run
+    tg = make_traingen(data, logs, [logger()], epochs=2, loadpath=logdir)
+    tg.train()
+    assert tg.logdir == logdir and tg.callbacks.objects[0].run_id == run_id
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert_metrics_match_metrics_log(client, run_id, logdir)
+    assert [s for s, _ in history(client, run_id, "train/loss")] == list(range(1, 9))
+    assert client.get_run(run_id).data.params["epochs"] == "1"  # params are set once
+    assert client.get_run(run_id).data.tags["changed_param.epochs"] == "2"
+    tg.destroy(confirm=True)
+
+    # branched: a new run from the checkpoint, in a new log directory
+    tg = make_traingen(data, logs, [logger()], epochs=3, loadpath=logdir, continue_run=False)
+    tg.train()
+    branch = tg.callbacks.objects[0].run_id
+    assert tg.logdir != logdir and branch != run_id
+    assert client.get_run(branch).data.tags["deeptrain.parent_run_id"] == run_id
+    assert [s for s, _ in history(client, branch, "train/loss")] == list(range(9, 13))
+    runs = client.search_runs([client.get_experiment_by_name("tracking-test").experiment_id])
+    assert sorted(r.info.run_id for r in runs) == sorted([run_id, branch])
+    tg.destroy(confirm=True)
+
+
+def test_mlflow_logger_errors_name_what_is_wrong(data, tmp_path):
+    with pytest.raises(ValueError, match="experiment must be a non-empty str"):
+        MLflowLogger(experiment="")
+    tg = make_traingen(data, None, [MLflowLogger()])
+    with pytest.raises(ValueError, match="MLflowLogger needs a tracking store: pass tracking_uri"):
+        tg.train()
+    assert tg.state.fit_iters == 0
+
+
+# -- killed and resumed --------------------------------------------------------------------
+def run_job(data: Path, logs: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(JOB), str(data), str(logs), *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONHASHSEED="0"),
+        timeout=600,
+    )
+
+
+@pytest.mark.backends
+@pytest.mark.subprocess
+def test_sigkill_and_resume_continue_the_event_stream_and_the_mlflow_run(tmp_path):
+    """Killed after iteration 7 (checkpoint at batch 4; batches 5 and 6 and the validation
+    at 6 already in the event file), then resumed: TensorBoard shows every step once, with
+    the values of the (rewound and continued) metrics log; the local default MLflow store
+    held exactly steps 1-4 at the kill, and the resumed job continues that run."""
+    from mlflow.tracking import MlflowClient
+
+    data, logs = tmp_path / "data", tmp_path / "logs"
+    proc = run_job(data, logs, "--kill-at-iter", "7")
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    (logdir,) = [p for p in logs.iterdir() if p.name.startswith("M")]
+    (killed_file,) = (logdir / "tensorboard").iterdir()
+    killed = read_events(killed_file)
+    assert [s for s, _ in scalars(killed, "train/loss")] == [1, 2, 3, 4, 5, 6]
+    assert [s for s, _ in scalars(killed, "val/loss")] == [3, 6]
+
+    client = MlflowClient(default_tracking_uri(logs))
+    (run,) = client.search_runs([client.get_experiment_by_name("deeptrain").experiment_id])
+    assert [s for s, _ in history(client, run.info.run_id, "train/loss")] == [1, 2, 3, 4]
+    assert [s for s, _ in history(client, run.info.run_id, "val/loss")] == [3]
+    assert (logs / "mlflow.db").is_file()
+
+    proc = run_job(data, logs, "--loadpath", str(logdir))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Loaded checkpoint" in proc.stderr
+    events = read_events(logdir / "tensorboard")
+    assert_scalars_match_metrics_log(events, logdir)
+    assert [s for s, _ in scalars(events, "train/loss")] == list(range(1, 25))
+    assert [s for s, _ in scalars(events, "val/loss")] == list(range(3, 25, 3))
+
+    (resumed,) = client.search_runs([client.get_experiment_by_name("deeptrain").experiment_id])
+    assert resumed.info.run_id == run.info.run_id
+    assert resumed.info.status == "FINISHED"
+    assert_metrics_match_metrics_log(client, run.info.run_id, logdir)
+    figures = artifacts(client, run.info.run_id)
+    assert sorted(figures) == ["figures/history.png", "figures/report.png"]
+    assert (logs / "mlartifacts").is_dir()
