@@ -38,7 +38,7 @@ def deeptrain(*args: str | Path, cwd: Path | None = None) -> subprocess.Complete
         text=True,
         env=env,
         cwd=cwd,
-        timeout=300,
+        timeout=900,
     )
 
 

@@ -328,7 +328,7 @@ def test_1_gradient_results_unpack_like_0_6_tuples(data):
 def _python(code: str, **env: str) -> subprocess.CompletedProcess:
     environ = {**os.environ, "PYTHONPATH": str(SRC), **env}
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=environ, timeout=300
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environ, timeout=900
     )
 
 

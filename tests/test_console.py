@@ -64,7 +64,7 @@ def run_script(tmp_path: Path, setup: str = "", verbosity: int = 1) -> str:
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout + proc.stderr

@@ -180,7 +180,7 @@ def test_memmap_keeps_only_served_batches_resident(tmp_path):
     del mm
     script = MEMMAP_CHILD.format(src=str(Path(__file__).parents[1] / "src"), path=str(path))
     out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=900
     )
     assert out.returncode == 0, out.stderr
     grown_mb = float(out.stdout.strip().splitlines()[-1])

@@ -42,7 +42,7 @@ def run_child(tmp_path: Path, **cfg) -> list[list]:
         CHILD.format(tests=str(Path(__file__).parent), src=str(Path(__file__).parents[1] / "src"))
     )
     out = subprocess.run(
-        [sys.executable, str(script), json.dumps(cfg)], capture_output=True, text=True, timeout=120
+        [sys.executable, str(script), json.dumps(cfg)], capture_output=True, text=True, timeout=900
     )
     assert out.returncode == 0, out.stderr
     return [json.loads(line) for line in out.stdout.splitlines()]

@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import h5py
@@ -29,9 +30,10 @@ EXAMPLES = REPO / "examples"
 
 # -- running examples ---------------------------------------------------------------------
 
-# test -> the example it runs; all selected examples start together (in parallel) when the
-# first of them is needed, each writing to its own output directory, sharing one data
-# directory (so their first use of the data races, as it may for users)
+# test -> the example it runs. The selected examples run in this order, at most
+# os.cpu_count() at a time (a test waits for its own; the next ones start as others end),
+# each writing to its own output directory, sharing one data directory (so their first use
+# of the data races, as it may for users)
 EXAMPLE_TESTS = {
     "test_basic": "basic.py",
     "test_preprocessor_seed_example": "misc/preprocessor.py",
@@ -50,11 +52,16 @@ EXAMPLE_TESTS = {
 }
 
 
+# A hang guard only: with at most one example per core, none comes near it under load.
+EXAMPLE_TIMEOUT_S = 1800
+
+
 class ExampleRun:
     """An example script running as a subprocess, output to a file."""
 
-    def __init__(self, relpath: str, root: Path):
+    def __init__(self, relpath: str, root: Path, pool: ExamplePool):
         self.relpath = relpath
+        self.pool = pool
         self.out = root / "out" / relpath.replace("/", "_").removesuffix(".py")
         self.out.mkdir(parents=True)
         env = dict(os.environ)
@@ -72,6 +79,7 @@ class ExampleRun:
             filter(None, [str(REPO / "src"), env.get("PYTHONPATH")])
         )
         self.log = open(self.out / "output.txt", "w+")
+        self.started = time.monotonic()
         self.proc = subprocess.Popen(
             [sys.executable, str(EXAMPLES / relpath)],
             env=env,
@@ -81,13 +89,19 @@ class ExampleRun:
             stdin=subprocess.DEVNULL,
         )
 
-    def result(self, timeout: float = 300) -> tuple[str, list[Path]]:
-        """Wait for the script; return its output and the log directories it created."""
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
+    def result(self) -> tuple[str, list[Path]]:
+        """Wait for the script (starting queued ones as slots free up); return its output
+        and the log directories it created."""
+        while True:
+            try:
+                code = self.proc.wait(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                self.pool.fill()
+                if time.monotonic() - self.started > EXAMPLE_TIMEOUT_S:
+                    self.proc.kill()
+                    raise
+        self.pool.fill()
         self.log.seek(0)
         output = self.log.read()
         assert code == 0, f"{self.relpath} failed ({code}):\n{output[-5000:]}"
@@ -102,21 +116,48 @@ class ExampleRun:
         self.log.close()
 
 
+class ExamplePool:
+    """The selected examples, started in order, at most ``slots`` running at a time."""
+
+    def __init__(self, scripts: list[str], root: Path, slots: int):
+        self.queue, self.root, self.slots = list(scripts), root, slots
+        self.runs: dict[str, ExampleRun] = {}
+
+    def fill(self) -> None:
+        running = sum(run.proc.poll() is None for run in self.runs.values())
+        while self.queue and running < self.slots:
+            script = self.queue.pop(0)
+            self.runs[script] = ExampleRun(script, self.root, self)
+            running += 1
+
+    def __getitem__(self, script: str) -> ExampleRun:
+        if script in self.queue:  # needed now: next in line
+            self.queue.remove(script)
+            self.queue.insert(0, script)
+        while script not in self.runs:
+            self.fill()
+            if script not in self.runs:
+                time.sleep(0.5)
+        return self.runs[script]
+
+    def close(self) -> None:
+        self.queue.clear()
+        for run in self.runs.values():
+            run.close()
+
+
 @pytest.fixture(scope="module")
 def examples(request, tmp_path_factory):
-    """``{script: ExampleRun}`` for the selected example tests, started together."""
-    selected = {
+    """``{script: ExampleRun}`` for the selected example tests, run as an
+    :class:`ExamplePool` of one slot per core."""
+    selected = [  # in the order the tests run
         item.originalname for item in request.session.items if item.module is request.module
-    }
-    root = tmp_path_factory.mktemp("examples")
-    runs = {
-        script: ExampleRun(script, root)
-        for test, script in EXAMPLE_TESTS.items()
-        if test in selected
-    }
-    yield runs
-    for run in runs.values():
-        run.close()
+    ]
+    scripts = [EXAMPLE_TESTS[test] for test in dict.fromkeys(selected) if test in EXAMPLE_TESTS]
+    pool = ExamplePool(scripts, tmp_path_factory.mktemp("examples"), os.cpu_count() or 1)
+    pool.fill()
+    yield pool
+    pool.close()
 
 
 def metrics_events(logdir: Path) -> list[str]:
@@ -778,7 +819,7 @@ def test_readme_quickstart_runs_as_written(tmp_path):
             env=env,
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=900,
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
     assert "'accuracy': [" in proc.stdout
@@ -796,7 +837,7 @@ def test_quickstart_example_runs(tmp_path):
     )
     script = Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
     proc = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=900
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "36 iterations over 3 epochs" in proc.stdout  # 384 samples / 32 x 3

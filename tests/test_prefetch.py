@@ -39,23 +39,28 @@ def test_prefetch_on_and_off_serve_identical_sequences(npy_dir, batch_size):
 
 
 def test_loads_run_in_the_background_while_the_main_thread_works(tmp_path):
+    """Overlap shown by events, not by timing: the next file is loaded by a prefetch
+    thread before the main thread asks for it, and is not loaded again when it does."""
     write_dataset(tmp_path, n_files=4, labels=None)
-    loaded_by = []
+    loads: list[tuple[str, str]] = []  # (set num, thread name)
+    loaded = threading.Condition()
 
-    def slow_loader(self, set_num):
-        loaded_by.append(threading.current_thread().name)
-        time.sleep(0.05)
-        return np.load(self._path(set_num))
+    def recording_loader(self, set_num):
+        array = np.load(self._path(set_num))
+        with loaded:
+            loads.append((str(set_num), threading.current_thread().name))
+            loaded.notify_all()
+        return array
 
-    dg = DataGenerator(tmp_path, batch_size=8, data_loader=slow_loader, prefetch=2)
+    dg = DataGenerator(tmp_path, batch_size=8, data_loader=recording_loader, prefetch=2)
     dg.get()
-    time.sleep(0.15)  # "training": the next files load meanwhile
-    t0 = time.perf_counter()
+    with loaded:  # nothing asks for a second file: only a prefetch thread can load it
+        assert loaded.wait_for(lambda: len(loads) >= 2, timeout=120)
     dg.update_state()
     dg.get()
-    waited = time.perf_counter() - t0
-    assert any(name.startswith("deeptrain-prefetch") for name in loaded_by)
-    assert waited < 0.04, "the second batch should already be loaded"
+    of_second = [thread for set_num, thread in loads if set_num == str(dg.set_num)]
+    assert len(of_second) == 1, loads  # loaded once, ahead of time
+    assert of_second[0].startswith("deeptrain-prefetch"), loads
 
 
 def test_loader_error_is_raised_in_the_main_thread_naming_the_file(tmp_path):
@@ -132,17 +137,25 @@ def test_background_failure_is_not_raised_once_the_load_succeeds():
 
 def test_ctrl_c_while_waiting_keeps_the_load_in_line():
     calls = []
+    started, release = threading.Event(), threading.Event()
 
-    def slow(key):
+    def blocking(key):
         calls.append(key)
-        time.sleep(0.4)
+        started.set()
+        assert release.wait(120)  # held until the main thread was interrupted
         return key.upper()
 
-    p = Prefetcher(slow, depth=2)
+    def interrupt():
+        started.wait(120)
+        time.sleep(0.1)  # the main thread is (most likely) waiting in get() by now
+        os.kill(os.getpid(), signal.SIGINT)
+
+    p = Prefetcher(blocking, depth=2)
     p.schedule(["a", "b"])
-    threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+    threading.Thread(target=interrupt, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
-        p.get("a")  # a real SIGINT arrives while the main thread waits
+        p.get("a")  # a real SIGINT arrives while the main thread waits ("a" cannot finish)
+    release.set()
     assert p.get("a") == "A" and p.get("b") == "B"
     assert calls == ["a", "b"]  # nothing loaded twice, nothing skipped
     p.close()
