@@ -114,7 +114,15 @@ def test_help_of_the_group_and_of_every_command():
     assert proc.returncode == 0, proc.stderr
     for name in COMMANDS:
         assert name in proc.stdout
-    assert set(COMMANDS) == {"runs", "show", "verify", "plot", "report", "export-tensorboard"}
+    assert set(COMMANDS) == {
+        "runs",
+        "show",
+        "verify",
+        "plot",
+        "report",
+        "export-tensorboard",
+        "migrate",
+    }
     for name in COMMANDS:
         proc = deeptrain(name, "--help")
         assert proc.returncode == 0, proc.stderr

@@ -845,6 +845,22 @@ def test_3_migrate_command_and_a_model_for_layers_named_by_the_user(data, tmp_pa
     assert path.is_dir() and "loadpath" in caplog.text
     with pytest.raises(FileExistsError):
         migrate(state_file, tmp_path / "cli")  # an existing checkpoint is not overwritten
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    for out, code in ((tmp_path / "command", 0), (tmp_path / "cli", 1)):  # deeptrain migrate
+        proc = subprocess.run(
+            [sys.executable, "-m", "deeptrain", "migrate", str(plain), str(out)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env=env,
+        )
+        assert proc.returncode == code, proc.stderr[-3000:]
+        if code == 0:
+            made = Path(proc.stdout.strip())
+            assert made.parent == out / "checkpoints" and (made / "state.json").is_file()
+            assert (out / "checkpoints" / "latest").read_text().strip() == made.name
+        else:  # the checkpoint is there already: an error naming it, nothing overwritten
+            assert "Error:" in proc.stderr and "exists" in proc.stderr
 
     full = write_logdir_06(tmp_path / "full06", data, weights, full_model=True)  # model.save
     tg = TrainGenerator(classifier(), *datagens(data), loadpath=migrate(full, tmp_path / "full"))

@@ -13,8 +13,7 @@ from .. import __version__
 
 __all__ = ["cli", "main", "COMMANDS"]
 
-# Command name -> "module:click command". A new subcommand (e.g. a migration of DeepTrain
-# 0.6 checkpoints, ``deeptrain migrate``) is one module with a click command, named here.
+# Command name -> "module:click command". A new subcommand is a click command, named here.
 COMMANDS = {
     "runs": "deeptrain.cli.commands:runs",
     "show": "deeptrain.cli.commands:show",
@@ -22,6 +21,7 @@ COMMANDS = {
     "plot": "deeptrain.cli.commands:plot",
     "report": "deeptrain.cli.commands:report",
     "export-tensorboard": "deeptrain.cli.commands:export_tensorboard",
+    "migrate": "deeptrain.cli.commands:migrate",
 }
 
 

@@ -11,7 +11,7 @@ from ..saving.errors import CorruptCheckpointError
 from . import formatting
 from .runinfo import PathError, describe_checkpoint, find_runs, read_run_state, run_summary
 
-__all__ = ["runs", "show", "verify", "plot", "report", "export_tensorboard"]
+__all__ = ["runs", "show", "verify", "plot", "report", "export_tensorboard", "migrate"]
 
 EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 EXISTING = click.Path(exists=True, path_type=Path)
@@ -165,3 +165,21 @@ def export_tensorboard(log_dir: Path, out: Path | None) -> None:
         f"wrote {done['scalars']} scalars and {done['images']} images to {done['directory']}\n"
         f"open with: tensorboard --logdir {done['directory']}"
     )
+
+
+@click.command()
+@click.argument("logdir_06", type=EXISTING)
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+def migrate(logdir_06: Path, out_dir: Path) -> None:
+    """Convert a DeepTrain 0.6 log directory (its newest *__state.h5 and *__weights.h5), or
+    one *__state.h5 file, into a checkpoint of the log directory OUT_DIR; prints its path.
+    Nothing of the 0.6 files is executed (the pickles are read as data). A model whose layer
+    names do not say their class needs deeptrain.migrate.migrate(..., model=model)."""
+    from ..migrate import migrate as convert
+
+    try:
+        path = convert(logdir_06, out_dir)
+    except (OSError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(str(path))
+    click.echo(f"continue with TrainGenerator(..., loadpath={str(out_dir)!r})", err=True)
