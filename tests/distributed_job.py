@@ -117,6 +117,7 @@ def train_deeptrain(args: argparse.Namespace, model, logs: Path | None, loadpath
 
         def stop(tg):
             if tg.state.fit_iters == args.kill_at_iter and args.process_id == args.victim:
+                tg.wait_for_checkpoints()  # a kill between checkpoint writes
                 sys.stdout.flush()
                 os.kill(os.getpid(), signal.SIGKILL)
             if tg.state.fit_iters == args.term_at_iter and args.process_id == args.victim:

@@ -314,6 +314,32 @@ def test_callbacks_state_goes_through_the_checkpoint(data, tmp_path):
     np.testing.assert_array_equal(fresh.trace, np.full(3, 6.0))
 
 
+def test_a_new_best_is_saved_when_no_checkpoint_is_due(data, tmp_path):
+    """Validations mid-epoch, checkpoints only at the epoch's end: each new best model is
+    saved at its own validation (from a snapshot of its own, in the background)."""
+    tg = make_tg(
+        data,
+        tmp_path,
+        best_models_dir=tmp_path / "best",
+        val_freq={"batch": 2},
+        unique_checkpoint_freq={"epoch": 1},
+        max_one_best_save=False,
+    )
+    tg.train()
+    assert tg.state.times_validated == 3 and tg.state.batches_fit == 6
+    saved = sorted(p.name for p in (tmp_path / "best").iterdir())
+    assert len(saved) >= 2 and tg.model_name in saved, saved  # the first best and the last
+    for name in saved:
+        assert (tmp_path / "best" / name / "model.weights.h5").is_file()
+
+
+def test_best_models_without_a_log_directory(data, tmp_path):
+    tg = make_tg(data, tmp_path, logs_dir=None, best_models_dir=tmp_path / "best")
+    tg.train()
+    (saved,) = (tmp_path / "best").iterdir()
+    assert saved.name == tg.model_name and (saved / "state.json").is_file()
+
+
 def test_report_and_history_are_real_images(data, tmp_path):
     tg = make_tg(
         data,

@@ -75,6 +75,7 @@ def main() -> None:
 
         def kill(tg):
             if tg.state.fit_iters == args.kill_at_iter:
+                tg.wait_for_checkpoints()  # a kill between checkpoint writes
                 for logger in callbacks[1:]:  # what was handed to their threads is written
                     logger.flush()
                 os.kill(os.getpid(), signal.SIGKILL)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["read_to_host", "assign_from_host", "local_whole_copy"]
+__all__ = ["read_to_host", "assign_from_host", "local_whole_copy", "held_whole"]
 
 _readers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # owner -> {key: reader}
 _writers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -102,15 +102,34 @@ def _tensorflow_writer(owner: Any, variables: Sequence[Any]) -> Callable[[list],
     return _cached(_writers, owner, tuple(id(v) for v in variables), make)
 
 
+def held_whole(value: Any) -> bool:
+    """Whether this process's devices hold every element of the JAX array ``value``
+    (always, unless some of its parts live only on other processes' devices)."""
+    if getattr(value, "is_fully_addressable", True):
+        return True
+    covered = np.zeros(value.shape, bool)
+    for shard in value.addressable_shards:
+        covered[shard.index] = True
+    return bool(covered.all())
+
+
 def local_whole_copy(value: Any) -> Any:
-    """A JAX array's full copy held by one of this process's devices (the array itself
-    when all its devices are local); None when its parts live in several processes."""
+    """The JAX array ``value`` whole, from this process's devices alone (no collective):
+    itself when all its devices are local, else one local copy of it (replicated across
+    processes), else assembled from the local shards; None when some of its parts live
+    only on other processes."""
     if getattr(value, "is_fully_addressable", True):
         return value
-    for shard in value.addressable_shards:  # replicated across processes: any local copy
+    shards = value.addressable_shards
+    for shard in shards:  # replicated across processes: any local copy
         if shard.data.shape == value.shape:
             return shard.data
-    return None
+    if not held_whole(value):
+        return None
+    whole = np.empty(value.shape, value.dtype)  # sharded within this process
+    for shard in shards:
+        whole[shard.index] = np.asarray(shard.data)
+    return whole
 
 
 def _jax_read(variables: Sequence[Any]) -> list[np.ndarray]:

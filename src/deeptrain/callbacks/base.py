@@ -75,6 +75,9 @@ class TraingenCallback:
     #: whether its stage methods may read the model's variables (False: the JAX step keeps
     #: them on the device, unsynced, for this callback)
     reads_model: bool = True
+    #: whether it runs on the writing process alone when several processes train (it
+    #: writes files or records of the run, which are written once)
+    writer_only: bool = False
 
     def init_with_traingen(self, tg: Traingen) -> None:
         self.tg = tg
@@ -225,8 +228,12 @@ class CallbackList(Sequence):
 
     def __call__(self, stage: Stage, tg: Traingen) -> None:
         first = stage[0] if isinstance(stage, tuple) else stage
+        distribution = getattr(tg, "distribution", None)
+        writer = distribution is None or distribution.is_writer
         for entry in self.entries:
             if isinstance(entry, TraingenCallback):
+                if entry.writer_only and not writer:
+                    continue
                 method = _METHODS[first]
                 if getattr(type(entry), method) is not getattr(TraingenCallback, method):
                     getattr(entry, method)(stage)

@@ -164,7 +164,7 @@ class KerasHooks:
 
     # -- train -----------------------------------------------------------------------
     def train_begin(self, tg: Any) -> None:
-        tg._sync_model()
+        tg.sync_model()
         tg.model.stop_training = False
         params = {"verbose": 0, "epochs": tg.epochs, "steps": len(tg.datagen)}
         begun = tg.state.fit_iters > 0 or tg.state.times_validated > 0
@@ -179,7 +179,7 @@ class KerasHooks:
         self.epoch_open = False
 
     def train_end(self, tg: Any) -> None:
-        tg._sync_model()
+        tg.sync_model()
         for cb in self.callbacks:
             cb.on_train_end(dict(self.last_epoch_logs))
 
@@ -187,23 +187,23 @@ class KerasHooks:
         """Before a train iteration: ``on_epoch_begin`` if not yet called for this epoch,
         ``on_train_batch_begin`` if the iteration starts batch number ``batch``."""
         if not self.epoch_open:
-            tg._sync_model()
+            tg.sync_model()
             for cb in self.callbacks:
                 cb.on_epoch_begin(tg.state.epoch, {})
             self.epoch_open = True
         if new_batch and self.train_batch:
-            tg._sync_model()
+            tg.sync_model()
             for cb in self.train_batch:
                 cb.on_train_batch_begin(batch, {})
 
     def train_batch_end(self, tg: Any, batch: int, logs: dict[str, Any]) -> None:
         if self.train_batch:
-            tg._sync_model()
+            tg.sync_model()
             for cb in self.train_batch:
                 cb.on_train_batch_end(batch, logs)
 
     def epoch_end(self, tg: Any, epoch: int, logs: dict[str, Any]) -> None:
-        tg._sync_model()
+        tg.sync_model()
         self.last_epoch_logs = logs
         for cb in self.callbacks:
             cb.on_epoch_end(epoch, logs)  # one dict for all, as Keras passes it
@@ -211,7 +211,7 @@ class KerasHooks:
 
     # -- validation ------------------------------------------------------------------
     def test_begin(self, tg: Any) -> None:
-        tg._sync_model()
+        tg.sync_model()
         self._test_sums = {}
         for cb in self.callbacks:
             cb.on_test_begin({})
@@ -236,10 +236,15 @@ class KerasHooks:
             cb.on_test_batch_end(batch, logs)
 
     def test_end(self, tg: Any, logs: dict[str, Any]) -> None:
-        tg._sync_model()
+        tg.sync_model()
         for cb in self.callbacks:
             cb.on_test_end(dict(logs))
 
     @staticmethod
     def stop_requested(tg: Any) -> bool:
-        return bool(getattr(tg.model, "stop_training", False))
+        """``model.stop_training``; with several processes, any one's (all stop together)."""
+        stop = bool(getattr(tg.model, "stop_training", False))
+        distribution = getattr(tg, "distribution", None)
+        if distribution is not None and distribution.process_count > 1:
+            stop = bool(distribution.max_over_processes(int(stop)))
+        return stop

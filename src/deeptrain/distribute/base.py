@@ -127,11 +127,6 @@ class Distribution:
         """Around the writer's own saving code (which no other process runs)."""
         return contextlib.nullcontext()
 
-    def host_value(self, variable: Any) -> np.ndarray:
-        """The whole value of a model variable as a NumPy array on this host (a collective
-        where variables are sharded across processes: every process must call it)."""
-        return np.array(variable.numpy())
-
     def prepare(self, tg: Any) -> None:
         """Check the TrainGenerator's model, data and settings before training (every
         process); raise :class:`DistributionError` for what cannot work."""

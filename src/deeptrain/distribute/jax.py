@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend.host import local_whole_copy
+from ..backend.host import held_whole
 from ..training.steppers import JaxStepper
 from .base import Distribution, DistributionError, StepFn
 
@@ -178,19 +178,6 @@ class JaxDistribution(Distribution):
         finally:
             keras.distribution.set_distribution(self.keras_distribution)
 
-    def host_value(self, variable: Any) -> np.ndarray:
-        value = variable.value
-        if getattr(value, "is_fully_addressable", True):
-            return np.array(value)
-        whole = local_whole_copy(value)
-        if whole is not None:
-            # replicated across processes: this process holds a full copy (no collective,
-            # so the writer alone can read it)
-            return np.array(whole)
-        from jax.experimental import multihost_utils
-
-        return np.array(multihost_utils.process_allgather(value, tiled=True))
-
     def prepare(self, tg: Any) -> None:
         import jax
 
@@ -202,7 +189,7 @@ class JaxDistribution(Distribution):
             for v in model.variables
             if isinstance(v.value.sharding, jax.sharding.SingleDeviceSharding)
         ]
-        split = [v.path for v in model.variables if local_whole_copy(v.value) is None]
+        split = [v.path for v in model.variables if not held_whole(v.value)]
         writes = any(
             getattr(tg, n, None) is not None for n in ("logs_dir", "logdir", "best_models_dir")
         )

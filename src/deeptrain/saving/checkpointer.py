@@ -112,39 +112,53 @@ class Checkpointer:
             found = [self._best_target()] if best else []
             return found + ([self._checkpoint_target(kind, overwrite)] if kind is not None else [])
 
-        return self._save(targets, wait)[-1] if kind is not None else None
+        paths = self._save(targets, wait)
+        return paths[-1] if kind is not None else None
 
     def _save(self, make_targets: Callable[[], list[Target]], wait: bool) -> list[Path]:
-        """Phase 1 here (after the write in flight has ended), phases 2 and 3 queued."""
+        """Phase 1 here (after the write in flight has ended), phases 2 and 3 queued. With
+        several processes, they all agree at the end whether it worked (a collective, which
+        is also the barrier before going on): one that fails never leaves the others
+        waiting, and every process raises."""
+        tg = self.tg
+        tg.ensure_consistent()  # never save a state cut half-way
+        first_seq = tg.state.save_seq
+        error: BaseException | None = None
+        paths: list[Path] = []
+        try:
+            paths = self._save_here(make_targets, wait)
+        except BaseException as e:
+            error = e
+        dist = tg.distribution
+        if dist.process_count > 1 and dist.max_over_processes(int(error is not None)):
+            error = error or RuntimeError(
+                "a checkpoint failed on another process (its log says why); none was written"
+            )
+        if error is not None:
+            if not self.pipeline.busy:  # nothing written, nothing being written
+                tg.state.save_seq = first_seq
+            raise error
+        return paths
+
+    def _save_here(self, make_targets: Callable[[], list[Target]], wait: bool) -> list[Path]:
         tg = self.tg
         dist = tg.distribution
-        tg.ensure_consistent()  # never save a state cut half-way
         pipeline = self.pipeline
         pipeline.wait()  # one write at a time; names depend on what it wrote
-        # several processes: written inline, so that the barrier below means "complete"
+        # several processes: written inline, so that their agreement means "complete"
         pipeline.asynchronous = bool(tg.checkpoint_async) and dist.process_count == 1
         tg.sync_model()
         tg.callbacks("save", tg)
         targets = make_targets()
-        first_seq = tg.state.save_seq
         for target in targets:
             tg.state.save_seq += 1
             target.seq = tg.state.save_seq
-        if not dist.is_writer:  # one writer (process 0); the state stays alike
-            dist.barrier("checkpoint written")
-            return [t.path for t in targets]
-        try:
+        if dist.is_writer:  # one writer (process 0); the others' state stays alike
             # (the optimizer is built before its variables are read; Keras' own writers
             # run without the distribution's collectives)
             with dist.writing(), dist.scope():
                 snapshot = take_snapshot(tg, figures=any(t.figures for t in targets))
             pipeline.submit(CheckpointJob(snapshot, targets, self.fault), wait=wait)
-        except BaseException:
-            if not pipeline.busy:  # nothing written, nothing being written
-                tg.state.save_seq = first_seq
-            raise
-        finally:
-            dist.barrier("checkpoint written")
         return [t.path for t in targets]
 
     def _checkpoint_target(self, kind: str, overwrite: bool | None) -> Target:
@@ -165,7 +179,7 @@ class Checkpointer:
         path = directory / name
         if overwrite is None:
             overwrite = tg.checkpoints_overwrite_duplicates
-        if path.exists() and not overwrite:
+        if writer and path.exists() and not overwrite:  # (others: the name the writer meant)
             path = next(
                 p
                 for v in range(2, 10**6)  # 0.6: name_v2, name_v3, ...
@@ -223,7 +237,9 @@ class Checkpointer:
         or ``settle`` (the caller's checks of the loaded settings), still fails, what was
         there is put back and the error raised."""
         tg = self.tg
-        self.pipeline.wait()  # the checkpoint being written may be the one to load
+        failed = self.pipeline.take_error()  # the checkpoint being written may be the one to load
+        if failed is not None:  # loading is the recovery: say what failed, then go on
+            log.warning("A checkpoint write had failed (%s); loading %s", failed, path)
         path, payload = resolve_loadpath(path)
         arrays = read_arrays(path, payload)
         skip = effective_loadskip(

@@ -246,6 +246,12 @@ class CheckpointPipeline:
     def pending_error(self) -> BaseException | None:
         return self._error
 
+    def take_error(self) -> BaseException | None:
+        """Once no write is in flight: the error of one that failed (cleared), or None."""
+        self.join()
+        error, self._error = self._error, None
+        return error
+
     def _raise(self) -> None:
         error, self._error = self._error, None
         if error is not None:

@@ -60,6 +60,7 @@ class TrackingLogger(TraingenCallback):
     """Base of the loggers; subclasses implement ``_open`` and ``_record_*``."""
 
     reads_model = False  # reads tg.state per batch; syncs the model itself when it reads it
+    writer_only = True  # one event stream, one MLflow run: written by the writing process
 
     def __init__(
         self,

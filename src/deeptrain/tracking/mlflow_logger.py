@@ -219,19 +219,26 @@ class MLflowLogger(TrackingLogger):
         """Upload the best model's weights if a new best model was saved since the last."""
         if not self.log_best_model or self.run_id is None or self.tg.best_models_dir is None:
             return
-        weights = self.tg.get_last_log("weights", best=True)
-        if weights is None:
-            return
-        stat = weights.stat()
-        identity = (weights.parent.name, stat.st_mtime_ns, stat.st_size)
-        if identity == self._best_sent:
+        try:  # a best model being replaced in the background may vanish meanwhile: then
+            # the newer one is sent at the next checkpoint or at the end of train()
+            weights = self.tg.get_last_log("weights", best=True)
+            if weights is None:
+                return
+            stat = weights.stat()
+            identity = (weights.parent.name, stat.st_mtime_ns, stat.st_size)
+            if identity == self._best_sent:
+                return
+            copy = Path(tempfile.mkdtemp(prefix="deeptrain-mlflow-"))
+            try:
+                os.link(weights, copy / weights.name)  # instant, safe from the next best save
+            except FileNotFoundError:
+                shutil.rmtree(copy, ignore_errors=True)
+                raise
+            except OSError:
+                shutil.copy2(weights, copy / weights.name)
+        except FileNotFoundError:
             return
         self._best_sent = identity
-        copy = Path(tempfile.mkdtemp(prefix="deeptrain-mlflow-"))
-        try:
-            os.link(weights, copy / weights.name)  # instant, and safe from the next best save
-        except OSError:
-            shutil.copy2(weights, copy / weights.name)
         self._upload(copy, "best_model", remove=True)
         self._worker.submit(
             self._request, "set_tag", self.run_id, "deeptrain.best_model", weights.parent.name

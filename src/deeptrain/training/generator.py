@@ -681,6 +681,9 @@ class TrainGenerator(TrainStateAliases):
         self.sync_model()
         if self._val_start is not None and self.state.train_loop_done:
             self._rewind_validation()
+        failed = self._checkpointer.pipeline.take_error()
+        if failed is not None:  # the last good state is saved now instead
+            log.error("An earlier checkpoint write failed: %s", failed)
         path = self._checkpointer.checkpoint("temp", wait=True) if self.logdir else None
         saved = f"checkpoint saved at {path}" if path else "no log directory, nothing saved"
         log.warning("Preempted (SIGTERM): %s; exiting. Run the same command to resume.", saved)

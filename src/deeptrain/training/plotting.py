@@ -221,12 +221,14 @@ def saved_history_figure(state: Mapping[str, Any]) -> Figure:
     key_metric = settings.get("key_metric", "loss")
     configs = merge_plot_configs(
         settings.get("plot_configs"),
-        default_plot_configs(
-            list(train_state["history"]),
-            val_names,
-            key_metric,
-            bool(settings.get("max_is_best")),
-            int(settings.get("plot_first_pane_max_vals", 2)),
+        with_plot_cfg(  # PLOT_CFG's edits, as the run's own figures have them
+            default_plot_configs(
+                list(train_state["history"]),
+                val_names,
+                key_metric,
+                bool(settings.get("max_is_best")),
+                int(settings.get("plot_first_pane_max_vals", 2)),
+            )
         ),
     )
     aliases = settings.get("metric_to_alias") or METRIC_TO_ALIAS
