@@ -62,15 +62,18 @@ def trained(kind: str, root: Path) -> TrainGenerator:
     if kind == "dense":
         x = rng.normal(size=(32, FEATURES)).astype("float32")
         y = np.eye(2, dtype="float32")[rng.integers(0, 2, 32)]
-        pre = {}
+        pre = dict
     else:
         x = rng.normal(size=(16, TIMESTEPS, FEATURES)).astype("float32")
         y = rng.integers(0, 2, (16, 1)).astype("float32")
-        pre = {"preprocessor": TimeseriesPreprocessor(window_size=WINDOW)}
+
+        def pre():  # one preprocessor per DataGenerator: it holds that one's position
+            return {"preprocessor": TimeseriesPreprocessor(window_size=WINDOW)}
+
     for split in ("train", "val"):
         numpy_data_to_numpy_sets(x, y, root / split, batch_size=BATCH, shuffle=False, verbose=0)
     dgs = [
-        DataGenerator(root / s, batch_size=BATCH, labels_path=root / s / "labels.h5", **pre)
+        DataGenerator(root / s, batch_size=BATCH, labels_path=root / s / "labels.h5", **pre())
         for s in ("train", "val")
     ]
     keras.utils.set_random_seed(0)

@@ -27,6 +27,7 @@ from ..backend.stateful import check_states, set_states, state_variables
 
 __all__ = [
     "variable_specs",
+    "built_optimizer",
     "check_compatible",
     "save_weights",
     "load_weights",
@@ -48,7 +49,8 @@ def _spec(v: Any) -> list:
     return [v.path, [int(d) for d in v.shape], str(v.dtype)]
 
 
-def _optimizer(model: Any) -> Any:
+def built_optimizer(model: Any) -> Any:
+    """The model's optimizer (None without one), its variables created if they were not."""
     opt = getattr(model, "optimizer", None)
     if opt is not None and not opt.built:
         opt.build(model.trainable_variables)  # else load_weights skips the optimizer part
@@ -57,7 +59,7 @@ def _optimizer(model: Any) -> Any:
 
 def variable_specs(model: Any) -> dict[str, list]:
     """Path, shape and dtype of every variable a checkpoint restores, in order."""
-    opt = _optimizer(model)
+    opt = built_optimizer(model)
     return {
         "weights": [_spec(v) for v in model.weights],
         "optimizer": [_spec(v) for v in opt.variables] if opt is not None else [],
@@ -95,7 +97,7 @@ def check_compatible(saved: dict[str, list], model: Any, source: str | Path) -> 
 
 
 def save_weights(model: Any, path: Path, **kwargs: Any) -> None:
-    _optimizer(model)
+    built_optimizer(model)
     model.save_weights(path, **kwargs)
 
 
@@ -119,7 +121,7 @@ def optimizer_selection(model: Any, configs: Any, argname: str) -> set[str]:
         last = path.rsplit("/", 1)[-1]
         return any(last == n or (n.startswith("*") and n[1:] in path) for n in names)
 
-    opt = _optimizer(model)
+    opt = built_optimizer(model)
     return {v.path for v in opt.variables if hit(v.path) != (mode == "include")}
 
 
@@ -135,7 +137,7 @@ def load_weights(
     from .safe_io import open_binary
     from .weights_file import load_weights_file, weights_layout
 
-    opt = _optimizer(model)
+    opt = built_optimizer(model)
     keep = [
         v
         for v in (opt.variables if opt is not None else [])
@@ -223,7 +225,7 @@ def restore_arrays(model: Any, arrays: dict[str, np.ndarray]) -> None:
 def all_variables(model: Any) -> list[Any]:
     """Every variable a checkpoint restores: the model's (weights and the rest) and the
     optimizer's."""
-    opt = _optimizer(model)
+    opt = built_optimizer(model)
     seen, found = set(), []
     for v in [*model.variables, *(opt.variables if opt is not None else [])]:
         if id(v) not in seen:

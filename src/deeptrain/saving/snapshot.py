@@ -85,6 +85,8 @@ def take_snapshot(tg: Any, figures: bool) -> Snapshot:
     """Everything a checkpoint of ``tg`` holds, as it is now (the model must be current:
     the caller syncs it first)."""
     skip = set(tg.saveskip_list)
+    # the optimizer's variables, all of them, in the weights file and in the specs alike
+    model_state.built_optimizer(tg.model)
     weights_kw = dict(_or_default(tg.model_save_weights_kw, MODEL_SAVE_WEIGHTS_KW))
     own_weights = "model:weights" not in skip and not weights_kw
     weights, model_arrays = _read_model(tg.model, own_weights)

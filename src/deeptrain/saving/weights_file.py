@@ -285,7 +285,7 @@ def load_weights_file(
 ) -> None:
     """Assign the datasets of the weights file ``file`` (a path or a binary file object,
     read with h5py) to ``model``'s variables by Keras' layout; variables whose ``id`` is in
-    ``keep`` keep their values.
+    ``keep`` keep their values (a group of them all is not read).
 
     Only the layout's datasets are read, each once, and each is checked first: reached by
     hard links only, stored in the file itself (no external storage, not virtual), of the
@@ -301,6 +301,9 @@ def load_weights_file(
         plan = [
             (variable, value)
             for group in layout.groups
+            # a group kept whole is not read (nor checked): e.g. the optimizer's, when the
+            # file's optimizer state is skipped (another optimizer, or none saved)
+            if not all(id(v) in keep for v in group.values)
             for variable, value in _read_group(f, group, source or file)
             if id(variable) not in keep
         ]

@@ -703,7 +703,7 @@ class TrainGenerator(TrainStateAliases):
         self._checkpointer.pipeline.check()  # a failed background write: raised here
         keras_hooks = self.callbacks.keras
         if keras_hooks is not None:
-            keras_hooks.train_iteration_begin(self, dg.batch_exhausted, self._batches_into_epoch())
+            keras_hooks.train_iteration_begin(self, _starts_batch(dg), self._batches_into_epoch())
         x, y, sw = self.get_data(val=False)  # a failed load changes nothing
         # From the step to the end of the bookkeeping, a cut (a second Ctrl-C, an error)
         # leaves the weights and the counters apart: marked, and train() then refuses.
@@ -985,7 +985,7 @@ class TrainGenerator(TrainStateAliases):
     def _val_iteration(self) -> None:
         vdg, state = self.val_datagen, self.state
         self._checkpointer.pipeline.check()  # a failed background write: raised here
-        if self.callbacks.keras is not None and vdg.batch_exhausted:
+        if self.callbacks.keras is not None and _starts_batch(vdg):
             self.callbacks.keras.test_batch_begin(len(state.val_temp_sizes))
         x, y, sw = self.get_data(val=True)
         first_slice = vdg.slice_idx in (None, 0)
@@ -1574,3 +1574,9 @@ def _append_slice(temp: dict[str, list], metrics: Mapping[str, Any], first_slice
             entries.append([value])
         else:
             entries[-1].append(value)
+
+
+def _starts_batch(dg: DataGenerator) -> bool:
+    """Whether the next ``get()`` serves the first window of a batch: a batch is loaded
+    then, or one is held that nothing was served from yet (windows: at slice 0)."""
+    return dg.batch_exhausted or dg.slice_idx in (None, 0)
