@@ -627,6 +627,7 @@ def test_2_util_modules_call_the_traingen(data, tmp_path):
         saving._get_optimizer_state(tg)
 
 
+@pytest.mark.subprocess
 def test_2_deliberate_gaps_name_their_replacement(data, tmp_path):
     old = tmp_path / "logs06"
     old.mkdir()
@@ -824,6 +825,7 @@ def test_3_migrate_a_0_6_logdir_then_load_and_continue(data, tmp_path, caplog):
     assert TrainGenerator(classifier(), *datagens(data), loadpath=tg.logdir).epoch == 3
 
 
+@pytest.mark.subprocess
 def test_3_migrate_command_and_a_model_for_layers_named_by_the_user(data, tmp_path, caplog):
     from deeptrain.migrate import main, migrate
 

@@ -797,6 +797,7 @@ def test_mnist_layout_without_downloading(tmp_path, monkeypatch):
         assert sorted(_h5(root / split / "labels.h5"), key=int) == [str(k) for k in range(1, n + 1)]
 
 
+@pytest.mark.subprocess
 def test_readme_quickstart_runs_as_written(tmp_path):
     """The README's quickstart snippet, pasted into a file, runs in an empty directory (and
     again, over its own data)."""
@@ -827,6 +828,7 @@ def test_readme_quickstart_runs_as_written(tmp_path):
     assert len(list((tmp_path / "data" / "train").glob("batch__*.npy"))) == 6
 
 
+@pytest.mark.subprocess
 def test_quickstart_example_runs(tmp_path):
     env = dict(
         os.environ,
