@@ -349,3 +349,44 @@ def test_jax_model_parallel(data, tmp_path):
     for key in weight_keys(result) + sorted(k for k in result if k.startswith("opt")):
         np.testing.assert_array_equal(result[key], result["ref_" + key], err_msg=key)
         np.testing.assert_array_equal(result[key], result["loaded_" + key], err_msg=key)
+
+
+MWMS_SCRIPT = """
+import keras, tensorflow as tf
+from deeptrain import DataGenerator, TrainGenerator
+from deeptrain.distribute import DistributionError
+
+strategy = tf.distribute.MultiWorkerMirroredStrategy()  # no TF_CONFIG: one local worker
+with strategy.scope():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("sgd", "categorical_crossentropy")
+try:
+    dg = [DataGenerator({data!r}, labels_path={labels!r}, batch_size=8) for _ in "tv"]
+    TrainGenerator(model, *dg, iter_verbosity=0)
+except DistributionError as e:
+    print("refused:", e)
+"""
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="runs in the TensorFlow job")
+def test_tensorflow_multi_worker_strategy_is_refused_naming_what_works(tmp_path):
+    """MultiWorkerMirroredStrategy fails in Keras 3.15's own train paths: refused before
+    training, with the alternatives (in a child process: the strategy sets up TF's
+    collectives for good)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 4)).astype("float32")
+    y = np.eye(2, dtype="float32")[rng.integers(0, 2, 16)]
+    numpy_data_to_numpy_sets(x, y, tmp_path / "data", batch_size=8, verbose=0)
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+    )
+    env.pop("TF_CONFIG", None)
+    script = MWMS_SCRIPT.format(
+        data=str(tmp_path / "data"), labels=str(tmp_path / "data" / "labels.h5")
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=TIMEOUT
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "refused: MultiWorkerMirroredStrategy is not supported" in proc.stdout
+    assert "MirroredStrategy (one process" in proc.stdout and "JAX backend" in proc.stdout
