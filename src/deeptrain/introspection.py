@@ -106,8 +106,24 @@ def compute_gradient_norm(
     return _norms(list(grads.values()), norm_fn, scope)
 
 
+class _Unpacks:
+    """Unpacks, indexes and measures like DeepTrain 0.6's 3-tuple result (``_legacy()``)."""
+
+    def _legacy(self) -> tuple[Any, int, int]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._legacy())
+
+    def __getitem__(self, index: int | slice) -> Any:
+        return self._legacy()[index]
+
+    def __len__(self) -> int:
+        return 3
+
+
 @dataclass
-class GradientNorms:
+class GradientNorms(_Unpacks):
     """Result of :func:`gradient_norm_over_dataset`.
 
     ``norms[i, j]``: iteration ``i``'s norm of gradient tensor ``names[j]`` (one column,
@@ -128,18 +144,9 @@ class GradientNorms:
     def _legacy(self) -> tuple[np.ndarray, int, int]:
         return self.stat, self.batches_processed, self.iters_processed
 
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._legacy())
-
-    def __getitem__(self, index: int | slice) -> Any:
-        return self._legacy()[index]
-
-    def __len__(self) -> int:
-        return 3
-
 
 @dataclass
-class GradientSums:
+class GradientSums(_Unpacks):
     """Result of :func:`gradient_sum_over_dataset`: ``sums[name]`` is the gradient tensor
     summed over ``iters_processed`` iterations (divide for the mean gradient). It unpacks
     like DeepTrain 0.6's result: ``grads_sum, batches_processed, iters_processed``."""
@@ -152,15 +159,6 @@ class GradientSums:
 
     def _legacy(self) -> tuple[dict[str, np.ndarray], int, int]:
         return self.sums, self.batches_processed, self.iters_processed
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._legacy())
-
-    def __getitem__(self, index: int | slice) -> Any:
-        return self._legacy()[index]
-
-    def __len__(self) -> int:
-        return 3
 
 
 def gradient_norm_over_dataset(
