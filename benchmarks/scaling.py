@@ -123,8 +123,11 @@ def worker(args: argparse.Namespace) -> None:
         labels_path=data / "labels.h5",
         superbatch_set_nums="all",
         prefetch=0,
+        seed=0,  # the same schedule on every process
     )
-    vdg = DataGenerator(data, batch_size=BATCH, labels_path=data / "labels.h5", set_nums=[1])
+    vdg = DataGenerator(
+        data, batch_size=BATCH, labels_path=data / "labels.h5", set_nums=[1], seed=0
+    )
     tg = TrainGenerator(
         build(scope),
         dg,

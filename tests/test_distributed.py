@@ -390,3 +390,38 @@ def test_tensorflow_multi_worker_strategy_is_refused_naming_what_works(tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "refused: MultiWorkerMirroredStrategy is not supported" in proc.stdout
     assert "MirroredStrategy (one process" in proc.stdout and "JAX backend" in proc.stdout
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="runs in the TensorFlow job")
+def test_tensorflow_mirrored_strategy_of_one_replica_and_other_strategies(tmp_path):
+    """A MirroredStrategy over one device (a one-GPU machine) trains under its scope; a
+    strategy DeepTrain does not run under is refused before training, naming it."""
+    import keras
+    import tensorflow as tf
+
+    from deeptrain import DataGenerator, TrainGenerator
+    from deeptrain.distribute import DistributionError
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 4)).astype("float32")
+    y = np.eye(2, dtype="float32")[rng.integers(0, 2, 32)]
+    numpy_data_to_numpy_sets(x, y, tmp_path / "data", batch_size=8, verbose=0)
+
+    def session(strategy):
+        with strategy.scope():
+            model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, "softmax")])
+            model.compile("adam", "categorical_crossentropy")
+        datagens = [
+            DataGenerator(
+                tmp_path / "data", labels_path=tmp_path / "data" / "labels.h5", batch_size=8
+            )
+            for _ in "tv"
+        ]
+        return TrainGenerator(model, *datagens, iter_verbosity=0, plot_history_freq=None)
+
+    tg = session(tf.distribute.MirroredStrategy(["/cpu:0"]))
+    assert tg.distribution.describe() == "TensorFlow MirroredStrategy (1 replicas)"
+    tg.train()
+    assert tg.state.batches_fit == 4 and tg.model.optimizer.iterations.numpy() == 4
+    with pytest.raises(DistributionError, match="OneDeviceStrategy is not supported"):
+        session(tf.distribute.OneDeviceStrategy("/cpu:0"))

@@ -32,16 +32,12 @@ def detect(model: Any) -> Distribution:
             return JaxDistribution(current)
     elif backend == "tensorflow":
         strategy = getattr(model, "distribute_strategy", None)
-        if strategy is not None and strategy.num_replicas_in_sync > 1:
+        # any strategy but TF's default one (a MirroredStrategy of one replica too: its
+        # variables are created under its scope); the unsupported ones are refused there
+        if strategy is not None and type(strategy).__name__ != "_DefaultDistributionStrategy":
             from .tensorflow import TensorFlowDistribution
 
             return TensorFlowDistribution(strategy)
-        import tensorflow as tf
-
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            from .tensorflow import TensorFlowDistribution
-
-            return TensorFlowDistribution(strategy)  # refused there, with the reason
     elif backend == "torch":
         from .torch import from_environment
 

@@ -37,6 +37,11 @@ class TensorFlowDistribution(Distribution):
                 "evaluate paths fail under it. Use MirroredStrategy (one process, several "
                 "devices), or the JAX backend with keras.distribution for several processes."
             )
+        if not isinstance(strategy, tf.distribute.MirroredStrategy):
+            raise DistributionError(
+                f"{type(strategy).__name__} is not supported: DeepTrain trains under "
+                "tf.distribute.MirroredStrategy on TensorFlow (or keras.distribution on JAX)."
+            )
         self.strategy = strategy
 
     @property
