@@ -18,14 +18,13 @@ import random
 import resource
 import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
+import jobs
 from deeptrain.callbacks import TraingenCallback
 from deeptrain.saving import model_state
 from deeptrain.saving.checkpoint import (
@@ -173,13 +172,7 @@ def test_a_replace_interrupted_between_its_renames_loads_the_backup_and_is_settl
 def test_sigkill_between_the_two_renames_of_a_replace(data, tmp_path, caplog):
     job = Path(__file__).with_name("replace_kill_job.py")
     out = tmp_path / "weights.npz"
-    proc = subprocess.run(
-        [sys.executable, str(job), str(data), str(tmp_path / "logs"), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=dict(os.environ, PYTHONHASHSEED="0"),
-    )
+    proc = jobs.run(job, data, tmp_path / "logs", out)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     (logdir,) = (tmp_path / "logs").glob("M*__*")
     ckdir = logdir / "checkpoints"

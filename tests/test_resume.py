@@ -1,10 +1,11 @@
 """Exact resume: a run killed with SIGKILL and resumed from its latest checkpoint ends
 bit-identical to an uninterrupted run (weights, optimizer state, histories).
 
-Every run is a real subprocess (``tests/resume_job.py``) on the backend KERAS_BACKEND
-selects, with shuffled data and Dropout, or a stateful LSTM fed windows (killed mid-batch,
-between windows), checkpoints written in the background: killed between writes, inside
-one (from the writing thread, while training goes on), or at a random moment. CPU only.
+Every run is a real process (``tests/resume_job.py``, forked warm: ``tests/jobs.py``) on
+the backend KERAS_BACKEND selects, with shuffled data and Dropout, or a stateful LSTM fed
+windows (killed mid-batch, between windows), checkpoints written in the background: killed
+between writes, inside one (from the writing thread, while training goes on), or at a
+random moment. CPU only.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+import jobs
 
 pytestmark = [pytest.mark.backends, pytest.mark.subprocess]
 
@@ -28,14 +30,7 @@ ITERS = {"dense": 24, "lstm": 54}  # 2 epochs: 12 batches; 9 batches x 3 windows
 
 
 def run_job(data: Path, logs: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    return subprocess.run(
-        [sys.executable, str(JOB), str(data), str(logs), str(out), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    return jobs.run(JOB, data, logs, out, *args)
 
 
 def load(out: Path) -> dict[str, np.ndarray]:
@@ -183,23 +178,7 @@ def test_sigkill_at_a_random_moment_during_checkpoint_writes(workdir, reference)
     rng = random.Random(seed)
 
     def external_kill(data, logs, out):
-        env = dict(os.environ, PYTHONHASHSEED="0")
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(JOB),
-                str(data),
-                str(logs),
-                str(out),
-                "--model",
-                "dense",
-                "--temp-freq",
-                '{"iter": 1}',
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
+        proc = jobs.start(JOB, data, logs, out, "--model", "dense", "--temp-freq", '{"iter": 1}')
         deadline = time.monotonic() + 300
         wanted = rng.randrange(3, ITERS["dense"] - 4)
         seen = set()

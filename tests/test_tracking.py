@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import pytest
 
+import jobs
 from deeptrain import DataGenerator, TrainGenerator, __version__
 from deeptrain.preprocessing import numpy_data_to_numpy_sets
 from deeptrain.tracking import MLflowLogger, TensorBoardLogger, default_tracking_uri
@@ -343,13 +344,7 @@ def test_mlflow_logger_errors_name_what_is_wrong(data, tmp_path):
 
 # -- killed and resumed --------------------------------------------------------------------
 def run_job(data: Path, logs: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(JOB), str(data), str(logs), *args],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHONHASHSEED="0"),
-        timeout=600,
-    )
+    return jobs.run(JOB, data, logs, *args)
 
 
 @pytest.mark.backends
