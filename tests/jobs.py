@@ -35,6 +35,15 @@ __all__ = ["Job", "run", "start"]
 
 PRELOAD = ["numpy", "h5py", "keras", "deeptrain"]
 IMPORT_TIME_VARS = ("KERAS_BACKEND", "XLA_FLAGS", "PYTHONHASHSEED")
+# JAX: jobs share compiled steps through JAX's persistent compilation cache (a job would
+# otherwise compile what the one before it compiled; the executables are the same)
+JAX_CACHE = {
+    "JAX_COMPILATION_CACHE_DIR": os.path.join(
+        tempfile.gettempdir(), f"deeptrain-jax-cache-{os.getuid()}"
+    ),
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+}
 _context: Any = None
 
 
@@ -44,17 +53,19 @@ def _forkserver() -> Any:
     if _context is None:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(PRELOAD)
-        saved = os.environ.get("PYTHONHASHSEED")
-        os.environ["PYTHONHASHSEED"] = "0"
+        server_env = {"PYTHONHASHSEED": "0", **JAX_CACHE}
+        saved = {name: os.environ.get(name) for name in server_env}
+        os.environ.update(server_env)
         try:
             from multiprocessing import forkserver
 
             forkserver.ensure_running()
         finally:
-            if saved is None:
-                del os.environ["PYTHONHASHSEED"]
-            else:
-                os.environ["PYTHONHASHSEED"] = saved
+            for name, value in saved.items():
+                if value is None:
+                    del os.environ[name]
+                else:
+                    os.environ[name] = value
         _context = context
     return _context
 

@@ -277,7 +277,8 @@ def test_1_layer_hists_accepts_0_6_plot_configs(data):
     fig = deeptrain.visuals.layer_hists(model, "*", mode="weights", configs=configs)
     axes = [ax for ax in fig.axes if ax.patches]
     assert axes and all(ax.get_title() == "" for ax in axes)  # annot_kw=None: no names
-    heights = sorted(p.get_height() for p in axes[0].patches)
+    (bars,) = axes[0].patches  # one StepPatch: the bin counts
+    heights = sorted(bars.get_data().values)
     assert axes[0].get_ylim()[1] == pytest.approx(1.05 * heights[-2])  # the top peak clipped
     assert fig._suptitle.get_fontsize() == 13
     fig = deeptrain.visuals.layer_hists(model, mode="weights", configs={"plot": {"annot_kw": {}}})

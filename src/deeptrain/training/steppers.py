@@ -16,9 +16,9 @@ which on a small model costs more than the step itself:
   epoch. The TrainGenerator syncs before anything reads the model (validation, checkpoints,
   callbacks, RNN resets, the end of ``train()``).
 
-The first call of each goes through ``train_on_batch``, which builds the model, optimizer,
-metrics and train function; so does every call in the cases a stepper does not cover
-(multi-replica TensorFlow strategies).
+The first call on torch and JAX goes through ``train_on_batch``, which builds the model,
+optimizer, metrics and train function. On TensorFlow those are built symbolically (no step)
+and the first step is already the stepper's own: one trace of the train step, not two.
 """
 
 from __future__ import annotations
@@ -96,15 +96,14 @@ class TensorFlowStepper(_Stepper):
         return int(self.model.distribute_strategy.num_replicas_in_sync)
 
     def __call__(self, x: Any, y: Any, sw: Any = None) -> dict[str, float]:
-        if self.replicas == 1:
-            if not self._ready():
-                return self._first(x, y, sw)
-            data: Any = (x, y, sw)
-        else:
-            data = split_for_replicas(self.model, (x, y, sw))
-            if not self._ready():
-                self._symbolic_build(x, y, sw)  # never train_on_batch: see the docstring
-                self._ready()
+        if not self._ready():
+            # built without a step: train_on_batch would trace Keras' own train function
+            # first, doubling the first step's cost (a trace of the whole train step:
+            # seconds on a large model); with several replicas it would also give every
+            # replica the whole batch
+            self._symbolic_build(x, y, sw)
+            self._ready()
+        data = (x, y, sw) if self.replicas == 1 else split_for_replicas(self.model, (x, y, sw))
         return {k: float(v) for k, v in self._step(data).items()}
 
     def _symbolic_build(self, x: Any, y: Any, sw: Any) -> None:
