@@ -90,10 +90,16 @@ def _main(script: str, argv: list[str], env: dict, cwd: str, out: str, err: str)
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
-    for fd, path in ((1, out), (2, err)):
-        file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        os.dup2(file, fd)
+    files: dict[str, int] = {}
+    for fd, path in ((1, out), (2, err)):  # out == err: one file for both
+        if path not in files:
+            files[path] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(files[path], fd)
+    for file in files.values():
         os.close(file)
+    if env.get("PYTHONUNBUFFERED"):  # read at interpreter start: applied here
+        for stream in (sys.stdout, sys.stderr):
+            stream.reconfigure(write_through=True)  # type: ignore[union-attr]
     sys.argv = [script, *argv]
     sys.path[0] = os.path.dirname(os.path.abspath(script))
     code = 0
@@ -118,16 +124,22 @@ class Job:
     ended ``returncode`` (negative: the signal that ended it), ``stdout`` and ``stderr``."""
 
     def __init__(
-        self, script: Path, argv: Sequence[str], env: Mapping[str, str], cwd: Path, fresh: bool
+        self,
+        script: Path,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: Path,
+        fresh: bool,
+        output: Path | None = None,
     ):
         self.args = [str(script), *map(str, argv)]
         self._dir = tempfile.TemporaryDirectory(prefix="job-")
-        self._out = Path(self._dir.name) / "stdout"
-        self._err = Path(self._dir.name) / "stderr"
+        self._out = output or Path(self._dir.name) / "stdout"
+        self._err = output or Path(self._dir.name) / "stderr"
         self.returncode: int | None = None
         self.stdout = self.stderr = ""
         if fresh:
-            with open(self._out, "w") as out, open(self._err, "w") as err:
+            with open(self._out, "w") as out, open(self._err, "a") as err:
                 self._proc: Any = subprocess.Popen(
                     [sys.executable, *self.args], env=dict(env), cwd=cwd, stdout=out, stderr=err
                 )
@@ -188,7 +200,7 @@ class Job:
     def _ended(self, code: int) -> None:
         self.returncode = code
         self.stdout = self._out.read_text(errors="replace")
-        self.stderr = self._err.read_text(errors="replace")
+        self.stderr = "" if self._err == self._out else self._err.read_text(errors="replace")
         self._dir.cleanup()
 
 
@@ -198,11 +210,18 @@ def start(
     env: Mapping[str, str] | None = None,
     cwd: str | Path | None = None,
     fresh: bool = False,
+    output: str | Path | None = None,
 ) -> Job:
     """Start ``script`` with ``argv``: forked from the warm interpreter, or a new one
-    (``fresh=True``). ``env``: the whole environment (default: this process's)."""
+    (``fresh=True``). ``env``: the whole environment (default: this process's).
+    ``output``: a file for stdout and stderr together (then ``Job.stdout`` has both)."""
     return Job(
-        Path(script), [str(a) for a in argv], env or os.environ, Path(cwd or os.getcwd()), fresh
+        Path(script),
+        [str(a) for a in argv],
+        env or os.environ,
+        Path(cwd or os.getcwd()),
+        fresh,
+        Path(output) if output is not None else None,
     )
 
 

@@ -1,4 +1,6 @@
-"""The examples: every script runs as a real subprocess (fast mode), the seed document's code
+"""The examples: every script runs as its own process (fast mode; forked from an interpreter
+that imported Keras, ``tests/jobs.py``; the README's quickstart as a fresh ``python``
+command, as written), the seed document's code
 is in examples/misc/preprocessor.py unchanged, and the example datasets are built once, as
 documented, even when several processes ask at the same time."""
 
@@ -8,8 +10,6 @@ import importlib.util
 import json
 import os
 import re
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
+import jobs
 from deeptrain import DataGenerator
 from deeptrain.callbacks import read_log
 from deeptrain.util import example_data
@@ -57,7 +58,8 @@ EXAMPLE_TIMEOUT_S = 1800
 
 
 class ExampleRun:
-    """An example script running as a subprocess, output to a file."""
+    """An example script running as its own process (forked warm: ``tests/jobs.py``),
+    output to a file."""
 
     def __init__(self, relpath: str, root: Path, pool: ExamplePool):
         self.relpath = relpath
@@ -78,42 +80,30 @@ class ExampleRun:
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(REPO / "src"), env.get("PYTHONPATH")])
         )
-        self.log = open(self.out / "output.txt", "w+")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, str(EXAMPLES / relpath)],
-            env=env,
-            cwd=self.out,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+        self.job = jobs.start(
+            EXAMPLES / relpath, env=env, cwd=self.out, output=self.out / "output.txt"
         )
 
     def result(self) -> tuple[str, list[Path]]:
         """Wait for the script (starting queued ones as slots free up); return its output
         and the log directories it created."""
-        while True:
-            try:
-                code = self.proc.wait(timeout=1)
-                break
-            except subprocess.TimeoutExpired:
-                self.pool.fill()
-                if time.monotonic() - self.started > EXAMPLE_TIMEOUT_S:
-                    self.proc.kill()
-                    raise
+        while self.job.poll() is None:
+            self.pool.fill()
+            if time.monotonic() - self.started > EXAMPLE_TIMEOUT_S:
+                self.job.kill()
+                raise TimeoutError(f"{self.relpath}: still running after {EXAMPLE_TIMEOUT_S} s")
+            time.sleep(0.5)
         self.pool.fill()
-        self.log.seek(0)
-        output = self.log.read()
+        code, output = self.job.returncode, self.job.stdout
         assert code == 0, f"{self.relpath} failed ({code}):\n{output[-5000:]}"
         assert "Traceback" not in output, output[-5000:]
         runs = [p for p in (self.out / "logs").iterdir() if not p.name.startswith(".")]
         return output, sorted(runs, key=lambda p: p.name)
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        if self.job.poll() is None:
+            self.job.kill()
 
 
 class ExamplePool:
@@ -124,7 +114,7 @@ class ExamplePool:
         self.runs: dict[str, ExampleRun] = {}
 
     def fill(self) -> None:
-        running = sum(run.proc.poll() is None for run in self.runs.values())
+        running = sum(run.job.poll() is None for run in self.runs.values())
         while self.queue and running < self.slots:
             script = self.queue.pop(0)
             self.runs[script] = ExampleRun(script, self.root, self)
@@ -813,15 +803,8 @@ def test_readme_quickstart_runs_as_written(tmp_path):
         MPLBACKEND="Agg",
         PYTHONPATH=os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]),
     )
-    for _ in range(2):
-        proc = subprocess.run(
-            [sys.executable, str(script)],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+    for fresh in (True, False):  # a new interpreter as written, then again (forked)
+        proc = jobs.run(script, cwd=tmp_path, env=env, timeout=900, fresh=fresh)
         assert proc.returncode == 0, proc.stderr[-3000:]
     assert "'accuracy': [" in proc.stdout
     assert len(list((tmp_path / "logs").glob("M*__*"))) == 2  # M0__..., M1__...
@@ -838,9 +821,7 @@ def test_quickstart_example_runs(tmp_path):
         DEEPTRAIN_EXAMPLES_OUT=str(tmp_path),
     )
     script = Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
-    proc = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=900
-    )
+    proc = jobs.run(script, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "36 iterations over 3 epochs" in proc.stdout  # 384 samples / 32 x 3
     history = Path(proc.stdout.split("history figure:")[1].split()[0])
