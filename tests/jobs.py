@@ -131,6 +131,7 @@ class Job:
         cwd: Path,
         fresh: bool,
         output: Path | None = None,
+        python: str = sys.executable,
     ):
         self.args = [str(script), *map(str, argv)]
         self._dir = tempfile.TemporaryDirectory(prefix="job-")
@@ -141,7 +142,7 @@ class Job:
         if fresh:
             with open(self._out, "w") as out, open(self._err, "a") as err:
                 self._proc: Any = subprocess.Popen(
-                    [sys.executable, *self.args], env=dict(env), cwd=cwd, stdout=out, stderr=err
+                    [python, *self.args], env=dict(env), cwd=cwd, stdout=out, stderr=err
                 )
         else:
             context = _forkserver()
@@ -211,10 +212,11 @@ def start(
     cwd: str | Path | None = None,
     fresh: bool = False,
     output: str | Path | None = None,
+    python: str = sys.executable,
 ) -> Job:
     """Start ``script`` with ``argv``: forked from the warm interpreter, or a new one
-    (``fresh=True``). ``env``: the whole environment (default: this process's).
-    ``output``: a file for stdout and stderr together (then ``Job.stdout`` has both)."""
+    (``fresh=True``, of ``python``). ``env``: the whole environment (default: this
+    process's). ``output``: a file for stdout and stderr together (``Job.stdout`` has both)."""
     return Job(
         Path(script),
         [str(a) for a in argv],
@@ -222,6 +224,7 @@ def start(
         Path(cwd or os.getcwd()),
         fresh,
         Path(output) if output is not None else None,
+        python,
     )
 
 

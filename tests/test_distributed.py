@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import jobs
 from deeptrain.preprocessing import numpy_data_to_numpy_sets
 
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
@@ -103,15 +104,15 @@ def launch(
             str(port),
             *args,
         ]
-        procs.append(
-            subprocess.Popen(
-                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-            )
-        )
+        # forked warm (tests/jobs.py) on TensorFlow and torch; JAX's simulated devices and
+        # its distributed runtime are set up by a fresh interpreter
+        fresh = backend != BACKEND or backend == "jax"
+        output = out.with_name(f"{out.stem}_{rank}.txt")
+        procs.append(jobs.start(*cmd[1:], env=env, fresh=fresh, output=output, python=cmd[0]))
     results = []
     for proc in procs:
-        output, _ = proc.communicate(timeout=TIMEOUT)
-        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, output))
+        proc.wait(TIMEOUT)
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout))
     return results
 
 
