@@ -80,6 +80,8 @@ def launch(
             KERAS_BACKEND=backend,
             PYTHONUNBUFFERED="1",
         )
+        if backend == "jax":  # the layout's runs share their compiled steps (tests/jobs.py)
+            env.update(jobs.JAX_CACHE)
         if backend == "torch":  # what torchrun sets
             env.update(
                 RANK=str(rank),
