@@ -144,11 +144,13 @@ def test_a_failure_at_any_step_of_a_save_leaves_the_previous_checkpoint(data, tm
         "replace latest",
     ]
     steps = [s for s in steps if s not in REPLACE_STEPS]  # (replacing: test_checkpoint_hardening)
+    trained, loaded = model(), model(seed=9)  # one of each for every run: traced once
     for i, step in enumerate(steps):
         background = i % 2 == 1  # the same write, in the background or on the training thread
         tg = make_tg(
             data,
             tmp_path / f"run{i}",
+            m=trained,
             unique_checkpoint_freq={"batch": 3},
             checkpoint_async=background,
         )
@@ -170,7 +172,7 @@ def test_a_failure_at_any_step_of_a_save_leaves_the_previous_checkpoint(data, tm
         ]
         assert leftovers == [], step
         assert resolve_loadpath(tg.logdir)[0] == before, step  # pointer moves last
-        fresh = make_tg(data, tmp_path / f"load{i}", m=model(seed=9), loadpath=tg.logdir)
+        fresh = make_tg(data, tmp_path / f"load{i}", m=loaded, loadpath=tg.logdir)
         assert fresh.state.batches_fit == 6
         for a, b in zip(saved_weights, weights_of(fresh.model), strict=True):
             np.testing.assert_array_equal(a, b)
@@ -462,6 +464,9 @@ def test_report_fontpath_is_used_and_checked(data, tmp_path):
     assert imread(path)[..., :3].std() > 0.02
     fig = tg._checkpointer.report()
     assert Path(fig.texts[-1].get_fontproperties().get_file()).name == "DejaVuSerif.ttf"
+    tg.report_fontpath = None  # the default (monospace) draws other pixels
+    assert imread(tg.save_report(tmp_path / "default.png")).shape == imread(path).shape
+    assert not np.array_equal(imread(tmp_path / "default.png"), imread(path))
     tg.report_fontpath = str(tmp_path / "missing.ttf")
     with pytest.raises(FileNotFoundError, match="report_fontpath"):
         tg.save_report(tmp_path / "r2.png")

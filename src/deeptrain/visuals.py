@@ -22,6 +22,7 @@ from .backend.layers import get_gradients, get_outputs, get_weights
 
 __all__ = [
     "scalefig",
+    "scale_factors",
     "save_figure",
     "hist_grid",
     "image_grid",
@@ -33,14 +34,12 @@ __all__ = [
 ]
 
 
-def scalefig(fig: Figure) -> Figure:
-    """Scale ``fig``'s size by the ``SCALEFIG`` environment variable, once: one factor
-    (``'1.2'``) or ``(width, height)`` factors (``'(1, 1.2)'``); unset: unchanged. Every
-    figure DeepTrain writes passes through here (0.6 scaled what it showed). Returns
-    ``fig``."""
+def scale_factors() -> tuple[float, float]:
+    """``(width, height)`` factors of the ``SCALEFIG`` environment variable: one factor
+    (``'1.2'``) or a pair (``'(1, 1.2)'``); unset: ``(1, 1)``."""
     text = os.environ.get("SCALEFIG", "").strip()
-    if not text or getattr(fig, "_deeptrain_scaled", False):
-        return fig
+    if not text:
+        return 1.0, 1.0
     try:
         value = ast.literal_eval(text)
         w, h = (value, value) if isinstance(value, (int, float)) else value
@@ -51,6 +50,18 @@ def scalefig(fig: Figure) -> Figure:
         raise ValueError(
             f"SCALEFIG={text!r}: expected a positive number ('1.2') or a pair ('(1, 1.2)')"
         ) from None
+    return w, h
+
+
+def scalefig(fig: Figure) -> Figure:
+    """Scale ``fig``'s size by the ``SCALEFIG`` environment variable (:func:`scale_factors`),
+    once. Every figure DeepTrain writes passes through here (0.6 scaled what it showed).
+    Returns ``fig``."""
+    if getattr(fig, "_deeptrain_scaled", False):
+        return fig
+    w, h = scale_factors()
+    if (w, h) == (1.0, 1.0):
+        return fig
     width, height = fig.get_size_inches()
     fig.set_size_inches(width * w, height * h)
     fig._deeptrain_scaled = True  # type: ignore[attr-defined]  # a marker: scale once

@@ -131,12 +131,14 @@ def _run_name(checkpoint: Path) -> str:
 def report(path: Path, output: Path | None) -> None:
     """The report image (settings, train state, data positions) of a checkpoint, drawn from
     its saved state. Writes a PNG (default: <run>__report.png here) and prints its path."""
-    from ..saving.report import report_figure, state_report_sections
+    from ..saving.report import report_png, state_report_sections
 
     checkpoint, state = _state(path)
     title = state.get("traingen", {}).get("model_name", _run_name(checkpoint))
-    fig = report_figure(state_report_sections(state), title=str(title))
-    _save(fig, output or Path(f"{_run_name(checkpoint)}__report.png"))
+    path = output or Path(f"{_run_name(checkpoint)}__report.png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(report_png(state_report_sections(state), title=str(title)))
+    click.echo(str(path))
 
 
 @click.command("export-tensorboard")

@@ -147,7 +147,7 @@ def _decode(state_json: str) -> dict[str, Any]:
 def render_figures(data: FigureData) -> dict[str, bytes]:
     """The history and report PNGs of ``data`` (drawn here unless drawn already)."""
     from ..training.plotting import history_figure
-    from .report import format_sections, report_figure
+    from .report import format_sections, report_png
 
     pngs = dict(data.drawn)
     if data.history is not None:
@@ -159,7 +159,7 @@ def render_figures(data: FigureData) -> dict[str, bytes]:
     if data.report is not None:
         r = data.report
         sections = format_sections(r["entries"], r["configs"])
-        pngs["report"] = _png(report_figure(sections, title=r["title"], fontpath=r["fontpath"]))
+        pngs["report"] = report_png(sections, title=r["title"], fontpath=r["fontpath"])
     return pngs
 
 

@@ -15,7 +15,6 @@ train thread a dict and a queue append: a :class:`~.worker.BackgroundWorker` doe
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from collections.abc import Mapping
@@ -24,9 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..callbacks.base import Stage, TraingenCallback
-from ..saving.report import report_figure, report_sections
+from ..saving.report import report_png, report_sections
 from ..training.frequency import check_freq
-from ..visuals import scalefig
 from .worker import BackgroundWorker
 
 __all__ = ["TrackingLogger"]
@@ -158,12 +156,9 @@ class TrackingLogger(TraingenCallback):
         if tg.logdir is not None:
             out["report"] = tg.save_report().read_bytes()
         else:
-            buffer = io.BytesIO()
-            figure = report_figure(
+            out["report"] = report_png(
                 report_sections(tg), title=tg.model_name, fontpath=tg.report_fontpath
             )
-            scalefig(figure).savefig(buffer, format="png", dpi=80)
-            out["report"] = buffer.getvalue()
         return out
 
     def _ensure_open(self) -> None:

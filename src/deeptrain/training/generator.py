@@ -1315,7 +1315,9 @@ class TrainGenerator(TrainStateAliases):
         path = Path(savepath) if savepath else self._require_logdir("save_report()") / "report.png"
         if not self.distribution.is_writer:  # written once, by process 0
             return path
-        scalefig(self._checkpointer.report()).savefig(path, dpi=80)
+        png = self._checkpointer.report_png()  # checked (the font) before the file is made
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png)
         self._figure_files["report"] = (self._progress_key(), path)
         return path
 
