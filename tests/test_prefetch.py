@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -148,7 +147,10 @@ def test_ctrl_c_while_waiting_keeps_the_load_in_line():
     def interrupt():
         started.wait(120)
         time.sleep(0.1)  # the main thread is (most likely) waiting in get() by now
-        os.kill(os.getpid(), signal.SIGINT)
+        # to the main thread: a signal sent to the process may be delivered to any thread
+        # that does not block it (the kernel picks one), and then the main thread's wait
+        # is not interrupted; it sees the KeyboardInterrupt only once "a" has loaded
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
     p = Prefetcher(blocking, depth=2)
     p.schedule(["a", "b"])

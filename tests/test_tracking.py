@@ -283,6 +283,8 @@ def test_mlflow_server_run_resumed_in_process_and_branched(data, tmp_path, mlflo
     tg = make_traingen(data, logs, [logger()], epochs=1, best_models_dir=best)
     tg.train()
     run_id = tg.callbacks.objects[0].run_id
+    store = tg.callbacks.objects[0]._store.proc  # open until close(); below our priority
+    assert os.getpriority(os.PRIO_PROCESS, store.pid) == min(19, os.nice(0) + 10)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.info.run_name == tg.logdir.name

@@ -6,7 +6,8 @@ the logger starts this file as its own process (``python -P mlflow_store.py IN O
 DeepTrain import) and sends it requests, one JSON line each on the pipe ``IN``; every
 request gets one JSON line on ``OUT``: ``{"result": ...}`` or ``{"error": "..."}``. The
 process ends when ``IN`` closes (the logger closed, or its process ended, even killed).
-The logger process never imports mlflow.
+The logger process never imports mlflow. The process runs at a lower priority (``nice``
++10) than the training process.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import shutil
 import sys
 from typing import Any
 
+NICENESS = 10  # added to the training process's (os.nice)
 PARAMS_PER_BATCH = 100  # MLflow's limits per log_batch call
 METRICS_PER_BATCH = 1000
 
@@ -134,4 +136,8 @@ def serve(fd_in: int, fd_out: int) -> None:
 
 
 if __name__ == "__main__":
+    # below the training process's priority: MLflow's SQL work (~0.2 ms of CPU per metric
+    # row) takes the cores training leaves idle, and all of them while a checkpoint waits
+    # for it, rather than time slices of the training's threads
+    os.nice(NICENESS)
     serve(int(sys.argv[1]), int(sys.argv[2]))
