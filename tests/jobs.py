@@ -20,9 +20,11 @@ set-up, console output), run as fresh interpreters.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import multiprocessing
 import os
 import runpy
+import signal
 import subprocess
 import sys
 import tempfile
@@ -139,6 +141,7 @@ class Job:
         self._err = output or Path(self._dir.name) / "stderr"
         self.returncode: int | None = None
         self.stdout = self.stderr = ""
+        self._fresh = fresh
         if fresh:
             with open(self._out, "w") as out, open(self._err, "a") as err:
                 self._proc: Any = subprocess.Popen(
@@ -160,30 +163,18 @@ class Job:
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            code = (
-                self._proc.poll()
-                if isinstance(self._proc, subprocess.Popen)
-                else self._proc.exitcode
-            )
+            code = self._proc.poll() if self._fresh else self._proc.exitcode
             if code is not None:
                 self._ended(code)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
         """The exit status; :class:`subprocess.TimeoutExpired` (the job killed) on a timeout."""
-        if isinstance(self._proc, subprocess.Popen):
-            try:
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                raise
-        else:
-            self._proc.join(timeout)
-            if self._proc.exitcode is None:
-                self.kill()
-                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        self._join(timeout)
         code = self.poll()
-        assert code is not None
+        if code is None:
+            self.kill()
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
         return code
 
     def send_signal(self, signum: int) -> None:
@@ -191,12 +182,17 @@ class Job:
             os.kill(self.pid, signum)
 
     def kill(self) -> None:
-        self.send_signal(9)
-        if isinstance(self._proc, subprocess.Popen):
-            self._proc.wait()
-        else:
-            self._proc.join()
+        self.send_signal(signal.SIGKILL)
+        self._join(None)
         self.poll()
+
+    def _join(self, timeout: float | None) -> None:
+        """Wait for the process to end, at most ``timeout`` seconds."""
+        if not self._fresh:
+            self._proc.join(timeout)
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(timeout)
 
     def _ended(self, code: int) -> None:
         self.returncode = code

@@ -4,6 +4,7 @@ checkpoint; 2 a wrong invocation (a missing path, an unknown option)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -28,9 +29,13 @@ def _state(path: Path) -> tuple[Path, dict]:
         raise click.ClickException(str(e)) from None
 
 
-def _save(fig, path: Path) -> None:
+def _save(image: Any, path: Path) -> None:
+    """Write ``image`` (a matplotlib figure, or PNG bytes) to ``path``; print the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    if isinstance(image, bytes):
+        path.write_bytes(image)
+    else:
+        image.savefig(path, dpi=80)
     click.echo(str(path))
 
 
@@ -135,10 +140,8 @@ def report(path: Path, output: Path | None) -> None:
 
     checkpoint, state = _state(path)
     title = state.get("traingen", {}).get("model_name", _run_name(checkpoint))
-    path = output or Path(f"{_run_name(checkpoint)}__report.png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(report_png(state_report_sections(state), title=str(title)))
-    click.echo(str(path))
+    png = report_png(state_report_sections(state), title=str(title))
+    _save(png, output or Path(f"{_run_name(checkpoint)}__report.png"))
 
 
 @click.command("export-tensorboard")
