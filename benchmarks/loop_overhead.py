@@ -35,15 +35,20 @@ Contenders (ms per train step):
 * ``tg_bar``  the same with ``iter_verbosity=1`` (the tqdm bar, written to /dev/null).
 
 Tracking (a second table; ``--no-tracking`` skips it, a logger whose package is missing is
-left out): ``tg`` alone and with a ``TensorBoardLogger`` (``tg_tb``, event files in a temp
-folder) or an ``MLflowLogger`` (``tg_mlflow``, a SQLite store in a temp folder; no
-checkpoints here, so metrics are sent every epoch), each at its default frequencies (train
-metrics every batch, the learning rate every epoch), ``--tracking-epochs`` epochs per
-``train()`` call as in a run. Each ``train()`` call also starts and ends the loggers (MLflow:
-the run's status, and a wait until the store has everything): the cost per step is the
-slope between a short and a long call, so that per-call cost cancels out (reported apart,
-in ms per call). Also per step: this process's CPU time (all its threads), which is what a
-logger adds to the training process itself (MLflow's store work runs in a child process).
+left out): one TrainGenerator with a ``TensorBoardLogger`` (``tg_tb``, event files in a temp
+folder) and an ``MLflowLogger`` (``tg_mlflow``, a SQLite store in a temp folder), each at
+its default frequencies (train
+metrics every batch, the learning rate every epoch), switched on one at a time between
+``train()`` calls, or none (``tg``, and again ``tg_aa``: the run's noise floor). The same
+TrainGenerator for every mode because separately built ones differ by a few percent with
+nothing else changed. Each mode trains one ``train()`` call of ``--tracking-epochs`` epochs
+per round (MLflow sending every 0.5 s instead of its default 5, so that its store works
+during the timed steps as in a long run); per step: its steady state, from the end of the
+first epoch to the end of the last batch; per call: the rest (the loggers' start, and their
+flush at the end: once per run). Also per step: CPU time of this process (all its threads)
+and of the MLflow store process; and each logger's own work timed where it runs during
+training (its batch-end hook on the train thread, its worker thread's CPU, the store
+process's CPU), as a share of the step.
 
 Warm-up: every contender runs one epoch (fit: two calls) before timing. Timing: ``--rounds``
 rounds; in each round every contender trains E epochs, in an order rotated every round, so
@@ -76,6 +81,7 @@ import cProfile
 import gc
 import os
 import pstats
+import random
 import statistics
 import sys
 import tempfile
@@ -110,6 +116,7 @@ except ImportError:  # pragma: no cover
 import keras  # noqa: E402
 
 from deeptrain import DataGenerator, TrainGenerator  # noqa: E402
+from deeptrain.callbacks import TraingenCallback  # noqa: E402
 from deeptrain.training.fitting import to_metric_dict  # noqa: E402
 from deeptrain.training.interrupts import InterruptGuard  # noqa: E402
 from deeptrain.training.steppers import make_train_step  # noqa: E402
@@ -120,6 +127,10 @@ FEATURES = 32
 CLASSES = 10
 GOALS = {"tensorflow": ("bare", 1.03), "torch": ("bare", 1.03), "jax": ("fit", 1.10)}
 TRACKING_GOAL = 1.03  # a logger at its default frequencies vs the same loop without it
+# MLflow sends every 5 s by default; the benchmark's calls last ~3 s, so it sends more often
+# (smaller, dearer batches: ~20 ms per call to the store) to have the store working during
+# the timed steps as it would in a long run
+MLFLOW_SEND_S = 0.5
 
 
 # -- data and model ---------------------------------------------------------------------
@@ -368,105 +379,186 @@ def report(contenders: list[Contender], rounds: int, epochs: int) -> bool:
 
 
 # -- tracking ---------------------------------------------------------------------------
-def tracking_traingens(root: Path, tmp: Path) -> dict[str, TrainGenerator]:
-    """``tg`` alone and with each logger whose package is installed (default frequencies)."""
+def tracking_loggers(tmp: Path) -> dict[str, Any]:
+    """Each logger whose package is installed, at its default frequencies."""
     import importlib.util
 
     from deeptrain.tracking import MLflowLogger, TensorBoardLogger
 
-    loggers = {
+    makers = {
         "tg_tb": ("tensorboardX", lambda: TensorBoardLogger(logdir=tmp / "tensorboard")),
-        "tg_mlflow": ("mlflow", lambda: MLflowLogger(f"sqlite:///{tmp / 'mlflow.db'}")),
+        "tg_mlflow": (
+            "mlflow",
+            lambda: MLflowLogger(f"sqlite:///{tmp / 'mlflow.db'}", send_every_s=MLFLOW_SEND_S),
+        ),
     }
-    out = {"tg": make_traingen(root)}
-    for name, (package, make) in loggers.items():
+    out = {}
+    for name, (package, make) in makers.items():
         if importlib.util.find_spec(package) is None:
             print(f"({name} left out: {package} is not installed)")
         else:
-            out[name] = make_traingen(root, callbacks=[make()])
+            out[name] = make()
     return out
 
 
+class StepClock(TraingenCallback):
+    """When the first epoch of a ``train()`` call ended and when its last batch did: the
+    steps between them are the steady state (the loggers' start and their flush at the end
+    of the call, once-per-run costs, are outside)."""
+
+    reads_model = False
+
+    def __init__(self) -> None:
+        self.first_epoch_end = self.last_batch_end = 0.0
+        self._epochs = 0
+
+    def on_train_start(self, stage: Any) -> None:
+        self._epochs = 0
+
+    def on_train_batch_end(self, stage: Any) -> None:
+        self.last_batch_end = time.perf_counter()
+
+    def on_train_epoch_end(self, stage: Any) -> None:
+        self._epochs += 1
+        if self._epochs == 1:
+            self.first_epoch_end = time.perf_counter()
+
+
+def set_loggers(tg: TrainGenerator, clock: StepClock, loggers: list[Any]) -> None:
+    """Which loggers this TrainGenerator dispatches to from now on (the clock always)."""
+    tg.callbacks.entries = [clock, *loggers]
+
+
 def tracking(root: Path, tmp: Path, rounds: int, epochs: int) -> bool:
-    """Per step: the slope between a short and a long ``train()`` call (2 and ``epochs``
-    epochs), so the per-call cost (the loggers' start and end) cancels out; in wall time
-    and in this process's CPU time (all its threads: the loggers' own work here)."""
-    tgs = tracking_traingens(root, tmp)
-    n = len(tgs["tg"].datagen)
-    short, long = 2, max(epochs, 3)
-    for tg in tgs.values():  # warm-up (and the loggers' start: stores, files, processes)
+    """One TrainGenerator, its loggers switched on and off between ``train()`` calls (so
+    every mode trains the same model, data and arrays: separately built TrainGenerators
+    differ by a few percent from each other with nothing else changed), in a random order
+    each round. ``tg_aa`` is a second 'no logger' mode: its ratio to ``tg`` is this run's
+    noise floor. Per step: the steady state of a call of ``epochs`` epochs (from the end of
+    its first epoch to the end of its last batch); per call: the rest (the loggers' start,
+    and their flush at the end). Wall time, and CPU time of this process (all its threads)
+    and of the MLflow store process over the whole call, per step."""
+    loggers = tracking_loggers(tmp)
+    clock = StepClock()
+    tg = make_traingen(root, callbacks=[clock, *loggers.values()])
+    modes: dict[str, list[Any]] = {"tg": [], "tg_aa": []}
+    modes.update({name: [logger] for name, logger in loggers.items()})
+    n = len(tg.datagen)
+    epochs = max(epochs, 2)
+    steady = (epochs - 1) * n
+    for loggers_on in modes.values():  # warm-up (and the loggers' start: stores, files)
+        set_loggers(tg, clock, loggers_on)
         tg.epochs += 1
         tg.train()
-    wall: dict[str, list[float]] = {k: [] for k in tgs}
-    cpu: dict[str, list[float]] = {k: [] for k in tgs}
-    per_call: dict[str, list[float]] = {k: [] for k in tgs}
-    names = list(tgs)
-    for r in range(rounds):
-        k = r % len(names)
-        for name in names[k:] + names[:k]:
-            times = {}
-            for e in (short, long):
-                gc.collect()
-                tg = tgs[name]
-                tg.epochs += e
-                w0, c0 = time.perf_counter(), time.process_time()
-                tg.train()
-                times[e] = (time.perf_counter() - w0, time.process_time() - c0)
-            steps = (long - short) * n
-            slope = (times[long][0] - times[short][0]) / steps
-            wall[name].append(slope)
-            cpu[name].append((times[long][1] - times[short][1]) / steps)
-            per_call[name].append((times[short][0] - slope * short * n) * 1e3)
+    wall: dict[str, list[float]] = {k: [] for k in modes}
+    cpu: dict[str, list[float]] = {k: [] for k in modes}
+    per_call: dict[str, list[float]] = {k: [] for k in modes}
+    names = list(modes)
+    order = random.Random(0)
+    for _ in range(rounds):
+        for name in order.sample(names, len(names)):
+            set_loggers(tg, clock, modes[name])
+            gc.collect()
+            tg.epochs += epochs
+            w0, c0 = time.perf_counter(), _cpu_seconds(modes[name])
+            tg.train()
+            w1, c1 = time.perf_counter(), _cpu_seconds(modes[name])
+            step = (clock.last_batch_end - clock.first_epoch_end) / steady
+            wall[name].append(step)
+            cpu[name].append((c1 - c0) / (epochs * n))
+            per_call[name].append((w1 - w0 - step * epochs * n) * 1e3)
     print(
-        f"\ntracking: {rounds} rounds; per step = (t({long} epochs) - t({short} epochs)) / "
-        f"{(long - short) * n} steps, each one train() call; ms/call: the rest of a call "
-        "(start, end); ratios to tg: paired medians"
+        f"\ntracking: {rounds} rounds of one train() call of {epochs} epochs per mode, the "
+        f"same TrainGenerator; ms/step: the {steady} steps after the first epoch; ms/call: "
+        "the rest of a call (start, end); ratios to tg: paired medians (ratio of the minima); "
+        f"cpu: this process and the MLflow store process (sending every {MLFLOW_SEND_S} s)"
     )
     print(
-        f"{'contender':<10}{'ms/step':>8}{'(min)':>8}{'vs tg':>9}{'cpu us':>9}"
+        f"{'contender':<10}{'ms/step':>8}{'(min)':>8}{'vs tg':>9}{'(min)':>8}{'cpu us':>9}"
         f"{'vs tg':>9}{'ms/call':>9}"
     )
-    ok = True
+    ratios = {}
     for name in names:
-        ratio = statistics.median(a / b for a, b in zip(wall[name], wall["tg"], strict=True))
+        ratios[name] = statistics.median(a / b for a, b in zip(wall[name], wall["tg"], strict=True))
         cpu_ratio = statistics.median(a / b for a, b in zip(cpu[name], cpu["tg"], strict=True))
         print(
             f"{name:<10}{statistics.median(wall[name]) * 1e3:>8.3f}{min(wall[name]) * 1e3:>8.3f}"
-            f"{ratio:>8.3f}x{statistics.median(cpu[name]) * 1e6:>9.1f}{cpu_ratio:>8.3f}x"
+            f"{ratios[name]:>8.3f}x{min(wall[name]) / min(wall['tg']):>7.3f}x"
+            f"{statistics.median(cpu[name]) * 1e6:>9.1f}{cpu_ratio:>8.3f}x"
             f"{statistics.median(per_call[name]):>9.1f}"
         )
-        if name != "tg":
-            passed = ratio <= TRACKING_GOAL
-            ok = ok and passed
-            print(
-                f"goal {name}/tg per step = {ratio:.3f} (<= {TRACKING_GOAL:.2f}; this process's "
-                f"CPU {cpu_ratio:.3f}x): {'PASS' if passed else 'FAIL'}"
-            )
-    print("train-thread cost of a logger per train batch (us per call, median of 7 x 2000):")
-    for name, tg in tgs.items():
-        if name != "tg":
-            print(f"{batch_end_us(tg):>8.2f}  {name}: on_train_batch_end (2 metrics)")
-    for tg in tgs.values():
-        for cb in tg.callbacks.objects:
-            cb.close()
+    print(f"noise floor of this run: tg_aa/tg = {ratios['tg_aa']:.3f} (the same loop twice)")
+    ok = True
+    for name in loggers:
+        passed = ratios[name] <= TRACKING_GOAL
+        ok = ok and passed
+        print(
+            f"goal {name}/tg per step = {ratios[name]:.3f} (<= {TRACKING_GOAL:.2f}): "
+            f"{'PASS' if passed else 'FAIL'}"
+        )
+    step_us = statistics.median(wall["tg"]) * 1e6
+    print(
+        "a logger's own work per train step, timed where it runs during training "
+        f"({epochs} epochs, flushed at the end), as a share of tg's {step_us:.0f} us step:"
+    )
+    for name, logger in loggers.items():
+        set_loggers(tg, clock, [logger])
+        hook, worker, store = logger_work_us(tg, logger, epochs)
+        total = hook + worker + store
+        print(
+            f"  {name:<10} train thread {hook:5.1f} + worker thread {worker:5.1f} + store "
+            f"process {store:5.1f} = {total:5.1f} us ({total / step_us:.1%})"
+        )
+    for logger in loggers.values():
+        logger.close()
     return ok
 
 
-def batch_end_us(tg: TrainGenerator) -> float:
-    """A logger's 'train:batch' work on the train thread: reading the batch's metrics from
-    the train state and handing them over (the writing is on its thread or process)."""
-    (logger,) = tg.callbacks.objects
-    state = tg.state
-    state.temp_history = {"loss": [0.5], "accuracy": [0.25]}
+def _store_pid(logger: Any) -> int | None:
+    store = getattr(logger, "_store", None)
+    return getattr(getattr(store, "proc", None), "pid", None)
 
-    def one() -> None:
-        state.batches_fit += 1
-        logger.on_train_batch_end("train:batch")
 
-    us = _micro(one)
-    logger.flush()
-    getattr(logger, "_buffer", []).clear()  # not sent: steps made up for the timing
-    return us
+def _process_cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) of another process, from /proc (0 where unreadable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(loggers: list[Any]) -> float:
+    """This process's CPU time plus that of the loggers' store processes."""
+    return time.process_time() + sum(_process_cpu_s(_store_pid(lg)) for lg in loggers)
+
+
+def _thread_cpu_s(thread: Any) -> float:
+    if thread is None:
+        return 0.0
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+
+
+def logger_work_us(tg: TrainGenerator, logger: Any, epochs: int) -> tuple[float, float, float]:
+    """Per train step of a real run: the logger's batch-end work on the train thread (the
+    hook timed in place), its worker thread's CPU and its store process's CPU (MLflow)."""
+    hook = type(logger).on_train_batch_end
+    spent = [0.0]
+
+    def timed(stage: Any) -> None:
+        t0 = time.perf_counter()
+        hook(logger, stage)
+        spent[0] += time.perf_counter() - t0
+
+    logger.on_train_batch_end = timed
+    worker = logger._worker
+    w0, s0 = _thread_cpu_s(worker._thread), _process_cpu_s(_store_pid(logger))
+    tg.epochs += epochs
+    tg.train()  # ends with the logger flushed: its work for these steps is done
+    w1, s1 = _thread_cpu_s(worker._thread), _process_cpu_s(_store_pid(logger))
+    del logger.on_train_batch_end
+    steps = epochs * len(tg.datagen)
+    return spent[0] / steps * 1e6, (w1 - w0) / steps * 1e6, (s1 - s0) / steps * 1e6
 
 
 # -- profile ----------------------------------------------------------------------------
@@ -706,6 +798,25 @@ def threads_info() -> str:
     return "1" if "intra_op_parallelism_threads=1" in os.environ.get("XLA_FLAGS", "") else "default"
 
 
+def main_table(root: Path, batches: list, args: Any, rounds: int, epochs: int) -> bool:
+    """The checks, then bare / fit / step / tg (/ tg_bar)."""
+    diff = check_stepper(batches)
+    print(
+        f"check: {type(make_train_step(make_model())).__name__} vs train_on_batch, 40 "
+        f"steps (per-batch metrics; weights, optimizer and metrics variables): max |diff| "
+        f"= {diff:.3g} ({'identical' if diff == 0 else 'DIFFERENT'})"
+    )
+    hist, weights = check_tg_history(root, batches)
+    print(
+        f"check: TrainGenerator history vs train_on_batch loop's running epoch means, 2 "
+        f"epochs: max |diff| = {hist:.3g}; final variables: max |diff| = {weights:.3g} "
+        f"({'identical' if hist == weights == 0 else 'DIFFERENT'})"
+    )
+    contenders = build_contenders(root, batches, with_bar=not args.no_bar, fit_long=args.fit_long)
+    measure(contenders, rounds, epochs)
+    return report(contenders, rounds, epochs)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="few rounds, one epoch (smoke run)")
@@ -725,11 +836,12 @@ def main() -> None:
     p.add_argument("--files", type=int, default=32, help="files of 64 samples (steps/epoch)")
     p.add_argument("--no-bar", action="store_true", help="skip the tg_bar row")
     p.add_argument("--no-tracking", action="store_true", help="skip the tracking table")
+    p.add_argument("--tracking-only", action="store_true", help="only the tracking table")
     p.add_argument(
         "--tracking-epochs",
         type=int,
         default=None,
-        help="epochs per train() call in the tracking table (default 8; quick 2)",
+        help="epochs per train() call in the tracking table (default 48; quick 4)",
     )
     p.add_argument(
         "--threads",
@@ -751,26 +863,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dt_loop_") as tmp:
         root = make_data(Path(tmp) / "data", args.files)
         batches = load_batches(root)
-        diff = check_stepper(batches)
-        print(
-            f"check: {type(make_train_step(make_model())).__name__} vs train_on_batch, 40 "
-            f"steps (per-batch metrics; weights, optimizer and metrics variables): max |diff| "
-            f"= {diff:.3g} ({'identical' if diff == 0 else 'DIFFERENT'})"
-        )
-        hist, weights = check_tg_history(root, batches)
-        print(
-            f"check: TrainGenerator history vs train_on_batch loop's running epoch means, 2 "
-            f"epochs: max |diff| = {hist:.3g}; final variables: max |diff| = {weights:.3g} "
-            f"({'identical' if hist == weights == 0 else 'DIFFERENT'})"
-        )
-        contenders = build_contenders(
-            root, batches, with_bar=not args.no_bar, fit_long=args.fit_long
-        )
-        measure(contenders, rounds, epochs)
-        report(contenders, rounds, epochs)
+        if not args.tracking_only:
+            main_table(root, batches, args, rounds, epochs)
         if not args.no_tracking:
-            long = args.tracking_epochs or (2 if args.quick else 8)
-            tracking(root, Path(tmp) / "tracking", rounds, long)
+            call = args.tracking_epochs or (4 if args.quick else 48)
+            tracking(root, Path(tmp) / "tracking", rounds, call)
         if args.profile:
             profile(root, batches, epochs)
 

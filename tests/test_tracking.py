@@ -278,7 +278,12 @@ def test_mlflow_server_run_resumed_in_process_and_branched(data, tmp_path, mlflo
     logs, best = tmp_path / "logs", tmp_path / "best"
 
     def logger() -> MLflowLogger:
-        return MLflowLogger(mlflow_server, experiment="tracking-test", log_final_checkpoint=True)
+        return MLflowLogger(
+            mlflow_server,
+            experiment="tracking-test",
+            log_final_checkpoint=True,
+            train_freq={"batch": 1},
+        )
 
     tg = make_traingen(data, logs, [logger()], epochs=1, best_models_dir=best)
     tg.train()
@@ -338,10 +343,45 @@ def test_mlflow_server_run_resumed_in_process_and_branched(data, tmp_path, mlflo
 def test_mlflow_logger_errors_name_what_is_wrong(data, tmp_path):
     with pytest.raises(ValueError, match="experiment must be a non-empty str"):
         MLflowLogger(experiment="")
+    with pytest.raises(ValueError, match="send_every_s must be >= 0 seconds, got -1"):
+        MLflowLogger(send_every_s=-1)
+    with pytest.raises(TypeError, match="send_every_s must be a number of seconds, got '5'"):
+        MLflowLogger(send_every_s="5")
     tg = make_traingen(data, None, [MLflowLogger()])
     with pytest.raises(ValueError, match="MLflowLogger needs a tracking store: pass tracking_uri"):
         tg.train()
     assert tg.state.fit_iters == 0
+
+
+def test_mlflow_run_without_checkpoints_sends_every_send_every_s(data, tmp_path):
+    """Without checkpoints, metrics reach the store as training goes: at every batch end
+    with ``send_every_s=0``; with an interval longer than the run, all at the end of
+    ``train()`` (one call to the store instead of one per step). By default, train metrics
+    every 10th batch."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    every_batch = {"batch": 1}
+    for every, freq, epochs, expected, steps in (
+        (0, every_batch, 1, [[1], [1, 2], [1, 2, 3], [1, 2, 3, 4]], [1, 2, 3, 4]),
+        (3600, every_batch, 1, [[]] * 4, [1, 2, 3, 4]),
+        (0, None, 6, [[]] * 9 + [[10]] * 10 + [[10, 20]] * 5, [10, 20]),
+    ):
+        in_store: list[list[int]] = []
+
+        def look(tg: TrainGenerator, in_store: list = in_store) -> None:
+            logger = tg.callbacks.objects[0]
+            assert logger.flush()
+            in_store.append([s for s, _ in history(client, logger.run_id, "train/loss")])
+
+        kw = {"train_freq": freq} if freq else {}  # None: the default
+        logger = MLflowLogger(uri, experiment=f"every-{every}-{freq}", send_every_s=every, **kw)
+        tg = make_traingen(data, None, [logger, {"train:batch": look}], epochs=epochs)
+        tg.train()
+        assert in_store == expected, (every, freq)
+        assert [s for s, _ in history(client, logger.run_id, "train/loss")] == steps
+        logger.close()
 
 
 # -- killed and resumed --------------------------------------------------------------------

@@ -70,7 +70,10 @@ def main() -> None:
         for n in ("train", "val")
     ]
     images = {"val": 4}  # the figures at every 4th validation
-    callbacks: list = [TensorBoardLogger(images_freq=images), MLflowLogger(images_freq=images)]
+    callbacks: list = [
+        TensorBoardLogger(images_freq=images),
+        MLflowLogger(images_freq=images, train_freq={"batch": 1}),
+    ]
     if args.kill_at_iter is not None:
 
         def kill(tg):
