@@ -16,7 +16,8 @@ process trains one epoch first (compiling), then times ``--epochs`` more.
 Printed: ms per window iteration (median of the rounds) and the ratio to TensorFlow's.
 Goal (issue #15.5): torch within 1.5x of TensorFlow on CPU, on its fused LSTM path (the
 workaround copies the state before the fused step instead of falling back to Keras'
-Python loop: ``deeptrain.backend.stateful``).
+per-step loop, and runs that step on torch's own LSTM kernel on CPU as well, where Keras
+would loop over timesteps in Python: ``deeptrain.backend.stateful``).
 """
 
 from __future__ import annotations

@@ -167,27 +167,63 @@ def test_prepare_is_idempotent_and_version_guarded(kind, monkeypatch):
 
 @pytest.mark.skipif(BACKEND != "torch", reason="the torch workaround")
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
-def test_torch_fused_step_trains_with_carried_state_like_the_per_step_loop(kind):
-    """The fused step (kept by copying the state first) trains, carries the state, and
-    agrees with Keras' per-step loop (``use_cudnn=False``) to float32 rounding: the fused
-    step adds the bias to the input projection before the recurrent one, the loop after,
-    so the last bit may differ (measured: at most 3e-8 on weights, states and outputs)."""
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_torch_fused_step_trains_with_carried_state_like_the_per_step_loop(kind, go_backwards):
+    """The fused step (kept by copying the state first, and run by torch's own LSTM/GRU
+    kernel on CPU too) trains, carries the state, and agrees with Keras' per-step loop
+    (``use_cudnn=False``) to float32 rounding: the kernel adds the bias to the input
+    projection before the recurrent one, the loop after, so the last bits may differ
+    (measured: at most 3e-8 on weights, states and outputs)."""
     x = np.random.default_rng(2).normal(size=(3, B, T, F)).astype("float32")
-    y = np.ones((B, 2), "float32")
+    y = np.ones((B, T, 2), "float32")
     runs = {}
     for use_cudnn in ("auto", False):
         keras.utils.set_random_seed(0)
-        model = _model(kind, prepare=False)
-        model.get_layer("rnn").use_cudnn = use_cudnn
+        ipt = keras.Input(batch_shape=(B, T, F))
+        rnn = getattr(keras.layers, kind)(
+            U,
+            stateful=True,
+            return_sequences=True,
+            go_backwards=go_backwards,
+            use_cudnn=use_cudnn,
+            name="rnn",
+        )
+        model = keras.Model(ipt, keras.layers.Dense(2, name="head")(rnn(ipt)))
+        model.compile(optimizer="sgd", loss="mse")
         prepare_stateful_model(model)
-        assert model.get_layer("rnn").use_cudnn == use_cudnn  # "auto": the fused step
+        assert rnn.use_cudnn == use_cudnn  # "auto": the fused step
+        assert (st._native_step(rnn) is not None) == (use_cudnn == "auto")
         losses = [float(model.train_on_batch(xi, y)) for xi in x]  # state carried
-        runs[use_cudnn] = (losses, model.get_weights(), get_states(model)["rnn"])
-    (fused_loss, fused_w, fused_s), (loop_loss, loop_w, loop_s) = runs["auto"], runs[False]
-    assert all(np.abs(s).max() > 0 for s in fused_s)
+        outputs = keras.ops.convert_to_numpy(model(x[0]))
+        runs[use_cudnn] = (losses, model.get_weights(), get_states(model)["rnn"], outputs)
+    (fused_loss, *fused), (loop_loss, *loop) = runs["auto"], runs[False]
+    assert all(np.abs(s).max() > 0 for s in fused[1])
     np.testing.assert_allclose(fused_loss, loop_loss, rtol=1e-6)
-    for a, b in zip(fused_w + fused_s, loop_w + loop_s, strict=True):
+    fused_arrays, loop_arrays = fused[0] + fused[1] + [fused[2]], loop[0] + loop[1] + [loop[2]]
+    for a, b in zip(fused_arrays, loop_arrays, strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="the torch workaround")
+@pytest.mark.parametrize(
+    "kw",
+    [{"activation": "relu"}, {"use_bias": False}, {"recurrent_dropout": 0.1}, {"unroll": True}],
+)
+def test_torch_configurations_torch_kernel_cannot_compute_keep_keras_step(kw):
+    """Activations, biases and options outside torch's LSTM kernel keep Keras' own step
+    (state copied first all the same): it trains and carries the state."""
+    ipt = keras.Input(batch_shape=(B, T, F))
+    rnn = keras.layers.LSTM(U, stateful=True, name="rnn", **kw)
+    model = keras.Model(ipt, keras.layers.Dense(2)(rnn(ipt)))
+    model.compile(optimizer="sgd", loss="mse")
+    prepare_stateful_model(model)
+    assert st._native_step(rnn) is None
+    model.train_on_batch(_x(0), np.ones((B, 2), "float32"))
+    first = [s.copy() for s in get_states(model)["rnn"]]
+    model.train_on_batch(_x(1), np.ones((B, 2), "float32"))
+    assert all(np.abs(s).max() > 0 for s in first)
+    second = get_states(model)["rnn"]
+    assert any(not np.array_equal(a, b) for a, b in zip(first, second, strict=True))
 
 
 def test_model_without_stateful_layers_is_untouched(monkeypatch):
