@@ -13,7 +13,7 @@ import pytest
 
 from deeptrain import DataGenerator, TrainGenerator
 from deeptrain.preprocessing import numpy_data_to_numpy_sets
-from deeptrain.util.preprocessors import Preprocessor
+from deeptrain.util.preprocessors import GenericPreprocessor, Preprocessor
 
 pytestmark = pytest.mark.slow
 
@@ -157,6 +157,21 @@ def test_val_freq_val_is_rejected_and_unknown_keys_suggest(data):
             TrainGenerator(classifier(), dg, vdg, **{typo: 1})
     with pytest.raises(ValueError, match="key_metric='f1_score'"):
         TrainGenerator(classifier(), dg, vdg, key_metric="f1_score")
+
+
+def test_shared_datagen_or_preprocessor_is_refused_before_training(data):
+    """One DataGenerator, or one preprocessor instance, for both training and validation
+    would move one data position from both loops: refused, naming what is shared."""
+    dg, _ = generators(data)
+    model = classifier()
+    with pytest.raises(ValueError, match="datagen and val_datagen are the same DataGenerator"):
+        TrainGenerator(model, dg, dg)
+    shared = GenericPreprocessor()  # nothing but the position: still not shareable
+    dg = DataGenerator(data / "train", batch_size=32, preprocessor=shared)
+    vdg = DataGenerator(data / "val", batch_size=32, preprocessor=shared)
+    with pytest.raises(ValueError, match="share one GenericPreprocessor instance"):
+        TrainGenerator(model, dg, vdg)
+    assert model.optimizer.iterations.numpy() == 0
 
 
 def test_fit_fn_fit_returns_metrics(data):

@@ -23,11 +23,8 @@ error in the background is kept and raised on the training thread by the next
 :meth:`~CheckpointPipeline.check` (every train and validation iteration), ``submit`` or
 ``wait``; never lost.
 
-Distributed training plugs in through :class:`World` (the default, :class:`SingleProcess`,
-is one process that writes): every process takes its snapshot (gathering sharded variables
-into host arrays there), only the process whose ``is_writer`` is true writes, and all meet at
-``barrier`` between the write and the commit, so that ``latest`` moves only once the
-checkpoint is complete, and then only by the writer.
+Under distribution only the writing process (process 0) submits jobs, written inline; the
+processes then agree that it worked before going on (:class:`~.checkpointer.Checkpointer`).
 """
 
 from __future__ import annotations
@@ -46,34 +43,11 @@ from .checkpoint import ARRAYS_FILE, WEIGHTS_FILE, FileSource, arrays_bytes, wri
 from .snapshot import FigureData, Snapshot
 from .weights_file import write_weights_file
 
-__all__ = ["World", "SingleProcess", "Target", "CheckpointJob", "CheckpointPipeline"]
+__all__ = ["Target", "CheckpointJob", "CheckpointPipeline"]
 
 log = logging.getLogger("deeptrain")
 
 FIGURES = ("history", "report")
-
-
-class World:
-    """Who writes and how processes wait for each other (see the module docstring)."""
-
-    @property
-    def is_writer(self) -> bool:
-        raise NotImplementedError
-
-    def barrier(self, name: str) -> None:
-        """Return once every process has reached the barrier ``name``."""
-        raise NotImplementedError
-
-
-class SingleProcess(World):
-    """One process: it writes, and there is no one to wait for."""
-
-    @property
-    def is_writer(self) -> bool:
-        return True
-
-    def barrier(self, name: str) -> None:
-        pass
 
 
 @dataclass
@@ -189,9 +163,8 @@ class CheckpointPipeline:
     wait for the job in flight before they return, and a job still in flight when the
     interpreter exits is waited for (``atexit``)."""
 
-    def __init__(self, asynchronous: bool = True, world: World | None = None):
+    def __init__(self, asynchronous: bool = True):
         self.asynchronous = asynchronous
-        self.world = world or SingleProcess()
         self._job: CheckpointJob | None = None
         self._error: BaseException | None = None
         self._wake = threading.Condition()
@@ -267,12 +240,8 @@ class CheckpointPipeline:
 
     def _run(self, job: CheckpointJob) -> None:
         try:
-            world = self.world
-            if world.is_writer:
-                job.write()
-            world.barrier("checkpoint written")
-            if world.is_writer:
-                job.commit()
+            job.write()
+            job.commit()  # the pointer moves once the checkpoint is complete and durable
         except BaseException as e:  # kept for the training thread
             e.add_note(f"(raised while writing the checkpoint {job.describe()})")
             self._error = e

@@ -291,6 +291,17 @@ class TrainGenerator(TrainStateAliases):
                     f"{name} must be a deeptrain.DataGenerator, got "
                     f"{type(getattr(self, name)).__name__}"
                 )
+        if self.datagen is self.val_datagen:
+            raise ValueError(
+                "datagen and val_datagen are the same DataGenerator: training and validation "
+                "would move one data position; give validation its own DataGenerator"
+            )
+        if self.datagen.preprocessor is self.val_datagen.preprocessor:
+            raise ValueError(
+                f"datagen and val_datagen share one {type(self.datagen.preprocessor).__name__} "
+                "instance: its state (the batch loaded, the window served next) would be moved "
+                "by both; give each DataGenerator its own preprocessor"
+            )
         if getattr(self.model, "optimizer", None) is None or not getattr(
             self.model, "compiled", False
         ):
