@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -45,7 +46,9 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
-def make_traingen(data: Path, logs: Path, callbacks, epochs: int = 2, **kw) -> TrainGenerator:
+def make_traingen(
+    data: Path, logs: Path, callbacks, epochs: int = 2, learning_rate: Any = 0.01, **kw
+) -> TrainGenerator:
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [
@@ -54,7 +57,8 @@ def make_traingen(data: Path, logs: Path, callbacks, epochs: int = 2, **kw) -> T
             keras.layers.Dense(2, activation="softmax"),
         ]
     )
-    model.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy", metrics=["accuracy"])
+    optimizer = keras.optimizers.Adam(learning_rate)
+    model.compile(optimizer, "categorical_crossentropy", metrics=["accuracy"])
     dgs = [
         DataGenerator(data / n, batch_size=BATCH, labels_path=data / n / "labels.h5", seed=0)
         for n in ("train", "val")
@@ -162,6 +166,7 @@ def test_tensorboard_logger_errors_name_what_is_wrong(data, tmp_path):
     assert tg.state.fit_iters == 0  # before any step
 
 
+@pytest.mark.backends
 def test_loggers_do_not_make_the_model_sync_every_step(data, tmp_path):
     """The loggers read only the train state per batch: the train step's device state (JAX)
     is written back into the model at epoch ends and validations, not at every step, while
@@ -184,7 +189,20 @@ def test_loggers_do_not_make_the_model_sync_every_step(data, tmp_path):
         counts.append(calls[0])
     logger_syncs, function_syncs = counts
     assert function_syncs >= 2 * N_TRAIN * 2  # before every iteration's callbacks
-    assert logger_syncs <= 2 + 2 + 1  # epoch ends (learning rate), train start and end
+    assert logger_syncs <= 2  # train start and end (the learning rate: sync_variables)
+
+
+@pytest.mark.backends
+def test_learning_rate_recorded_is_the_schedules_at_each_epoch_end(data, tmp_path):
+    """The learning rate read per epoch is the schedule's at that step (on JAX: read from
+    the train step's device state without ending it)."""
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.01, decay_steps=1, decay_rate=0.5)
+    logger = TensorBoardLogger(logdir=tmp_path / "tb")
+    tg = make_traingen(data, None, [logger], learning_rate=schedule, val_freq=None)
+    tg.train()
+    events = read_events(tmp_path / "tb")
+    expected = [(s, as_float32(0.01 * 0.5**s)) for s in (N_TRAIN, 2 * N_TRAIN)]
+    assert scalars(events, "learning_rate") == expected
 
 
 def test_importing_deeptrain_imports_no_tracking_or_cli_library():

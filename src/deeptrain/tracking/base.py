@@ -129,7 +129,8 @@ class TrackingLogger(TraingenCallback):
     def _periodic(self, mode: str) -> None:
         """Records at a batch, epoch or validation end other than the metrics."""
         if self._due(self.lr_freq, mode):
-            self.tg.sync_model()
+            optimizer = self.tg.model.optimizer  # its scalars: iterations, learning rate
+            self.tg.sync_variables([v for v in optimizer.variables if len(v.shape) == 0])
             lr = learning_rate(self.tg.model)
             if lr is not None:
                 self._scalars({"learning_rate": lr}, self.tg.state.batches_fit)

@@ -48,6 +48,7 @@ class EventFile:
             f"{os.getpid()}.{next(_files):04d}"
         )
         self.path = directory / name
+        self._scalar_events: dict[tuple[str, ...], Any] = {}  # by tags: see scalars()
         self._writer = RecordWriter(str(self.path))
         self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
         if purge_step is not None:
@@ -63,10 +64,20 @@ class EventFile:
         self._write(event)
 
     def scalars(self, values: Mapping[str, float], step: int, walltime: float) -> None:
-        """All of a step's scalars in one event (one record to write and checksum)."""
-        Value = self._summary.Summary.Value
-        items = [Value(tag=tag, simple_value=float(value)) for tag, value in values.items()]
-        self.summary(self._summary.Summary(value=items), step, walltime)
+        """All of a step's scalars in one event (one record to write and checksum). The
+        event of each set of tags is built once and then refilled: building protobuf
+        messages costs 3-4x what setting their fields does, and this runs every step."""
+        tags = tuple(values)
+        event = self._scalar_events.get(tags)
+        if event is None:
+            Value = self._summary.Summary.Value
+            summary = self._summary.Summary(value=[Value(tag=tag) for tag in tags])
+            event = self._scalar_events[tags] = self._event.Event(summary=summary)
+        event.wall_time = walltime
+        event.step = int(step)
+        for slot, value in zip(event.summary.value, values.values(), strict=True):
+            slot.simple_value = float(value)
+        self._write(event)
 
     def image(self, tag: str, png: bytes, step: int, walltime: float) -> None:
         """A PNG as it is (no decoding and re-encoding)."""

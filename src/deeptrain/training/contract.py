@@ -82,6 +82,9 @@ class Traingen(Protocol):
     def sync_model(self) -> None:
         """Make the model's variables current (JAX keeps them on the device while training)."""
 
+    def sync_variables(self, variables: Any) -> None:
+        """Make just ``variables`` current (on JAX, without ending the device state)."""
+
     def ensure_consistent(self) -> None:
         """Raise if a cut (a second Ctrl-C, an error) left the state unfit to continue."""
 

@@ -773,6 +773,13 @@ class TrainGenerator(TrainStateAliases):
                 self.sync_model()
             self.callbacks(stage, self)
 
+    def sync_variables(self, variables: Any) -> None:
+        """Make just ``variables`` current: on JAX, cheaper than :meth:`sync_model`, and
+        the train step goes on from its device state (a learning rate read per epoch)."""
+        peek = getattr(self._fit_fn, "peek", None)
+        if peek is not None:
+            peek(variables)
+
     def sync_model(self) -> None:
         """Make the model's variables current (the JAX train step keeps them on the
         device between steps); call before anything reads the model."""

@@ -23,6 +23,7 @@ and the first step is already the stepper's own: one trace of the train step, no
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["make_train_step"]
@@ -59,6 +60,10 @@ class _Stepper:
 
     def sync(self) -> None:
         """Write any state kept outside the model back into it (no-op here)."""
+
+    def peek(self, variables: Iterable[Any]) -> None:
+        """Make ``variables`` (the model's or its optimizer's) current, without ending
+        any state kept outside the model (no-op here)."""
 
     def discard(self) -> None:
         """Drop any state kept outside the model without writing it back (no-op here)."""
@@ -224,6 +229,20 @@ class JaxStepper(_Stepper):
             for ref, value in zip(m.metrics_variables, self._metrics_vars, strict=True):
                 ref.assign(value)
         self.state = None
+
+    def peek(self, variables: Iterable[Any]) -> None:
+        """Write the device values of ``variables`` into them, the device state kept (a
+        learning rate read per epoch need not end it). The next step donates those
+        buffers, as it does every variable's between syncs."""
+        if self.state is None:
+            return
+        wanted = {id(v) for v in variables}
+        m = self.model
+        refs = (m.trainable_variables, m.non_trainable_variables, m.optimizer.variables)
+        for group, values in zip(refs, self.state, strict=True):
+            for ref, value in zip(group, values, strict=True):
+                if id(ref) in wanted:
+                    ref.assign(value)
 
     def discard(self) -> None:
         """Forget the device state (a step was cut half-way; a checkpoint is loaded next)."""
