@@ -389,7 +389,11 @@ def tracking_loggers(tmp: Path) -> dict[str, Any]:
         "tg_tb": ("tensorboardX", lambda: TensorBoardLogger(logdir=tmp / "tensorboard")),
         "tg_mlflow": (
             "mlflow",
-            lambda: MLflowLogger(f"sqlite:///{tmp / 'mlflow.db'}", send_every_s=MLFLOW_SEND_S),
+            lambda: MLflowLogger(
+                f"sqlite:///{tmp / 'mlflow.db'}",
+                artifact_location=str(tmp / "mlartifacts"),  # (MLflow's default: ./mlruns)
+                send_every_s=MLFLOW_SEND_S,
+            ),
         ),
     }
     out = {}

@@ -394,7 +394,13 @@ def test_mlflow_run_without_checkpoints_sends_every_send_every_s(data, tmp_path)
             in_store.append([s for s, _ in history(client, logger.run_id, "train/loss")])
 
         kw = {"train_freq": freq} if freq else {}  # None: the default
-        logger = MLflowLogger(uri, experiment=f"every-{every}-{freq}", send_every_s=every, **kw)
+        logger = MLflowLogger(
+            uri,
+            experiment=f"every-{every}-{freq}",
+            artifact_location=str(tmp_path / "artifacts"),  # (MLflow's default: ./mlruns)
+            send_every_s=every,
+            **kw,
+        )
         tg = make_traingen(data, None, [logger, {"train:batch": look}], epochs=epochs)
         tg.train()
         assert in_store == expected, (every, freq)
