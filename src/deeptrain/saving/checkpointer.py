@@ -51,7 +51,7 @@ from .checkpoint import (
 )
 from .hdf5_check import check_hdf5_self_contained
 from .naming import encode_best
-from .report import report_figure, report_png, report_sections
+from .report import report_figure, report_sections
 from .rollback import LiveState
 from .safe_io import is_real_dir
 from .snapshot import MODEL_SAVE_KW, MODEL_SAVE_WEIGHTS_KW, take_snapshot
@@ -326,12 +326,6 @@ class Checkpointer:
     def report(self) -> Any:
         """The report as a matplotlib figure."""
         return report_figure(
-            report_sections(self.tg), title=self.tg.model_name, fontpath=self.tg.report_fontpath
-        )
-
-    def report_png(self) -> bytes:
-        """The report as PNG bytes (drawn with Pillow: fast)."""
-        return report_png(
             report_sections(self.tg), title=self.tg.model_name, fontpath=self.tg.report_fontpath
         )
 

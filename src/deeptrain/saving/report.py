@@ -38,6 +38,7 @@ __all__ = [
     "format_sections",
     "report_figure",
     "report_png",
+    "traingen_report_png",
     "write_init_logs",
     "DEFAULT_EXCLUDES",
     "REPORT_CFG",
@@ -343,6 +344,11 @@ def report_png(
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def traingen_report_png(tg: Traingen) -> bytes:
+    """``tg``'s report image (its sections, model name and ``report_fontpath``) as PNG."""
+    return report_png(report_sections(tg), title=tg.model_name, fontpath=tg.report_fontpath)
 
 
 def write_init_logs(tg: Traingen, misc_dir: Path) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..callbacks.base import Stage, TraingenCallback
-from ..saving.report import report_png, report_sections
+from ..saving.report import traingen_report_png
 from ..training.frequency import check_freq
 from .worker import BackgroundWorker
 
@@ -157,9 +157,7 @@ class TrackingLogger(TraingenCallback):
         if tg.logdir is not None:
             out["report"] = tg.save_report().read_bytes()
         else:
-            out["report"] = report_png(
-                report_sections(tg), title=tg.model_name, fontpath=tg.report_fontpath
-            )
+            out["report"] = traingen_report_png(tg)
         return out
 
     def _ensure_open(self) -> None:

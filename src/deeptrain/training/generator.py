@@ -46,7 +46,7 @@ from ..saving.checkpoint import CHECKPOINTS_DIR, list_checkpoints
 from ..saving.checkpointer import Checkpointer
 from ..saving.lock import LogdirLock
 from ..saving.naming import model_num_of, name_suffix, reserve_model_num
-from ..saving.report import write_init_logs
+from ..saving.report import traingen_report_png, write_init_logs
 from ..util.console import use_console
 from ..util.misc import capture_args, check_kwargs, positive_int
 from ..visuals import scalefig
@@ -1333,7 +1333,7 @@ class TrainGenerator(TrainStateAliases):
         path = Path(savepath) if savepath else self._require_logdir("save_report()") / "report.png"
         if not self.distribution.is_writer:  # written once, by process 0
             return path
-        png = self._checkpointer.report_png()  # checked (the font) before the file is made
+        png = traingen_report_png(self)  # checked (the font) before the file is made
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(png)
         self._figure_files["report"] = (self._progress_key(), path)
