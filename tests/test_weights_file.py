@@ -129,10 +129,14 @@ def test_the_file_is_the_one_save_weights_writes(tmp_path):
     keras.utils.set_random_seed(0)
     model = build("dense")
     x = np.random.default_rng(1).normal(size=(BATCH, FEATURES)).astype("float32")
-    model.train_on_batch(x, np.eye(2, dtype="float32")[[0, 1, 0, 1]])
-    write_weights_file(tmp_path / "ours.weights.h5", snapshot_weights(model))
-    model.save_weights(tmp_path / "keras.weights.h5")
-    assert h5_tree(tmp_path / "ours.weights.h5") == h5_tree(tmp_path / "keras.weights.h5")
+    y = np.eye(2, dtype="float32")[[0, 1, 0, 1]]
+    for step in range(2):  # the second file is written from the first one's structure
+        model.train_on_batch(x, y)
+        write_weights_file(tmp_path / f"ours{step}.weights.h5", snapshot_weights(model))
+        model.save_weights(tmp_path / f"keras{step}.weights.h5")
+        ours, theirs = (h5_tree(tmp_path / f"{n}{step}.weights.h5") for n in ("ours", "keras"))
+        assert ours == theirs
+    assert h5_tree(tmp_path / "ours0.weights.h5") != h5_tree(tmp_path / "ours1.weights.h5")
 
 
 def test_the_snapshot_is_not_changed_by_later_training(tmp_path):

@@ -184,9 +184,9 @@ def write_checkpoint(
         for name, source in files.items():
             atomic.step(f"write {name}")
             manifest[name] = _write_file(tmp / name, source, syncs, synced)
+        text = _encode_state(payload, manifest)  # (checked while the last fsyncs run)
         for done in synced:
             done.result()
-        text = _encode_state(payload, manifest)
         atomic.step(f"write {STATE_FILE}")
         _write_bytes(tmp / STATE_FILE, text.encode("utf-8"))
         fsync_path(tmp / STATE_FILE)

@@ -197,6 +197,17 @@ def state_schema() -> dict[str, Any]:
     }
 
 
+_JSON_CLASSES = {
+    "string": str,
+    "integer": int,  # (not bool: type(True) is bool)
+    "number": int,
+    "boolean": bool,
+    "null": type(None),
+    "object": dict,
+    "array": list,
+}
+
+
 def _is_integer(checker: Any, value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -235,8 +246,19 @@ def _validator() -> Any:
                 return
         yield from plain_items(validator, schema, instance, parent)
 
+    plain_type = Draft202012Validator.VALIDATORS["type"]
+
+    def type_(validator: Any, types: Any, instance: Any, schema: Any) -> Any:
+        """A parsed JSON value's class settles its type (the type checker, which also
+        takes NumPy scalars, then only for the others and for the error message)."""
+        cls = type(instance)
+        for name in [types] if isinstance(types, str) else types:
+            if _JSON_CLASSES.get(name) is cls or (name == "number" and cls is float):
+                return
+        yield from plain_type(validator, types, instance, schema)
+
     strict = validators.extend(
-        Draft202012Validator, validators={"items": items}, type_checker=types
+        Draft202012Validator, validators={"items": items, "type": type_}, type_checker=types
     )
     Draft202012Validator.check_schema(state_schema())
     return strict(state_schema())

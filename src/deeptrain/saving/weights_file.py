@@ -15,8 +15,8 @@ until its variables change. Then:
   part of a checkpoint; the optimizer's variables are recorded as variables, not read
   twice);
 * :func:`write_weights_file` writes the file from that copy in any thread: HDF5's structure
-  through h5py, the arrays' bytes with ``os.pwrite`` at their datasets' offsets (no copy,
-  and h5py's lock and the GIL are not held while they are written);
+  through h5py the first time, from the bytes of the first file after that (no HDF5 call;
+  :mod:`.h5_template`), the arrays' bytes straight from the copy;
 * :func:`load_weights_file` assigns a file's datasets to the model's variables by the same
   layout, each read once.
 
@@ -29,7 +29,6 @@ by ``save_weights`` on JAX) still load: their extra entries are recognised and s
 
 from __future__ import annotations
 
-import os
 import weakref
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..backend.stateful import stateful_layers
+from .h5_template import Group, write_h5
 
 __all__ = [
     "WeightsLayout",
@@ -214,69 +214,22 @@ def snapshot_weights(model: Any, values: list[np.ndarray] | None = None) -> Weig
 
 
 # -- writing ------------------------------------------------------------------------------
-RAW_MIN_BYTES = 1 << 16  # smaller arrays go through h5py, as Keras writes them
-
-
-def _raw_ok(array: np.ndarray) -> bool:
-    """Whether the array's bytes are the dataset's bytes as HDF5 stores them."""
-    return (
-        array.dtype.kind in "biuf"
-        and array.dtype.isnative
-        and array.flags.c_contiguous
-        and array.nbytes >= RAW_MIN_BYTES
-        and str(array.dtype) != "bfloat16"
-    )
-
-
-def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
-    while data:
-        n = os.pwrite(fd, data, offset)
-        data, offset = data[n:], offset + n
-
-
 def write_weights_file(path: str | Path, image: WeightsImage) -> None:
-    """Write ``image`` to ``path`` in Keras' ``.weights.h5`` layout (not fsynced)."""
-    import h5py
-
-    raw: list[tuple[int, np.ndarray]] = []
-    with h5py.File(path, "w") as f:
-        for group_path, metadata, entries in image.groups:
-            if not metadata and not entries:
-                continue  # H5IOStore creates a group only for a name or a value
-            group = f.create_group(f"{group_path}/vars" if group_path else "vars")
-            for k, v in (metadata or {}).items():
-                group.attrs[k] = v
-            for key, array in entries:
-                if str(array.dtype) == "bfloat16":  # as H5IOStore writes it
-                    group.create_dataset(key, data=array).attrs["dtype"] = "bfloat16"
-                elif not _raw_ok(array):
-                    group[key] = array
-                else:
-                    offset = _allocate(group, key, array)
-                    if offset is None:  # pragma: no cover - contiguous and allocated early
-                        group[key][...] = array
-                    else:
-                        raw.append((offset, array))
-    fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
-    try:
-        for offset, array in raw:
-            _pwrite_all(fd, memoryview(array.data).cast("B"), offset)
-    finally:
-        os.close(fd)
-
-
-def _allocate(group: Any, key: str, array: np.ndarray) -> int | None:
-    """A contiguous dataset for ``array``, space allocated now and left unfilled; returns
-    the file offset its bytes go to."""
-    import h5py
-
-    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-    dcpl.set_layout(h5py.h5d.CONTIGUOUS)
-    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
-    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
-    dset = group.create_dataset(key, shape=array.shape, dtype=array.dtype, dcpl=dcpl)
-    offset = dset.id.get_offset()
-    return None if offset is None else int(offset)
+    """Write ``image`` to ``path`` in Keras' ``.weights.h5`` layout (not fsynced): through
+    h5py the first time a layout is written, then from its bytes (see :mod:`.h5_template`)."""
+    groups: list[Group] = [
+        (
+            f"{group_path}/vars" if group_path else "vars",
+            dict(metadata or {}),
+            [
+                (key, array, {"dtype": "bfloat16"} if str(array.dtype) == "bfloat16" else {})
+                for key, array in entries  # (bfloat16: as H5IOStore writes it)
+            ],
+        )
+        for group_path, metadata, entries in image.groups
+        if metadata or entries  # H5IOStore creates a group only for a name or a value
+    ]
+    write_h5(path, groups)
 
 
 # -- reading ------------------------------------------------------------------------------

@@ -1,0 +1,109 @@
+"""HDF5 files written from a template of their structure (``saving.h5_template``).
+
+Real files read back with h5py: the file written from the template is byte-identical to
+the one h5py made for the same arrays, holds the new arrays when they change, and
+structures the template cannot hold (non-native byte order) are written by h5py each
+time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from deeptrain.saving.h5_template import template_of, write_h5
+
+
+def groups_of(rng: np.random.Generator, name: str = "model") -> list:
+    return [
+        ("vars", {"name": name}, []),
+        (
+            "layers/dense/vars",
+            {"name": "dense"},
+            [
+                ("0", rng.normal(size=(300, 7)).astype("float32"), {}),  # 8 KB
+                ("1", rng.normal(size=7).astype("float16"), {}),
+                ("2", np.asarray(rng.integers(0, 9), dtype="int64"), {}),  # 0-d
+                ("3", rng.normal(size=(3, 4)).astype("float64")[:, ::2], {}),  # strided
+                ("4", np.zeros((0, 5), "float32"), {}),  # no bytes
+                ("5", rng.random(6) > 0.5, {"kind": "mask"}),
+            ],
+        ),
+        ("optimizer/vars", {"name": "adam"}, [("0", np.asarray(7, "int64"), {})]),
+    ]
+
+
+def read_all(path: Path) -> list:
+    found = []
+
+    def visit(name, obj):
+        attrs = sorted((k, str(v)) for k, v in obj.attrs.items())
+        if isinstance(obj, h5py.Dataset):
+            found.append((name, attrs, obj.shape, obj.dtype.str, obj[()].tobytes()))
+        else:
+            found.append((name, attrs))
+
+    with h5py.File(path, "r") as f:
+        f.visititems(visit)
+    return found
+
+
+def expected(groups: list) -> list:
+    """What h5py reads from a file of ``groups`` (intermediate groups included)."""
+    tree: dict[str, tuple] = {}
+    for path, attrs, datasets in groups:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            tree.setdefault("/".join(parts[:i]), ("/".join(parts[:i]), []))
+        tree[path] = (path, sorted((k, str(v)) for k, v in attrs.items()))
+        for name, array, ds_attrs in datasets:
+            a = np.array(array, order="C")  # (0-d stays 0-d)
+            tree[f"{path}/{name}"] = (
+                f"{path}/{name}",
+                sorted((k, str(v)) for k, v in ds_attrs.items()),
+                a.shape,
+                a.dtype.str,
+                a.tobytes(),
+            )
+    return [tree[k] for k in sorted(tree)]
+
+
+def test_later_files_come_from_the_template_byte_for_byte(tmp_path):
+    rng = np.random.default_rng(0)
+    first = groups_of(rng, "first-structure")
+    assert template_of(first) is None
+    write_h5(tmp_path / "a.h5", first)  # h5py makes it; its structure is kept
+    assert template_of(first) is not None
+    assert read_all(tmp_path / "a.h5") == expected(first)
+    write_h5(tmp_path / "b.h5", first)  # from the template: the same bytes
+    assert (tmp_path / "b.h5").read_bytes() == (tmp_path / "a.h5").read_bytes()
+    changed = groups_of(np.random.default_rng(1), "first-structure")  # same structure
+    write_h5(tmp_path / "c.h5", changed)
+    assert read_all(tmp_path / "c.h5") == expected(changed)
+    assert read_all(tmp_path / "c.h5") != read_all(tmp_path / "a.h5")
+
+
+def test_a_new_structure_gets_its_own_template(tmp_path):
+    rng = np.random.default_rng(2)
+    groups = groups_of(rng, "second-structure")
+    write_h5(tmp_path / "a.h5", groups)
+    other = groups_of(rng, "second-structure")
+    other[1][2][0] = ("0", rng.normal(size=(301, 7)).astype("float32"), {})  # a new shape
+    assert template_of(other) is None
+    write_h5(tmp_path / "b.h5", other)
+    assert read_all(tmp_path / "b.h5") == expected(other)
+    write_h5(tmp_path / "a.h5", groups)  # an existing file is replaced
+    assert read_all(tmp_path / "a.h5") == expected(groups)
+
+
+def test_arrays_hdf5_stores_differently_go_through_h5py_every_time(tmp_path):
+    rng = np.random.default_rng(3)
+    groups = groups_of(rng, "big-endian")
+    groups[1][2].append(("6", np.arange(5, dtype=">i4"), {}))  # not native: converted
+    for name in ("a.h5", "b.h5"):
+        write_h5(tmp_path / name, groups)
+        assert template_of(groups) is None
+        with h5py.File(tmp_path / name, "r") as f:
+            np.testing.assert_array_equal(f["layers/dense/vars/6"][()], np.arange(5))
