@@ -107,3 +107,12 @@ def test_arrays_hdf5_stores_differently_go_through_h5py_every_time(tmp_path):
         assert template_of(groups) is None
         with h5py.File(tmp_path / name, "r") as f:
             np.testing.assert_array_equal(f["layers/dense/vars/6"][()], np.arange(5))
+
+
+def test_attributes_other_than_plain_scalars_get_no_template(tmp_path):
+    groups = groups_of(np.random.default_rng(4), "array-attribute")
+    groups[0][1]["scale"] = np.arange(3)
+    for name in ("a.h5", "b.h5"):
+        write_h5(tmp_path / name, groups)
+        assert template_of(groups) is None
+        assert read_all(tmp_path / name) == expected(groups)

@@ -58,20 +58,24 @@ def _raw(array: np.ndarray) -> bool:
 
 
 def _key(groups: Sequence[Group]) -> tuple | None:
-    """What makes two files' structure the same (None: not every array is raw)."""
+    """What makes two files' structure the same (None: an array is not raw, or an
+    attribute is not a plain scalar: no template)."""
     key = []
     for path, attrs, datasets in groups:
         entries = []
         for name, array, ds_attrs in datasets:
-            if not _raw(array):
+            if not (_raw(array) and _plain(ds_attrs)):
                 return None
-            entries.append((name, array.shape, array.dtype.str, _attrs_key(ds_attrs)))
-        key.append((path, _attrs_key(attrs), tuple(entries)))
+            entries.append((name, array.shape, array.dtype.str, tuple(ds_attrs.items())))
+        if not _plain(attrs):
+            return None
+        key.append((path, tuple(attrs.items()), tuple(entries)))
     return tuple(key)
 
 
-def _attrs_key(attrs: dict[str, Any]) -> tuple:
-    return tuple((k, type(v).__name__, repr(v)) for k, v in attrs.items())
+def _plain(attrs: dict[str, Any]) -> bool:
+    """Attribute values that are their own key (arrays are not: no template for them)."""
+    return all(type(v) in (str, int, float, bool) for v in attrs.values())
 
 
 def template_of(groups: Sequence[Group]) -> Template | None:
