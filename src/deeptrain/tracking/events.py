@@ -48,7 +48,7 @@ class EventFile:
             f"{os.getpid()}.{next(_files):04d}"
         )
         self.path = directory / name
-        self._scalar_events: dict[tuple[str, ...], Any] = {}  # by tags: see scalars()
+        self._scalar_events: dict[tuple[str, ...], tuple[Any, list]] = {}  # see scalars()
         self._writer = RecordWriter(str(self.path))
         self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
         if purge_step is not None:
@@ -68,14 +68,19 @@ class EventFile:
         event of each set of tags is built once and then refilled: building protobuf
         messages costs 3-4x what setting their fields does, and this runs every step."""
         tags = tuple(values)
-        event = self._scalar_events.get(tags)
-        if event is None:
+        found = self._scalar_events.get(tags)
+        if found is None:
             Value = self._summary.Summary.Value
-            summary = self._summary.Summary(value=[Value(tag=tag) for tag in tags])
-            event = self._scalar_events[tags] = self._event.Event(summary=summary)
+            event = self._event.Event(
+                summary=self._summary.Summary(value=[Value(tag=t) for t in tags])
+            )
+            # the values' messages kept too: reaching them through the repeated field
+            # again each time costs 2x what setting them does
+            found = self._scalar_events[tags] = (event, list(event.summary.value))
+        event, slots = found
         event.wall_time = walltime
         event.step = int(step)
-        for slot, value in zip(event.summary.value, values.values(), strict=True):
+        for slot, value in zip(slots, values.values(), strict=True):
             slot.simple_value = float(value)
         self._write(event)
 
