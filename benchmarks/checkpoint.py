@@ -241,8 +241,9 @@ def bench_deeptrain(name: str, maker: Callable, root: Path, repeats: int) -> dic
         step()
     ck, pipe = tg._checkpointer, tg._checkpointer.pipeline
     steps, block, during, figs, write, plain, load, sizes = [], [], [], [], [], [], [], []
-    if ck.latest() is None:  # plain writes of a checkpoint's files may come first
-        ck.checkpoint("temp")
+    tg.state.fit_iters += 1
+    ck.checkpoint("temp")  # plain writes of a temp checkpoint's files may come first
+    temp = ck.latest()
     for r in range(repeats):
         steps.append(step())
         tg.state.fit_iters += 1  # a new checkpoint name each time
@@ -260,13 +261,13 @@ def bench_deeptrain(name: str, maker: Callable, root: Path, repeats: int) -> dic
         # back to back in alternating order (this disk's speed drifts: paired ratios)
         plain_first = r % 2 == 1
         if plain_first:  # the previous temp checkpoint's files: the same sizes
-            plain.append(plain_write(checkpoint_files(ck.latest()), root / "plain"))
+            plain.append(plain_write(checkpoint_files(temp), root / "plain"))
         tg.state.fit_iters += 1
         os.sync()  # no dirty pages of earlier writes: both writes start alike
         ck.checkpoint("temp", wait=False)
         t, _ = timed(pipe.wait)  # the background part, from the end of the snapshot
         write.append(t)
-        path = tg._checkpointer.latest()
+        path = temp = ck.latest()
         files = checkpoint_files(path)
         sizes.append(sum(f.stat().st_size for f in files))
         if not plain_first:
