@@ -13,9 +13,10 @@ with the same groups, attributes, dataset names, shapes and dtypes. So:
   file order with plain ``write`` calls: no HDF5 call at all, no cost per HDF5 object.
 
 Measured on a 2-core CPU, for a weights file of 23 groups and 79 datasets (23 KB of
-arrays): 19 ms through h5py, 0.3 ms from the template. Files are byte-identical to the
-first one made by h5py with the same arrays (tested). Arrays whose bytes are not what HDF5
-stores (bfloat16, object dtypes, non-native byte order) go through h5py each time.
+arrays in a 100 KB file): 19 ms through h5py, 2 ms from the template. Files are
+byte-identical to the first one made by h5py with the same arrays (tested). Arrays whose
+bytes are not what HDF5 stores (bfloat16, object dtypes, non-native byte order) go through
+h5py each time.
 """
 
 from __future__ import annotations
