@@ -197,14 +197,14 @@ def state_schema() -> dict[str, Any]:
     }
 
 
-_JSON_CLASSES = {
-    "string": str,
-    "integer": int,  # (not bool: type(True) is bool)
-    "number": int,
-    "boolean": bool,
-    "null": type(None),
-    "object": dict,
-    "array": list,
+_JSON_CLASSES: dict[str, tuple[type, ...]] = {  # what json.loads makes of each type
+    "string": (str,),
+    "integer": (int,),  # (not bool: type(True) is bool)
+    "number": (int, float),
+    "boolean": (bool,),
+    "null": (type(None),),
+    "object": (dict,),
+    "array": (list,),
 }
 
 
@@ -253,7 +253,7 @@ def _validator() -> Any:
         takes NumPy scalars, then only for the others and for the error message)."""
         cls = type(instance)
         for name in [types] if isinstance(types, str) else types:
-            if _JSON_CLASSES.get(name) is cls or (name == "number" and cls is float):
+            if cls in _JSON_CLASSES.get(name, ()):
                 return
         yield from plain_type(validator, types, instance, schema)
 

@@ -23,7 +23,7 @@ and the first step is already the stepper's own: one trace of the train step, no
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 __all__ = ["make_train_step"]
@@ -217,14 +217,8 @@ class JaxStepper(_Stepper):
         if self.state is None:
             return
         m = self.model
-        trainable, non_trainable, optimizer_vars = self.state
-        for refs, values in (
-            (m.trainable_variables, trainable),
-            (m.non_trainable_variables, non_trainable),
-            (m.optimizer.variables, optimizer_vars),
-        ):
-            for ref, value in zip(refs, values, strict=True):
-                ref.assign(value)
+        for ref, value in self._state_pairs():
+            ref.assign(value)
         if self._metrics_vars is not None:
             for ref, value in zip(m.metrics_variables, self._metrics_vars, strict=True):
                 ref.assign(value)
@@ -237,12 +231,17 @@ class JaxStepper(_Stepper):
         if self.state is None:
             return
         wanted = {id(v) for v in variables}
+        for ref, value in self._state_pairs():
+            if id(ref) in wanted:
+                ref.assign(value)
+
+    def _state_pairs(self) -> Iterator[tuple[Any, Any]]:
+        """``(variable, device value)`` for every variable of the device state."""
+        assert self.state is not None  # (the callers check)
         m = self.model
         refs = (m.trainable_variables, m.non_trainable_variables, m.optimizer.variables)
         for group, values in zip(refs, self.state, strict=True):
-            for ref, value in zip(group, values, strict=True):
-                if id(ref) in wanted:
-                    ref.assign(value)
+            yield from zip(group, values, strict=True)
 
     def discard(self) -> None:
         """Forget the device state (a step was cut half-way; a checkpoint is loaded next)."""
