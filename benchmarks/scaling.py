@@ -251,7 +251,8 @@ def run(backend: str, size: int, data: Path, rounds: int) -> dict | None:
         "--rounds",
         str(rounds),
     ]
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), TF_CPP_MIN_LOG_LEVEL="2")
+    path = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=path, TF_CPP_MIN_LOG_LEVEL="2")
     if backend == "torch":
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

@@ -21,7 +21,8 @@ On a real cluster, the same script, launched the engine's way:
       python examples/distributed.py          # on each host
 
 * TensorFlow, one machine with 8 GPUs: ``tf.distribute.MirroredStrategy()`` (all GPUs).
-* torch, 2 nodes x 8 GPUs (``init_process_group("nccl")``)::
+* torch, 2 nodes x 8 GPUs (``torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))``, then
+  ``init_process_group("nccl")``: one GPU per process)::
 
       torchrun --nnodes 2 --nproc-per-node 8 --rdzv-endpoint host0:29500 examples/distributed.py
 
@@ -64,7 +65,7 @@ def set_up_engine():
     elif BACKEND == "torch":
         import torch.distributed as dist
 
-        dist.init_process_group("gloo")  # "nccl" on GPUs
+        dist.init_process_group("gloo")  # GPUs: set_device(LOCAL_RANK), then "nccl"
     else:
         import tensorflow as tf
 

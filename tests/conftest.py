@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -13,6 +14,30 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from datafactory import write_dataset  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="session")
+def full_float32_on_gpus() -> None:
+    """GPUs run float32 matmuls, convolutions and cuDNN RNNs in TF32 by default (a 10-bit
+    mantissa): tests that compare two computations of the same math to float32 rounding
+    (windows vs the whole sequence, the fused RNN step vs Keras' per-step loop) ask for
+    full float32, as the engines' own test suites do. Nothing changes on a CPU."""
+    backend = os.environ["KERAS_BACKEND"]
+    if backend == "jax" and "jax" in sys.modules:
+        import jax
+
+        if jax.default_backend() == "gpu":
+            jax.config.update("jax_default_matmul_precision", "highest")
+    elif backend == "torch" and "torch" in sys.modules:
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    elif backend == "tensorflow" and "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.enable_tensor_float_32_execution(False)
 
 
 @pytest.fixture

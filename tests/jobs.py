@@ -72,6 +72,18 @@ def _forkserver() -> Any:
     return _context
 
 
+def _cuda_breaks_forks() -> bool:
+    """torch with a CUDA GPU: the warm interpreter has initialised CUDA by the time it forks
+    (importing Keras' torch backend and DeepTrain does), and a forked child cannot use it
+    ("Cannot re-initialize CUDA in forked subprocess"): jobs then start fresh."""
+    torch = sys.modules.get("torch")
+    return (
+        os.environ.get("KERAS_BACKEND") == "torch"
+        and torch is not None
+        and (torch.cuda.is_available())
+    )
+
+
 def _warm_env(env: Mapping[str, str]) -> dict[str, str]:
     """What a forked job sees: ``env``, with the values fixed at import (checked)."""
     env = dict(env)
@@ -141,6 +153,8 @@ class Job:
         self._err = output or Path(self._dir.name) / "stderr"
         self.returncode: int | None = None
         self.stdout = self.stderr = ""
+        if not fresh and _cuda_breaks_forks():
+            fresh, env = True, {**env, "PYTHONHASHSEED": "0"}  # as a forked job has it
         self._fresh = fresh
         if fresh:
             with open(self._out, "w") as out, open(self._err, "a") as err:

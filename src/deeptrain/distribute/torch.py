@@ -49,6 +49,7 @@ class TorchDistribution(Distribution):
         self.process_index = dist.get_rank()
         self.process_count = dist.get_world_size()
         self._prepared_model: Any = None
+        self._device = _collective_device()
 
     @property
     def replicas(self) -> int:
@@ -91,10 +92,11 @@ class TorchDistribution(Distribution):
             import torch
             import torch.distributed as dist
 
-            local = torch.as_tensor(np.asarray(model.predict_on_batch(self._local((x,))[0])))
-            parts = [torch.empty_like(local) for _ in range(self.process_count)]
-            dist.all_gather(parts, local)
-            return torch.cat(parts).numpy()
+            local = np.asarray(model.predict_on_batch(self._local((x,))[0]))
+            local_t = torch.as_tensor(local, device=self._device)
+            parts = [torch.empty_like(local_t) for _ in range(self.process_count)]
+            dist.all_gather(parts, local_t)
+            return torch.cat(parts).cpu().numpy()
 
         return predict
 
@@ -104,7 +106,9 @@ class TorchDistribution(Distribution):
         import torch.distributed as dist
 
         names = list(logs)
-        values = torch.tensor([float(logs[k]) for k in names], dtype=torch.float64)
+        values = torch.tensor(
+            [float(logs[k]) for k in names], dtype=torch.float64, device=self._device
+        )
         dist.all_reduce(values)
         return {k: float(v) / self.process_count for k, v in zip(names, values, strict=True)}
 
@@ -129,7 +133,7 @@ class TorchDistribution(Distribution):
         import torch
         import torch.distributed as dist
 
-        tensor = torch.tensor([int(value)], dtype=torch.int64)
+        tensor = torch.tensor([int(value)], dtype=torch.int64, device=self._device)
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
         return int(tensor.item())
 
@@ -137,7 +141,7 @@ class TorchDistribution(Distribution):
         import torch
         import torch.distributed as dist
 
-        tensor = torch.tensor([int(value)], dtype=torch.int64)
+        tensor = torch.tensor([int(value)], dtype=torch.int64, device=self._device)
         dist.broadcast(tensor, src=0)
         return int(tensor.item())
 
@@ -147,6 +151,18 @@ class TorchDistribution(Distribution):
         out: list[Any] = [None] * self.process_count
         dist.all_gather_object(out, data)
         return [bytes(b) for b in out]
+
+
+def _collective_device() -> Any:
+    """Where this process group's collectives take their tensors: a group of NCCL alone
+    carries CUDA tensors only (this process's GPU: ``torch.cuda.set_device(LOCAL_RANK)``);
+    gloo, or torch's default of gloo and NCCL together, carries CPU ones."""
+    import torch
+    import torch.distributed as dist
+
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def average_gradients(optimizer: Any, world_size: int) -> None:

@@ -251,6 +251,9 @@ def capture_rng() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     torch = sys.modules.get("torch")
     if torch is not None:
         arrays["rng/torch"] = torch.get_rng_state().numpy().copy()
+        if torch.cuda.is_initialized():  # Keras' unseeded Dropout draws from the GPU's
+            cuda = [state.numpy() for state in torch.cuda.get_rng_state_all()]
+            arrays["rng/torch_cuda"] = np.stack(cuda)  # one row per GPU
     seed_gen = _keras_global_seed_generator(create=False)
     if seed_gen is not None:
         arrays["rng/keras_global"] = np.array(seed_gen.state.numpy())
@@ -282,6 +285,12 @@ def check_rng(info: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
             f"torch generator state must be a 1-D uint8 array, got "
             f"{torch_state.dtype} with shape {torch_state.shape}"
         )
+    cuda_state = arrays.get("rng/torch_cuda")
+    if cuda_state is not None and (cuda_state.dtype != np.uint8 or cuda_state.ndim != 2):
+        raise ValueError(
+            f"torch CUDA generator states must be a 2-D uint8 array (one row per GPU), got "
+            f"{cuda_state.dtype} with shape {cuda_state.shape}"
+        )
     keras_state = arrays.get("rng/keras_global")
     if keras_state is not None and keras_state.shape != (2,):
         raise ValueError(
@@ -305,10 +314,20 @@ def restore_rng(info: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         torch = sys.modules.get("torch")
         if torch is not None:
             torch.set_rng_state(torch.from_numpy(arrays["rng/torch"].copy()))
+            _restore_cuda_rng(torch, arrays.get("rng/torch_cuda"))
     if "rng/keras_global" in arrays:
         seed_gen = _keras_global_seed_generator(create=True)
         if seed_gen is not None:
             seed_gen.state.assign(arrays["rng/keras_global"])
+
+
+def _restore_cuda_rng(torch: Any, states: np.ndarray | None) -> None:
+    """The GPUs' generators, one row per GPU: those this process has (a checkpoint of
+    another machine: the first ones; without a GPU: none, and the run is not bitwise)."""
+    if states is None or not torch.cuda.is_available():
+        return
+    for index, state in enumerate(states[: torch.cuda.device_count()]):
+        torch.cuda.set_rng_state(torch.from_numpy(state.copy()), device=index)
 
 
 def has_keras_global_seed_generator() -> bool:
