@@ -472,6 +472,47 @@ def test_a_refused_checkpoint_changes_nothing(live, tmp_path, case):
     assert_same_live_state(before, live_state(tg))
 
 
+def add_arrays(ckpt: Path, **arrays: np.ndarray) -> None:
+    """Put ``arrays`` into the checkpoint's ``arrays.npz`` (and its manifest)."""
+    with np.load(ckpt / "arrays.npz", allow_pickle=False) as npz:
+        kept = {name: npz[name] for name in npz.files}
+    np.savez(ckpt / "arrays.npz", **kept, **arrays)
+    rehash(ckpt, "arrays.npz")
+
+
+@pytest.mark.parametrize(
+    "state, error",
+    [
+        (np.zeros(16, np.uint8), r"torch CUDA generator states must be a 2-D uint8 array"),
+        (np.zeros((1, 16), np.float32), r"2-D uint8 array \(one row per GPU\), got float32"),
+    ],
+)
+def test_malformed_gpu_generator_states_change_nothing(live, tmp_path, state, error):
+    """``rng/torch_cuda`` (torch's GPU generators, saved when CUDA is up) is validated with
+    the rest of the state: a malformed one is refused before anything changes."""
+    tg, pristine = live
+    ckpt = tmp_path / "case" / pristine.name
+    shutil.copytree(pristine, ckpt)
+    add_arrays(ckpt, **{"rng/torch_cuda": state})
+    before = live_state(tg)
+    with pytest.raises(ValueError, match=error):
+        tg.load(ckpt)
+    assert_same_live_state(before, live_state(tg))
+
+
+def test_a_gpu_runs_checkpoint_loads_without_a_gpu(data, base, tmp_path):
+    """A checkpoint with GPU generator states (two GPUs') resumes on a machine without
+    one: there, those generators do not exist."""
+    ckpt = copy_run(base, tmp_path) / "checkpoints" / NAME
+    add_arrays(ckpt, **{"rng/torch_cuda": np.zeros((2, 16), np.uint8)})
+    tg = make_tg(data, tmp_path / "fresh", m=model(seed=9))
+    tg.load(ckpt)
+    assert (
+        tg.state.batches_fit
+        == json.loads((ckpt / "state.json").read_text())["train_state"]["batches_fit"]
+    )
+
+
 def test_a_failure_half_way_through_applying_is_undone(live, caplog):
     tg, ckpt = live
     cb = tg.callbacks.objects[0]
