@@ -126,8 +126,7 @@ class TensorBoardLogger(TrackingLogger):
         return self._file
 
     def _write_scalars(self, pending: list[tuple[dict[str, float], int, float]]) -> None:
-        for values, step, walltime in pending:
-            self._events.scalars(values, step, walltime)
+        self._events.scalar_steps(pending)
 
     def _images(self, pngs: dict[str, bytes], step: int) -> None:
         self._ensure_open()
