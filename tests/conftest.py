@@ -21,7 +21,8 @@ def full_float32_on_gpus() -> None:
     """GPUs run float32 matmuls, convolutions and cuDNN RNNs in TF32 by default (a 10-bit
     mantissa): tests that compare two computations of the same math to float32 rounding
     (windows vs the whole sequence, the fused RNN step vs Keras' per-step loop) ask for
-    full float32, as the engines' own test suites do. Nothing changes on a CPU."""
+    full float32, as the engines' own test suites do. Nothing changes on a CPU. (In the
+    test process: jobs in other processes compare with themselves, at any precision.)"""
     backend = os.environ["KERAS_BACKEND"]
     if backend == "jax" and "jax" in sys.modules:
         import jax

@@ -76,12 +76,11 @@ def _cuda_breaks_forks() -> bool:
     """torch with a CUDA GPU: the warm interpreter has initialised CUDA by the time it forks
     (importing Keras' torch backend and DeepTrain does), and a forked child cannot use it
     ("Cannot re-initialize CUDA in forked subprocess"): jobs then start fresh."""
-    torch = sys.modules.get("torch")
-    return (
-        os.environ.get("KERAS_BACKEND") == "torch"
-        and torch is not None
-        and (torch.cuda.is_available())
-    )
+    if os.environ.get("KERAS_BACKEND") != "torch":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _warm_env(env: Mapping[str, str]) -> dict[str, str]:

@@ -452,3 +452,22 @@ def test_sigkill_and_resume_continue_the_event_stream_and_the_mlflow_run(tmp_pat
     figures = artifacts(client, run.info.run_id)
     assert sorted(figures) == ["figures/history.png", "figures/report.png"]
     assert (logs / "mlartifacts").is_dir()
+
+
+def test_event_records_are_framed_as_tensorboardx_frames_them(tmp_path):
+    """DeepTrain frames many records into one write; each record is byte for byte what
+    tensorboardX's ``RecordWriter`` writes for it (framed lengths kept or not)."""
+    from tensorboardX.record_writer import RecordWriter
+
+    from deeptrain.tracking.events import EventFile
+
+    payloads = [b"", b"x", bytes(range(256)) * 3, b"y" * 40, b"z" * 40]
+    writer = RecordWriter(str(tmp_path / "tensorboardx"))
+    for data in payloads * 2:
+        writer.write(data)
+    writer.close()
+    events = EventFile(tmp_path / "deeptrain")
+    framed = [events._record(data) for data in payloads]
+    framed += [events._record(data, keep_header=True) for data in payloads]
+    events.close()
+    assert b"".join(framed) == (tmp_path / "tensorboardx").read_bytes()

@@ -110,7 +110,8 @@ class TorchDistribution(Distribution):
             [float(logs[k]) for k in names], dtype=torch.float64, device=self._device
         )
         dist.all_reduce(values)
-        return {k: float(v) / self.process_count for k, v in zip(names, values, strict=True)}
+        totals = values.tolist()  # one copy from the device (NCCL), not one per metric
+        return {k: v / self.process_count for k, v in zip(names, totals, strict=True)}
 
     def _ready(self, model: Any) -> None:
         """Once per model: start from process 0's weights, average gradients."""
@@ -156,7 +157,8 @@ class TorchDistribution(Distribution):
 def _collective_device() -> Any:
     """Where this process group's collectives take their tensors: a group of NCCL alone
     carries CUDA tensors only (this process's GPU: ``torch.cuda.set_device(LOCAL_RANK)``);
-    gloo, or torch's default of gloo and NCCL together, carries CPU ones."""
+    gloo, or torch's default of gloo and NCCL together, carries CPU ones. (Other
+    device-only backends, e.g. ``xccl``, are not handled: CPU tensors.)"""
     import torch
     import torch.distributed as dist
 

@@ -252,8 +252,8 @@ def capture_rng() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     if torch is not None:
         arrays["rng/torch"] = torch.get_rng_state().numpy().copy()
         if torch.cuda.is_initialized():  # Keras' unseeded Dropout draws from the GPU's
-            cuda = [state.numpy() for state in torch.cuda.get_rng_state_all()]
-            arrays["rng/torch_cuda"] = np.stack(cuda)  # one row per GPU
+            # this process's GPU (Keras' torch backend uses the current device)
+            arrays["rng/torch_cuda"] = torch.cuda.get_rng_state().numpy().copy()
     seed_gen = _keras_global_seed_generator(create=False)
     if seed_gen is not None:
         arrays["rng/keras_global"] = np.array(seed_gen.state.numpy())
@@ -286,9 +286,9 @@ def check_rng(info: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
             f"{torch_state.dtype} with shape {torch_state.shape}"
         )
     cuda_state = arrays.get("rng/torch_cuda")
-    if cuda_state is not None and (cuda_state.dtype != np.uint8 or cuda_state.ndim != 2):
+    if cuda_state is not None and (cuda_state.dtype != np.uint8 or cuda_state.shape != (16,)):
         raise ValueError(
-            f"torch CUDA generator states must be a 2-D uint8 array (one row per GPU), got "
+            "torch CUDA generator state must be 16 uint8 (its Philox seed and offset), got "
             f"{cuda_state.dtype} with shape {cuda_state.shape}"
         )
     keras_state = arrays.get("rng/keras_global")
@@ -321,13 +321,12 @@ def restore_rng(info: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
             seed_gen.state.assign(arrays["rng/keras_global"])
 
 
-def _restore_cuda_rng(torch: Any, states: np.ndarray | None) -> None:
-    """The GPUs' generators, one row per GPU: those this process has (a checkpoint of
-    another machine: the first ones; without a GPU: none, and the run is not bitwise)."""
-    if states is None or not torch.cuda.is_available():
-        return
-    for index, state in enumerate(states[: torch.cuda.device_count()]):
-        torch.cuda.set_rng_state(torch.from_numpy(state.copy()), device=index)
+def _restore_cuda_rng(torch: Any, state: np.ndarray | None) -> None:
+    """This process's GPU generator (under distribution: process 0's, as for the other
+    generators; a process group seeded alike draws alike). Without a GPU there is none to
+    restore, and a GPU run resumed there is not bitwise."""
+    if state is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(torch.from_numpy(state.copy()))
 
 
 def has_keras_global_seed_generator() -> bool:

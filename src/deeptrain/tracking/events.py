@@ -54,9 +54,9 @@ class EventFile:
             f"{os.getpid()}.{next(_files):04d}"
         )
         self.path = directory / name
-        self._scalar_events: dict[tuple[str, ...], tuple[Any, list]] = {}  # see scalars()
+        self._scalar_events: dict[tuple[str, ...], tuple[Any, list]] = {}  # _scalar_record
         self._crc = masked_crc32c
-        self._headers: dict[int, bytes] = {}  # see _record()
+        self._headers: dict[int, bytes] = {}  # framed lengths of scalar events: _record
         self._file = open(self.path, "wb")  # noqa: SIM115 (open until close())
         self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
         if purge_step is not None:
@@ -76,7 +76,8 @@ class EventFile:
         self._file.write(self._scalar_record(values, step, walltime))
 
     def scalar_steps(self, steps: Iterable[tuple[Mapping[str, float], int, float]]) -> None:
-        """:meth:`scalars` of many steps ``(values, step, walltime)``, in one write."""
+        """:meth:`scalars` of many steps ``(values, step, walltime)``, in one write (the
+        values are floats: the loggers convert them on the training thread)."""
         self._file.write(b"".join([self._scalar_record(*step) for step in steps]))
 
     def _scalar_record(self, values: Mapping[str, float], step: int, walltime: float) -> bytes:
@@ -97,15 +98,17 @@ class EventFile:
         event.step = int(step)
         for slot, value in zip(slots, values.values(), strict=True):
             slot.simple_value = float(value)
-        return self._record(event.SerializeToString())
+        return self._record(event.SerializeToString(), keep_header=True)
 
-    def _record(self, data: bytes) -> bytes:
-        """``data`` framed as one TFRecord; the framed lengths are kept (a step's scalar
-        events have a handful of lengths)."""
-        header = self._headers.get(len(data))
+    def _record(self, data: bytes, keep_header: bool = False) -> bytes:
+        """``data`` framed as one TFRecord. ``keep_header``: the framed length is kept for
+        the next record of that length (a step's scalar events have a handful)."""
+        header = self._headers.get(len(data)) if keep_header else None
         if header is None:
             length = struct.pack("<Q", len(data))
-            header = self._headers[len(data)] = length + struct.pack("<I", self._crc(length))
+            header = length + struct.pack("<I", self._crc(length))
+            if keep_header:
+                self._headers[len(data)] = header
         return b"".join((header, data, struct.pack("<I", self._crc(data))))
 
     def image(self, tag: str, png: bytes, step: int, walltime: float) -> None:
@@ -142,5 +145,7 @@ class EventFile:
 
     def close(self) -> None:
         if not self._file.closed:
-            self.flush()
-            self._file.close()
+            try:
+                self.flush()
+            finally:
+                self._file.close()
