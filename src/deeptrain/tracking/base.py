@@ -74,17 +74,21 @@ class TrackingLogger(TraingenCallback):
         self._val_logged = 0  # times_validated of the last validation recorded
         self._last_step: tuple[int, dict[str, float]] = (-1, {})  # scalars at the newest step
         self._lagging = False  # the store did not keep up at the last checkpoint
+        self._records_per_batch = True  # any record besides train metrics per batch
+        self._train_tags: dict[str, str] = {}  # metric name -> 'train/<name>'
 
     # -- stages --------------------------------------------------------------------------
     def on_train_start(self, stage: Stage) -> None:
         self._ensure_open()
+        self._records_per_batch = self._records_at("batch")  # (frequencies read per train())
 
     def on_train_batch_end(self, stage: Stage) -> None:
+        # runs after every train step: kept to a few reads when nothing else is due
         state = self.tg.state
         if self._due(self.train_freq, "batch"):
-            metrics = {f"train/{k}": v[-1] for k, v in state.temp_history.items() if v}
-            self._scalars(metrics, state.batches_fit)
-        self._periodic("batch")
+            self._scalars(self._train_scalars(state.temp_history), state.batches_fit)
+        if self._records_per_batch:
+            self._periodic("batch")
 
     def on_train_epoch_end(self, stage: Stage) -> None:
         self._periodic("epoch")
@@ -125,6 +129,24 @@ class TrackingLogger(TraingenCallback):
             return False
         count = getattr(self.tg.state, _COUNTS[mode])
         return count > 0 and count % freq[mode] == 0
+
+    def _train_scalars(self, history: Mapping[str, list]) -> dict[str, float]:
+        """``{'train/<metric>': value}`` of the batch just fit."""
+        tags, out = self._train_tags, {}
+        for name, values in history.items():
+            if values:
+                tag = tags.get(name)
+                if tag is None:
+                    tag = tags[name] = f"train/{name}"
+                out[tag] = float(values[-1])
+        return out
+
+    def _records_at(self, mode: str) -> bool:
+        """Whether :meth:`_periodic` records anything at a ``mode`` end."""
+        return any(freq and mode in freq for freq in self._periodic_freqs())
+
+    def _periodic_freqs(self) -> list[Mapping[str, int] | None]:
+        return [self.lr_freq]
 
     def _periodic(self, mode: str) -> None:
         """Records at a batch, epoch or validation end other than the metrics."""

@@ -138,6 +138,9 @@ class TensorBoardLogger(TrackingLogger):
             self._events.image(f"figures/{name}", png, step, walltime)
         self._events.flush()
 
+    def _periodic_freqs(self) -> list[Mapping[str, int] | None]:
+        return [*super()._periodic_freqs(), self.histogram_freq]
+
     def _periodic(self, mode: str) -> None:
         super()._periodic(mode)
         if self._due(self.histogram_freq, mode):
