@@ -614,3 +614,25 @@ def test_bad_siblings_are_skipped_and_kept(data, base, tmp_path, caplog):
     assert "digit" in caplog.text and "more than the" in caplog.text
     assert all(p.is_dir() for p in bad)  # still there
     assert (ckdir / "latest").read_text().strip() == "_temp_12iters_2vals"
+
+
+def test_the_schema_checks_every_changed_field_of_a_state_that_passed_before(live):
+    """A top-level field whose JSON text passed is not checked again (most of a state is the
+    same checkpoint after checkpoint); a changed one is, even by one character."""
+    from deeptrain.saving.state_schema import schema_error
+
+    _, pristine = live
+    state = json.loads((pristine / "state.json").read_text())
+    assert schema_error(state) is None
+    assert schema_error(state) is None  # every field known to pass
+    for field, key, value, message in (
+        ("train_state", "fit_iters", float(state["train_state"]["fit_iters"]), "not of type"),
+        ("train_state", "epoch", "zero", "'zero' is not of type 'integer'"),
+        ("datagen", "set_nums_to_process", 5, "5 is not of type 'array'"),
+        ("traingen", "no_such_setting", 1, "Additional properties"),
+    ):
+        changed = json.loads(json.dumps(state))
+        changed[field][key] = value
+        error = schema_error(changed)
+        assert error is not None and error.startswith(field) and message in error, error
+    assert schema_error(state) is None
