@@ -189,7 +189,7 @@ def test_loggers_do_not_make_the_model_sync_every_step(data, tmp_path):
         counts.append(calls[0])
     logger_syncs, function_syncs = counts
     assert function_syncs >= 2 * N_TRAIN * 2  # before every iteration's callbacks
-    assert logger_syncs <= 2  # train start and end (the learning rate: sync_variables)
+    assert logger_syncs <= 2  # train start and end (the learning rate: variable_values)
 
 
 @pytest.mark.backends
@@ -456,18 +456,58 @@ def test_sigkill_and_resume_continue_the_event_stream_and_the_mlflow_run(tmp_pat
 
 def test_event_records_are_framed_as_tensorboardx_frames_them(tmp_path):
     """DeepTrain frames many records into one write; each record is byte for byte what
-    tensorboardX's ``RecordWriter`` writes for it (framed lengths kept or not)."""
+    tensorboardX's ``RecordWriter`` writes for it."""
     from tensorboardX.record_writer import RecordWriter
 
-    from deeptrain.tracking.events import EventFile
+    from deeptrain.tracking.records import frame
 
     payloads = [b"", b"x", bytes(range(256)) * 3, b"y" * 40, b"z" * 40]
     writer = RecordWriter(str(tmp_path / "tensorboardx"))
-    for data in payloads * 2:
+    for data in payloads:
         writer.write(data)
     writer.close()
-    events = EventFile(tmp_path / "deeptrain")
-    framed = [events._record(data) for data in payloads]
-    framed += [events._record(data, keep_header=True) for data in payloads]
-    events.close()
-    assert b"".join(framed) == (tmp_path / "tensorboardx").read_bytes()
+    assert b"".join(map(frame, payloads)) == (tmp_path / "tensorboardx").read_bytes()
+
+
+def test_scalar_events_encoded_at_once_are_the_protobuf_messages_bytes(tmp_path):
+    """Scalar events encoded many at a time are byte for byte tensorboardX's ``Event``
+    messages, serialized and framed by its ``RecordWriter``: steps whose varints take 0
+    (step 0: absent) to 6 bytes in one call, values float32 cannot hold (+-inf), NaN, -0,
+    subnormals, non-ASCII and long tags; bad steps are refused."""
+    from tensorboardX.proto import event_pb2, summary_pb2
+    from tensorboardX.record_writer import RecordWriter
+
+    from deeptrain.tracking.records import scalar_records
+
+    tags = ("train/loss", "val/accuracy", "é" * 70, "x" * 200)
+    steps = [0, 1, 127, 128, 129, 16383, 16384, 2**40, 5, 6]
+    values = [[0.0, -0.0, float("nan"), 1e40], [-1e40, 1e-45, 3.3, -2.5]] * 5
+    rows = [(s, 1.7e9 + i / 7, *v) for i, (s, v) in enumerate(zip(steps, values, strict=True))]
+    writer = RecordWriter(str(tmp_path / "tensorboardx"))
+    for step, walltime, *row in rows:
+        summary = summary_pb2.Summary(
+            value=[
+                summary_pb2.Summary.Value(tag=t, simple_value=v)
+                for t, v in zip(tags, row, strict=True)
+            ]
+        )
+        event = event_pb2.Event(wall_time=walltime, step=step, summary=summary)
+        writer.write(event.SerializeToString())
+    writer.close()
+    assert scalar_records(tags, rows) == (tmp_path / "tensorboardx").read_bytes()
+    assert scalar_records(tags, []) == b""
+    for bad in ((-1, 1.0, 1, 2, 3, 4), (1.5, 1.0, 1, 2, 3, 4), (1, 0.0, 1, 2, 3, 4)):
+        with pytest.raises(ValueError, match="an integer step >= 0, a non-zero wall time"):
+            scalar_records(tags, [bad])
+
+
+def test_train_metrics_at_an_epoch_frequency_are_the_epochs_means(data, tmp_path):
+    """``train_freq={'epoch': 1}``: one ``train/<metric>`` per epoch, the epoch's mean at
+    its last batch (what the progress bar shows), and none per batch."""
+    logger = TensorBoardLogger(logdir=tmp_path / "tb", train_freq={"epoch": 1})
+    tg = make_traingen(data, None, [logger], epochs=2)
+    tg.train()
+    events = read_events(tmp_path / "tb")
+    assert [s for s, _ in scalars(events, "train/loss")] == [4, 8]
+    means = [as_float32(v) for v in tg.history["loss"][3::4]]
+    assert [v for _, v in scalars(events, "train/loss")] == means

@@ -3,7 +3,8 @@
 Every value is recorded at step ``batches_fit`` (one x axis for train and validation):
 
 * ``train/<metric>``: each train batch's metrics (the mean over its windows), at
-  ``train_freq`` (default every batch);
+  ``train_freq`` (default every batch); at an ``'epoch'`` or ``'val'`` frequency, the
+  epoch's running means (what the progress bar shows);
 * ``val/<metric>``: every recorded validation's metrics (not ``record_progress=False``);
 * ``learning_rate``: the optimizer's current learning rate, at ``lr_freq``;
 * the history figure (when drawn at that validation) and the report, at ``images_freq``.
@@ -24,6 +25,7 @@ import numpy as np
 
 from ..callbacks.base import Stage, TraingenCallback
 from ..saving.report import traingen_report_png
+from ..training.contract import Traingen
 from ..training.frequency import check_freq
 from .worker import BackgroundWorker
 
@@ -44,12 +46,22 @@ def logger_freq(freq: Any, name: str) -> dict[str, int] | None:
     return freq
 
 
-def learning_rate(model: Any) -> float | None:
-    """The optimizer's current learning rate (a schedule's value at this step)."""
+def learning_rate(tg: Traingen) -> float | None:
+    """The optimizer's current learning rate (a schedule's value at this step), read
+    without ending the train step's device state (JAX) or writing into the model."""
     import keras
 
+    optimizer = tg.model.optimizer
+    rate = getattr(optimizer, "_learning_rate", None)  # (the property computes schedules)
     try:
-        return float(np.asarray(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
+        if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+            (step,) = tg.variable_values([optimizer.iterations])
+            value = rate(step)
+        elif isinstance(rate, keras.Variable):
+            (value,) = tg.variable_values([rate])
+        else:
+            value = optimizer.learning_rate
+        return float(np.asarray(keras.ops.convert_to_numpy(value)))
     except (AttributeError, TypeError, ValueError):
         return None
 
@@ -75,18 +87,24 @@ class TrackingLogger(TraingenCallback):
         self._last_step: tuple[int, dict[str, float]] = (-1, {})  # scalars at the newest step
         self._lagging = False  # the store did not keep up at the last checkpoint
         self._records_per_batch = True  # any record besides train metrics per batch
-        self._train_tags: dict[str, str] = {}  # metric name -> 'train/<name>'
+        self._train_every = (self.train_freq or {}).get("batch", 0)  # 0: not per batch
+        self._train_names: tuple[str, ...] = ()  # metric names of the last train row
+        self._train_tags: tuple[str, ...] = ()  # and their tags, 'train/<name>'
+        self._last_train: tuple[int, tuple[str, ...], list[float]] = (-1, (), [])
 
     # -- stages --------------------------------------------------------------------------
     def on_train_start(self, stage: Stage) -> None:
         self._ensure_open()
-        self._records_per_batch = self._records_at("batch")  # (frequencies read per train())
+        # (frequencies are read once per train(): the batch-end hook runs every step)
+        self._records_per_batch = self._records_at("batch")
+        self._train_every = (self.train_freq or {}).get("batch", 0)
 
     def on_train_batch_end(self, stage: Stage) -> None:
-        # runs after every train step: kept to a few reads when nothing else is due
+        # runs after every train step: kept to a few reads and one append
         state = self.tg.state
-        if self._due(self.train_freq, "batch"):
-            self._scalars(self._train_scalars(state.temp_history), state.batches_fit)
+        every = self._train_every
+        if every and state.batches_fit % every == 0:
+            self._train_row(state.temp_history, state.batches_fit)
         if self._records_per_batch:
             self._periodic("batch")
 
@@ -130,16 +148,27 @@ class TrackingLogger(TraingenCallback):
         count = getattr(self.tg.state, _COUNTS[mode])
         return count > 0 and count % freq[mode] == 0
 
-    def _train_scalars(self, history: Mapping[str, list]) -> dict[str, float]:
-        """``{'train/<metric>': value}`` of the batch just fit."""
-        tags, out = self._train_tags, {}
-        for name, values in history.items():
-            if values:
-                tag = tags.get(name)
-                if tag is None:
-                    tag = tags[name] = f"train/{name}"
-                out[tag] = float(values[-1])
-        return out
+    def _train_row(self, history: Mapping[str, list], step: int) -> None:
+        """Record the metrics of the batch just fit (the last of each metric's values in
+        the train state's ``temp_history``: floats, one per batch of the epoch)."""
+        if not self._opened:
+            self._ensure_open()
+        names = tuple(history)
+        if names != self._train_names:
+            self._train_names = names
+            self._train_tags = tuple(f"train/{name}" for name in names)
+        values = [entries[-1] for entries in history.values()]
+        self._last_train = (step, self._train_tags, values)
+        self._record_train(self._train_tags, values, step)
+
+    def _train_means(self, step: int) -> None:
+        """Record the epoch's running means of the train metrics (an ``'epoch'`` or
+        ``'val'`` train frequency), unless this step's batch metrics were recorded."""
+        if self._last_train[0] == step:
+            return
+        history = self.tg.state.history
+        means = {f"train/{name}": values[-1] for name, values in history.items() if values}
+        self._scalars(means, step)
 
     def _records_at(self, mode: str) -> bool:
         """Whether :meth:`_periodic` records anything at a ``mode`` end."""
@@ -149,11 +178,11 @@ class TrackingLogger(TraingenCallback):
         return [self.lr_freq]
 
     def _periodic(self, mode: str) -> None:
-        """Records at a batch, epoch or validation end other than the metrics."""
+        """Records at a batch, epoch or validation end other than the batch metrics."""
+        if mode != "batch" and self._due(self.train_freq, mode):
+            self._train_means(self.tg.state.batches_fit)
         if self._due(self.lr_freq, mode):
-            optimizer = self.tg.model.optimizer  # its scalars: iterations, learning rate
-            self.tg.sync_variables([v for v in optimizer.variables if len(v.shape) == 0])
-            lr = learning_rate(self.tg.model)
+            lr = learning_rate(self.tg)
             if lr is not None:
                 self._scalars({"learning_rate": lr}, self.tg.state.batches_fit)
 
@@ -198,6 +227,11 @@ class TrackingLogger(TraingenCallback):
     def _record_scalars(self, values: dict[str, float], step: int, walltime: float) -> None:
         raise NotImplementedError
 
+    def _record_train(self, tags: tuple[str, ...], values: list[float], step: int) -> None:
+        """A train row: ``values`` (floats) of ``tags`` at ``step`` (the train thread's
+        hot path; overridden where a row can be kept without building a dict)."""
+        self._record_scalars(dict(zip(tags, values, strict=True)), step, time.time())
+
     def _images(self, pngs: dict[str, bytes], step: int) -> None:
         raise NotImplementedError
 
@@ -205,9 +239,18 @@ class TrackingLogger(TraingenCallback):
         """Hand the worker what a checkpoint must not be written before."""
 
     # -- checkpoints -----------------------------------------------------------------------
+    def _newest_scalars(self) -> tuple[int, dict[str, float]]:
+        """The newest step recorded and every scalar recorded at it."""
+        step, kept = self._last_step
+        train_step, tags, values = self._last_train
+        if train_step < step:
+            return step, dict(kept)
+        train = dict(zip(tags, values, strict=True))
+        return train_step, {**train, **kept} if train_step == step else train
+
     def state_dict(self) -> dict[str, Any]:
-        step, values = self._last_step
-        return {"val_logged": self._val_logged, "last_step": step, "last_scalars": dict(values)}
+        step, values = self._newest_scalars()
+        return {"val_logged": self._val_logged, "last_step": step, "last_scalars": values}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._val_logged = int(state.get("val_logged", 0))
@@ -215,6 +258,7 @@ class TrackingLogger(TraingenCallback):
             int(state.get("last_step", -1)),
             {str(k): float(v) for k, v in dict(state.get("last_scalars", {})).items()},
         )
+        self._last_train = (-1, (), [])
 
     def flush(self, timeout: float | None = FLUSH_TIMEOUT_S) -> bool:
         """Wait until everything recorded so far is written; False on a timeout."""

@@ -1,4 +1,4 @@
-"""TensorBoard event files, written with tensorboardX (no TensorFlow).
+"""TensorBoard event files, without TensorFlow (tensorboardX's protobuf messages).
 
 One :class:`EventFile` per writer session: ``events.out.tfevents.<time>.<host>.<pid>.<n>``
 in the directory, so a resumed run adds a file that sorts after the ones before it. A file
@@ -6,11 +6,9 @@ opened with ``purge_step=T`` begins with a ``SessionLog.START`` at step T: Tenso
 hides the events at steps ``>= T`` of the files before it (the steps a resumed run repeats).
 Writes are synchronous, on the caller's thread (the loggers call them on their worker).
 
-Events are tensorboardX's protobuf messages, each framed as a TFRecord (length, data, and
-their masked CRC32C: tensorboardX's ``masked_crc32c``) as tensorboardX's ``RecordWriter``
-frames them, but many records are joined into one ``write``: ``RecordWriter.write`` makes
-four calls and two checksums in Python per record (4.5 us, 4x a scalar event's
-serialization), and the loggers' worker shares the GIL with the training thread.
+Records are framed by :mod:`.records` (as tensorboardX's ``RecordWriter`` frames them), many
+to one ``write``; scalar events, one per train step, are encoded there straight to bytes
+rather than as protobuf messages.
 """
 
 from __future__ import annotations
@@ -20,11 +18,13 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .records import frame, scalar_records
 
 __all__ = ["EventFile", "png_size"]
 
@@ -44,7 +44,6 @@ class EventFile:
 
     def __init__(self, directory: str | Path, purge_step: int | None = None):
         from tensorboardX.proto import event_pb2, summary_pb2
-        from tensorboardX.record_writer import masked_crc32c
 
         self._event, self._summary = event_pb2, summary_pb2
         directory = Path(directory)
@@ -54,9 +53,6 @@ class EventFile:
             f"{os.getpid()}.{next(_files):04d}"
         )
         self.path = directory / name
-        self._scalar_events: dict[tuple[str, ...], tuple[Any, list]] = {}  # _scalar_record
-        self._crc = masked_crc32c
-        self._headers: dict[int, bytes] = {}  # framed lengths of scalar events: _record
         self._file = open(self.path, "wb")  # noqa: SIM115 (open until close())
         self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
         if purge_step is not None:
@@ -64,7 +60,7 @@ class EventFile:
             self._write(event_pb2.Event(wall_time=time.time(), step=purge_step, session_log=start))
 
     def _write(self, event: Any) -> None:
-        self._file.write(self._record(event.SerializeToString()))
+        self._file.write(frame(event.SerializeToString()))
 
     def summary(self, summary: Any, step: int, walltime: float | None = None) -> None:
         event = self._event.Event(wall_time=walltime or time.time(), step=int(step))
@@ -72,44 +68,14 @@ class EventFile:
         self._write(event)
 
     def scalars(self, values: Mapping[str, float], step: int, walltime: float) -> None:
-        """All of a step's scalars in one event (one record to write and checksum)."""
-        self._file.write(self._scalar_record(values, step, walltime))
+        """All of a step's scalars in one event."""
+        self._file.write(scalar_records(tuple(values), [(step, walltime, *values.values())]))
 
-    def scalar_steps(self, steps: Iterable[tuple[Mapping[str, float], int, float]]) -> None:
-        """:meth:`scalars` of many steps ``(values, step, walltime)``, in one write (the
-        values are floats: the loggers convert them on the training thread)."""
-        self._file.write(b"".join([self._scalar_record(*step) for step in steps]))
-
-    def _scalar_record(self, values: Mapping[str, float], step: int, walltime: float) -> bytes:
-        """The event of each set of tags is built once and then refilled: building protobuf
-        messages costs 3-4x what setting their fields does, and this runs every step."""
-        tags = tuple(values)
-        found = self._scalar_events.get(tags)
-        if found is None:
-            Value = self._summary.Summary.Value
-            event = self._event.Event(
-                summary=self._summary.Summary(value=[Value(tag=t) for t in tags])
-            )
-            # the values' messages kept too: reaching them through the repeated field
-            # again each time costs 2x what setting them does
-            found = self._scalar_events[tags] = (event, list(event.summary.value))
-        event, slots = found
-        event.wall_time = walltime
-        event.step = int(step)
-        for slot, value in zip(slots, values.values(), strict=True):
-            slot.simple_value = float(value)
-        return self._record(event.SerializeToString(), keep_header=True)
-
-    def _record(self, data: bytes, keep_header: bool = False) -> bytes:
-        """``data`` framed as one TFRecord. ``keep_header``: the framed length is kept for
-        the next record of that length (a step's scalar events have a handful)."""
-        header = self._headers.get(len(data)) if keep_header else None
-        if header is None:
-            length = struct.pack("<Q", len(data))
-            header = length + struct.pack("<I", self._crc(length))
-            if keep_header:
-                self._headers[len(data)] = header
-        return b"".join((header, data, struct.pack("<I", self._crc(data))))
+    def write_records(self, data: bytes) -> None:
+        """Framed records (:mod:`.records`) appended, and handed to the OS (not fsynced):
+        TensorBoard, reading the file as it grows, sees them."""
+        self._file.write(data)
+        self._file.flush()
 
     def image(self, tag: str, png: bytes, step: int, walltime: float) -> None:
         """A PNG as it is (no decoding and re-encoding)."""

@@ -9,10 +9,13 @@ documented on :class:`~deeptrain.TrainGenerator`; counters and histories are in 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..callbacks.base import CallbackList
     from ..data.generator import DataGenerator
     from ..distribute.base import Distribution
@@ -82,8 +85,10 @@ class Traingen(Protocol):
     def sync_model(self) -> None:
         """Make the model's variables current (JAX keeps them on the device while training)."""
 
-    def sync_variables(self, variables: Any) -> None:
-        """Make just ``variables`` current (on JAX, without ending the device state)."""
+    def variable_values(self, variables: Sequence[Any]) -> list[np.ndarray]:
+        """Host copies of ``variables``' current values (on JAX, without ending the
+        device state)."""
+        ...
 
     def ensure_consistent(self) -> None:
         """Raise if a cut (a second Ctrl-C, an error) left the state unfit to continue."""

@@ -24,7 +24,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +33,7 @@ import numpy as np
 
 from .. import callbacks as callbacks_lib
 from .. import distribute, introspection
+from ..backend.host import read_to_host
 from ..backend.stateful import (
     get_states,
     prepare_stateful_model,
@@ -773,12 +774,12 @@ class TrainGenerator(TrainStateAliases):
                 self.sync_model()
             self.callbacks(stage, self)
 
-    def sync_variables(self, variables: Any) -> None:
-        """Make just ``variables`` current: on JAX, cheaper than :meth:`sync_model`, and
-        the train step goes on from its device state (a learning rate read per epoch)."""
-        peek = getattr(self._fit_fn, "peek", None)
-        if peek is not None:
-            peek(variables)
+    def variable_values(self, variables: Sequence[Any]) -> list[np.ndarray]:
+        """Host copies of the current values of ``variables`` (the model's or its
+        optimizer's): on JAX read from the train step's device state, which goes on (a
+        learning rate read per epoch; :meth:`sync_model` would end it)."""
+        read = getattr(self._fit_fn, "read", None)
+        return read(variables) if read is not None else read_to_host(self.model, variables)
 
     def sync_model(self) -> None:
         """Make the model's variables current (the JAX train step keeps them on the

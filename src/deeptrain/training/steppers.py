@@ -23,8 +23,12 @@ and the first step is already the stepper's own: one trace of the train step, no
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
+
+import numpy as np
+
+from ..backend.host import local_whole_copy, read_to_host
 
 __all__ = ["make_train_step"]
 
@@ -61,9 +65,10 @@ class _Stepper:
     def sync(self) -> None:
         """Write any state kept outside the model back into it (no-op here)."""
 
-    def peek(self, variables: Iterable[Any]) -> None:
-        """Make ``variables`` (the model's or its optimizer's) current, without ending
-        any state kept outside the model (no-op here)."""
+    def read(self, variables: Sequence[Any]) -> list[np.ndarray]:
+        """Host copies of the current values of ``variables`` (the model's or its
+        optimizer's), without ending any state kept outside the model."""
+        return read_to_host(self.model, variables)
 
     def discard(self) -> None:
         """Drop any state kept outside the model without writing it back (no-op here)."""
@@ -165,6 +170,7 @@ class JaxStepper(_Stepper):
     def __init__(self, model: Any):
         super().__init__(model)
         self.state: tuple | None = None
+        self._slots: dict[int, tuple[int, int]] = {}  # id(variable) -> where in the state
         self._metrics_vars: list | None = None
         self._metrics_reset: list | None = None
 
@@ -194,11 +200,9 @@ class JaxStepper(_Stepper):
         m.reset_metrics()
         if self._metrics_reset is None:  # copies: the step must not donate the originals
             self._metrics_reset = [jnp.array(v.value, copy=True) for v in m.metrics_variables]
-        self.state = (
-            [v.value for v in m.trainable_variables],
-            [v.value for v in m.non_trainable_variables],
-            [v.value for v in m.optimizer.variables],
-        )
+        groups = (m.trainable_variables, m.non_trainable_variables, m.optimizer.variables)
+        self.state = tuple([v.value for v in group] for group in groups)
+        self._slots = {id(v): (g, i) for g, group in enumerate(groups) for i, v in enumerate(group)}
 
     def __call__(self, x: Any, y: Any, sw: Any = None) -> dict[str, float]:
         if self.state is None:
@@ -224,16 +228,20 @@ class JaxStepper(_Stepper):
                 ref.assign(value)
         self.state = None
 
-    def peek(self, variables: Iterable[Any]) -> None:
-        """Write the device values of ``variables`` into them, the device state kept (a
-        learning rate read per epoch need not end it). The next step donates those
-        buffers, as it does every variable's between syncs."""
-        if self.state is None:
-            return
-        wanted = {id(v) for v in variables}
-        for ref, value in self._state_pairs():
-            if id(ref) in wanted:
-                ref.assign(value)
+    def read(self, variables: Sequence[Any]) -> list[np.ndarray]:
+        """Host copies of ``variables``, from the device state where it holds them (a
+        learning rate read per epoch need not end it, nor write into the model)."""
+        state = self.state
+        if state is None or any(id(v) not in self._slots for v in variables):
+            return super().read(variables)
+        values = []
+        for v in variables:
+            g, i = self._slots[id(v)]
+            value = local_whole_copy(state[g][i])
+            if value is None:
+                raise ValueError(f"{v.path} is split across processes: it cannot be read here")
+            values.append(np.array(value))  # (a copy: the next step donates the buffer)
+        return values
 
     def _state_pairs(self) -> Iterator[tuple[Any, Any]]:
         """``(variable, device value)`` for every variable of the device state."""
