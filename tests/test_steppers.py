@@ -63,3 +63,29 @@ def test_stepper_matches_train_on_batch_bit_for_bit():
             np.testing.assert_array_equal(np.asarray(va), np.asarray(vb), err_msg=va.path)
     for va, vb in zip(ref.optimizer.variables, fast.optimizer.variables, strict=True):
         np.testing.assert_array_equal(np.asarray(va), np.asarray(vb), err_msg=va.path)
+
+
+def test_read_gives_current_values_and_the_step_goes_on():
+    """``read`` gives host copies of the variables as they are now (on JAX, from the device
+    state, which it neither ends nor writes into the model), and training goes on exactly
+    as without the reads."""
+    rng = np.random.default_rng(1)
+    labels = np.eye(3, dtype="float32")[[0, 1, 2, 0, 1, 2, 0, 1]]
+    batches = [(rng.normal(size=(8, 6)).astype("float32"), labels) for _ in range(6)]
+    ref, fast = model(), model()
+    ref_step, step = make_train_step(ref), make_train_step(fast)
+    for i, (x, y) in enumerate(batches):
+        ref_step(x, y)
+        step(x, y)
+        iterations, kernel = step.read([fast.optimizer.iterations, fast.trainable_variables[0]])
+        if hasattr(step, "state") and i > 0:  # (JAX's first step is train_on_batch's)
+            assert step.state is not None  # the device state goes on
+        assert int(iterations) == i + 1
+        ref_step.sync()
+        np.testing.assert_array_equal(kernel, np.asarray(ref.trainable_variables[0]))
+        kernel[...] = 0  # the caller's own copy
+        (again,) = step.read([fast.trainable_variables[0]])
+        np.testing.assert_array_equal(again, np.asarray(ref.trainable_variables[0]))
+    step.sync()
+    for va, vb in zip(ref.variables, fast.variables, strict=True):
+        np.testing.assert_array_equal(np.asarray(va), np.asarray(vb), err_msg=va.path)
