@@ -42,8 +42,7 @@ def masked_crc32c(data: bytes | memoryview) -> int:
     """TFRecord's checksum: CRC32C, rotated right by 15 bits, plus a constant (mod 2^32)."""
     from crc32c import crc32c  # (the tensorboard extra)
 
-    crc = crc32c(data)
-    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+    return _mask(crc32c(data))
 
 
 def frame(data: bytes) -> bytes:
@@ -96,13 +95,8 @@ def scalar_records(tags: Sequence[str], rows: Sequence[Sequence[float]]) -> byte
             if step
             else [b"\x09", _pack_f64(walltime)]
         )
-        try:
-            for chunk, value in zip(chunks, values, strict=True):
-                parts += (chunk, _pack_f32(value))
-        except OverflowError:  # beyond float32's range: +-inf, as protobuf stores it
-            del parts[2 if not step else 4 :]
-            for chunk, value in zip(chunks, values, strict=True):
-                parts += (chunk, _pack_f32(_float32(value)))
+        for chunk, value in zip(chunks, values, strict=True):
+            parts += (chunk, _pack_float32(value))
         if not chunks:
             parts.append(b"\x2a\x00")  # (no tags: an empty summary)
         data = b"".join(parts)
@@ -121,10 +115,10 @@ def _mask(crc: int) -> int:
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
-def _float32(value: float) -> float:
-    """``value`` rounded to float32 as protobuf (a C cast) does: +-inf beyond its range."""
+def _pack_float32(value: float) -> bytes:
+    """``value`` as protobuf stores a float32 field (a C cast): rounded, and +-inf beyond
+    float32's range, where ``struct`` raises."""
     try:
-        _pack_f32(value)
+        return _pack_f32(value)
     except OverflowError:
-        return math.copysign(math.inf, value)
-    return value
+        return _pack_f32(math.copysign(math.inf, value))
