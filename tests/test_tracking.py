@@ -511,3 +511,24 @@ def test_train_metrics_at_an_epoch_frequency_are_the_epochs_means(data, tmp_path
     assert [s for s, _ in scalars(events, "train/loss")] == [4, 8]
     means = [as_float32(v) for v in tg.history["loss"][3::4]]
     assert [v for _, v in scalars(events, "train/loss")] == means
+
+
+def test_scalars_reach_the_event_file_while_training(data, tmp_path):
+    """Train rows are handed to the writer every 64 rows even when other records (the
+    learning rate at every 4-batch epoch end) fall between them, and written through to
+    the file: TensorBoard sees them while the run goes on, not only at its end."""
+    seen: list[list[int]] = []
+
+    def look(tg: TrainGenerator) -> None:
+        if tg.state.batches_fit in (60, 70):
+            logger = tg.callbacks.objects[0]
+            logger._worker.flush()  # what was handed over is written (not a flush point)
+            events = read_events(tmp_path / "tb")
+            seen.append([s for s, _ in scalars(events, "train/loss")])
+
+    logger = TensorBoardLogger(logdir=tmp_path / "tb")
+    tg = make_traingen(data, None, [logger, {"train:batch": look}], epochs=18, val_freq=None)
+    tg.train()
+    # 64 rows (train rows and a learning rate per 4) were reached at step 51 or 52
+    for steps in seen:
+        assert len(steps) >= 51 and steps == list(range(1, len(steps) + 1))
