@@ -86,6 +86,9 @@ def test_read_gives_current_values_and_the_step_goes_on():
         kernel[...] = 0  # the caller's own copy
         (again,) = step.read([fast.trainable_variables[0]])
         np.testing.assert_array_equal(again, np.asarray(ref.trainable_variables[0]))
+        ref_metrics = [np.asarray(v) for v in ref.metrics_variables]
+        for value, expected in zip(step.read(fast.metrics_variables), ref_metrics, strict=True):
+            np.testing.assert_array_equal(value, expected)  # the last step's metrics
     step.sync()
     for va, vb in zip(ref.variables, fast.variables, strict=True):
         np.testing.assert_array_equal(np.asarray(va), np.asarray(vb), err_msg=va.path)

@@ -171,6 +171,7 @@ class JaxStepper(_Stepper):
         super().__init__(model)
         self.state: tuple | None = None
         self._slots: dict[int, tuple[int, int]] = {}  # id(variable) -> where in the state
+        self._metric_slots: dict[int, int] = {}  # id(metric variable) -> its index
         self._metrics_vars: list | None = None
         self._metrics_reset: list | None = None
 
@@ -203,6 +204,7 @@ class JaxStepper(_Stepper):
         groups = (m.trainable_variables, m.non_trainable_variables, m.optimizer.variables)
         self.state = tuple([v.value for v in group] for group in groups)
         self._slots = {id(v): (g, i) for g, group in enumerate(groups) for i, v in enumerate(group)}
+        self._metric_slots = {id(v): i for i, v in enumerate(m.metrics_variables)}
 
     def __call__(self, x: Any, y: Any, sw: Any = None) -> dict[str, float]:
         if self.state is None:
@@ -232,12 +234,19 @@ class JaxStepper(_Stepper):
         """Host copies of ``variables``, from the device state where it holds them (a
         learning rate read per epoch need not end it, nor write into the model)."""
         state = self.state
-        if state is None or any(id(v) not in self._slots for v in variables):
+        if state is None:
             return super().read(variables)
         values = []
         for v in variables:
-            g, i = self._slots[id(v)]
-            value = local_whole_copy(state[g][i])
+            slot = self._slots.get(id(v))
+            metric = self._metric_slots.get(id(v))
+            if slot is not None:
+                value = local_whole_copy(state[slot[0]][slot[1]])
+            elif metric is not None and self._metrics_vars is not None:
+                value = local_whole_copy(self._metrics_vars[metric])  # (the last step's)
+            else:  # not in the device state: the model holds it
+                values += super().read([v])
+                continue
             if value is None:
                 raise ValueError(f"{v.path} is split across processes: it cannot be read here")
             values.append(np.array(value))  # (a copy: the next step donates the buffer)
