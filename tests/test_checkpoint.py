@@ -84,6 +84,27 @@ def test_checkpoint_directory_layout_and_manifest(data, tmp_path):
     assert (tg.logdir / "misc" / "init_source.txt").stat().st_size > 0
 
 
+def test_init_logs_survive_a_callback_whose_source_does_not_parse(data, tmp_path, monkeypatch):
+    """``init_source.txt`` is best effort: a callback whose file no longer parses (edited
+    since it was imported; or CPython 3.11's parser failing under threads) is noted there,
+    and the TrainGenerator is made."""
+    import importlib
+    import linecache
+
+    module = tmp_path / "edited_callback.py"
+    module.write_text(
+        "from deeptrain.callbacks.base import TraingenCallback\n\n\n"
+        "class Edited(TraingenCallback):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    edited = importlib.import_module("edited_callback")
+    module.write_text("class Edited(:\n")
+    linecache.checkcache(str(module))
+    tg = make_tg(data, tmp_path, callbacks=[edited.Edited()])
+    text = (tg.logdir / "misc" / "init_source.txt").read_text()
+    assert "## Edited: source not read (SyntaxError" in text
+
+
 def test_in_process_resume_is_exact_and_skip_rules_apply(data, tmp_path):
     ref = make_tg(data, tmp_path / "ref", epochs=2)
     ref.train()

@@ -380,7 +380,10 @@ def write_init_logs(tg: Traingen, misc_dir: Path) -> None:
                     f"{inspect.getsource(cls)}"
                 )
             except (OSError, TypeError):
-                pass
+                pass  # defined in an interpreter session, or built in: no source file
+            except Exception as e:  # (best effort: a log never stops the run's set-up;
+                # CPython 3.11 parses for it, which can fail: gh-106905, threads)
+                parts.append(f"## {cls.__qualname__}: source not read ({type(e).__name__}: {e})")
     (misc_dir / "init_source.txt").write_text(
         "\n\n".join(parts) or "(no source available)\n", encoding="utf-8"
     )
