@@ -589,3 +589,167 @@ def test_check_self_contained_names_the_file_and_the_object(tmp_path):
         with h5py.File(path, "a") as f:
             del f[name]
     check_self_contained(path)
+
+
+# -- (5) which files, read how: names, loaders, empty files ---------------------------------
+def test_the_set_num_is_the_number_that_numbers_the_files(tmp_path, caplog):
+    """``batch_1_fp32``, ``batch_2_fp32``, ``batch_10_fp32``: set nums 1, 2, 10 (not three
+    files numbered 32, two of them left out); the last number wins where both number them."""
+    for n in (1, 2, 10):
+        np.save(tmp_path / f"batch_{n}_fp32.npy", batch_for(n, 4))
+    dg = DataGenerator(tmp_path, batch_size=4, prefetch=0, shuffle=False)
+    assert dg.set_nums_original == ["1", "2", "10"]
+    assert [ids_of(step(dg)[1])[0] for _ in range(3)] == [1000, 2000, 10000]
+    assert "ignoring" not in caplog.text
+
+    single = tmp_path / "single"  # 128 or 1? the last number
+    single.mkdir()
+    np.save(single / "128batch__1.npy", batch_for(1, 4))
+    assert DataGenerator(single, batch_size=4, prefetch=0).set_nums_original == ["1"]
+
+
+def test_two_equal_sets_of_files_in_one_directory_are_refused_and_base_name_picks(tmp_path):
+    for n in (1, 2, 3):
+        np.save(tmp_path / f"data_{n}.npy", batch_for(n, 4))
+        np.save(tmp_path / f"labels_{n}.npy", sample_ids(n, 4).astype("float32"))
+    with pytest.raises(ValueError, match=r"cannot tell which files.*'data_'.*'labels_'.*base_name"):
+        DataGenerator(tmp_path, labels_path=tmp_path, batch_size=4, prefetch=0)
+
+    from deeptrain.data.loader import DataLoader
+
+    dg = DataGenerator(
+        tmp_path,
+        labels_path=tmp_path,
+        data_loader=DataLoader(tmp_path, base_name="data_"),
+        labels_loader=DataLoader(tmp_path, base_name="labels_"),
+        batch_size=4,
+        prefetch=0,
+        shuffle=False,
+    )
+    x, y = dg.get()
+    assert ids_of(x) == [int(v) for v in y] == [1000, 1001, 1002, 1003]
+    with pytest.raises(ValueError, match=r"no '\.npy' file is named 'inputs_' \+ number"):
+        DataLoader(tmp_path, base_name="inputs_")
+
+
+def test_labels_path_reading_the_data_files_is_refused(tmp_path):
+    d = write_dataset(tmp_path / "d", labels=None)
+    with pytest.raises(ValueError, match=r"labels_path=.* reads the same files as data_path"):
+        DataGenerator(d, labels_path=d, batch_size=8, prefetch=0)
+
+
+def test_file_without_samples_is_refused_at_construction(tmp_path):
+    for n in (1, 2):
+        np.save(tmp_path / f"batch__{n}.npy", np.zeros((0, 3), "float32"))
+    for batch_size in (32, None):
+        with pytest.raises(ValueError, match=r"batch__1\.npy \(set num 1\) holds no samples"):
+            DataGenerator(tmp_path, batch_size=batch_size, prefetch=0)
+
+
+def scaled(loader, set_num):  # a custom data_loader (DeepTrain 0.6's signature)
+    return np.load(loader._path(set_num)) / 1000
+
+
+@pytest.mark.parametrize("loader", ["custom", "lz4"])
+def test_superbatch_path_is_read_by_the_data_loader(tmp_path, loader):
+    """A superbatch_path copy of the data serves what data_path serves, read by the same
+    data_loader (a function, or a format the extension does not name)."""
+    fmt, spec, kw = (
+        ("npy", scaled, {})
+        if loader == "custom"
+        else ("lz4", "numpy-lz4f", {"data_batch_shape": (8, 3), "data_dtype": "float32"})
+    )
+    data = write_dataset(tmp_path / "data", n_files=3, fmt=fmt)
+    copy_dir = tmp_path / "copy"
+    copy_dir.mkdir()
+    for f in data.iterdir():
+        (copy_dir / f.name).write_bytes(f.read_bytes())
+    common = dict(labels_path=data / "labels.h5", data_loader=spec, shuffle=False, prefetch=0, **kw)
+    plain = DataGenerator(data, **common)
+    in_ram = DataGenerator(data, superbatch_path=copy_dir, superbatch_set_nums="all", **common)
+    for _ in range(3):
+        np.testing.assert_array_equal(step(in_ram)[1], step(plain)[1])
+
+
+def test_a_superbatch_of_memory_mapped_files_is_in_ram(tmp_path):
+    data = write_dataset(tmp_path / "data", n_files=2)
+    dg = DataGenerator(
+        data, data_loader="numpy-memmap", superbatch_set_nums="all", prefetch=0, batch_size=8
+    )
+    for array in dg.superbatch.values():
+        assert not isinstance(array, np.memmap) and not isinstance(array.base, np.memmap)
+
+
+# -- (6) preprocessor states that do not fit ------------------------------------------------
+def windowed(d: Path, window: int = 4, **kw) -> DataGenerator:
+    return DataGenerator(
+        d,
+        batch_size=8,
+        prefetch=0,
+        seed=0,
+        preprocessor="timeseries",
+        preprocessor_configs={"window_size": window},
+        **kw,
+    )
+
+
+def test_state_of_a_generator_without_windows_is_refused_by_one_with_them(tmp_path):
+    d = write_dataset(tmp_path / "d", labels=None, timesteps=12)
+    plain = DataGenerator(d, batch_size=8, prefetch=0, seed=0)
+    plain.get()
+    plain.update_state()
+    ts = windowed(d)
+    before = ts.state_dict()
+    for saved, into in ((plain.state_dict(), ts), (ts.state_dict(), plain)):
+        with pytest.raises(ValueError, match=r"preprocessor state is of one that"):
+            into.load_state_dict(saved)
+    assert ts.state_dict() == before
+
+
+def test_resuming_between_windows_with_other_windows_is_refused(tmp_path):
+    d = write_dataset(tmp_path / "d", labels=None, timesteps=12)
+    dg = windowed(d)
+    for _ in range(2):  # two of a batch's three windows served
+        dg.get()
+        dg.update_state()
+    state = dg.state_dict()
+    with pytest.raises(ValueError, match=r"saved at window 2 of a batch.*window_size 4 -> 6"):
+        windowed(d, window=6).load_state_dict(state)
+    same = windowed(d)
+    same.load_state_dict(state)
+    assert same.get()[0].shape == (8, 4, 3)
+
+    dg.get()  # the third window: the batch is used up, and other windows are fine
+    dg.update_state()
+    boundary = dg.state_dict()
+    assert boundary["preprocessor"]["batch_loaded"] is False
+    other = windowed(d, window=6)
+    other.load_state_dict(boundary)
+    assert other.get()[0].shape == (8, 6, 3)
+
+
+@pytest.mark.parametrize("skip", ["loadskip_list", "saveskip_list"])
+def test_a_mid_batch_state_without_the_preprocessor_loads(tmp_path, skip):
+    d = write_dataset(tmp_path / "d", file_size=8)
+    dg = DataGenerator(
+        d, labels_path=d / "labels.h5", batch_size=4, seed=1, prefetch=0, **{skip: ["preprocessor"]}
+    )
+    dg.get()
+    dg.update_state()
+    dg.get()  # the second half of the first file, loaded
+    state = dg.state_dict()
+    other = DataGenerator(
+        d, labels_path=d / "labels.h5", batch_size=4, seed=1, prefetch=0, **{skip: ["preprocessor"]}
+    )
+    other.get()
+    other.load_state_dict(state)
+    assert ids_of(other.get()[0]) == ids_of(dg.get()[0])
+    assert other.state_dict() == dg.state_dict()
+
+
+def test_the_seed_comes_back_with_the_state(tmp_path):
+    d = write_dataset(tmp_path / "d")
+    saved = DataGenerator(d, labels_path=d / "labels.h5", seed=3, prefetch=0, shuffle=True)
+    other = DataGenerator(d, labels_path=d / "labels.h5", seed=5, prefetch=0, shuffle=True)
+    other.load_state_dict(saved.state_dict())
+    assert other.seed == 3 and other.state_dict() == saved.state_dict()

@@ -25,6 +25,7 @@ __all__ = ["Discovery", "discover"]
 log = logging.getLogger(__name__)
 
 _NUMBERED = re.compile(r"^(?P<prefix>.*?)(?P<num>\d+)(?P<suffix>\D*)$")
+_DIGITS = re.compile(r"\d+")
 
 
 @dataclass
@@ -44,11 +45,13 @@ def discover(
     supported: tuple[str, ...] | None,
     exclude: str | Path | None = None,
     ext: str | None = None,
+    base_name: str | None = None,
 ) -> Discovery:
     """Inspect ``path`` (named ``argname`` in errors).
 
     ``supported`` lists the extensions to consider (None: any), ``exclude`` is a file to ignore (the
-    labels file when looking for data, and vice versa), and ``ext`` forces an extension.
+    labels file when looking for data, and vice versa), ``ext`` forces an extension, and
+    ``base_name`` the files' common name before the number.
     """
     path = Path(path)
     if not path.exists():
@@ -115,7 +118,7 @@ def discover(
         # one unnumbered file (train/data.h5): the dataset itself, as in DeepTrain 0.6
         log.info("%s=%r holds one data file: reading %s", argname, str(path), files[0].name)
         return Discovery(path=files[0], is_dataset=True, ext=ext)
-    return _number_files(files, path, argname, ext, odd)
+    return _number_files(files, path, argname, ext, odd, base_name)
 
 
 def _entry_kind(p: Path) -> str | None:
@@ -161,43 +164,77 @@ def _refuse(entries: list[Path], argname: str) -> None:
         )
 
 
+def _numberings(stem: str) -> list[tuple[tuple[str, str], str, bool]]:
+    """Every way ``stem`` reads as prefix + number + suffix: ``((prefix, suffix), set num,
+    whether the number is the name's last)``."""
+    runs = list(_DIGITS.finditer(stem))
+    return [
+        ((stem[: m.start()], stem[m.end() :]), str(int(m.group())), i == len(runs) - 1)
+        for i, m in enumerate(runs)
+    ]
+
+
 def _number_files(
-    files: list[Path], directory: Path, argname: str, ext: str, odd: list[Path]
+    files: list[Path],
+    directory: Path,
+    argname: str,
+    ext: str,
+    odd: list[Path],
+    base_name: str | None = None,
 ) -> Discovery:
-    groups: dict[tuple[str, str], dict[str, Path]] = defaultdict(dict)
+    """Number the files by the digits that number the most of them: the set num is the
+    number in the same place of every name (``batch_1_fp32``, ``batch_2_fp32``: 1 and 2),
+    the last number of the names when several places number as many files. Names that do
+    not fit are left out, with a warning; two equal groups (``data_1..3``, ``labels_1..3``)
+    are an error, unless ``base_name`` picks one."""
+    groups: dict[tuple[str, str], list[tuple[str, Path]]] = defaultdict(list)
+    last: dict[tuple[str, str], bool] = defaultdict(bool)
     unnumbered = []
     for p in files:
-        m = _NUMBERED.match(p.stem)
-        if m is None:
+        numberings = _numberings(p.stem)
+        if not numberings:
             unnumbered.append(p.name)
-            continue
-        key = (m["prefix"], m["suffix"])
-        num = str(int(m["num"]))
-        if num in groups[key]:
+        for key, num, is_last in numberings:
+            groups[key].append((num, p))
+            last[key] |= is_last
+    if base_name is not None:
+        groups = defaultdict(list, {k: g for k, g in groups.items() if k[0] == base_name})
+        if not groups:
             raise ValueError(
-                f"{argname}: {groups[key][num].name!r} and {p.name!r} both have set num {num}"
+                f"{argname}={str(directory)!r}: no {ext!r} file is named {base_name!r} + "
+                "number (base_name)"
             )
-        groups[key][num] = p
     if not groups:
         raise ValueError(
             f"{argname}={str(directory)!r}: no {ext!r} file name contains a number "
             "(expected names like 'batch__1.npy', 'batch__2.npy', ...)"
         )
-    (prefix, suffix), filepaths = max(groups.items(), key=lambda kv: len(kv[1]))
-    _refuse(
-        [
-            p
-            for p in odd
-            if (m := _NUMBERED.match(p.stem)) is not None
-            and (m["prefix"], m["suffix"]) == (prefix, suffix)
-        ],
-        argname,
-    )
-    ignored = sorted(
-        p.name for key, g in groups.items() if key != (prefix, suffix) for p in g.values()
-    ) + sorted(unnumbered)
+
+    def rank(key: tuple[str, str]) -> tuple[int, bool]:
+        return len(groups[key]), last[key]
+
+    best = max(groups, key=rank)
+    rivals = [k for k in groups if rank(k) == rank(best) and k != best]
+    if rivals:
+        named = [f"{k[0]!r} + number + {k[1]!r}" for k in sorted([best, *rivals])]
+        raise ValueError(
+            f"{argname}={str(directory)!r}: cannot tell which files are the data: "
+            f"{len(groups[best])} {ext!r} files each are named {' and '.join(named[:3])}. "
+            "Keep one set of files per directory, or pass a DataLoader(path, base_name=...)"
+        )
+    prefix, suffix = best
+    filepaths: dict[str, Path] = {}
+    for num, p in groups[best]:
+        if num in filepaths:
+            raise ValueError(
+                f"{argname}: {filepaths[num].name!r} and {p.name!r} both have set num {num}"
+            )
+        filepaths[num] = p
+    _refuse([p for p in odd if any(k == best for k, _, _ in _numberings(p.stem))], argname)
+    chosen = set(filepaths.values())
+    ignored = sorted(p.name for p in files if p not in chosen)
     if ignored:
-        log.warning(
+        (log.warning if base_name is None else log.debug)(
             "%s=%r: using the %d files named %r + number + %r; ignoring %d other %r files: %s",
             argname,
             str(directory),

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -163,6 +164,7 @@ class DataGenerator:
         self.shuffle = bool(shuffle)
 
         self.preprocessor = _make_preprocessor(preprocessor, preprocessor_configs or {})
+        self._data_loader_spec = data_loader  # superbatch_path is read the same way
         self.data_loader = self._make_loader(
             data_loader,
             self.data_path,
@@ -183,6 +185,13 @@ class DataGenerator:
                 exclude=self.data_path,
             )
         )
+        if self.labels_loader is not None and _same_files(self.data_loader, self.labels_loader):
+            raise ValueError(
+                f"labels_path={self._labels_name!r} reads the same files as data_path "
+                f"({self.data_loader.filepaths[0]!r}, ...): the labels would be the data. Pass "
+                "labels_loader=DataLoader(labels_path, base_name=...) (and data_loader= likewise) "
+                "to pick each set of files"
+            )
 
         self.set_nums_original = self._select_set_nums(set_nums)
         self.preload_labels = (
@@ -293,7 +302,13 @@ class DataGenerator:
     def _file_size(self) -> int:
         first = self.set_nums_original[0]
         size = self.data_loader.sample_count(first)
-        return len(self.data_loader.load(first)) if size is None else size
+        size = len(self.data_loader.load(first)) if size is None else size
+        if size == 0:
+            raise ValueError(
+                f"{self.data_loader._path(first)} (set num {first}) holds no samples; every "
+                "file of data_path must hold at least one"
+            )
+        return size
 
     def _check_files(self) -> None:
         """Compare every file's sample count, and its samples' shape and dtype, with the
@@ -366,12 +381,13 @@ class DataGenerator:
         if self.superbatch_path is not None and not (
             isinstance(self.data_path, Path) and self.superbatch_path == self.data_path
         ):
-            source = DataLoader(
+            source = self._make_loader(
+                _spec_for_another_path(self._data_loader_spec),
                 self.superbatch_path,
-                argname="superbatch_path",
-                dtype=self.data_dtype,
-                batch_shape=self.data_batch_shape,
-                exclude=None if isinstance(self.labels_path, np.ndarray) else self.labels_path,
+                "superbatch_path",
+                self.data_dtype,
+                self.data_batch_shape,
+                exclude=self.labels_path,
             )
             missing = [s for s in self.superbatch_set_nums if s not in set(source._get_set_nums())]
             if missing:
@@ -381,7 +397,7 @@ class DataGenerator:
                 )
         for set_num in self.superbatch_set_nums:
             if set_num not in self.superbatch:
-                array = np.asarray(source.load(set_num))  # memmaps are read in here
+                array = _in_ram(source.load(set_num))
                 array.setflags(write=False)  # served as views: in-place edits would leak
                 self.superbatch[set_num] = self._checked(set_num, array, source)
         n_samples = sum(len(a) for a in self.superbatch.values())
@@ -701,6 +717,8 @@ class DataGenerator:
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.epoch = state.get("epoch", self.epoch)
+        if isinstance(state.get("seed"), int):  # (what made the saved generator's state)
+            self.seed = state["seed"]
         if "rng" in state:
             self._rng.bit_generator.state = state["rng"]
         if "set_nums_to_process" in state:
@@ -714,10 +732,14 @@ class DataGenerator:
             if self.batch_loaded and group.next_batch > 0:
                 # mid-batch (e.g. between windows): bring the current batch back
                 data = self._load_group(group)
+                kept = dict(vars(self.preprocessor))  # (when its state is not loaded)
                 self._serve(
                     group, group.next_batch - 1, *self._cut(group, data, group.next_batch - 1)
                 )
-                self.preprocessor.load_state_dict(state["preprocessor"])  # _serve reset slice_idx
+                if "preprocessor" in state:  # _serve reset slice_idx
+                    self.preprocessor.load_state_dict(state["preprocessor"])
+                else:
+                    vars(self.preprocessor).update(kept)
                 self.all_data_exhausted = state.get("all_data_exhausted", False)  # and this
             elif group.remaining:
                 data = self._load_group(group)
@@ -742,6 +764,7 @@ class DataGenerator:
             self.set_name,
             self.all_data_exhausted,
             dict(vars(self.preprocessor)),
+            self.seed,
         )
         try:
             yield
@@ -758,6 +781,7 @@ class DataGenerator:
                 self.set_name,
                 self.all_data_exhausted,
                 preprocessor,
+                self.seed,
             ) = saved
             self._rng.bit_generator.state = rng_state
             vars(self.preprocessor).clear()
@@ -866,6 +890,32 @@ def _check_arrays(data: Path | np.ndarray, labels: Path | np.ndarray | None) -> 
             f"labels_path holds {len(labels)} labels but data_path {len(data)} samples; "
             "they must be sample for sample"
         )
+
+
+def _spec_for_another_path(spec: Any) -> Any:
+    """The ``data_loader`` argument that reads another directory as ``spec`` reads its own:
+    a DataLoader object's class, or the format or function it was made with."""
+    if not isinstance(spec, DataLoader):
+        return spec
+    if type(spec) is not DataLoader:
+        return type(spec)
+    return spec.format.name if spec.format is not None else spec.load_fn.__func__  # type: ignore[attr-defined]
+
+
+def _in_ram(array: Any) -> np.ndarray:
+    """``array`` as an array in memory (a memory map is read in)."""
+    array = np.asarray(array)
+    if isinstance(array, np.memmap) or isinstance(array.base, np.memmap):
+        array = np.array(array)
+    return array
+
+
+def _same_files(a: DataLoader, b: DataLoader) -> bool:
+    """Whether two directory loaders read the very same files."""
+    files_a, files_b = (getattr(x, "filepaths", None) for x in (a, b))
+    if not files_a or not files_b:  # dataset mode, arrays
+        return False
+    return [os.path.realpath(p) for p in files_a] == [os.path.realpath(p) for p in files_b]
 
 
 def _make_preprocessor(spec: Any, configs: dict) -> Preprocessor:

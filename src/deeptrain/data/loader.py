@@ -34,7 +34,9 @@ class DataLoader:
     ``loader`` is a built-in format name (``'numpy'``, ``'numpy-memmap'``, ``'numpy-lz4f'``,
     ``'hdf5'``, ``'csv'``), ``None`` to pick one by file extension, or a function
     ``fn(loader, set_num) -> array`` (bound to this object, so it may call
-    ``loader._path(set_num)``). ``filepaths`` restricts a directory to those of its files.
+    ``loader._path(set_num)``). ``filepaths`` restricts a directory to those of its files;
+    ``base_name`` picks the files named ``base_name`` + number in a directory that holds
+    several numbered sets (``data_1.npy``..., ``labels_1.npy``...).
     Subclasses may override :meth:`load_fn`, :meth:`_path` and
     :meth:`_get_set_nums` for formats of their own.
 
@@ -80,7 +82,9 @@ class DataLoader:
             supported = BUILTIN_FORMATS[loader].extensions or (".npy",)
         else:
             supported = None  # a custom function reads whatever is there
-        found = discover(self.path, argname, supported, exclude=exclude, ext=ext)
+        found = discover(
+            self.path, argname, supported, exclude=exclude, ext=ext, base_name=base_name
+        )
         self._is_dataset = found.is_dataset
         self.path = found.path  # a directory holding one dataset file: that file
         self.ext = found.ext

@@ -103,6 +103,16 @@ class Preprocessor(ABC):
             raise ValueError("preprocessor state must be a dict with string keys")
         skip = set(self.loadskip_list) | {"loadskip_list"}
         live = vars(self)
+        saved_windows = state.get("_slices_per_batch", live.get("_slices_per_batch"))
+        if "_slices_per_batch" not in skip and (saved_windows is None) != (
+            self.slices_per_batch is None
+        ):
+            cuts = "cuts its batches into windows"
+            raise ValueError(
+                f"the saved preprocessor state is of one that "
+                f"{cuts if saved_windows is not None else 'does not cut batches'}; this "
+                f"{type(self).__name__} {'does not' if self.slices_per_batch is None else cuts}"
+            )
         for name, value in state.items():
             current = live.get(name)
             if name not in skip and None not in (value, current) and _kind(value) != _kind(current):
@@ -228,6 +238,30 @@ class TimeseriesPreprocessor(Preprocessor):
 
     def reset_state(self) -> None:
         self.slice_idx = 0
+
+    def check_state_dict(self, state: dict[str, Any]) -> None:
+        """Also refuses a state saved between two windows of a batch, whose windows this
+        preprocessor cuts differently (``window_size``, ``slide_size`` or the start
+        increment in ``loadskip_list`` and changed): its remaining windows do not exist."""
+        super().check_state_dict(state)
+        if not (state.get("batch_loaded") and state.get("slice_idx")):
+            return  # at a batch boundary, or its first window: nothing cut yet
+        cut = {"window_size": self.window_size, "slide_size": self.slide_size}
+        cut["_start_increment"] = self._start_increment
+        changed = {
+            name: (state[name], live)
+            for name, live in cut.items()
+            if name in state and state[name] != live
+        }
+        if changed:
+            settings = ", ".join(
+                f"{n.lstrip('_')} {was} -> {now}" for n, (was, now) in changed.items()
+            )
+            raise ValueError(
+                f"the preprocessor state was saved at window {state['slice_idx']} of a batch, "
+                f"and this preprocessor cuts windows differently ({settings}); resume with "
+                "the saved settings, or from a checkpoint at a batch boundary"
+            )
 
     def on_epoch_end(self, epoch: int) -> None:
         if self.start_increments is not None:
