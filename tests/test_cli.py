@@ -324,3 +324,138 @@ def test_wrong_paths_get_clear_errors(runs, tmp_path):
     assert proc.returncode == 2 and "is a file" in proc.stderr
     proc = deeptrain("export-tensorboard", data)
     assert proc.returncode == 1 and "has no metrics log" in proc.stderr
+
+
+# -- damaged or unusual inputs ---------------------------------------------------------------
+def test_a_metrics_log_with_a_cut_short_or_damaged_line_still_reads(runs, tmp_path):
+    """A crash while a row was appended leaves a line without its end, damage leaves any:
+    ``runs`` and ``export-tensorboard`` skip them (with a warning); a resume's rewind drops
+    the cut-short last line, keeps the others as they were, and rows appended next start on
+    their own line."""
+    from deeptrain.training.progress import MetricsLog, read_metrics_log
+
+    logs = tmp_path / "logs"
+    run = logs / runs["done"]["logdir"].name
+    shutil.copytree(runs["done"]["logdir"], run)
+    shutil.rmtree(run / "checkpoints")  # (the rows then come from the log alone)
+    log_file = run / "metrics.jsonl"
+    lines = log_file.read_bytes().splitlines(keepends=True)
+    damaged = [*lines[:3], b"\xff\xfe not json\n", *lines[3:], b'{"event": "train_ba']
+    log_file.write_bytes(b"".join(damaged))
+    assert len(read_metrics_log(run)) == len(lines)
+
+    proc = deeptrain("runs", logs, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["batches_fit"] == 8
+    proc = deeptrain("export-tensorboard", run)
+    assert proc.returncode == 0, proc.stderr
+
+    metrics_log = MetricsLog(run, "jsonl")
+    metrics_log.rewind(batches_fit=100, times_validated=100)  # keeps every whole row
+    assert log_file.read_bytes() == b"".join(damaged[:-1])
+    metrics_log.write("train_batch", batches_fit=9, epoch=3)
+    assert json.loads(log_file.read_bytes().splitlines()[-1])["batches_fit"] == 9
+
+
+def test_runs_shows_the_checkpoint_a_resume_would_load(runs, tmp_path):
+    """The newest checkpoint's weights cut short: ``runs`` reports the one ``verify`` says a
+    resume loads, not the damaged one."""
+    logs = tmp_path / "logs"
+    run = logs / runs["done"]["logdir"].name
+    shutil.copytree(runs["done"]["logdir"], run)
+    weights = newest_checkpoint(run) / "model.weights.h5"
+    os.truncate(weights, weights.stat().st_size // 2)
+    (row,) = json.loads(deeptrain("runs", logs, "--json").stdout)
+    resume = json.loads(deeptrain("verify", run, "--json").stdout)["resume"][str(run)]
+    assert row["checkpoint"] == resume != newest_checkpoint(run).name
+
+
+def test_verify_follows_a_link_given_and_reports_what_it_cannot_read(runs, tmp_path, monkeypatch):
+    from deeptrain.cli.runinfo import verify_tree
+
+    link = tmp_path / "link"
+    link.symlink_to(newest_checkpoint(runs["done"]["logdir"]))
+    proc = deeptrain("verify", link)
+    assert proc.returncode == 0 and "1 intact, 0 damaged" in proc.stdout, proc.stdout
+
+    # a directory that cannot be listed (permissions, which root does not have, or I/O
+    # errors): a failed verdict, not a run left out
+    logs = tmp_path / "logs"
+    shutil.copytree(runs["done"]["logdir"], logs / "A")
+    shutil.copytree(runs["short"]["logdir"], logs / "B")
+    scandir = os.scandir
+
+    def denied(path):
+        if Path(path) == logs / "B" / "checkpoints":
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    verdicts, _ = verify_tree(logs)
+    bad = [v for v in verdicts if not v.ok]
+    assert [(v.path, v.error) for v in bad] == [
+        (str(logs / "B" / "checkpoints"), "cannot be read (Permission denied)")
+    ]
+
+
+def test_json_output_is_standard_json():
+    """Diverged runs hold NaN and infinities; ``--json`` writes them as strings."""
+    from deeptrain.cli.formatting import to_json_text
+
+    def refuse(token):
+        raise ValueError(token)
+
+    text = to_json_text({"best": float("nan"), "history": [1.0, float("inf"), -float("inf")]})
+    assert json.loads(text, parse_constant=refuse) == {
+        "best": "nan",
+        "history": [1.0, "inf", "-inf"],
+    }
+
+
+def test_migrate_refusing_a_pickle_that_runs_code_is_a_clear_error(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    import pickle
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "M0__state.h5").write_bytes(pickle.dumps(Evil()))
+    proc = deeptrain("migrate", tmp_path / "old", tmp_path / "new")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("Error: ") and "Traceback" not in proc.stderr, proc.stderr
+    assert "system" in proc.stderr and not (tmp_path / "pwned").exists()
+
+
+def test_plot_of_the_current_directory_names_the_figure_after_the_run(runs, tmp_path):
+    run = tmp_path / runs["done"]["logdir"].name
+    shutil.copytree(runs["done"]["logdir"], run)
+    proc = deeptrain("plot", ".", cwd=run)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"{run.name}__history.png"
+
+
+def test_a_damaged_best_model_never_falls_back_to_another_models(runs, tmp_path):
+    """A best models directory that several model numbers share: loading M0's damaged
+    best model is an error, not M1's; another intact M0 checkpoint is taken."""
+    from deeptrain.saving.checkpoint import NoIntactCheckpointError, resolve_loadpath
+
+    (best,) = [p for p in runs["best_dir"].iterdir() if p.name.startswith("M")]
+    shared = tmp_path / "best"
+    mine, theirs = shared / best.name, shared / best.name.replace("M0__", "M1__", 1)
+    shutil.copytree(best, mine)
+    shutil.copytree(best, theirs)
+    os.truncate(mine / "model.weights.h5", 100)
+    with pytest.raises(NoIntactCheckpointError):
+        resolve_loadpath(mine)
+    assert resolve_loadpath(theirs)[0] == theirs
+
+    also_mine = shared / f"{best.name}_2"
+    shutil.copytree(best, also_mine)
+    assert resolve_loadpath(mine)[0] == also_mine
+
+
+def test_model_names_never_end_in_a_dot():
+    from deeptrain.saving.naming import encode_value
+
+    assert [encode_value(v) for v in (0.9996, -0.9997, 0.5, 1.25)] == ["1", "-1", ".5", "1.25"]

@@ -126,6 +126,7 @@ def _vals(state: dict) -> dict:
 def _run_name(checkpoint: Path) -> str:
     """The run's directory name (a checkpoint of ``<run>/checkpoints/``), else the
     checkpoint's."""
+    checkpoint = checkpoint.resolve()  # ('.' has no name)
     parent = checkpoint.parent
     return parent.parent.name if parent.name == "checkpoints" else checkpoint.name
 
@@ -181,10 +182,11 @@ def migrate(logdir_06: Path, out_dir: Path) -> None:
     Nothing of the 0.6 files is executed (the pickles are read as data). A model whose layer
     names do not say their class needs deeptrain.migrate.migrate(..., model=model)."""
     from ..migrate import migrate as convert
+    from ..util.unpickle import RefusedGlobal
 
     try:
         path = convert(logdir_06, out_dir)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RefusedGlobal) as e:  # (a pickle that would run code)
         raise click.ClickException(str(e)) from None
     click.echo(str(path))
     click.echo(f"continue with TrainGenerator(..., loadpath={str(out_dir)!r})", err=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,7 +11,19 @@ __all__ = ["table", "runs_table", "show_text", "verify_text", "to_json_text"]
 
 
 def to_json_text(data: Any) -> str:
-    return json.dumps(data, indent=2, default=str)
+    """Standard JSON (a strict parser's): NaN and infinities, which diverged losses are,
+    as the strings ``"nan"``, ``"inf"``, ``"-inf"`` (as the metrics log writes them)."""
+    return json.dumps(_finite(data), indent=2, default=str, allow_nan=False)
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float) and not math.isfinite(data):
+        return str(data)
+    if isinstance(data, Mapping):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return data
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -86,8 +86,9 @@ def _candidates(checkpoints: Path) -> list[Path]:
 
 def read_run_state(path: Path) -> tuple[Path, dict[str, Any]]:
     """``(checkpoint, state)`` for a run directory (its newest checkpoint whose state reads
-    back), a checkpoint directory or a ``state.json``. The state is digest- and
-    schema-checked; the checkpoint's other files are not read."""
+    back and whose files have their recorded sizes: what a resume would load, short of
+    hashing every file, which ``deeptrain verify`` does), a checkpoint directory or a
+    ``state.json``. The state is digest- and schema-checked."""
     path = Path(path)
     if path.is_file():
         if path.name != STATE_FILE:
@@ -99,7 +100,9 @@ def read_run_state(path: Path) -> tuple[Path, dict[str, Any]]:
     errors = []
     for candidate in _candidates(checkpoints):
         try:
-            return candidate, read_state(candidate)
+            state = read_state(candidate)
+            _check_sizes(candidate, state)
+            return candidate, state
         except (CorruptCheckpointError, ValueError) as e:
             errors.append(str(e))
     if errors:
@@ -109,6 +112,20 @@ def read_run_state(path: Path) -> tuple[Path, dict[str, Any]]:
     )
 
 
+def _check_sizes(checkpoint: Path, state: dict[str, Any]) -> None:
+    """Raise if a file the state lists is missing or not of its recorded size."""
+    for name, record in state["files"].items():
+        try:
+            size = (checkpoint / name).lstat().st_size
+        except OSError:
+            size = None
+        if size != record["bytes"]:
+            raise CorruptCheckpointError(
+                f"{checkpoint / name} is missing or truncated ({size} bytes, recorded "
+                f"{record['bytes']})"
+            )
+
+
 def checkpoint_of(path: Path) -> Path:
     return read_run_state(path)[0]
 
@@ -116,6 +133,16 @@ def checkpoint_of(path: Path) -> Path:
 def _mtime(run: Path, checkpoint: Path | None) -> float:
     paths = [run / f for f in METRICS_FILES] + ([checkpoint / STATE_FILE] if checkpoint else [])
     return max((p.stat().st_mtime for p in paths if p.is_file()), default=run.stat().st_mtime)
+
+
+def _last_count(rows: list[dict[str, Any]], key: str) -> int:
+    """The newest row's ``key`` as an integer (rows without one skipped), else 0."""
+    for row in reversed(rows):
+        try:
+            return int(row[key])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return 0
 
 
 def run_summary(run: Path) -> dict[str, Any]:
@@ -151,10 +178,10 @@ def run_summary(run: Path) -> dict[str, Any]:
         vals = [r for r in rows if r.get("event") == "validation"]
         row.update(
             model_name=run.name,
-            epoch=int(batches[-1]["epoch"]) if batches else 0,
+            epoch=_last_count(batches, "epoch"),
             epochs=None,
-            batches_fit=int(batches[-1]["batches_fit"]) if batches else 0,
-            validations=int(vals[-1]["times_validated"]) if vals else 0,
+            batches_fit=_last_count(batches, "batches_fit"),
+            validations=_last_count(vals, "times_validated"),
             key_metric=None,
             best=None,
             checkpoint=None,
@@ -246,12 +273,13 @@ def verify_one(path: Path) -> Verdict:
     return Verdict(str(path), True, None, state["kind"], state["seq"], backup)
 
 
-def _checkpoint_dirs(root: Path) -> tuple[list[Path], list[Path]]:
-    """Checkpoint directories under ``root`` and the ``checkpoints/`` directories seen."""
+def _checkpoint_dirs(root: Path, unreadable: list[OSError]) -> tuple[list[Path], list[Path]]:
+    """Checkpoint directories under ``root`` and the ``checkpoints/`` directories seen;
+    the errors of directories that could not be listed are added to ``unreadable``."""
     if is_checkpoint(root):
         return [root], []
     found, pointers = [], []
-    for directory, subdirs, _ in os.walk(root):
+    for directory, subdirs, _ in os.walk(root, onerror=unreadable.append):
         here = Path(directory)
         if here.name == CHECKPOINTS_DIR:
             pointers.append(here)
@@ -280,8 +308,14 @@ def verify_tree(root: Path) -> tuple[list[Verdict], dict[str, str | None]]:
     checkpoint a resume would load (None: none intact). A ``latest`` pointer that is
     unreadable or names a missing checkpoint is a failed verdict too."""
     root = Path(root)
-    dirs, pointer_dirs = _checkpoint_dirs(root)
+    if root.is_symlink():  # a link given by the caller is followed, as loading does
+        root = root.resolve()
+    unreadable: list[OSError] = []
+    dirs, pointer_dirs = _checkpoint_dirs(root, unreadable)
     verdicts = [verify_one(d) for d in dirs]
+    verdicts += [
+        Verdict(str(e.filename), False, f"cannot be read ({e.strerror or e})") for e in unreadable
+    ]
     by_path = {v.path: v for v in verdicts}
     resumes: dict[str, str | None] = {}
     for checkpoints in pointer_dirs:

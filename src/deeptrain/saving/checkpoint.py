@@ -423,6 +423,13 @@ def _backup_note(path: Path) -> str:
     return ""
 
 
+def _same_model(candidate: Path, wanted: Path | None) -> bool:
+    """Whether ``candidate`` may stand in for ``wanted``: a best model (``M<num>__...``, in a
+    directory that several model numbers may share) only by another of its model number."""
+    own = re.match(r"M\d+__", final_name(wanted.name)) if wanted is not None else None
+    return own is None or final_name(candidate.name).startswith(own.group(0))
+
+
 def resolve_loadpath(path: str | Path) -> tuple[Path, dict[str, Any]]:
     """The checkpoint to load for ``path`` and its verified state.
 
@@ -471,7 +478,7 @@ def resolve_loadpath(path: str | Path) -> tuple[Path, dict[str, Any]]:
         except CorruptCheckpointError as e:
             errors.append(str(e))
     for _, candidate in list_checkpoints(directory):
-        if candidate == wanted:
+        if candidate == wanted or not _same_model(candidate, wanted):
             continue
         try:
             state = verify_checkpoint(candidate)

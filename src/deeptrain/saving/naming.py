@@ -61,9 +61,8 @@ def _encode_float(v: float) -> str:
         mantissa, exp = f"{v:.1e}".split("e")
         mantissa = mantissa.rstrip("0").rstrip(".")
         return f"{mantissa}e{int(exp)}"
-    if abs(v) < 1:
-        return f"{v:.3f}".rstrip("0").replace("0.", ".", 1)
-    return f"{v:.3f}".rstrip("0").rstrip(".")
+    text = f"{v:.3f}".rstrip("0").rstrip(".")  # (0.9996 rounds to "1", not "1.")
+    return text.replace("0.", ".", 1) if abs(v) < 1 else text
 
 
 def _squash(items: list[str]) -> str:

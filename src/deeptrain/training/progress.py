@@ -18,7 +18,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..saving.atomic import atomic_write_text
+from ..saving.atomic import TEMP_PREFIX, atomic_write_text
+from ..util.files import atomic_file
 
 __all__ = ["EpochProgress", "MetricsLog", "format_metrics", "read_metrics_log", "METRICS_FILES"]
 
@@ -113,27 +114,32 @@ class MetricsLog:
         repeats them. The file is replaced atomically."""
         if self.path is None or not self.path.is_file():
             return
-        with open(self.path, newline="") as f:
-            if self.fmt == "jsonl":
-                lines = f.read().splitlines(keepends=True)
-                rows = [json.loads(line) if line.strip() else {} for line in lines]
-            else:
-                reader = csv.DictReader(f)
-                self._csv_fields = list(reader.fieldnames or [])
-                rows = list(reader)
-                lines = None
+        if self.fmt == "jsonl":
+            lines = self.path.read_bytes().splitlines(keepends=True)
+            parsed = _parse_jsonl(lines, self.path)
+            keep = [r is not None and _before(r, batches_fit, times_validated) for r in parsed]
+            kept = [line for line, k in zip(lines, keep, strict=True) if k]
+            if kept and not kept[-1].endswith(b"\n"):  # rows appended next start a line
+                kept[-1] += b"\n"
+            if kept != lines:
+                with atomic_file(self.path, prefix=TEMP_PREFIX) as tmp:  # bytes as they were
+                    tmp.write_bytes(b"".join(kept))
+                log.info(
+                    "metrics log: %d rows after the loaded checkpoint removed", keep.count(False)
+                )
+            return
+        with open(self.path, newline="", encoding="utf-8", errors="replace") as f:
+            reader = csv.DictReader(f)
+            self._csv_fields = list(reader.fieldnames or [])
+            rows = list(reader)
         keep = [_before(row, batches_fit, times_validated) for row in rows]
         if all(keep):
             return
-        if lines is not None:
-            text = "".join(line for line, k in zip(lines, keep, strict=True) if k)
-        else:
-            out = io.StringIO(newline="")
-            writer = csv.DictWriter(out, self._csv_fields or [], extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(row for row, k in zip(rows, keep, strict=True) if k)
-            text = out.getvalue()
-        atomic_write_text(self.path, text)
+        out = io.StringIO(newline="")
+        writer = csv.DictWriter(out, self._csv_fields or [], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(row for row, k in zip(rows, keep, strict=True) if k)
+        atomic_write_text(self.path, out.getvalue())
         log.info("metrics log: %d rows after the loaded checkpoint removed", keep.count(False))
 
     def write(self, event: str, **record: Any) -> None:
@@ -153,12 +159,39 @@ class MetricsLog:
 
 def read_metrics_log(logdir: str | Path) -> list[dict[str, Any]]:
     """The rows of a run's ``metrics.jsonl`` (or ``metrics.csv``: values as text), in order;
-    none without a log."""
+    none without a log. Lines that are not rows (a write cut short by a crash, damage) are
+    left out, with a warning."""
     jsonl, csv_file = (Path(logdir) / name for name in METRICS_FILES)
     if jsonl.is_file():
-        lines = jsonl.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        lines = jsonl.read_bytes().splitlines(keepends=True)
+        return [row for row in _parse_jsonl(lines, jsonl) if row]
     if csv_file.is_file():
-        with open(csv_file, newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
+        with open(csv_file, newline="", encoding="utf-8", errors="replace") as f:
+            rows = list(csv.DictReader(f))
+        whole = [row for row in rows if None not in row.values() and None not in row]
+        if len(whole) < len(rows):
+            log.warning("%s: %d rows of another length left out", csv_file, len(rows) - len(whole))
+        return whole
     return []
+
+
+def _parse_jsonl(lines: list[bytes], path: Path) -> list[dict[str, Any] | None]:
+    """A row per line: ``{}`` for a blank or damaged line (kept, with a warning), ``None``
+    for a last line cut short (no newline: a write a crash interrupted; dropped)."""
+    rows: list[dict[str, Any] | None] = []
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line) if line.strip() else {}
+            if not isinstance(row, dict):
+                raise ValueError("not an object")
+        except ValueError:  # (JSON and UTF-8 decoding errors)
+            torn = number == len(lines) and not line.endswith(b"\n")
+            log.warning(
+                "%s line %d is not a metrics row%s",
+                path,
+                number,
+                " (a write cut short: dropped)" if torn else "; left as it is",
+            )
+            row = None if torn else {}
+        rows.append(row)
+    return rows
