@@ -424,9 +424,12 @@ def _backup_note(path: Path) -> str:
 
 
 def _same_model(candidate: Path, wanted: Path | None) -> bool:
-    """Whether ``candidate`` may stand in for ``wanted``: a best model (``M<num>__...``, in a
-    directory that several model numbers may share) only by another of its model number."""
-    own = re.match(r"M\d+__", final_name(wanted.name)) if wanted is not None else None
+    """Whether ``candidate`` may stand in for ``wanted``: in a run's own ``checkpoints/``,
+    any; a best model (``M<num>__...``, in a directory that several model numbers may
+    share) only another of its model number."""
+    if wanted is None or wanted.parent.name == CHECKPOINTS_DIR:
+        return True
+    own = re.match(r"M\d+__", final_name(wanted.name))
     return own is None or final_name(candidate.name).startswith(own.group(0))
 
 
