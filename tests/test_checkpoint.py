@@ -305,6 +305,39 @@ def test_max_checkpoints_and_temp_checkpoints(data, tmp_path):
     assert path.name.startswith("_temp_4iters") and state["kind"] == "temp"
 
 
+def test_a_run_continued_from_an_older_checkpoint_numbers_new_ones_after_the_newer(data, tmp_path):
+    """Continuing a run from an older checkpoint of its own (``_continue_numbering``): the
+    newer ones stay until pruned, and the new checkpoints are numbered after them, so that
+    pruning and ``latest``'s fallback (newest by number first) take the new branch's as the
+    newest, even when the first run saved more often (temp checkpoints) than this one."""
+    from deeptrain.saving.checkpoint import list_checkpoints
+
+    kw = dict(epochs=2, unique_checkpoint_freq={"batch": 2}, max_checkpoints=3)
+    tg = make_tg(data, tmp_path, temp_checkpoint_freq={"iter": 1}, **kw)
+    tg.train()
+    ckdir = tg.logdir / "checkpoints"
+    (oldest,) = [p for _, p in list_checkpoints(ckdir) if p.name.endswith("_8iters")]
+
+    resumed = make_tg(
+        data,
+        tmp_path,
+        loadpath=oldest,
+        temp_checkpoint_freq=None,
+        checkpoints_overwrite_duplicates=False,
+        **kw,
+    )
+    assert resumed.logdir == tg.logdir and resumed.state.batches_fit == 8
+    assert resumed.state.save_seq == tg.state.save_seq == 12  # numbered after the newest
+    resumed.train()
+    newest_first = [p.name for _, p in list_checkpoints(ckdir) if not p.name.startswith("_temp")]
+    assert newest_first[0] == (ckdir / "latest").read_text().strip()
+    assert [n.rsplit("_", 2)[-2:] for n in newest_first] == [
+        ["12iters", "v2"],
+        ["10iters", "v2"],
+        ["2vals", "12iters"],
+    ]
+
+
 class CountingCallback(TraingenCallback):
     def __init__(self):
         self.batches, self.saves, self.loads, self.trace = 0, 0, 0, np.zeros(3)
