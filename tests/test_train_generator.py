@@ -117,6 +117,67 @@ def test_evaluate_and_predict_modes_agree(data):
     assert results["predict"]["accuracy"] == pytest.approx(results["evaluate"]["accuracy"])
 
 
+def small_model(out=2, act="softmax"):
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(out, activation=act),
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    "act, loss, metrics",
+    [
+        (None, keras.losses.CategoricalCrossentropy(from_logits=True), ["accuracy"]),
+        ("softmax", keras.losses.CategoricalCrossentropy(label_smoothing=0.2), ["accuracy"]),
+        ("softmax", "mse", ["accuracy", "cosine_similarity", "kl_divergence"]),
+    ],
+    ids=["from_logits", "label_smoothing", "mse"],
+)
+def test_predict_mode_computes_what_evaluate_computes(data, act, loss, metrics):
+    """The compiled loss object's settings count; 'accuracy' is chosen by shapes as Keras
+    chooses it (categorical here, whatever the loss); cosine similarity is the metric's
+    (1: same direction), not the loss's; a divergence is minimized."""
+    results = {}
+    for mode in ("evaluate", "predict"):
+        model = small_model(act=act)
+        model.compile(keras.optimizers.Adam(0.0), loss, metrics=metrics)
+        dg, vdg = generators(data)
+        tg = TrainGenerator(
+            model, dg, vdg, epochs=1, eval_fn=mode, key_metric=metrics[-1], **quiet()
+        )
+        results[mode] = tg.validate(record_progress=False)
+        assert tg.max_is_best is (metrics[-1] != "kl_divergence")
+    assert results["predict"] == pytest.approx(results["evaluate"], rel=1e-4)
+
+
+def test_metric_names_as_keras_makes_them(data):
+    """A function metric, a metric repeated as weighted: the names Keras reports, from the
+    start (the key metric is not swapped for another at the first step)."""
+
+    def my_mae(y, p):
+        return keras.ops.mean(keras.ops.abs(y - p), axis=-1)
+
+    model = small_model()
+    model.compile(
+        "adam",
+        "categorical_crossentropy",
+        metrics=["accuracy", my_mae],
+        weighted_metrics=["accuracy"],
+    )
+    dg, vdg = generators(data)
+    tg = TrainGenerator(
+        model, dg, vdg, epochs=1, key_metric="accuracy", class_weights={0: 1.0, 1: 5.0}, **quiet()
+    )
+    expected = ["loss", "accuracy", "my_mae", "weighted_accuracy"]
+    assert tg.train_metrics == expected
+    tg.train()
+    assert tg.train_metrics == list(tg.val_history) == expected and tg.key_metric == "accuracy"
+
+
 def test_explicit_val_mode_for_a_custom_eval_fn(data):
     dg, vdg = generators(data)
     model = classifier()

@@ -141,6 +141,40 @@ def collect(
     return payload, arrays
 
 
+# what loadskip_list / saveskip_list may name besides settings and train state fields
+SKIP_PARTS = (
+    "datagen",
+    "val_datagen",
+    "rng",
+    "callbacks_state",
+    "model:weights",
+    "optimizer_state",
+    "{auto}",
+    "auto",
+    "none",
+)
+
+
+def check_skip_names(argname: str, names: Any) -> None:
+    """Raise ``ValueError`` if ``names`` (``loadskip_list`` or ``saveskip_list``) is not a
+    list of settings, train state fields or checkpoint parts: a misspelled name would
+    otherwise be ignored, and a string taken letter by letter."""
+    if isinstance(names, str) or not isinstance(names, (list, tuple)):
+        raise ValueError(f"{argname} must be a list of names (e.g. ['{{auto}}']), got {names!r}")
+    known = {*TRAINGEN_DEFAULTS, *EXTRA_ATTRS, *NOT_CONFIGS, *SKIP_PARTS}
+    known |= set(TrainState().to_dict())
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        import difflib
+
+        close = {n: difflib.get_close_matches(str(n), sorted(known), n=3) for n in unknown}
+        hints = "".join(f"; {n!r}: did you mean {c}?" for n, c in close.items() if c)
+        raise ValueError(
+            f"{argname} names {unknown}, which are neither settings, train state fields "
+            f"nor parts of a checkpoint ({', '.join(SKIP_PARTS[:6])}){hints}"
+        )
+
+
 def effective_loadskip(loadskip_list: list[str], passed_args: list[str]) -> set[str]:
     """``loadskip_list`` with ``'{auto}'`` expanded to the explicitly passed arguments."""
     skip = set()

@@ -31,23 +31,47 @@ VAL_MODES = ("evaluate", "predict")
 
 
 def model_metric_names(model: Any) -> list[str]:
-    """``['loss', *compiled metric names]`` from the model's compile config."""
+    """``['loss', *compiled metric names]`` from the model's compile config, made unique as
+    Keras makes them (a repeated name gets ``_1``, ``_2``; a weighted metric named like
+    another, ``weighted_``)."""
     config = model.get_compile_config() or {}
     names = ["loss"]
+    seen: dict[str, int] = {}
+
+    def unique(name: str) -> str:
+        if name not in seen:
+            seen[name] = 1
+            return name
+        seen[name] += 1
+        return f"{name}_{seen[name] - 1}"
+
     for key in ("metrics", "weighted_metrics"):
         metrics = config.get(key) or []
         if isinstance(metrics, dict):  # per-output metrics: names only known after a step
             continue
         for m in metrics:
-            if isinstance(m, str):
-                names.append(m)
-            elif isinstance(m, dict):
-                names.append(m.get("config", {}).get("name") or m.get("class_name", "").lower())
-            elif hasattr(m, "name"):
-                names.append(m.name)
-            elif callable(m):
-                names.append(m.__name__)
+            name = _metric_name(m)
+            if key == "weighted_metrics" and name in seen:
+                name = f"weighted_{name}"
+            names.append(unique(name))
     return names
+
+
+def _metric_name(metric: Any) -> str:
+    """The name Keras gives a metric of a compile config (a string, a serialized metric
+    or function, an object)."""
+    if isinstance(metric, str):
+        return metric
+    if isinstance(metric, dict):  # {'class_name': ..., 'config': {'name': ...} or 'fn_name'}
+        config = metric.get("config")
+        if isinstance(config, dict) and config.get("name"):
+            return str(config["name"])
+        if isinstance(config, str) and config:  # a plain function
+            return config
+        return str(metric.get("class_name", "")).lower()
+    if hasattr(metric, "name"):
+        return str(metric.name)
+    return str(getattr(metric, "__name__", metric))
 
 
 def to_metric_dict(result: Any, names: list[str]) -> dict[str, float]:

@@ -48,6 +48,7 @@ from ..saving.checkpointer import Checkpointer
 from ..saving.lock import LogdirLock
 from ..saving.naming import model_num_of, name_suffix, reserve_model_num
 from ..saving.report import traingen_report_png, write_init_logs
+from ..saving.traingen_state import check_skip_names
 from ..util.console import use_console
 from ..util.misc import capture_args, check_kwargs, positive_int
 from ..visuals import scalefig
@@ -90,6 +91,7 @@ _LOSS_LIKE = (
     "hinge",
     "kld",
     "kullback",
+    "divergence",  # kl_divergence
     "poisson",
     "logcosh",
     "log_cosh",
@@ -319,6 +321,8 @@ class TrainGenerator(TrainStateAliases):
                     )
         if not isinstance(self.epochs, int) or self.epochs < 0:
             raise ValueError(f"epochs must be an int >= 0, got {self.epochs!r}")
+        for name in ("loadskip_list", "saveskip_list"):
+            check_skip_names(name, getattr(self, name))
         if self.iter_verbosity not in (0, 1, 2):
             raise ValueError(f"iter_verbosity must be 0, 1 or 2, got {self.iter_verbosity!r}")
         for name in (
@@ -919,7 +923,8 @@ class TrainGenerator(TrainStateAliases):
             self.train_metrics = list(metrics)
             if self.val_mode == "evaluate":
                 self.val_metrics = list(metrics)
-                self.key_metric = renamed.get(self.key_metric, self.key_metric)
+                if self.key_metric not in metrics:  # (a name that stayed is the same metric)
+                    self.key_metric = renamed.get(self.key_metric, self.key_metric)
 
     # -- validation --------------------------------------------------------------------
     def validate(

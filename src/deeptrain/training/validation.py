@@ -134,10 +134,15 @@ class MetricResolver:
         if name == "loss":
             if self.loss_name in self.custom:
                 return self.custom[self.loss_name]
+            if _is_keras_loss(self.model.loss):  # its settings (from_logits, ...) count
+                return _keras_loss(self.model.loss)
             return metrics_lib.get(self.loss_name)
         if name in ("accuracy", "acc"):
             return metrics_lib.accuracy_for_loss(self.loss_name)
-        return metrics_lib.get(name)
+        fn = metrics_lib.get(name)
+        if fn is metrics_lib.cosine_similarity:  # Keras' metric of that name; its loss: -
+            return _similarity
+        return fn
 
     def check(self, names: Sequence[str]) -> None:
         """Resolve every name now, so a typo fails at construction, not after an epoch."""
@@ -160,8 +165,11 @@ class MetricResolver:
     ) -> dict[str, Any]:
         out = {}
         for name in names:
+            fn = self.resolve(name)
+            if name in ("accuracy", "acc") and fn is metrics_lib.accuracy_for_loss(self.loss_name):
+                fn = _accuracy_by_shapes(fn, labels, preds)
             value = metrics_lib.call_metric(
-                self.resolve(name), labels, preds, sample_weight=weights, pred_threshold=threshold
+                fn, labels, preds, sample_weight=weights, pred_threshold=threshold
             )
             if name == "loss":
                 if isinstance(value, list):
@@ -172,6 +180,43 @@ class MetricResolver:
 
     def accepts_threshold(self, name: str) -> bool:
         return metrics_lib.accepts_arg(self.resolve(name), "pred_threshold")
+
+
+def _is_keras_loss(loss: Any) -> bool:
+    from keras.losses import Loss
+
+    return isinstance(loss, Loss)
+
+
+def _keras_loss(loss: Any) -> Callable:
+    """The compiled ``keras.losses.Loss`` object itself, on the whole set: as evaluate
+    computes it, settings and reduction included."""
+    from keras import ops
+
+    def keras_loss(y_true: Any, y_pred: Any, sample_weight: Any = None) -> float:
+        return float(ops.convert_to_numpy(loss(y_true, y_pred, sample_weight=sample_weight)))
+
+    keras_loss.__name__ = getattr(loss, "name", "loss")
+    return keras_loss
+
+
+def _accuracy_by_shapes(fn: Callable, labels: np.ndarray, preds: np.ndarray) -> Callable:
+    """``'accuracy'`` as Keras resolves it, by the shapes of labels and predictions: binary
+    when predictions have one column, sparse when labels have fewer dimensions or one
+    column, else categorical; ``fn`` (by the loss) for predictions without a class axis."""
+    t, p = np.shape(labels), np.shape(preds)
+    if len(p) < 2:
+        return fn
+    if p[-1] == 1:
+        return metrics_lib.binary_accuracy
+    if len(t) < len(p) or t[-1] == 1:
+        return metrics_lib.sparse_categorical_accuracy
+    return metrics_lib.categorical_accuracy
+
+
+def _similarity(y_true: Any, y_pred: Any, sample_weight: Any = None) -> float:
+    """Cosine similarity (1: same direction), Keras' ``cosine_similarity`` metric."""
+    return -float(metrics_lib.cosine_similarity(y_true, y_pred, sample_weight))
 
 
 _REGULARIZED = {
