@@ -160,6 +160,9 @@ def test_tensorboard_logger_errors_name_what_is_wrong(data, tmp_path):
         TensorBoardLogger(histogram_freq={"iter": 1})
     with pytest.raises(ValueError, match="histograms:.*'biases'"):
         TensorBoardLogger(histograms=("biases",))
+    for freq in ({"epoch": 1}, {"batch": 2}):  # the figures are drawn at validations
+        with pytest.raises(ValueError, match=r"images_freq: .* give \{'val': n\}"):
+            TensorBoardLogger(images_freq=freq)
     tg = make_traingen(data, None, [TensorBoardLogger()])
     with pytest.raises(ValueError, match="TensorBoardLogger needs a directory: pass logdir="):
         tg.train()
@@ -203,6 +206,38 @@ def test_learning_rate_recorded_is_the_schedules_at_each_epoch_end(data, tmp_pat
     events = read_events(tmp_path / "tb")
     expected = [(s, as_float32(0.01 * 0.5**s)) for s in (N_TRAIN, 2 * N_TRAIN)]
     assert scalars(events, "learning_rate") == expected
+
+
+def test_learning_rate_under_mixed_precision_is_the_wrapped_optimizers(data, tmp_path):
+    """Under mixed_float16 Keras wraps the optimizer in a LossScaleOptimizer, whose own
+    rate is a placeholder 0: the rate and the optimizer recorded are the wrapped one's."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        tg = make_traingen(data, None, [TensorBoardLogger(logdir=tmp_path / "tb")], epochs=1)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert type(tg.model.optimizer).__name__ == "LossScaleOptimizer"
+    tg.train()
+    events = read_events(tmp_path / "tb")
+    assert scalars(events, "learning_rate") == [(N_TRAIN, as_float32(0.01))]
+    from deeptrain.tracking.settings import run_settings
+
+    assert run_settings(tg)["optimizer"] == "Adam"
+
+
+def test_destroy_closes_the_loggers(data, tmp_path):
+    """A sweep of TrainGenerators leaves no event file open, no logger thread, and no
+    MLflow process behind once each is destroyed."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tb, ml = TensorBoardLogger(logdir=tmp_path / "tb"), MLflowLogger(uri)
+    tg = make_traingen(data, tmp_path / "logs", [tb, ml], epochs=1)
+    tg.train()
+    store = ml._store.proc
+    threads = [logger._worker._thread for logger in (tb, ml)]
+    assert store.poll() is None and all(t is not None and t.is_alive() for t in threads)
+    tg.destroy(confirm=True)
+    assert store.wait(timeout=60) == 0 and tb._file is None
+    assert not any(t.is_alive() for t in threads)
 
 
 def test_importing_deeptrain_imports_no_tracking_or_cli_library():
@@ -369,6 +404,26 @@ def test_mlflow_logger_errors_name_what_is_wrong(data, tmp_path):
     with pytest.raises(ValueError, match="MLflowLogger needs a tracking store: pass tracking_uri"):
         tg.train()
     assert tg.state.fit_iters == 0
+
+
+def test_mlflow_run_continues_after_close_and_takes_any_tags(data, tmp_path):
+    """``close()`` then ``train()`` again continues the same run; tags that are not strings
+    are recorded as text, and a resumed run accepts them too."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logger = MLflowLogger(uri, tags={"trial": 3}, train_freq={"batch": 1})
+    tg = make_traingen(data, tmp_path / "logs", [logger], epochs=1)
+    tg.train()
+    run_id = logger.run_id
+    logger.close()
+    tg.epochs = 2
+    tg.train()
+    assert logger.run_id == run_id
+    client = MlflowClient(uri)
+    assert [s for s, _ in history(client, run_id, "train/loss")] == list(range(1, 2 * N_TRAIN + 1))
+    assert client.get_run(run_id).data.tags["trial"] == "3"
+    logger.close()
 
 
 def test_mlflow_run_without_checkpoints_sends_every_send_every_s(data, tmp_path):

@@ -27,6 +27,7 @@ from ..callbacks.base import Stage, TraingenCallback
 from ..saving.report import traingen_report_png
 from ..training.contract import Traingen
 from ..training.frequency import check_freq
+from .settings import inner_optimizer
 from .worker import BackgroundWorker
 
 __all__ = ["TrackingLogger"]
@@ -51,7 +52,7 @@ def learning_rate(tg: Traingen) -> float | None:
     without ending the train step's device state (JAX) or writing into the model."""
     import keras
 
-    optimizer = tg.model.optimizer
+    optimizer = inner_optimizer(tg.model.optimizer)
     rate = getattr(optimizer, "_learning_rate", None)  # (the property computes schedules)
     try:
         if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
@@ -81,6 +82,11 @@ class TrackingLogger(TraingenCallback):
         self.train_freq = logger_freq(train_freq, "train_freq")
         self.lr_freq = logger_freq(lr_freq, "lr_freq")
         self.images_freq = logger_freq(images_freq, "images_freq")
+        if self.images_freq and set(self.images_freq) != {"val"}:
+            raise ValueError(
+                "images_freq: the history and report figures are drawn at validations; "
+                f"give {{'val': n}}, got {images_freq!r}"
+            )
         self._worker = BackgroundWorker(f"deeptrain.{type(self).__name__}")
         self._opened = False
         self._val_logged = 0  # times_validated of the last validation recorded

@@ -123,7 +123,7 @@ class MLflowLogger(TrackingLogger):
         self.experiment = experiment
         self.run_name = run_name
         self.artifact_location = artifact_location
-        self.tags = dict(tags or {})
+        self.tags = {str(k): str(v) for k, v in (tags or {}).items()}  # (MLflow's are text)
         self.log_best_model = log_best_model
         self.log_final_checkpoint = log_final_checkpoint
         self.send_every_s = float(send_every_s)
@@ -352,5 +352,8 @@ class MLflowLogger(TrackingLogger):
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self.run_id is not None:  # a later train() continues this run
+            logdir = self.tg.logdir if self.tg is not None else None
+            self._saved = {"run_id": self.run_id, "run_dir": getattr(logdir, "name", None)}
         self._opened = False
         self.run_id = None

@@ -54,6 +54,12 @@ _EXCLUDED = {
 _DATAGEN = ("batch_size", "shuffle", "shuffle_group_batches", "shuffle_group_samples")
 
 
+def inner_optimizer(optimizer: Any) -> Any:
+    """The optimizer that holds the learning rate: under mixed precision Keras wraps it in
+    a ``LossScaleOptimizer`` (whose own rate is a placeholder 0)."""
+    return getattr(optimizer, "inner_optimizer", None) or optimizer
+
+
 def flatten(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Scalar]:
     """Nested dicts as dotted names; lists as JSON text; None and non-finite floats as
     text."""
@@ -87,7 +93,7 @@ def run_settings(tg: Any) -> dict[str, Scalar]:
         fit_fn=getattr(tg, "_fit_fn_name", None),
         eval_fn=getattr(tg, "_eval_fn_name", None),
         model_num=getattr(tg, "model_num", None),
-        optimizer=type(tg.model.optimizer).__name__,
+        optimizer=type(inner_optimizer(tg.model.optimizer)).__name__,
         params=int(tg.model.count_params()),
     )
     for name in ("datagen", "val_datagen"):

@@ -1346,8 +1346,9 @@ class TrainGenerator(TrainStateAliases):
         return path
 
     def destroy(self, confirm: bool = False, verbose: int = 1) -> None:
-        """Stop the DataGenerators' threads and drop references (to free memory).
-        ``verbose=0``: no log line."""
+        """Stop the DataGenerators' threads, close the callbacks that have a ``close()``
+        (the tracking loggers: their event file, thread and MLflow process), and drop
+        references (to free memory). ``verbose=0``: no log line."""
         if not confirm:
             log.warning("destroy() does nothing without confirm=True")
             return
@@ -1355,6 +1356,13 @@ class TrainGenerator(TrainStateAliases):
         log.log(logging.INFO if verbose else logging.DEBUG, "TrainGenerator destroyed")
         self.datagen.close()
         self.val_datagen.close()
+        for callback in self.callbacks.objects:
+            close = getattr(callback, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception as e:  # freeing the rest goes on
+                    log.warning("%s.close() failed: %s", type(callback).__name__, e)
         if self._lock is not None:
             self._lock.release()
         for name in ("model", "datagen", "val_datagen", "callbacks", "_checkpointer"):
