@@ -83,6 +83,27 @@ def test_rows_of_rolled_back_batches_leave_the_metrics_log(data, tmp_path):
     assert rows(resumed.logdir) == rows(reference.logdir)
 
 
+def test_a_csv_metrics_log_keeps_the_validations_own_metrics(data, tmp_path):
+    """metrics_log='csv': a validation metric the train rows lack ('mse' here) gets its
+    column when it first comes (the rows before keep their values), and a continued run
+    appends under the file's columns."""
+    import csv
+
+    kw = dict(metrics_log="csv", eval_fn="predict", val_metrics=["loss", "accuracy", "mse"])
+    first = make_tg(data, epochs=1, logs_dir=tmp_path / "logs", **kw)
+    first.train()
+    resumed = make_tg(data, epochs=2, loadpath=first.logdir, **kw)
+    resumed.train()
+    with open(first.logdir / "metrics.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    vals = [r for r in table if r["event"] == "validation"]
+    assert [float(r["mse"]) for r in vals] == pytest.approx(resumed.val_history["mse"])
+    assert [float(r["loss"]) for r in vals] == pytest.approx(resumed.val_history["loss"])
+    trains = [r for r in table if r["event"] == "train_batch"]
+    assert [int(r["batches_fit"]) for r in trains] == list(range(1, len(trains) + 1))
+    assert all(r["mse"] == "" for r in trains)
+
+
 def test_a_continued_runs_figures_and_name_agree_with_its_state(data, tmp_path):
     first = make_tg(
         data,

@@ -404,6 +404,45 @@ def test_mlflow_logger_errors_name_what_is_wrong(data, tmp_path):
     with pytest.raises(ValueError, match="MLflowLogger needs a tracking store: pass tracking_uri"):
         tg.train()
     assert tg.state.fit_iters == 0
+    unreachable = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    tg = make_traingen(data, tmp_path / "logs", [MLflowLogger(unreachable)])
+    with pytest.raises(RuntimeError, match=r"tracking server http://127\.0\.0\.1:\d+ cannot be"):
+        tg.train()
+    assert tg.state.fit_iters == 0
+
+
+@pytest.mark.subprocess
+def test_jobs_opening_a_new_default_store_at_once_all_get_it(tmp_path):
+    """Parallel runs of one logs directory share its default store: the first opens of a
+    new database, at once, must not race through MLflow's table creation."""
+    import threading
+
+    from deeptrain.tracking.store_process import StoreProcess
+
+    uri = default_tracking_uri(tmp_path)
+    stores = [StoreProcess() for _ in range(3)]
+    errors: list[str] = []
+
+    def open_and_start(i: int, store: StoreProcess) -> None:
+        try:
+            store.request("open_store", uri)
+            info = dict(experiment="e", location=None, saved={}, run_dir=f"M{i}", tags={})
+            store.request("start_run", {**info, "run_name": f"M{i}", "params": {"p": "1"}})
+        except Exception as e:
+            errors.append(str(e))
+
+    threads = [threading.Thread(target=open_and_start, args=x) for x in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for store in stores:
+        store.close()
+    assert errors == []
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    assert len(client.search_runs([client.get_experiment_by_name("e").experiment_id])) == 3
 
 
 def test_mlflow_run_continues_after_close_and_takes_any_tags(data, tmp_path):

@@ -12,11 +12,19 @@ The logger process never imports mlflow. The process runs at a lower priority (`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import sys
+from collections.abc import Iterator
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock (MLflow's own behaviour)
+    fcntl = None  # type: ignore[assignment]
 
 NICENESS = 10  # added to the training process's (os.nice)
 PARAMS_PER_BATCH = 100  # MLflow's limits per log_batch call
@@ -29,7 +37,45 @@ def open_store(uri: str) -> None:
     global _client
     from mlflow.tracking import MlflowClient
 
-    _client = MlflowClient(tracking_uri=uri)
+    _check_reachable(uri)
+    with _creation_lock(uri):  # (the client creates or migrates the tables, at once or at
+        _client = MlflowClient(tracking_uri=uri)  # its first request)
+        _client.search_experiments(max_results=1)
+
+
+def _check_reachable(uri: str, timeout_s: float = 10.0) -> None:
+    """A tracking server that does not answer is an error now, before training: MLflow's
+    own retries would take minutes to give up, silently."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+    except OSError as e:
+        raise ValueError(f"the tracking server {uri} cannot be reached ({e})") from None
+
+
+@contextlib.contextmanager
+def _creation_lock(uri: str) -> Iterator[None]:
+    """For an SQLite store, one process at a time through its creation: MLflow creates
+    and migrates a new database's tables without a lock, and jobs opening one store at
+    once (parallel runs of one logs directory, whose default store they share) break it
+    for good ("table ... already exists")."""
+    if not uri.startswith("sqlite:///") or fcntl is None:
+        yield
+        return
+    path = uri.removeprefix("sqlite:///")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    lock = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.lock")  # (hidden)
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _experiment_id(name: str, location: str | None) -> str:

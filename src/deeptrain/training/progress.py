@@ -146,15 +146,38 @@ class MetricsLog:
         if self.path is None:
             return
         record = {"event": event, **{k: _clean(v) for k, v in record.items()}}
-        with open(self.path, "a", newline="") as f:
-            if self.fmt == "jsonl":
+        if self.fmt == "jsonl":
+            with open(self.path, "a", newline="") as f:
                 f.write(json.dumps(record) + "\n")
-                return
-            if self._csv_fields is None:
-                self._csv_fields = list(record)
-                if f.tell() == 0:
-                    csv.writer(f).writerow(self._csv_fields)
+            return
+        if self._csv_fields is None:  # the file's columns (a continued run's), if any
+            self._csv_fields = self._csv_header()
+        new = [k for k in record if k not in self._csv_fields]
+        if new:  # (a validation's metrics, at the first one): the header gains columns
+            self._csv_fields += new
+            self._rewrite_csv()
+        with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, self._csv_fields, extrasaction="ignore").writerow(record)
+
+    def _csv_header(self) -> list[str]:
+        assert self.path is not None
+        if not self.path.is_file():
+            return []
+        with open(self.path, newline="", encoding="utf-8", errors="replace") as f:
+            return next(csv.reader(f), [])
+
+    def _rewrite_csv(self) -> None:
+        """The file with the current columns, its rows as they were (replaced atomically)."""
+        assert self.path is not None
+        rows: list[dict[str, Any]] = []
+        if self.path.is_file():
+            with open(self.path, newline="", encoding="utf-8", errors="replace") as f:
+                rows = list(csv.DictReader(f))
+        out = io.StringIO(newline="")
+        writer = csv.DictWriter(out, self._csv_fields or [], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.path, out.getvalue())
 
 
 def read_metrics_log(logdir: str | Path) -> list[dict[str, Any]]:
