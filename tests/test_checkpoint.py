@@ -338,6 +338,26 @@ def test_a_run_continued_from_an_older_checkpoint_numbers_new_ones_after_the_new
     ]
 
 
+def test_continuing_with_another_key_metric_follows_it(data, tmp_path, caplog):
+    """A run on 'loss' continued with key_metric='accuracy': the loss's best is forgotten
+    and accuracy is maximized (the checkpoint's max_is_best=False would keep every
+    accuracy from being a new best); a max_is_best passed stands."""
+    first = make_tg(data, tmp_path, epochs=1)
+    first.train()
+    assert first.max_is_best is False and first.state.best_key_metric is not None
+    with caplog.at_level(logging.WARNING, logger="deeptrain"):
+        resumed = make_tg(data, tmp_path, epochs=2, loadpath=first.logdir, key_metric="accuracy")
+    assert "the best so far" in caplog.text
+    assert resumed.max_is_best is True and resumed.state.best_key_metric is None
+    resumed.train()
+    assert resumed.state.best_key_metric == max(resumed.val_history["accuracy"][1:])
+
+    kept = make_tg(
+        data, tmp_path, epochs=2, loadpath=first.logdir, key_metric="accuracy", max_is_best=False
+    )
+    assert kept.max_is_best is False
+
+
 class CountingCallback(TraingenCallback):
     def __init__(self):
         self.batches, self.saves, self.loads, self.trace = 0, 0, 0, np.zeros(3)

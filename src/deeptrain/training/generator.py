@@ -1286,9 +1286,11 @@ class TrainGenerator(TrainStateAliases):
         else:  # cut half-way: what is on the device is not worth keeping
             getattr(self._fit_fn, "discard", lambda: None)()
 
-        def settle() -> None:  # checks of the loaded settings: a failure undoes the load
+        def settle(payload: dict[str, Any]) -> None:  # a failure undoes the load
             self._check_inputs()
             self._set_up_metrics(reloading=True)
+            passed = self.passed_args if passed_args is None else passed_args
+            self._follow_a_new_key_metric(payload.get("traingen", {}).get("key_metric"), passed)
 
         with self.distribution.scope():  # variables are created and assigned under it
             loaded = self._checkpointer.load(path, passed_args, settle)
@@ -1296,6 +1298,26 @@ class TrainGenerator(TrainStateAliases):
         self._val_start = None
         self.callbacks("load", self)
         return loaded
+
+    def _follow_a_new_key_metric(self, saved: str | None, passed_args: list[str]) -> None:
+        """Continuing with another ``key_metric`` than the checkpoint's: its best value (of
+        the old metric) is forgotten, and the direction is worked out for the new one
+        unless ``max_is_best`` was passed; else no best model would ever be saved."""
+        if saved is None or self._canonical(saved, self.train_metrics) == self.key_metric:
+            return
+        if "max_is_best" not in passed_args:
+            self.max_is_best = not any(s in self.key_metric.lower() for s in _LOSS_LIKE)
+        log.warning(
+            "key_metric is %r, the checkpoint's was %r: the best so far (%s, of %r) is "
+            "forgotten; the best model now follows %r (max_is_best=%s)",
+            self.key_metric,
+            saved,
+            self.state.best_key_metric,
+            saved,
+            self.key_metric,
+            self.max_is_best,
+        )
+        self.state.best_key_metric = None
 
     def get_last_log(self, name: str, best: bool = False) -> Path | None:
         """Path of the newest ``'state'``, ``'weights'``, ``'model'``, ``'report'``,
