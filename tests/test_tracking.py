@@ -405,7 +405,7 @@ def test_jobs_opening_a_new_default_store_at_once_all_get_it(tmp_path):
     from deeptrain.tracking.store_process import StoreProcess
 
     uri = default_tracking_uri(tmp_path)
-    stores = [StoreProcess() for _ in range(3)]
+    stores = [StoreProcess() for _ in range(2)]
     errors: list[str] = []
 
     def open_store(store: StoreProcess) -> None:
