@@ -425,7 +425,7 @@ def test_jobs_opening_a_new_default_store_at_once_all_get_it(tmp_path):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
-    run = client.create_run(client.create_experiment("e"))
+    run = client.create_run(client.create_experiment("e", (tmp_path / "art").as_uri()))
     assert client.get_run(run.info.run_id).info.status == "RUNNING"
 
 
