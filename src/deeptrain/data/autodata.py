@@ -24,7 +24,6 @@ __all__ = ["Discovery", "discover"]
 
 log = logging.getLogger(__name__)
 
-_NUMBERED = re.compile(r"^(?P<prefix>.*?)(?P<num>\d+)(?P<suffix>\D*)$")
 _DIGITS = re.compile(r"\d+")
 
 
@@ -80,7 +79,7 @@ def discover(
             [
                 p
                 for p in odd
-                if _NUMBERED.match(p.stem)
+                if _DIGITS.search(p.stem)
                 and p.suffix
                 and (supported is None or p.suffix.lower() in supported)
             ],
@@ -112,9 +111,9 @@ def discover(
     files = [p for p in files if p.suffix.lower() == ext]
     odd = [p for p in odd if p.suffix.lower() == ext]
     if not files:
-        _refuse([p for p in odd if _NUMBERED.match(p.stem)], argname)
+        _refuse([p for p in odd if _DIGITS.search(p.stem)], argname)
         raise ValueError(f"{argname}={str(path)!r} holds no {ext!r} files")
-    if len(files) == 1 and not odd and _NUMBERED.match(files[0].stem) is None:
+    if len(files) == 1 and not odd and _DIGITS.search(files[0].stem) is None:
         # one unnumbered file (train/data.h5): the dataset itself, as in DeepTrain 0.6
         log.info("%s=%r holds one data file: reading %s", argname, str(path), files[0].name)
         return Discovery(path=files[0], is_dataset=True, ext=ext)
@@ -189,12 +188,8 @@ def _number_files(
     are an error, unless ``base_name`` picks one."""
     groups: dict[tuple[str, str], list[tuple[str, Path]]] = defaultdict(list)
     last: dict[tuple[str, str], bool] = defaultdict(bool)
-    unnumbered = []
     for p in files:
-        numberings = _numberings(p.stem)
-        if not numberings:
-            unnumbered.append(p.name)
-        for key, num, is_last in numberings:
+        for key, num, is_last in _numberings(p.stem):
             groups[key].append((num, p))
             last[key] |= is_last
     if base_name is not None:

@@ -246,8 +246,11 @@ class TimeseriesPreprocessor(Preprocessor):
         super().check_state_dict(state)
         if not (state.get("batch_loaded") and state.get("slice_idx")):
             return  # at a batch boundary, or its first window: nothing cut yet
-        cut = {"window_size": self.window_size, "slide_size": self.slide_size}
-        cut["_start_increment"] = self._start_increment
+        cut = {
+            "window_size": self.window_size,
+            "slide_size": self.slide_size,
+            "_start_increment": self._start_increment,
+        }
         changed = {
             name: (state[name], live)
             for name, live in cut.items()

@@ -34,6 +34,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -52,6 +53,7 @@ from .atomic import (
     remove_stale_temps,
 )
 from .errors import CorruptCheckpointError, NoIntactCheckpointError
+from .naming import model_num_of
 from .safe_io import file_sha256, is_plain_name, is_real_dir, open_binary, read_capped, read_prefix
 
 __all__ = [
@@ -289,10 +291,10 @@ def read_state(path: Path) -> dict[str, Any]:
         raise CorruptCheckpointError(f"{state_file} is nested too deeply") from None
 
 
-def verify_checkpoint(path: Path) -> dict[str, Any]:
+def verify_checkpoint(path: Path, hashes: bool = True) -> dict[str, Any]:
     """Return the checkpoint's state after checking it is complete and unaltered: a real
     directory, a valid state, and every file it lists a regular file of the recorded size
-    and SHA-256."""
+    and SHA-256 (``hashes=False``: size only, without reading the files)."""
     path = Path(path)
     if not is_real_dir(path):
         what = "a symbolic link" if path.is_symlink() else "not a directory"
@@ -307,6 +309,10 @@ def verify_checkpoint(path: Path) -> dict[str, Any]:
             )
         if not os.path.lexists(file):
             raise CorruptCheckpointError(f"{path}: file {name!r} is missing")
+        if not hashes:
+            if not stat.S_ISREG((info := file.lstat()).st_mode) or info.st_size != record["bytes"]:
+                raise CorruptCheckpointError(f"{file} is truncated or not a regular file")
+            continue
         size, sha256 = file_sha256(file)  # refuses links, FIFOs and devices
         if size != record["bytes"] or sha256 != record["sha256"]:
             raise CorruptCheckpointError(
@@ -429,8 +435,8 @@ def _same_model(candidate: Path, wanted: Path | None) -> bool:
     share) only another of its model number."""
     if wanted is None or wanted.parent.name == CHECKPOINTS_DIR:
         return True
-    own = re.match(r"M\d+__", final_name(wanted.name))
-    return own is None or final_name(candidate.name).startswith(own.group(0))
+    own = model_num_of(final_name(wanted.name), -1)
+    return own == -1 or model_num_of(final_name(candidate.name), -1) == own
 
 
 def resolve_loadpath(path: str | Path) -> tuple[Path, dict[str, Any]]:

@@ -102,6 +102,12 @@ _LOSS_LIKE = (
 )
 
 
+def _is_maximized(metric: str) -> bool:
+    """Whether higher is better for ``metric``, going by its name (losses, errors and
+    divergences are minimized)."""
+    return not any(s in metric.lower() for s in _LOSS_LIKE)
+
+
 class TrainGenerator(TrainStateAliases):
     """Train ``model`` on ``datagen`` and validate on ``val_datagen``.
 
@@ -432,7 +438,7 @@ class TrainGenerator(TrainStateAliases):
         self.train_metrics = model_metric_names(self.model)
         self.key_metric = self._canonical(self.key_metric, self.train_metrics)
         if self.max_is_best is None:
-            self.max_is_best = not any(s in self.key_metric.lower() for s in _LOSS_LIKE)
+            self.max_is_best = _is_maximized(self.key_metric)
         self._resolver: MetricResolver | None = None
         if self.val_mode == "evaluate":
             if self.val_metrics is not None and not reloading:
@@ -1306,7 +1312,7 @@ class TrainGenerator(TrainStateAliases):
         if saved is None or self._canonical(saved, self.train_metrics) == self.key_metric:
             return
         if "max_is_best" not in passed_args:
-            self.max_is_best = not any(s in self.key_metric.lower() for s in _LOSS_LIKE)
+            self.max_is_best = _is_maximized(self.key_metric)
         log.warning(
             "key_metric is %r, the checkpoint's was %r: the best so far (%s, of %r) is "
             "forgotten; the best model now follows %r (max_is_best=%s)",
