@@ -445,6 +445,34 @@ def test_roc_auc_matches_sklearn(skm, weighted, decimals):
     )
 
 
+def test_nan_predictions_are_negatives_and_leave_auc_undefined():
+    """A model gone NaN scores as binary_accuracy scores it (``pred > th`` is False), never
+    as a perfect recall that could become the best model; its AUC is NaN."""
+    labels = np.array([1, 1, 1, 1, 1, 0, 0, 0])
+    nans = np.full(8, np.nan)
+    assert np.mean(M.binary_accuracy(labels[:, None], nans[:, None])) == pytest.approx(3 / 8)
+    assert (M.f1_score(labels, nans), M.tpr(labels, nans), M.tnr(labels, nans)) == (0, 0, 1)
+    assert M.binary_accuracy_multi_th(labels, nans, [0.5])[0] == pytest.approx(3 / 8)
+    some = np.array([0.9, np.nan, 0.8, 0.7, 0.2, 0.1, 0.6, np.nan])  # two NaN: negatives
+    as_negative = np.nan_to_num(some, nan=0.0)
+    for fn in (M.f1_score, M.tpr, M.tnr):
+        assert fn(labels, some) == fn(labels, as_negative), fn.__name__
+    assert np.isnan(M.roc_auc_score(labels, some))
+
+
+def test_roc_curve_has_a_point_per_distinct_score_and_the_figure_its_area():
+    from deeptrain.visuals import viz_roc_auc
+
+    labels = np.array([1, 0, 1, 1, 0, 0, 1, 0, 1])
+    preds = np.array([0.9, 0.9, 0.9, 0.5, 0.5, 0.2, 0.7, 0.1, 0.2])
+    fpr, tpr = M.roc_curve(labels, preds)
+    assert len(fpr) == len(np.unique(preds)) + 1 and (fpr[0], tpr[0]) == (0, 0)
+    auc = M.roc_auc_score(labels, preds)
+    for order in (slice(None), slice(None, None, -1)):  # tied scores: any sample order
+        title = viz_roc_auc(labels[order], preds[order]).axes[0].get_title()
+        assert title.endswith(f"(AUC = {auc:.3f})"), title
+
+
 def test_roc_auc_needs_both_classes():
     with pytest.raises(ValueError, match="both positive and negative"):
         M.roc_auc_score([1, 1, 1], [0.2, 0.5, 0.9])
@@ -463,6 +491,8 @@ def test_roc_auc_needs_both_classes():
         ("mape", "mean_absolute_percentage_error"),
         ("msle", "mean_squared_logarithmic_error"),
         ("kld", "kl_divergence"),
+        ("bce", "binary_crossentropy"),
+        ("BCE", "binary_crossentropy"),
         ("kullback_leibler_divergence", "kl_divergence"),
         ("logcosh", "log_cosh"),
         ("cosine", "cosine_similarity"),

@@ -250,3 +250,12 @@ def test_best_subset_from_history():
     assert find_best_subset_from_history(history, subset_size=3, max_is_best=False) == [0, 4, 2]
     sliced = [[0.1, 0.3], [0.9, 0.1], [0.6, 0.6]]  # (batches, slices) -> means
     assert find_best_subset_from_history(sliced, subset_size=2) == [2, 1]
+
+
+def test_best_subset_leaves_pools_a_metric_is_undefined_on_unranked():
+    """AUC of one batch of one class raises; such a pool is not a candidate, the search
+    goes on (the whole set, of both classes, has an AUC)."""
+    labels_all = [np.ones((4, 1)), np.array([[0], [1], [0], [1]]), np.zeros((4, 1))]
+    preds_all = [np.full((4, 1), 0.9), np.array([[0.1], [0.9], [0.2], [0.8]]), np.full((4, 1), 0.1)]
+    idxs, th, best = find_best_subset(labels_all, preds_all, M.roc_auc_score, subset_size=2)
+    assert idxs[0] == 1 and th is None and best == 1.0

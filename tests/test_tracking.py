@@ -437,7 +437,12 @@ def test_mlflow_run_continues_after_close_and_destroy_closes_the_loggers(data, t
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    ml = MLflowLogger(uri, tags={"trial": 3}, train_freq={"batch": 1})
+    ml = MLflowLogger(
+        uri,
+        artifact_location=str(tmp_path / "artifacts"),  # (MLflow's default: ./mlruns)
+        tags={"trial": 3},
+        train_freq={"batch": 1},
+    )
     tb = TensorBoardLogger(logdir=tmp_path / "tb")
     tg = make_traingen(data, tmp_path / "logs", [tb, ml], epochs=1)
     tg.train()

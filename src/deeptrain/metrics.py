@@ -70,6 +70,7 @@ __all__ = [
     "tnr_tpr_multi_th",
     "binary_informedness_multi_th",
     "roc_auc_score",
+    "roc_curve",
     # lookup
     "get",
     "call_metric",
@@ -404,9 +405,10 @@ def _confusion(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
     """Weighted (TP, FP, TN, FN) per threshold, plus the total weight.
 
-    A sample is predicted positive if ``pred > threshold``; labels equal to 1
-    are positives, labels equal to 0 negatives (anything else counts in the
-    total only). Per-sample weights broadcast over trailing axes.
+    A sample is predicted positive if ``pred > threshold`` (so a NaN prediction is
+    negative, as in :func:`binary_accuracy`); labels equal to 1 are positives, labels
+    equal to 0 negatives (anything else counts in the total only). Per-sample weights
+    broadcast over trailing axes.
     """
     pred = _as_float_array(y_pred)
     true = _f64(y_true)
@@ -421,10 +423,11 @@ def _confusion(
     ths = _threshold_like(pred, thresholds).ravel()
 
     def weight_above(mask: np.ndarray) -> tuple[np.ndarray, float]:
-        order = np.argsort(pred[mask], kind="stable")
-        p, w = pred[mask][order], weight[mask][order]
+        ranked = mask & ~np.isnan(pred)  # (argsort puts NaN above every threshold)
+        order = np.argsort(pred[ranked], kind="stable")
+        p, w = pred[ranked][order], weight[ranked][order]
         tail_sums = np.append(np.cumsum(w[::-1])[::-1], 0.0)  # sum of w[i:]
-        return tail_sums[np.searchsorted(p, ths, side="right")], tail_sums[0]
+        return tail_sums[np.searchsorted(p, ths, side="right")], float(weight[mask].sum())
 
     tp, n_pos = weight_above(true == 1)
     fp, n_neg = weight_above(true == 0)
@@ -564,11 +567,11 @@ def binary_informedness(
     return sum(tnr_tpr(y_true, y_pred, pred_threshold, sample_weight)) - 1
 
 
-def roc_auc_score(
+def roc_curve(
     y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None
-) -> float:
-    """Area under the ROC curve (trapezoids over distinct scores, so tied
-    scores count half, like sklearn). Labels must be 0/1 with both present."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(fpr, tpr)`` of the ROC curve, from ``(0, 0)``, a point per distinct score (tied
+    scores move both rates at once, like sklearn). Labels must be 0/1 with both present."""
     pred = _f64(y_pred)
     weight = (
         np.ones(pred.size)
@@ -584,8 +587,18 @@ def roc_auc_score(
     fps = np.cumsum(weight * (true == 0))[ends]
     if tps[-1] <= 0 or fps[-1] <= 0:
         raise ValueError("roc_auc_score needs both positive and negative labels")
-    tpr_ = np.append(0.0, tps / tps[-1])
-    fpr_ = np.append(0.0, fps / fps[-1])
+    return np.append(0.0, fps / fps[-1]), np.append(0.0, tps / tps[-1])
+
+
+def roc_auc_score(
+    y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None
+) -> float:
+    """Area under the ROC curve (trapezoids over distinct scores, so tied
+    scores count half, like sklearn). Labels must be 0/1 with both present. NaN if a
+    prediction is NaN (there is no order to rank it in)."""
+    if np.isnan(_f64(y_pred)).any():
+        return float("nan")
+    fpr_, tpr_ = roc_curve(y_true, y_pred, sample_weight)
     return float(np.sum(np.diff(fpr_) * (tpr_[1:] + tpr_[:-1]) / 2))
 
 
@@ -636,6 +649,7 @@ _ALIASES: dict[str, str] = {
     "mae": "mean_absolute_error",
     "mape": "mean_absolute_percentage_error",
     "msle": "mean_squared_logarithmic_error",
+    "bce": "binary_crossentropy",
     "kld": "kl_divergence",
     "kullback_leibler_divergence": "kl_divergence",
     "logcosh": "log_cosh",

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 from .backend.gradients import layer_outputs
 from .backend.layers import get_gradients, get_outputs, get_weights
+from .metrics import roc_auc_score, roc_curve
 
 __all__ = [
     "scalefig",
@@ -340,13 +341,11 @@ def layer_hists_kwargs(configs: Mapping[str, Any] | None, title: str) -> dict[st
 
 
 def viz_roc_auc(y_true: Any, y_pred: Any) -> Figure:
-    """The ROC curve of binary predictions, titled with its area (AUC)."""
-    y_true = np.asarray(y_true).ravel()
-    order = np.argsort(-np.asarray(y_pred, dtype=float).ravel(), kind="stable")
-    hits = y_true[order] > 0.5
-    tpr = np.concatenate([[0.0], np.cumsum(hits) / max(1, hits.sum())])
-    fpr = np.concatenate([[0.0], np.cumsum(~hits) / max(1, (~hits).sum())])
-    auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    """The ROC curve of binary predictions (labels above 0.5 are positives), titled with
+    its area (AUC), as :func:`deeptrain.metrics.roc_auc_score` computes it."""
+    labels = (np.asarray(y_true, dtype=float) > 0.5).astype(float)
+    fpr, tpr = roc_curve(labels, y_pred)
+    auc = roc_auc_score(labels, y_pred)
     fig = Figure(figsize=(6, 6))
     ax = fig.subplots()
     ax.plot(fpr, tpr, marker=".")

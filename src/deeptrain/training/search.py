@@ -8,6 +8,7 @@ only reach metrics that accept them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -19,6 +20,8 @@ from .. import metrics
 __all__ = ["find_best_predict_threshold", "find_best_subset", "find_best_subset_from_history"]
 
 MetricFn = Callable[..., Any]
+
+log = logging.getLogger(__name__)
 
 
 def _threshold_grid(search_interval: float, search_min_max: tuple[float, float]) -> np.ndarray:
@@ -195,7 +198,11 @@ def find_best_subset(
                 sample_weight=weights,
             )
             return cast(tuple[float, float], best)  # a pair with return_best_metric=True
-        return None, _scalar(metrics.call_metric(metric_fn, labels, preds, weights), metric_fn)
+        try:
+            return None, _scalar(metrics.call_metric(metric_fn, labels, preds, weights), metric_fn)
+        except ValueError as e:  # a pool a metric is undefined on (AUC of one class): unranked
+            log.debug("subset %s not scored: %s", idxs, e)
+            return None, float("nan")
 
     sign = 1 if max_is_best else -1
     chosen: list[int] = []

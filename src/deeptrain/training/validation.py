@@ -165,9 +165,7 @@ class MetricResolver:
     ) -> dict[str, Any]:
         out = {}
         for name in names:
-            fn = self.resolve(name)
-            if name in ("accuracy", "acc") and fn is metrics_lib.accuracy_for_loss(self.loss_name):
-                fn = _accuracy_by_shapes(fn, labels, preds)
+            fn = self.resolve_for(name, labels, preds)
             value = metrics_lib.call_metric(
                 fn, labels, preds, sample_weight=weights, pred_threshold=threshold
             )
@@ -178,8 +176,13 @@ class MetricResolver:
             out[name] = value
         return out
 
-    def accepts_threshold(self, name: str) -> bool:
-        return metrics_lib.accepts_arg(self.resolve(name), "pred_threshold")
+    def resolve_for(self, name: str, labels: np.ndarray, preds: np.ndarray) -> Callable:
+        """:meth:`resolve`, with ``'accuracy'`` (when it follows the loss) chosen by the
+        shapes of ``labels`` and ``preds`` as Keras chooses it."""
+        fn = self.resolve(name)
+        if name in ("accuracy", "acc") and fn is metrics_lib.accuracy_for_loss(self.loss_name):
+            fn = _accuracy_by_shapes(fn, labels, preds)
+        return fn
 
 
 def _is_keras_loss(loss: Any) -> bool:
@@ -194,10 +197,29 @@ def _keras_loss(loss: Any) -> Callable:
     from keras import ops
 
     def keras_loss(y_true: Any, y_pred: Any, sample_weight: Any = None) -> float:
-        return float(ops.convert_to_numpy(loss(y_true, y_pred, sample_weight=sample_weight)))
+        weights = _loss_weights(sample_weight, np.shape(y_pred))
+        return float(ops.convert_to_numpy(loss(y_true, y_pred, sample_weight=weights)))
 
     keras_loss.__name__ = getattr(loss, "name", "loss")
     return keras_loss
+
+
+def _loss_weights(sample_weight: Any, pred_shape: tuple[int, ...]) -> np.ndarray | None:
+    """Sample weights as a Keras loss takes them for predictions of ``pred_shape``: none
+    where they are all 1 (as ``evaluate`` without weights), else per sample broadcast
+    over the loss's values (the predictions' shape without its last axis): Keras
+    multiplies weights and values directly, which weighs columns, or fails, for
+    per-sample weights against values of rank 2 or more."""
+    if sample_weight is None:
+        return None
+    weights = np.asarray(sample_weight, dtype=float)
+    if np.all(weights == 1):
+        return None
+    values_shape = tuple(pred_shape[:-1])
+    if len(values_shape) < 2 or weights.shape == values_shape:
+        return weights
+    weights = weights.reshape(weights.shape + (1,) * (len(values_shape) - weights.ndim))
+    return np.broadcast_to(weights, values_shape)
 
 
 def _accuracy_by_shapes(fn: Callable, labels: np.ndarray, preds: np.ndarray) -> Callable:
@@ -244,6 +266,17 @@ def weight_penalty(model: Any) -> float:
     return total
 
 
+def _subset_size(requested: int, n_batches: int) -> int:
+    """``best_subset_size``, at most every batch (with a warning where it is more)."""
+    if requested > n_batches:
+        log.warning(
+            "best_subset_size=%d is more than the %d validation batches: all are used",
+            requested,
+            n_batches,
+        )
+    return min(requested, n_batches)
+
+
 def evaluate_mode_summary(
     temp: Mapping[str, list],
     sizes: Sequence[int],
@@ -258,7 +291,9 @@ def evaluate_mode_summary(
     subset = None
     if best_subset_size:
         idxs = sorted(
-            find_best_subset_from_history(temp[key_metric], best_subset_size, max_is_best)
+            find_best_subset_from_history(
+                temp[key_metric], _subset_size(best_subset_size, len(sizes)), max_is_best
+            )
         )
         subset = [set_names[i] for i in idxs]
     return (
@@ -288,14 +323,14 @@ def predict_mode_summary(
     key = resolver.key_metric
     subset = None
     if best_subset_size:
-        key_fn = resolver.resolve(key)
         idxs, threshold_found, _ = find_best_subset(
             [b[0] for b in batches],
             [b[1] for b in batches],
-            key_fn,
+            resolver.resolve_for(key, batches[0][0], batches[0][1]),
             search_min_max=search_range or (threshold, threshold),
             max_is_best=max_is_best,
-            subset_size=best_subset_size,
+            subset_size=_subset_size(best_subset_size, len(batches)),
+            sample_weight_all=[b[2] for b in batches],
         )
         batches = [batches[i] for i in sorted(idxs)]
         subset = [cache.set_names[i] for i in sorted(idxs)]
@@ -304,11 +339,12 @@ def predict_mode_summary(
     labels = np.concatenate([b[0] for b in batches])
     preds = np.concatenate([b[1] for b in batches])
     weights = np.concatenate([b[2] for b in batches])
-    if search_range is not None and resolver.accepts_threshold(key):
+    key_fn = resolver.resolve_for(key, labels, preds)
+    if search_range is not None and metrics_lib.accepts_arg(key_fn, "pred_threshold"):
         best = find_best_predict_threshold(
             labels,
             preds,
-            resolver.resolve(key),
+            key_fn,
             search_min_max=search_range,
             max_is_best=max_is_best,
             sample_weight=weights,
