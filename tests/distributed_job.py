@@ -87,7 +87,10 @@ def build_model(dropout: float, seed: int = 0):
         ]
     )
     optimizer = keras.optimizers.SGD(0.1) if OPTIMIZER == "sgd" else keras.optimizers.Adam(0.01)
-    m.compile(optimizer, "categorical_crossentropy", metrics=["accuracy"])
+    # AUC: a metric whose result is no mean of the replicas' (its state is confusion counts)
+    m.compile(
+        optimizer, "categorical_crossentropy", metrics=["accuracy", keras.metrics.AUC(name="auc")]
+    )
     return m
 
 
@@ -224,6 +227,14 @@ def bad_inputs(args: argparse.Namespace, scope) -> dict[str, str]:
         return tg(model=m)
 
     errors["stateful"] = error_of(stateful)
+    if args.backend == "torch":
+
+        def unbuilt():
+            m = keras.Sequential([keras.layers.Dense(2, "softmax")])  # no Input: built later
+            m.compile("adam", "categorical_crossentropy")
+            return tg(model=m)
+
+        errors["unbuilt"] = error_of(unbuilt)
     if args.backend == "jax":
 
         def built_first():
@@ -234,6 +245,66 @@ def bad_inputs(args: argparse.Namespace, scope) -> dict[str, str]:
 
         errors["built_first"] = error_of(built_first)
     return errors
+
+
+def one_device_metrics(y, preds) -> dict:
+    """The metrics of ``build_model`` on one device, from a global batch's predictions."""
+    import keras
+    import numpy as np
+
+    auc = keras.metrics.AUC()
+    auc.update_state(y, preds)
+    loss = keras.ops.convert_to_numpy(keras.losses.categorical_crossentropy(y, preds))
+    hits = np.argmax(y, -1) == np.argmax(preds, -1)
+    auc = keras.ops.convert_to_numpy(auc.result())
+    return {"loss": np.mean(loss), "accuracy": np.mean(hits), "auc": auc}
+
+
+def checks(args: argparse.Namespace, scope) -> dict:
+    """A fresh model under the distribution: the metrics of a train and an evaluate step of
+    a global batch (the model's forward pass has no dropout) against one device's from the
+    same predictions; its weights after a recompile and another step; a checkpoint before
+    ``train()`` (the optimizer not built yet); a preprocessor that drops a row."""
+    import numpy as np
+
+    from deeptrain import TrainGenerator
+    from deeptrain.util.preprocessors import Preprocessor
+
+    with scope():
+        model = build_model(0.0, seed=3)
+    dg, vdg = generators(args.data)
+    tg = TrainGenerator(model, dg, vdg, iter_verbosity=0, logs_dir=args.out.parent / "fresh")
+    out = {"checkpoint_first": np.asarray(str(tg.checkpoint(forced=True)))}
+    x, y = (np.asarray(a) for a in next(iter(vdg)))
+    predict = tg.distribution.predict_step(model)
+    for name, step in (
+        ("eval", tg.distribution.evaluate_step(model)),
+        ("train", tg.fit_fn),
+    ):
+        expected = one_device_metrics(y, predict(x, y, None))
+        got = step(x, y, None)
+        for k, v in expected.items():
+            out[f"{name}_{k}"] = np.asarray([float(got[k]), float(v)])
+    tg.sync_model()  # (as TrainGenerator does before callbacks, where users recompile)
+    model.compile("sgd", "categorical_crossentropy")  # a second phase: a new optimizer
+    tg.fit_fn(x, y, None)
+    tg.sync_model()
+    out.update({f"recompiled_{k}": v for k, v in weights(model).items() if k[0] == "w"})
+
+    class DropLast(Preprocessor):
+        def process(self, batch, labels):
+            return batch[:-1], labels[:-1]
+
+    with scope():
+        model = build_model(0.0)
+    dg, vdg = generators(args.data)
+    dg.preprocessor = DropLast()
+    tg = TrainGenerator(model, dg, vdg, iter_verbosity=0, epochs=1)
+    try:
+        tg.train()
+    except Exception as e:  # noqa: BLE001 - the message is what the test reads
+        out["error_preprocessor"] = np.asarray(f"{type(e).__name__}: {e}")
+    return out
 
 
 def weights(model) -> dict:
@@ -310,6 +381,7 @@ def main() -> None:
     if args.errors:
         for name, message in bad_inputs(args, scope).items():
             out[f"error_{name}"] = np.asarray(message)
+        out.update(checks(args, scope))
     if args.single:
         if args.backend == "jax":
             import keras

@@ -220,7 +220,12 @@ def run_layout(
 
 
 def assert_refused_before_training(
-    result: dict, replicas: int, processes: int, stateful: bool = False, built_first: bool = False
+    result: dict,
+    replicas: int,
+    processes: int,
+    stateful: bool = False,
+    built_first: bool = False,
+    unbuilt: bool = False,
 ) -> None:
     """Bad input gets a clear error before training (recorded by launch 3)."""
     assert f"do not split evenly over the {replicas} replicas" in str(result["error_batch"])
@@ -233,6 +238,29 @@ def assert_refused_before_training(
         assert "stateful RNN layers cannot run under" in str(result["error_stateful"])
     if built_first:
         assert "the model was built before" in str(result["error_built_first"])
+    if unbuilt:
+        assert "the model is not built: under torch.distributed" in str(result["error_unbuilt"])
+
+
+def assert_checks(results: list[dict]) -> None:
+    """What the job's ``checks`` recorded (launch 3): on every process, a train and an
+    evaluate step's metrics are the global batch's, as one device computes them from the
+    same predictions (AUC included: no mean of the replicas' AUCs); the weights after a
+    recompile and another step are the same; a checkpoint before ``train()`` is written; a
+    preprocessor that drops a row is refused at the step."""
+    for r in results:
+        for step in ("eval", "train"):
+            for metric in ("loss", "accuracy", "auc"):
+                got, one_device = r[f"{step}_{metric}"]
+                assert got == pytest.approx(one_device, rel=1e-5, abs=1e-6), (step, metric)
+        assert str(r["checkpoint_first"]).endswith("_0vals_0iters")
+        message = str(r["error_preprocessor"])
+        assert "a batch fed to the model (after the preprocessor) holds 31 samples" in message
+    assert Path(str(results[0]["checkpoint_first"])).is_dir()
+    for r in results[1:]:
+        for key in (k for k in results[0] if k.startswith("recompiled_")):
+            np.testing.assert_array_equal(r[key], results[0][key], err_msg=key)
+    assert len([k for k in results[0] if k.startswith("recompiled_")]) == 4
 
 
 def assert_modes_agree(results: list[dict]) -> None:
@@ -286,6 +314,7 @@ def test_jax_data_parallel(data, tmp_path, processes, devices):
     )
     assert_global_and_complementary(results, 32 // processes)
     assert_modes_agree(results)
+    assert_checks(results)
     assert_refused_before_training(
         results[0], processes * devices, processes, stateful=True, built_first=True
     )
@@ -303,6 +332,7 @@ def test_tensorflow_mirrored_strategy(data, tmp_path):
     assert result["describe"] == "TensorFlow MirroredStrategy (4 replicas)"
     assert_refused_before_training(result, 4, 1, stateful=True)
     assert_modes_agree([result])
+    assert_checks([result])
     for key in weight_keys(result) + sorted(k for k in result if k.startswith("opt")):
         # bitwise: Keras fit under the same strategy, on the same global batches
         np.testing.assert_array_equal(result[key], result["ref_" + key], err_msg=key)
@@ -318,8 +348,9 @@ def test_torch_gloo_processes(data, tmp_path):
     )
     assert results[0]["describe"] == "torch.distributed (gloo, 2 processes)"
     assert_global_and_complementary(results, 16)
-    assert_refused_before_training(results[1], 2, 2, stateful=True)
+    assert_refused_before_training(results[1], 2, 2, stateful=True, unbuilt=True)
     assert_modes_agree(results)
+    assert_checks(results)
     for key in weight_keys(results[0]):
         # torch's own DistributedDataParallel with torch's SGD (Keras' SGD arithmetic, other
         # kernels); and DeepTrain on one device

@@ -95,7 +95,9 @@ class JaxDistribution(Distribution):
     # -- steps -----------------------------------------------------------------------
     def _local(self, arrays: tuple[Any, ...]) -> tuple[Any, ...]:
         """This process's rows of each array of a global batch."""
-        rows = self.local_rows(len(arrays[0]))
+        n = len(arrays[0])
+        self.check_batch_size(n, "a batch fed to the model (after the preprocessor)")
+        rows = self.local_rows(n)
         return tuple(None if a is None else np.asarray(a)[rows] for a in arrays)
 
     def train_step(self, model: Any) -> StepFn:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..training.steppers import split_for_replicas
+from ..training.steppers import global_metrics, split_for_replicas
 from .base import Distribution, DistributionError, StepFn
 
 __all__ = ["TensorFlowDistribution"]
@@ -84,7 +84,8 @@ class TensorFlowDistribution(Distribution):
         strategy = self.strategy
 
         def step(data: Any) -> Any:
-            return reduce_per_replica(strategy.run(fn, args=(data,)), strategy, reduction)
+            out = reduce_per_replica(strategy.run(fn, args=(data,)), strategy, reduction)
+            return global_metrics(model, out) if reduction == "auto" else out  # (logs)
 
         return step if model.run_eagerly else tf.function(step, reduce_retracing=True)
 

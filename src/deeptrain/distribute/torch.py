@@ -48,7 +48,7 @@ class TorchDistribution(Distribution):
 
         self.process_index = dist.get_rank()
         self.process_count = dist.get_world_size()
-        self._prepared_model: Any = None
+        self._prepared: tuple[Any, Any] | None = None  # (model, optimizer) made ready
         self._device = _collective_device()
 
     @property
@@ -65,7 +65,9 @@ class TorchDistribution(Distribution):
         return slice(self.process_index * size, (self.process_index + 1) * size)
 
     def _local(self, arrays: tuple[Any, ...]) -> tuple[Any, ...]:
-        rows = self.local_rows(len(arrays[0]))
+        n = len(arrays[0])
+        self.check_batch_size(n, "a batch fed to the model (after the preprocessor)")
+        rows = self.local_rows(n)
         return tuple(None if a is None else a[rows] for a in arrays)
 
     # -- steps -----------------------------------------------------------------------
@@ -74,7 +76,7 @@ class TorchDistribution(Distribution):
 
         def train(x: Any, y: Any, sw: Any) -> Any:
             self._ready(model)
-            return self._mean(step(*self._local((x, y, sw))))
+            return self._global_logs(model, step(*self._local((x, y, sw))))
 
         train.sync = step.sync  # type: ignore[attr-defined]  # the stepper's protocol
         train.discard = step.discard  # type: ignore[attr-defined]
@@ -82,8 +84,10 @@ class TorchDistribution(Distribution):
 
     def evaluate_step(self, model: Any) -> StepFn:
         def evaluate(x: Any, y: Any, sw: Any) -> Any:
+            self._ready(model)
             x, y, sw = self._local((x, y, sw))
-            return self._mean(model.test_on_batch(x, y, sample_weight=sw, return_dict=True))
+            logs = model.test_on_batch(x, y, sample_weight=sw, return_dict=True)
+            return self._global_logs(model, logs)
 
         return evaluate
 
@@ -92,6 +96,7 @@ class TorchDistribution(Distribution):
             import torch
             import torch.distributed as dist
 
+            self._ready(model)
             local = np.asarray(model.predict_on_batch(self._local((x,))[0]))
             local_t = torch.as_tensor(local, device=self._device)
             parts = [torch.empty_like(local_t) for _ in range(self.process_count)]
@@ -100,8 +105,46 @@ class TorchDistribution(Distribution):
 
         return predict
 
+    def _global_logs(self, model: Any, logs: dict[str, Any]) -> dict[str, float]:
+        """This batch's logs over every process's rows, as one device computes them.
+
+        The model's metrics hold this batch's state, each process its own rows': their
+        variables (sums and counts, AUC's confusion buckets, ...) are reduced over the
+        processes as their ``aggregation`` says, and the metrics read from them (a mean of
+        each process's result would be wrong for AUC, precision or weighted metrics). Logs
+        that are no metric's (a custom ``train_step``'s) are averaged over processes."""
+        self._reduce_metric_variables(model)
+        results = model.get_metrics_result()
+        others = self._mean({k: v for k, v in logs.items() if k not in results})
+        return {k: float(results[k]) if k in results else others[k] for k in logs}
+
+    def _reduce_metric_variables(self, model: Any) -> None:
+        """Sum (or average) the metric variables over processes, in one flat all_reduce;
+        variables of other aggregations take process 0's value."""
+        import torch
+        import torch.distributed as dist
+
+        variables = model.metrics_variables
+        if not variables:
+            return
+        parts = [
+            v.value.detach().reshape(-1).to(torch.float64)
+            if v.aggregation in ("sum", "mean") or self.process_index == 0
+            else torch.zeros(v.value.numel(), dtype=torch.float64)  # (process 0's value)
+            for v in variables
+        ]
+        flat = torch.cat(parts).to(self._device)
+        dist.all_reduce(flat)
+        sizes = [len(part) for part in parts]
+        for v, part in zip(variables, torch.split(flat.cpu(), sizes), strict=True):
+            if v.aggregation == "mean":
+                part = part / self.process_count
+            v.value.data.copy_(part.reshape(v.value.shape).to(v.value.dtype))
+
     def _mean(self, logs: dict[str, Any]) -> dict[str, float]:
         """Logs averaged over processes (each process's are its own rows'; equal shares)."""
+        if not logs:
+            return {}
         import torch
         import torch.distributed as dist
 
@@ -114,15 +157,29 @@ class TorchDistribution(Distribution):
         return {k: v / self.process_count for k, v in zip(names, totals, strict=True)}
 
     def _ready(self, model: Any) -> None:
-        """Once per model: start from process 0's weights, average gradients."""
-        if self._prepared_model is model:
-            return
+        """Before the first step of a model, or of an optimizer (a recompile): start from
+        process 0's weights, average the optimizer's gradients."""
+        if self._prepared is not None:
+            prepared_model, prepared_optimizer = self._prepared
+            if prepared_model is model and prepared_optimizer is model.optimizer:
+                return
         import torch.distributed as dist
 
         for v in model.variables:
             dist.broadcast(v.value.data, src=0)
-        average_gradients(model.optimizer, self.process_count)
-        self._prepared_model = model
+        if model.optimizer is not None:
+            average_gradients(model.optimizer, self.process_count)
+        self._prepared = (model, model.optimizer)
+
+    def prepare(self, tg: Any) -> None:
+        super().prepare(tg)
+        if not tg.model.built or not tg.model.variables:
+            raise DistributionError(
+                f"the model is not built: under {self.describe()} every process starts from "
+                "process 0's weights, which a model builds only with its first batch (each "
+                "process its own). Build it before the TrainGenerator: give it a "
+                "keras.Input(shape), or call model.build(input_shape)."
+            )
 
     # -- agreement -------------------------------------------------------------------
     def barrier(self, name: str) -> None:

@@ -153,9 +153,12 @@ class Checkpointer:
         for target in targets:
             tg.state.save_seq += 1
             target.seq = tg.state.save_seq
+        # the optimizer's variables exist before they are read, created by every process:
+        # under a distribution their creation is a collective (JAX: laid out like the
+        # weights), which process 0 alone would wait in forever, or abort
+        tg.build_optimizer()
         if dist.is_writer:  # one writer (process 0); the others' state stays alike
-            # (the optimizer is built before its variables are read; Keras' own writers
-            # run without the distribution's collectives)
+            # (Keras' own writers run without the distribution's collectives)
             with dist.writing(), dist.scope():
                 snapshot = take_snapshot(tg, figures=any(t.figures for t in targets))
             pipeline.submit(CheckpointJob(snapshot, targets, self.fault), wait=wait)

@@ -90,6 +90,10 @@ class Traingen(Protocol):
         device state)."""
         ...
 
+    def build_optimizer(self) -> None:
+        """Create the optimizer's variables if they are not yet (every process: under a
+        distribution it is a collective)."""
+
     def ensure_consistent(self) -> None:
         """Raise if a cut (a second Ctrl-C, an error) left the state unfit to continue."""
 

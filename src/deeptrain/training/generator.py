@@ -587,7 +587,7 @@ class TrainGenerator(TrainStateAliases):
         self._callbacks("train_start")
         try:
             with self._loop(), InterruptGuard():  # Ctrl-C and SIGTERM land between iterations
-                self._build_optimizer()
+                self.build_optimizer()
                 if keras_hooks is not None:
                     keras_hooks.train_begin(self)
                 while True:
@@ -711,7 +711,7 @@ class TrainGenerator(TrainStateAliases):
         log.warning("Preempted (SIGTERM): %s; exiting. Run the same command to resume.", saved)
         raise TrainingPreempted(0)
 
-    def _build_optimizer(self) -> None:
+    def build_optimizer(self) -> None:
         """Create the optimizer's slots before the first step, with every Ctrl-C held: Keras
         sets ``optimizer.built`` before it creates them, so a cut there breaks the optimizer
         for good (``'Adam' object has no attribute '_momentums'``)."""

@@ -91,9 +91,10 @@ class TensorFlowStepper(_Stepper):
             return model.train_step(data)
 
         def step(data):
-            return reduce_per_replica(
+            logs = reduce_per_replica(
                 strategy.run(one_step, args=(data,)), strategy, reduction="auto"
             )
+            return global_metrics(model, logs)
 
         self._step = (
             step
@@ -124,13 +125,35 @@ class TensorFlowStepper(_Stepper):
             m.make_train_function()
 
 
+def global_metrics(model: Any, logs: dict[str, Any]) -> dict[str, Any]:
+    """``logs`` of a step under a ``tf.distribute`` strategy with the model's metrics read
+    in cross-replica context: their variables (sums and counts, AUC's confusion buckets,
+    ...) reduced over replicas as their aggregation says, so the results are the global
+    batch's, as one device computes them. The logs' own values are each replica's result
+    averaged, wrong for AUC, precision or weighted metrics; others (a custom
+    ``train_step``'s) stay so."""
+    if model.distribute_strategy.num_replicas_in_sync == 1:
+        return logs
+    results = model.get_metrics_result()
+    return {k: results.get(k, v) for k, v in logs.items()}
+
+
 def split_for_replicas(model: Any, arrays: tuple[Any, ...]) -> Any:
     """``(x, y[, sw])`` split along the batch into one equal shard per replica of the
     model's strategy, as distributed values (each replica receives only its shard)."""
     strategy = model.distribute_strategy
     n_replicas = strategy.num_replicas_in_sync
     present = _present(arrays)
-    size = len(present[0]) // n_replicas
+    n = len(present[0])
+    if n % n_replicas:
+        from ..distribute.base import DistributionError
+
+        raise DistributionError(
+            f"a batch fed to the model (after the preprocessor) holds {n} samples, which "
+            f"do not split evenly over the {n_replicas} replicas of "
+            f"{type(strategy).__name__}: make the global batch size a multiple of {n_replicas}"
+        )
+    size = n // n_replicas
 
     def shard(ctx: Any) -> tuple[Any, ...]:
         i = ctx.replica_id_in_sync_group
