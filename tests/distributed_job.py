@@ -264,7 +264,8 @@ def checks(args: argparse.Namespace, scope) -> dict:
     """A fresh model under the distribution: the metrics of a train and an evaluate step of
     a global batch (the model's forward pass has no dropout) against one device's from the
     same predictions; its weights after a recompile and another step; a checkpoint before
-    ``train()`` (the optimizer not built yet); a preprocessor that drops a row."""
+    ``train()`` (the optimizer not built yet); a preprocessor that drops a row; Keras
+    callbacks."""
     import numpy as np
 
     from deeptrain import TrainGenerator
@@ -304,6 +305,21 @@ def checks(args: argparse.Namespace, scope) -> dict:
         tg.train()
     except Exception as e:  # noqa: BLE001 - the message is what the test reads
         out["error_preprocessor"] = np.asarray(f"{type(e).__name__}: {e}")
+
+    # Keras callbacks: a file writer on process 0 alone, the others on every process
+    import keras
+
+    with scope():
+        model = build_model(0.0)
+    seen: list[int] = []
+    csv = args.out.parent / f"keras_{args.process_id}.csv"
+    callbacks = [
+        keras.callbacks.CSVLogger(str(csv)),
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(epoch)),
+    ]
+    TrainGenerator(model, *generators(args.data), iter_verbosity=0, callbacks=callbacks).train()
+    out["keras_csv_written"] = np.asarray(csv.exists())
+    out["keras_epochs_seen"] = np.asarray(seen)
     return out
 
 

@@ -247,7 +247,8 @@ def assert_checks(results: list[dict]) -> None:
     evaluate step's metrics are the global batch's, as one device computes them from the
     same predictions (AUC included: no mean of the replicas' AUCs); the weights after a
     recompile and another step are the same; a checkpoint before ``train()`` is written; a
-    preprocessor that drops a row is refused at the step."""
+    preprocessor that drops a row is refused at the step; Keras' ``CSVLogger`` writes on
+    process 0 alone, while a ``LambdaCallback`` runs on every process."""
     for r in results:
         for step in ("eval", "train"):
             for metric in ("loss", "accuracy", "auc"):
@@ -256,6 +257,8 @@ def assert_checks(results: list[dict]) -> None:
         assert str(r["checkpoint_first"]).endswith("_0vals_0iters")
         message = str(r["error_preprocessor"])
         assert "a batch fed to the model (after the preprocessor) holds 31 samples" in message
+        assert list(r["keras_epochs_seen"]) == [0]
+    assert [bool(r["keras_csv_written"]) for r in results] == [True] + [False] * (len(results) - 1)
     assert Path(str(results[0]["checkpoint_first"])).is_dir()
     for r in results[1:]:
         for key in (k for k in results[0] if k.startswith("recompiled_")):

@@ -69,6 +69,13 @@ _TRAIN_BATCH_HOOKS = (
 _TEST_BATCH_HOOKS = ("on_test_batch_begin", "on_test_batch_end")
 
 
+def writes_files(callback: Any) -> bool:
+    """Whether ``callback`` is one of Keras' callbacks that write files of their own."""
+    from keras import callbacks as c
+
+    return isinstance(callback, (c.ModelCheckpoint, c.CSVLogger, c.TensorBoard, c.BackupAndRestore))
+
+
 def is_keras_callback(obj: Any) -> bool:
     import keras
 
@@ -154,16 +161,31 @@ class KerasHooks:
     Keras callbacks act per epoch pays nothing per batch."""
 
     def __init__(self, adapters: list[KerasCallback]):
-        self.adapters = adapters
-        self.callbacks = [a.callback for a in adapters]
-        self.train_batch = [cb for cb in self.callbacks if _overrides(cb, _TRAIN_BATCH_HOOKS)]
-        self.test_batch = [cb for cb in self.callbacks if _overrides(cb, _TEST_BATCH_HOOKS)]
+        self.given = adapters
+        self._select(adapters)
         self.epoch_open = False  # on_epoch_begin called for the epoch in progress
         self.last_epoch_logs: dict[str, Any] = {}
         self._test_sums: dict[str, list[float]] = {}
 
+    def _select(self, adapters: list[KerasCallback]) -> None:
+        self.adapters = adapters
+        self.callbacks = [a.callback for a in adapters]
+        self.train_batch = [cb for cb in self.callbacks if _overrides(cb, _TRAIN_BATCH_HOOKS)]
+        self.test_batch = [cb for cb in self.callbacks if _overrides(cb, _TEST_BATCH_HOOKS)]
+
+    def select_for(self, tg: Any) -> None:
+        """The callbacks this process runs: all of them, but under a distribution Keras'
+        own file writers (:func:`writes_files`) run on process 0 alone, as DeepTrain's
+        writers do (on every process they would write the same files at once). The others
+        run everywhere: their hooks may steer training (``EarlyStopping``), alike on every
+        process since the metrics they see are global."""
+        distribution = getattr(tg, "distribution", None)
+        writer = distribution is None or distribution.is_writer
+        self._select([a for a in self.given if writer or not writes_files(a.callback)])
+
     # -- train -----------------------------------------------------------------------
     def train_begin(self, tg: Any) -> None:
+        self.select_for(tg)
         tg.sync_model()
         tg.model.stop_training = False
         params = {"verbose": 0, "epochs": tg.epochs, "steps": len(tg.datagen)}
@@ -211,6 +233,7 @@ class KerasHooks:
 
     # -- validation ------------------------------------------------------------------
     def test_begin(self, tg: Any) -> None:
+        self.select_for(tg)
         tg.sync_model()
         self._test_sums = {}
         for cb in self.callbacks:
