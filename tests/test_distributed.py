@@ -129,6 +129,7 @@ def run_layout(
     optimizer: str = "adam",
     other_layout: int | None = None,
     predict: bool = False,
+    locked: bool = False,
 ) -> list[dict]:
     logs, out = tmp / "logs", tmp / "out.npz"
     common = ["--dropout", dropout, "--optimizer", optimizer, *(["--predict"] if predict else [])]
@@ -176,6 +177,19 @@ def run_layout(
     for r in second[1:]:  # the others notice and stop with an error: no hang
         assert r.returncode != 0, r.stdout[-3000:]
     assert (run / "checkpoints" / "_temp_10iters_2vals").is_dir()
+    if locked:  # run's directory held by another live run: every process stops, none waits
+        from deeptrain.saving.lock import LogdirLock
+
+        lock = LogdirLock(run)
+        lock.acquire()
+        try:
+            refused = launch(backend, data, logs, out, processes, devices, *common, *resume)
+        finally:
+            lock.release()
+        assert "is in use by another run" in refused[0].stdout, refused[0].stdout[-3000:]
+        for r in refused[1:]:
+            assert r.returncode != 0
+            assert f"process 0 failed to lock {run}" in r.stdout, r.stdout[-3000:]
     if other_layout:  # the same checkpoint, resumed later on another number of devices
         shutil.copytree(logs, tmp / "logs_other")
 
@@ -347,7 +361,16 @@ def test_tensorflow_mirrored_strategy(data, tmp_path):
 @pytest.mark.backends
 def test_torch_gloo_processes(data, tmp_path):
     results = run_layout(
-        "torch", data, tmp_path, 2, 1, "0.0", single=True, optimizer="sgd", predict=True
+        "torch",
+        data,
+        tmp_path,
+        2,
+        1,
+        "0.0",
+        single=True,
+        optimizer="sgd",
+        predict=True,
+        locked=True,
     )
     assert results[0]["describe"] == "torch.distributed (gloo, 2 processes)"
     assert_global_and_complementary(results, 16)

@@ -106,6 +106,26 @@ class Distribution:
         """``data`` of every process, in process order (a collective)."""
         return [data]
 
+    def on_writer(self, fn: Callable[[], int], what: str) -> int:
+        """``fn()`` run by the writer (process 0) alone; its result on every process. If it
+        raises there, every process raises (the writer its error, the others one naming
+        ``what``) rather than wait in the next collective for a process that has left."""
+        result, error = 0, None
+        if self.is_writer:
+            try:
+                result = fn()
+            except Exception as e:  # noqa: BLE001 - raised below, after the others learn of it
+                error = e
+        if self.process_count > 1:
+            if self.max_over_processes(int(error is not None)):
+                if error is None:
+                    raise DistributionError(f"process 0 failed to {what}; its log says why")
+            else:
+                result = self.broadcast_int(result)
+        if error is not None:
+            raise error
+        return result
+
     def check_same(self, data: bytes, what: str) -> None:
         """Raise :class:`DistributionError` naming ``what`` unless every process passes the
         same ``data`` (compared by digest)."""

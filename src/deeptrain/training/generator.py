@@ -506,9 +506,11 @@ class TrainGenerator(TrainStateAliases):
             if self.logs_dir is None:
                 self.logs_dir = run_dir.parent
         elif self.logdir is None and self.logs_dir is not None:
-            writer = self.distribution.is_writer  # claims the number; the others learn it
-            num = reserve_model_num(Path(self.logs_dir), self.new_model_num) if writer else 0
-            self.model_num = self.distribution.broadcast_int(num)
+            logs_dir = Path(self.logs_dir)
+            self.model_num = self.distribution.on_writer(  # claims the number; others learn it
+                lambda: reserve_model_num(logs_dir, self.new_model_num),
+                f"reserve a model number in {logs_dir}",
+            )
             self.model_name = self.get_unique_model_name()
             self.logdir = Path(self.logs_dir) / self.model_name
         else:
@@ -517,15 +519,19 @@ class TrainGenerator(TrainStateAliases):
         if self.logdir is None:
             log.info("logs_dir and logdir are None: no logs, checkpoints or figures are saved")
             return
-        if self.distribution.is_writer:  # one writer per log directory (process 0)
-            self.logdir.mkdir(parents=True, exist_ok=True)
-            self._lock = LogdirLock(self.logdir)
-            self._lock.acquire()
+        self.distribution.on_writer(self._lock_logdir, f"lock {self.logdir}")  # one writer
         if run_dir is not None:
             self._continue_numbering(self.logdir)
             log.info("Continuing run %s", self.logdir)
         else:
             log.info("Logging to %s", self.logdir)
+
+    def _lock_logdir(self) -> int:
+        assert self.logdir is not None  # (the caller checks)
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self._lock = LogdirLock(self.logdir)
+        self._lock.acquire()
+        return 0
 
     def _continue_numbering(self, logdir: Path) -> None:
         """New checkpoints of a continued run sort after all its existing ones, even when it
