@@ -265,7 +265,7 @@ def checks(args: argparse.Namespace, scope) -> dict:
     a global batch (the model's forward pass has no dropout) against one device's from the
     same predictions; its weights after a recompile and another step; a checkpoint before
     ``train()`` (the optimizer not built yet); a preprocessor that drops a row; Keras
-    callbacks."""
+    callbacks; a model of two inputs."""
     import numpy as np
 
     from deeptrain import TrainGenerator
@@ -320,6 +320,24 @@ def checks(args: argparse.Namespace, scope) -> dict:
     TrainGenerator(model, *generators(args.data), iter_verbosity=0, callbacks=callbacks).train()
     out["keras_csv_written"] = np.asarray(csv.exists())
     out["keras_epochs_seen"] = np.asarray(seen)
+
+    # a model of two inputs, fed a list of arrays by a preprocessor
+    class TwoInputs(Preprocessor):
+        def process(self, batch, labels):
+            return [batch[:, : FEATURES // 2], batch[:, FEATURES // 2 :]], labels
+
+    with scope():
+        keras.utils.set_random_seed(0)
+        halves = [keras.Input((FEATURES // 2,)) for _ in range(2)]
+        joined = keras.layers.Dense(2, "softmax")(keras.layers.Concatenate()(halves))
+        model = keras.Model(halves, joined)
+        model.compile("adam", "categorical_crossentropy")
+    dg, vdg = generators(args.data)
+    dg.preprocessor, vdg.preprocessor = TwoInputs(), TwoInputs()
+    tg = TrainGenerator(model, dg, vdg, iter_verbosity=0, epochs=1)
+    tg.train()
+    out["two_inputs_fit"] = np.asarray(tg.state.batches_fit)
+    out.update({f"two_inputs_{k}": v for k, v in weights(model).items() if k[0] == "w"})
     return out
 
 

@@ -262,7 +262,8 @@ def assert_checks(results: list[dict]) -> None:
     same predictions (AUC included: no mean of the replicas' AUCs); the weights after a
     recompile and another step are the same; a checkpoint before ``train()`` is written; a
     preprocessor that drops a row is refused at the step; Keras' ``CSVLogger`` writes on
-    process 0 alone, while a ``LambdaCallback`` runs on every process."""
+    process 0 alone, while a ``LambdaCallback`` runs on every process; a model of two
+    inputs (a list of arrays per batch) trains an epoch, alike on every process."""
     for r in results:
         for step in ("eval", "train"):
             for metric in ("loss", "accuracy", "auc"):
@@ -272,10 +273,11 @@ def assert_checks(results: list[dict]) -> None:
         message = str(r["error_preprocessor"])
         assert "a batch fed to the model (after the preprocessor) holds 31 samples" in message
         assert list(r["keras_epochs_seen"]) == [0]
+        assert int(r["two_inputs_fit"]) == 8
     assert [bool(r["keras_csv_written"]) for r in results] == [True] + [False] * (len(results) - 1)
     assert Path(str(results[0]["checkpoint_first"])).is_dir()
     for r in results[1:]:
-        for key in (k for k in results[0] if k.startswith("recompiled_")):
+        for key in (k for k in results[0] if k.startswith(("recompiled_", "two_inputs_w"))):
             np.testing.assert_array_equal(r[key], results[0][key], err_msg=key)
     assert len([k for k in results[0] if k.startswith("recompiled_")]) == 4
 

@@ -27,7 +27,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Distribution", "DistributionError", "StepFn", "schedule_bytes"]
+__all__ = [
+    "Distribution",
+    "DistributionError",
+    "StepFn",
+    "batch_rows",
+    "take_rows",
+    "schedule_bytes",
+]
 
 StepFn = Callable[[Any, Any, Any], Any]
 
@@ -158,6 +165,21 @@ class Distribution:
                 "the whole batch, but each replica trains on a share of it (and carrying it "
                 "across replicas is not verified). Train stateful models on one device."
             )
+
+
+def batch_rows(x: Any) -> int:
+    """The rows of a batch of inputs: an array, or a list or dict of arrays (a model of
+    several inputs), all of as many rows."""
+    import keras
+
+    return len(keras.tree.flatten(x)[0])
+
+
+def take_rows(a: Any, rows: slice | np.ndarray) -> Any:
+    """``rows`` of every array in ``a`` (an array, or a list or dict of arrays)."""
+    import keras
+
+    return keras.tree.map_structure(lambda leaf: np.asarray(leaf)[rows], a)
 
 
 def schedule_bytes(*state_dicts: dict[str, Any]) -> bytes:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..backend.host import held_whole
 from ..training.steppers import JaxStepper
-from .base import Distribution, DistributionError, StepFn
+from .base import Distribution, DistributionError, StepFn, batch_rows, take_rows
 
 __all__ = ["JaxDistribution", "DistributedJaxStepper"]
 
@@ -81,24 +81,22 @@ class JaxDistribution(Distribution):
         """This process's rows of a global batch of ``n`` as global arrays, laid out as the
         distribution says."""
         import jax
+        import keras
 
-        out: list[Any] = []
-        for a in arrays:
-            if a is None:
-                out.append(None)
-                continue
-            shape = (n, *np.shape(a)[1:])
+        def to_global(local: Any) -> Any:
+            shape = (n, *np.shape(local)[1:])
             layout = self.keras_distribution.get_data_layout(shape).backend_layout
-            out.append(jax.make_array_from_process_local_data(layout, np.asarray(a), shape))
-        return tuple(out)
+            return jax.make_array_from_process_local_data(layout, np.asarray(local), shape)
+
+        return tuple(None if a is None else keras.tree.map_structure(to_global, a) for a in arrays)
 
     # -- steps -----------------------------------------------------------------------
     def _local(self, arrays: tuple[Any, ...]) -> tuple[Any, ...]:
         """This process's rows of each array of a global batch."""
-        n = len(arrays[0])
+        n = batch_rows(arrays[0])
         self.check_batch_size(n, "a batch fed to the model (after the preprocessor)")
         rows = self.local_rows(n)
-        return tuple(None if a is None else np.asarray(a)[rows] for a in arrays)
+        return tuple(None if a is None else take_rows(a, rows) for a in arrays)
 
     def train_step(self, model: Any) -> StepFn:
         return DistributedJaxStepper(model, self)
@@ -112,7 +110,7 @@ class JaxDistribution(Distribution):
 
     def predict_step(self, model: Any) -> StepFn:
         def predict(x: Any, y: Any, sw: Any) -> Any:
-            n = len(x)
+            n = batch_rows(x)
             (local_x,) = self._local((x,))
             return self._gather_rows(np.asarray(model.predict_on_batch(local_x)), n)
 
@@ -229,4 +227,4 @@ class DistributedJaxStepper(JaxStepper):
             # the first step builds the model's train function; train_on_batch shards its
             # inputs itself, exactly as the steps after it do
             return self._first(*local)
-        return super().__call__(*self.dist.to_global(local, len(x)))
+        return super().__call__(*self.dist.to_global(local, batch_rows(x)))

@@ -141,13 +141,13 @@ def global_metrics(model: Any, logs: dict[str, Any]) -> dict[str, Any]:
 def split_for_replicas(model: Any, arrays: tuple[Any, ...]) -> Any:
     """``(x, y[, sw])`` split along the batch into one equal shard per replica of the
     model's strategy, as distributed values (each replica receives only its shard)."""
+    from ..distribute.base import DistributionError, batch_rows, take_rows
+
     strategy = model.distribute_strategy
     n_replicas = strategy.num_replicas_in_sync
     present = _present(arrays)
-    n = len(present[0])
+    n = batch_rows(present[0])
     if n % n_replicas:
-        from ..distribute.base import DistributionError
-
         raise DistributionError(
             f"a batch fed to the model (after the preprocessor) holds {n} samples, which "
             f"do not split evenly over the {n_replicas} replicas of "
@@ -157,7 +157,7 @@ def split_for_replicas(model: Any, arrays: tuple[Any, ...]) -> Any:
 
     def shard(ctx: Any) -> tuple[Any, ...]:
         i = ctx.replica_id_in_sync_group
-        return tuple(a[i * size : (i + 1) * size] for a in present)
+        return tuple(take_rows(a, slice(i * size, (i + 1) * size)) for a in present)
 
     return strategy.experimental_distribute_values_from_function(shard)
 
