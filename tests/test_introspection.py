@@ -244,6 +244,11 @@ def test_gradient_norm_over_dataset_per_iteration(regression_dirs, tmp_path):
     for row, (x, y) in zip(val.norms, _batches(regression_dirs / "val"), strict=False):  # n_iters=2
         _, grads, _ = numpy_backprop(tg.model, x, y)
         np.testing.assert_allclose(row[0], np.sqrt(sum((g**2).sum() for g in grads)), **TOL)
+    position = dg.state_dict()
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match=f"n_iters must be an int >= 1, got {bad}"):
+            intro.gradient_norm_over_dataset(tg, n_iters=bad, plot=False)
+    assert dg.state_dict() == position
 
 
 def test_gradient_sum_over_windows(tmp_path):

@@ -40,6 +40,7 @@ from .backend.layers import (
     to_numpy,
 )
 from .training.contract import Traingen
+from .util.misc import positive_int
 from .visuals import hist_grid, save_figure
 
 __all__ = [
@@ -287,6 +288,8 @@ def _gather_over_dataset(
     one) of one pass over the data from its start, stopping early after ``n_iters``.
     Returns ``(acc, batches_processed, iters_processed)``; the DataGenerator's position is
     restored afterwards (:func:`kept_position`)."""
+    if n_iters is not None:
+        n_iters = positive_int(n_iters, "n_iters")
     batches = iters = 0
     with kept_position(tg, val) as dg:
         dg.reset_state(shuffle=False)
