@@ -173,6 +173,8 @@ def migrate(logdir_06: str | Path, out_dir: str | Path, model: Any = None) -> Pa
     directory = out_dir / CHECKPOINTS_DIR
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / _checkpoint_name(state_file)
+    if path.exists():  # before converting the weights (which loads Keras): nothing is replaced
+        raise FileExistsError(f"checkpoint {path} exists")
     with tempfile.TemporaryDirectory() as tmp:
         writers, payload["model"], keras_version = _weights(weights_file, model, Path(tmp))
         payload["keras_version"] = f"{keras_version} (DeepTrain 0.6 files)"
