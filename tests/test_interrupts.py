@@ -156,3 +156,126 @@ def test_an_error_in_a_train_callback_marks_the_state_until_a_load(data, tmp_pat
     tg.load()
     tg.train()
     assert_same(outcome(tg), reference)
+
+
+# -- checkpoints asked for from callbacks, and cut -------------------------------------------
+def test_a_checkpoint_a_callback_asks_for_is_written_at_the_end_of_its_iteration(
+    data, tmp_path, reference
+):
+    """From a train iteration's or a validation's callback (the state half-way updated),
+    ``checkpoint()`` and ``save()`` are written at the end of it; training goes on as
+    without them (no restarted validation, no refused state)."""
+    asked = []
+
+    def ask(tg):
+        if tg.state.fit_iters == 3 and "unique" not in asked:
+            asked.append("unique")
+            assert tg.checkpoint(forced=True) is None  # written after this iteration
+        if tg.state.val_iters == 1 and "manual" not in asked:  # inside the 1st validation
+            asked.append("manual")
+            assert tg.save(tmp_path / "manual") is None
+
+    tg = make_tg(data, tmp_path / "logs", callbacks=[{"train:iter": ask, "val:iter": ask}])
+    tg.train()
+    assert asked == ["unique", "manual"]
+    assert_same(outcome(tg), reference)
+    checkpoints = sorted(p.name for p in (tg.logdir / "checkpoints").iterdir())
+    assert any(name.endswith("_0vals_3iters") for name in checkpoints), checkpoints
+    manual = json.loads((tmp_path / "manual" / "state.json").read_text())
+    assert manual["train_state"]["times_validated"] == 1  # at the validation's end
+    assert manual["train_state"]["val_iters"] == 2
+
+
+def test_stop_now_during_a_checkpoint_keeps_it_and_the_best_model_due(data, tmp_path):
+    """A second Ctrl-C while the checkpoint and best model of validation 2 are being saved:
+    both are written when ``train()`` goes on; the saves made, the best models kept and
+    the run are those of an uninterrupted run."""
+    runs = {}
+    for cut in (False, True):
+        saves: list[tuple[int, int]] = []
+        fired: list[int] = []
+
+        def save(tg, saves=saves, fired=fired, cut=cut):
+            if cut and tg.state.times_validated == 2 and not fired:
+                fired.append(1)
+                ctrl_c_twice()  # in the save at validation 2's end
+            saves.append((tg.state.times_validated, tg.state.fit_iters))
+
+        logs, best = tmp_path / f"logs{cut}", tmp_path / f"best{cut}"
+        tg = make_tg(
+            data, logs, best_models_dir=best, max_one_best_save=False, callbacks=[{"save": save}]
+        )
+        if cut:
+            with pytest.raises(KeyboardInterrupt):
+                tg.train()
+            assert tg.state.times_validated == 2 and (2, 10) not in saves
+        tg.train()
+        runs[cut] = (outcome(tg), saves, sorted(best.iterdir()))
+    (cut_run, cut_saves, cut_best), (run, saves, best_models) = runs[True], runs[False]
+    assert (2, 10) in saves and cut_saves == saves
+    assert [p.name for p in cut_best] == [p.name for p in best_models] and len(best_models) >= 2
+    assert_same(cut_run, run)
+
+
+@pytest.fixture
+def sigterm_outside_a_guard_raises():
+    """SIGTERM to this process where DeepTrain holds none: an error, not the end of pytest."""
+
+    def refuse(signum, frame):
+        raise RuntimeError("SIGTERM reached the process outside DeepTrain's guard")
+
+    previous = signal.signal(signal.SIGTERM, refuse)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_second_sigterm_during_the_preemption_checkpoint_waits(
+    data, tmp_path, reference, sigterm_outside_a_guard_raises
+):
+    """SIGTERM at iteration 3, then SIGTERM and Ctrl-C again while its checkpoint is being
+    saved (a scheduler sending it twice): the checkpoint is complete, the exit clean (0),
+    and the run resumes from it exactly."""
+    sent = []
+
+    def terminate(tg):
+        if tg.state.fit_iters == 3 and not sent:
+            sent.append("first")
+            os.kill(os.getpid(), signal.SIGTERM)  # held until the iteration ends
+
+    saves_at_3 = []
+
+    def again(tg):
+        if tg.state.fit_iters == 3:
+            saves_at_3.append(1)
+            if len(saves_at_3) == 2:  # the preemption's (after iteration 3's own checkpoint)
+                sent.append("again")
+                os.kill(os.getpid(), signal.SIGTERM)
+                os.kill(os.getpid(), signal.SIGINT)
+
+    tg = make_tg(data, tmp_path, callbacks=[{"train:iter": terminate, "save": again}])
+    with pytest.raises(SystemExit) as stopped:
+        tg.train()
+    assert stopped.value.code == 0 and sent == ["first", "again"]
+    assert (tg.logdir / "checkpoints" / "latest").read_text().strip() == "_temp_3iters_0vals"
+    resumed = make_tg(data, tmp_path, loadpath=tg.logdir)
+    resumed.train()
+    assert_same(outcome(resumed), reference)
+
+
+def test_sigterm_during_a_validation_of_its_own_saves_and_exits_cleanly(
+    data, tmp_path, sigterm_outside_a_guard_raises
+):
+    """``tg.validate()`` called alone, SIGTERM at its 2nd batch: rewound to its start, one
+    checkpoint, exit status 0 (as ``train()`` does)."""
+
+    def terminate(tg):
+        if tg.state.val_iters == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    tg = make_tg(data, tmp_path, callbacks=[{"val:iter": terminate}])
+    with pytest.raises(SystemExit) as stopped:
+        tg.validate()
+    assert stopped.value.code == 0
+    assert tg.state.val_iters == 0 and tg.state.times_validated == 0  # rewound
+    saved = json.loads((tg.get_last_log("checkpoint") / "state.json").read_text())
+    assert saved["train_state"]["val_iters"] == 0

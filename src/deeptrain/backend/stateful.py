@@ -26,6 +26,7 @@ last two, guarded by the Keras versions on which they were verified
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,8 @@ VERIFIED_KERAS: dict[str, tuple[str, str]] = {
     "torch": ("3.15.0", "3.16.0"),
     "jax": ("3.15.0", "3.16.0"),
 }
+
+log = logging.getLogger(__name__)
 
 _NATIVE_BACKENDS = ("tensorflow",)
 
@@ -188,9 +191,18 @@ def check_states(model: Any, states: Mapping[str, Sequence[Any]]) -> None:
 
 
 def _plan_states(model: Any, states: Mapping[str, Sequence[Any]]) -> list[tuple[Any, np.ndarray]]:
-    """``(variable, value)`` pairs for :func:`set_states`, after every check."""
+    """``(variable, value)`` pairs for :func:`set_states`, after every check. States of as
+    many layers under other names (a model built again in the same process: ``lstm_1``
+    for ``lstm``) are matched by position, as Keras matches weights."""
     items = _stateful_items(model)
     known = {path for path, _ in items}
+    if set(states) != known and len(states) == len(items):
+        log.info(
+            "Stateful RNN layers %s matched by position to %s (their names differ)",
+            list(states),
+            [path for path, _ in items],
+        )
+        states = dict(zip([path for path, _ in items], states.values(), strict=True))
     unknown = sorted(set(states) - known)
     if unknown:
         raise ValueError(

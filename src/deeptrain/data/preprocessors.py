@@ -246,6 +246,7 @@ class TimeseriesPreprocessor(Preprocessor):
         super().check_state_dict(state)
         if not (state.get("batch_loaded") and state.get("slice_idx")):
             return  # at a batch boundary, or its first window: nothing cut yet
+        skip = set(self.loadskip_list)  # (what is loaded is the saved value: no change)
         cut = {
             "window_size": self.window_size,
             "slide_size": self.slide_size,
@@ -254,7 +255,7 @@ class TimeseriesPreprocessor(Preprocessor):
         changed = {
             name: (state[name], live)
             for name, live in cut.items()
-            if name in state and state[name] != live
+            if name in skip and name in state and state[name] != live
         }
         if changed:
             settings = ", ".join(
@@ -269,6 +270,8 @@ class TimeseriesPreprocessor(Preprocessor):
     def on_epoch_end(self, epoch: int) -> None:
         if self.start_increments is not None:
             self.start_increment = self.start_increments[epoch % len(self.start_increments)]
+        else:  # (a run resumed without start_increments: its saved offset ends with its epoch)
+            self._start_increment = 0
 
 
 def _kind(value: Any) -> str:

@@ -183,18 +183,16 @@ def arrays_of(
 
 
 def _rnn_states(arrays: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
-    """``{layer path: [state arrays]}`` from the ``rnn/<path>/<i>`` arrays."""
-    numbered = []
+    """``{layer path: [state arrays]}`` from the ``rnn/<path>/<i>`` arrays, the layers in
+    the order they were written (the model's)."""
+    numbered: dict[str, dict[int, np.ndarray]] = {}
     for key in arrays:
         if key.startswith("rnn/"):
             path, _, index = key[len("rnn/") :].rpartition("/")
             if not path or not index.isdigit():
                 raise ValueError(f"array {key!r} is not named rnn/<layer path>/<index>")
-            numbered.append((int(index), path, key))
-    states: dict[str, list] = {}
-    for _, path, key in sorted(numbered):
-        states.setdefault(path, []).append(arrays[key])
-    return states
+            numbered.setdefault(path, {})[int(index)] = arrays[key]
+    return {path: [by_index[i] for i in sorted(by_index)] for path, by_index in numbered.items()}
 
 
 def check_arrays(model: Any, arrays: dict[str, np.ndarray]) -> None:

@@ -265,6 +265,8 @@ class TrainGenerator(TrainStateAliases):
         self.last_health = None  # HealthReport of the last validation (check_model_health)
         self._recording = True
         self._consistency = Consistency()  # what a second Ctrl-C (or an error) cut half-way
+        self._best_pending = False  # a best model whose save was cut or asked for half-way
+        self._pending_saves: list[Path] = []  # save(savepath) asked for half-way
         self._val_start: _ValidationStart | None = None
         self.logdir = Path(self.logdir) if self.logdir is not None else None
         self._checkpointer = Checkpointer(self)
@@ -594,6 +596,7 @@ class TrainGenerator(TrainStateAliases):
         try:
             with self._loop(), InterruptGuard():  # Ctrl-C and SIGTERM land between iterations
                 self.build_optimizer()
+                self._save_pending()
                 if keras_hooks is not None:
                     keras_hooks.train_begin(self)
                 while True:
@@ -705,7 +708,12 @@ class TrainGenerator(TrainStateAliases):
     def _stop_for_preemption(self) -> None:
         """SIGTERM: one consistent checkpoint (every process takes part), then exit. A
         validation in progress is rewound to its start, so that the resumed run redoes it
-        whole (exactly)."""
+        whole (exactly). Signals wait meanwhile: a second SIGTERM (a scheduler sending it
+        again) or a Ctrl-C cannot cut the checkpoint short."""
+        with InterruptGuard(), InterruptGuard.hold():
+            self._preemption_checkpoint()
+
+    def _preemption_checkpoint(self) -> None:
         self.sync_model()
         if self._val_start is not None and self.state.train_loop_done:
             self._rewind_validation()
@@ -957,25 +965,33 @@ class TrainGenerator(TrainStateAliases):
             self.reset_validation()
         if self._val_start is None:
             self._val_start = self._validation_start()
+            self._validation_rnn_states()
             if self.callbacks.keras is not None:
                 self.callbacks.keras.test_begin(self)
         state = self.state
         self._recording = record_progress
         state.train_loop_done = True
         log.debug("Validating...")
-        with self._loop(), InterruptGuard():
-            while not state.val_loop_done:
+        outermost = self._loop_depth == 0  # (inside train(), train() handles SIGTERM)
+        try:
+            with self._loop(), InterruptGuard():
+                while not state.val_loop_done:
+                    self._at_boundary()
+                    with self._consistency.mark("a validation"):
+                        self._val_iteration()
                 self._at_boundary()
                 with self._consistency.mark("a validation"):
-                    self._val_iteration()
-            self._at_boundary()
-            with self._consistency.mark("a validation"):
-                new_best = self._on_val_end(record_progress, use_callbacks, clear_cache)
-            self._val_start = None
-            # Saved last, so that a resumed run continues right after this validation
-            # (atomic: a cut here leaves the previous checkpoint and a consistent state).
-            if record_progress:
-                self._checkpoint_if_due(at_validation_end=True, best=new_best)
+                    new_best = self._on_val_end(record_progress, use_callbacks, clear_cache)
+                    self._train_rnn_states(self._val_start)
+                self._val_start = None
+                # Saved last, so that a resumed run continues right after this validation
+                # (atomic: a cut here leaves the previous checkpoint and a consistent state).
+                if record_progress:
+                    self._checkpoint_if_due(at_validation_end=True, best=new_best)
+        except Preempted:
+            if not outermost:
+                raise
+            self._stop_for_preemption()  # one checkpoint, then TrainingPreempted
         return self.last_validation
 
     def _validation_start(self) -> _ValidationStart:
@@ -998,6 +1014,20 @@ class TrainGenerator(TrainStateAliases):
             "error): restarting it from where it started"
         )
         self._rewind_validation()
+        self._validation_rnn_states()
+
+    def _validation_rnn_states(self) -> None:
+        """A validation between two windows of a train batch starts its sequences from zero
+        with ``reset_statefuls``, as at a batch boundary, not from the train batch's state
+        half-way through (which :meth:`_train_rnn_states` puts back at its end)."""
+        if self.reset_statefuls and not _starts_batch(self.datagen):
+            reset_states(self.model)
+
+    def _train_rnn_states(self, start: _ValidationStart | None) -> None:
+        """After a validation between two windows of a train batch: the RNN states the train
+        batch had, so that its next window continues from them, as without the validation."""
+        if start is not None and start.rnn_states and not _starts_batch(self.datagen):
+            set_states(self.model, start.rnn_states)
 
     def _rewind_validation(self) -> None:
         """Back to where the validation in progress started, exactly."""
@@ -1224,15 +1254,39 @@ class TrainGenerator(TrainStateAliases):
                 continue
             if self._should_do(freq, validation_ended=at_validation_end):
                 due = kind
-        if state.train_loop_done and due is not None:
+        if state.train_loop_done and (due is not None or self._pending_saves):
             state.checkpoint_due = due
             return None
+        return self._save_now(best or self._best_pending, due, overwrite)
+
+    def _save_now(self, best: bool, due: str | None, overwrite: bool | None = None) -> Path | None:
+        """The best model (``best``), the checkpoint ``due`` and the saves asked for from
+        inside an iteration, written now; returns the checkpoint's path. One cut (a second
+        Ctrl-C, an error) stays due, written at the next chance (:meth:`_save_pending`)."""
+        state = self.state
         state.checkpoint_due = None  # cleared before saving: the saved state has none due
         if best or due is not None:
             self.model_name = self.get_unique_model_name()
-        return self._checkpointer.save_due(
-            best, due, wait=not self._loop_depth, overwrite=overwrite
-        )
+        wait = not self._loop_depth
+        try:
+            path = self._checkpointer.save_due(best, due, wait=wait, overwrite=overwrite)
+        except BaseException:
+            state.checkpoint_due, self._best_pending = due, best
+            raise
+        self._best_pending = False
+        while self._pending_saves:  # (one that fails stays, with those after it)
+            self._checkpointer.save(self._pending_saves[0], "manual", wait=wait)
+            self._pending_saves.pop(0)
+        return path
+
+    def _save_pending(self) -> None:
+        """A checkpoint or best model whose save was cut, or asked for from inside an
+        iteration that then stopped: written now, before training goes on."""
+        state = self.state
+        if not state.train_loop_done and (
+            state.checkpoint_due or self._best_pending or self._pending_saves
+        ):
+            self._save_now(self._best_pending, state.checkpoint_due)
 
     def checkpoint(self, forced: bool = False, overwrite: bool | None = None) -> Path | None:
         """Write a checkpoint if a checkpoint frequency fires now; ``forced``: a unique
@@ -1240,11 +1294,19 @@ class TrainGenerator(TrainStateAliases):
         or add ``_v2``, ``_v3`` (False); None: ``checkpoints_overwrite_duplicates``.
         Returns its path (None if nothing was written).
 
-        Called from a callback during ``train()``, it returns once the state is copied
-        (the files are written in the background, as the loop's own checkpoints, with
-        ``checkpoint_async``); otherwise once the checkpoint is complete."""
+        Called from a callback of a train iteration or a validation (``'train:*'``,
+        ``'val:*'``, ``'val_end'``), where the state is half-way updated, the checkpoint is
+        written at the end of that iteration (of the validation, when one follows), as the
+        loop's own, and None is returned. Called elsewhere during ``train()``, it returns
+        once the state is copied (the files are written in the background with
+        ``checkpoint_async``); outside ``train()``, once the checkpoint is complete."""
         if overwrite not in (None, True, False):
             raise ValueError(f"overwrite must be None, True or False, got {overwrite!r}")
+        if self._consistency.active is not None:  # a callback's: written at the end of it
+            if forced:
+                self._require_logdir("checkpoint()")
+                self.state.checkpoint_due = "unique"
+            return None
         if not forced:
             return self._checkpoint_if_due(at_validation_end=False, overwrite=overwrite)
         self._require_logdir("checkpoint()")
@@ -1256,6 +1318,9 @@ class TrainGenerator(TrainStateAliases):
     def _save_best_model(self, del_previous_best: bool | None = None) -> Path | None:
         """Save the model as the best one now, to ``best_models_dir`` (DeepTrain 0.6's
         name); ``del_previous_best`` overrides ``max_one_best_save`` for this save."""
+        if self._consistency.active is not None:  # a callback's: written at the end of it
+            self._best_pending = True
+            return None
         keep = self.max_one_best_save
         if del_previous_best is not None:
             self.max_one_best_save = bool(del_previous_best)
@@ -1265,13 +1330,20 @@ class TrainGenerator(TrainStateAliases):
         finally:
             self.max_one_best_save = keep
 
-    def save(self, savepath: str | Path | None = None) -> Path:
+    def save(self, savepath: str | Path | None = None) -> Path | None:
         """Save a checkpoint to the directory ``savepath`` (default: a temp checkpoint in
         the log directory). Everything needed to continue exactly is in it. Returns as
-        :meth:`checkpoint` does."""
+        :meth:`checkpoint` does (None from a callback of an iteration: written at its end)."""
         wait = not self._loop_depth
         if savepath is None:
             self._require_logdir("save() without savepath=")
+        if self._consistency.active is not None:  # a callback's: written at the end of it
+            if savepath is None:
+                self.state.checkpoint_due = self.state.checkpoint_due or "temp"
+            else:
+                self._pending_saves.append(Path(savepath))
+            return None
+        if savepath is None:
             path = self._checkpointer.checkpoint("temp", wait=wait)
             assert path is not None  # there is a log directory
             return path

@@ -141,19 +141,27 @@ class InterruptGuard:
 class Consistency:
     """Marks stretches of work that leave the state inconsistent if cut half-way.
 
-    ``with consistency.mark('a train iteration'):`` sets :attr:`broken` to that
-    description on entry and clears it only when the block completes, so after any
-    exception (a second Ctrl-C, an error in a callback) :attr:`broken` says what was cut.
+    ``with consistency.mark('a train iteration'):`` sets :attr:`active` to that description
+    while the block runs (code called from inside it, a callback, sees the state half-way
+    through: a checkpoint it asks for is written at the end of the block), and
+    :attr:`broken` when an exception (a second Ctrl-C, an error in a callback) escapes from
+    it: :attr:`broken` says what was cut.
     """
 
     def __init__(self) -> None:
         self.broken: str | None = None
+        self.active: str | None = None
 
     @contextlib.contextmanager
     def mark(self, what: str) -> Iterator[None]:
-        self.broken = what
-        yield
-        self.broken = None
+        self.broken, self.active = None, what
+        try:
+            yield
+        except BaseException:
+            self.broken = what
+            raise
+        finally:
+            self.active = None
 
     def clear(self) -> None:
         self.broken = None
