@@ -8,6 +8,7 @@
     deeptrain plot PATH [PATH ...]   the history figure; several runs: one metric compared
     deeptrain report PATH            the report image, from the saved state
     deeptrain export-tensorboard LOG_DIR   event files from a run's metrics log
+    deeptrain migrate LOGDIR_06 OUT_DIR    a DeepTrain 0.6 run into a checkpoint
 
 Installed as a console script with the package (``python -m deeptrain`` does the same).
 Importing ``deeptrain`` never imports this package (nor ``click``).
