@@ -126,7 +126,7 @@ def _align_weights(values: np.ndarray, sample_weight: ArrayLike) -> tuple[np.nda
     return values, weights
 
 
-def _per_element_weights(sample_weight: ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
+def per_element_weights(sample_weight: ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
     """Weights broadcast to ``shape``: same-size weights are reshaped, per-sample
     ones (leading axes) repeated along the trailing axes."""
     weights = _f64(sample_weight)
@@ -417,7 +417,7 @@ def _confusion(
     weight = (
         np.ones(pred.shape)
         if sample_weight is None
-        else _per_element_weights(sample_weight, pred.shape)
+        else per_element_weights(sample_weight, pred.shape)
     )
     true, pred, weight = true.ravel(), pred.ravel(), weight.ravel()
     ths = _threshold_like(pred, thresholds).ravel()
@@ -576,7 +576,7 @@ def roc_curve(
     weight = (
         np.ones(pred.size)
         if sample_weight is None
-        else _per_element_weights(sample_weight, pred.shape).ravel()
+        else per_element_weights(sample_weight, pred.shape).ravel()
     )
     true, pred = _f64(y_true).ravel(), pred.ravel()
     order = np.argsort(-pred, kind="stable")

@@ -32,6 +32,7 @@ __all__ = [
     "DistributionError",
     "StepFn",
     "batch_rows",
+    "check_split",
     "take_rows",
     "schedule_bytes",
 ]
@@ -71,16 +72,18 @@ class Distribution:
     def check_batch_size(self, n: int, what: str) -> None:
         """Raise :class:`DistributionError` if a global batch of ``n`` rows cannot be split
         evenly (every replica must take the same number of rows, or collectives hang)."""
-        if n % self.replicas:
-            raise DistributionError(
-                f"{what} holds {n} samples, which do not split evenly over the "
-                f"{self.replicas} replicas of {self.describe()}: make the global batch size "
-                f"a multiple of {self.replicas}"
-            )
+        check_split(n, self.replicas, self.describe(), what)
 
     def local_rows(self, n: int) -> slice | np.ndarray:
         """The rows of a global batch of ``n`` that this process feeds to the engine."""
         return slice(0, n)
+
+    def _local(self, arrays: tuple[Any, ...]) -> tuple[Any, ...]:
+        """This process's rows of each of ``(x, y, sw)`` of a global batch (None stays)."""
+        n = batch_rows(arrays[0])
+        self.check_batch_size(n, "a batch fed to the model (after the preprocessor)")
+        rows = self.local_rows(n)
+        return tuple(None if a is None else take_rows(a, rows) for a in arrays)
 
     # -- steps -----------------------------------------------------------------------
     def train_step(self, model: Any) -> StepFn:
@@ -165,6 +168,15 @@ class Distribution:
                 "the whole batch, but each replica trains on a share of it (and carrying it "
                 "across replicas is not verified). Train stateful models on one device."
             )
+
+
+def check_split(n: int, replicas: int, where: str, what: str) -> None:
+    """Raise :class:`DistributionError` unless ``n`` rows split evenly over ``replicas``."""
+    if n % replicas:
+        raise DistributionError(
+            f"{what} holds {n} samples, which do not split evenly over the {replicas} "
+            f"replicas of {where}: make the global batch size a multiple of {replicas}"
+        )
 
 
 def batch_rows(x: Any) -> int:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..backend.host import held_whole
 from ..training.steppers import JaxStepper
-from .base import Distribution, DistributionError, StepFn, batch_rows, take_rows
+from .base import Distribution, DistributionError, StepFn, batch_rows
 
 __all__ = ["JaxDistribution", "DistributedJaxStepper"]
 
@@ -91,13 +91,6 @@ class JaxDistribution(Distribution):
         return tuple(None if a is None else keras.tree.map_structure(to_global, a) for a in arrays)
 
     # -- steps -----------------------------------------------------------------------
-    def _local(self, arrays: tuple[Any, ...]) -> tuple[Any, ...]:
-        """This process's rows of each array of a global batch."""
-        n = batch_rows(arrays[0])
-        self.check_batch_size(n, "a batch fed to the model (after the preprocessor)")
-        rows = self.local_rows(n)
-        return tuple(None if a is None else take_rows(a, rows) for a in arrays)
-
     def train_step(self, model: Any) -> StepFn:
         return DistributedJaxStepper(model, self)
 

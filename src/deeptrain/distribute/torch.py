@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..training.steppers import make_train_step
-from .base import Distribution, DistributionError, StepFn, batch_rows, take_rows
+from .base import Distribution, DistributionError, StepFn
 
 __all__ = ["TorchDistribution", "from_environment"]
 
@@ -63,12 +63,6 @@ class TorchDistribution(Distribution):
     def local_rows(self, n: int) -> slice:
         size = n // self.process_count
         return slice(self.process_index * size, (self.process_index + 1) * size)
-
-    def _local(self, arrays: tuple[Any, ...]) -> tuple[Any, ...]:
-        n = batch_rows(arrays[0])
-        self.check_batch_size(n, "a batch fed to the model (after the preprocessor)")
-        rows = self.local_rows(n)
-        return tuple(None if a is None else take_rows(a, rows) for a in arrays)
 
     # -- steps -----------------------------------------------------------------------
     def train_step(self, model: Any) -> StepFn:

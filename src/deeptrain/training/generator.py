@@ -982,7 +982,7 @@ class TrainGenerator(TrainStateAliases):
                 self._at_boundary()
                 with self._consistency.mark("a validation"):
                     new_best = self._on_val_end(record_progress, use_callbacks, clear_cache)
-                    self._train_rnn_states(self._val_start)
+                    self._train_rnn_states()
                 self._val_start = None
                 # Saved last, so that a resumed run continues right after this validation
                 # (atomic: a cut here leaves the previous checkpoint and a consistent state).
@@ -1023,9 +1023,10 @@ class TrainGenerator(TrainStateAliases):
         if self.reset_statefuls and not _starts_batch(self.datagen):
             reset_states(self.model)
 
-    def _train_rnn_states(self, start: _ValidationStart | None) -> None:
+    def _train_rnn_states(self) -> None:
         """After a validation between two windows of a train batch: the RNN states the train
         batch had, so that its next window continues from them, as without the validation."""
+        start = self._val_start
         if start is not None and start.rnn_states and not _starts_batch(self.datagen):
             set_states(self.model, start.rnn_states)
 
@@ -1257,13 +1258,15 @@ class TrainGenerator(TrainStateAliases):
         if state.train_loop_done and (due is not None or self._pending_saves):
             state.checkpoint_due = due
             return None
-        return self._save_now(best or self._best_pending, due, overwrite)
+        return self._save_now(best, due, overwrite)
 
     def _save_now(self, best: bool, due: str | None, overwrite: bool | None = None) -> Path | None:
-        """The best model (``best``), the checkpoint ``due`` and the saves asked for from
-        inside an iteration, written now; returns the checkpoint's path. One cut (a second
-        Ctrl-C, an error) stays due, written at the next chance (:meth:`_save_pending`)."""
+        """The best model (``best``, or one still due), the checkpoint ``due`` and the saves
+        asked for from inside an iteration, written now; returns the checkpoint's path. One
+        cut (a second Ctrl-C, an error) stays due, written at the next chance
+        (:meth:`_save_pending`)."""
         state = self.state
+        best = best or self._best_pending
         state.checkpoint_due = None  # cleared before saving: the saved state has none due
         if best or due is not None:
             self.model_name = self.get_unique_model_name()
@@ -1286,7 +1289,7 @@ class TrainGenerator(TrainStateAliases):
         if not state.train_loop_done and (
             state.checkpoint_due or self._best_pending or self._pending_saves
         ):
-            self._save_now(self._best_pending, state.checkpoint_due)
+            self._save_now(False, state.checkpoint_due)
 
     def checkpoint(self, forced: bool = False, overwrite: bool | None = None) -> Path | None:
         """Write a checkpoint if a checkpoint frequency fires now; ``forced``: a unique

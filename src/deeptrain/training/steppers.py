@@ -141,18 +141,14 @@ def global_metrics(model: Any, logs: dict[str, Any]) -> dict[str, Any]:
 def split_for_replicas(model: Any, arrays: tuple[Any, ...]) -> Any:
     """``(x, y[, sw])`` split along the batch into one equal shard per replica of the
     model's strategy, as distributed values (each replica receives only its shard)."""
-    from ..distribute.base import DistributionError, batch_rows, take_rows
+    from ..distribute.base import batch_rows, check_split, take_rows
 
     strategy = model.distribute_strategy
     n_replicas = strategy.num_replicas_in_sync
     present = _present(arrays)
     n = batch_rows(present[0])
-    if n % n_replicas:
-        raise DistributionError(
-            f"a batch fed to the model (after the preprocessor) holds {n} samples, which "
-            f"do not split evenly over the {n_replicas} replicas of "
-            f"{type(strategy).__name__}: make the global batch size a multiple of {n_replicas}"
-        )
+    what = "a batch fed to the model (after the preprocessor)"
+    check_split(n, n_replicas, type(strategy).__name__, what)
     size = n // n_replicas
 
     def shard(ctx: Any) -> tuple[Any, ...]:

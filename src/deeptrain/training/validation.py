@@ -216,10 +216,9 @@ def _loss_weights(sample_weight: Any, pred_shape: tuple[int, ...]) -> np.ndarray
     if np.all(weights == 1):
         return None
     values_shape = tuple(pred_shape[:-1])
-    if len(values_shape) < 2 or weights.shape == values_shape:
+    if len(values_shape) < 2:
         return weights
-    weights = weights.reshape(weights.shape + (1,) * (len(values_shape) - weights.ndim))
-    return np.broadcast_to(weights, values_shape)
+    return metrics_lib.per_element_weights(weights, values_shape)
 
 
 def _accuracy_by_shapes(fn: Callable, labels: np.ndarray, preds: np.ndarray) -> Callable:
