@@ -642,8 +642,8 @@ def test_2_deliberate_gaps_name_their_replacement(data, tmp_path):
     proc = _python(
         "import os; os.environ['KERAS_BACKEND'] = 'tensorflow'\n"
         "import tensorflow as tf; tf.compat.v1.disable_eager_execution()\n"
-        "from deeptrain.training.generator import _refuse_tf_graph_mode\n"
-        "_refuse_tf_graph_mode()\n"
+        "from deeptrain.training.checks import refuse_tf_graph_mode\n"
+        "refuse_tf_graph_mode()\n"
     )
     assert proc.returncode != 0 and "disable_eager_execution" in proc.stderr
     from deeptrain.util import _backend

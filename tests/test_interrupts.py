@@ -186,6 +186,29 @@ def test_a_checkpoint_a_callback_asks_for_is_written_at_the_end_of_its_iteration
     assert manual["train_state"]["val_iters"] == 2
 
 
+def test_a_best_model_a_callback_asks_for_keeps_its_del_previous_best(data, tmp_path):
+    """``_save_best_model(del_previous_best=True)`` from a ``'val_end'`` callback is written
+    at the validation's end with its override of ``max_one_best_save=False``: one best
+    model is left (the run alone keeps two or more, as the test below shows)."""
+    asked = []
+
+    def ask(tg):
+        asked.append(tg._save_best_model(del_previous_best=True))
+
+    best = tmp_path / "best"
+    tg = make_tg(
+        data,
+        tmp_path / "logs",
+        best_models_dir=best,
+        max_one_best_save=False,
+        callbacks=[{"val_end": ask}],
+    )
+    tg.train()
+    assert asked and all(path is None for path in asked)  # written after each validation
+    assert [p.name for p in best.iterdir()] == [tg.model_name]
+    assert tg.max_one_best_save is False
+
+
 def test_stop_now_during_a_checkpoint_keeps_it_and_the_best_model_due(data, tmp_path):
     """A second Ctrl-C while the checkpoint and best model of validation 2 are being saved:
     both are written when ``train()`` goes on; the saves made, the best models kept and

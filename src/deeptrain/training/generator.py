@@ -14,18 +14,19 @@ consistent and ``train()`` continues without skipping or repeating anything.
 
 All counters, flags and histories live in ``tg.state`` (a :class:`TrainState`); DeepTrain
 0.6's attribute names (``tg._fit_iters``, ``tg.history`` ...) read and write it.
+
+This module is the train loop and the public methods; the rest is in the modules beside it:
+a validation (:mod:`~deeptrain.training.validation_loop`), when saves are written
+(:mod:`~deeptrain.training.saves`), the arguments' checks (:mod:`~deeptrain.training.checks`)
+and the log directory (:mod:`~deeptrain.training.logdirs`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
-import os
 import shutil
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,33 +36,30 @@ from .. import callbacks as callbacks_lib
 from .. import distribute, introspection
 from ..backend.host import read_to_host
 from ..backend.stateful import (
-    get_states,
     prepare_stateful_model,
     reset_states,
-    set_states,
-    stateful_layers,
 )
 from ..data.generator import DataGenerator
-from ..distribute.base import schedule_bytes
-from ..saving.checkpoint import CHECKPOINTS_DIR, list_checkpoints
 from ..saving.checkpointer import Checkpointer
 from ..saving.lock import LogdirLock
-from ..saving.naming import model_num_of, name_suffix, reserve_model_num
+from ..saving.naming import name_suffix
 from ..saving.report import traingen_report_png, write_init_logs
-from ..saving.traingen_state import check_skip_names
 from ..util.console import use_console
-from ..util.misc import capture_args, check_kwargs, positive_int
+from ..util.misc import capture_args, check_kwargs
 from ..visuals import scalefig
+from . import checks, logdirs
 from .aliases import TrainStateAliases
 from .configs import TRAINGEN_DEFAULTS, defaults
 from .fitting import make_eval_fn, make_fit_fn, model_metric_names, to_metric_dict
-from .frequency import check_freq, should_do
+from .frequency import should_do
 from .interrupts import Consistency, InterruptGuard, Preempted, TrainingPreempted
 from .plotting import default_plot_configs, history_figure, merge_plot_configs, with_plot_cfg
 from .progress import EpochProgress, MetricsLog, format_metrics
-from .state import Bookmark, TrainState
-from .validation import MetricResolver, PredictCache, evaluate_mode_summary, predict_mode_summary
-from .weights import check_class_weights, sample_weights
+from .saves import Saves
+from .state import TrainState
+from .validation import MetricResolver, PredictCache
+from .validation_loop import ValidationLoop, append_slice, starts_batch
+from .weights import sample_weights
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -69,43 +67,6 @@ if TYPE_CHECKING:
 __all__ = ["TrainGenerator"]
 
 log = logging.getLogger("deeptrain")
-
-
-@dataclass
-class _ValidationStart:
-    """Everything a validation changes, as it was when it started (or resumed): a validation
-    cut half-way by a second Ctrl-C or an error restarts from here, exactly."""
-
-    state: Bookmark
-    val_datagen: dict[str, Any]
-    callbacks: list[dict[str, Any]]
-    rnn_states: dict[str, list]
-    cache: PredictCache
-    metrics_log_bytes: int | None
-
-
-_LOSS_LIKE = (
-    "loss",
-    "error",
-    "crossentropy",
-    "hinge",
-    "kld",
-    "kullback",
-    "divergence",  # kl_divergence
-    "poisson",
-    "logcosh",
-    "log_cosh",
-    "mse",
-    "mae",
-    "mape",
-    "msle",
-)
-
-
-def _is_maximized(metric: str) -> bool:
-    """Whether higher is better for ``metric``, going by its name (losses, errors and
-    divergences are minimized)."""
-    return not any(s in metric.lower() for s in _LOSS_LIKE)
 
 
 class TrainGenerator(TrainStateAliases):
@@ -251,11 +212,11 @@ class TrainGenerator(TrainStateAliases):
         self.datagen = datagen
         self.val_datagen = val_datagen
         self.distribution = distribute.detect(model)  # the engine's own, as set up by the user
-        self._check_inputs()
+        checks.check_inputs(self)
         use_console(self.iter_verbosity)  # messages on the console unless logging is set up
         self._set_up_model()
         self._set_up_metrics()
-        self._check_distribution()
+        checks.check_distribution(self)
         self.callbacks = callbacks_lib.CallbackList(callbacks)
         self._val_cache = PredictCache()
         self._history_fig: Figure | None = None
@@ -263,30 +224,29 @@ class TrainGenerator(TrainStateAliases):
         self.last_validation: dict[str, Any] = {}
         self.best_subset_nums: list[str | None] | None = None
         self.last_health = None  # HealthReport of the last validation (check_model_health)
-        self._recording = True
         self._consistency = Consistency()  # what a second Ctrl-C (or an error) cut half-way
-        self._best_pending = False  # a best model whose save was cut or asked for half-way
-        self._pending_saves: list[Path] = []  # save(savepath) asked for half-way
-        self._val_start: _ValidationStart | None = None
+        self._saves = Saves(self)  # checkpoints and best models due
+        self._validation = ValidationLoop(self)  # (where a validation in progress began)
         self.logdir = Path(self.logdir) if self.logdir is not None else None
         self._checkpointer = Checkpointer(self)
         self._loop_depth = 0  # train() / validate() calls running (checkpoints: see _loop)
         self._lock: LogdirLock | None = None
+        self.model_num = 0  # the M<num> of the model name, set with the log directory
         self.callbacks.init_with_traingen(self)
         loaded = self.load(self.loadpath) if self.loadpath is not None else None
         self._hold_first_batches()
-        run_dir = self._run_dir_of(loaded)
-        self._set_up_logdir(run_dir)
+        run_dir = logdirs.run_dir_of(self, loaded)
+        logdirs.set_up_logdir(self, run_dir)
         self._progress = EpochProgress(self.iter_verbosity)
         writes = self.logdir if self.distribution.is_writer else None
         self._metrics_log = MetricsLog(writes, self.metrics_log)
         if run_dir is not None:  # rows and figures of batches after the checkpoint: rolled back
             self._metrics_log.rewind(self.state.batches_fit, self.state.times_validated)
             if writes is not None and loaded is not None:
-                self._rewind_figures(loaded)
+                logdirs.rewind_figures(self, loaded)
         if writes is not None:
             write_init_logs(self, writes / "misc")
-        self._warn_if_state_carries_across_batches()
+        checks.warn_if_state_carries_across_batches(self)
 
     @property
     def passed_args(self) -> list[str]:
@@ -295,80 +255,6 @@ class TrainGenerator(TrainStateAliases):
         return list(self.__dict__["_passed_args"])  # recorded by @capture_args
 
     # -- construction ------------------------------------------------------------------
-    def _check_inputs(self) -> None:
-        for name in ("datagen", "val_datagen"):
-            if not isinstance(getattr(self, name), DataGenerator):
-                raise TypeError(
-                    f"{name} must be a deeptrain.DataGenerator, got "
-                    f"{type(getattr(self, name)).__name__}"
-                )
-        if self.datagen is self.val_datagen:
-            raise ValueError(
-                "datagen and val_datagen are the same DataGenerator: training and validation "
-                "would move one data position; give validation its own DataGenerator"
-            )
-        if self.datagen.preprocessor is self.val_datagen.preprocessor:
-            raise ValueError(
-                f"datagen and val_datagen share one {type(self.datagen.preprocessor).__name__} "
-                "instance: its state (the batch loaded, the window served next) would be moved "
-                "by both; give each DataGenerator its own preprocessor"
-            )
-        if getattr(self.model, "optimizer", None) is None or not getattr(
-            self.model, "compiled", False
-        ):
-            raise ValueError(
-                "model must be compiled (model.compile(optimizer, loss, ...)) "
-                "before it is given to TrainGenerator"
-            )
-        if not self.input_as_labels:
-            for name in ("datagen", "val_datagen"):
-                if getattr(self, name).labels_path is None:
-                    raise ValueError(
-                        f"{name} has no labels_path; pass labels_path= or "
-                        "input_as_labels=True (autoencoders)"
-                    )
-        if not isinstance(self.epochs, int) or self.epochs < 0:
-            raise ValueError(f"epochs must be an int >= 0, got {self.epochs!r}")
-        for name in ("loadskip_list", "saveskip_list"):
-            check_skip_names(name, getattr(self, name))
-        if self.iter_verbosity not in (0, 1, 2):
-            raise ValueError(f"iter_verbosity must be 0, 1 or 2, got {self.iter_verbosity!r}")
-        for name in (
-            "val_freq",
-            "plot_history_freq",
-            "unique_checkpoint_freq",
-            "temp_checkpoint_freq",
-        ):
-            setattr(self, name, check_freq(getattr(self, name), name))
-        if self.val_freq and "val" in self.val_freq:
-            raise ValueError(
-                "val_freq={'val': n} would validate based on validations: use "
-                "'iter', 'batch' or 'epoch'"
-            )
-        if self.plot_configs is not None:
-            merge_plot_configs(self.plot_configs, {"0": {}, "1": {}})  # raises if malformed
-        self.class_weights = check_class_weights(self.class_weights, "class_weights")
-        self.val_class_weights = check_class_weights(self.val_class_weights, "val_class_weights")
-        if self.input_as_labels and (self.class_weights or self.val_class_weights):
-            raise ValueError(
-                "class_weights need class labels; they cannot be used with input_as_labels=True"
-            )
-        for name in (
-            "loss_weighted_slices_range",
-            "pred_weighted_slices_range",
-            "dynamic_predict_threshold_min_max",
-        ):
-            value = getattr(self, name)
-            if value is not None and (len(value) != 2 or not all(np.isscalar(v) for v in value)):
-                raise ValueError(f"{name} must be None or a pair (a, b), got {value!r}")
-        if self.best_subset_size is not None:
-            self.best_subset_size = positive_int(self.best_subset_size, "best_subset_size")
-            if self.val_datagen.shuffle_group_samples:
-                raise ValueError(
-                    "best_subset_size needs whole validation batches: it cannot be "
-                    "used with val_datagen's shuffle_group_samples=True"
-                )
-
     def _hold_first_batches(self) -> None:
         """As in DeepTrain 0.6, both DataGenerators hold the batch they serve next once the
         TrainGenerator is built (scripts and callbacks read ``datagen.batch`` before the
@@ -383,7 +269,7 @@ class TrainGenerator(TrainStateAliases):
             dg.hold_next_batch()
 
     def _set_up_model(self) -> None:
-        _refuse_tf_graph_mode()
+        checks.refuse_tf_graph_mode()
         for line in prepare_stateful_model(self.model):
             log.info("Stateful RNN workaround applied: %s", line)
         if self.batch_size is None:
@@ -396,51 +282,11 @@ class TrainGenerator(TrainStateAliases):
             self.model, self._eval_fn_spec, self.val_mode, self.distribution
         )
 
-    def _check_distribution(self) -> None:
-        """Under a distribution: what cannot work is refused now, before training (every
-        process runs the same checks, in the same order: some are collectives)."""
-        dist = self.distribution
-        if not dist.distributed:
-            return
-        log.info("Training on %s", dist.describe())
-        dist.prepare(self)
-        for name in ("datagen", "val_datagen"):
-            for size in sorted(getattr(self, name).batch_sizes()):
-                dist.check_batch_size(size, f"a batch of {name}")
-        dist.check_same(
-            schedule_bytes(self.datagen.state_dict(), self.val_datagen.state_dict()),
-            "the DataGenerators' schedule (files, order, shuffles)",
-        )
-
-    def _warn_if_state_carries_across_batches(self) -> None:
-        """Stateful RNNs fed windows of each batch, with ``reset_statefuls`` left at its
-        default False: the state of one batch's last window flows into the next batch's
-        first, which holds other sequences. Passing ``reset_statefuls`` says it is meant."""
-        sliced = [
-            name
-            for name in ("datagen", "val_datagen")
-            if getattr(self, name).slices_per_batch is not None
-        ]
-        if self.reset_statefuls or "reset_statefuls" in self.passed_args or not sliced:
-            return
-        layers = stateful_layers(self.model)
-        if layers:
-            log.warning(
-                "The model's stateful RNN layers (%s) are fed windows of each batch (%s: %s), "
-                "and reset_statefuls is False, so the state of a batch's last window carries "
-                "into the next batch, which holds other sequences. Pass reset_statefuls=True "
-                "to reset the states after every batch, or reset_statefuls=False if "
-                "consecutive batches continue the same sequences.",
-                ", ".join(layer.name for layer in layers),
-                " and ".join(sliced),
-                type(getattr(self, sliced[0]).preprocessor).__name__,
-            )
-
     def _set_up_metrics(self, reloading: bool = False) -> None:
         self.train_metrics = model_metric_names(self.model)
-        self.key_metric = self._canonical(self.key_metric, self.train_metrics)
+        self.key_metric = checks.canonical_metric(self, self.key_metric, self.train_metrics)
         if self.max_is_best is None:
-            self.max_is_best = _is_maximized(self.key_metric)
+            self.max_is_best = checks.is_maximized(self.key_metric)
         self._resolver: MetricResolver | None = None
         if self.val_mode == "evaluate":
             if self.val_metrics is not None and not reloading:
@@ -479,89 +325,10 @@ class TrainGenerator(TrainStateAliases):
             raise RuntimeError("metrics are computed here only in predict mode")
         return self._resolver
 
-    def _canonical(self, name: str, available: list[str]) -> str:
-        """``name`` as the model calls it (``'acc'`` -> ``'accuracy'`` and back)."""
-        if name in available:
-            return name
-        for candidate in (
-            self.alias_to_metric.get(name),
-            *[k for k, v in self.alias_to_metric.items() if v == name],
-        ):
-            if candidate in available:
-                return candidate
-        return name
-
-    def _run_dir_of(self, checkpoint: Path | None) -> Path | None:
-        """The run whose checkpoint was loaded, when this TrainGenerator continues it:
-        ``<run>/checkpoints/<checkpoint>`` with ``continue_run`` and no ``logdir`` given."""
-        if checkpoint is None or self.logdir is not None or not self.continue_run:
-            return None
-        checkpoints = checkpoint.parent
-        return checkpoints.parent if checkpoints.name == CHECKPOINTS_DIR else None
-
-    def _set_up_logdir(self, run_dir: Path | None = None) -> None:
-        """The log directory: ``logdir`` if given; else the run being continued (``run_dir``);
-        else ``logs_dir/<model_name>`` with a new model number; none: no logs."""
-        if run_dir is not None:
-            self.logdir = run_dir
-            self.model_num = model_num_of(run_dir.name, default=getattr(self, "model_num", 0))
-            if self.logs_dir is None:
-                self.logs_dir = run_dir.parent
-        elif self.logdir is None and self.logs_dir is not None:
-            logs_dir = Path(self.logs_dir)
-            self.model_num = self.distribution.on_writer(  # claims the number; others learn it
-                lambda: reserve_model_num(logs_dir, self.new_model_num),
-                f"reserve a model number in {logs_dir}",
-            )
-            self.model_name = self.get_unique_model_name()
-            self.logdir = Path(self.logs_dir) / self.model_name
-        else:
-            self.model_num = getattr(self, "model_num", 0)
-        self.model_name = self.get_unique_model_name()
-        if self.logdir is None:
-            log.info("logs_dir and logdir are None: no logs, checkpoints or figures are saved")
-            return
-        self.distribution.on_writer(self._lock_logdir, f"lock {self.logdir}")  # one writer
-        if run_dir is not None:
-            self._continue_numbering(self.logdir)
-            log.info("Continuing run %s", self.logdir)
-        else:
-            log.info("Logging to %s", self.logdir)
-
-    def _lock_logdir(self) -> int:
-        assert self.logdir is not None  # (the caller checks)
-        self.logdir.mkdir(parents=True, exist_ok=True)
-        self._lock = LogdirLock(self.logdir)
-        self._lock.acquire()
-        return 0
-
-    def _continue_numbering(self, logdir: Path) -> None:
-        """New checkpoints of a continued run sort after all its existing ones, even when it
-        continues from an older checkpoint (the newer ones are kept)."""
-        newest = max((seq for seq, _ in list_checkpoints(logdir / CHECKPOINTS_DIR)), default=0)
-        if newest > self.state.save_seq:
-            log.warning(
-                "Continuing %s from a checkpoint older than its newest one; the newer "
-                "checkpoints are kept, and new ones are numbered after them",
-                self.logdir,
-            )
-            self.state.save_seq = newest
-
     def _require_logdir(self, what: str) -> Path:
         if self.logdir is None:
             raise ValueError(f"{what} needs a log directory: set logs_dir or logdir")
         return self.logdir
-
-    def _rewind_figures(self, checkpoint: Path) -> None:
-        """A continued run's ``history.png`` and ``report.png`` show the loaded state: the
-        checkpoint's own copies, or drawn anew where it has none (temp checkpoints)."""
-        logdir = self._require_logdir("rewinding figures")
-        for name in ("history", "report"):
-            current, saved = logdir / f"{name}.png", checkpoint / f"{name}.png"
-            if saved.is_file():
-                shutil.copyfile(saved, current)
-            elif current.exists():
-                self.write_figure(name, current)
 
     def check_logdir_owned(self) -> None:
         """Raise if another TrainGenerator of this process took this log directory over."""
@@ -596,7 +363,7 @@ class TrainGenerator(TrainStateAliases):
         try:
             with self._loop(), InterruptGuard():  # Ctrl-C and SIGTERM land between iterations
                 self.build_optimizer()
-                self._save_pending()
+                self._saves.pending()
                 if keras_hooks is not None:
                     keras_hooks.train_begin(self)
                 while True:
@@ -715,8 +482,8 @@ class TrainGenerator(TrainStateAliases):
 
     def _preemption_checkpoint(self) -> None:
         self.sync_model()
-        if self._val_start is not None and self.state.train_loop_done:
-            self._rewind_validation()
+        if self._validation.start is not None and self.state.train_loop_done:
+            self._validation.rewind()
         failed = self._checkpointer.pipeline.take_error()
         if failed is not None:  # the last good state is saved now instead
             log.error("An earlier checkpoint write failed: %s", failed)
@@ -739,7 +506,7 @@ class TrainGenerator(TrainStateAliases):
         self._checkpointer.pipeline.check()  # a failed background write: raised here
         keras_hooks = self.callbacks.keras
         if keras_hooks is not None:
-            keras_hooks.train_iteration_begin(self, _starts_batch(dg), self._batches_into_epoch())
+            keras_hooks.train_iteration_begin(self, starts_batch(dg), self._batches_into_epoch())
         x, y, sw = self.get_data(val=False)  # a failed load changes nothing
         # From the step to the end of the bookkeeping, a cut (a second Ctrl-C, an error)
         # leaves the weights and the counters apart: marked, and train() then refuses.
@@ -748,7 +515,7 @@ class TrainGenerator(TrainStateAliases):
             metrics = to_metric_dict(self._fit_fn(x, y, sw), self.train_metrics)
             if list(metrics) != self.train_metrics:
                 self._update_names(metrics)
-            _append_slice(state.temp_history, metrics, first_slice)
+            append_slice(state.temp_history, metrics, first_slice)
             state.fit_iters += 1
             dg.update_state()
             self._callbacks("train:iter")
@@ -765,7 +532,7 @@ class TrainGenerator(TrainStateAliases):
                 state.train_loop_done, state.val_loop_done = True, False
             if keras_hooks is not None and dg.all_data_exhausted and not state.train_loop_done:
                 keras_hooks.epoch_end(self, state.epoch - 1, self._epoch_logs())
-        self._checkpoint_if_due(at_validation_end=False)
+        self._saves.if_due(at_validation_end=False)
 
     def ensure_consistent(self) -> None:
         """Repair what a cut (a second Ctrl-C, an error) left half-done where that can be
@@ -774,8 +541,8 @@ class TrainGenerator(TrainStateAliases):
         broken = self._consistency.broken
         if broken is None:
             return
-        if broken == "a validation" and self._val_start is not None:
-            self._restart_validation(self._val_start)
+        if broken == "a validation" and self._validation.start is not None:
+            self._validation.restart()
             return
         latest = self._checkpointer.latest() if self.logdir is not None else None
         raise RuntimeError(
@@ -957,247 +724,10 @@ class TrainGenerator(TrainStateAliases):
         """Run over the whole validation set; returns its metrics.
 
         ``record_progress=False`` evaluates without touching histories, counters or the
-        best model (an ad-hoc evaluation).
+        best model (an ad-hoc evaluation). ``restart``: abandon a validation in progress
+        and start anew. ``use_callbacks=False``: no figures or ``'val_end'`` callbacks.
         """
-        self.ensure_consistent()
-        self.sync_model()
-        if restart:
-            self.reset_validation()
-        if self._val_start is None:
-            self._val_start = self._validation_start()
-            self._validation_rnn_states()
-            if self.callbacks.keras is not None:
-                self.callbacks.keras.test_begin(self)
-        state = self.state
-        self._recording = record_progress
-        state.train_loop_done = True
-        log.debug("Validating...")
-        outermost = self._loop_depth == 0  # (inside train(), train() handles SIGTERM)
-        try:
-            with self._loop(), InterruptGuard():
-                while not state.val_loop_done:
-                    self._at_boundary()
-                    with self._consistency.mark("a validation"):
-                        self._val_iteration()
-                self._at_boundary()
-                with self._consistency.mark("a validation"):
-                    new_best = self._on_val_end(record_progress, use_callbacks, clear_cache)
-                    self._train_rnn_states()
-                self._val_start = None
-                # Saved last, so that a resumed run continues right after this validation
-                # (atomic: a cut here leaves the previous checkpoint and a consistent state).
-                if record_progress:
-                    self._checkpoint_if_due(at_validation_end=True, best=new_best)
-        except Preempted:
-            if not outermost:
-                raise
-            self._stop_for_preemption()  # one checkpoint, then TrainingPreempted
-        return self.last_validation
-
-    def _validation_start(self) -> _ValidationStart:
-        log_bytes = None
-        if self._metrics_log.path is not None and self._metrics_log.path.exists():
-            log_bytes = self._metrics_log.path.stat().st_size
-        return _ValidationStart(
-            state=self.state.bookmark(),
-            val_datagen=self.val_datagen.state_dict(),
-            callbacks=[copy.deepcopy(cb.state_dict()) for cb in self.callbacks.objects],
-            rnn_states=get_states(self.model),
-            cache=self._val_cache.copy(),
-            metrics_log_bytes=log_bytes,
-        )
-
-    def _restart_validation(self, start: _ValidationStart) -> None:
-        """Undo a validation cut half-way: back to where it started, exactly."""
-        log.warning(
-            "The last validation was stopped half-way (a second Ctrl-C, or an "
-            "error): restarting it from where it started"
-        )
-        self._rewind_validation()
-        self._validation_rnn_states()
-
-    def _validation_rnn_states(self) -> None:
-        """A validation between two windows of a train batch starts its sequences from zero
-        with ``reset_statefuls``, as at a batch boundary, not from the train batch's state
-        half-way through (which :meth:`_train_rnn_states` puts back at its end)."""
-        if self.reset_statefuls and not _starts_batch(self.datagen):
-            reset_states(self.model)
-
-    def _train_rnn_states(self) -> None:
-        """After a validation between two windows of a train batch: the RNN states the train
-        batch had, so that its next window continues from them, as without the validation."""
-        start = self._val_start
-        if start is not None and start.rnn_states and not _starts_batch(self.datagen):
-            set_states(self.model, start.rnn_states)
-
-    def _rewind_validation(self) -> None:
-        """Back to where the validation in progress started, exactly."""
-        start = self._val_start
-        if start is None:
-            raise RuntimeError("no validation in progress to rewind")
-        self.state.rewind(start.state)
-        self.val_datagen.load_state_dict(start.val_datagen)
-        for cb, cb_state in zip(self.callbacks.objects, start.callbacks, strict=True):
-            cb.load_state_dict(copy.deepcopy(cb_state))
-        if start.rnn_states:
-            set_states(self.model, start.rnn_states)
-        self._val_cache = start.cache.copy()
-        if self.callbacks.keras is not None:
-            self.callbacks.keras.restart_test()
-        path = self._metrics_log.path
-        if path is not None and path.exists():
-            os.truncate(path, start.metrics_log_bytes or 0)  # rows of the cut validation
-        self._consistency.clear()
-
-    def _val_iteration(self) -> None:
-        vdg, state = self.val_datagen, self.state
-        self._checkpointer.pipeline.check()  # a failed background write: raised here
-        if self.callbacks.keras is not None and _starts_batch(vdg):
-            self.callbacks.keras.test_batch_begin(len(state.val_temp_sizes))
-        x, y, sw = self.get_data(val=True)
-        first_slice = vdg.slice_idx in (None, 0)
-        eval_sw = sw if (self.val_class_weights or self.loss_weighted_slices_range) else None
-        out = self._eval_fn(x, y, eval_sw)
-        if self.val_mode == "evaluate":
-            _append_slice(
-                state.val_temp_history, to_metric_dict(out, self.val_metrics), first_slice
-            )
-        else:
-            self._val_cache.add(y, out, sw, first_slice, state.val_set_name)
-        if self._recording:
-            state.val_iters += 1
-        vdg.update_state()
-        self.callbacks("val:iter", self)
-        if vdg.batch_exhausted:
-            self._on_val_batch_end(len(x))
-        if vdg.all_data_exhausted:
-            self._on_val_epoch_end()
-
-    def _on_val_batch_end(self, n_samples: int) -> None:
-        state = self.state
-        if self._recording:
-            state.batches_validated += 1
-        state.val_set_name_cache.append(state.val_set_name)
-        state.val_temp_sizes.append(n_samples)
-        for entries in state.val_temp_history.values():
-            entries[-1] = float(np.mean(entries[-1]))
-        if self.reset_statefuls:
-            reset_states(self.model)
-        if self.callbacks.keras is not None:
-            metrics = {n: v[-1] for n, v in state.val_temp_history.items()}  # evaluate mode
-            self.callbacks.keras.test_batch_end(len(state.val_temp_sizes) - 1, metrics, n_samples)
-        if self.iter_verbosity >= 2:  # this batch's metrics, in both modes
-            if self.val_mode == "evaluate":
-                batch = {n: v[-1] for n, v in state.val_temp_history.items()}
-            else:
-                labels, preds, weights = self._val_cache.per_batch(self.pred_weighted_slices_range)[
-                    -1
-                ]
-                batch = self._predict_resolver.compute(
-                    self.val_metrics, labels, preds, weights, state.predict_threshold
-                )
-            log.info(
-                "Validated set %s: %s",
-                str(state.val_set_name).rjust(self._val_max_set_name_chars),
-                self._format(batch, "val"),
-            )
-        self.callbacks("val:batch", self)
-
-    def _on_val_epoch_end(self) -> None:
-        state = self.state
-        if self.val_mode == "evaluate":
-            summary, subset = evaluate_mode_summary(
-                state.val_temp_history,
-                state.val_temp_sizes,
-                self.val_metrics,
-                self.key_metric,
-                self.best_subset_size,
-                self.max_is_best,
-                state.val_set_name_cache[-len(state.val_temp_sizes) :],
-            )  # this validation's
-        else:
-            search = (
-                self.dynamic_predict_threshold_min_max
-                if self.dynamic_predict_threshold is not None
-                else None
-            )
-            summary, threshold, subset = predict_mode_summary(
-                self._val_cache,
-                self._predict_resolver,
-                self.val_metrics,
-                threshold=state.predict_threshold,
-                search_range=search,
-                max_is_best=self.max_is_best,
-                weighted_slices=self.pred_weighted_slices_range,
-                best_subset_size=self.best_subset_size,
-            )
-            if search is not None:
-                state.predict_threshold = self.dynamic_predict_threshold = threshold
-        self.best_subset_nums = subset
-        self.last_validation = summary
-        if self._recording:
-            for name, value in summary.items():
-                state.val_history.setdefault(name, []).append(value)
-            state.key_metric_history.append(summary[self.key_metric])
-        state.val_epoch = self.val_datagen.on_epoch_end()  # once per validation (0.6: twice)
-        self.callbacks("val:epoch", self)
-        state.val_loop_done = True
-
-    def _on_val_end(self, record_progress: bool, use_callbacks: bool, clear_cache: bool) -> bool:
-        """The validation's bookkeeping, figures and callbacks; returns whether its key metric
-        is a new best."""
-        state = self.state
-        new_best = False
-        if record_progress:
-            state.times_validated += 1
-            state.val_x_ticks.append(state.times_validated)
-            state.val_train_x_ticks.append(state.batches_fit)
-            latest = state.key_metric_history[-1]
-            new_best = self._is_new_best(latest)
-            if new_best:
-                state.best_key_metric = float(latest)
-                log.info("New best %s: %s", self.key_metric, f"{latest:.6f}")
-            self._metrics_log.write(
-                "validation",
-                epoch=self._validated_epoch(),
-                val_epoch=state.val_epoch,
-                batches_fit=state.batches_fit,
-                times_validated=state.times_validated,
-                best_subset=self.best_subset_nums,
-                **self.last_validation,
-            )
-        if self.iter_verbosity:
-            log.info(
-                "Validation %d: %s",
-                state.times_validated,
-                self._format(self.last_validation, "val"),
-            )
-            if self.best_subset_nums:
-                log.info("Best %d-subset: %s", len(self.best_subset_nums), self.best_subset_nums)
-        if record_progress and self.check_model_health:
-            self.last_health = self.check_health()
-        if use_callbacks and self._should_do(self.plot_history_freq, validation_ended=True):
-            self.plot_history()
-        after_epoch = record_progress and self.datagen.all_data_exhausted
-        if use_callbacks:
-            self.callbacks(("val_end", "train:epoch") if after_epoch else "val_end", self)
-        if self.callbacks.keras is not None:
-            self.callbacks.keras.test_end(self, dict(self.last_validation))
-            if after_epoch:  # the epoch's end, deferred until its validation was done
-                logs = self._epoch_logs()
-                logs.update({f"val_{k}": v for k, v in self.last_validation.items()})
-                self.callbacks.keras.epoch_end(self, state.epoch - 1, logs)
-        if clear_cache:
-            self.clear_cache()
-        state.val_loop_done = state.train_loop_done = False
-        self._recording = True
-        return new_best
-
-    def _is_new_best(self, value: Any) -> bool:
-        if np.ndim(value) != 0 or not np.isfinite(value):
-            return False
-        best = self.state.best_key_metric
-        return best is None or (value > best if self.max_is_best else value < best)
+        return self._validation.run(record_progress, clear_cache, restart, use_callbacks)
 
     def clear_cache(self, reset_val_flags: bool = False) -> None:
         """Drop the validation's cached predictions and per-batch metrics;
@@ -1208,7 +738,7 @@ class TrainGenerator(TrainStateAliases):
         self.state.val_temp_sizes = []
         if reset_val_flags:
             self.state.val_loop_done = self.state.train_loop_done = False
-            self._val_start = None
+            self._validation.start = None
 
     # DeepTrain 0.6's names of the predict-mode cache of the last validation (per batch, a
     # list with an array per window); filled during a validation, read by 'val_end'
@@ -1239,58 +769,6 @@ class TrainGenerator(TrainStateAliases):
             reset_states(self.model)
 
     # -- checkpoints -------------------------------------------------------------------
-    def _checkpoint_if_due(
-        self, at_validation_end: bool, best: bool = False, overwrite: bool | None = None
-    ) -> Path | None:
-        """Write the checkpoint a frequency asks for now (and, with ``best``, the best
-        model first); returns its path. One due while a validation is pending is written
-        at its end, so that it holds the validation's results."""
-        state = self.state
-        due = state.checkpoint_due
-        for kind, freq in (
-            ("unique", self.unique_checkpoint_freq),
-            ("temp", self.temp_checkpoint_freq),
-        ):
-            if not freq or due == "unique" or (("val" in freq) != at_validation_end):
-                continue
-            if self._should_do(freq, validation_ended=at_validation_end):
-                due = kind
-        if state.train_loop_done and (due is not None or self._pending_saves):
-            state.checkpoint_due = due
-            return None
-        return self._save_now(best, due, overwrite)
-
-    def _save_now(self, best: bool, due: str | None, overwrite: bool | None = None) -> Path | None:
-        """The best model (``best``, or one still due), the checkpoint ``due`` and the saves
-        asked for from inside an iteration, written now; returns the checkpoint's path. One
-        cut (a second Ctrl-C, an error) stays due, written at the next chance
-        (:meth:`_save_pending`)."""
-        state = self.state
-        best = best or self._best_pending
-        state.checkpoint_due = None  # cleared before saving: the saved state has none due
-        if best or due is not None:
-            self.model_name = self.get_unique_model_name()
-        wait = not self._loop_depth
-        try:
-            path = self._checkpointer.save_due(best, due, wait=wait, overwrite=overwrite)
-        except BaseException:
-            state.checkpoint_due, self._best_pending = due, best
-            raise
-        self._best_pending = False
-        while self._pending_saves:  # (one that fails stays, with those after it)
-            self._checkpointer.save(self._pending_saves[0], "manual", wait=wait)
-            self._pending_saves.pop(0)
-        return path
-
-    def _save_pending(self) -> None:
-        """A checkpoint or best model whose save was cut, or asked for from inside an
-        iteration that then stopped: written now, before training goes on."""
-        state = self.state
-        if not state.train_loop_done and (
-            state.checkpoint_due or self._best_pending or self._pending_saves
-        ):
-            self._save_now(False, state.checkpoint_due)
-
     def checkpoint(self, forced: bool = False, overwrite: bool | None = None) -> Path | None:
         """Write a checkpoint if a checkpoint frequency fires now; ``forced``: a unique
         checkpoint regardless. ``overwrite``: replace a checkpoint of the same name (True)
@@ -1303,54 +781,18 @@ class TrainGenerator(TrainStateAliases):
         loop's own, and None is returned. Called elsewhere during ``train()``, it returns
         once the state is copied (the files are written in the background with
         ``checkpoint_async``); outside ``train()``, once the checkpoint is complete."""
-        if overwrite not in (None, True, False):
-            raise ValueError(f"overwrite must be None, True or False, got {overwrite!r}")
-        if self._consistency.active is not None:  # a callback's: written at the end of it
-            if forced:
-                self._require_logdir("checkpoint()")
-                self.state.checkpoint_due = "unique"
-            return None
-        if not forced:
-            return self._checkpoint_if_due(at_validation_end=False, overwrite=overwrite)
-        self._require_logdir("checkpoint()")
-        self.model_name = self.get_unique_model_name()
-        return self._checkpointer.checkpoint(
-            "unique", wait=not self._loop_depth, overwrite=overwrite
-        )
+        return self._saves.checkpoint(forced, overwrite)
 
     def _save_best_model(self, del_previous_best: bool | None = None) -> Path | None:
         """Save the model as the best one now, to ``best_models_dir`` (DeepTrain 0.6's
         name); ``del_previous_best`` overrides ``max_one_best_save`` for this save."""
-        if self._consistency.active is not None:  # a callback's: written at the end of it
-            self._best_pending = True
-            return None
-        keep = self.max_one_best_save
-        if del_previous_best is not None:
-            self.max_one_best_save = bool(del_previous_best)
-        try:
-            self.model_name = self.get_unique_model_name()
-            return self._checkpointer.save_best(wait=not self._loop_depth)
-        finally:
-            self.max_one_best_save = keep
+        return self._saves.best_model(del_previous_best)
 
     def save(self, savepath: str | Path | None = None) -> Path | None:
         """Save a checkpoint to the directory ``savepath`` (default: a temp checkpoint in
         the log directory). Everything needed to continue exactly is in it. Returns as
         :meth:`checkpoint` does (None from a callback of an iteration: written at its end)."""
-        wait = not self._loop_depth
-        if savepath is None:
-            self._require_logdir("save() without savepath=")
-        if self._consistency.active is not None:  # a callback's: written at the end of it
-            if savepath is None:
-                self.state.checkpoint_due = self.state.checkpoint_due or "temp"
-            else:
-                self._pending_saves.append(Path(savepath))
-            return None
-        if savepath is None:
-            path = self._checkpointer.checkpoint("temp", wait=wait)
-            assert path is not None  # there is a log directory
-            return path
-        return self._checkpointer.save(Path(savepath), "manual", wait=wait)
+        return self._saves.save(savepath)
 
     def load(
         self, filepath: str | Path | None = None, passed_args: list[str] | None = None
@@ -1374,7 +816,7 @@ class TrainGenerator(TrainStateAliases):
             getattr(self._fit_fn, "discard", lambda: None)()
 
         def settle(payload: dict[str, Any]) -> None:  # a failure undoes the load
-            self._check_inputs()
+            checks.check_inputs(self)
             self._set_up_metrics(reloading=True)
             passed = self.passed_args if passed_args is None else passed_args
             self._follow_a_new_key_metric(payload.get("traingen", {}).get("key_metric"), passed)
@@ -1382,7 +824,7 @@ class TrainGenerator(TrainStateAliases):
         with self.distribution.scope():  # variables are created and assigned under it
             loaded = self._checkpointer.load(path, passed_args, settle)
         self._consistency.clear()
-        self._val_start = None
+        self._validation.start = None
         self.callbacks("load", self)
         return loaded
 
@@ -1390,10 +832,13 @@ class TrainGenerator(TrainStateAliases):
         """Continuing with another ``key_metric`` than the checkpoint's: its best value (of
         the old metric) is forgotten, and the direction is worked out for the new one
         unless ``max_is_best`` was passed; else no best model would ever be saved."""
-        if saved is None or self._canonical(saved, self.train_metrics) == self.key_metric:
+        if (
+            saved is None
+            or checks.canonical_metric(self, saved, self.train_metrics) == self.key_metric
+        ):
             return
         if "max_is_best" not in passed_args:
-            self.max_is_best = _is_maximized(self.key_metric)
+            self.max_is_best = checks.is_maximized(self.key_metric)
         log.warning(
             "key_metric is %r, the checkpoint's was %r: the best so far (%s, of %r) is "
             "forgotten; the best model now follows %r (max_is_best=%s)",
@@ -1685,20 +1130,6 @@ class TrainGenerator(TrainStateAliases):
             )
 
 
-def _refuse_tf_graph_mode() -> None:
-    """TensorFlow 1-style graph mode (``tf.compat.v1.disable_eager_execution()``, which
-    DeepTrain 0.6 supported) is refused: Keras 3 needs eager execution."""
-    import keras
-
-    tf = sys.modules.get("tensorflow")
-    if tf is not None and keras.backend.backend() == "tensorflow" and not tf.executing_eagerly():
-        raise RuntimeError(
-            "TensorFlow runs in graph mode (tf.compat.v1.disable_eager_execution()), which "
-            "Keras 3 does not support: remove that call. Train steps are still compiled: "
-            "fit_fn='train_on_batch' runs one tf.function per step."
-        )
-
-
 def _per_batch_windows(value: Any) -> list[list[np.ndarray]]:
     """A predict cache assigned in DeepTrain 0.6's layout (an array ``(batches, slices,
     samples, ...)`` with 4 or more axes, else ``(batches, samples, ...)``; or nested lists)
@@ -1706,20 +1137,3 @@ def _per_batch_windows(value: Any) -> list[list[np.ndarray]]:
     if isinstance(value, np.ndarray):
         return [list(b) if value.ndim >= 4 else [b] for b in value]
     return [list(b) if isinstance(b, (list, tuple)) else [np.asarray(b)] for b in value]
-
-
-def _append_slice(temp: dict[str, list], metrics: Mapping[str, Any], first_slice: bool) -> None:
-    """Temp history: one list per batch (a value per window), replaced by its mean at the
-    batch's end."""
-    for name, value in metrics.items():
-        entries = temp.setdefault(name, [])
-        if first_slice or not entries or not isinstance(entries[-1], list):
-            entries.append([value])
-        else:
-            entries[-1].append(value)
-
-
-def _starts_batch(dg: DataGenerator) -> bool:
-    """Whether the next ``get()`` serves the first window of a batch: a batch is loaded
-    then, or one is held that nothing was served from yet (windows: at slice 0)."""
-    return dg.batch_exhausted or dg.slice_idx in (None, 0)

@@ -150,7 +150,9 @@ def get_module_methods(module: types.ModuleType) -> dict[str, Callable]:
 
 def _validate_traingen_configs(tg: Any) -> None:
     """Check a TrainGenerator's settings again (after editing them), as at construction."""
-    tg._check_inputs()
+    from ..training.checks import check_inputs
+
+    check_inputs(tg)
     tg._set_up_metrics(reloading=True)
 
 
