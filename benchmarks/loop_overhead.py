@@ -629,7 +629,7 @@ def profile(root: Path, batches: list, epochs: int) -> None:
         ("InterruptGuard.check() (no guard active)", InterruptGuard.check),
         ("to_metric_dict(dict of python floats)", lambda: to_metric_dict(floats, names)),
         ("tg._callbacks('train:iter'), none set", lambda: tg._callbacks("train:iter")),
-        ("tg._checkpoint_if_due(False), no logdir", lambda: tg._checkpoint_if_due(False)),
+        ("tg._saves.if_due(False), no logdir", lambda: tg._saves.if_due(False)),
         ("tg._sync_model() (no-op fit_fn)", tg._sync_model),
         ("tg._format(metrics, 'train') (tg_bar only)", lambda: tg._format(floats, "train")),
     ]
@@ -653,7 +653,7 @@ def phase_times(root: Path, n: int, epochs: int, rounds: int = 9) -> None:
     """Wall time of each phase of ``tg.train()`` with the real step, from timing wrappers
     (~0.2 us each) instead of a profiler: the phases run with the caches as a step leaves
     them, which a no-op fit_fn or a micro-benchmark does not show."""
-    import deeptrain.train_generator as tg_module
+    import deeptrain.training.generator as tg_module
 
     tg = make_traingen(root)
     spent: dict[str, float] = {}
@@ -676,12 +676,12 @@ def phase_times(root: Path, n: int, epochs: int, rounds: int = 9) -> None:
         (tg.datagen, "update_state", "DataGenerator.update_state"),
         (tg, "_on_train_batch_end", "tg._on_train_batch_end"),
         (tg, "_on_train_epoch_end", "tg._on_train_epoch_end"),
-        (tg, "_checkpoint_if_due", "tg._checkpoint_if_due"),
+        (tg._saves, "if_due", "tg._saves.if_due"),
     ):
         setattr(obj, name, timed(getattr(obj, name), label))
-    saved = tg_module.to_metric_dict, tg_module._append_slice
+    saved = tg_module.to_metric_dict, tg_module.append_slice
     tg_module.to_metric_dict = timed(saved[0], "to_metric_dict")
-    tg_module._append_slice = timed(saved[1], "_append_slice")
+    tg_module.append_slice = timed(saved[1], "append_slice")
     try:
         run = tg_runner(tg)
         run(1)
@@ -697,7 +697,7 @@ def phase_times(root: Path, n: int, epochs: int, rounds: int = 9) -> None:
             for label, t in spent.items():
                 per_round.setdefault(label, []).append(t / (epochs * n) * 1e6)
     finally:
-        tg_module.to_metric_dict, tg_module._append_slice = saved
+        tg_module.to_metric_dict, tg_module.append_slice = saved
     print(
         f"\n-- TrainGenerator phases with the real step, us/step (median of {rounds} runs "
         "of tg.train(); timing wrappers, no profiler)"

@@ -207,6 +207,9 @@ def test_a_best_model_a_callback_asks_for_keeps_its_del_previous_best(data, tmp_
     assert asked and all(path is None for path in asked)  # written after each validation
     assert [p.name for p in best.iterdir()] == [tg.model_name]
     assert tg.max_one_best_save is False
+    for saved in (tg.get_last_log("state"), tg.get_last_log("state", best=True)):
+        state = json.loads(saved.read_text())  # the run's own setting, not the override
+        assert state["traingen"]["max_one_best_save"] is False, saved
 
 
 def test_stop_now_during_a_checkpoint_keeps_it_and_the_best_model_due(data, tmp_path):

@@ -92,24 +92,30 @@ class Checkpointer:
             return None
         return self._save(lambda: [self._checkpoint_target(kind, overwrite)], wait)[0]
 
-    def save_best(self, wait: bool = False) -> Path | None:
-        """Save the best model to ``best_models_dir/<model_name>``."""
+    def save_best(self, wait: bool = False, one_best: bool | None = None) -> Path | None:
+        """Save the best model to ``best_models_dir/<model_name>``; ``one_best``: delete
+        this model number's older best models (None: ``max_one_best_save``)."""
         if self.tg.best_models_dir is None:
             return None
-        return self._save(lambda: [self._best_target()], wait)[0]
+        return self._save(lambda: [self._best_target(one_best)], wait)[0]
 
     def save_due(
-        self, best: bool, kind: str | None, wait: bool = False, overwrite: bool | None = None
+        self,
+        best: bool,
+        kind: str | None,
+        wait: bool = False,
+        overwrite: bool | None = None,
+        one_best: bool | None = None,
     ) -> Path | None:
-        """The best model (``best``) and the checkpoint ``kind`` (if not None), from one
-        snapshot; returns the checkpoint's path."""
+        """The best model (``best``; ``one_best`` as in :meth:`save_best`) and the checkpoint
+        ``kind`` (if not None), from one snapshot; returns the checkpoint's path."""
         best = best and self.tg.best_models_dir is not None
         kind = kind if self.directory is not None else None
         if not best and kind is None:
             return None
 
         def targets() -> list[Target]:
-            found = [self._best_target()] if best else []
+            found = [self._best_target(one_best)] if best else []
             return found + ([self._checkpoint_target(kind, overwrite)] if kind is not None else [])
 
         paths = self._save(targets, wait)
@@ -200,14 +206,15 @@ class Checkpointer:
             path, kind, 0, figures=kind == "unique", commit=commit, commit_syncs=True
         )  # the pointer's write fsyncs the directory: once for both renames
 
-    def _best_target(self) -> Target:
+    def _best_target(self, one_best: bool | None) -> Target:
         tg = self.tg
         assert tg.best_models_dir is not None  # the callers check
         directory = Path(tg.best_models_dir)
         if tg.distribution.is_writer:
             directory.mkdir(parents=True, exist_ok=True)
             _settle_backups(directory, owned=self._is_ours)
-        one_best, model_num = tg.max_one_best_save, tg.model_num
+        one_best = tg.max_one_best_save if one_best is None else one_best
+        model_num = tg.model_num
 
         def commit(path: Path) -> None:
             if one_best:

@@ -141,9 +141,9 @@ def _figure_data(tg: Any) -> FigureData:
     is taken as its PNG instead."""
     data = FigureData()
     for name in ("history", "report"):
-        key, drawn = tg._figure_files.get(name, (None, None))
-        if key == tg._progress_key() and drawn is not None and Path(drawn).is_file():
-            data.drawn[name] = Path(drawn).read_bytes()
+        drawn = tg.drawn_figure(name)
+        if drawn is not None:
+            data.drawn[name] = drawn.read_bytes()
     if "history" not in data.drawn:
         configs = tg._plot_configs()  # a new, merged dict
         data.history = dict(

@@ -56,9 +56,9 @@ from .interrupts import Consistency, InterruptGuard, Preempted, TrainingPreempte
 from .plotting import default_plot_configs, history_figure, merge_plot_configs, with_plot_cfg
 from .progress import EpochProgress, MetricsLog, format_metrics
 from .saves import Saves
-from .state import TrainState
+from .state import TrainState, append_slice
 from .validation import MetricResolver, PredictCache
-from .validation_loop import ValidationLoop, append_slice, starts_batch
+from .validation_loop import ValidationLoop, starts_batch
 from .weights import sample_weights
 
 if TYPE_CHECKING:
@@ -919,7 +919,15 @@ class TrainGenerator(TrainStateAliases):
                     log.warning("%s.close() failed: %s", type(callback).__name__, e)
         if self._lock is not None:
             self._lock.release()
-        for name in ("model", "datagen", "val_datagen", "callbacks", "_checkpointer"):
+        for name in (
+            "model",
+            "datagen",
+            "val_datagen",
+            "callbacks",
+            "_checkpointer",
+            "_saves",
+            "_validation",
+        ):
             self.__dict__.pop(name, None)
 
     # -- frequencies, display ----------------------------------------------------------

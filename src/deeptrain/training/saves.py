@@ -11,8 +11,6 @@ Ctrl-C or an error stays due and is written when ``train()`` goes on. The
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,7 +28,7 @@ class Saves:
     def __init__(self, tg: TrainGenerator) -> None:
         self.tg = tg
         self.best_pending = False  # a best model whose save was cut or asked for half-way
-        self.best_keep_one: bool | None = None  # its del_previous_best, when asked for
+        self.best_keep_one: bool | None = None  # its del_previous_best (None: the setting)
         self.paths_pending: list[Path] = []  # save(savepath) asked for half-way
 
     @property
@@ -72,9 +70,11 @@ class Saves:
         state.checkpoint_due = None  # cleared before saving: the saved state has none due
         if best or due is not None:
             tg.model_name = tg.get_unique_model_name()
+        one_best = self.best_keep_one if self.best_pending else None
         try:
-            with _max_one_best_save(tg, self.best_keep_one if self.best_pending else None):
-                path = tg._checkpointer.save_due(best, due, wait=self._wait, overwrite=overwrite)
+            path = tg._checkpointer.save_due(
+                best, due, wait=self._wait, overwrite=overwrite, one_best=one_best
+            )
         except BaseException:
             state.checkpoint_due, self.best_pending = due, best
             raise
@@ -118,8 +118,7 @@ class Saves:
             self.best_pending, self.best_keep_one = True, del_previous_best
             return None
         tg.model_name = tg.get_unique_model_name()
-        with _max_one_best_save(tg, del_previous_best):
-            return tg._checkpointer.save_best(wait=self._wait)
+        return tg._checkpointer.save_best(wait=self._wait, one_best=del_previous_best)
 
     def save(self, savepath: str | Path | None) -> Path | None:
         """``tg.save()``: a temp checkpoint in the log directory, or a checkpoint at
@@ -138,16 +137,3 @@ class Saves:
             assert path is not None  # there is a log directory
             return path
         return tg._checkpointer.save(Path(savepath), "manual", wait=self._wait)
-
-
-@contextlib.contextmanager
-def _max_one_best_save(tg: TrainGenerator, del_previous_best: bool | None) -> Iterator[None]:
-    """``tg.max_one_best_save`` overridden by ``del_previous_best`` (None: as it is) for
-    one save."""
-    kept = tg.max_one_best_save
-    if del_previous_best is not None:
-        tg.max_one_best_save = bool(del_previous_best)
-    try:
-        yield
-    finally:
-        tg.max_one_best_save = kept

@@ -7,10 +7,11 @@ attribute names (``tg._fit_iters``, ``tg.epoch``, ``tg.history`` ...) read and w
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["TrainState", "LEGACY_NAMES", "Bookmark"]
+__all__ = ["TrainState", "LEGACY_NAMES", "Bookmark", "append_slice"]
 
 # Fields that only ever grow by appending (histories, x positions, name caches): a bookmark
 # records their lengths instead of copying them, so taking one costs O(fields), not O(run).
@@ -130,3 +131,14 @@ LEGACY_NAMES = {f.name: f.name for f in fields(TrainState)} | {
     "_set_name": "set_name",
     "_val_set_name": "val_set_name",
 }
+
+
+def append_slice(temp: dict[str, list], metrics: Mapping[str, Any], first_slice: bool) -> None:
+    """Temp history: one list per batch (a value per window), replaced by its mean at the
+    batch's end."""
+    for name, value in metrics.items():
+        entries = temp.setdefault(name, [])
+        if first_slice or not entries or not isinstance(entries[-1], list):
+            entries.append([value])
+        else:
+            entries[-1].append(value)

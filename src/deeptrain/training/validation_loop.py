@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,13 +21,13 @@ from ..backend.stateful import get_states, reset_states, set_states
 from ..data.generator import DataGenerator
 from .fitting import to_metric_dict
 from .interrupts import InterruptGuard, Preempted
-from .state import Bookmark
+from .state import Bookmark, append_slice
 from .validation import PredictCache, evaluate_mode_summary, predict_mode_summary
 
 if TYPE_CHECKING:
     from .generator import TrainGenerator
 
-__all__ = ["ValidationLoop", "ValidationStart", "append_slice", "starts_batch"]
+__all__ = ["ValidationLoop", "ValidationStart", "starts_batch"]
 
 log = logging.getLogger("deeptrain")
 
@@ -309,17 +308,6 @@ class ValidationLoop:
             return False
         best = tg.state.best_key_metric
         return best is None or (value > best if tg.max_is_best else value < best)
-
-
-def append_slice(temp: dict[str, list], metrics: Mapping[str, Any], first_slice: bool) -> None:
-    """Temp history: one list per batch (a value per window), replaced by its mean at the
-    batch's end."""
-    for name, value in metrics.items():
-        entries = temp.setdefault(name, [])
-        if first_slice or not entries or not isinstance(entries[-1], list):
-            entries.append([value])
-        else:
-            entries[-1].append(value)
 
 
 def starts_batch(dg: DataGenerator) -> bool:
