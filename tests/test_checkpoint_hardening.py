@@ -616,6 +616,15 @@ def test_bad_siblings_are_skipped_and_kept(data, base, tmp_path, caplog):
     assert (ckdir / "latest").read_text().strip() == "_temp_12iters_2vals"
 
 
+def test_the_state_schema_is_a_valid_json_schema():
+    """(Checked here once, not in every process that reads or writes a checkpoint.)"""
+    from jsonschema import Draft202012Validator
+
+    from deeptrain.saving.state_schema import state_schema
+
+    Draft202012Validator.check_schema(state_schema())
+
+
 def test_the_schema_checks_every_changed_field_of_a_state_that_passed_before(live):
     """A top-level field whose JSON text passed is not checked again (most of a state is the
     same checkpoint after checkpoint); a changed one is, even by one character."""

@@ -276,8 +276,7 @@ def _validator() -> Any:
         validators={"items": items, "type": type_, "properties": properties},
         type_checker=types,
     )
-    Draft202012Validator.check_schema(root)
-    return strict(root)
+    return strict(root)  # (a valid JSON Schema: tested, not checked here, ~45 ms)
 
 
 _PASSED_PER_FIELD = 4  # digests of a top-level field's JSON texts known to pass (newest)
