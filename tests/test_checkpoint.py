@@ -561,3 +561,20 @@ def test_duplicate_names_final_figure_and_save_kwargs(data, tmp_path):
     tg.model_save_weights_kw = {"no_such_option": 1}  # passed through to save_weights
     with pytest.raises(TypeError, match="no_such_option"):
         tg.save()
+
+
+def test_a_checkpoint_without_keras_global_seed_generator_loads_as_none(data, tmp_path):
+    """Saved when Keras had no process-wide SeedGenerator (as ``set_random_seed`` leaves
+    it): loading it clears the one made since, so that unseeded ``keras.random`` draws go
+    on as after the save, not from where the live generator had got to."""
+    from deeptrain.saving.model_state import has_keras_global_seed_generator
+
+    tg = make_tg(data, tmp_path)
+    keras.utils.set_random_seed(1)
+    assert not has_keras_global_seed_generator()
+    path = tg.save(tmp_path / "saved")
+    after_save = keras.ops.convert_to_numpy(keras.random.uniform((3,)))
+    keras.random.uniform((3,))  # the live generator moves on
+    tg.load(path)
+    again = keras.ops.convert_to_numpy(keras.random.uniform((3,)))
+    np.testing.assert_array_equal(again, after_save)

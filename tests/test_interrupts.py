@@ -14,7 +14,7 @@ import pytest
 from keras.src.optimizers import base_optimizer
 
 from deeptrain import TrainGenerator
-from deeptrain.callbacks import PeriodicCallback
+from deeptrain.callbacks import PeriodicCallback, TraingenCallback
 from test_train_generator import classification_data, classifier, generators, quiet
 
 pytestmark = pytest.mark.slow
@@ -286,6 +286,44 @@ def test_a_second_sigterm_during_the_preemption_checkpoint_waits(
     resumed = make_tg(data, tmp_path, loadpath=tg.logdir)
     resumed.train()
     assert_same(outcome(resumed), reference)
+
+
+class SaveCounter(TraingenCallback):
+    """Counts the saves it sees (as ``RandomSeedSetter(freq={'save': n})`` counts them)."""
+
+    def __init__(self):
+        self.saves = 0
+
+    def on_save(self, stage):
+        self.saves += 1
+
+    def state_dict(self):
+        return {"saves": self.saves}
+
+    def load_state_dict(self, state):
+        self.saves = state["saves"]
+
+
+def test_the_preemption_checkpoint_holds_the_state_before_its_save_callbacks(
+    data, tmp_path, sigterm_outside_a_guard_raises
+):
+    """SIGTERM after iteration 3 (whose own checkpoint was written): the preemption
+    checkpoint, which the uninterrupted run never takes, holds what iteration 3's holds;
+    its ``'save'`` callbacks still run, after the state is copied."""
+    counter = SaveCounter()
+
+    def terminate(tg):
+        if tg.state.fit_iters == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # held until the iteration ends
+
+    tg = make_tg(data, tmp_path, callbacks=[counter, {"train:iter": terminate}])
+    with pytest.raises(SystemExit):
+        tg.train()
+    assert counter.saves == 4  # iterations 1-3's checkpoints, and the preemption's
+    saved = json.loads(
+        (tg.logdir / "checkpoints" / "_temp_3iters_0vals" / "state.json").read_text()
+    )
+    assert saved["callbacks"][0]["state"] == {"saves": 3}
 
 
 def test_sigterm_during_a_validation_of_its_own_saves_and_exits_cleanly(

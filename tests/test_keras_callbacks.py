@@ -216,3 +216,122 @@ def test_terminate_on_nan_stops_at_the_nan_batch(data):
     )
     tg.train()
     assert tg.state.batches_fit == 4 and np.isnan(tg.history["loss"][-1])
+
+
+def lr_of(model) -> float:
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+class RateRecorder(keras.callbacks.Callback):
+    def __init__(self, rates: list[float]):
+        super().__init__()
+        self.rates = rates
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.rates.append(lr_of(self.model))
+
+
+def test_an_epoch_continued_after_ctrl_c_begins_once_and_keeps_its_csv_rows(data, tmp_path):
+    """``train()`` again after a Ctrl-C in the middle of an epoch: Keras' ``on_epoch_begin``
+    is not called a second time for it (a ``LearningRateScheduler`` decaying the rate it is
+    given would decay it twice), and a ``CSVLogger`` appends instead of emptying its file:
+    learning rates, rows and weights as in a run without the Ctrl-C."""
+    import os
+    import signal
+
+    runs = {}
+    for cut in (False, True):
+        rates: list[float] = []
+        sent: list[int] = []
+
+        def ctrl_c(tg, sent=sent, cut=cut):
+            if cut and tg.state.fit_iters == 8 and not sent:  # epoch 1, batch 2 of 6
+                sent.append(1)
+                os.kill(os.getpid(), signal.SIGINT)  # stop after this iteration
+
+        path = tmp_path / f"log{cut}.csv"
+        callbacks = [
+            keras.callbacks.LearningRateScheduler(lambda epoch, lr: float(lr * 0.5)),
+            keras.callbacks.CSVLogger(str(path)),
+            RateRecorder(rates),
+            {"train:iter": ctrl_c},
+        ]
+        tg = make_tg(data, callbacks, epochs=3, val_freq={"epoch": 1})
+        if cut:
+            with pytest.raises(KeyboardInterrupt):
+                tg.train()
+            assert tg.state.fit_iters == 8
+        tg.train()
+        rows = list(csv.DictReader(path.open()))
+        runs[cut] = (rates, [int(r["epoch"]) for r in rows], tg.model.get_weights())
+    (rates, epochs, weights), (cut_rates, cut_epochs, cut_weights) = runs[False], runs[True]
+    assert len(rates) == 3 and cut_rates == rates
+    assert epochs == cut_epochs == [0, 1, 2]
+    for a, b in zip(weights, cut_weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_validation_asked_for_after_training_is_no_epoch_end(data):
+    """``tg.validate()`` after ``train()`` ended (its last epoch's end already told, after
+    that epoch's validation) is a test pass, as ``evaluate`` after ``fit``: no
+    ``on_epoch_end``, so ``ReduceLROnPlateau`` and ``EarlyStopping`` do not count it."""
+    rec = Recorder()
+    reduce = keras.callbacks.ReduceLROnPlateau(
+        monitor="val_loss", factor=0.5, patience=1, min_delta=NEVER_BETTER
+    )
+    tg = make_tg(data, [rec, reduce], epochs=2, val_freq={"epoch": 1})
+    tg.train()
+    lr, ends = lr_of(tg.model), [c for c in rec.calls if c[0] == "epoch_end"]
+    rec.calls.clear()
+    tg.validate()
+    hooks = [c[0] for c in rec.calls]
+    assert hooks[0] == "test_begin" and hooks[-1] == "test_end" and "epoch_end" not in hooks
+    assert len(ends) == 2 and lr_of(tg.model) == lr and reduce.wait == 0
+
+
+def test_a_csv_logger_of_a_resumed_run_keeps_the_rows_up_to_its_checkpoint(data, tmp_path):
+    """Resumed from the checkpoint of epoch 2's end, with rows of a later epoch in the file
+    (written after that checkpoint, before a crash): those are dropped, the rest kept,
+    and the resumed epochs appended."""
+    path = tmp_path / "log.csv"
+    tg = make_tg(
+        data,
+        keras.callbacks.CSVLogger(str(path)),
+        epochs=2,
+        val_freq={"epoch": 1},
+        logs_dir=tmp_path / "logs",
+    )
+    tg.train()
+    with path.open("a") as f:  # a row of epoch 2, the checkpoint not written (a crash)
+        f.write("2,0.5,0.5,0.5,0.5\n")
+    resumed = make_tg(
+        data,
+        keras.callbacks.CSVLogger(str(path)),
+        epochs=4,
+        val_freq={"epoch": 1},
+        loadpath=tg.logdir,
+    )
+    resumed.train()
+    rows = list(csv.DictReader(path.open()))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    assert float(rows[2]["val_loss"]) == pytest.approx(resumed.val_history["loss"][2])
+
+
+def test_weights_early_stopping_puts_back_are_checkpointed(data, tmp_path):
+    """``EarlyStopping(restore_best_weights=True)`` sets the best epoch's weights at the end
+    of ``train()``, after the last checkpoint: a temp checkpoint then holds them, so that a
+    resumed run goes on from the weights ``train()`` left, as ``train()`` again does."""
+    stop = keras.callbacks.EarlyStopping(
+        patience=1, min_delta=NEVER_BETTER, restore_best_weights=True
+    )
+    tg = make_tg(data, [stop], epochs=10, logs_dir=tmp_path / "logs")
+    tg.train()
+    assert stop.stopped_epoch == 1
+    resumed = make_tg(
+        data,
+        [keras.callbacks.EarlyStopping(patience=1, min_delta=NEVER_BETTER)],
+        epochs=10,
+        loadpath=tg.logdir,
+    )
+    for loaded, restored in zip(resumed.model.get_weights(), tg.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(loaded, restored)

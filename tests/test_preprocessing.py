@@ -481,6 +481,25 @@ def test_hdf5_empty_dir_and_missing_parent(tmp_path):
         assert sorted(f) == ["0", "1"] and f["1"][:].tolist() == [4, 5, 6, 7]
 
 
+def test_hdf5_data_and_labels_written_by_two_calls_stay_paired(tmp_path):
+    """``data.h5`` and ``labels.h5`` written by two calls (0.6's layout), shuffled and
+    with the remainder oversampled: by default every call draws alike, so sample ``i``'s
+    data and label stay together, read back through a DataGenerator."""
+    from deeptrain import DataGenerator
+
+    n = 101
+    x = np.arange(3 * n, dtype=np.float32).reshape(n, 3)
+    y = np.arange(n, dtype=np.float32)
+    data_to_hdf5(tmp_path / "data.h5", 8, data=x, shuffle=True)
+    data_to_hdf5(tmp_path / "labels.h5", 8, data=y, shuffle=True)
+    dg = DataGenerator(tmp_path / "data.h5", batch_size=8, labels_path=tmp_path / "labels.h5")
+    seen = 0
+    for batch, labels in dg:
+        np.testing.assert_array_equal(batch[:, 0], 3 * labels)
+        seen += len(labels)
+    assert seen == 104  # 101 and 3 oversampled
+
+
 # ---------------------------------------------------------------------------
 # csv
 
@@ -491,6 +510,16 @@ def test_csv_sample_dim_1(tmp_path):
     table = numpy2D_to_csv(data, path, sample_dim=1)
     np.testing.assert_array_equal(table, [[1, 3, 5], [2, 4, 6]])
     assert _read_csv(path) == [["0", "1", "2"], ["1", "3", "5"], ["2", "4", "6"]]
+
+
+def test_csv_of_bool_labels_reads_back(tmp_path):
+    """Bool labels are written as 0/1, which the CSV reader takes."""
+    from deeptrain.data.formats.csv import CSVFormat
+
+    path = tmp_path / "b.csv"
+    numpy2D_to_csv(np.array([[True, False, True], [False, True, True]]), path)
+    assert _read_csv(path)[1:] == [["1", "0"], ["0", "1"], ["1", "1"]]
+    np.testing.assert_array_equal(CSVFormat().load_entry(path, "1", None), [0, 1, 1])
 
 
 def test_csv_sample_dim_0_rechunk_and_columns(tmp_path):

@@ -56,7 +56,9 @@ class TraingenCallback:
     first element).
 
     Checkpoints (no pickle): at save, ``on_save('save')`` runs, then ``state_dict()`` is
-    stored; at load, ``load_state_dict(state)`` runs, then ``on_load('load')``.
+    stored (the checkpoint SIGTERM asks for, which the run would not have taken: stored
+    first, so that the resumed run goes on as the uninterrupted one); at load,
+    ``load_state_dict(state)`` runs, then ``on_load('load')``.
     ``state_dict()`` returns a dict of JSON-serialisable values (numbers, strings, bools,
     None, lists, dicts with string keys), in which NumPy arrays may appear at any depth:
     the checkpoint writer puts the arrays in an ``.npz`` beside the JSON and hands them

@@ -5,12 +5,14 @@ call them (:class:`KerasHooks`, driven by the TrainGenerator):
 
 ==============================  ==========================================================
 ``set_model``, ``set_params``   at construction and at every ``train()`` (``epochs``,
-                                ``steps``)
+                                ``steps``); a ``CSVLogger`` of a run that has begun appends
+                                (rows after a resumed checkpoint's epoch dropped)
 ``on_train_begin/end``          at every ``train()`` call: its start, and its normal end
                                 (epochs done, or ``model.stop_training``); not after an
                                 exception
-``on_epoch_begin``              before the epoch's first batch (and the first batch a
-                                ``train()`` call fits, when it continues an epoch)
+``on_epoch_begin``              before the epoch's first batch (once: not again when
+                                ``train()`` continues an epoch, after a Ctrl-C or from a
+                                checkpoint)
 ``on_train_batch_begin/end``    around each batch (all of its windows); ``logs``: the
                                 running means over the epoch so far, as ``fit`` gives them
 ``on_epoch_end``                at the epoch's end; when a validation follows the epoch,
@@ -22,7 +24,9 @@ call them (:class:`KerasHooks`, driven by the TrainGenerator):
 
 ``model.stop_training = True`` (``EarlyStopping``, ``TerminateOnNaN``) ends ``train()``
 after the current iteration or validation, once its checkpoint (if one is due) is written;
-``train()`` again goes on from there, as ``fit`` again would.
+``train()`` again goes on from there, as ``fit`` again would. Weights an ``on_train_end``
+puts back (``EarlyStopping(restore_best_weights=True)``) are saved in a temp checkpoint when
+the run has checkpoints, so that a resumed run goes on from them as ``train()`` again does.
 
 Counters are checkpointed (:class:`KerasCallback`): ``EarlyStopping``'s ``wait``, ``best``,
 ``best_epoch``, ``stopped_epoch`` and ``best_weights``, ``ReduceLROnPlateau``'s ``wait``,
@@ -37,10 +41,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..util.files import atomic_file
 from .base import TraingenCallback
 
 __all__ = ["KerasCallback", "KerasHooks", "is_keras_callback"]
@@ -163,7 +169,6 @@ class KerasHooks:
     def __init__(self, adapters: list[KerasCallback]):
         self.given = adapters
         self._select(adapters)
-        self.epoch_open = False  # on_epoch_begin called for the epoch in progress
         self.last_epoch_logs: dict[str, Any] = {}
         self._test_sums: dict[str, list[float]] = {}
 
@@ -194,25 +199,34 @@ class KerasHooks:
             cb = adapter.callback
             cb.set_model(tg.model)
             cb.set_params(params)
+            if begun and _is_csv_logger(cb):
+                _continue_csv(cb, _epochs_ended(tg))
             kept = adapter.state_dict() if begun else None
             cb.on_train_begin({})
             if kept is not None:  # one run is one training: its counters go on
                 adapter.load_state_dict(kept)
-        self.epoch_open = False
 
-    def train_end(self, tg: Any) -> None:
+    def train_end(self, tg: Any) -> bool:
+        """``on_train_end``; returns whether a callback set the weights there
+        (``EarlyStopping(restore_best_weights=True)`` puts its best epoch's back)."""
         tg.sync_model()
+        restored = False
         for cb in self.callbacks:
             cb.on_train_end(dict(self.last_epoch_logs))
+            restored |= bool(
+                getattr(cb, "restore_best_weights", False)
+                and getattr(cb, "best_weights", None) is not None
+            )
+        return restored
 
     def train_iteration_begin(self, tg: Any, new_batch: bool, batch: int) -> None:
-        """Before a train iteration: ``on_epoch_begin`` if not yet called for this epoch,
-        ``on_train_batch_begin`` if the iteration starts batch number ``batch``."""
-        if not self.epoch_open:
+        """Before a train iteration: ``on_epoch_begin`` if it starts the epoch (nothing of
+        it trained yet: an epoch continued after a Ctrl-C or from a checkpoint has begun),
+        ``on_train_batch_begin`` if it starts batch number ``batch``."""
+        if new_batch and batch == 0:
             tg.sync_model()
             for cb in self.callbacks:
                 cb.on_epoch_begin(tg.state.epoch, {})
-            self.epoch_open = True
         if new_batch and self.train_batch:
             tg.sync_model()
             for cb in self.train_batch:
@@ -229,7 +243,6 @@ class KerasHooks:
         self.last_epoch_logs = logs
         for cb in self.callbacks:
             cb.on_epoch_end(epoch, logs)  # one dict for all, as Keras passes it
-        self.epoch_open = False
 
     # -- validation ------------------------------------------------------------------
     def test_begin(self, tg: Any) -> None:
@@ -271,3 +284,39 @@ class KerasHooks:
         if distribution is not None and distribution.process_count > 1:
             stop = bool(distribution.max_over_processes(int(stop)))
         return stop
+
+
+def _is_csv_logger(cb: Any) -> bool:
+    import keras
+
+    return isinstance(cb, keras.callbacks.CSVLogger)
+
+
+def _epochs_ended(tg: Any) -> int:
+    """Epochs whose end Keras' callbacks were told of: those done, but one whose
+    validation is pending (its end waits for it)."""
+    state = tg.state
+    return state.epoch - int(state.train_loop_done and tg.datagen.all_data_exhausted)
+
+
+def _continue_csv(cb: Any, epochs_ended: int) -> None:
+    """A ``CSVLogger`` of a run that has begun appends (Keras' ``on_train_begin`` would
+    empty its file at every ``train()`` call), after the rows of epochs past
+    ``epochs_ended`` are dropped: written after the checkpoint a resumed run loaded."""
+    cb.append = True
+    path = Path(cb.filename)
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if _epoch_of(line, cb.sep) < epochs_ended]
+    if kept != lines:
+        with atomic_file(path) as tmp:
+            tmp.write_text("".join(kept), encoding="utf-8")
+
+
+def _epoch_of(row: str, sep: str) -> int:
+    """The epoch of a ``CSVLogger`` row (its first column); -1 if it has none (kept)."""
+    try:
+        return int(row.split(sep, 1)[0])
+    except ValueError:
+        return -1

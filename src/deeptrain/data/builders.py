@@ -247,7 +247,8 @@ def numpy2D_to_csv(
             with open(tmp, "w", newline="") as f:
                 writer = csv.writer(f)
                 writer.writerow(columns)
-                writer.writerows(table.tolist())
+                # (bools as 0/1: the CSV reader takes numbers)
+                writer.writerows((table.astype(np.int8) if table.dtype == bool else table).tolist())
         logger.debug("Saved %d-sample x %d-batch CSV table to %s", *table.shape, savepath)
     return table
 
@@ -266,7 +267,7 @@ def data_to_hdf5(
     overwrite: bool | None = None,
     verbose: int | bool = 1,
     *,
-    seed: int | np.random.Generator | None = None,
+    seed: int | np.random.Generator | None = 0,
 ) -> None:
     """Write an ``.h5`` with datasets ``'0','1',...`` of ``batch_size`` samples each.
 
@@ -282,8 +283,10 @@ def data_to_hdf5(
       ``shuffle`` shuffles the file order.
 
     ``compression`` is passed to h5py (datasets are chunked); ``dtype`` casts each
-    batch; ``seed`` seeds shuffling and oversampling. Missing parent directories of
-    ``savepath`` are created.
+    batch; ``seed`` seeds shuffling and oversampling: by default the same in every call, so
+    that data and labels written by two calls (``data.h5``, ``labels.h5``) of the same
+    sample count get the same order and extra samples (None: fresh randomness). Missing
+    parent directories of ``savepath`` are created.
     """
     batch_size = positive_int(batch_size, "`batch_size`")
     _check_overwrite_arg(overwrite)

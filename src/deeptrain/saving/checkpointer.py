@@ -92,6 +92,17 @@ class Checkpointer:
             return None
         return self._save(lambda: [self._checkpoint_target(kind, overwrite)], wait)[0]
 
+    def preemption_checkpoint(self) -> Path | None:
+        """The temp checkpoint SIGTERM asks for, complete when this returns. The run it
+        interrupts would not have taken it, so its ``'save'`` callbacks run after the state
+        is copied: what they change (a seed reseeded every n saves, a counter) is not in
+        it, and the resumed run goes on exactly as the uninterrupted one."""
+        if self.directory is None:
+            return None
+        return self._save(
+            lambda: [self._checkpoint_target("temp", None)], wait=True, callbacks_first=False
+        )[0]
+
     def save_best(self, wait: bool = False, one_best: bool | None = None) -> Path | None:
         """Save the best model to ``best_models_dir/<model_name>``; ``one_best``: delete
         this model number's older best models (None: ``max_one_best_save``)."""
@@ -121,7 +132,9 @@ class Checkpointer:
         paths = self._save(targets, wait)
         return paths[-1] if kind is not None else None
 
-    def _save(self, make_targets: Callable[[], list[Target]], wait: bool) -> list[Path]:
+    def _save(
+        self, make_targets: Callable[[], list[Target]], wait: bool, callbacks_first: bool = True
+    ) -> list[Path]:
         """Phase 1 here (after the write in flight has ended), phases 2 and 3 queued. With
         several processes, they all agree at the end whether it worked (a collective, which
         is also the barrier before going on): one that fails never leaves the others
@@ -132,7 +145,7 @@ class Checkpointer:
         error: BaseException | None = None
         paths: list[Path] = []
         try:
-            paths = self._save_here(make_targets, wait)
+            paths = self._save_here(make_targets, wait, callbacks_first)
         except BaseException as e:
             error = e
         dist = tg.distribution
@@ -146,7 +159,12 @@ class Checkpointer:
             raise error
         return paths
 
-    def _save_here(self, make_targets: Callable[[], list[Target]], wait: bool) -> list[Path]:
+    def _save_here(
+        self, make_targets: Callable[[], list[Target]], wait: bool, callbacks_first: bool
+    ) -> list[Path]:
+        """The ``'save'`` callbacks, the snapshot, the write submitted; the callbacks run
+        before the snapshot (so that their state is in it), or with ``callbacks_first=False``
+        after it, while the files are written."""
         tg = self.tg
         dist = tg.distribution
         pipeline = self.pipeline
@@ -154,7 +172,8 @@ class Checkpointer:
         # several processes: written inline, so that their agreement means "complete"
         pipeline.asynchronous = bool(tg.checkpoint_async) and dist.process_count == 1
         tg.sync_model()
-        tg.callbacks("save", tg)
+        if callbacks_first:
+            tg.callbacks("save", tg)
         targets = make_targets()
         for target in targets:
             tg.state.save_seq += 1
@@ -167,7 +186,13 @@ class Checkpointer:
             # (Keras' own writers run without the distribution's collectives)
             with dist.writing(), dist.scope():
                 snapshot = take_snapshot(tg, figures=any(t.figures for t in targets))
-            pipeline.submit(CheckpointJob(snapshot, targets, self.fault), wait=wait)
+            pipeline.submit(
+                CheckpointJob(snapshot, targets, self.fault), wait=callbacks_first and wait
+            )
+        if not callbacks_first:
+            tg.callbacks("save", tg)  # (while the files are written)
+            if wait:
+                pipeline.wait()
         return [t.path for t in targets]
 
     def _checkpoint_target(self, kind: str, overwrite: bool | None) -> Target:

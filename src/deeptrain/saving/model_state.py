@@ -317,6 +317,8 @@ def restore_rng(info: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         seed_gen = _keras_global_seed_generator(create=True)
         if seed_gen is not None:
             seed_gen.state.assign(arrays["rng/keras_global"])
+    else:  # there was none (as after keras.utils.set_random_seed): nor is there now
+        _clear_keras_global_seed_generator()
 
 
 def _restore_cuda_rng(torch: Any, state: np.ndarray | None) -> None:
@@ -329,6 +331,16 @@ def _restore_cuda_rng(torch: Any, state: np.ndarray | None) -> None:
 
 def has_keras_global_seed_generator() -> bool:
     return _keras_global_seed_generator(create=False) is not None
+
+
+def _clear_keras_global_seed_generator() -> None:
+    """No process-wide SeedGenerator: the next ``keras.random`` op without a seed makes
+    one, seeded from Python's ``random`` (restored), as ``set_random_seed`` leaves it."""
+    try:
+        from keras.src.backend.common import global_state
+    except ImportError:  # pragma: no cover - private path moved
+        return
+    global_state.set_global_attribute("global_seed_generator", None)
 
 
 def _keras_global_seed_generator(create: bool) -> Any:

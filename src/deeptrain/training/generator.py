@@ -391,8 +391,8 @@ class TrainGenerator(TrainStateAliases):
                             state.epoch,
                         )
                         break
-                if keras_hooks is not None:
-                    keras_hooks.train_end(self)
+                if keras_hooks is not None and keras_hooks.train_end(self):
+                    self._save_restored_weights()
         except Preempted:
             try:
                 self._stop_for_preemption()  # one checkpoint, then TrainingPreempted
@@ -402,6 +402,14 @@ class TrainGenerator(TrainStateAliases):
             self._finish_training(failed=True)
             raise
         self._finish_training(failed=False)
+
+    def _save_restored_weights(self) -> None:
+        """A Keras callback set other weights at the end of training than the last
+        checkpoint holds (``EarlyStopping(restore_best_weights=True)``): a temp checkpoint of
+        them, so that a resumed run goes on from them, as ``train()`` again would."""
+        if self.logdir is not None and (self.unique_checkpoint_freq or self.temp_checkpoint_freq):
+            log.info("Weights set by a Keras callback at the end of training: checkpointed")
+            self._saves.now(False, "temp")
 
     def _finish_training(self, failed: bool) -> None:
         """The end of ``train()``: the model synced, the final figure, ``'train_end'``
@@ -487,7 +495,7 @@ class TrainGenerator(TrainStateAliases):
         failed = self._checkpointer.pipeline.take_error()
         if failed is not None:  # the last good state is saved now instead
             log.error("An earlier checkpoint write failed: %s", failed)
-        path = self._checkpointer.checkpoint("temp", wait=True) if self.logdir else None
+        path = self._checkpointer.preemption_checkpoint()
         saved = f"checkpoint saved at {path}" if path else "no log directory, nothing saved"
         log.warning("Preempted (SIGTERM): %s; exiting. Run the same command to resume.", saved)
         raise TrainingPreempted(0)

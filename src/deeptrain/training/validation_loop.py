@@ -43,6 +43,7 @@ class ValidationStart:
     rnn_states: dict[str, list]
     cache: PredictCache
     metrics_log_bytes: int | None
+    due: bool  # due in training (val_freq), not asked for: may follow the epoch's end
 
 
 class ValidationLoop:
@@ -109,6 +110,7 @@ class ValidationLoop:
             rnn_states=get_states(tg.model),
             cache=tg._val_cache.copy(),
             metrics_log_bytes=log_bytes,
+            due=tg.state.train_loop_done,
         )
 
     def restart(self) -> None:
@@ -286,7 +288,9 @@ class ValidationLoop:
             tg.last_health = tg.check_health()
         if use_callbacks and tg._should_do(tg.plot_history_freq, validation_ended=True):
             tg.plot_history()
-        after_epoch = record_progress and tg.datagen.all_data_exhausted
+        # the epoch's end waited for this validation (not one asked for after it ended)
+        due = self.start is not None and self.start.due
+        after_epoch = record_progress and due and tg.datagen.all_data_exhausted
         if use_callbacks:
             tg.callbacks(("val_end", "train:epoch") if after_epoch else "val_end", tg)
         if tg.callbacks.keras is not None:
