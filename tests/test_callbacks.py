@@ -253,7 +253,7 @@ def test_figure_callbacks_write_images(binary_data, tmp_path):
         "infer_train_hist",
         "layer_hists_weights",
         "layer_hists_outputs",
-        "layer_hists_gradients-weights",
+        "layer_hists_gradients-weights_0-2",
         "layer_hists_gradients-outputs",
     ]
     assert [p.name for p in paths] == [f"{n}__e1_b3_v1.png" for n in names]
@@ -298,6 +298,86 @@ def test_infer_train_hist_titles_and_counts():
     assert sum(counts) == hidden.size
     # dropout zeroes about half of the units in train mode: the first bin (0) grows
     assert bottom.patches[0].get_height() > zeros_top + 0.3 * (hidden.size - zeros_top)
+
+
+def test_infer_train_hist_of_a_model_gone_nan_is_drawn_with_the_count_in_the_title():
+    """A model whose outputs are NaN (a diverged run) gets its figure, not a crash: the
+    finite values are drawn and the title says how many were not."""
+    model = binary_model(dropout=0.5)
+    kernel = model.layers[0].kernel
+    kernel.assign(np.where(np.arange(F)[:, None] == 0, np.nan, kernel.numpy()))
+    x = np.random.default_rng(1).normal(size=(16, F)).astype("float32")
+    fig = visuals.infer_train_hist(model, x, layer=model.layers[1], bins=20)
+    top, _ = fig.axes
+    assert top.get_title() == "Train mode OFF (128 of 128 values not finite)"
+    model = binary_model(dropout=0.5)  # finite: the plain titles
+    fig = visuals.infer_train_hist(model, x, layer=model.layers[1], bins=20)
+    assert fig.axes[0].get_title() == "Train mode OFF"
+
+
+def test_layer_hists_take_ax_hist_keywords_and_refuse_unknown_ones_at_once():
+    """DeepTrain 0.6's ``configs['plot']`` were ``ax.hist`` keywords: ``bins``, ``log`` and
+    ``histtype='step'`` are honoured by the stairs drawn instead; a keyword neither knows is
+    refused when the callback is made, naming it, not at its first call mid-training."""
+    model = binary_model()
+    configs = {"plot": {"bins": 5, "log": True, "histtype": "step", "color": "r"}}
+    fig = visuals.layer_hists(model, 0, "weights", configs=configs)
+    ax = fig.axes[0]
+    (bars,) = ax.patches
+    assert len(bars.get_data().values) == 5
+    assert ax.get_yscale() == "log"
+    assert not bars.get_fill()
+    with pytest.raises(ValueError, match="colour"):
+        make_layer_hists_cb(mode="weights", configs={"plot": {"colour": "r"}})
+    with pytest.raises(ValueError, match="histtype"):
+        make_layer_hists_cb(mode="weights", configs={"plot": {"histtype": "steps"}})
+
+
+def test_figures_of_every_window_and_validation_iteration_have_their_own_files(tmp_path):
+    """With windows, a figure per train iteration (``_i``) and per validation iteration
+    (``_vi``): none overwrites another; layer histograms of other layers write other
+    files."""
+    from deeptrain.callbacks.figures import figure_path
+
+    rng = np.random.default_rng(4)
+    n, T, WIN = (N_TRAIN + N_VAL) * BS, 4, 2
+    root = write(
+        tmp_path / "data",
+        rng.normal(size=(n, T, F)).astype("float32"),
+        rng.normal(size=(n, 1)).astype("float32"),
+    )
+    keras.utils.set_random_seed(0)
+    inp = keras.Input(batch_shape=(BS, WIN, F))
+    out = keras.layers.Dense(1)(keras.layers.LSTM(3, stateful=True)(inp))
+    model = keras.Model(inp, out)
+    model.compile("sgd", "mse")
+    dgs = [
+        DataGenerator(
+            root / d,
+            batch_size=BS,
+            labels_path=root / d / "labels.h5",
+            preprocessor="timeseries",
+            preprocessor_configs={"window_size": WIN},
+        )
+        for d in ("train", "val")
+    ]
+    names = []
+    cb = lambda tg: names.append(figure_path(tg, "fig").name)  # noqa: E731
+    tg = TrainGenerator(
+        model,
+        *dgs,
+        epochs=1,
+        logdir=tmp_path / "logs",
+        iter_verbosity=0,
+        plot_history_freq=None,
+        callbacks={"train:iter": cb, "val:iter": cb},
+    )
+    tg.train()
+    assert names == [
+        *(f"fig__e0_b{i // 2}_v0_i{i + 1}.png" for i in range(N_TRAIN * 2)),
+        *(f"fig__e1_b{N_TRAIN}_v0_i6_vi{i + 1}.png" for i in range(N_VAL * 2)),
+    ]
+    assert make_layer_hists_cb(_id="dense")(tg).name == "layer_hists_weights_dense__e1_b3_v1_i6.png"
 
 
 @pytest.mark.parametrize("eval_fn", ["predict", "evaluate"])

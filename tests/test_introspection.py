@@ -345,3 +345,135 @@ def test_gradient_wrt_a_softmax_output_is_the_crossentropy_derivative():
     p = intro.get_outputs(model, "probs", x)["probs"]
     grad = intro.get_gradients(model, "probs", x, y, mode="outputs")["probs"]
     np.testing.assert_allclose(grad, (1 - y / p) / BS, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.backends
+def test_gradients_over_windows_carry_stateful_rnn_states(tmp_path):
+    """A stateful LSTM fed windows: each window's gradient is taken from the states the
+    previous window of its batch left (reset per batch with ``reset_statefuls``), as a train
+    step sees them: Keras' SGD(1) step of ``train_on_batch`` from the same weights is the
+    reference. The model's states are put back after the pass."""
+    from deeptrain.backend.stateful import get_states, prepare_stateful_model, reset_states
+
+    T, WIN, N = 6, 2, N_BATCHES
+    rng = np.random.default_rng(5)
+    for name in ("train", "val"):
+        x = rng.normal(size=(N * BS, T, 2)).astype("float32")
+        y = rng.normal(size=(N * BS, 1)).astype("float32")
+        numpy_data_to_numpy_sets(x, y, tmp_path / name, batch_size=BS, shuffle=False, verbose=0)
+
+    def lstm():
+        keras.utils.set_random_seed(0)
+        inp = keras.Input(batch_shape=(BS, WIN, 2))
+        out = keras.layers.Dense(1)(keras.layers.LSTM(3, stateful=True, name="lstm")(inp))
+        model = keras.Model(inp, out)
+        model.compile(keras.optimizers.SGD(1.0), "mse")
+        return model
+
+    model = lstm()
+    dgs = [
+        DataGenerator(
+            tmp_path / n,
+            batch_size=BS,
+            labels_path=tmp_path / n / "labels.h5",
+            preprocessor="timeseries",
+            preprocessor_configs={"window_size": WIN},
+        )
+        for n in ("train", "val")
+    ]
+    tg = TrainGenerator(
+        model, *dgs, epochs=1, reset_statefuls=True, iter_verbosity=0, logs_dir=None
+    )
+    model.predict_on_batch(np.ones((BS, WIN, 2), "float32"))  # a state to put back
+    before = get_states(model)
+    got = intro.gradient_norm_over_dataset(tg, scope="global", plot=False).norms.ravel()
+    for a, b in zip(before["lstm"], get_states(model)["lstm"], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    ref, want = lstm(), []
+    prepare_stateful_model(ref)  # (as TrainGenerator prepares its model: states carried)
+    # (trainable weights only: on JAX the states are among get_weights(), and set_weights
+    # would put them back to zero between windows)
+    trainable = ref.trainable_weights
+    weights = [np.array(keras.ops.convert_to_numpy(v)) for v in trainable]
+    for x, y in _batches(tmp_path / "train"):
+        reset_states(ref)
+        for k in range(T // WIN):
+            for v, w in zip(trainable, weights, strict=True):
+                v.assign(w)
+            ref.train_on_batch(x[:, k * WIN : (k + 1) * WIN], y)  # SGD(1): the step is -grad
+            now = [keras.ops.convert_to_numpy(v) for v in trainable]
+            step = [a - b for a, b in zip(weights, now, strict=True)]
+            want.append(np.sqrt(sum(float((s.astype(np.float64) ** 2).sum()) for s in step)))
+    np.testing.assert_allclose(got, want, rtol=2e-4)
+
+
+def test_weights_of_the_same_path_in_two_sub_models_are_all_kept():
+    """Two sub-models with a layer of the same name give their weights the same path: every
+    weight and gradient is kept (``path#1``), and the global norm counts them all."""
+
+    def sub(name):
+        i = keras.Input((4,))
+        return keras.Model(i, keras.layers.Dense(4, name="d")(i), name=name)
+
+    keras.utils.set_random_seed(0)
+    xi = keras.Input((4,))
+    model = keras.Model(xi, sub("enc2")(sub("enc1")(xi)))
+    model.compile("sgd", "mse")
+    x, y = np.ones((8, 4), "float32"), np.zeros((8, 4), "float32")
+    assert len(intro.get_weights(model)) == 4
+    grads = intro.get_gradients(model, "*", x, y)
+    assert list(grads) == ["d/kernel", "d/bias", "d/kernel#1", "d/bias#1"]
+    want = loss_gradients(model, x, y, variables=model.trainable_weights).weights
+    total = np.sqrt(sum(float((g**2).sum()) for g in want))
+    assert intro.compute_gradient_norm(model, x, y, scope="global") == pytest.approx(total)
+
+
+def test_health_checks_find_nan_in_weights_training_does_not_learn():
+    """NaN in a BatchNorm moving variance or an Inf in a frozen kernel (every output NaN):
+    reported; dead and large weights are still judged among the trainable ones."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((F,))
+    frozen = keras.layers.Dense(4, name="frozen")
+    frozen.trainable = False
+    out = keras.layers.Dense(1, name="out")(keras.layers.BatchNormalization(name="bn")(frozen(inp)))
+    model = keras.Model(inp, out)
+    model.compile("sgd", "mse")
+    bn = model.get_layer("bn")
+    bn.moving_variance.assign(np.full(4, np.nan, "float32"))
+    kernel = frozen.kernel.numpy() if hasattr(frozen.kernel, "numpy") else None
+    frozen.kernel.assign(
+        np.where(np.arange(kernel.size).reshape(kernel.shape) == 0, np.inf, kernel)
+    )
+    found = intro.print_nan_weights(model)
+    assert found == {"bn/moving_variance": (4, 0), "frozen/kernel": (0, 1)}
+    assert set(intro._all_weights(model)) == {"bn/gamma", "bn/beta", "out/kernel", "out/bias"}
+
+
+@pytest.mark.backends
+def test_train_mode_introspection_leaves_dropout_draws_alone():
+    """Gradients in train mode (Dropout active) do not move the random streams training
+    draws from next: on torch, unseeded Dropout draws from torch's global generator."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((F,)),
+            keras.layers.Dense(16),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(1),
+        ]
+    )
+    model.compile("sgd", "mse")
+    x, y = np.ones((BS, F), "float32"), np.zeros((BS, 1), "float32")
+
+    seeds = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
+
+    def next_draw(introspect: bool) -> np.ndarray:
+        keras.utils.set_random_seed(1)  # (and Dropout's seed state back: the same start)
+        for v, value in zip(model.non_trainable_variables, seeds, strict=True):
+            v.assign(value)
+        if introspect:
+            intro.get_gradients(model, "*", x, y, learning_phase=1)
+        return keras.ops.convert_to_numpy(model(x, training=True))
+
+    np.testing.assert_array_equal(next_draw(True), next_draw(False))

@@ -38,7 +38,9 @@ from .backend.layers import (
     select_layers,
     select_weights,
     to_numpy,
+    unique_names,
 )
+from .backend.stateful import get_states, reset_states, set_states, state_variables
 from .training.contract import Traingen
 from .util.misc import positive_int
 from .visuals import hist_grid, save_figure
@@ -195,7 +197,7 @@ def gradient_norm_over_dataset(
     names: list[str] = []
 
     def gather(acc: list, x: Any, y: Any, sw: Any) -> list:
-        grads = get_gradients(model, _id, x, y, sw, learning_phase, mode)
+        grads = get_gradients(model, _id, x, y, sw, learning_phase, mode, carry_states=True)
         if not names:
             names.extend(grads if scope == "local" else ["global"])
         acc.append(_norms(list(grads.values()), norm_fn, scope).reshape(-1))
@@ -247,7 +249,8 @@ def gradient_sum_over_dataset(
     model = tg.model
 
     def gather(acc: dict, x: Any, y: Any, sw: Any) -> dict:
-        for name, g in get_gradients(model, _id, x, y, sw, learning_phase, mode).items():
+        grads = get_gradients(model, _id, x, y, sw, learning_phase, mode, carry_states=True)
+        for name, g in grads.items():
             acc[name] = acc[name] + g if name in acc else np.array(g, dtype=np.float64)
         return acc
 
@@ -287,23 +290,35 @@ def _gather_over_dataset(
     """``acc = gather_fn(acc, x, y, sample_weight)`` for every iteration (batch, or window of
     one) of one pass over the data from its start, stopping early after ``n_iters``.
     Returns ``(acc, batches_processed, iters_processed)``; the DataGenerator's position is
-    restored afterwards (:func:`kept_position`)."""
+    restored afterwards (:func:`kept_position`), and so are stateful RNNs' states: in the
+    pass they start from zero, carry from window to window (``gather_fn`` asks for
+    gradients with ``carry_states=True``), and are reset after every batch with
+    ``reset_statefuls``, as training sees them."""
     if n_iters is not None:
         n_iters = positive_int(n_iters, "n_iters")
     batches = iters = 0
+    model = tg.model
+    states = get_states(model)
     with kept_position(tg, val) as dg:
         dg.reset_state(shuffle=False)
-        while n_iters is None or iters < n_iters:
-            x, y, sw = tg.get_data(val=val)
-            acc = gather_fn(acc, x, y, sw)
-            iters += 1
-            dg.update_state()
-            if dg.batch_exhausted:
-                batches += 1
-                if prog_freq and batches % prog_freq == 0:
-                    log.info("... %d batches (%d iterations)", batches, iters)
-            if dg.all_data_exhausted:
-                break
+        try:
+            reset_states(model)
+            while n_iters is None or iters < n_iters:
+                x, y, sw = tg.get_data(val=val)
+                acc = gather_fn(acc, x, y, sw)
+                iters += 1
+                dg.update_state()
+                if dg.batch_exhausted:
+                    batches += 1
+                    if tg.reset_statefuls:
+                        reset_states(model)
+                    if prog_freq and batches % prog_freq == 0:
+                        log.info("... %d batches (%d iterations)", batches, iters)
+                if dg.all_data_exhausted:
+                    break
+        finally:
+            if states:
+                set_states(model, states)
     return acc, batches, iters
 
 
@@ -343,19 +358,26 @@ def _save(tg: Traingen, fig: Any, savepath: str | Path | None, default_name: str
 
 
 # -- model health --------------------------------------------------------------------------
-def _all_weights(model: Any) -> dict[str, np.ndarray]:
-    """The weights the health checks judge, by path, read once: the trainable ones, the
-    parameters training learns. Never judged: state that is not a weight (stateful RNN
-    states, which JAX tracks among the weights; seed states; BatchNorm's moving mean and
-    variance), whose zeros or large values say nothing about health, and frozen layers,
-    which training does not change."""
-    out: dict[str, np.ndarray] = {}
-    for w in model_of(model).trainable_weights:
-        name, n = w.path, 1
-        while name in out:  # paths are unique in practice; never drop a weight silently
-            name, n = f"{w.path}#{n}", n + 1
-        out[name] = to_numpy(w)
-    return out
+def _all_weights(model: Any, trainable_only: bool = True) -> dict[str, np.ndarray]:
+    """The weights the health checks judge, by path, read once (see :func:`_read_weights`):
+    the trainable ones, or (``trainable_only=False``, for NaN and Inf) every one."""
+    weights, trainable = _read_weights(model)
+    return {k: v for k, v in weights.items() if k in trainable} if trainable_only else weights
+
+
+def _read_weights(model: Any) -> tuple[dict[str, np.ndarray], set[str]]:
+    """Every weight but stateful RNN states (which JAX tracks among the weights), by path,
+    and the paths of the trainable ones. Dead and large weights are judged among the
+    trainable ones, the parameters training learns: not state that is not a weight (seed
+    states; BatchNorm's moving mean and variance), whose zeros or large values say nothing
+    about health, nor frozen layers, which training does not change. NaN and Inf among
+    all of them: a NaN moving variance or frozen kernel makes every output NaN."""
+    model = model_of(model)
+    states = {id(v) for values in state_variables(model).values() for v in values}
+    weights = [w for w in model.weights if id(w) not in states]
+    names = unique_names([w.path for w in weights])
+    trainable = {name for name, w in zip(names, weights, strict=True) if w.trainable}
+    return dict(zip(names, map(to_numpy, weights), strict=True)), trainable
 
 
 def _percent(frac: float, notify_above_frac: float) -> str:
@@ -455,8 +477,9 @@ def print_dead_weights(
 
 
 def print_nan_weights(model: Any, notify_detected_only: bool = False) -> dict[str, tuple[int, int]]:
-    """Log weights holding NaN or Inf; return ``{path: (n_nan, n_inf)}`` of those."""
-    return _nan(_all_weights(model), notify_detected_only)
+    """Log weights holding NaN or Inf (trainable or not); return ``{path: (n_nan, n_inf)}``
+    of those."""
+    return _nan(_all_weights(model, trainable_only=False), notify_detected_only)
 
 
 def print_large_weights(
@@ -493,13 +516,14 @@ def check_health(
 ) -> HealthReport:
     """Dead, NaN/Inf and large weights of ``tg.model`` (or of a model), read once; each
     finding is logged as a warning. Meant to run after every validation when the
-    TrainGenerator's ``check_model_health`` is set. Only trainable weights are judged (see
-    :func:`_all_weights`). ``dead_notify_above_frac`` is 0.1 (DeepTrain 0.6: 1e-3, which
-    flags a healthy layer for one unit whose zero-initialised bias has not moved yet: a
-    ReLU unit no sample has activated so far)."""
-    weights = _all_weights(tg)
+    TrainGenerator's ``check_model_health`` is set. Dead and large: trainable weights; NaN
+    and Inf: every weight (see :func:`_read_weights`). ``dead_notify_above_frac`` is 0.1
+    (DeepTrain 0.6: 1e-3, which flags a healthy layer for one unit whose zero-initialised
+    bias has not moved yet: a ReLU unit no sample has activated so far)."""
+    every, trainable = _read_weights(tg)
+    weights = {k: v for k, v in every.items() if k in trainable}
     return HealthReport(
         dead=_dead(weights, dead_threshold, dead_notify_above_frac, notify_detected_only),
-        nan=_nan(weights, notify_detected_only),
+        nan=_nan(every, notify_detected_only),
         large=_large(weights, large_threshold, large_notify_above_frac, notify_detected_only),
     )

@@ -102,7 +102,9 @@ def hist_grid(
     ``share_xy``: ``sharex``/``sharey`` of the subplots; ``center_zero``: x limits
     symmetric about 0; ``peaks_to_clip=n``: the y axis stops at the (n+1)-th highest bin,
     so that n tall peaks do not flatten the rest. ``plot_kw`` go to ``Axes.stairs`` (the
-    bars; ``range`` and ``density`` to the binning, ``numpy.histogram``); ``title_kw``,
+    bars), ``ax.hist``'s keywords translated (``bins``, ``range`` and ``density`` to the
+    binning, ``numpy.histogram``; ``log``: a log y axis; ``histtype='step'``: not filled);
+    ``title_kw``,
     ``subplots_kw`` and ``tight_kw`` to ``suptitle``, ``subplots`` and ``tight_layout``."""
     names = list(data)
     n = max(1, len(names))
@@ -117,10 +119,11 @@ def hist_grid(
         values = np.asarray(data[name], dtype=float).ravel()
         values = values[np.isfinite(values)]
         # one filled step artist per histogram: ax.hist draws a patch per bin (2x the cost)
-        kw = dict(plot_kw or {})
-        binning = {k: kw.pop(k) for k in ("range", "density") if k in kw}
-        counts, edges = np.histogram(values, bins=bins, **binning)
-        ax.stairs(counts, edges, **{"fill": True, **kw})
+        kw, binning, log_scale = _stairs_kw(plot_kw, bins)
+        counts, edges = np.histogram(values, **binning)
+        ax.stairs(counts, edges, **kw)
+        if log_scale:
+            ax.set_yscale("log")
         if show_names:
             ax.set_title(name, **{"fontsize": 9, **dict(names_kw or {})})
         if peaks_to_clip and np.size(counts) > peaks_to_clip:
@@ -260,6 +263,10 @@ def infer_train_hist(
     axes = fig.subplots(2, 1, sharex=True, sharey=True)
     for ax, out, title in zip(axes, outs, ("Train mode OFF", "Train mode ON"), strict=True):
         out = np.asarray(out, dtype=float).ravel()
+        finite = out[np.isfinite(out)]
+        if finite.size < out.size:  # (a model gone NaN: shown, not a crash)
+            title = f"{title} ({out.size - finite.size} of {out.size} values not finite)"
+        out = finite if finite.size else np.zeros(1)
         ax.hist(out, bins=bins)
         ax.set_title(title, weight="bold", fontsize=fontsize)
         if not keep_borders:
@@ -269,6 +276,33 @@ def infer_train_hist(
         ax.set_xlim(*(xlims or (out.min(), out.max() if out.max() > out.min() else out.min() + 1)))
     fig.tight_layout()
     return fig
+
+
+def _stairs_kw(
+    plot_kw: Mapping[str, Any] | None, bins: Any
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """``(Axes.stairs keywords, numpy.histogram keywords, log y axis)`` from ``plot_kw``,
+    ``ax.hist``'s keywords (DeepTrain 0.6's ``'plot'`` configs) translated."""
+    kw = dict(plot_kw or {})
+    binning = {"bins": kw.pop("bins", bins)}
+    binning.update({k: kw.pop(k) for k in ("range", "density") if k in kw})
+    log_scale = bool(kw.pop("log", False))
+    histtype = kw.pop("histtype", "bar")
+    if histtype not in ("bar", "barstacked", "step", "stepfilled"):
+        raise ValueError(f"histtype must be 'bar', 'step' or 'stepfilled', got {histtype!r}")
+    return {"fill": histtype != "step", **kw}, binning, log_scale
+
+
+def check_plot_kw(plot_kw: Mapping[str, Any] | None) -> None:
+    """Raise now, naming it, for a histogram keyword the bars would refuse when drawn."""
+    from matplotlib.patches import StepPatch
+
+    kw, binning, _ = _stairs_kw(plot_kw, 10)
+    np.histogram(np.zeros(2), **binning)
+    try:
+        StepPatch(np.ones(1), np.arange(2), **kw)
+    except (AttributeError, TypeError, ValueError) as e:
+        raise ValueError(f"histogram keywords {dict(plot_kw or {})}: {e}") from None
 
 
 LAYER_HIST_MODES = ("weights", "outputs", "gradients", "gradients:outputs", "gradients:weights")
@@ -288,8 +322,8 @@ def layer_hists(
     """Histogram grid of the weights, outputs or gradients (``'gradients'`` means
     ``'gradients:outputs'``) of the layers ``_id`` chooses (see
     :mod:`deeptrain.introspection`). ``omit_names`` applies to weights. ``configs`` (DeepTrain
-    0.6's keys): ``'plot'``: kwargs of ``ax.hist``, plus ``'annot_kw'`` (the subplot
-    names' text kwargs; None: no names) and ``'peaks_to_clip'`` (see :func:`hist_grid`);
+    0.6's keys): ``'plot'``: kwargs of ``ax.hist`` (translated, see :func:`hist_grid`), plus
+    ``'annot_kw'`` (the subplot names' text kwargs; None: no names) and ``'peaks_to_clip'``;
     ``'title'``: the title's text, or its kwargs; ``'subplot'``, ``'tight'``: kwargs of
     ``subplots`` and ``tight_layout``; ``'annot'``: like ``'annot_kw'``; ``'save'``: not
     used (callbacks save the figure). ``kw`` go to :func:`hist_grid` (bins, n_cols,
@@ -327,6 +361,7 @@ def layer_hists_kwargs(configs: Mapping[str, Any] | None, title: str) -> dict[st
     plot = dict(configs.get("plot") or {})
     annot = plot.pop("annot_kw", configs.get("annot", {}))
     peaks_to_clip = int(plot.pop("peaks_to_clip", 0) or 0)
+    check_plot_kw(plot)
     title_cfg = configs.get("title", title)
     return {
         "plot_kw": plot,

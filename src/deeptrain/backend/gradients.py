@@ -15,8 +15,9 @@ so there the wrapper adds a zero "probe" argument to the output: ``d loss / d pr
 ``probe = 0`` is exactly ``d loss / d output``.
 
 The model is left as it was: with ``training=True`` (BatchNorm statistics, seed-generator
-states) every non-trainable variable is restored afterwards, and the loss computed here is
-the unscaled one (no mixed-precision loss scaling).
+states) every non-trainable variable is restored afterwards (on torch also its random
+generators, which Dropout draws from), and the loss computed here is the unscaled one (no
+mixed-precision loss scaling).
 
 Limits: a layer whose output is wanted must be called once per forward pass (no shared
 layers) and return one tensor; quantized layers (which run ``quantized_call``) are not seen.
@@ -52,6 +53,7 @@ def loss_gradients(
     variables: Sequence[Any] = (),
     layers: Sequence[Any] = (),
     training: bool = False,
+    carry_states: bool = False,
 ) -> LossGradients:
     """Gradients of ``model``'s compiled loss (regularisation penalties included) on one batch.
 
@@ -61,6 +63,8 @@ def loss_gradients(
         variables: trainable variables of ``model`` to differentiate w.r.t.
         layers: layers of ``model`` whose outputs to differentiate w.r.t.
         training: run the model in train mode (Dropout active, BatchNorm on batch stats).
+        carry_states: stateful RNN layers keep the states this forward pass leaves (as a
+            train step does: windows of a batch, one call each), instead of going back.
 
     Returns:
         :class:`LossGradients`: ``weights[i]`` has ``variables[i]``'s shape; ``outputs[i]``
@@ -75,7 +79,7 @@ def loss_gradients(
     fn = {"tensorflow": _grads_tf, "torch": _grads_torch, "jax": _grads_jax}.get(backend)
     if fn is None:
         raise NotImplementedError(f"gradients are not implemented for the {backend!r} backend")
-    with _variables_kept(model, training):
+    with _variables_kept(model, training, carry_states):
         loss, gw, go = fn(model, x, y, sample_weight, variables, layers, training)
     return LossGradients(float(_np(loss)), [_np(g) for g in gw], [_np(g) for g in go])
 
@@ -162,9 +166,10 @@ def _grads_jax(model, x, y, sw, variables, layers, training):
             )
         return aux[0], aux  # the unscaled loss (mixed-precision scaling left out)
 
-    (loss, _), (gw, go) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
+    (loss, aux), (gw, go) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
         [tv[i] for i in picked], probes
     )
+    _apply_states(model, aux[2])  # (stateless: the states the pass left, as TF and torch do)
     return loss, gw, go
 
 
@@ -221,22 +226,61 @@ def _single_outputs(layers: Sequence[Any], outs: list[list[Any]]) -> list[Any]:
 
 
 @contextmanager
-def _variables_kept(model: Any, training: bool) -> Iterator[None]:
-    """Restore what a forward pass changes: stateful RNN states (any call), and every
-    non-trainable variable after a train-mode call (BatchNorm statistics, seed-generator
-    states). Introspection must not change the model."""
+def _variables_kept(model: Any, training: bool, carry_states: bool = False) -> Iterator[None]:
+    """Restore what a forward pass changes: stateful RNN states (any call; with
+    ``carry_states`` they keep what the pass left), and every non-trainable variable after a
+    train-mode call (BatchNorm statistics, seed-generator states). Introspection must not
+    change the model."""
     from .stateful import get_states, set_states
 
     states = get_states(model)
     variables = list(model.non_trainable_variables) if training else []
     values = [np.array(_np(v.value)) for v in variables]
+    torch_rng = _torch_rng_state() if training else None
     try:
         yield
     finally:
+        left = get_states(model) if carry_states and states else None
         for v, value in zip(variables, values, strict=True):
             v.assign(value)
         if states:
-            set_states(model, states)
+            set_states(model, left if left is not None else states)
+        if torch_rng is not None:
+            _set_torch_rng_state(torch_rng)
+
+
+def _apply_states(model: Any, non_trainable_values: Sequence[Any]) -> None:
+    """JAX: the stateful RNN states among a stateless pass's non-trainable values, assigned
+    (:func:`_variables_kept` then keeps or restores them)."""
+    from .stateful import state_variables
+
+    states = {id(v) for values in state_variables(model).values() for v in values}
+    for v, value in zip(model.non_trainable_variables, non_trainable_values, strict=True):
+        if id(v) in states:
+            v.assign(value)
+
+
+def _torch_rng_state() -> tuple[Any, Any] | None:
+    """torch's generators (CPU, and the GPUs'), which Keras' unseeded Dropout draws from
+    on torch (on TensorFlow and JAX it draws from seed-generator variables, restored with
+    the other non-trainable ones): a train-mode pass here must not move them."""
+    import keras
+
+    if keras.backend.backend() != "torch":
+        return None
+    import torch
+
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_torch_rng_state(state: tuple[Any, Any]) -> None:
+    import torch
+
+    cpu, cuda = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state_all(cuda)
 
 
 @contextmanager
@@ -263,7 +307,12 @@ def _build_loss(model, x, y, sw) -> None:
     call cannot do; a first eager call builds it."""
     compiled = getattr(model, "_compile_loss", None)
     if compiled is not None and not compiled.built:
+        from .stateful import get_states, set_states
+
+        states = get_states(model)  # (the eager call moves stateful RNNs' states)
         model.compute_loss(x=x, y=y, y_pred=model(x), sample_weight=sw)
+        if states:
+            set_states(model, states)
 
 
 def _training_kw(model: Any, training: bool) -> dict[str, bool]:

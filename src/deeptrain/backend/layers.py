@@ -20,6 +20,7 @@ __all__ = [
     "get_weights",
     "get_outputs",
     "get_gradients",
+    "unique_names",
 ]
 
 LayerId = Any  # '*' | int | str | Layer | list of them
@@ -103,12 +104,28 @@ def model_of(obj: Any) -> Any:
     return obj if isinstance(obj, keras.Model) else obj.model
 
 
+def unique_names(names: Sequence[str]) -> list[str]:
+    """``names`` with repeats made unique: ``path``, ``path#1``, ``path#2`` ... (two
+    sub-models with a layer of the same name give their weights the same path; a dict
+    keyed by path would silently keep one)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for name in names:
+        unique, n = name, 1
+        while unique in seen:
+            unique, n = f"{name}#{n}", n + 1
+        seen.add(unique)
+        out.append(unique)
+    return out
+
+
 # -- gathering -----------------------------------------------------------------------------
 def get_weights(
     model: Any, _id: LayerId = "*", omit_names: str | Sequence[str] | None = None
 ) -> dict[str, np.ndarray]:
     """``{weight path: value}`` of the weights ``_id`` chooses."""
-    return {w.path: to_numpy(w) for w in select_weights(model_of(model), _id, omit_names)}
+    weights = select_weights(model_of(model), _id, omit_names)
+    return dict(zip(unique_names([w.path for w in weights]), map(to_numpy, weights), strict=True))
 
 
 def get_outputs(
@@ -129,10 +146,12 @@ def get_gradients(
     sample_weight: Any = None,
     learning_phase: int | bool = 0,
     mode: str = "weights",
+    *,
+    carry_states: bool = False,
 ) -> dict[str, np.ndarray]:
     """Gradients of the loss on one batch w.r.t. the trainable weights (``mode='weights'``,
     keyed by weight path) or outputs (``mode='outputs'``, keyed by layer name) that ``_id``
-    chooses."""
+    chooses. ``carry_states``: stateful RNNs keep the states the pass leaves (windows)."""
     model = model_of(model)
     if mode not in GRADIENT_MODES:
         raise ValueError(f"mode must be one of {GRADIENT_MODES}, got {mode!r}")
@@ -145,11 +164,18 @@ def get_gradients(
             sample_weight,
             variables=variables,
             training=bool(learning_phase),
+            carry_states=carry_states,
         )
-        return dict(zip([v.path for v in variables], g.weights, strict=True))
+        return dict(zip(unique_names([v.path for v in variables]), g.weights, strict=True))
     layers = select_layers(model, _id)
     g = loss_gradients(
-        model, input_data, labels, sample_weight, layers=layers, training=bool(learning_phase)
+        model,
+        input_data,
+        labels,
+        sample_weight,
+        layers=layers,
+        training=bool(learning_phase),
+        carry_states=carry_states,
     )
     return dict(zip([x.name for x in layers], g.outputs, strict=True))
 

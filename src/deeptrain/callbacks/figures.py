@@ -8,6 +8,7 @@ Figures are ``matplotlib.figure.Figure`` objects: never shown, never blocking.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,12 @@ def figure_path(tg: Traingen, name: str) -> Path | None:
     if tg.logdir is None or not is_writer(tg):
         return None
     s = tg.state
-    return (
-        Path(tg.logdir)
-        / "figures"
-        / (f"{name}__e{s.epoch}_b{s.batches_fit}_v{s.times_validated}.png")
-    )
+    at = f"e{s.epoch}_b{s.batches_fit}_v{s.times_validated}"
+    if s.fit_iters != s.batches_fit:  # windows: one figure per iteration, not per batch
+        at += f"_i{s.fit_iters}"
+    if s.train_loop_done and not s.val_loop_done:  # inside a validation: per its iteration
+        at += f"_vi{s.val_iters}"
+    return Path(tg.logdir) / "figures" / f"{name}__{at}.png"
 
 
 def _save(tg: Traingen, fig: Any, name: str) -> Path | None:
@@ -122,6 +124,7 @@ def make_layer_hists_cb(
     if mode not in visuals.LAYER_HIST_MODES:
         raise ValueError(f"mode must be one of {visuals.LAYER_HIST_MODES}, got {mode!r}")
     visuals.layer_hists_kwargs(configs, mode)  # a bad key fails now, not at the first call
+    name = "layer_hists_" + mode.replace(":", "-") + _id_tag(_id)
 
     def layer_hists_cb(tg: Traingen) -> Path | None:
         data, labels = x, y
@@ -130,7 +133,7 @@ def make_layer_hists_cb(
         fig = visuals.layer_hists(
             tg.model, _id, mode, data, labels, omit_names, share_xy, configs, **kw
         )
-        return _save(tg, fig, "layer_hists_" + mode.replace(":", "-"))
+        return _save(tg, fig, name)
 
     return layer_hists_cb
 
@@ -179,3 +182,13 @@ class VizAE2D(PeriodicCallback):
         x, _ = _val_batch(tg)
         x = np.asarray(x)[:n]
         return x, np.asarray(tg.model.predict_on_batch(x))
+
+
+def _id_tag(_id: Any) -> str:
+    """``_id`` in a file name (``''`` for ``'*'``): callbacks of other layers write other
+    files."""
+    if isinstance(_id, str) and _id == "*":
+        return ""
+    items = _id if isinstance(_id, (list, tuple)) else [_id]
+    text = "-".join(str(getattr(item, "name", item)) for item in items)
+    return "_" + re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")

@@ -53,6 +53,7 @@ class Traingen(Protocol):
 
     # -- settings read by checkpoints and figures (see TrainGenerator)
     input_as_labels: bool
+    reset_statefuls: bool
     max_is_best: bool
     saveskip_list: list[str]
     loadskip_list: list[str]
