@@ -25,12 +25,14 @@ Measured per model, medians over ``--repeats``:
   are then written in the background. ``block/step`` is its cost in train steps;
 * ``steps/write``, ``slow``: the train steps run while that write is in flight, and their
   mean time against ``step`` (the background write competes for the CPUs and the GIL);
-* ``write``: the background part of a temp checkpoint (no figures): weights file from the
-  snapshot, arrays, state, SHA-256, fsyncs, atomic rename, pointer; against ``plain``,
+* ``write``: the background part of a temp checkpoint (no figures) until it is durable and
+  ``latest`` names it: weights file from the snapshot, arrays, state, digests, fsyncs,
+  atomic rename, pointer; ``prune``: then the deletion of the temp checkpoint it supersedes
+  (the same job, timed apart: unlinking a 120 MB file costs ~20 ms here); against ``plain``,
   writing the same files' bytes with ``open/write/fsync`` (one fsync per file), the two
   back to back in alternating order; ``write/plain``: the median of those pairs' ratios;
   ``figs``: the background part of a unique checkpoint (history and report PNGs drawn);
-* ``load``: ``tg.load(checkpoint)`` (verify the files' SHA-256, load weights, optimizer,
+* ``load``: ``tg.load(checkpoint)`` (verify the files' digests, load weights, optimizer,
   arrays, state and data position);
 * ``mem``: the peak of the host memory a snapshot allocates (``tracemalloc``, which sees
   NumPy's buffers) over the bytes of the state it holds (the least of three snapshots:
@@ -87,8 +89,22 @@ except ImportError:  # pragma: no cover
 
 from deeptrain import DataGenerator, TrainGenerator  # noqa: E402
 from deeptrain.preprocessing import numpy_data_to_numpy_sets  # noqa: E402
+from deeptrain.saving import checkpointer as _checkpointer  # noqa: E402
 from deeptrain.saving.snapshot import take_snapshot  # noqa: E402
 from deeptrain.util.preprocessors import TimeseriesPreprocessor  # noqa: E402
+
+_pruned: list[float] = []  # seconds of each prune: the superseded checkpoints deleted
+
+
+def _timed_prune(*args: Any, _prune: Callable = _checkpointer.prune) -> None:
+    t = time.perf_counter()
+    try:
+        _prune(*args)
+    finally:
+        _pruned.append(time.perf_counter() - t)
+
+
+_checkpointer.prune = _timed_prune  # (the write's commit runs it: timed apart)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
@@ -241,6 +257,7 @@ def bench_deeptrain(name: str, maker: Callable, root: Path, repeats: int) -> dic
         step()
     ck, pipe = tg._checkpointer, tg._checkpointer.pipeline
     steps, block, during, figs, write, plain, load, sizes = [], [], [], [], [], [], [], []
+    prune: list[float] = []
     tg.state.fit_iters += 1
     ck.checkpoint("temp")  # plain writes of a temp checkpoint's files may come first
     temp = ck.latest()
@@ -265,8 +282,10 @@ def bench_deeptrain(name: str, maker: Callable, root: Path, repeats: int) -> dic
         tg.state.fit_iters += 1
         os.sync()  # no dirty pages of earlier writes: both writes start alike
         ck.checkpoint("temp", wait=False)
+        _pruned.clear()
         t, _ = timed(pipe.wait)  # the background part, from the end of the snapshot
-        write.append(t)
+        write.append(t - sum(_pruned))  # until durable and pointed at; the prune apart
+        prune.append(sum(_pruned))
         path = temp = ck.latest()
         files = checkpoint_files(path)
         sizes.append(sum(f.stat().st_size for f in files))
@@ -294,6 +313,7 @@ def bench_deeptrain(name: str, maker: Callable, root: Path, repeats: int) -> dic
         slow=slow,
         figs=ms(figs),
         write=ms(write),
+        prune=ms(prune),
         plain=ms(plain),
         write_plain=statistics.median(w / p for w, p in zip(write, plain, strict=True)),
         size=statistics.median(sizes),
@@ -376,6 +396,7 @@ def report(rows: list[dict]) -> bool:
             "slow",
             "figs ms",
             "write ms",
+            "prune ms",
             "plain ms",
             "write/plain",
             "load ms",
@@ -394,6 +415,7 @@ def report(rows: list[dict]) -> bool:
                 f"{r['slow']:.2f}x",
                 f"{r['figs']:.0f}",
                 f"{r['write']:.1f}",
+                f"{r['prune']:.1f}",
                 f"{r['plain']:.1f}",
                 f"{r['write_plain']:.2f}x",
                 f"{r['load']:.1f}",

@@ -14,6 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import xxhash
 from matplotlib.image import imread
 
 from deeptrain import TrainGenerator
@@ -67,8 +68,11 @@ def test_checkpoint_directory_layout_and_manifest(data, tmp_path):
     assert files == ["arrays.npz", "history.png", "model.weights.h5", "report.png", "state.json"]
     state = json.loads((ckdir / latest / "state.json").read_text())
     assert list(state)[:5] == ["format", "version", "kind", "seq", "state_sha256"]
-    assert state["format"] == "deeptrain.checkpoint" and state["version"] == 2
+    assert state["format"] == "deeptrain.checkpoint" and state["version"] == 3
     assert state["state_sha256"] == state_digest(state)
+    for name, record in state["files"].items():  # each file's size and XXH3-128
+        raw = (ckdir / latest / name).read_bytes()
+        assert record == {"bytes": len(raw), "xxh128": xxhash.xxh3_128(raw).hexdigest()}
     assert state["kind"] == "unique" and state["train_state"]["batches_fit"] == 6
     assert set(state["files"]) == set(files) - {"state.json"}
     assert state["datagen"]["epoch"] == 1 and "rng" in state["datagen"]
@@ -251,12 +255,12 @@ def test_hostile_files_never_execute_code(data, tmp_path):
 def _rehash(ckpt: Path) -> None:
     """Record the files' new sizes and hashes, and the state's new digest (as someone who
     edits a checkpoint on purpose can)."""
-    import hashlib
+    import xxhash
 
     state = json.loads((ckpt / "state.json").read_text())
     for name in state["files"]:
         raw = (ckpt / name).read_bytes()
-        state["files"][name] = {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+        state["files"][name] = {"bytes": len(raw), "xxh128": xxhash.xxh3_128(raw).hexdigest()}
     state["state_sha256"] = state_digest(state)
     (ckpt / "state.json").write_text(json.dumps(state))
 
@@ -270,6 +274,42 @@ def test_unknown_format_version_is_a_clear_error(data, tmp_path):
     (ckpt / "state.json").write_text(json.dumps(state))
     with pytest.raises(ValueError, match="format version 99"):
         make_tg(data, tmp_path, loadpath=ckpt)
+
+
+def test_a_version_2_checkpoint_with_sha256_records_is_read_and_verified(data, tmp_path):
+    """Checkpoints written before version 3 record SHA-256 for their files: they load, and
+    a damaged file is still found, by its SHA-256. A record with an unknown or a malformed
+    digest is refused by the schema."""
+    import hashlib
+
+    tg = make_tg(data, tmp_path)
+    tg.train()
+    ckpt = resolve_loadpath(tg.logdir)[0]
+    state = json.loads((ckpt / "state.json").read_text())
+    state["version"] = 2
+    for name in state["files"]:
+        raw = (ckpt / name).read_bytes()
+        state["files"][name] = {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    state["state_sha256"] = state_digest(state)
+    (ckpt / "state.json").write_text(json.dumps(state))
+    resumed = make_tg(data, tmp_path, loadpath=ckpt)
+    assert resumed.state.batches_fit == tg.state.batches_fit
+    arrays = ckpt / "arrays.npz"
+    raw = bytearray(arrays.read_bytes())
+    raw[-40] ^= 1  # one bit, same size
+    arrays.write_bytes(bytes(raw))
+    with pytest.raises(CorruptCheckpointError, match="sha256 digest differs"):
+        make_tg(data, tmp_path, loadpath=ckpt)
+    for record in (
+        {"bytes": len(raw), "md5": "0" * 32},
+        {"bytes": len(raw), "xxh128": "0" * 64},
+        {"bytes": len(raw), "xxh128": "0" * 32, "sha256": "0" * 64},
+    ):
+        state["files"]["arrays.npz"] = record
+        state["state_sha256"] = state_digest(state)
+        (ckpt / "state.json").write_text(json.dumps(state))
+        with pytest.raises(CorruptCheckpointError, match="arrays.npz"):
+            make_tg(data, tmp_path, loadpath=ckpt)
 
 
 def test_loading_into_another_architecture_names_the_variable_and_shapes(data, tmp_path):

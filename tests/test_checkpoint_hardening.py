@@ -76,12 +76,12 @@ def edit_state(ckpt: Path, edit, redigest: bool = True) -> None:
 
 
 def rehash(ckpt: Path, name: str) -> None:
-    import hashlib
+    import xxhash
 
     raw = (ckpt / name).read_bytes()
 
     def edit(state):
-        state["files"][name] = {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+        state["files"][name] = {"bytes": len(raw), "xxh128": xxhash.xxh3_128(raw).hexdigest()}
 
     edit_state(ckpt, edit)
 

@@ -8,14 +8,13 @@ hyperparameters, and its history and report figures as images at its step.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 from typing import Any
 
 from ..saving.checkpoint import STATE_FILE
 from ..saving.errors import CorruptCheckpointError
-from ..saving.safe_io import read_capped
+from ..saving.safe_io import bytes_digest, read_capped, record_digest
 from ..tracking.events import EventFile
 from ..tracking.settings import state_settings
 from ..training.progress import read_metrics_log
@@ -47,7 +46,7 @@ def _number(value: Any) -> float | None:
 
 
 def _figures(checkpoint: Path, state: dict[str, Any]) -> dict[str, bytes]:
-    """The checkpoint's history and report PNGs that match their recorded SHA-256."""
+    """The checkpoint's history and report PNGs that match their recorded digest."""
     out = {}
     for name in ("history", "report"):
         record = state["files"].get(f"{name}.png")
@@ -57,7 +56,8 @@ def _figures(checkpoint: Path, state: dict[str, Any]) -> dict[str, bytes]:
             data = read_capped(checkpoint / f"{name}.png", MAX_FIGURE_BYTES)
         except CorruptCheckpointError:
             continue
-        if hashlib.sha256(data).hexdigest() == record["sha256"]:
+        algorithm, digest = record_digest(record)
+        if bytes_digest(data, algorithm) == digest:
             out[name] = data
     return out
 

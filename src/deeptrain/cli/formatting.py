@@ -125,7 +125,7 @@ def show_text(info: Mapping[str, Any]) -> str:
     ]
     lines += _section("callbacks", callbacks or [("(none)", "")])
     files = [
-        (f["name"], f"{f['bytes']:>12,} bytes  sha256 {f['sha256'][:16]}{_size_note(f)}")
+        (f["name"], f"{f['bytes']:>12,} bytes  {f['digest'][:24]}{_size_note(f)}")
         for f in info["files"]
     ]
     lines += _section("files", files)

@@ -29,6 +29,7 @@ from ..saving.checkpoint import (
 )
 from ..saving.errors import CorruptCheckpointError
 from ..saving.hdf5_check import check_hdf5_self_contained
+from ..saving.safe_io import record_digest
 from ..training.progress import METRICS_FILES, read_metrics_log
 
 __all__ = [
@@ -189,7 +190,7 @@ def describe_checkpoint(checkpoint: Path, state: dict[str, Any]) -> dict[str, An
                 "name": name,
                 "bytes": record["bytes"],
                 "actual_bytes": actual,
-                "sha256": record["sha256"],
+                "digest": "{}:{}".format(*record_digest(record)),
             }
         )
     return {

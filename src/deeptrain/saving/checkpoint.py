@@ -8,9 +8,10 @@
         model.keras        only when the full model is asked for
         history.png, report.png   figures (unique and best checkpoints)
         state.json         everything else, as versioned JSON; written last, it lists every
-                           other file with its size and SHA-256, and holds the SHA-256 of its
-                           own content (``state_sha256``), so a checkpoint whose state.json
-                           reads back and whose files match is intact
+                           other file with its size and digest (XXH3-128; SHA-256 before
+                           version 3), and holds the SHA-256 of its own content
+                           (``state_sha256``), so a checkpoint whose state.json reads back
+                           and whose files match is intact
 
 ``state.json`` begins with ``format``, ``version``, ``kind`` and ``seq``, in this order: the
 checkpoints beside the one loaded are ordered and pruned by these alone, read from the
@@ -54,7 +55,17 @@ from .atomic import (
 )
 from .errors import CorruptCheckpointError, NoIntactCheckpointError
 from .naming import model_num_of
-from .safe_io import file_sha256, is_plain_name, is_real_dir, open_binary, read_capped, read_prefix
+from .safe_io import (
+    FILE_DIGEST,
+    bytes_digest,
+    file_digest,
+    is_plain_name,
+    is_real_dir,
+    open_binary,
+    read_capped,
+    read_prefix,
+    record_digest,
+)
 
 __all__ = [
     "FORMAT",
@@ -90,8 +101,8 @@ __all__ = [
 log = logging.getLogger("deeptrain")
 
 FORMAT = "deeptrain.checkpoint"
-VERSION = 2
-READ_VERSIONS = (1, 2)
+VERSION = 3  # 3: files' digests XXH3-128 (2: SHA-256; 1: no state digest either)
+READ_VERSIONS = (1, 2, 3)
 KINDS = ("temp", "unique", "best", "manual")
 STATE_FILE = "state.json"
 ARRAYS_FILE = "arrays.npz"
@@ -171,7 +182,7 @@ def write_checkpoint(
             :class:`.atomic.AtomicDir`).
 
     Each file is fsynced once, in a helper thread while the next one is written and this
-    one is hashed (its SHA-256 from the bytes written, or read back when a function wrote
+    one is hashed (its digest from the bytes written, or read back when a function wrote
     it); ``state.json`` last; then the directory, once, and its rename into place.
     """
     path = Path(path)
@@ -212,14 +223,14 @@ def _write_file(
     if isinstance(source, (bytes, bytearray, memoryview)):
         _write_bytes(file, source)
         synced.append(syncs.submit(fsync_path, file))
-        return {"bytes": len(source), "sha256": hashlib.sha256(source).hexdigest()}
+        return {"bytes": len(source), FILE_DIGEST: bytes_digest(source)}
     if isinstance(source, Path):
         shutil.copyfile(source, file)
     else:
         source(file)
     synced.append(syncs.submit(fsync_path, file))
-    size, sha256 = file_sha256(file)  # from the page cache, while the fsync runs
-    return {"bytes": size, "sha256": sha256}
+    size, digest = file_digest(file)  # from the page cache, while the fsync runs
+    return {"bytes": size, FILE_DIGEST: digest}
 
 
 def arrays_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -294,7 +305,7 @@ def read_state(path: Path) -> dict[str, Any]:
 def verify_checkpoint(path: Path, hashes: bool = True) -> dict[str, Any]:
     """Return the checkpoint's state after checking it is complete and unaltered: a real
     directory, a valid state, and every file it lists a regular file of the recorded size
-    and SHA-256 (``hashes=False``: size only, without reading the files)."""
+    and digest (``hashes=False``: size only, without reading the files)."""
     path = Path(path)
     if not is_real_dir(path):
         what = "a symbolic link" if path.is_symlink() else "not a directory"
@@ -313,10 +324,11 @@ def verify_checkpoint(path: Path, hashes: bool = True) -> dict[str, Any]:
             if not stat.S_ISREG((info := file.lstat()).st_mode) or info.st_size != record["bytes"]:
                 raise CorruptCheckpointError(f"{file} is truncated or not a regular file")
             continue
-        size, sha256 = file_sha256(file)  # refuses links, FIFOs and devices
-        if size != record["bytes"] or sha256 != record["sha256"]:
+        algorithm, recorded = record_digest(record)
+        size, digest = file_digest(file, algorithm)  # refuses links, FIFOs and devices
+        if size != record["bytes"] or digest != recorded:
             raise CorruptCheckpointError(
-                f"{file} is truncated or altered (size or SHA-256 "
+                f"{file} is truncated or altered (size or {algorithm} digest "
                 "differs from the checkpoint's record)"
             )
     return state

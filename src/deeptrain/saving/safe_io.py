@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .errors import CorruptCheckpointError
 
@@ -21,7 +22,12 @@ __all__ = [
     "open_binary",
     "read_capped",
     "read_prefix",
-    "file_sha256",
+    "FILE_DIGEST",
+    "FILE_DIGESTS",
+    "bytes_digest",
+    "new_digest",
+    "file_digest",
+    "record_digest",
     "is_plain_name",
     "is_real_dir",
 ]
@@ -105,12 +111,48 @@ def read_prefix(path: Path, size: int) -> bytes:
         return f.read(size)
 
 
-def file_sha256(path: Path) -> tuple[int, str]:
-    """Size and SHA-256 (hex) of the regular file ``path``."""
-    h = hashlib.sha256()
+FILE_DIGEST = "xxh128"
+"""The digest of a checkpoint's files (format version 3): XXH3-128 (``xxhash``), ~20 GB/s on
+one core where SHA-256 runs at ~1.8: a 120 MB weights file hashes in ~5 ms instead of ~65.
+The digests find torn, truncated and damaged files, not tampering (whoever can change a file
+can change the record beside it), which a non-cryptographic 128-bit hash does as well."""
+FILE_DIGESTS = ("xxh128", "sha256")
+"""The digests a file record may hold: ``sha256`` in checkpoints of versions 1 and 2."""
+
+
+def new_digest(algorithm: str = FILE_DIGEST) -> Any:
+    """A hash object (``update``, ``hexdigest``) of ``algorithm``."""
+    if algorithm == "xxh128":
+        import xxhash
+
+        return xxhash.xxh3_128()
+    if algorithm == "sha256":
+        return hashlib.sha256()
+    raise ValueError(f"file digest must be one of {FILE_DIGESTS}, got {algorithm!r}")
+
+
+def bytes_digest(data: bytes | bytearray | memoryview, algorithm: str = FILE_DIGEST) -> str:
+    """The hex digest of ``data``."""
+    h = new_digest(algorithm)
+    h.update(data)
+    return str(h.hexdigest())
+
+
+def file_digest(path: Path, algorithm: str = FILE_DIGEST) -> tuple[int, str]:
+    """Size and hex digest of the regular file ``path``."""
+    h = new_digest(algorithm)
     size = 0
     with open_binary(path) as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+        for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
             size += len(chunk)
-    return size, h.hexdigest()
+    return size, str(h.hexdigest())
+
+
+def record_digest(record: Mapping[str, Any]) -> tuple[str, str]:
+    """``(algorithm, hex digest)`` of a checkpoint's file record (``{"bytes": n, <algorithm>:
+    digest}``)."""
+    for algorithm in FILE_DIGESTS:
+        if algorithm in record:
+            return algorithm, str(record[algorithm])
+    raise ValueError(f"a file record holds none of {FILE_DIGESTS}: {dict(record)}")

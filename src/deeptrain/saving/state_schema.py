@@ -29,6 +29,7 @@ _COUNTER = {"type": "integer", "minimum": 0, "maximum": INT_MAX}
 _STRING_OR_NULL = {"type": ["string", "null"]}
 _STRINGS = {"type": "array", "items": {"type": "string"}}
 _SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_XXH128 = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
 
 # TrainState field annotation -> schema (a new field needs an entry here)
 _ANNOTATIONS: dict[str, dict[str, Any]] = {
@@ -152,10 +153,13 @@ def state_schema() -> dict[str, Any]:
     callback = _closed(
         {"class": {"type": "string"}, "state": {"type": "object"}}, ("class", "state")
     )
-    record = _closed(
-        {"bytes": {"type": "integer", "minimum": 0, "maximum": 2**63}, "sha256": _SHA256},
-        ("bytes", "sha256"),
-    )
+    size = {"type": "integer", "minimum": 0, "maximum": 2**63}
+    record = {  # a file's size and digest: XXH3-128 (version 3), SHA-256 (versions 1, 2)
+        "oneOf": [
+            _closed({"bytes": size, name: digest}, ("bytes", name))
+            for name, digest in (("xxh128", _XXH128), ("sha256", _SHA256))
+        ]
+    }
     files = {
         "type": "object",
         "additionalProperties": record,
