@@ -72,7 +72,7 @@ def show(path: Path, as_json: bool) -> None:
 @JSON
 def verify(path: Path, as_json: bool) -> None:
     """Check every checkpoint under PATH (a checkpoint, a log directory, a best models
-    directory or a logs directory) as loading checks it: each file's size and SHA-256,
+    directory or a logs directory) as loading checks it: each file's size and digest,
     state.json's digest and schema, a self-contained weights file, arrays readable without
     pickle; and each run's `latest` pointer. Exit code 0 if all are intact, 1 if any is
     damaged (listed), so it can gate a resume."""

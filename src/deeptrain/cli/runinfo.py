@@ -3,7 +3,7 @@
 Runs are the directories of a logs directory that hold ``checkpoints/`` or a metrics log.
 States are read with the checks of loading (:mod:`deeptrain.saving.checkpoint`): a run's
 state is that of the checkpoint a resume would load; :func:`verify_tree` checks every
-checkpoint under a path as loading would (sizes, SHA-256s, digest, schema, self-contained
+checkpoint under a path as loading would (sizes, file digests, digest, schema, self-contained
 HDF5, arrays readable without pickle).
 """
 

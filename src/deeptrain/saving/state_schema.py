@@ -155,10 +155,8 @@ def state_schema() -> dict[str, Any]:
     )
     size = {"type": "integer", "minimum": 0, "maximum": 2**63}
     record = {  # a file's size and digest: XXH3-128 (version 3), SHA-256 (versions 1, 2)
-        "oneOf": [
-            _closed({"bytes": size, name: digest}, ("bytes", name))
-            for name, digest in (("xxh128", _XXH128), ("sha256", _SHA256))
-        ]
+        **_closed({"bytes": size, "xxh128": _XXH128, "sha256": _SHA256}, ("bytes",)),
+        "oneOf": [{"required": ["xxh128"]}, {"required": ["sha256"]}],
     }
     files = {
         "type": "object",
