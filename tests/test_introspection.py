@@ -477,3 +477,41 @@ def test_train_mode_introspection_leaves_dropout_draws_alone():
         return keras.ops.convert_to_numpy(model(x, training=True))
 
     np.testing.assert_array_equal(next_draw(True), next_draw(False))
+
+
+@pytest.mark.backends
+def test_train_mode_pass_draws_a_new_dropout_mask_per_iteration(tmp_path):
+    """Over a dataset in train mode each iteration draws its own Dropout mask, as training
+    does (identical batches give different gradients), and the pass leaves the streams
+    training draws from next as they were."""
+    x = np.tile(np.random.default_rng(5).normal(size=(BS, F)).astype("float32"), (N_BATCHES, 1))
+    y = np.zeros((N_BATCHES * BS, 1), "float32")
+    for name in ("train", "val"):  # every batch the same
+        numpy_data_to_numpy_sets(x, y, tmp_path / name, batch_size=BS, shuffle=False, verbose=0)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((F,)),
+            keras.layers.Dense(16),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(1),
+        ]
+    )
+    model.compile("sgd", "mse")
+    tg = _tg(tmp_path, tmp_path / "logs", model)
+    seeds = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
+
+    def next_draw(introspect: bool) -> np.ndarray:
+        keras.utils.set_random_seed(1)
+        for v, value in zip(model.non_trainable_variables, seeds, strict=True):
+            v.assign(value)
+        if introspect:
+            res = intro.gradient_norm_over_dataset(tg, learning_phase=1, plot=False)
+            assert res.iters_processed == N_BATCHES
+            assert len({tuple(row) for row in res.norms}) == N_BATCHES  # four masks
+            same = intro.gradient_norm_over_dataset(tg, learning_phase=0, plot=False)
+            assert len({tuple(row) for row in same.norms}) == 1  # inference: one answer
+        return keras.ops.convert_to_numpy(model(x[:BS], training=True))
+
+    np.testing.assert_array_equal(next_draw(True), next_draw(False))
+

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .backend.gradients import variables_kept
 from .backend.layers import (
     LayerId,
     get_gradients,
@@ -40,7 +41,7 @@ from .backend.layers import (
     to_numpy,
     unique_names,
 )
-from .backend.stateful import get_states, reset_states, set_states, state_variables
+from .backend.stateful import reset_states, state_variables
 from .training.contract import Traingen
 from .util.misc import positive_int
 from .visuals import hist_grid, save_figure
@@ -197,7 +198,7 @@ def gradient_norm_over_dataset(
     names: list[str] = []
 
     def gather(acc: list, x: Any, y: Any, sw: Any) -> list:
-        grads = get_gradients(model, _id, x, y, sw, learning_phase, mode, carry_states=True)
+        grads = get_gradients(model, _id, x, y, sw, learning_phase, mode, carry_variables=True)
         if not names:
             names.extend(grads if scope == "local" else ["global"])
         acc.append(_norms(list(grads.values()), norm_fn, scope).reshape(-1))
@@ -249,7 +250,7 @@ def gradient_sum_over_dataset(
     model = tg.model
 
     def gather(acc: dict, x: Any, y: Any, sw: Any) -> dict:
-        grads = get_gradients(model, _id, x, y, sw, learning_phase, mode, carry_states=True)
+        grads = get_gradients(model, _id, x, y, sw, learning_phase, mode, carry_variables=True)
         for name, g in grads.items():
             acc[name] = acc[name] + g if name in acc else np.array(g, dtype=np.float64)
         return acc
@@ -290,35 +291,31 @@ def _gather_over_dataset(
     """``acc = gather_fn(acc, x, y, sample_weight)`` for every iteration (batch, or window of
     one) of one pass over the data from its start, stopping early after ``n_iters``.
     Returns ``(acc, batches_processed, iters_processed)``; the DataGenerator's position is
-    restored afterwards (:func:`kept_position`), and so are stateful RNNs' states: in the
-    pass they start from zero, carry from window to window (``gather_fn`` asks for
-    gradients with ``carry_states=True``), and are reset after every batch with
-    ``reset_statefuls``, as training sees them."""
+    restored afterwards (:func:`kept_position`), and so is every non-trainable variable
+    (and torch's random generators). In the pass they move as training moves them
+    (``gather_fn`` asks for gradients with ``carry_variables=True``): stateful RNNs' states
+    start from zero, carry from window to window and are reset after every batch with
+    ``reset_statefuls``; in train mode each iteration draws a new Dropout mask."""
     if n_iters is not None:
         n_iters = positive_int(n_iters, "n_iters")
     batches = iters = 0
     model = tg.model
-    states = get_states(model)
-    with kept_position(tg, val) as dg:
+    with kept_position(tg, val) as dg, variables_kept(model):
         dg.reset_state(shuffle=False)
-        try:
-            reset_states(model)
-            while n_iters is None or iters < n_iters:
-                x, y, sw = tg.get_data(val=val)
-                acc = gather_fn(acc, x, y, sw)
-                iters += 1
-                dg.update_state()
-                if dg.batch_exhausted:
-                    batches += 1
-                    if tg.reset_statefuls:
-                        reset_states(model)
-                    if prog_freq and batches % prog_freq == 0:
-                        log.info("... %d batches (%d iterations)", batches, iters)
-                if dg.all_data_exhausted:
-                    break
-        finally:
-            if states:
-                set_states(model, states)
+        reset_states(model)
+        while n_iters is None or iters < n_iters:
+            x, y, sw = tg.get_data(val=val)
+            acc = gather_fn(acc, x, y, sw)
+            iters += 1
+            dg.update_state()
+            if dg.batch_exhausted:
+                batches += 1
+                if tg.reset_statefuls:
+                    reset_states(model)
+                if prog_freq and batches % prog_freq == 0:
+                    log.info("... %d batches (%d iterations)", batches, iters)
+            if dg.all_data_exhausted:
+                break
     return acc, batches, iters
 
 

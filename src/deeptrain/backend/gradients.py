@@ -26,13 +26,13 @@ layers) and return one tensor; quantized layers (which run ``quantized_call``) a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["LossGradients", "loss_gradients", "layer_outputs"]
+__all__ = ["LossGradients", "loss_gradients", "layer_outputs", "variables_kept"]
 
 
 @dataclass
@@ -54,6 +54,7 @@ def loss_gradients(
     layers: Sequence[Any] = (),
     training: bool = False,
     carry_states: bool = False,
+    carry_variables: bool = False,
 ) -> LossGradients:
     """Gradients of ``model``'s compiled loss (regularisation penalties included) on one batch.
 
@@ -65,6 +66,11 @@ def loss_gradients(
         training: run the model in train mode (Dropout active, BatchNorm on batch stats).
         carry_states: stateful RNN layers keep the states this forward pass leaves (as a
             train step does: windows of a batch, one call each), instead of going back.
+        carry_variables: every non-trainable variable (seed generators, BatchNorm
+            statistics, stateful RNN states) and torch's random generators keep what this
+            pass leaves: for a caller that makes several passes as training would (a new
+            Dropout mask each) and restores the model itself afterwards
+            (:func:`variables_kept`).
 
     Returns:
         :class:`LossGradients`: ``weights[i]`` has ``variables[i]``'s shape; ``outputs[i]``
@@ -79,8 +85,11 @@ def loss_gradients(
     fn = {"tensorflow": _grads_tf, "torch": _grads_torch, "jax": _grads_jax}.get(backend)
     if fn is None:
         raise NotImplementedError(f"gradients are not implemented for the {backend!r} backend")
-    with _variables_kept(model, training, carry_states):
-        loss, gw, go = fn(model, x, y, sample_weight, variables, layers, training)
+    kept = nullcontext() if carry_variables else variables_kept(model, training, carry_states)
+    with kept:
+        loss, gw, go, updates = fn(model, x, y, sample_weight, variables, layers, training)
+        if updates is not None:  # JAX's stateless pass: its updates, as TF and torch keep them
+            _apply_updates(model, updates, carry_variables)
     return LossGradients(float(_np(loss)), [_np(g) for g in gw], [_np(g) for g in go])
 
 
@@ -92,7 +101,7 @@ def layer_outputs(
 
     layers = list(layers)
     x = _to_tensors(x)
-    with _variables_kept(model, training):
+    with variables_kept(model, training):
         if keras.backend.backend() == "jax":
             # stateless: an eager train-mode call would write BatchNorm statistics
             tv = [v.value for v in model.trainable_variables]
@@ -117,7 +126,7 @@ def _grads_tf(model, x, y, sw, variables, layers, training):
         loss = _compute_loss(model, x, y, y_pred, sw, training)
     targets = [v.value for v in variables] + _single_outputs(layers, outs)
     grads = tape.gradient(loss, targets, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    return loss, grads[: len(variables)], grads[len(variables) :]
+    return loss, grads[: len(variables)], grads[len(variables) :], None
 
 
 def _grads_torch(model, x, y, sw, variables, layers, training):
@@ -128,10 +137,10 @@ def _grads_torch(model, x, y, sw, variables, layers, training):
         loss = _compute_loss(model, x, y, y_pred, sw, training)
     targets = [v.value for v in variables] + _single_outputs(layers, outs)
     if not targets:
-        return loss.detach(), [], []
+        return loss.detach(), [], [], None
     grads = torch.autograd.grad(loss, targets, allow_unused=True)
     grads = [torch.zeros_like(t) if g is None else g for g, t in zip(grads, targets, strict=True)]
-    return loss.detach(), grads[: len(variables)], grads[len(variables) :]
+    return loss.detach(), grads[: len(variables)], grads[len(variables) :], None
 
 
 def _grads_jax(model, x, y, sw, variables, layers, training):
@@ -169,8 +178,7 @@ def _grads_jax(model, x, y, sw, variables, layers, training):
     (loss, aux), (gw, go) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
         [tv[i] for i in picked], probes
     )
-    _apply_states(model, aux[2])  # (stateless: the states the pass left, as TF and torch do)
-    return loss, gw, go
+    return loss, gw, go, aux[2]  # (the non-trainable values the pass left)
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -226,7 +234,7 @@ def _single_outputs(layers: Sequence[Any], outs: list[list[Any]]) -> list[Any]:
 
 
 @contextmanager
-def _variables_kept(model: Any, training: bool, carry_states: bool = False) -> Iterator[None]:
+def variables_kept(model: Any, training: bool = True, carry_states: bool = False) -> Iterator[None]:
     """Restore what a forward pass changes: stateful RNN states (any call; with
     ``carry_states`` they keep what the pass left), and every non-trainable variable after a
     train-mode call (BatchNorm statistics, seed-generator states). Introspection must not
@@ -249,14 +257,14 @@ def _variables_kept(model: Any, training: bool, carry_states: bool = False) -> I
             _set_torch_rng_state(torch_rng)
 
 
-def _apply_states(model: Any, non_trainable_values: Sequence[Any]) -> None:
-    """JAX: the stateful RNN states among a stateless pass's non-trainable values, assigned
-    (:func:`_variables_kept` then keeps or restores them)."""
+def _apply_updates(model: Any, non_trainable_values: Sequence[Any], every: bool) -> None:
+    """JAX: a stateless pass's non-trainable values assigned: the stateful RNN states among
+    them, or ``every`` one (:func:`variables_kept` then keeps or restores them)."""
     from .stateful import state_variables
 
     states = {id(v) for values in state_variables(model).values() for v in values}
     for v, value in zip(model.non_trainable_variables, non_trainable_values, strict=True):
-        if id(v) in states:
+        if every or id(v) in states:
             v.assign(value)
 
 

@@ -135,7 +135,7 @@ def get_outputs(
     model = model_of(model)
     layers = select_layers(model, _id)
     outs = layer_outputs(model, input_data, layers, training=bool(learning_phase))
-    return dict(zip([x.name for x in layers], outs, strict=True))
+    return dict(zip(unique_names([x.name for x in layers]), outs, strict=True))
 
 
 def get_gradients(
@@ -148,10 +148,13 @@ def get_gradients(
     mode: str = "weights",
     *,
     carry_states: bool = False,
+    carry_variables: bool = False,
 ) -> dict[str, np.ndarray]:
     """Gradients of the loss on one batch w.r.t. the trainable weights (``mode='weights'``,
     keyed by weight path) or outputs (``mode='outputs'``, keyed by layer name) that ``_id``
-    chooses. ``carry_states``: stateful RNNs keep the states the pass leaves (windows)."""
+    chooses. ``carry_states``: stateful RNNs keep the states the pass leaves (windows);
+    ``carry_variables``: so do seed generators and every other non-trainable variable
+    (:func:`~deeptrain.backend.gradients.loss_gradients`)."""
     model = model_of(model)
     if mode not in GRADIENT_MODES:
         raise ValueError(f"mode must be one of {GRADIENT_MODES}, got {mode!r}")
@@ -165,6 +168,7 @@ def get_gradients(
             variables=variables,
             training=bool(learning_phase),
             carry_states=carry_states,
+            carry_variables=carry_variables,
         )
         return dict(zip(unique_names([v.path for v in variables]), g.weights, strict=True))
     layers = select_layers(model, _id)
@@ -176,8 +180,9 @@ def get_gradients(
         layers=layers,
         training=bool(learning_phase),
         carry_states=carry_states,
+        carry_variables=carry_variables,
     )
-    return dict(zip([x.name for x in layers], g.outputs, strict=True))
+    return dict(zip(unique_names([x.name for x in layers]), g.outputs, strict=True))
 
 
 def to_numpy(variable: Any) -> np.ndarray:
