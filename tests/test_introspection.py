@@ -418,10 +418,14 @@ def test_weights_of_the_same_path_in_two_sub_models_are_all_kept():
 
     keras.utils.set_random_seed(0)
     xi = keras.Input((4,))
-    model = keras.Model(xi, sub("enc2")(sub("enc1")(xi)))
+    enc1, enc2 = sub("enc1"), sub("enc2")
+    model = keras.Model(xi, enc2(enc1(xi)))
     model.compile("sgd", "mse")
     x, y = np.ones((8, 4), "float32"), np.zeros((8, 4), "float32")
     assert len(intro.get_weights(model)) == 4
+    inner = [enc1.get_layer("d"), enc2.get_layer("d")]  # layers of one name: both kept
+    assert list(intro.get_outputs(model, inner, x)) == ["d", "d#1"]
+    assert list(intro.get_gradients(model, inner, x, y, mode="outputs")) == ["d", "d#1"]
     grads = intro.get_gradients(model, "*", x, y)
     assert list(grads) == ["d/kernel", "d/bias", "d/kernel#1", "d/bias#1"]
     want = loss_gradients(model, x, y, variables=model.trainable_weights).weights
