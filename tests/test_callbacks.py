@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import warnings
 from pathlib import Path
 
 import keras
@@ -331,6 +332,16 @@ def test_layer_hists_take_ax_hist_keywords_and_refuse_unknown_ones_at_once():
         make_layer_hists_cb(mode="weights", configs={"plot": {"colour": "r"}})
     with pytest.raises(ValueError, match="histtype"):
         make_layer_hists_cb(mode="weights", configs={"plot": {"histtype": "steps"}})
+    with pytest.raises(ValueError, match="histogram keywords .*'bins': 'many'"):
+        make_layer_hists_cb(mode="weights", configs={"plot": {"bins": "many"}})
+    # peaks clipped on a log axis: the top at the clipped peak, the bottom above 0
+    configs = {"plot": {"bins": 5, "log": True, "peaks_to_clip": 1}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # (matplotlib: non-positive log limit)
+        ax = visuals.layer_hists(model, 0, "weights", configs=configs).axes[0]
+    counts = np.sort(ax.patches[0].get_data().values)
+    bottom, top = ax.get_ylim()
+    assert 0 < bottom < counts[-2] and top == pytest.approx(counts[-2] * 1.05)
 
 
 def test_figures_of_every_window_and_validation_iteration_have_their_own_files(tmp_path):
@@ -378,6 +389,10 @@ def test_figures_of_every_window_and_validation_iteration_have_their_own_files(t
         *(f"fig__e1_b{N_TRAIN}_v0_i6_vi{i + 1}.png" for i in range(N_VAL * 2)),
     ]
     assert make_layer_hists_cb(_id="dense")(tg).name == "layer_hists_weights_dense__e1_b3_v1_i6.png"
+    many = [layer.name for layer in model.layers[1:]] * 40  # a tag over a file name's bytes
+    path = make_layer_hists_cb(_id=many)(tg)
+    assert path.exists() and len(path.name) < 255
+    assert path.name.startswith(f"layer_hists_weights_{many[0]}-{many[1]}-{many[0]}")
 
 
 @pytest.mark.parametrize("eval_fn", ["predict", "evaluate"])

@@ -518,4 +518,3 @@ def test_train_mode_pass_draws_a_new_dropout_mask_per_iteration(tmp_path):
         return keras.ops.convert_to_numpy(model(x[:BS], training=True))
 
     np.testing.assert_array_equal(next_draw(True), next_draw(False))
-

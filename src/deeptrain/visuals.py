@@ -128,8 +128,8 @@ def hist_grid(
             ax.set_title(name, **{"fontsize": 9, **dict(names_kw or {})})
         if peaks_to_clip and np.size(counts) > peaks_to_clip:
             top = float(np.sort(np.ravel(counts))[-(int(peaks_to_clip) + 1)])
-            if top > 0:
-                ax.set_ylim(0, top * 1.05)
+            if top > 0:  # (a log axis keeps its own bottom: 0 is not on it)
+                ax.set_ylim(None if log_scale else 0, top * 1.05)
         if center_zero and values.size:
             lim = float(np.abs(values).max()) or 1.0
             ax.set_xlim(-lim, lim)
@@ -298,8 +298,8 @@ def check_plot_kw(plot_kw: Mapping[str, Any] | None) -> None:
     from matplotlib.patches import StepPatch
 
     kw, binning, _ = _stairs_kw(plot_kw, 10)
-    np.histogram(np.zeros(2), **binning)
     try:
+        np.histogram(np.zeros(2), **binning)
         StepPatch(np.ones(1), np.arange(2), **kw)
     except (AttributeError, TypeError, ValueError) as e:
         raise ValueError(f"histogram keywords {dict(plot_kw or {})}: {e}") from None

@@ -278,7 +278,8 @@ def _torch_rng_state() -> tuple[Any, Any] | None:
         return None
     import torch
 
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    # (only once CUDA is up: a model on the GPU has started it; asking would start it)
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
     return torch.get_rng_state(), cuda
 
 

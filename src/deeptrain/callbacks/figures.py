@@ -2,11 +2,14 @@
 
 Each writes ``<logdir>/figures/<name>__e<epoch>_b<batches fit>_v<validations>.png`` and
 returns that path (None, with nothing written, when the TrainGenerator has no logdir).
+With windows (several iterations per batch) the name adds ``_i<iterations fit>``, and inside
+a validation ``_vi<validation iterations>``, so that no figure overwrites another.
 Figures are ``matplotlib.figure.Figure`` objects: never shown, never blocking.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Sequence
@@ -144,7 +147,8 @@ class VizAE2D(PeriodicCallback):
 
     Args:
         n_images: images per row.
-        save_images: write ``<logdir>/figures/VizAE2D__e<epoch>_b<batches>_v<vals>.png``.
+        save_images: write ``<logdir>/figures/VizAE2D__e<epoch>_b<batches>_v<vals>.png``
+            (named as :func:`figure_path` says).
         freq: ``{stage: n}`` (default ``{'val_end': 1}``: after every validation).
 
     In predict mode with ``input_as_labels`` the images come from the prediction cache (no
@@ -191,4 +195,11 @@ def _id_tag(_id: Any) -> str:
         return ""
     items = _id if isinstance(_id, (list, tuple)) else [_id]
     text = "-".join(str(getattr(item, "name", item)) for item in items)
-    return "_" + re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+    if len(tag) > _MAX_TAG:  # a file name has 255 bytes: a long list of layers is hashed
+        tag = f"{tag[: _MAX_TAG - 17]}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+    return "_" + tag
+
+
+_MAX_TAG = 120
+"""Longest ``_id`` tag in a figure's file name (the rest of the name takes < 100 bytes)."""

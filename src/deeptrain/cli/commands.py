@@ -60,7 +60,7 @@ def runs(logs_dir: Path, as_json: bool) -> None:
 @JSON
 def show(path: Path, as_json: bool) -> None:
     """A checkpoint: the train state, both DataGenerators' positions, the settings, the
-    callbacks' state, the files and their sizes. PATH: a log directory (its newest
+    callbacks' state, the files with their sizes and digests. PATH: a log directory (its newest
     checkpoint whose state reads back), a checkpoint directory, or a state.json."""
     checkpoint, state = _state(path)
     info = describe_checkpoint(checkpoint, state)
