@@ -334,11 +334,31 @@ def checks(args: argparse.Namespace, scope) -> dict:
         model.compile("adam", "categorical_crossentropy")
     dg, vdg = generators(args.data)
     dg.preprocessor, vdg.preprocessor = TwoInputs(), TwoInputs()
-    tg = TrainGenerator(model, dg, vdg, iter_verbosity=0, epochs=1)
+    marks, count = [], collectives_counted(args.backend)
+    callbacks = {"train:iter": lambda tg: marks.append(count())}
+    tg = TrainGenerator(model, dg, vdg, iter_verbosity=0, epochs=1, callbacks=callbacks)
     tg.train()
+    out["collectives_per_iter"] = np.diff(marks)
     out["two_inputs_fit"] = np.asarray(tg.state.batches_fit)
     out.update({f"two_inputs_{k}": v for k, v in weights(model).items() if k[0] == "w"})
     return out
+
+
+def collectives_counted(backend: str):
+    """On torch, ``torch.distributed.all_reduce`` made to count its calls; the count, read
+    by the function returned (elsewhere: 0)."""
+    if backend != "torch":
+        return lambda: 0
+    import torch.distributed as dist
+
+    calls, all_reduce = [0], dist.all_reduce
+
+    def counted(*args, **kw):
+        calls[0] += 1
+        return all_reduce(*args, **kw)
+
+    dist.all_reduce = counted
+    return lambda: calls[0]
 
 
 def weights(model) -> dict:

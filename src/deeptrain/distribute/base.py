@@ -108,6 +108,11 @@ class Distribution:
         """The largest ``value`` of all processes (a collective: all must call it)."""
         return int(value)
 
+    def agree_on_interrupt(self, pending: int) -> int:
+        """What every process acts on at a boundary between iterations: the most urgent
+        signal any of them holds (:meth:`max_over_processes` of ``pending``; a collective)."""
+        return self.max_over_processes(pending)
+
     def broadcast_int(self, value: int) -> int:
         """Process 0's ``value``, on every process."""
         return int(value)

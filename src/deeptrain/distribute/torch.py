@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..training.interrupts import INTERRUPT, TERMINATE, InterruptGuard
 from ..training.steppers import make_train_step
 from .base import Distribution, DistributionError, StepFn
 
@@ -50,6 +51,7 @@ class TorchDistribution(Distribution):
         self.process_count = dist.get_world_size()
         self._prepared: tuple[Any, Any] | None = None  # (model, optimizer) made ready
         self._device = _collective_device()
+        self._carried: int | None = None  # signals agreed on in a step (agree_on_interrupt)
 
     @property
     def replicas(self) -> int:
@@ -127,10 +129,17 @@ class TorchDistribution(Distribution):
             else torch.zeros(v.value.numel(), dtype=torch.float64)  # (process 0's value)
             for v in variables
         ]
+        # the signals this process holds ride along (counts of SIGTERM and Ctrl-C): the
+        # boundary after this step agrees on them without a collective of its own, which
+        # costs as much as this one on gloo (~0.3 ms at 2 processes)
+        pending = InterruptGuard.pending()
+        signals = [pending == TERMINATE, pending == INTERRUPT]
+        parts.append(torch.tensor(signals, dtype=torch.float64))
         flat = torch.cat(parts).to(self._device)
         dist.all_reduce(flat)
-        sizes = [len(part) for part in parts]
-        for v, part in zip(variables, torch.split(flat.cpu(), sizes), strict=True):
+        *values, held = torch.split(flat.cpu(), [len(part) for part in parts])
+        self._carried = TERMINATE if held[0] else INTERRUPT if held[1] else 0
+        for v, part in zip(variables, values, strict=True):
             if v.aggregation == "mean":
                 part = part / self.process_count
             v.value.data.copy_(part.reshape(v.value.shape).to(v.value.dtype))
@@ -180,6 +189,13 @@ class TorchDistribution(Distribution):
         import torch.distributed as dist
 
         dist.barrier()
+
+    def agree_on_interrupt(self, pending: int) -> int:
+        """The signals agreed on by the last step's metric reduction, if one ran since the
+        last boundary (every process runs the same steps: all have it, or none); otherwise
+        a collective. A signal that came after that reduction is acted on one step later."""
+        carried, self._carried = self._carried, None
+        return self.max_over_processes(pending) if carried is None else carried
 
     def max_over_processes(self, value: int) -> int:
         import torch

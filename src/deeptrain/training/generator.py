@@ -476,7 +476,7 @@ class TrainGenerator(TrainStateAliases):
         """A consistent point between iterations: act here on a held Ctrl-C or SIGTERM
         (under a distribution, every process at the same iteration: they agree first)."""
         if self.distribution.distributed:
-            InterruptGuard.check(self.distribution.max_over_processes(InterruptGuard.pending()))
+            InterruptGuard.check(self.distribution.agree_on_interrupt(InterruptGuard.pending()))
         else:
             InterruptGuard.check()
 
