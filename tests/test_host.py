@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from deeptrain.backend.host import assign_from_host, read_to_host
+from deeptrain.backend.host import aligned_empty, assign_from_host, read_to_host
 
 
 @pytest.mark.backends
@@ -30,3 +30,50 @@ def test_values_assigned_from_host_read_back_equal_large_and_small():
     assign_from_host(model, variables, doubled)
     for v, want in zip(variables, doubled, strict=True):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(v), want)
+
+
+@pytest.mark.backends
+def test_owned_aligned_values_are_taken_over_and_train_like_copies():
+    """``owned=True`` (what loading a weights file passes): TensorFlow holds 64-byte-aligned
+    arrays' memory instead of copying it; the values read back equal, a train step on them
+    gives bitwise what it gives on copied values, and unaligned ones are copied (TensorFlow
+    would abort the process on them)."""
+    keras.utils.set_random_seed(0)
+
+    def model_and_variables():
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential([keras.Input((500,)), keras.layers.Dense(600), keras.layers.Dense(3)])
+        m.compile("adam", "mse")
+        m.optimizer.build(m.trainable_variables)
+        return m, [*m.trainable_variables, *m.optimizer.variables]
+
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(8, 500)).astype("float32"), rng.normal(size=(8, 3)).astype("float32")
+    copied, variables = model_and_variables()
+    values = [np.abs(rng.normal(size=v.shape)).astype(v.dtype) for v in variables]  # (Adam's)
+    assign_from_host(copied, variables, values)
+    owned, variables = model_and_variables()
+    mine = []
+    for value in values:
+        out = aligned_empty(value.shape, value.dtype)
+        out[...] = value
+        mine.append(out)
+    unaligned = np.empty(mine[0].size + 1, mine[0].dtype)[1:].reshape(mine[0].shape)
+    unaligned[...] = values[0]
+    assert unaligned.ctypes.data % 64 and mine[0].ctypes.data % 64 == 0
+    assign_from_host(owned, variables, [unaligned, *mine[1:]], owned=True)
+    if keras.backend.backend() == "tensorflow":  # the large aligned ones' memory is held
+        large = [i for i, a in enumerate(mine) if i and a.nbytes >= 2**20]
+        assert large  # (Adam's moments of the kernel)
+        for i in large:
+            mine[i].flat[0] = 7.0  # (the caller must not: seen here in the variable)
+            assert keras.ops.convert_to_numpy(variables[i]).flat[0] == 7.0
+            mine[i].flat[0] = values[i].flat[0]
+    del mine, unaligned
+    for got, want in zip(read_to_host(owned, variables), values, strict=True):
+        np.testing.assert_array_equal(got, want)
+    for model in (copied, owned):
+        model.train_on_batch(x, y)
+    for a, b in zip(copied.weights, owned.weights, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    assert float(owned.evaluate(x, y, verbose=0)) == float(copied.evaluate(x, y, verbose=0))

@@ -158,6 +158,44 @@ def test_the_snapshot_is_not_changed_by_later_training(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_large_variables_loaded_train_on_bitwise_like_the_saved_model(tmp_path):
+    """Variables of 1 MiB and more are read into memory the variable may take over (on
+    TensorFlow it does, instead of copying): the loaded model trains on bitwise like the
+    model it was saved from, and neither changes the other, nor a second load the first."""
+
+    def big() -> keras.Model:
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential(
+            [keras.Input((500,)), keras.layers.Dense(600, name="wide"), keras.layers.Dense(2)]
+        )  # a 1.2 MB kernel, and as large Adam moments
+        m.compile(keras.optimizers.Adam(0.01), "mse")
+        return m
+
+    rng = np.random.default_rng(3)
+    batches = [
+        (rng.normal(size=(8, 500)).astype("float32"), rng.normal(size=(8, 2)).astype("float32"))
+        for _ in range(4)
+    ]
+    model = big()
+    model.train_on_batch(*batches[0])
+    write_weights_file(tmp_path / "w.weights.h5", snapshot_weights(model))
+    saved = [v.numpy() for v in [*model.weights, *model.optimizer.variables]]
+    loaded, again = big(), big()
+    for m in (loaded, again):
+        m.optimizer.build(m.trainable_variables)
+        load_weights_file(m, tmp_path / "w.weights.h5")
+    for x, y in batches[1:]:
+        model.train_on_batch(x, y)
+        loaded.train_on_batch(x, y)
+    for a, b in zip(model.weights, loaded.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for a, b in zip(model.optimizer.variables, loaded.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    untouched = [v.numpy() for v in [*again.weights, *again.optimizer.variables]]
+    for a, b in zip(saved, untouched, strict=True):  # (the other load's memory is its own)
+        np.testing.assert_array_equal(a, b)
+
+
 def test_weights_files_holding_rnn_states_still_load(tmp_path):
     """On JAX, save_weights of a prepared stateful model writes its states among the LSTM
     layer's variables (earlier checkpoints hold such files); they load, states skipped."""

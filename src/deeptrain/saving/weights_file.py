@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backend.host import aligned_empty
 from ..backend.stateful import stateful_layers
 from .h5_template import Group, write_h5
 
@@ -260,7 +261,7 @@ def load_weights_file(
             for variable, value in _read_group(f, group, source or file)
             if id(variable) not in keep
         ]
-    assign_from_host(model, [v for v, _ in plan], [x for _, x in plan])
+    assign_from_host(model, [v for v, _ in plan], [x for _, x in plan], owned=True)
 
 
 def _child(parent: Any, name: str, kind: type, where: str) -> Any:
@@ -304,7 +305,11 @@ def _read_dataset(group: Any, key: str, shape: tuple, where: str) -> np.ndarray:
         import ml_dtypes
 
         return np.array(dataset, dtype=ml_dtypes.bfloat16)
-    return np.asarray(dataset[()])
+    if dataset.nbytes < 2**20:
+        return np.asarray(dataset[()])
+    out = aligned_empty(shape, dataset.dtype)  # (the variable may take this memory over)
+    dataset.read_direct(out)
+    return out
 
 
 def _read_group(f: Any, group: _Group, source: Any) -> list[tuple[Any, np.ndarray]]:
