@@ -454,10 +454,7 @@ def test_health_checks_find_nan_in_weights_training_does_not_learn():
     assert set(intro._all_weights(model)) == {"bn/gamma", "bn/beta", "out/kernel", "out/bias"}
 
 
-@pytest.mark.backends
-def test_train_mode_introspection_leaves_dropout_draws_alone():
-    """Gradients in train mode (Dropout active) do not move the random streams training
-    draws from next: on torch, unseeded Dropout draws from torch's global generator."""
+def dropout_mlp() -> keras.Model:
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [
@@ -468,19 +465,33 @@ def test_train_mode_introspection_leaves_dropout_draws_alone():
         ]
     )
     model.compile("sgd", "mse")
-    x, y = np.ones((BS, F), "float32"), np.zeros((BS, 1), "float32")
+    return model
 
+
+def assert_next_draw_alike(model: keras.Model, x: np.ndarray, introspect) -> None:
+    """The Dropout mask training draws next is the same with ``introspect()`` run first."""
     seeds = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
 
-    def next_draw(introspect: bool) -> np.ndarray:
+    def next_draw(run: bool) -> np.ndarray:
         keras.utils.set_random_seed(1)  # (and Dropout's seed state back: the same start)
         for v, value in zip(model.non_trainable_variables, seeds, strict=True):
             v.assign(value)
-        if introspect:
-            intro.get_gradients(model, "*", x, y, learning_phase=1)
+        if run:
+            introspect()
         return keras.ops.convert_to_numpy(model(x, training=True))
 
     np.testing.assert_array_equal(next_draw(True), next_draw(False))
+
+
+@pytest.mark.backends
+def test_train_mode_introspection_leaves_dropout_draws_alone():
+    """Gradients in train mode (Dropout active) do not move the random streams training
+    draws from next: on torch, unseeded Dropout draws from torch's global generator."""
+    model = dropout_mlp()
+    x, y = np.ones((BS, F), "float32"), np.zeros((BS, 1), "float32")
+    assert_next_draw_alike(
+        model, x, lambda: intro.get_gradients(model, "*", x, y, learning_phase=1)
+    )
 
 
 @pytest.mark.backends
@@ -492,29 +503,14 @@ def test_train_mode_pass_draws_a_new_dropout_mask_per_iteration(tmp_path):
     y = np.zeros((N_BATCHES * BS, 1), "float32")
     for name in ("train", "val"):  # every batch the same
         numpy_data_to_numpy_sets(x, y, tmp_path / name, batch_size=BS, shuffle=False, verbose=0)
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((F,)),
-            keras.layers.Dense(16),
-            keras.layers.Dropout(0.5),
-            keras.layers.Dense(1),
-        ]
-    )
-    model.compile("sgd", "mse")
+    model = dropout_mlp()
     tg = _tg(tmp_path, tmp_path / "logs", model)
-    seeds = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
 
-    def next_draw(introspect: bool) -> np.ndarray:
-        keras.utils.set_random_seed(1)
-        for v, value in zip(model.non_trainable_variables, seeds, strict=True):
-            v.assign(value)
-        if introspect:
-            res = intro.gradient_norm_over_dataset(tg, learning_phase=1, plot=False)
-            assert res.iters_processed == N_BATCHES
-            assert len({tuple(row) for row in res.norms}) == N_BATCHES  # four masks
-            same = intro.gradient_norm_over_dataset(tg, learning_phase=0, plot=False)
-            assert len({tuple(row) for row in same.norms}) == 1  # inference: one answer
-        return keras.ops.convert_to_numpy(model(x[:BS], training=True))
+    def introspect() -> None:
+        res = intro.gradient_norm_over_dataset(tg, learning_phase=1, plot=False)
+        assert res.iters_processed == N_BATCHES
+        assert len({tuple(row) for row in res.norms}) == N_BATCHES  # four masks
+        same = intro.gradient_norm_over_dataset(tg, learning_phase=0, plot=False)
+        assert len({tuple(row) for row in same.norms}) == 1  # inference: one answer
 
-    np.testing.assert_array_equal(next_draw(True), next_draw(False))
+    assert_next_draw_alike(model, x[:BS], introspect)
