@@ -205,7 +205,9 @@ def gradient_norm_over_dataset(
         return acc
 
     _notify_start("gradient norms", val, learning_phase)
-    rows, batches, iters = _gather_over_dataset(tg, gather, [], val, n_iters, prog_freq)
+    rows, batches, iters = _gather_over_dataset(
+        tg, gather, [], val, n_iters, prog_freq, learning_phase
+    )
     norms = np.array(rows, dtype=float).reshape(iters, -1)
     stat = np.array([stat_fn(r) for r in norms], dtype=float)
     if iters:
@@ -256,7 +258,9 @@ def gradient_sum_over_dataset(
         return acc
 
     _notify_start("gradient sums", val, learning_phase)
-    sums, batches, iters = _gather_over_dataset(tg, gather, {}, val, n_iters, prog_freq)
+    sums, batches, iters = _gather_over_dataset(
+        tg, gather, {}, val, n_iters, prog_freq, learning_phase
+    )
     log.info(
         "GRADIENT SUMS over %d batches, %d iterations of %s",
         batches,
@@ -287,20 +291,23 @@ def _gather_over_dataset(
     val: bool = False,
     n_iters: int | None = None,
     prog_freq: int = 10,
+    learning_phase: int | bool = 0,
 ) -> tuple[Any, int, int]:
     """``acc = gather_fn(acc, x, y, sample_weight)`` for every iteration (batch, or window of
     one) of one pass over the data from its start, stopping early after ``n_iters``.
     Returns ``(acc, batches_processed, iters_processed)``; the DataGenerator's position is
-    restored afterwards (:func:`kept_position`), and so is every non-trainable variable
-    (and torch's random generators). In the pass they move as training moves them
-    (``gather_fn`` asks for gradients with ``carry_variables=True``): stateful RNNs' states
-    start from zero, carry from window to window and are reset after every batch with
+    restored afterwards (:func:`kept_position`), and so are the stateful RNN states, and
+    after a pass in train mode (``learning_phase``) every non-trainable variable and
+    torch's random generators. In the pass they move as training moves them (``gather_fn``
+    asks for gradients with ``carry_variables=True``): stateful RNNs' states start from
+    zero, carry from window to window and are reset after every batch with
     ``reset_statefuls``; in train mode each iteration draws a new Dropout mask."""
     if n_iters is not None:
         n_iters = positive_int(n_iters, "n_iters")
     batches = iters = 0
     model = tg.model
-    with kept_position(tg, val) as dg, variables_kept(model):
+    # (in inference mode only the stateful RNN states move: the rest is not copied)
+    with kept_position(tg, val) as dg, variables_kept(model, bool(learning_phase)):
         dg.reset_state(shuffle=False)
         reset_states(model)
         while n_iters is None or iters < n_iters:

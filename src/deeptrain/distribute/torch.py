@@ -123,10 +123,11 @@ class TorchDistribution(Distribution):
         variables = model.metrics_variables
         if not variables:
             return
+        device = variables[0].value.device  # (the model's: a GPU's, where Keras has one)
         parts = [
             v.value.detach().reshape(-1).to(torch.float64)
             if v.aggregation in ("sum", "mean") or self.process_index == 0
-            else torch.zeros(v.value.numel(), dtype=torch.float64)  # (process 0's value)
+            else torch.zeros(v.value.numel(), dtype=torch.float64, device=device)  # (process 0's)
             for v in variables
         ]
         # the signals this process holds ride along (counts of SIGTERM and Ctrl-C): the
@@ -134,7 +135,7 @@ class TorchDistribution(Distribution):
         # costs as much as this one on gloo (~0.3 ms at 2 processes)
         pending = InterruptGuard.pending()
         signals = [pending == TERMINATE, pending == INTERRUPT]
-        parts.append(torch.tensor(signals, dtype=torch.float64))
+        parts.append(torch.tensor(signals, dtype=torch.float64, device=device))
         flat = torch.cat(parts).to(self._device)
         dist.all_reduce(flat)
         *values, held = torch.split(flat.cpu(), [len(part) for part in parts])
