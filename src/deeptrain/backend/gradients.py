@@ -25,7 +25,7 @@ layers) and return one tensor; quantized layers (which run ``quantized_call``) a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -262,10 +262,13 @@ def _apply_updates(model: Any, non_trainable_values: Sequence[Any], every: bool)
     them, or ``every`` one (:func:`variables_kept` then keeps or restores them)."""
     from .stateful import state_variables
 
-    states = {id(v) for values in state_variables(model).values() for v in values}
-    for v, value in zip(model.non_trainable_variables, non_trainable_values, strict=True):
-        if every or id(v) in states:
-            v.assign(value)
+    pairs: Iterable[tuple[Any, Any]]
+    pairs = zip(model.non_trainable_variables, non_trainable_values, strict=True)
+    if not every:
+        states = {id(v) for values in state_variables(model).values() for v in values}
+        pairs = ((v, value) for v, value in pairs if id(v) in states)
+    for v, value in pairs:
+        v.assign(value)
 
 
 def _torch_rng_state() -> tuple[Any, Any] | None:

@@ -305,9 +305,7 @@ def _read_dataset(group: Any, key: str, shape: tuple, where: str) -> np.ndarray:
         import ml_dtypes
 
         return np.array(dataset, dtype=ml_dtypes.bfloat16)
-    if dataset.nbytes < 2**20:
-        return np.asarray(dataset[()])
-    out = aligned_empty(shape, dataset.dtype)  # (the variable may take this memory over)
+    out = aligned_empty(shape, dataset.dtype)  # (a large variable may take this memory over)
     dataset.read_direct(out)
     return out
 
