@@ -320,6 +320,7 @@ def checks(args: argparse.Namespace, scope) -> dict:
     TrainGenerator(model, *generators(args.data), iter_verbosity=0, callbacks=callbacks).train()
     out["keras_csv_written"] = np.asarray(csv.exists())
     out["keras_epochs_seen"] = np.asarray(seen)
+    out.update(stopped_with_ctrl_c(args, scope))
 
     # a model of two inputs, fed a list of arrays by a preprocessor
     class TwoInputs(Preprocessor):
@@ -341,6 +342,39 @@ def checks(args: argparse.Namespace, scope) -> dict:
     out["collectives_per_iter"] = np.diff(marks)
     out["two_inputs_fit"] = np.asarray(tg.state.batches_fit)
     out.update({f"two_inputs_{k}": v for k, v in weights(model).items() if k[0] == "w"})
+    return out
+
+
+def stopped_with_ctrl_c(args: argparse.Namespace, scope) -> dict:
+    """A Keras callback stops training at the 3rd batch, before whose step every process
+    sends itself Ctrl-C: ``train()`` breaks off after that step (on torch, the step carried
+    the signals to the boundary that does not come) and raises the Ctrl-C as it ends;
+    ``train()`` again continues to the epoch's end, acting on nothing of the earlier loop."""
+    import keras
+    import numpy as np
+
+    from deeptrain import TrainGenerator
+
+    class StopWithCtrlC(keras.callbacks.Callback):
+        sent = False
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 2 and not self.sent:
+                self.sent = self.model.stop_training = True
+                os.kill(os.getpid(), signal.SIGINT)
+
+    with scope():
+        model = build_model(0.0)
+    tg = TrainGenerator(
+        model, *generators(args.data), iter_verbosity=0, epochs=1, callbacks=[StopWithCtrlC()]
+    )
+    out = {}
+    try:
+        tg.train()
+    except KeyboardInterrupt:
+        out["ctrl_c_raised_at"] = np.asarray(tg.state.batches_fit)
+    tg.train()
+    out["ctrl_c_then_fit"] = np.asarray(tg.state.batches_fit)
     return out
 
 

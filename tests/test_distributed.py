@@ -265,8 +265,10 @@ def assert_checks(results: list[dict]) -> None:
     same predictions (AUC included: no mean of the replicas' AUCs); the weights after a
     recompile and another step are the same; a checkpoint before ``train()`` is written; a
     preprocessor that drops a row is refused at the step; Keras' ``CSVLogger`` writes on
-    process 0 alone, while a ``LambdaCallback`` runs on every process; a model of two
-    inputs (a list of arrays per batch) trains an epoch, alike on every process."""
+    process 0 alone, while a ``LambdaCallback`` runs on every process; a Ctrl-C with a
+    callback's stop ends ``train()`` after that step, and ``train()`` again continues; a
+    model of two inputs (a list of arrays per batch) trains an epoch, alike on every
+    process."""
     for r in results:
         for step in ("eval", "train"):
             for metric in ("loss", "accuracy", "auc"):
@@ -277,6 +279,7 @@ def assert_checks(results: list[dict]) -> None:
         assert "a batch fed to the model (after the preprocessor) holds 31 samples" in message
         assert list(r["keras_epochs_seen"]) == [0]
         assert int(r["two_inputs_fit"]) == 8
+        assert int(r["ctrl_c_raised_at"]) == 3 and int(r["ctrl_c_then_fit"]) == 8
         if BACKEND == "torch":  # the gradients' and the metrics' all_reduce: the signals
             # ride along with the metrics (no collective of their own at the boundary)
             assert list(r["collectives_per_iter"]) == [2] * 7

@@ -9,12 +9,14 @@ import json
 import os
 import signal
 
+import keras
 import numpy as np
 import pytest
 from keras.src.optimizers import base_optimizer
 
 from deeptrain import TrainGenerator
 from deeptrain.callbacks import PeriodicCallback, TraingenCallback
+from deeptrain.training.interrupts import INTERRUPT, TERMINATE, InterruptGuard, Preempted
 from test_train_generator import classification_data, classifier, generators, quiet
 
 pytestmark = pytest.mark.slow
@@ -84,14 +86,18 @@ def test_stop_now_after_the_step_refuses_then_a_loaded_checkpoint_continues_exac
     tg = make_tg(data, tmp_path, callbacks=[Counter()])
     step, calls = tg._fit_fn, [0]
 
-    def fit_then_ctrl_c(x, y, sw):
-        out = step(x, y, sw)  # the weights have changed...
-        calls[0] += 1
-        if calls[0] == 7:
-            ctrl_c_twice()  # ...and the counters have not
-        return out
+    class FitThenCtrlC:  # the step's other methods (JAX: read, sync, discard) stay in reach
+        def __call__(self, x, y, sw):
+            out = step(x, y, sw)  # the weights have changed...
+            calls[0] += 1
+            if calls[0] == 7:
+                ctrl_c_twice()  # ...and the counters have not
+            return out
 
-    tg._fit_fn = fit_then_ctrl_c
+        def __getattr__(self, name):
+            return getattr(step, name)
+
+    tg._fit_fn = FitThenCtrlC()
     with pytest.raises(KeyboardInterrupt):
         tg.train()
     tg._fit_fn = step
@@ -343,3 +349,73 @@ def test_sigterm_during_a_validation_of_its_own_saves_and_exits_cleanly(
     assert tg.state.val_iters == 0 and tg.state.times_validated == 0  # rewound
     saved = json.loads((tg.get_last_log("checkpoint") / "state.json").read_text())
     assert saved["train_state"]["val_iters"] == 0
+
+
+@pytest.fixture
+def sigterm_recorded():
+    """SIGTERM to this process where DeepTrain holds none is recorded (the process's own
+    handler, which by default would end it)."""
+    received: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    yield received
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_sigterm_behind_an_agreed_ctrl_c_reaches_the_process_after_the_loop(
+    sigterm_recorded,
+):
+    """The processes of a distributed run agreed on Ctrl-C, and this one received a SIGTERM
+    after its vote: the ``KeyboardInterrupt`` is raised, and the SIGTERM is not lost: once
+    the loop's guard exits, it goes to the handler the process had before."""
+    with pytest.raises(KeyboardInterrupt), InterruptGuard():
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert InterruptGuard.pending() == TERMINATE and not sigterm_recorded
+        InterruptGuard.check(INTERRUPT)
+    assert sigterm_recorded == [signal.SIGTERM]
+
+
+def test_a_sigterm_while_the_loop_leaves_for_preemption_is_not_passed_on(sigterm_recorded):
+    """SIGTERM acted on (``Preempted``, on its way to the preemption checkpoint), and a
+    second one as the loop leaves: neither reaches the process's handler, which would end
+    the process before its checkpoint."""
+    with pytest.raises(Preempted), InterruptGuard():
+        os.kill(os.getpid(), signal.SIGTERM)
+        try:
+            InterruptGuard.check()
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert sigterm_recorded == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl_c"])
+def test_a_signal_as_training_ends_reaches_the_process_after_the_last_write(
+    data, tmp_path, reference, signum
+):
+    """A SIGTERM or Ctrl-C sent as training ends (a Keras callback's ``on_train_end``: in
+    the loop, after its last boundary) is not dropped: once the last checkpoint (written in
+    the background) is complete, it goes to the process's handler (by default: SIGTERM
+    ends the process, Ctrl-C raises ``KeyboardInterrupt``). The training is complete."""
+    latest_seen = []
+
+    def handler(received, frame):
+        latest_seen.append((tg.logdir / "checkpoints" / "latest").read_text())
+        if received == signal.SIGINT:
+            raise KeyboardInterrupt
+
+    def send(logs):
+        if not latest_seen:
+            os.kill(os.getpid(), signum)
+
+    tg = make_tg(data, tmp_path, callbacks=[keras.callbacks.LambdaCallback(on_train_end=send)])
+    previous = signal.signal(signum, handler)
+    try:
+        if signum == signal.SIGINT:
+            with pytest.raises(KeyboardInterrupt):
+                tg.train()
+        else:
+            tg.train()
+    finally:
+        signal.signal(signum, previous)
+    assert latest_seen == [(tg.logdir / "checkpoints" / "latest").read_text()]
+    assert_same(outcome(tg), reference)
+    tg.train()  # done: nothing held, nothing raised

@@ -108,6 +108,9 @@ class Distribution:
         """The largest ``value`` of all processes (a collective: all must call it)."""
         return int(value)
 
+    def start_loop(self) -> None:
+        """``train()`` or ``validate()`` begins (the outermost; on every process alike)."""
+
     def agree_on_interrupt(self, pending: int) -> int:
         """What every process acts on at a boundary between iterations: the most urgent
         signal any of them holds (:meth:`max_over_processes` of ``pending``; a collective)."""

@@ -191,6 +191,11 @@ class TorchDistribution(Distribution):
 
         dist.barrier()
 
+    def start_loop(self) -> None:
+        """What a step of an earlier loop carried is stale (that loop broke off after it,
+        at a callback's stop or an error): the first boundary agrees with a collective."""
+        self._carried = None
+
     def agree_on_interrupt(self, pending: int) -> int:
         """The signals agreed on by the last step's metric reduction, if one ran since the
         last boundary (every process runs the same steps: all have it, or none); otherwise

@@ -361,7 +361,9 @@ class TrainGenerator(TrainStateAliases):
         keras_hooks = self.callbacks.keras
         self._callbacks("train_start")
         try:
-            with self._loop(), InterruptGuard():  # Ctrl-C and SIGTERM land between iterations
+            # Ctrl-C and SIGTERM land between iterations; the guard outlives the last
+            # checkpoint write, so that a signal held meanwhile is passed on after it
+            with InterruptGuard(), self._loop():
                 self.build_optimizer()
                 self._saves.pending()
                 if keras_hooks is not None:
@@ -434,6 +436,8 @@ class TrainGenerator(TrainStateAliases):
         background (``checkpoint_async``); the outermost returns only once the last one is
         complete (raising its error, unless another error is on its way out: then that
         one is raised and the write's error at the next step)."""
+        if self._loop_depth == 0:
+            self.distribution.start_loop()
         self._loop_depth += 1
         ok = False
         try:
@@ -485,7 +489,7 @@ class TrainGenerator(TrainStateAliases):
         validation in progress is rewound to its start, so that the resumed run redoes it
         whole (exactly). Signals wait meanwhile: a second SIGTERM (a scheduler sending it
         again) or a Ctrl-C cannot cut the checkpoint short."""
-        with InterruptGuard(), InterruptGuard.hold():
+        with InterruptGuard(pass_on=False), InterruptGuard.hold():  # (exiting anyway)
             self._preemption_checkpoint()
 
     def _preemption_checkpoint(self) -> None:

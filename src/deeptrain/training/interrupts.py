@@ -17,7 +17,10 @@ Two things keep that safe:
 
 One handler is installed per loop, not per iteration: swapping signal handlers costs more
 than a small model's train step. Guards nest: an inner guard (``validate()`` inside
-``train()``) defers to the outer one.
+``train()``) defers to the outer one. A signal the loop did not act on before it ended (a
+SIGTERM that came while a Ctrl-C was stopping it, a Ctrl-C during the last checkpoint
+write) is passed on, when the outermost guard exits, to the handler that was there before:
+a scheduler's SIGTERM is never lost.
 """
 
 from __future__ import annotations
@@ -60,7 +63,8 @@ class InterruptGuard:
     nothing). SIGTERM, what schedulers send before they kill a job, is held the same way
     and raised as :class:`Preempted`; a second SIGTERM does not stop at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, pass_on: bool = True) -> None:
+        self.pass_on = pass_on  # signals held at exit go to the previous handlers
         self.received = False
         self.terminated = False
         self._holding = 0  # > 0 inside hold(): every press waits for the next check
@@ -93,12 +97,28 @@ class InterruptGuard:
             _active, self._owner = self, True
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: Any) -> None:
         global _active
-        if self._owner:
-            signal.signal(signal.SIGINT, self._previous)
-            signal.signal(signal.SIGTERM, self._previous_term)
-            _active, self._owner = None, False
+        if not self._owner:
+            return
+        signal.signal(signal.SIGINT, self._previous)
+        signal.signal(signal.SIGTERM, self._previous_term)
+        _active, self._owner = None, False
+        if self.pass_on:
+            self._pass_on_held(exc_type)
+
+    def _pass_on_held(self, exc_type: type[BaseException] | None) -> None:
+        """Signals held but not acted on go to the previous handlers (the process's own:
+        by default SIGTERM ends it, Ctrl-C raises ``KeyboardInterrupt``). Not while the
+        loop is already stopping for one: a Ctrl-C held while a ``KeyboardInterrupt`` or a
+        preemption is on its way out, a SIGTERM while the preemption checkpoint is."""
+        stopping = exc_type is not None
+        preempting = exc_type is not None and issubclass(exc_type, Preempted)
+        if self.terminated and not preempting:
+            log.warning("SIGTERM received as the loop ended: passed on to the process")
+            signal.raise_signal(signal.SIGTERM)
+        if self.received and not stopping:
+            signal.raise_signal(signal.SIGINT)
 
     @staticmethod
     @contextlib.contextmanager
@@ -130,11 +150,13 @@ class InterruptGuard:
         run agreed on (:meth:`pending` reduced with max), so that all stop together."""
         what = InterruptGuard.pending() if agreed is None else agreed
         guard = _active
-        if guard is not None and what:
-            guard.received = guard.terminated = False
         if what == TERMINATE:
+            if guard is not None:
+                guard.terminated = False
             raise Preempted
         if what == INTERRUPT:
+            if guard is not None:  # (a SIGTERM that came meanwhile stays held)
+                guard.received = False
             raise KeyboardInterrupt
 
 

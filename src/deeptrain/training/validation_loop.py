@@ -77,7 +77,7 @@ class ValidationLoop:
         log.debug("Validating...")
         outermost = tg._loop_depth == 0  # (inside train(), train() handles SIGTERM)
         try:
-            with tg._loop(), InterruptGuard():
+            with InterruptGuard(), tg._loop():
                 while not state.val_loop_done:
                     tg._at_boundary()
                     with tg._consistency.mark("a validation"):
