@@ -19,6 +19,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 from pathlib import Path  # noqa: E402
 
+import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -154,6 +155,49 @@ def test_dense_classifier_trains_and_validates(blobs, eval_fn):
         np.testing.assert_allclose(
             tg.val_history["accuracy"][-1], np.mean(preds.argmax(-1) == yv.argmax(-1)), atol=1e-9
         )
+
+
+def _l1(y_true, y_pred):  # Python operators on the labels, as users write them for fit
+    return keras.ops.mean(abs(y_true - y_pred), axis=-1)
+
+
+def _gap(y_true, y_pred):
+    return keras.ops.max(y_true - y_pred, axis=-1)
+
+
+def test_losses_and_metrics_receive_what_fit_gives_them(blobs):
+    """A loss and a metric written with Python operators on ``y_true`` (torch tensors
+    refuse NumPy labels, which ``train_on_batch`` passes on: DeepTrain feeds tensors, as
+    ``fit`` does) train and validate; the first step's loss equals ``fit``'s, and the
+    validation's equals ``evaluate``'s on the same weights."""
+    train_dir, val_dir, xv, yv = blobs
+
+    def model() -> keras.Model:
+        m = _classifier()
+        m.compile(optimizer=keras.optimizers.SGD(0.1), loss=_l1, metrics=[_gap])
+        return m
+
+    first = []
+    tg = TrainGenerator(
+        model(),
+        _datagen(train_dir, BS, shuffle=False),  # batch__1 first
+        _datagen(val_dir, BS),
+        epochs=1,
+        callbacks={
+            "train:batch": lambda tg: first.append({k: v[-1] for k, v in tg.temp_history.items()})
+        },
+        **QUIET,
+    )
+    tg.train()
+    assert list(tg.val_history) == ["loss", "_gap"]
+    x0 = np.load(train_dir / "batch__1.npy")
+    with h5py.File(train_dir / "labels.h5") as f:
+        y0 = f["1"][()]
+    logs = model().fit(x0, y0, batch_size=BS, epochs=1, shuffle=False, verbose=0).history
+    assert first[0] == pytest.approx({k: v[0] for k, v in logs.items()}, rel=1e-6)
+    loss, gap = tg.model.evaluate(xv, yv, batch_size=BS, verbose=0)
+    assert tg.val_history["loss"][-1] == pytest.approx(loss, rel=1e-5)
+    assert tg.val_history["_gap"][-1] == pytest.approx(gap, rel=1e-5)
 
 
 # ---------------------------------------------------------------------------------------

@@ -553,7 +553,7 @@ def test_2_metrics_standardize_and_weighted_loss_make_numpy_twins(data):
     x = np.concatenate([np.load(data / "val" / f"batch__{k}.npy") for k in (1, 2)])
     with h5py.File(data / "val" / "labels.h5") as f:
         y = np.concatenate([f["1"][()], f["2"][()]])
-    expected = float(np.mean(mLe(y, tg.model.predict_on_batch(x))))
+    expected = float(np.mean(keras.ops.convert_to_numpy(mLe(y, tg.model.predict_on_batch(x)))))
     assert tg.validate()["loss"] == pytest.approx(expected, rel=1e-5)
     w = np.array([1.0, 0.0, 2.0])
     yt, yp = np.ones((3, 2)), np.zeros((3, 2))

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..training.interrupts import INTERRUPT, TERMINATE, InterruptGuard
-from ..training.steppers import make_train_step
+from ..training.steppers import as_fit_feeds, make_train_step
 from .base import Distribution, DistributionError, StepFn
 
 __all__ = ["TorchDistribution", "from_environment"]
@@ -81,7 +81,7 @@ class TorchDistribution(Distribution):
     def evaluate_step(self, model: Any) -> StepFn:
         def evaluate(x: Any, y: Any, sw: Any) -> Any:
             self._ready(model)
-            x, y, sw = self._local((x, y, sw))
+            x, y, sw = as_fit_feeds(self._local((x, y, sw)))
             logs = model.test_on_batch(x, y, sample_weight=sw, return_dict=True)
             return self._global_logs(model, logs)
 

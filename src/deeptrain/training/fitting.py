@@ -159,10 +159,7 @@ def make_eval_fn(
     if callable(spec):
         fn, name = spec, getattr(spec, "__qualname__", type(spec).__name__)
     elif spec in ("evaluate", "test_on_batch"):
-        fn, name = (
-            (lambda x, y, sw: model.test_on_batch(x, y, sample_weight=sw, return_dict=True)),
-            spec,
-        )
+        fn, name = _test_on_batch(model), spec
     elif spec in ("predict", "predict_on_batch"):
         fn, name = (lambda x, y, sw: model.predict_on_batch(x)), spec
     else:
@@ -184,3 +181,13 @@ def make_eval_fn(
     if val_mode not in VAL_MODES:
         raise ValueError(f"val_mode must be one of {VAL_MODES}, got {val_mode!r}")
     return fn, name, val_mode
+
+
+def _test_on_batch(model: Any) -> FitFn:
+    from .steppers import as_fit_feeds
+
+    def evaluate(x: Any, y: Any, sw: Any) -> Any:
+        x, y, sw = as_fit_feeds((x, y, sw))  # (the arrays a loss or metric sees in fit)
+        return model.test_on_batch(x, y, sample_weight=sw, return_dict=True)
+
+    return evaluate

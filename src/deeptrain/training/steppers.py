@@ -9,7 +9,8 @@ which on a small model costs more than the step itself:
   variable, then goes through Keras' data-adapter iterator. Here one ``tf.function`` resets
   them *inside* the graph and runs ``model.train_step``.
 * torch: ``train_on_batch`` walks every layer to check the model is built and remakes the
-  train function each call; here ``model.train_function`` is called directly.
+  train function each call; here ``model.train_function`` is called directly, on the
+  batch as torch tensors, as ``fit`` feeds it (:func:`as_fit_feeds`).
 * JAX: ``train_on_batch`` gathers every variable, runs the jitted step and assigns every
   variable back, every call. Here the state returned by one step is fed (donated) to the
   next and written back to the model only by :meth:`JaxStepper.sync`, as ``fit`` does per
@@ -30,7 +31,7 @@ import numpy as np
 
 from ..backend.host import local_whole_copy, read_to_host
 
-__all__ = ["make_train_step"]
+__all__ = ["as_fit_feeds", "make_train_step"]
 
 
 class _Stepper:
@@ -165,8 +166,22 @@ def _present(arrays: tuple[Any, ...]) -> tuple[Any, ...]:
     return arrays
 
 
+def as_fit_feeds(arrays: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``(x, y, sw)`` as ``fit`` feeds them to the train and test steps: on torch, tensors
+    on Keras' device (``train_on_batch`` passes NumPy arrays on, and then a loss or metric
+    that works under ``fit``, ``y_true - y_pred``, fails, and each metric copies ``y`` to
+    the GPU again); unchanged on the other backends, whose steps convert them."""
+    import keras
+
+    if keras.backend.backend() != "torch":
+        return arrays
+    # (zero-copy from NumPy on the CPU; None, no labels or weights, stays None)
+    return keras.tree.map_structure(keras.ops.convert_to_tensor, arrays, none_is_leaf=False)
+
+
 class TorchStepper(_Stepper):
     def __call__(self, x: Any, y: Any, sw: Any = None) -> dict[str, float]:
+        x, y, sw = as_fit_feeds((x, y, sw))
         if not self._ready():
             return self._first(x, y, sw)
         m = self.model
