@@ -216,8 +216,4 @@ class DistributedJaxStepper(JaxStepper):
 
     def __call__(self, x: Any, y: Any, sw: Any = None) -> dict[str, float]:
         local = self.dist._local((x, y, sw))
-        if self.state is None and not self._ready():
-            # the first step builds the model's train function; train_on_batch shards its
-            # inputs itself, exactly as the steps after it do
-            return self._first(*local)
         return super().__call__(*self.dist.to_global(local, batch_rows(x)))

@@ -17,9 +17,10 @@ which on a small model costs more than the step itself:
   epoch. The TrainGenerator syncs before anything reads the model (validation, checkpoints,
   callbacks, RNN resets, the end of ``train()``).
 
-The first call on torch and JAX goes through ``train_on_batch``, which builds the model,
-optimizer, metrics and train function. On TensorFlow those are built symbolically (no step)
-and the first step is already the stepper's own: one trace of the train step, not two.
+The first call on torch goes through ``train_on_batch``, which builds the model, optimizer,
+metrics and train function. On TensorFlow and JAX those are built symbolically (no step)
+and the first step is already the stepper's own: one compilation of the train step, not
+two (``train_on_batch`` would compile Keras' own first).
 """
 
 from __future__ import annotations
@@ -41,9 +42,6 @@ class _Stepper:
         self.model = model
         self._built_for: Any = None  # the model's train function when the step was built
 
-    def _first(self, x: Any, y: Any, sw: Any) -> dict[str, Any]:
-        return self.model.train_on_batch(x, y, sample_weight=sw, return_dict=True)
-
     def __call__(self, x: Any, y: Any, sw: Any = None) -> dict[str, float]:
         """One train step on ``(x, y, sw)``; returns its metrics (each backend's)."""
         raise NotImplementedError
@@ -62,6 +60,15 @@ class _Stepper:
 
     def _build(self) -> None:
         """(Re)make the compiled step for the model as it is compiled now."""
+
+    def _symbolic_build(self, x: Any, y: Any, sw: Any) -> None:
+        """Build the model, its metrics, loss, optimizer and train function without a
+        step: ``train_on_batch`` would compile Keras' own train function first, and the
+        stepper then its own (two compilations of the whole train step: seconds on a
+        small model, minutes on a large one)."""
+        m = self.model
+        m._symbolic_build(data_batch=_present((x, y, sw)))
+        m.make_train_function()
 
     def sync(self) -> None:
         """Write any state kept outside the model back into it (no-op here)."""
@@ -109,21 +116,16 @@ class TensorFlowStepper(_Stepper):
 
     def __call__(self, x: Any, y: Any, sw: Any = None) -> dict[str, float]:
         if not self._ready():
-            # built without a step: train_on_batch would trace Keras' own train function
-            # first, doubling the first step's cost (a trace of the whole train step:
-            # seconds on a large model); with several replicas it would also give every
-            # replica the whole batch
+            # built without a step (with several replicas, train_on_batch would also give
+            # every replica the whole batch)
             self._symbolic_build(x, y, sw)
             self._ready()
         data = (x, y, sw) if self.replicas == 1 else split_for_replicas(self.model, (x, y, sw))
         return {k: float(v) for k, v in self._step(data).items()}
 
     def _symbolic_build(self, x: Any, y: Any, sw: Any) -> None:
-        """Build the model, its metrics and train function without a step."""
-        m = self.model
-        with m.distribute_strategy.scope():
-            m._symbolic_build(data_batch=_present((x, y, sw)))
-            m.make_train_function()
+        with self.model.distribute_strategy.scope():
+            super()._symbolic_build(x, y, sw)
 
 
 def global_metrics(model: Any, logs: dict[str, Any]) -> dict[str, Any]:
@@ -182,8 +184,8 @@ def as_fit_feeds(arrays: tuple[Any, ...]) -> tuple[Any, ...]:
 class TorchStepper(_Stepper):
     def __call__(self, x: Any, y: Any, sw: Any = None) -> dict[str, float]:
         x, y, sw = as_fit_feeds((x, y, sw))
-        if not self._ready():
-            return self._first(x, y, sw)
+        if not self._ready():  # the first builds everything (a step: nothing is compiled)
+            return self.model.train_on_batch(x, y, sample_weight=sw, return_dict=True)
         m = self.model
         m.reset_metrics()
         logs = m.train_function([(x, y, sw)])
@@ -242,8 +244,9 @@ class JaxStepper(_Stepper):
 
     def __call__(self, x: Any, y: Any, sw: Any = None) -> dict[str, float]:
         if self.state is None:
-            if not self._ready():
-                return self._first(x, y, sw)
+            if not self._ready():  # built without a step: one compilation, the step's
+                self._symbolic_build(x, y, sw)
+                self._ready()
             self._start()
         logs, self.state, self._metrics_vars = self._step(
             self.state, self._metrics_reset, (x, y, sw)
