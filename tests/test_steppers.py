@@ -6,6 +6,7 @@ Dropout is seeded: on torch an unseeded one draws from the global RNG the two mo
 from __future__ import annotations
 
 import os
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -14,7 +15,7 @@ import pytest  # noqa: E402
 
 keras = pytest.importorskip("keras")
 
-from deeptrain.training.steppers import make_train_step  # noqa: E402
+from deeptrain.training.steppers import as_fit_feeds, make_train_step  # noqa: E402
 
 pytestmark = pytest.mark.backends
 
@@ -112,3 +113,29 @@ def test_read_gives_current_values_and_the_step_goes_on():
     step.sync()
     for va, vb in zip(ref.variables, fast.variables, strict=True):
         np.testing.assert_array_equal(np.asarray(va), np.asarray(vb), err_msg=va.path)
+
+
+def test_batches_reach_the_step_as_fit_gives_them():
+    """torch: tensors of Keras' convert_to_tensor's dtypes and values, plain arrays without
+    a copy, nested inputs and read-only memory (no torch warning) included; the other
+    backends: the arrays as they are."""
+    x = np.arange(6, dtype="float32").reshape(2, 3)[:, :2]  # a window: not contiguous
+    read_only = np.arange(4.0).reshape(2, 2)
+    read_only.flags.writeable = False
+    labels = {"a": read_only, "b": np.arange(2, dtype="uint32")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fed = as_fit_feeds((x, labels, None))
+    if keras.backend.backend() != "torch":
+        assert fed == (x, labels, None)
+        return
+    expected = keras.tree.map_structure(keras.ops.convert_to_tensor, (x, labels))
+    assert fed[2] is None
+    for got, want in zip(keras.tree.flatten(fed[:2]), keras.tree.flatten(expected), strict=True):
+        assert got.dtype == want.dtype and got.device == want.device
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(got), keras.ops.convert_to_numpy(want)
+        )
+    if fed[0].device.type == "cpu":  # the array's own memory, not a copy
+        x[0, 0] = 7.0
+        assert float(fed[0][0, 0]) == 7.0

@@ -177,8 +177,26 @@ def as_fit_feeds(arrays: tuple[Any, ...]) -> tuple[Any, ...]:
 
     if keras.backend.backend() != "torch":
         return arrays
-    # (zero-copy from NumPy on the CPU; None, no labels or weights, stays None)
-    return keras.tree.map_structure(keras.ops.convert_to_tensor, arrays, none_is_leaf=False)
+    return tuple(None if a is None else _to_torch(a) for a in arrays)
+
+
+# NumPy dtypes torch takes as they are (Keras converts the others: uint32 to int64, ...)
+_TORCH_NATIVE = frozenset(
+    np.dtype(t) for t in ("float16", "float32", "float64", "int8", "int16", "int32", "int64")
+) | {np.dtype("uint8"), np.dtype("bool")}
+
+
+def _to_torch(data: Any) -> Any:
+    """A plain array without a copy on the CPU (``torch.as_tensor``, ~7 us); anything else
+    (nested inputs, other dtypes, read-only memory) through Keras' ``convert_to_tensor``,
+    which copies every array (~50 us each: on a small model, 6% of a step)."""
+    import keras
+    import torch
+    from keras.src.backend.torch.core import get_device
+
+    if isinstance(data, np.ndarray) and data.dtype in _TORCH_NATIVE and data.flags.writeable:
+        return torch.as_tensor(data, device=get_device())
+    return keras.tree.map_structure(keras.ops.convert_to_tensor, data, none_is_leaf=False)
 
 
 class TorchStepper(_Stepper):
