@@ -61,11 +61,16 @@ class _Stepper:
     def _build(self) -> None:
         """(Re)make the compiled step for the model as it is compiled now."""
 
+    def _build_without_step(self, x: Any, y: Any, sw: Any) -> None:
+        """Ready the step, building the model, its metrics, loss, optimizer and train
+        function symbolically where they are not built: ``train_on_batch`` would compile
+        Keras' own train function first, and the stepper then its own (two compilations
+        of the whole train step: seconds on a small model, minutes on a large one)."""
+        if not self._ready():
+            self._symbolic_build(x, y, sw)
+            self._ready()
+
     def _symbolic_build(self, x: Any, y: Any, sw: Any) -> None:
-        """Build the model, its metrics, loss, optimizer and train function without a
-        step: ``train_on_batch`` would compile Keras' own train function first, and the
-        stepper then its own (two compilations of the whole train step: seconds on a
-        small model, minutes on a large one)."""
         m = self.model
         m._symbolic_build(data_batch=_present((x, y, sw)))
         m.make_train_function()
@@ -115,11 +120,8 @@ class TensorFlowStepper(_Stepper):
         return int(self.model.distribute_strategy.num_replicas_in_sync)
 
     def __call__(self, x: Any, y: Any, sw: Any = None) -> dict[str, float]:
-        if not self._ready():
-            # built without a step (with several replicas, train_on_batch would also give
-            # every replica the whole batch)
-            self._symbolic_build(x, y, sw)
-            self._ready()
+        # (with several replicas, train_on_batch would also give every replica the whole batch)
+        self._build_without_step(x, y, sw)
         data = (x, y, sw) if self.replicas == 1 else split_for_replicas(self.model, (x, y, sw))
         return {k: float(v) for k, v in self._step(data).items()}
 
@@ -182,21 +184,31 @@ def as_fit_feeds(arrays: tuple[Any, ...]) -> tuple[Any, ...]:
 
 # NumPy dtypes torch takes as they are (Keras converts the others: uint32 to int64, ...)
 _TORCH_NATIVE = frozenset(
-    np.dtype(t) for t in ("float16", "float32", "float64", "int8", "int16", "int32", "int64")
-) | {np.dtype("uint8"), np.dtype("bool")}
+    np.dtype(t)
+    for t in ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
+)
 
 
 def _to_torch(data: Any) -> Any:
-    """A plain array without a copy on the CPU (``torch.as_tensor``, ~7 us); anything else
-    (nested inputs, other dtypes, read-only memory) through Keras' ``convert_to_tensor``,
-    which copies every array (~50 us each: on a small model, 6% of a step)."""
+    """``data`` (an array, or a structure of them: several inputs) as torch tensors."""
+    import keras
+
+    if isinstance(data, np.ndarray):
+        return _array_to_torch(data)
+    return keras.tree.map_structure(_array_to_torch, data, none_is_leaf=False)
+
+
+def _array_to_torch(array: Any) -> Any:
+    """A plain array without a copy on the CPU (``torch.as_tensor``, ~7 us); other dtypes
+    and read-only memory through Keras' ``convert_to_tensor``, which copies every array
+    (~50 us each: on a small model, 6% of a step)."""
     import keras
     import torch
     from keras.src.backend.torch.core import get_device
 
-    if isinstance(data, np.ndarray) and data.dtype in _TORCH_NATIVE and data.flags.writeable:
-        return torch.as_tensor(data, device=get_device())
-    return keras.tree.map_structure(keras.ops.convert_to_tensor, data, none_is_leaf=False)
+    if isinstance(array, np.ndarray) and array.dtype in _TORCH_NATIVE and array.flags.writeable:
+        return torch.as_tensor(array, device=get_device())
+    return keras.ops.convert_to_tensor(array)
 
 
 class TorchStepper(_Stepper):
@@ -262,9 +274,7 @@ class JaxStepper(_Stepper):
 
     def __call__(self, x: Any, y: Any, sw: Any = None) -> dict[str, float]:
         if self.state is None:
-            if not self._ready():  # built without a step: one compilation, the step's
-                self._symbolic_build(x, y, sw)
-                self._ready()
+            self._build_without_step(x, y, sw)
             self._start()
         logs, self.state, self._metrics_vars = self._step(
             self.state, self._metrics_reset, (x, y, sw)
