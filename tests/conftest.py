@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -14,6 +15,16 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from datafactory import write_dataset  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="session")
+def ctrl_c_as_in_a_terminal() -> None:
+    """Python's own Ctrl-C handler, as a run started from a terminal has, also where the
+    suite was started with SIGINT ignored (``cmd &`` in a non-interactive shell): the tests
+    send real SIGINTs, and DeepTrain leaves an ignored SIGINT ignored. The jobs the tests
+    start inherit it (an exec resets a handled signal to its default)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -419,3 +419,30 @@ def test_a_signal_as_training_ends_reaches_the_process_after_the_last_write(
     assert latest_seen == [(tg.logdir / "checkpoints" / "latest").read_text()]
     assert_same(outcome(tg), reference)
     tg.train()  # done: nothing held, nothing raised
+
+
+def test_signals_the_process_ignores_stay_ignored(data, tmp_path, reference):
+    """A process that ignores SIGINT and SIGTERM (a job a shell started in the background
+    ignores SIGINT) keeps ignoring them while it trains: DeepTrain does not take them over,
+    as Python does not. Training runs to its end, as if nothing were sent."""
+    sent = []
+
+    def send(batch, logs):
+        if not sent:
+            sent.append(batch)
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    tg = make_tg(
+        data, tmp_path, callbacks=[keras.callbacks.LambdaCallback(on_train_batch_end=send)]
+    )
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        tg.train()
+        handlers = {s: signal.getsignal(s) for s in previous}
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    assert sent == [0]
+    assert handlers == {signal.SIGINT: signal.SIG_IGN, signal.SIGTERM: signal.SIG_IGN}
+    assert_same(outcome(tg), reference)

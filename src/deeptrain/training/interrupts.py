@@ -20,7 +20,9 @@ than a small model's train step. Guards nest: an inner guard (``validate()`` ins
 ``train()``) defers to the outer one. A signal the loop did not act on before it ended (a
 SIGTERM that came while a Ctrl-C was stopping it, a Ctrl-C during the last checkpoint
 write) is passed on, when the outermost guard exits, to the handler that was there before:
-a scheduler's SIGTERM is never lost.
+a scheduler's SIGTERM is never lost. A signal the process ignores (``SIG_IGN``: SIGINT of a
+job started in the background by a shell, ``nohup cmd &``) stays ignored: the guard does
+not take it over, as Python itself does not.
 """
 
 from __future__ import annotations
@@ -68,8 +70,7 @@ class InterruptGuard:
         self.received = False
         self.terminated = False
         self._holding = 0  # > 0 inside hold(): every press waits for the next check
-        self._previous: Any = None
-        self._previous_term: Any = None
+        self._previous: dict[int, Any] = {}  # the handlers this guard replaced
         self._owner = False
 
     def _terminate(self, signum: int, frame: Any) -> None:
@@ -92,8 +93,12 @@ class InterruptGuard:
     def __enter__(self) -> InterruptGuard:
         global _active
         if _active is None and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-            self._previous_term = signal.signal(signal.SIGTERM, self._terminate)
+            for signum, handler in (
+                (signal.SIGINT, self._handler),
+                (signal.SIGTERM, self._terminate),
+            ):
+                if signal.getsignal(signum) is not signal.SIG_IGN:  # (ignored stays ignored)
+                    self._previous[signum] = signal.signal(signum, handler)
             _active, self._owner = self, True
         return self
 
@@ -101,8 +106,9 @@ class InterruptGuard:
         global _active
         if not self._owner:
             return
-        signal.signal(signal.SIGINT, self._previous)
-        signal.signal(signal.SIGTERM, self._previous_term)
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
         _active, self._owner = None, False
         if self.pass_on:
             self._pass_on_held(exc_type)
