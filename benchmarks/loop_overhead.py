@@ -37,13 +37,14 @@ Contenders (ms per train step):
 Tracking (a second table; ``--no-tracking`` skips it, a logger whose package is missing is
 left out): one TrainGenerator with a ``TensorBoardLogger`` (``tg_tb``, event files in a temp
 folder) and an ``MLflowLogger`` (``tg_mlflow``, a SQLite store in a temp folder), each at
-its default frequencies (train
-metrics every batch, the learning rate every epoch), switched on one at a time between
+its default frequencies (TensorBoard: train metrics every batch; MLflow: every 10th batch,
+sent every 5 s; both: the learning rate every epoch), switched on one at a time between
 ``train()`` calls, or none (``tg``, and again ``tg_aa``: the run's noise floor). The same
 TrainGenerator for every mode because separately built ones differ by a few percent with
 nothing else changed. Each mode trains one ``train()`` call of ``--tracking-epochs`` epochs
-per round (MLflow sending every 0.5 s instead of its default 5, so that its store works
-during the timed steps as in a long run); per step: its steady state, from the end of the
+(default 160: ~10 s, so that MLflow's store works during the timed steps as in a long run)
+per round, ``--tracking-rounds`` rounds (``--mlflow-send-s`` changes MLflow's send
+interval); per step: its steady state, from the end of the
 first epoch to the end of the last batch; per call: the rest (the loggers' start, and their
 flush at the end: once per run). Also per step: CPU time of this process (all its threads)
 and of the MLflow store process; and each logger's own work timed where it runs during
@@ -127,10 +128,11 @@ FEATURES = 32
 CLASSES = 10
 GOALS = {"tensorflow": ("bare", 1.03), "torch": ("bare", 1.03), "jax": ("fit", 1.10)}
 TRACKING_GOAL = 1.03  # a logger at its default frequencies vs the same loop without it
-# MLflow sends every 5 s by default; the benchmark's calls last ~3 s, so it sends more often
-# (smaller, dearer batches: ~20 ms per call to the store) to have the store working during
-# the timed steps as it would in a long run
-MLFLOW_SEND_S = 0.5
+# the tracking table's train() calls span several of MLflow's sends (every 5 s by default):
+# its store's work (~20 ms a call plus ~0.1 ms a row) then falls inside the timed steps as
+# in a long run; shorter calls would leave it all to the flush at a call's end
+TRACKING_EPOCHS = 160  # ~10 s a call at ~2 ms a step, 32 steps an epoch
+TRACKING_ROUNDS = 7
 
 
 # -- data and model ---------------------------------------------------------------------
@@ -379,8 +381,9 @@ def report(contenders: list[Contender], rounds: int, epochs: int) -> bool:
 
 
 # -- tracking ---------------------------------------------------------------------------
-def tracking_loggers(tmp: Path) -> dict[str, Any]:
-    """Each logger whose package is installed, at its default frequencies."""
+def tracking_loggers(tmp: Path, send_s: float | None) -> dict[str, Any]:
+    """Each logger whose package is installed, at its default frequencies (MLflow sending
+    every ``send_s`` seconds if given)."""
     import importlib.util
 
     from deeptrain.tracking import MLflowLogger, TensorBoardLogger
@@ -392,7 +395,7 @@ def tracking_loggers(tmp: Path) -> dict[str, Any]:
             lambda: MLflowLogger(
                 f"sqlite:///{tmp / 'mlflow.db'}",
                 artifact_location=str(tmp / "mlartifacts"),  # (MLflow's default: ./mlruns)
-                send_every_s=MLFLOW_SEND_S,
+                **({} if send_s is None else {"send_every_s": send_s}),
             ),
         ),
     }
@@ -433,7 +436,7 @@ def set_loggers(tg: TrainGenerator, clock: StepClock, loggers: list[Any]) -> Non
     tg.callbacks.entries = [clock, *loggers]
 
 
-def tracking(root: Path, tmp: Path, rounds: int, epochs: int) -> bool:
+def tracking(root: Path, tmp: Path, rounds: int, epochs: int, send_s: float | None) -> bool:
     """One TrainGenerator, its loggers switched on and off between ``train()`` calls (so
     every mode trains the same model, data and arrays: separately built TrainGenerators
     differ by a few percent from each other with nothing else changed), in a random order
@@ -442,7 +445,7 @@ def tracking(root: Path, tmp: Path, rounds: int, epochs: int) -> bool:
     its first epoch to the end of its last batch); per call: the rest (the loggers' start,
     and their flush at the end). Wall time, and CPU time of this process (all its threads)
     and of the MLflow store process over the whole call, per step."""
-    loggers = tracking_loggers(tmp)
+    loggers = tracking_loggers(tmp, send_s)
     clock = StepClock()
     tg = make_traingen(root, callbacks=[clock, *loggers.values()])
     modes: dict[str, list[Any]] = {"tg": [], "tg_aa": []}
@@ -475,7 +478,8 @@ def tracking(root: Path, tmp: Path, rounds: int, epochs: int) -> bool:
         f"\ntracking: {rounds} rounds of one train() call of {epochs} epochs per mode, the "
         f"same TrainGenerator; ms/step: the {steady} steps after the first epoch; ms/call: "
         "the rest of a call (start, end); ratios to tg: paired medians (ratio of the minima); "
-        f"cpu: this process and the MLflow store process (sending every {MLFLOW_SEND_S} s)"
+        "cpu: this process and the MLflow store process (sending every "
+        f"{getattr(loggers.get('tg_mlflow'), 'send_every_s', '-')} s)"
     )
     print(
         f"{'contender':<10}{'ms/step':>8}{'(min)':>8}{'vs tg':>9}{'(min)':>8}{'cpu us':>9}"
@@ -850,7 +854,19 @@ def main() -> None:
         "--tracking-epochs",
         type=int,
         default=None,
-        help="epochs per train() call in the tracking table (default 48; quick 4)",
+        help=f"epochs per train() call in the tracking table (default {TRACKING_EPOCHS}; quick 4)",
+    )
+    p.add_argument(
+        "--tracking-rounds",
+        type=int,
+        default=None,
+        help=f"rounds of the tracking table (default {TRACKING_ROUNDS}; quick 3)",
+    )
+    p.add_argument(
+        "--mlflow-send-s",
+        type=float,
+        default=None,
+        help="the MLflowLogger's send_every_s (default: its own, 5 s)",
     )
     p.add_argument(
         "--threads",
@@ -875,8 +891,9 @@ def main() -> None:
         if not args.tracking_only:
             main_table(root, batches, args, rounds, epochs)
         if not args.no_tracking:
-            call = args.tracking_epochs or (4 if args.quick else 48)
-            tracking(root, Path(tmp) / "tracking", rounds, call)
+            call = args.tracking_epochs or (4 if args.quick else TRACKING_EPOCHS)
+            t_rounds = args.tracking_rounds or (3 if args.quick else TRACKING_ROUNDS)
+            tracking(root, Path(tmp) / "tracking", t_rounds, call, args.mlflow_send_s)
         if args.profile:
             profile(root, batches, epochs)
 
