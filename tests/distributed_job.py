@@ -342,7 +342,54 @@ def checks(args: argparse.Namespace, scope) -> dict:
     out["collectives_per_iter"] = np.diff(marks)
     out["two_inputs_fit"] = np.asarray(tg.state.batches_fit)
     out.update({f"two_inputs_{k}": v for k, v in weights(model).items() if k[0] == "w"})
+    if args.backend == "torch":
+        out.update(custom_train_step(args))
     return out
+
+
+CLIP = 0.05
+
+
+def custom_train_step(args: argparse.Namespace) -> dict:
+    """torch: a model's own ``train_step`` that clips the weights after the optimizer's
+    ``apply`` (a max-norm constraint): its ``apply`` runs where it is called (Keras' own
+    step has it deferred to the step's one collective), so every weight ends within the
+    clip; the metrics are reduced after the step (two collectives an iteration)."""
+    import keras
+    import numpy as np
+    import torch
+
+    from deeptrain import TrainGenerator
+
+    class ClippedAfterApply(keras.Model):
+        def train_step(self, data):
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            y_pred = self(x, training=True)
+            self.zero_grad()
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
+            loss.backward()
+            weights = self.trainable_weights
+            with torch.no_grad():
+                self.optimizer.apply([v.value.grad for v in weights], weights)
+                for v in weights:
+                    v.assign(keras.ops.clip(v, -CLIP, CLIP))
+            return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    keras.utils.set_random_seed(0)
+    ipt = keras.Input((FEATURES,))
+    model = ClippedAfterApply(ipt, keras.layers.Dense(2, "softmax")(ipt))
+    model.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy", metrics=["accuracy"])
+    marks, count = [], collectives_counted(args.backend)
+    callbacks = {"train:iter": lambda tg: marks.append(count())}
+    tg = TrainGenerator(model, *generators(args.data), iter_verbosity=0, callbacks=callbacks)
+    tg.train()
+    return {
+        "custom_step_max_weight": np.asarray(
+            max(float(np.abs(w).max()) for w in model.get_weights())
+        ),
+        "custom_step_collectives": np.diff(marks),
+        "custom_step_accuracy": np.asarray(tg.state.history["accuracy"][-1]),
+    }
 
 
 def stopped_with_ctrl_c(args: argparse.Namespace, scope) -> dict:

@@ -11,11 +11,21 @@ keeps doing the work, and the gradients are averaged across processes (one flat
 ``all_reduce``) inside the optimizer's ``apply``, before Keras applies them. Weights start
 equal (broadcast from process 0). When a Keras release ships torch distribution, this
 module is what to replace.
+
+One collective per train step: with Keras' own ``train_step``, the optimizer's ``apply``
+is deferred to the step's ``compute_metrics`` (which reads only the predictions, not the
+weights), and one ``all_reduce`` there carries the gradients, the metric variables (so the
+step's metrics are the global batch's) and the signals each process holds. A second
+collective per step costs as much as the first on gloo (a rendezvous of every process:
+~2 ms a step on a loaded 2-core machine). A ``train_step`` of the user's own (which may
+read the weights after ``apply``, or apply twice) keeps ``apply`` where it is and has its
+metrics reduced after the step, in a collective of their own.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -52,6 +62,9 @@ class TorchDistribution(Distribution):
         self._prepared: tuple[Any, Any] | None = None  # (model, optimizer) made ready
         self._device = _collective_device()
         self._carried: int | None = None  # signals agreed on in a step (agree_on_interrupt)
+        self._deferring = False  # in a Keras train_step: its optimizer.apply waits
+        self._deferred: tuple[Any, ...] | None = None  # (apply, grads, variables) waiting
+        self._metrics_reduced = False  # the step's collective reduced its metrics
 
     @property
     def replicas(self) -> int:
@@ -72,7 +85,14 @@ class TorchDistribution(Distribution):
 
         def train(x: Any, y: Any, sw: Any) -> Any:
             self._ready(model)
-            return self._global_logs(model, step(*self._local((x, y, sw))))
+            self._deferring, self._metrics_reduced = _keras_train_step(model), False
+            try:
+                logs = step(*self._local((x, y, sw)))
+                if self._deferred is not None:  # no compute_metrics after apply
+                    self._apply_deferred(model, with_metrics=False)
+            finally:
+                self._deferring, self._deferred = False, None
+            return self._global_logs(model, logs)
 
         train.sync = step.sync  # type: ignore[attr-defined]  # the stepper's protocol
         train.discard = step.discard  # type: ignore[attr-defined]
@@ -81,6 +101,7 @@ class TorchDistribution(Distribution):
     def evaluate_step(self, model: Any) -> StepFn:
         def evaluate(x: Any, y: Any, sw: Any) -> Any:
             self._ready(model)
+            self._metrics_reduced = False
             x, y, sw = as_fit_feeds(self._local((x, y, sw)))
             logs = model.test_on_batch(x, y, sample_weight=sw, return_dict=True)
             return self._global_logs(model, logs)
@@ -108,42 +129,86 @@ class TorchDistribution(Distribution):
         variables (sums and counts, AUC's confusion buckets, ...) are reduced over the
         processes as their ``aggregation`` says, and the metrics read from them (a mean of
         each process's result would be wrong for AUC, precision or weighted metrics). Logs
-        that are no metric's (a custom ``train_step``'s) are averaged over processes."""
-        self._reduce_metric_variables(model)
+        that are no metric's (a custom ``train_step``'s) are averaged over processes. (A
+        train step's metric variables may be reduced already, in its one collective.)"""
+        if not self._metrics_reduced:
+            self._reduce_metric_variables(model)
+        self._metrics_reduced = False
         results = model.get_metrics_result()
         others = self._mean({k: v for k, v in logs.items() if k not in results})
         return {k: float(results[k]) if k in results else others[k] for k in logs}
 
     def _reduce_metric_variables(self, model: Any) -> None:
-        """Sum (or average) the metric variables over processes, in one flat all_reduce;
-        variables of other aggregations take process 0's value."""
+        """Sum (or average) the metric variables over processes, in one flat all_reduce
+        (float64), with the signals each process holds; variables of other aggregations
+        take process 0's value."""
         import torch
         import torch.distributed as dist
 
         variables = model.metrics_variables
         if not variables:
             return
-        device = variables[0].value.device  # (the model's: a GPU's, where Keras has one)
-        parts = [
-            v.value.detach().reshape(-1).to(torch.float64)
-            if v.aggregation in ("sum", "mean") or self.process_index == 0
-            else torch.zeros(v.value.numel(), dtype=torch.float64, device=device)  # (process 0's)
-            for v in variables
-        ]
-        # the signals this process holds ride along (counts of SIGTERM and Ctrl-C): the
-        # boundary after this step agrees on them without a collective of its own, which
-        # costs as much as this one on gloo (~0.3 ms at 2 processes)
-        pending = InterruptGuard.pending()
-        signals = [pending == TERMINATE, pending == INTERRUPT]
-        parts.append(torch.tensor(signals, dtype=torch.float64, device=device))
+        parts = self._metric_parts(variables, torch.float64)
         flat = torch.cat(parts).to(self._device)
         dist.all_reduce(flat)
-        *values, held = torch.split(flat.cpu(), [len(part) for part in parts])
+        self._take_metric_parts(variables, flat, [len(p) for p in parts])
+
+    def _metric_parts(self, variables: list[Any], dtype: Any) -> list[Any]:
+        """The metric variables' contributions to a sum over processes, flat, then the
+        signals this process holds (SIGTERM, Ctrl-C): the boundary after this step agrees
+        on them without a collective of its own."""
+        import torch
+
+        device = variables[0].value.device  # (the model's: a GPU's, where Keras has one)
+        parts = [
+            v.value.detach().reshape(-1).to(dtype)
+            if v.aggregation in ("sum", "mean") or self.process_index == 0
+            else torch.zeros(v.value.numel(), dtype=dtype, device=device)  # (process 0's)
+            for v in variables
+        ]
+        pending = InterruptGuard.pending()
+        signals = [pending == TERMINATE, pending == INTERRUPT]
+        return [*parts, torch.tensor(signals, dtype=dtype, device=device)]
+
+    def _take_metric_parts(self, variables: list[Any], flat: Any, sizes: list[int]) -> None:
+        """Assign the reduced :meth:`_metric_parts` (``flat``, of parts of ``sizes``); keep
+        the agreed signals."""
+        import torch
+
+        *values, held = torch.split(flat.cpu(), sizes)  # (one copy from a GPU)
         self._carried = TERMINATE if held[0] else INTERRUPT if held[1] else 0
         for v, part in zip(variables, values, strict=True):
             if v.aggregation == "mean":
                 part = part / self.process_count
             v.value.data.copy_(part.reshape(v.value.shape).to(v.value.dtype))
+        self._metrics_reduced = True
+
+    def _apply_deferred(self, model: Any, with_metrics: bool) -> None:
+        """The deferred ``apply``, its gradients averaged over processes first; with
+        ``with_metrics``, in the same all_reduce as the metric variables and signals
+        (where the gradients are float32 as the metrics are; else two)."""
+        import torch
+        import torch.distributed as dist
+
+        assert self._deferred is not None
+        apply, grads, trainable_variables = self._deferred
+        self._deferred = None
+        present = [g for g in grads if g is not None]
+        variables = model.metrics_variables if with_metrics else []
+        fused = bool(variables) and all(g.dtype == torch.float32 for g in present)
+        if not fused:
+            _all_reduce_mean(present, self.process_count)
+        else:
+            metric_parts = self._metric_parts(variables, torch.float32)
+            flat = torch.cat([*(g.reshape(-1) for g in present), *metric_parts])
+            dist.all_reduce(flat)
+            n = sum(g.numel() for g in present)
+            _take_mean(present, flat[:n], self.process_count)
+            self._take_metric_parts(variables, flat[n:], [len(p) for p in metric_parts])
+        with torch.no_grad():  # (as Keras' train_step applies)
+            apply(grads, trainable_variables)
+        if with_metrics and not fused:
+            self._reduce_metric_variables(model)
 
     def _mean(self, logs: dict[str, Any]) -> dict[str, float]:
         """Logs averaged over processes (each process's are its own rows'; equal shares)."""
@@ -172,8 +237,33 @@ class TorchDistribution(Distribution):
         for v in model.variables:
             dist.broadcast(v.value.data, src=0)
         if model.optimizer is not None:
-            average_gradients(model.optimizer, self.process_count)
+            average_gradients(model.optimizer, self.process_count, self._defer)
+        self._reduce_in_compute_metrics(model)
         self._prepared = (model, model.optimizer)
+
+    def _defer(self, apply: Any, grads: list[Any], trainable_variables: Any) -> bool:
+        """Inside a Keras ``train_step``: the ``apply`` waits for ``compute_metrics``."""
+        if not self._deferring or self._deferred is not None:
+            return False
+        self._deferred = (apply, grads, trainable_variables)
+        return True
+
+    def _reduce_in_compute_metrics(self, model: Any) -> None:
+        """Make ``model.compute_metrics`` run the deferred ``apply`` and the step's one
+        collective once the metrics are updated; idempotent."""
+        compute_metrics = model.compute_metrics
+        if getattr(compute_metrics, "_deeptrain_reduces", False):
+            return
+
+        def reducing_compute_metrics(*args: Any, **kwargs: Any) -> Any:
+            results = compute_metrics(*args, **kwargs)
+            if self._deferred is None:
+                return results
+            self._apply_deferred(model, with_metrics=True)
+            return model.get_metrics_result()
+
+        reducing_compute_metrics._deeptrain_reduces = True  # type: ignore[attr-defined]
+        model.__dict__["compute_metrics"] = reducing_compute_metrics  # (no Keras tracking)
 
     def prepare(self, tg: Any) -> None:
         super().prepare(tg)
@@ -240,27 +330,53 @@ def _collective_device() -> Any:
     return torch.device("cpu")
 
 
-def average_gradients(optimizer: Any, world_size: int) -> None:
+def _keras_train_step(model: Any) -> bool:
+    """Whether ``model`` trains with Keras' own torch ``train_step`` (one ``apply``, then
+    ``compute_metrics``, which does not read the weights): then its ``apply`` may wait."""
+    try:
+        from keras.src.backend.torch.trainer import TorchTrainer
+    except ImportError:  # pragma: no cover - another Keras layout: never deferred
+        return False
+    return type(model).train_step is TorchTrainer.train_step
+
+
+def average_gradients(
+    optimizer: Any, world_size: int, defer: Callable[[Any, list[Any], Any], bool] | None = None
+) -> None:
     """Make ``optimizer.apply`` average the gradients over all processes first (one flat
-    ``all_reduce``); idempotent."""
+    ``all_reduce``), unless ``defer(apply, grads, variables)`` takes the call over (then
+    it returns None: Keras' ``train_step`` does not use what ``apply`` returns);
+    idempotent."""
     if getattr(optimizer.apply, "_deeptrain_averaged", False):
         return
-    import torch
-    import torch.distributed as dist
-
     apply = optimizer.apply
 
     def apply_averaged(grads: list[Any], trainable_variables: Any = None) -> Any:
-        present = [g for g in grads if g is not None]
-        if present:
-            flat = torch.cat([g.reshape(-1) for g in present])
-            dist.all_reduce(flat)
-            flat /= world_size
-            offset = 0
-            for g in present:
-                g.copy_(flat[offset : offset + g.numel()].view_as(g))
-                offset += g.numel()
+        if defer is not None and defer(apply, grads, trainable_variables):
+            return None
+        _all_reduce_mean([g for g in grads if g is not None], world_size)
         return apply(grads, trainable_variables)
 
     apply_averaged._deeptrain_averaged = True  # type: ignore[attr-defined]
     optimizer.apply = apply_averaged
+
+
+def _all_reduce_mean(grads: list[Any], world_size: int) -> None:
+    """Average ``grads`` over all processes, in place, in one flat ``all_reduce``."""
+    if not grads:
+        return
+    import torch
+    import torch.distributed as dist
+
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    _take_mean(grads, flat, world_size)
+
+
+def _take_mean(grads: list[Any], flat_sum: Any, world_size: int) -> None:
+    """``grads`` set to their parts of ``flat_sum`` over ``world_size``."""
+    flat_sum /= world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat_sum[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
