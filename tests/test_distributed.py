@@ -285,13 +285,15 @@ def assert_checks(results: list[dict]) -> None:
             assert list(r["collectives_per_iter"]) == [1] * 7
             # a model's own train_step: its apply where it calls it, metrics after the step
             assert r["custom_step_max_weight"] <= np.float32(0.05)  # (the clip, in float32)
-            assert list(r["custom_step_collectives"]) == [2] * (len(r["custom_step_collectives"]))
-            assert len(r["custom_step_collectives"]) > 0
+            for name in ("custom_step", "own_metrics"):
+                assert list(r[f"{name}_collectives"]) == [2] * 7, name
     assert [bool(r["keras_csv_written"]) for r in results] == [True] + [False] * (len(results) - 1)
     assert Path(str(results[0]["checkpoint_first"])).is_dir()
     for r in results[1:]:
         for key in (
-            k for k in results[0] if k.startswith(("recompiled_", "two_inputs_w", "custom_step_"))
+            k
+            for k in results[0]
+            if k.startswith(("recompiled_", "two_inputs_w", "custom_step_", "own_metrics_"))
         ):
             np.testing.assert_array_equal(r[key], results[0][key], err_msg=key)
     assert len([k for k in results[0] if k.startswith("recompiled_")]) == 4

@@ -8,18 +8,20 @@ one replica: it trains on its contiguous share of each global batch.
 Keras 3.15 has no torch distribution of its own, so this is the one place where DeepTrain
 adds the data-parallel piece, the smallest one possible: Keras' compiled train function
 keeps doing the work, and the gradients are averaged across processes (one flat
-``all_reduce``) inside the optimizer's ``apply``, before Keras applies them. Weights start
+``all_reduce``) before Keras applies them, through the optimizer's ``apply``. Weights start
 equal (broadcast from process 0). When a Keras release ships torch distribution, this
 module is what to replace.
 
-One collective per train step: with Keras' own ``train_step``, the optimizer's ``apply``
-is deferred to the step's ``compute_metrics`` (which reads only the predictions, not the
-weights), and one ``all_reduce`` there carries the gradients, the metric variables (so the
-step's metrics are the global batch's) and the signals each process holds. A second
+One collective per train step: with Keras' own ``train_step`` and ``compute_metrics``, the
+optimizer's ``apply`` is deferred to the step's ``compute_metrics`` (which reads only the
+predictions, not the weights), and one ``all_reduce`` there carries the gradients, the
+metric variables (so the step's metrics are the global batch's) and the signals each
+process holds (where gradients and metric variables are all float32; else two). A second
 collective per step costs as much as the first on gloo (a rendezvous of every process:
-~2 ms a step on a loaded 2-core machine). A ``train_step`` of the user's own (which may
-read the weights after ``apply``, or apply twice) keeps ``apply`` where it is and has its
-metrics reduced after the step, in a collective of their own.
+~2 ms a step on a loaded 2-core machine). A ``train_step`` or ``compute_metrics`` of the
+user's own (which may read the weights after ``apply``, or apply twice) keeps ``apply``
+where it is called, averaging there, and has the metrics reduced after the step, in a
+collective of their own.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ class TorchDistribution(Distribution):
 
         def train(x: Any, y: Any, sw: Any) -> Any:
             self._ready(model)
-            self._deferring, self._metrics_reduced = _keras_train_step(model), False
+            self._deferring, self._metrics_reduced = _keras_step(model), False
             try:
                 logs = step(*self._local((x, y, sw)))
                 if self._deferred is not None:  # no compute_metrics after apply
@@ -192,10 +194,12 @@ class TorchDistribution(Distribution):
 
         assert self._deferred is not None
         apply, grads, trainable_variables = self._deferred
-        self._deferred = None
+        self._deferred, self._deferring = None, False  # (an apply inside this one: now)
         present = [g for g in grads if g is not None]
         variables = model.metrics_variables if with_metrics else []
-        fused = bool(variables) and all(g.dtype == torch.float32 for g in present)
+        fused = bool(variables) and all(
+            x.dtype == torch.float32 for x in (*present, *(v.value for v in variables))
+        )
         if not fused:
             _all_reduce_mean(present, self.process_count)
         else:
@@ -252,7 +256,7 @@ class TorchDistribution(Distribution):
         """Make ``model.compute_metrics`` run the deferred ``apply`` and the step's one
         collective once the metrics are updated; idempotent."""
         compute_metrics = model.compute_metrics
-        if getattr(compute_metrics, "_deeptrain_reduces", False):
+        if getattr(compute_metrics, "_deeptrain_reduces", False) or not _keras_step(model):
             return
 
         def reducing_compute_metrics(*args: Any, **kwargs: Any) -> Any:
@@ -330,14 +334,23 @@ def _collective_device() -> Any:
     return torch.device("cpu")
 
 
-def _keras_train_step(model: Any) -> bool:
+def _keras_step(model: Any) -> bool:
     """Whether ``model`` trains with Keras' own torch ``train_step`` (one ``apply``, then
-    ``compute_metrics``, which does not read the weights): then its ``apply`` may wait."""
+    ``compute_metrics``) and ``compute_metrics`` (which reads the predictions alone, and
+    returns the metrics' results): then its ``apply`` may wait for ``compute_metrics``.
+    Not with either set on the class or the instance (DeepTrain's own wrapper aside)."""
     try:
         from keras.src.backend.torch.trainer import TorchTrainer
+        from keras.src.trainers.trainer import Trainer
     except ImportError:  # pragma: no cover - another Keras layout: never deferred
         return False
-    return type(model).train_step is TorchTrainer.train_step
+    own = vars(model)
+    return (
+        type(model).train_step is TorchTrainer.train_step
+        and type(model).compute_metrics is Trainer.compute_metrics
+        and "train_step" not in own
+        and getattr(own.get("compute_metrics"), "_deeptrain_reduces", True)
+    )
 
 
 def average_gradients(
