@@ -256,6 +256,7 @@ def bench_deeptrain(name: str, maker: Callable, root: Path, repeats: int) -> dic
     for _ in range(3):
         step()
     ck, pipe = tg._checkpointer, tg._checkpointer.pipeline
+    ck.keep_spare = True  # as inside train(): a snapshot reuses the last one's host arrays
     steps, block, during, figs, write, plain, load, sizes = [], [], [], [], [], [], [], []
     prune: list[float] = []
     tg.state.fit_iters += 1

@@ -618,3 +618,48 @@ def test_a_checkpoint_without_keras_global_seed_generator_loads_as_none(data, tm
     tg.load(path)
     again = keras.ops.convert_to_numpy(keras.random.uniform((3,)))
     np.testing.assert_array_equal(again, after_save)
+
+
+def test_snapshots_write_into_the_last_ones_arrays_and_each_checkpoint_keeps_its_own(
+    data, tmp_path
+):
+    """While ``train()`` runs, a snapshot copies the large arrays (1 MiB and more) into
+    those of the last snapshot written, not into fresh memory (whose page faults cost more
+    than the copy); they are freed when it returns. A checkpoint every iteration, written
+    in the background: each holds the weights of its own moment (none was overwritten by a
+    later snapshot), and every file is intact."""
+    import re
+
+    from deeptrain.saving.checkpoint import verify_checkpoint
+
+    at_save: dict[int, list] = {}
+    kept: list[tuple] = []
+
+    def on_save(tg):  # (after the last write ended, before the snapshot)
+        at_save[tg.state.fit_iters] = weights_of(tg.model)
+        spare = tg._checkpointer._spare
+        if spare:
+            kept.append(tuple(id(a) for a in spare if a is not None))
+
+    units = 40_000  # a 1.3 MB kernel, and its Adam moments
+    tg = make_tg(
+        data,
+        tmp_path,
+        model(units),
+        unique_checkpoint_freq={"iter": 1},
+        max_checkpoints=100,
+        callbacks={"save": on_save},
+    )
+    tg.train()
+    assert tg._checkpointer._spare is None  # freed with the loop
+    assert len(kept) >= 3 and len(set(kept)) == 1 and len(kept[0]) == 3  # the same arrays
+    checkpoints = [p for p in (tg.logdir / "checkpoints").iterdir() if p.is_dir()]
+    assert len(checkpoints) >= 6
+    for ckpt in checkpoints:
+        verify_checkpoint(ckpt)
+        fresh = model(units)
+        fresh.optimizer.build(fresh.trainable_variables)  # (the file holds its variables)
+        fresh.load_weights(ckpt / "model.weights.h5")
+        iters = int(re.search(r"_(\d+)iters", ckpt.name).group(1))
+        for got, want in zip(weights_of(fresh), at_save[iters], strict=True):
+            np.testing.assert_array_equal(got, want)

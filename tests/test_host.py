@@ -77,3 +77,38 @@ def test_owned_aligned_values_are_taken_over_and_train_like_copies():
     for a, b in zip(copied.weights, owned.weights, strict=True):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
     assert float(owned.evaluate(x, y, verbose=0)) == float(copied.evaluate(x, y, verbose=0))
+
+
+@pytest.mark.backends
+def test_values_are_read_into_the_arrays_offered_where_they_fit():
+    """``out``: an earlier read's arrays. A large one of its variable's shape and dtype is
+    written into and returned (what a snapshot does with the previous one's); small ones,
+    ones of another shape, read-only ones and a list of another length get new arrays. The
+    values read are the variables' in every case, and later updates do not show in them."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((500,)), keras.layers.Dense(600), keras.layers.Dense(3)])
+    model.compile("adam", "mse")
+    model.optimizer.build(model.trainable_variables)
+    variables = [*model.trainable_variables, *model.optimizer.variables]
+    first = read_to_host(model, variables)
+    large = [i for i, a in enumerate(first) if a.nbytes >= 2**20]
+    assert large and len(large) < len(first)
+    offered: list = [np.full_like(a, -1.0) for a in first]
+    offered[large[-1]] = np.full((2, 3), -1.0, "float32")  # another shape
+    read_only = offered[large[0]].copy()
+    read_only.flags.writeable = False
+    offered[large[0]] = read_only
+    rng = np.random.default_rng(3)
+    values = [rng.normal(size=v.shape).astype(v.dtype) for v in variables]
+    assign_from_host(model, variables, values)
+    got = read_to_host(model, variables, offered)
+    for i, (a, want) in enumerate(zip(got, values, strict=True)):
+        np.testing.assert_array_equal(a, want)
+        reused = i in large[1:-1]
+        assert (a is offered[i]) == reused, i
+    assert len(large) > 2  # (the kernel's Adam moments: some were reused)
+    assign_from_host(model, variables, [2 * x for x in values])
+    for a, want in zip(got, values, strict=True):
+        np.testing.assert_array_equal(a, want)  # copies: the variables moved on
+    again = read_to_host(model, variables, offered[:-1])  # another length: all new
+    assert not any(a is o for a, o in zip(again, offered, strict=False))

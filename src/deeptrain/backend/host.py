@@ -1,9 +1,12 @@
 """Keras variables to and from host memory, for checkpoints: few backend calls.
 
 :func:`read_to_host`: each array returned is the caller's own (later updates of the
-variable do not show in it) and was copied once. TensorFlow reads all the variables in one
-traced function (a read per variable costs an eager op dispatch each: 0.2-0.5 ms); JAX
-fetches them in one ``device_get``; torch copies each tensor's memory directly.
+variable do not show in it) and was copied once, into an array of an earlier read where the
+caller offers one (a checkpoint's snapshot reuses the previous one's: writing into fresh
+memory costs its page faults, 30-70 ms for 120 MB here, several times the copy).
+TensorFlow reads all the variables in one traced function (a read per variable costs an
+eager op dispatch each: 0.2-0.5 ms); JAX fetches them in one ``device_get``; torch copies
+each tensor's memory directly.
 :func:`assign_from_host` assigns many at once (TensorFlow: one traced function).
 """
 
@@ -35,25 +38,55 @@ def _cached(cache: weakref.WeakKeyDictionary, owner: Any, key: tuple, make: Call
     return entries[key]
 
 
-def read_to_host(owner: Any, variables: Sequence[Any]) -> list[np.ndarray]:
+REUSED_BYTES = 2**20  # arrays this large are written into an offered one (small: new)
+
+
+def read_to_host(
+    owner: Any, variables: Sequence[Any], out: Sequence[np.ndarray | None] | None = None
+) -> list[np.ndarray]:
     """Copies of ``variables``' values; the backend's batched reader is kept on ``owner``
-    (e.g. the model) while the set of variables stays the same."""
+    (e.g. the model) while the set of variables stays the same. ``out``: arrays of an
+    earlier read of the same variables, no longer used (None where not offered): one of
+    :data:`REUSED_BYTES` or more, of its variable's shape and dtype, is written into and
+    returned instead of a new array."""
     import keras
 
     if not variables:
         return []
+    targets = _reusable(variables, out)
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        return _tensorflow_reader(owner, variables)()
+        tensors = _tensorflow_reader(owner, variables)()
+        return [_tensor_to_host(t, o) for t, o in zip(tensors, targets, strict=True)]
     if backend == "jax":
-        return _jax_read(variables)
+        return _jax_read(variables, targets)
     if backend == "torch":
-        return [_torch_copy(v) for v in variables]
+        return [_torch_copy(v, o) for v, o in zip(variables, targets, strict=True)]
     return [v.numpy() for v in variables]
 
 
-def _tensorflow_reader(owner: Any, variables: Sequence[Any]) -> Callable[[], list[np.ndarray]]:
-    def make() -> Callable[[], list[np.ndarray]]:
+def _reusable(
+    variables: Sequence[Any], out: Sequence[np.ndarray | None] | None
+) -> list[np.ndarray | None]:
+    """Per variable, the offered array to write into, or None (a new one)."""
+    if out is None or len(out) != len(variables):
+        return [None] * len(variables)
+    return [
+        o
+        if o is not None
+        and o.nbytes >= REUSED_BYTES
+        and o.dtype.kind in "fiub"  # (bfloat16 and the like: new arrays)
+        and o.flags.c_contiguous
+        and o.flags.writeable
+        and o.shape == tuple(v.shape)
+        and str(o.dtype) == str(v.dtype)
+        else None
+        for v, o in zip(variables, out, strict=True)
+    ]
+
+
+def _tensorflow_reader(owner: Any, variables: Sequence[Any]) -> Callable[[], list[Any]]:
+    def make() -> Callable[[], list[Any]]:
         import tensorflow as tf
 
         values = [v.value for v in variables]  # the tf.Variables
@@ -62,9 +95,18 @@ def _tensorflow_reader(owner: Any, variables: Sequence[Any]) -> Callable[[], lis
         def read() -> list:
             return [tf.identity(v) for v in values]
 
-        return lambda: [np.array(t) for t in read()]  # np.array copies the tensor's buffer
+        return read
 
     return _cached(_readers, owner, tuple(id(v) for v in variables), make)
+
+
+def _tensor_to_host(tensor: Any, out: np.ndarray | None) -> np.ndarray:
+    """A TensorFlow tensor's value, copied once: into ``out`` (through a DLPack view of the
+    tensor's memory), or into a new array (np.array copies the tensor's buffer)."""
+    if out is None:
+        return np.array(tensor)
+    np.copyto(out, np.from_dlpack(tensor))
+    return out
 
 
 _ONE_BY_ONE_BYTES = 2**20  # TensorFlow: arrays this large are assigned one at a time
@@ -181,7 +223,7 @@ def local_whole_copy(value: Any) -> Any:
     return whole
 
 
-def _jax_read(variables: Sequence[Any]) -> list[np.ndarray]:
+def _jax_read(variables: Sequence[Any], out: Sequence[np.ndarray | None]) -> list[np.ndarray]:
     import jax
 
     values = [local_whole_copy(v.value) for v in variables]
@@ -190,13 +232,30 @@ def _jax_read(variables: Sequence[Any]) -> list[np.ndarray]:
         raise ValueError(f"variables split across processes cannot be read here: {missing[:3]}")
     fetched = jax.device_get(values)
     # on CPU device_get may hand out views of the device buffers: copy those
-    return [a if a.flags.owndata and a.flags.writeable else np.array(a) for a in fetched]
+    return [
+        _copied_into(a, o)
+        if o is not None
+        else a
+        if a.flags.owndata and a.flags.writeable
+        else np.array(a)
+        for a, o in zip(fetched, out, strict=True)
+    ]
 
 
-def _torch_copy(variable: Any) -> np.ndarray:
+def _copied_into(value: np.ndarray, out: np.ndarray) -> np.ndarray:
+    np.copyto(out, value)
+    return out
+
+
+def _torch_copy(variable: Any, out: np.ndarray | None = None) -> np.ndarray:
     tensor = variable.value.detach()
     if str(tensor.dtype) == "torch.bfloat16":  # no NumPy view of bfloat16: Keras converts
         return variable.numpy()
+    if out is not None:  # (from a GPU: copied straight into it)
+        import torch
+
+        torch.from_numpy(out).copy_(tensor)
+        return out
     if tensor.device.type == "cpu":
         return tensor.numpy().copy()  # a view of the live tensor: copied
     return tensor.cpu().numpy()  # a new host tensor: already a copy

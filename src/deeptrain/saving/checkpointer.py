@@ -35,6 +35,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ..backend.host import REUSED_BYTES
 from ..training.contract import Traingen
 from . import model_state
 from .atomic import TEMP_PREFIX, final_name, recover_backups
@@ -71,6 +74,11 @@ class Checkpointer:
         self.tg = tg
         self.fault: Callable[[str], None] | None = None
         self.pipeline = CheckpointPipeline(asynchronous=bool(tg.checkpoint_async))
+        # the large host arrays of the last snapshot written, copied into by the next one
+        # (fresh memory's page faults cost more than the copy), kept only while a train()
+        # or validate() runs: one state's worth of host memory, as a snapshot in flight
+        self.keep_spare = False
+        self._spare: list[np.ndarray | None] | None = None
 
     @property
     def directory(self) -> Path | None:
@@ -184,16 +192,26 @@ class Checkpointer:
         tg.build_optimizer()
         if dist.is_writer:  # one writer (process 0); the others' state stays alike
             # (Keras' own writers run without the distribution's collectives)
+            spare, self._spare = self._spare, None  # (the write that used it has ended)
             with dist.writing(), dist.scope():
-                snapshot = take_snapshot(tg, figures=any(t.figures for t in targets))
-            pipeline.submit(
-                CheckpointJob(snapshot, targets, self.fault), wait=callbacks_first and wait
-            )
+                snapshot = take_snapshot(tg, any(t.figures for t in targets), spare)
+            job = CheckpointJob(snapshot, targets, self.fault, recycle=self._keep_spare)
+            pipeline.submit(job, wait=callbacks_first and wait)
         if not callbacks_first:
             tg.callbacks("save", tg)  # (while the files are written)
             if wait:
                 pipeline.wait()
         return [t.path for t in targets]
+
+    def _keep_spare(self, values: list[np.ndarray]) -> None:
+        """(The writing thread, once a snapshot is written) its large arrays, for the next."""
+        if self.keep_spare:
+            kept = [v if v.nbytes >= REUSED_BYTES else None for v in values]
+            self._spare = kept if any(v is not None for v in kept) else None
+
+    def release_spare(self) -> None:
+        """Free the kept arrays (a loop ended; the pipeline is idle)."""
+        self.keep_spare, self._spare = False, None
 
     def _checkpoint_target(self, kind: str, overwrite: bool | None) -> Target:
         tg = self.tg

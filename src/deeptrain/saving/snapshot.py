@@ -18,6 +18,7 @@ import copy
 import json
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ class Snapshot:
     staged: dict[str, Path]
     figures: FigureData | None
     staging_dir: Path | None = None
+    host_values: list[np.ndarray] = field(default_factory=list)  # the variables read, in order
 
     @property
     def nbytes(self) -> int:
@@ -81,15 +83,19 @@ class Snapshot:
             self.staging_dir = None
 
 
-def take_snapshot(tg: Any, figures: bool) -> Snapshot:
+def take_snapshot(
+    tg: Any, figures: bool, spare: Sequence[np.ndarray | None] | None = None
+) -> Snapshot:
     """Everything a checkpoint of ``tg`` holds, as it is now (the model must be current:
-    the caller syncs it first)."""
+    the caller syncs it first). ``spare``: the ``host_values`` of an earlier snapshot,
+    written and no longer used: its large arrays are copied into again (see
+    :func:`~deeptrain.backend.host.read_to_host`)."""
     skip = set(tg.saveskip_list)
     # the optimizer's variables, all of them, in the weights file and in the specs alike
     model_state.built_optimizer(tg.model)
     weights_kw = dict(_or_default(tg.model_save_weights_kw, MODEL_SAVE_WEIGHTS_KW))
     own_weights = "model:weights" not in skip and not weights_kw
-    weights, model_arrays = _read_model(tg.model, own_weights)
+    weights, model_arrays, values = _read_model(tg.model, own_weights, spare)
     payload, arrays = collect(tg, "temp", 0, model_arrays)  # kind and seq: set per target
     del payload["kind"], payload["seq"]
     if "optimizer_state" in skip:
@@ -116,23 +122,26 @@ def take_snapshot(tg: Any, figures: bool) -> Snapshot:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
         raise
-    return Snapshot(state_json, arrays, weights, staged, figure_data, staging)
+    return Snapshot(state_json, arrays, weights, staged, figure_data, staging, values)
 
 
 def _or_default(value: dict[str, Any] | None, default: dict[str, Any]) -> dict[str, Any]:
     return default if value is None else value
 
 
-def _read_model(model: Any, weights: bool) -> tuple[WeightsImage | None, dict[str, np.ndarray]]:
+def _read_model(
+    model: Any, weights: bool, spare: Sequence[np.ndarray | None] | None = None
+) -> tuple[WeightsImage | None, dict[str, np.ndarray], list[np.ndarray]]:
     """The weights file's arrays (if ``weights``) and the other variables and RNN states,
-    read to host memory in one batch."""
+    read to host memory in one batch (into ``spare``'s arrays where they fit); and every
+    array read, in order."""
     extras, states = model_state.extra_variables(model), state_variables(model)
     flat_states = [v for values in states.values() for v in values]
     layout = weights_layout(model) if weights else None
     layout_vars = layout.variables() if layout is not None and layout.cacheable else []
-    values = read_to_host(model, [*layout_vars, *extras, *flat_states])
+    values = read_to_host(model, [*layout_vars, *extras, *flat_states], spare)
     image = snapshot_weights(model, values[: len(layout_vars)]) if weights else None
-    return image, model_state.arrays_of(extras, states, values[len(layout_vars) :])
+    return image, model_state.arrays_of(extras, states, values[len(layout_vars) :]), values
 
 
 def _figure_data(tg: Any) -> FigureData:

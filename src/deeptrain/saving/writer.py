@@ -69,11 +69,13 @@ class Target:
 
 @dataclass
 class CheckpointJob:
-    """Phases 2 and 3 of the checkpoints ``targets``, from ``snapshot``."""
+    """Phases 2 and 3 of the checkpoints ``targets``, from ``snapshot``; ``recycle`` gets
+    the snapshot's host arrays once they are written (or the write failed), unused after."""
 
     snapshot: Snapshot
     targets: list[Target]
     fault: Callable[[str], None] | None = None
+    recycle: Callable[[list[Any]], None] | None = None
 
     def write(self) -> None:
         """Draw the figures once, then write every target's directory."""
@@ -94,6 +96,9 @@ class CheckpointJob:
 
     def discard(self) -> None:
         self.snapshot.discard()
+        recycle, self.recycle = self.recycle, None
+        if recycle is not None:
+            recycle(self.snapshot.host_values)
 
     def _files(self, target: Target, pngs: dict[str, bytes], npz: bytes) -> dict[str, FileSource]:
         """The target's files, in the order written (``state.json`` follows)."""

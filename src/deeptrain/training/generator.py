@@ -438,6 +438,7 @@ class TrainGenerator(TrainStateAliases):
         one is raised and the write's error at the next step)."""
         if self._loop_depth == 0:
             self.distribution.start_loop()
+            self._checkpointer.keep_spare = True  # (snapshots reuse host arrays meanwhile)
         self._loop_depth += 1
         ok = False
         try:
@@ -446,7 +447,10 @@ class TrainGenerator(TrainStateAliases):
         finally:
             self._loop_depth -= 1
             if self._loop_depth == 0:
-                self._finish_writes(raise_error=ok)
+                try:
+                    self._finish_writes(raise_error=ok)
+                finally:
+                    self._checkpointer.release_spare()
 
     def _finish_writes(self, raise_error: bool = True) -> None:
         pipeline = self._checkpointer.pipeline
