@@ -108,8 +108,10 @@ def test_loss_matches_keras(keras_name, name, gen, shape):
     rng = _rng(zlib.crc32(name.encode()))
     y_true, y_pred = gen(rng, shape)
     fn = getattr(M, name)
-
-    assert fn(y_true, y_pred) == pytest.approx(_keras_loss(keras_name, y_true, y_pred), abs=1e-5)
+    # Keras computes in float32 (sums in the engine's order): a few float32 ulps apart
+    assert fn(y_true, y_pred) == pytest.approx(
+        _keras_loss(keras_name, y_true, y_pred), rel=1e-6, abs=1e-5
+    )
 
     # per-sample weights (N,): Keras needs them shaped (N, 1, ...) when the
     # per-element losses have more than one axis; ours broadcast per sample
@@ -117,14 +119,16 @@ def test_loss_matches_keras(keras_name, name, gen, shape):
     loss_ndim = len(shape) - 1 if len(shape) > 2 else 1
     keras_weights = _per_sample_keras_weights(weights, loss_ndim)
     expected = _keras_loss(keras_name, y_true, y_pred, keras_weights)
-    assert fn(y_true, y_pred, sample_weight=weights) == pytest.approx(expected, abs=1e-5)
-    assert fn(y_true, y_pred, sample_weight=keras_weights) == pytest.approx(expected, abs=1e-5)
+    assert fn(y_true, y_pred, sample_weight=weights) == pytest.approx(expected, rel=1e-6, abs=1e-5)
+    assert fn(y_true, y_pred, sample_weight=keras_weights) == pytest.approx(
+        expected, rel=1e-6, abs=1e-5
+    )
 
     # full per-element weights, shaped like the losses
     loss_shape = shape[:-1] if len(shape) > 2 else shape[:1]
     elem_weights = _f32(rng.uniform(0, 2, loss_shape))
     assert fn(y_true, y_pred, sample_weight=elem_weights) == pytest.approx(
-        _keras_loss(keras_name, y_true, y_pred, elem_weights), abs=1e-5
+        _keras_loss(keras_name, y_true, y_pred, elem_weights), rel=1e-6, abs=1e-5
     )
 
 
