@@ -112,3 +112,20 @@ def test_values_are_read_into_the_arrays_offered_where_they_fit():
         np.testing.assert_array_equal(a, want)  # copies: the variables moved on
     again = read_to_host(model, variables, offered[:-1])  # another length: all new
     assert not any(a is o for a, o in zip(again, offered, strict=False))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's reader")
+def test_a_tensor_numpy_cannot_view_is_copied_into_the_array_offered(monkeypatch):
+    """TensorFlow: a tensor in memory NumPy cannot view through DLPack (a GPU's) is copied
+    to the host first, then into the array offered."""
+    model = keras.Sequential([keras.Input((500,)), keras.layers.Dense(600)])
+    (kernel,) = [v for v in model.variables if len(v.shape) == 2]
+    offered = [np.zeros(kernel.shape, "float32")]
+
+    def not_host_memory(x):
+        raise BufferError("not host memory")
+
+    monkeypatch.setattr(np, "from_dlpack", not_host_memory)
+    (got,) = read_to_host(model, [kernel], offered)
+    assert got is offered[0]
+    np.testing.assert_array_equal(got, keras.ops.convert_to_numpy(kernel))

@@ -102,10 +102,15 @@ def _tensorflow_reader(owner: Any, variables: Sequence[Any]) -> Callable[[], lis
 
 def _tensor_to_host(tensor: Any, out: np.ndarray | None) -> np.ndarray:
     """A TensorFlow tensor's value, copied once: into ``out`` (through a DLPack view of the
-    tensor's memory), or into a new array (np.array copies the tensor's buffer)."""
+    tensor's memory; a GPU's is copied to the host first), or into a new array (np.array
+    copies the tensor's buffer)."""
     if out is None:
         return np.array(tensor)
-    np.copyto(out, np.from_dlpack(tensor))
+    try:
+        view = np.from_dlpack(tensor)
+    except (BufferError, RuntimeError, TypeError, ValueError):  # not host memory
+        view = tensor.numpy()
+    np.copyto(out, view)
     return out
 
 
