@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from deeptrain.backend.host import aligned_empty, assign_from_host, read_to_host
+from deeptrain.backend.host import aligned_empty, assign_from_host, read_to_host, values_kept
 
 
 @pytest.mark.backends
@@ -129,3 +129,33 @@ def test_a_tensor_numpy_cannot_view_is_copied_into_the_array_offered(monkeypatch
     (got,) = read_to_host(model, [kernel], offered)
     assert got is offered[0]
     np.testing.assert_array_equal(got, keras.ops.convert_to_numpy(kernel))
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("owned", [False, True], ids=["copied", "owned"])
+def test_values_kept_stay_as_they_were_when_the_variables_are_assigned(owned):
+    """What a load's rollback holds (``values_kept``: no copy on TensorFlow and JAX): the
+    variables' values as they were, whatever a load then assigns (large arrays taken over
+    by TensorFlow with ``owned``, small ones batched); assigned back, the variables hold
+    them again."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((500,)), keras.layers.Dense(600), keras.layers.Dense(3)])
+    model.compile("adam", "mse")
+    model.optimizer.build(model.trainable_variables)
+    variables = [*model.trainable_variables, *model.optimizer.variables]
+    before = read_to_host(model, variables)
+    kept = values_kept(model, variables)
+    rng = np.random.default_rng(4)
+    new = []
+    for v in variables:
+        out = aligned_empty(v.shape, v.dtype)
+        out[...] = rng.normal(size=v.shape).astype(v.dtype)
+        new.append(out)
+    assign_from_host(model, variables, new, owned=owned)
+    for v, value, old in zip(variables, kept, before, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(value), old)
+        assert not np.array_equal(keras.ops.convert_to_numpy(v), old) or old.size < 2
+    for v, value in zip(variables, kept, strict=True):
+        v.assign(value)
+    for got, old in zip(read_to_host(model, variables), before, strict=True):
+        np.testing.assert_array_equal(got, old)

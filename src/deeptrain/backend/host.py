@@ -18,7 +18,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["read_to_host", "assign_from_host", "local_whole_copy", "held_whole"]
+__all__ = [
+    "read_to_host",
+    "values_kept",
+    "assign_from_host",
+    "local_whole_copy",
+    "held_whole",
+]
 
 _readers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # owner -> {key: reader}
 _writers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -63,6 +69,21 @@ def read_to_host(
     if backend == "torch":
         return [_torch_copy(v, o) for v, o in zip(variables, targets, strict=True)]
     return [v.numpy() for v in variables]
+
+
+def values_kept(owner: Any, variables: Sequence[Any]) -> list[Any]:
+    """The variables' current values, to assign back later, without a copy where the
+    backend never changes them in place: TensorFlow (a read held aliases the variable's
+    buffer, and a write then gives the variable a new one) and JAX (immutable arrays);
+    torch updates tensors in place, so its are host copies."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return list(_tensorflow_reader(owner, variables)()) if variables else []
+    if backend == "jax":
+        return [v.value for v in variables]
+    return read_to_host(owner, variables)
 
 
 def _reusable(

@@ -5,7 +5,9 @@ unexpected (a bug, a full disk, a callback's ``load_state_dict`` raising). Shoul
 happen, :class:`LiveState` puts back what the load changes: the TrainGenerator's attributes
 (settings, ``state``), the model's and optimizer's variables and the RNN states, both
 DataGenerators' positions, the random generators and the callbacks' states. The capture
-holds a copy of every variable in host memory for the duration of the load.
+holds every variable's value for the duration of the load: on TensorFlow and JAX the value
+itself, no copy (:func:`~deeptrain.backend.host.values_kept`: the load gives the variables
+new buffers); on torch a copy in host memory.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend.host import read_to_host
+from ..backend.host import values_kept
 from ..backend.stateful import get_states, set_states
 from ..training.contract import Traingen
 from . import model_state
@@ -60,7 +62,7 @@ class LiveState:
 
     attributes: dict[str, Any]
     train_state: Any  # a copy: settings such as predict_threshold write into tg.state
-    variables: list[tuple[Any, np.ndarray]]
+    variables: list[tuple[Any, Any]]  # (variable, its value: a tensor, array or copy)
     rnn_states: dict[str, list[np.ndarray]]
     datagens: dict[str, dict[str, Any]]
     rng: tuple[dict[str, Any], dict[str, np.ndarray]]
@@ -127,6 +129,6 @@ class LiveState:
             _forget_keras_global_seed_generator()
 
 
-def _read_all(model: Any) -> list[tuple[Any, np.ndarray]]:
+def _read_all(model: Any) -> list[tuple[Any, Any]]:
     variables = model_state.all_variables(model)
-    return list(zip(variables, read_to_host(model, variables), strict=True))
+    return list(zip(variables, values_kept(model, variables), strict=True))
