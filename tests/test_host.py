@@ -11,15 +11,19 @@ import pytest
 from deeptrain.backend.host import aligned_empty, assign_from_host, read_to_host, values_kept
 
 
-@pytest.mark.backends
-def test_values_assigned_from_host_read_back_equal_large_and_small():
+def small_and_large() -> tuple:
+    """A compiled model and its variables with the optimizer's: a 1.2 MB kernel (and its
+    Adam moments) among small ones."""
     keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [keras.Input((500,)), keras.layers.Dense(600), keras.layers.Dense(3)]
-    )  # a 1.2 MB kernel among small variables
+    model = keras.Sequential([keras.Input((500,)), keras.layers.Dense(600), keras.layers.Dense(3)])
     model.compile("adam", "mse")
     model.optimizer.build(model.trainable_variables)
-    variables = [*model.trainable_variables, *model.optimizer.variables]
+    return model, [*model.trainable_variables, *model.optimizer.variables]
+
+
+@pytest.mark.backends
+def test_values_assigned_from_host_read_back_equal_large_and_small():
+    model, variables = small_and_large()
     assert any(np.prod(v.shape) * 4 >= 2**20 for v in variables)
     rng = np.random.default_rng(1)
     values = [rng.normal(size=v.shape).astype(v.dtype) for v in variables]
@@ -40,19 +44,12 @@ def test_owned_aligned_values_are_taken_over_and_train_like_copies():
     would abort the process on them)."""
     keras.utils.set_random_seed(0)
 
-    def model_and_variables():
-        keras.utils.set_random_seed(0)
-        m = keras.Sequential([keras.Input((500,)), keras.layers.Dense(600), keras.layers.Dense(3)])
-        m.compile("adam", "mse")
-        m.optimizer.build(m.trainable_variables)
-        return m, [*m.trainable_variables, *m.optimizer.variables]
-
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(8, 500)).astype("float32"), rng.normal(size=(8, 3)).astype("float32")
-    copied, variables = model_and_variables()
+    copied, variables = small_and_large()
     values = [np.abs(rng.normal(size=v.shape)).astype(v.dtype) for v in variables]  # (Adam's)
     assign_from_host(copied, variables, values)
-    owned, variables = model_and_variables()
+    owned, variables = small_and_large()
     mine = []
     for value in values:
         out = aligned_empty(value.shape, value.dtype)
@@ -85,11 +82,7 @@ def test_values_are_read_into_the_arrays_offered_where_they_fit():
     written into and returned (what a snapshot does with the previous one's); small ones,
     ones of another shape, read-only ones and a list of another length get new arrays. The
     values read are the variables' in every case, and later updates do not show in them."""
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((500,)), keras.layers.Dense(600), keras.layers.Dense(3)])
-    model.compile("adam", "mse")
-    model.optimizer.build(model.trainable_variables)
-    variables = [*model.trainable_variables, *model.optimizer.variables]
+    model, variables = small_and_large()
     first = read_to_host(model, variables)
     large = [i for i, a in enumerate(first) if a.nbytes >= 2**20]
     assert large and len(large) < len(first)
@@ -138,11 +131,7 @@ def test_values_kept_stay_as_they_were_when_the_variables_are_assigned(owned):
     variables' values as they were, whatever a load then assigns (large arrays taken over
     by TensorFlow with ``owned``, small ones batched); assigned back, the variables hold
     them again."""
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((500,)), keras.layers.Dense(600), keras.layers.Dense(3)])
-    model.compile("adam", "mse")
-    model.optimizer.build(model.trainable_variables)
-    variables = [*model.trainable_variables, *model.optimizer.variables]
+    model, variables = small_and_large()
     before = read_to_host(model, variables)
     kept = values_kept(model, variables)
     rng = np.random.default_rng(4)
