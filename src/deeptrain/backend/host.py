@@ -257,20 +257,16 @@ def _jax_read(variables: Sequence[Any], out: Sequence[np.ndarray | None]) -> lis
     if missing:
         raise ValueError(f"variables split across processes cannot be read here: {missing[:3]}")
     fetched = jax.device_get(values)
-    # on CPU device_get may hand out views of the device buffers: copy those
-    return [
-        _copied_into(a, o)
-        if o is not None
-        else a
-        if a.flags.owndata and a.flags.writeable
-        else np.array(a)
-        for a, o in zip(fetched, out, strict=True)
-    ]
+    return [_own_copy(a, o) for a, o in zip(fetched, out, strict=True)]
 
 
-def _copied_into(value: np.ndarray, out: np.ndarray) -> np.ndarray:
-    np.copyto(out, value)
-    return out
+def _own_copy(fetched: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """A fetched JAX value as the caller's own array: copied into ``out``, or itself when
+    ``device_get`` made it (on CPU it may hand out views of the device buffers: copied)."""
+    if out is not None:
+        np.copyto(out, fetched)
+        return out
+    return fetched if fetched.flags.owndata and fetched.flags.writeable else np.array(fetched)
 
 
 def _torch_copy(variable: Any, out: np.ndarray | None = None) -> np.ndarray:
