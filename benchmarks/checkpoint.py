@@ -24,7 +24,8 @@ Measured per model, medians over ``--repeats``:
   snapshot of the state to host memory (``checkpoint_async=True``, the default); the files
   are then written in the background. ``block/step`` is its cost in train steps;
 * ``steps/write``, ``slow``: the train steps run while that write is in flight, and their
-  mean time against ``step`` (the background write competes for the CPUs and the GIL);
+  mean time against ``step`` (the background write competes for the CPUs and the GIL;
+  the figures are drawn in a helper process, :mod:`deeptrain.saving.figure_worker`);
 * ``write``: the background part of a temp checkpoint (no figures) until it is durable and
   ``latest`` names it: weights file from the snapshot, arrays, state, digests, fsyncs,
   atomic rename, pointer; ``prune``: then the deletion of the temp checkpoint it supersedes

@@ -70,16 +70,19 @@ class Target:
 @dataclass
 class CheckpointJob:
     """Phases 2 and 3 of the checkpoints ``targets``, from ``snapshot``; ``recycle`` gets
-    the snapshot's host arrays once they are written (or the write failed), unused after."""
+    the snapshot's host arrays once they are written (or the write failed), unused after;
+    ``figure_process``: the figures are drawn by the helper process (:mod:`.figure_worker`,
+    set for background writes)."""
 
     snapshot: Snapshot
     targets: list[Target]
     fault: Callable[[str], None] | None = None
     recycle: Callable[[list[Any]], None] | None = None
+    figure_process: bool = False
 
     def write(self) -> None:
         """Draw the figures once, then write every target's directory."""
-        pngs = render_figures(self.snapshot.figures) if self.snapshot.figures else {}
+        pngs = self._draw(self.snapshot.figures) if self.snapshot.figures else {}
         state = _decode(self.snapshot.state_json)
         npz = arrays_bytes(self.snapshot.arrays)
         for target in self.targets:
@@ -88,6 +91,13 @@ class CheckpointJob:
             write_checkpoint(
                 target.path, payload, files, self.fault, target.replace, not target.commit_syncs
             )
+
+    def _draw(self, figures: FigureData) -> dict[str, bytes]:
+        if not self.figure_process or not (figures.history or figures.report):
+            return render_figures(figures)
+        from . import figure_worker
+
+        return figure_worker.draw(figures, render_figures)
 
     def commit(self) -> None:
         for target in self.targets:
@@ -195,6 +205,7 @@ class CheckpointPipeline:
             self._run(job)
             self._raise()
             return
+        job.figure_process = True  # drawing in this process would take the GIL from training
         self.idle.clear()
         with self._wake:
             self._job = job
