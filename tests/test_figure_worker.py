@@ -66,7 +66,7 @@ def checkpoint_pngs(tg) -> dict[str, bytes]:
     return pngs
 
 
-def test_background_checkpoints_draw_in_the_worker_the_same_figures(data, tmp_path):
+def test_background_checkpoints_draw_in_the_worker_the_same_figures(data, tmp_path, monkeypatch):
     tg = make_tg(data, tmp_path, epochs=3)
     tg.train()
     pid = worker_pid()  # started with the first figures (drawn in the thread meanwhile)
@@ -83,6 +83,10 @@ def test_background_checkpoints_draw_in_the_worker_the_same_figures(data, tmp_pa
         styled = figure_worker.draw(figures, render_figures)
         assert styled["history"] == render_figures(figures)["history"]
     assert styled["history"] != drawn["history"]
+    # as are the environment variables the figures read (set after the worker started)
+    monkeypatch.setenv("SCALEFIG", "0.5")
+    scaled = figure_worker.draw(figures, render_figures)
+    assert scaled == render_figures(figures) and scaled["history"] != drawn["history"]
     assert worker_pid() == pid  # one worker, kept
 
 
@@ -140,7 +144,8 @@ def test_an_error_drawing_is_raised_as_drawn_here(data, tmp_path):
     with pytest.raises(type(here.value)) as there:
         figure_worker.draw(bad, render_figures)
     assert str(there.value) == str(here.value)
-    assert worker_pid() == pid and not exited(pid)  # the worker goes on
+    assert figure_worker._worker.errors == 1  # the worker met it first, and goes on
+    assert worker_pid() == pid and not exited(pid)
     assert figure_worker.draw(figures, render_figures) == render_figures(figures)
 
 
@@ -156,6 +161,43 @@ def test_figure_data_that_cannot_be_sent_is_drawn_here(data, tmp_path):
         figure_worker._pickled(odd)
     assert figure_worker.draw(odd, render_figures) == render_figures(odd)
     assert worker_pid() == pid
+
+
+class Alias(str):
+    """A metric alias of a class the worker cannot import (this test module)."""
+
+
+def test_figure_data_the_worker_cannot_read_is_drawn_here_from_then_on(data, tmp_path, caplog):
+    tg = make_tg(data, tmp_path)
+    tg.train()
+    pid = worker_pid()
+    figures = take_snapshot(tg, figures=True).figures
+    assert figures is not None and figures.history is not None
+    aliases = {k: Alias(v) for k, v in figures.history["aliases"].items()} or {"x": Alias("y")}
+    odd = dataclasses.replace(figures, history={**figures.history, "aliases": aliases})
+    with caplog.at_level(logging.WARNING, logger="deeptrain"):
+        assert figure_worker.draw(odd, render_figures) == render_figures(odd)
+    assert "cannot read this run's figure data" in caplog.text
+    assert "No module named 'test_figure_worker'" in caplog.text
+    assert figure_worker._worker is None and exited(pid)
+    assert figure_worker.draw(figures, render_figures) == render_figures(figures)
+    assert figure_worker._worker is None  # the thread draws from then on
+
+
+def test_a_worker_that_does_not_answer_is_given_up(data, tmp_path, monkeypatch, caplog):
+    silent = tmp_path / "silent-python"  # a real program that never answers
+    silent.write_text("#!/bin/sh\nexec sleep 600\n")
+    silent.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(silent))
+    monkeypatch.setattr(figure_worker, "START_TIMEOUT", 1.0)
+    tg = make_tg(data, tmp_path)
+    tg.train()  # starts it; the first figures drawn here
+    pid = worker_pid()
+    figures = take_snapshot(tg, figures=True).figures
+    with caplog.at_level(logging.WARNING, logger="deeptrain"):
+        assert figure_worker.draw(figures, render_figures) == render_figures(figures)
+    assert "did not start within 1 s" in caplog.text
+    assert figure_worker._worker is None and exited(pid)
 
 
 def test_the_worker_ignores_ctrl_c(data, tmp_path):
@@ -204,6 +246,59 @@ def test_a_forked_process_starts_its_own_worker(data, tmp_path):
     assert os.waitstatus_to_exitcode(status) == 0
     assert worker_pid() == pid  # the parent's worker goes on
     assert figure_worker.draw(figures, render_figures) == expected
+
+
+def run_script(script: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, figure_worker.ENV: "1"},
+        **kw,
+    )
+
+
+@pytest.mark.subprocess
+def test_signals_to_the_process_group_do_not_reach_the_worker():
+    """A terminal's Ctrl-C, or a scheduler's SIGTERM to the job's process group, is the
+    training process's to handle: the worker lives on, also when it has only just started
+    (before its first line ran)."""
+    script = (
+        "import os, signal\n"
+        "from deeptrain.saving import figure_worker\n"
+        "for s in (signal.SIGINT, signal.SIGTERM):\n"  # handled here (an ignored signal
+        "    signal.signal(s, lambda *args: None)\n"  # would stay ignored in the worker)
+        "worker = figure_worker.FigureWorker()\n"
+        "os.killpg(0, signal.SIGINT); os.killpg(0, signal.SIGTERM)\n"
+        "reply = worker.draw('not figure data')\n"  # an error reply: alive and serving
+        "print('alive' if isinstance(reply, str) else reply, worker.errors, flush=True)\n"
+        "worker.close()\n"
+    )
+    done = run_script(script, start_new_session=True)  # (its own group: not pytest's)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["alive", "1"]
+
+
+@pytest.mark.subprocess
+def test_a_dead_worker_never_kills_its_process_through_sigpipe():
+    """A script may set SIGPIPE's default action back (which kills); writing to a worker
+    that died is then an OSError, not a silent death of the training process."""
+    script = (
+        "import os, signal\n"
+        "signal.signal(signal.SIGPIPE, signal.SIG_DFL)\n"
+        "from deeptrain.saving import figure_worker\n"
+        "worker = figure_worker.FigureWorker()\n"
+        "worker.draw('ping')\n"  # ready and serving
+        "os.kill(worker.process.pid, signal.SIGKILL); worker.process.wait()\n"
+        "try:\n"
+        "    worker.draw('ping')\n"
+        "except OSError as e:\n"
+        "    print('survived', type(e).__name__, flush=True)\n"
+    )
+    done = run_script(script)
+    assert done.returncode == 0, (done.returncode, done.stderr)
+    assert done.stdout.split() == ["survived", "BrokenPipeError"]
 
 
 @pytest.mark.subprocess

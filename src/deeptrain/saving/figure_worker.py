@@ -9,18 +9,20 @@ cores than the training uses, a process takes nothing from it.
 
 One worker per training process, started with the first figures a background write draws
 (a fresh interpreter running :func:`main`: it imports matplotlib, not Keras nor the user's
-script; ~1.3 s, while the first figures are drawn in the writer thread). The two talk
-over two anonymous pipes (:class:`multiprocessing.connection.Connection`, requests and
-replies pickled: both ends are DeepTrain's, and no other process can reach a pipe that has
-no address; nothing read from a file is unpickled). A process forked from one with a worker
-starts its own. The worker ignores Ctrl-C (the training process decides
-what an interrupt does) and exits when its pipe closes: when the training process exits,
-even killed. Where it cannot run (no ``fork``/``exec``, Windows, a crash), the figures are
-drawn in the thread as before, with one warning; an error while drawing is raised by
-drawing again in the thread, so it reads as it would have there.
+script, only modules the figure data names; ~1.3 s, while the first figures are drawn in
+the writer thread). The two talk over two anonymous pipes
+(:class:`multiprocessing.connection.Connection`, requests and replies pickled: both ends are
+DeepTrain's, no other process can reach a pipe that has no address, and nothing read from a
+file is unpickled). The worker runs in a session of its own and ignores Ctrl-C: a
+terminal's Ctrl-C or a signal to the process group is the training process's to handle. It
+exits when its pipe closes, that is when the training process exits, even killed. A process
+forked from one with a worker starts its own.
 
-``DEEPTRAIN_FIGURE_WORKER=0`` in the environment draws every figure in the thread (no
-process).
+Where it cannot run (Windows, a frozen application, no ``exec``), or when it dies, does not
+start within :data:`START_TIMEOUT` or answer within :data:`DRAW_TIMEOUT`, or cannot read
+the figure data, the figures are drawn in the thread as before, with one warning. An error
+while drawing is raised by drawing again in the thread, so that it reads as it would there.
+``DEEPTRAIN_FIGURE_WORKER=0`` in the environment draws every figure in the thread.
 """
 
 from __future__ import annotations
@@ -36,26 +38,32 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FigureWorker", "draw", "enabled", "shutdown"]
+__all__ = ["FigureWorker", "draw", "enabled", "shutdown", "START_TIMEOUT", "DRAW_TIMEOUT"]
 
 log = logging.getLogger("deeptrain")
 
 ENV = "DEEPTRAIN_FIGURE_WORKER"
+START_TIMEOUT = 120.0  # seconds for the worker's imports (~1.3 s on a quiet 2-core CPU)
+DRAW_TIMEOUT = 300.0  # seconds for one checkpoint's figures (~0.5 s)
+_ENV_READ = ("SCALEFIG",)  # environment variables the figures read when drawn
+
+
+class WorkerUnusable(Exception):
+    """The worker cannot draw this process's figures (it failed to read them): the thread
+    draws them from then on."""
 
 
 def enabled() -> bool:
-    """Whether figures may be drawn in the helper process (POSIX, not switched off)."""
-    return os.name == "posix" and os.environ.get(ENV, "1").strip().lower() not in (
-        "0",
-        "false",
-        "no",
-        "off",
-    )
+    """Whether figures may be drawn in the helper process: POSIX, a Python interpreter to
+    start (not a frozen application), not switched off."""
+    if os.name != "posix" or getattr(sys, "frozen", False) or not sys.executable:
+        return False
+    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-# The worker's first lines: Ctrl-C ignored before anything else (it reaches the whole
-# process group, also while the worker imports); DeepTrain's own directory found last on its
-# path (this process may have it on sys.path only; last, so that it shadows no module)
+# The worker's first lines: Ctrl-C ignored before anything else (also while it imports);
+# DeepTrain's own directory found last on its path (this process may have it on sys.path
+# only; last, so that it shadows no module)
 _BOOT = (
     "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
     "root = sys.argv[1]; root in sys.path or sys.path.append(root); "
@@ -63,27 +71,26 @@ _BOOT = (
 )
 
 
-def _package_root() -> str:
-    """The directory the ``deeptrain`` package is imported from."""
-    return str(Path(__file__).resolve().parents[2])
-
-
 class FigureWorker:
     """The helper process and its two pipes; :meth:`draw` is one request at a time
-    (``drawn``: how many it drew)."""
+    (``drawn``: figure sets it drew; ``errors``: those it failed to draw)."""
 
     def __init__(self) -> None:
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
+        fds: list[int] = []
         try:
+            fds.extend(os.pipe())  # to the worker: read end, write end
+            fds.extend(os.pipe())  # from the worker
+            to_child_r, to_child_w, from_child_r, from_child_w = fds
+            root = str(Path(__file__).resolve().parents[2])  # where ``deeptrain`` is
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, _package_root(), str(to_child_r), str(from_child_w)],
+                [sys.executable, "-c", _BOOT, root, str(to_child_r), str(from_child_w)],
                 pass_fds=(to_child_r, from_child_w),
                 stdin=subprocess.DEVNULL,
                 close_fds=True,
+                start_new_session=True,  # no terminal or process-group signal reaches it
             )
         except BaseException:
-            for fd in (to_child_r, to_child_w, from_child_r, from_child_w):
+            for fd in fds:
                 os.close(fd)
             raise
         os.close(to_child_r)
@@ -91,31 +98,64 @@ class FigureWorker:
         self._send = Connection(to_child_w, readable=False)
         self._recv = Connection(from_child_r, writable=False)
         self._lock = threading.Lock()
-        self.drawn = 0  # figure sets drawn
+        self.ready = False
+        self.drawn = 0
+        self.errors = 0
 
     def draw(self, data: Any) -> dict[str, bytes] | str:
         """The PNGs of ``data`` (a :class:`~.snapshot.FigureData`), or the text of the
-        error the worker met drawing them. ``OSError``/``EOFError``: the worker is gone;
-        an object that cannot be sent is raised as ``TypeError``."""
-        payload = _pickled((data, _changed_rc_params()))
+        error the worker met drawing them. ``OSError``/``EOFError``: the worker is gone
+        (``TimeoutError``: it did not answer); ``TypeError``: ``data`` cannot be sent;
+        :class:`WorkerUnusable`: the worker could not read it."""
+        payload = _pickled((data, _changed_rc_params(), {k: os.environ.get(k) for k in _ENV_READ}))
         with self._lock:
-            self._send.send_bytes(payload)
-            reply = self._recv.recv()
-        if not (isinstance(reply, tuple) and len(reply) == 2 and reply[0] in ("ok", "error")):
-            raise EOFError(f"the figure worker replied {type(reply).__name__}")
-        if reply[0] == "ok":
-            self.drawn += 1
-        return reply[1]
+            if not self.ready:
+                self._expect(START_TIMEOUT, "start")
+                self.ready = True
+            _send_without_sigpipe(self._send, payload)
+            kind, value = self._expect(DRAW_TIMEOUT, "draw the figures")
+            if kind == "ok":
+                self.drawn += 1
+            elif kind == "error":
+                self.errors += 1
+            else:
+                raise WorkerUnusable(value)
+        return value
+
+    def _expect(self, timeout: float, what: str) -> tuple[str, Any]:
+        if not self._recv.poll(timeout):
+            raise TimeoutError(f"the figure process did not {what} within {timeout:.0f} s")
+        reply = self._recv.recv()
+        if not (isinstance(reply, tuple) and len(reply) == 2 and isinstance(reply[0], str)):
+            raise EOFError(f"the figure process replied {type(reply).__name__}")
+        return reply
 
     def close(self, timeout: float = 5.0) -> None:
-        """Close the pipes (the worker then exits) and reap it."""
-        for conn in (self._send, self._recv):
-            conn.close()
+        """Close the pipes (the worker then exits) and reap it (killed after ``timeout``)."""
+        with self._lock:
+            for conn in (self._send, self._recv):
+                conn.close()
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def _send_without_sigpipe(conn: Connection, payload: bytes) -> None:
+    """``conn.send_bytes(payload)``; a write to a worker that died raises ``OSError``
+    (EPIPE), never ``SIGPIPE``: a script may have set SIGPIPE's default action back, which
+    kills the process, and the worker dies first when a whole process group is signalled."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - POSIX has it
+        conn.send_bytes(payload)
+        return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPIPE})
+    try:
+        conn.send_bytes(payload)
+    finally:
+        if signal.SIGPIPE not in blocked:
+            signal.sigtimedwait({signal.SIGPIPE}, 0)  # one this write raised: consumed
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _changed_rc_params() -> dict[str, Any]:
@@ -144,16 +184,17 @@ def _pickled(data: Any) -> bytes:
 
 
 _worker: FigureWorker | None = None
-_failed = False  # the worker could not start or died: the thread draws from then on
+_failed = False  # the worker could not start, died or cannot read: the thread draws
 _start_lock = threading.Lock()
 
 
 def _forget_in_child() -> None:
     """(In a child forked from this process) the parent's worker is not this process's:
     close the inherited pipe ends (so that the worker still sees its parent's exit) and
-    start another if this process draws."""
+    start another if this process draws. (The fork waited for a worker being started: its
+    pipes are all in ``_worker``.)"""
     global _worker, _failed, _start_lock
-    _start_lock = threading.Lock()  # (a lock held at the fork stays held in the child)
+    _start_lock = threading.Lock()
     worker, _worker, _failed = _worker, None, False
     if worker is not None:
         for conn in (worker._send, worker._recv):
@@ -161,7 +202,11 @@ def _forget_in_child() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_in_child)
+    os.register_at_fork(
+        before=lambda: _start_lock.acquire(),
+        after_in_parent=lambda: _start_lock.release(),
+        after_in_child=_forget_in_child,
+    )
 
 
 def _get_worker() -> tuple[FigureWorker | None, bool]:
@@ -172,19 +217,28 @@ def _get_worker() -> tuple[FigureWorker | None, bool]:
             return _worker, False
         try:
             _worker = FigureWorker()
-        except OSError as e:
+        except Exception as e:  # no such interpreter, no fork/exec, no file descriptors
             _failed = True
             log.warning("Figures are drawn in the writer thread (no figure process: %s)", e)
             return None, False
         return _worker, True
 
 
+def _give_up(worker: FigureWorker, why: str) -> None:
+    """Stop using ``worker``: the thread draws from now on."""
+    global _worker, _failed
+    with _start_lock:
+        if _worker is worker:
+            _worker, _failed = None, True
+            log.warning("%s; figures are drawn in the writer thread from now on", why)
+    worker.close(timeout=1.0)
+
+
 def draw(data: Any, local: Callable[[Any], dict[str, bytes]]) -> dict[str, bytes]:
     """The figures of ``data``, drawn by the helper process where it runs, else by
     ``local`` (in this thread); ``local`` also draws again after the worker failed to, so
     that its error is raised here as it would be in the thread. The first figures are
-    drawn by ``local`` while the worker starts (~1.3 s of imports, not waited for)."""
-    global _worker, _failed
+    drawn by ``local`` while the worker starts."""
     worker, started = _get_worker() if enabled() else (None, False)
     if worker is None or started:
         return local(data)
@@ -192,12 +246,11 @@ def draw(data: Any, local: Callable[[Any], dict[str, bytes]]) -> dict[str, bytes
         reply = worker.draw(data)
     except TypeError:  # these settings cannot be sent: drawn here (the worker stays)
         return local(data)
+    except WorkerUnusable as e:
+        _give_up(worker, f"The figure process cannot read this run's figure data ({e})")
+        return local(data)
     except (OSError, EOFError) as e:
-        with _start_lock:
-            if _worker is worker:
-                _worker, _failed = None, True
-                log.warning("The figure process ended (%s); figures are drawn in the thread", e)
-        worker.close(timeout=1.0)
+        _give_up(worker, f"The figure process ended ({e})")
         return local(data)
     if isinstance(reply, str):  # drawing failed there: the error, raised from here
         return local(data)
@@ -222,21 +275,36 @@ def _serve(receive: Connection, send: Connection) -> None:
 
     from .writer import render_figures
 
+    send.send(("ready", None))
     while True:
         try:
             raw = receive.recv_bytes()
         except (EOFError, OSError):
             return
-        try:  # (a class the data names may not import here: an error, drawn by the parent)
-            data, rc = ForkingPickler.loads(raw)
-            with matplotlib.rc_context(rc):
-                reply: tuple[str, Any] = ("ok", render_figures(data))
-        except Exception as e:  # noqa: BLE001 - reported; the parent draws again to raise it
-            reply = ("error", f"{type(e).__name__}: {e}")
+        try:  # (a class the data names may not import here)
+            data, rc, env = ForkingPickler.loads(raw)
+        except Exception as e:  # noqa: BLE001 - reported: the parent stops asking
+            reply: tuple[str, Any] = ("unreadable", f"{type(e).__name__}: {e}")
+        else:
+            try:
+                _set_env(env)
+                with matplotlib.rc_context(rc):
+                    reply = ("ok", render_figures(data))
+            except Exception as e:  # noqa: BLE001 - reported; the parent draws again to raise it
+                reply = ("error", f"{type(e).__name__}: {e}")
         try:
             send.send(reply)
         except OSError:
             return
+
+
+def _set_env(env: dict[str, str | None]) -> None:
+    """The training process's values of the variables the figures read."""
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def main(argv: list[str]) -> None:
@@ -245,4 +313,7 @@ def main(argv: list[str]) -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")
     receive = Connection(int(argv[0]), writable=False)
     send = Connection(int(argv[1]), readable=False)
-    _serve(receive, send)
+    try:
+        _serve(receive, send)
+    except (BrokenPipeError, EOFError):  # the training process is gone
+        pass
