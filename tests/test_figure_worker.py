@@ -66,15 +66,23 @@ def checkpoint_pngs(tg) -> dict[str, bytes]:
     return pngs
 
 
-def test_background_checkpoints_draw_in_the_worker_the_same_figures(data, tmp_path, monkeypatch):
-    tg = make_tg(data, tmp_path, epochs=3)
+def trained(data, tmp_path, **kw):
+    """A TrainGenerator trained (its checkpoints' figures started the worker), the
+    worker's pid, and the figure data of its state."""
+    tg = make_tg(data, tmp_path, **kw)
     tg.train()
-    pid = worker_pid()  # started with the first figures (drawn in the thread meanwhile)
-    assert pid != os.getpid() and not exited(pid)
-    assert figure_worker._worker.drawn == 2  # the next two checkpoints' figures
-    checkpoint_pngs(tg)
+    pid = worker_pid()
     figures = take_snapshot(tg, figures=True).figures
     assert figures is not None and figures.history is not None and figures.report is not None
+    return tg, pid, figures
+
+
+def test_background_checkpoints_draw_in_the_worker_the_same_figures(data, tmp_path, monkeypatch):
+    tg, pid, figures = trained(data, tmp_path, epochs=3)
+    # started with the first figures (drawn in the thread meanwhile), drew the next two
+    assert pid != os.getpid() and not exited(pid)
+    assert figure_worker._worker.drawn == 2
+    checkpoint_pngs(tg)
     drawn = figure_worker.draw(figures, render_figures)
     assert set(drawn) == {"history", "report"}
     assert drawn == render_figures(figures)  # byte for byte as drawn in this process
@@ -131,11 +139,7 @@ def test_a_worker_that_cannot_start_leaves_the_figures_to_the_thread(
 
 
 def test_an_error_drawing_is_raised_as_drawn_here(data, tmp_path):
-    tg = make_tg(data, tmp_path)
-    tg.train()
-    pid = worker_pid()
-    figures = take_snapshot(tg, figures=True).figures
-    assert figures is not None and figures.report is not None
+    _, pid, figures = trained(data, tmp_path)
     bad = dataclasses.replace(
         figures, report={**figures.report, "fontpath": str(tmp_path / "missing.ttf")}
     )
@@ -150,11 +154,7 @@ def test_an_error_drawing_is_raised_as_drawn_here(data, tmp_path):
 
 
 def test_figure_data_that_cannot_be_sent_is_drawn_here(data, tmp_path):
-    tg = make_tg(data, tmp_path)
-    tg.train()
-    pid = worker_pid()
-    figures = take_snapshot(tg, figures=True).figures
-    assert figures is not None and figures.history is not None
+    _, pid, figures = trained(data, tmp_path)
     local = {"unsendable": lambda: None}  # a lambda does not pickle
     odd = dataclasses.replace(figures, history={**figures.history, "aliases": local})
     with pytest.raises(TypeError, match="cannot be sent"):
@@ -168,11 +168,7 @@ class Alias(str):
 
 
 def test_figure_data_the_worker_cannot_read_is_drawn_here_from_then_on(data, tmp_path, caplog):
-    tg = make_tg(data, tmp_path)
-    tg.train()
-    pid = worker_pid()
-    figures = take_snapshot(tg, figures=True).figures
-    assert figures is not None and figures.history is not None
+    _, pid, figures = trained(data, tmp_path)
     aliases = {k: Alias(v) for k, v in figures.history["aliases"].items()} or {"x": Alias("y")}
     odd = dataclasses.replace(figures, history={**figures.history, "aliases": aliases})
     with caplog.at_level(logging.WARNING, logger="deeptrain"):
@@ -190,10 +186,7 @@ def test_a_worker_that_does_not_answer_is_given_up(data, tmp_path, monkeypatch, 
     silent.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(silent))
     monkeypatch.setattr(figure_worker, "START_TIMEOUT", 1.0)
-    tg = make_tg(data, tmp_path)
-    tg.train()  # starts it; the first figures drawn here
-    pid = worker_pid()
-    figures = take_snapshot(tg, figures=True).figures
+    _, pid, figures = trained(data, tmp_path)  # started; the first figures drawn here
     with caplog.at_level(logging.WARNING, logger="deeptrain"):
         assert figure_worker.draw(figures, render_figures) == render_figures(figures)
     assert "did not start within 1 s" in caplog.text
@@ -201,13 +194,10 @@ def test_a_worker_that_does_not_answer_is_given_up(data, tmp_path, monkeypatch, 
 
 
 def test_the_worker_ignores_ctrl_c(data, tmp_path):
-    tg = make_tg(data, tmp_path)
-    tg.train()
-    pid = worker_pid()  # just started: still importing (Ctrl-C is ignored from its start)
-    os.kill(pid, signal.SIGINT)  # as a terminal's Ctrl-C reaches the whole process group
+    _, pid, figures = trained(data, tmp_path)  # the worker is still importing
+    os.kill(pid, signal.SIGINT)  # as a terminal's Ctrl-C, sent to it alone
     time.sleep(0.5)
     assert not exited(pid)
-    figures = take_snapshot(tg, figures=True).figures
     assert figure_worker.draw(figures, render_figures) == render_figures(figures)
     assert worker_pid() == pid
 
@@ -215,10 +205,7 @@ def test_the_worker_ignores_ctrl_c(data, tmp_path):
 def test_a_forked_process_starts_its_own_worker(data, tmp_path):
     """A process forked from one with a worker (a search forking trainings) must not talk
     on its parent's pipes: the two would read each other's figures."""
-    tg = make_tg(data, tmp_path)
-    tg.train()
-    pid = worker_pid()
-    figures = take_snapshot(tg, figures=True).figures
+    _, pid, figures = trained(data, tmp_path)
     expected = render_figures(figures)
     read_end, write_end = os.pipe()
     child = os.fork()
