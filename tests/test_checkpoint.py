@@ -21,6 +21,7 @@ from deeptrain import TrainGenerator
 from deeptrain.callbacks import TraingenCallback
 from deeptrain.saving.checkpoint import CorruptCheckpointError, resolve_loadpath, state_digest
 from deeptrain.saving.naming import encode_best, encode_value, next_model_num
+from deeptrain.saving.writer import CheckpointJob, Target
 from test_train_generator import classification_data, generators
 
 pytestmark = pytest.mark.slow
@@ -663,3 +664,34 @@ def test_snapshots_write_into_the_last_ones_arrays_and_each_checkpoint_keeps_its
         iters = int(re.search(r"_(\d+)iters", ckpt.name).group(1))
         for got, want in zip(weights_of(fresh), at_save[iters], strict=True):
             np.testing.assert_array_equal(got, want)
+
+
+def test_a_snapshot_holds_the_train_state_of_its_moment_not_a_later_one(data, tmp_path):
+    """The snapshot encodes the live state's lists at once (no deep copy of a long run's
+    histories first): what training appends or changes after it never reaches its
+    checkpoint; ``to_dict`` is still a copy."""
+    from deeptrain.saving.snapshot import take_snapshot
+
+    tg = make_tg(data, tmp_path)
+    tg.train()
+    s = tg.state
+    before = json.loads(take_snapshot(tg, figures=False).state_json)["train_state"]
+    copied = s.to_dict()
+    snap = take_snapshot(tg, figures=False)
+    s.history["loss"].append(123.0)
+    s.history["loss"][0] = -1.0
+    s.train_x_ticks.append(10**6)
+    s.batches_fit += 100
+    s.key_metric_history.append(9.0)
+    saved = json.loads(snap.state_json)["train_state"]
+    assert saved == before and copied == before
+    assert saved["history"]["loss"][-1] != 123.0 and saved["history"]["loss"][0] != -1.0
+    assert saved["batches_fit"] == s.batches_fit - 100
+    # a checkpoint written from it, through the background writer, verifies and holds it
+    tg._checkpointer.pipeline.submit(
+        CheckpointJob(snap, [Target(tmp_path / "ck", "manual", 0, replace=False)])
+    )
+    tg._checkpointer.pipeline.wait()
+    state = json.loads((tmp_path / "ck" / "state.json").read_text())
+    assert state["train_state"] == before and state["state_sha256"] == state_digest(state)
+    resolve_loadpath(tmp_path / "ck")  # verified: digest, schema, files

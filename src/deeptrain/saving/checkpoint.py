@@ -138,15 +138,14 @@ def state_digest(state: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _encode_state(payload: dict[str, Any], files: dict[str, Any]) -> str:
-    """``state.json``'s text: header fields first, then the digest, then the rest."""
+def _encode_state(payload: dict[str, Any], files: dict[str, Any], decoded: bool = False) -> str:
+    """``state.json``'s text: header fields first, then the digest, then the rest.
+    ``decoded``: ``payload`` was read from JSON text (it is what a reader sees already)."""
     from .state_schema import schema_error
 
-    plain = json.loads(
-        json.dumps(
-            {"format": FORMAT, "version": VERSION, **payload, "files": files}, allow_nan=True
-        )
-    )  # as a reader sees it
+    plain = {"format": FORMAT, "version": VERSION, **payload, "files": files}
+    if not decoded:  # as a reader sees it (tuples as lists; not JSON: an error here)
+        plain = json.loads(json.dumps(plain, allow_nan=True))
     error = schema_error(plain)
     if error is not None:
         raise ValueError(f"checkpoint state not written: {error}")
@@ -168,6 +167,7 @@ def write_checkpoint(
     fault: Callable[[str], None] | None = None,
     replace: bool = False,
     sync_parent: bool = True,
+    decoded: bool = False,
 ) -> Path:
     """Write a checkpoint directory atomically.
 
@@ -180,6 +180,8 @@ def write_checkpoint(
             complete, through a backup: see :mod:`.atomic`); otherwise it is an error.
         sync_parent: False when the caller fsyncs the parent directory next (see
             :class:`.atomic.AtomicDir`).
+        decoded: ``payload`` was decoded from JSON text (then it is not encoded and decoded
+            again to be checked as a reader sees it: a long run's state is megabytes).
 
     Each file is fsynced once, in a helper thread while the next one is written and this
     one is hashed (its digest from the bytes written, or read back when a function wrote
@@ -197,7 +199,7 @@ def write_checkpoint(
         for name, source in files.items():
             atomic.step(f"write {name}")
             manifest[name] = _write_file(tmp / name, source, syncs, synced)
-        text = _encode_state(payload, manifest)  # (checked while the last fsyncs run)
+        text = _encode_state(payload, manifest, decoded)  # (checked while the fsyncs run)
         for done in synced:
             done.result()
         atomic.step(f"write {STATE_FILE}")

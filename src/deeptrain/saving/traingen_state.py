@@ -88,7 +88,8 @@ def collect(
     tg: Traingen, kind: str, seq: int, model_arrays: dict[str, np.ndarray] | None = None
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The checkpoint payload (JSON-safe) and arrays of ``tg`` (``model_arrays``: those of
-    :func:`~.model_state.capture_arrays`, if already taken)."""
+    :func:`~.model_state.capture_arrays`, if already taken). The payload's ``train_state``
+    holds the live state's lists: encode it before training goes on."""
     import keras
 
     skip = set(tg.saveskip_list) | NOT_CONFIGS
@@ -125,7 +126,7 @@ def collect(
         "deeptrain_version": __version__,
         "keras_version": keras.__version__,
         "backend": keras.backend.backend(),
-        "train_state": tg.state.to_dict(),
+        "train_state": tg.state.fields_view(),  # (not copied: the caller encodes it now)
         "traingen": configs,
         "datagen": tg.datagen.state_dict(),
         "val_datagen": tg.val_datagen.state_dict(),

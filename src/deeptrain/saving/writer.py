@@ -88,8 +88,14 @@ class CheckpointJob:
         for target in self.targets:
             payload = {"kind": target.kind, "seq": target.seq, **state}
             files = self._files(target, pngs, npz)
-            write_checkpoint(
-                target.path, payload, files, self.fault, target.replace, not target.commit_syncs
+            write_checkpoint(  # (the payload is decoded from the snapshot's JSON text)
+                target.path,
+                payload,
+                files,
+                self.fault,
+                target.replace,
+                not target.commit_syncs,
+                decoded=True,
             )
 
     def _draw(self, figures: FigureData) -> dict[str, bytes]:

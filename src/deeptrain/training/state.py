@@ -100,7 +100,15 @@ class TrainState:
             setattr(self, name, copy.deepcopy(value))
 
     def to_dict(self) -> dict[str, Any]:
+        """A deep copy of every field, as plain dicts and lists."""
         return asdict(self)
+
+    def fields_view(self) -> dict[str, Any]:
+        """Every field by name, *not* copied: the live lists and dicts, to be serialized at
+        once (a checkpoint's snapshot encodes them to JSON on the training thread). A deep
+        copy of a long run's histories cost more than the encoding: 0.8 s against ~0.1 s
+        at 100,000 batches."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainState:
