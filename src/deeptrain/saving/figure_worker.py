@@ -146,9 +146,6 @@ def _send_without_sigpipe(conn: Connection, payload: bytes) -> None:
     """``conn.send_bytes(payload)``; a write to a worker that died raises ``OSError``
     (EPIPE), never ``SIGPIPE``: a script may have set SIGPIPE's default action back, which
     kills the process, and the worker dies first when a whole process group is signalled."""
-    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - POSIX has it
-        conn.send_bytes(payload)
-        return
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPIPE})
     try:
         conn.send_bytes(payload)
@@ -308,8 +305,8 @@ def _set_env(env: dict[str, str | None]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """The worker process (``argv``: the file descriptors of its two pipe ends)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the training process's
+    """The worker process (``argv``: the file descriptors of its two pipe ends; Ctrl-C
+    is ignored already, by the first line of ``_BOOT``)."""
     os.environ.setdefault("MPLBACKEND", "Agg")
     receive = Connection(int(argv[0]), writable=False)
     send = Connection(int(argv[1]), readable=False)
