@@ -32,12 +32,16 @@ Measured per model, medians over ``--repeats``:
   (the same job, timed apart: unlinking a 120 MB file costs ~20 ms here); against ``plain``,
   writing the same files' bytes with ``open/write/fsync`` (one fsync per file), the two
   back to back in alternating order; ``write/plain``: the median of those pairs' ratios;
+  ``floor``: the least a crash-safe checkpoint with a pointer does in plain calls (the
+  files fsynced in a new directory, it fsynced and renamed, the pointer file written,
+  fsynced and renamed, the parent fsynced: three fsyncs more than ``plain``, which is what
+  bounds ``write/plain`` for small states), and ``write/floor``;
   ``figs``: the background part of a unique checkpoint (history and report PNGs drawn);
 * ``load``: ``tg.load(checkpoint)`` (verify the files' digests, load weights, optimizer,
   arrays, state and data position);
 * ``mem``: the peak of the host memory a snapshot allocates (``tracemalloc``, which sees
   NumPy's buffers) over the bytes of the state it holds (the least of three snapshots:
-  the first also fills one-time caches).
+  the first also fills one-time caches); ``mem extra``: that peak less the state's bytes.
 
 Side by side (same model, same step): DeepTrain with ``checkpoint_async=False`` (``sync``:
 the whole write blocks), Keras' ``ModelCheckpoint(save_weights_only=True)`` (weights and
@@ -233,6 +237,46 @@ def plain_write(files: list[Path], scratch: Path) -> float:
     return elapsed
 
 
+def floor_write(files: list[Path], scratch: Path) -> float:
+    """The least a crash-safe checkpoint with a ``latest`` pointer does, in plain calls:
+    each file written and fsynced in a new directory, the directory fsynced and renamed
+    into place, the pointer written to a temporary file, fsynced and renamed, the parent
+    fsynced (three fsyncs more than ``plain``)."""
+    contents = [(f.name, f.read_bytes()) for f in files]
+    scratch.mkdir(exist_ok=True)
+    tmp, final, pointer = scratch / ".tmp-ckpt", scratch / "ckpt", scratch / "latest"
+    os.sync()
+    t = time.perf_counter()
+    tmp.mkdir()
+    for name, data in contents:
+        with open(tmp / name, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    _fsync_dir(tmp)
+    os.rename(tmp, final)
+    with open(scratch / ".latest.tmp", "w") as f:
+        f.write("ckpt\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(scratch / ".latest.tmp", pointer)
+    _fsync_dir(scratch)
+    elapsed = time.perf_counter() - t
+    for name, _ in contents:
+        (final / name).unlink()
+    final.rmdir()
+    pointer.unlink()
+    return elapsed
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def checkpoint_files(path: Path | None) -> list[Path]:
     assert path is not None
     return sorted(p for p in path.iterdir() if p.is_file())
@@ -260,6 +304,7 @@ def bench_deeptrain(name: str, maker: Callable, root: Path, repeats: int) -> dic
     ck.keep_spare = True  # as inside train(): a snapshot reuses the last one's host arrays
     steps, block, during, figs, write, plain, load, sizes = [], [], [], [], [], [], [], []
     prune: list[float] = []
+    floor: list[float] = []
     tg.state.fit_iters += 1
     ck.checkpoint("temp")  # plain writes of a temp checkpoint's files may come first
     temp = ck.latest()
@@ -281,6 +326,7 @@ def bench_deeptrain(name: str, maker: Callable, root: Path, repeats: int) -> dic
         plain_first = r % 2 == 1
         if plain_first:  # the previous temp checkpoint's files: the same sizes
             plain.append(plain_write(checkpoint_files(temp), root / "plain"))
+            floor.append(floor_write(checkpoint_files(temp), root / "floor"))
         tg.state.fit_iters += 1
         os.sync()  # no dirty pages of earlier writes: both writes start alike
         ck.checkpoint("temp", wait=False)
@@ -293,6 +339,7 @@ def bench_deeptrain(name: str, maker: Callable, root: Path, repeats: int) -> dic
         sizes.append(sum(f.stat().st_size for f in files))
         if not plain_first:
             plain.append(plain_write(files, root / "plain"))
+            floor.append(floor_write(files, root / "floor"))
         t, _ = timed(lambda p=path: tg.load(p))
         load.append(t)
     n_during = sum(n for n, _ in during)
@@ -318,9 +365,12 @@ def bench_deeptrain(name: str, maker: Callable, root: Path, repeats: int) -> dic
         prune=ms(prune),
         plain=ms(plain),
         write_plain=statistics.median(w / p for w, p in zip(write, plain, strict=True)),
+        floor=ms(floor),
+        write_floor=statistics.median(w / f for w, f in zip(write, floor, strict=True)),
         size=statistics.median(sizes),
         load=ms(load),
         mem=peak / nbytes,
+        mem_extra=peak - nbytes,
         sync=ms(sync_block),
     )
     row.update(bench_keras(tg, root, max(3, repeats // 2)))
@@ -401,9 +451,12 @@ def report(rows: list[dict]) -> bool:
             "prune ms",
             "plain ms",
             "write/plain",
+            "floor ms",
+            "write/floor",
             "load ms",
             "load/step",
             "mem",
+            "mem extra MB",
         ),
         [
             (
@@ -420,9 +473,12 @@ def report(rows: list[dict]) -> bool:
                 f"{r['prune']:.1f}",
                 f"{r['plain']:.1f}",
                 f"{r['write_plain']:.2f}x",
+                f"{r['floor']:.1f}",
+                f"{r['write_floor']:.2f}x",
                 f"{r['load']:.1f}",
                 f"{r['load'] / r['step']:.2f}",
                 f"{r['mem']:.2f}x",
+                f"{r['mem_extra'] / 1e6:.2f}",
             )
             for r in rows
         ],

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import random
+import re
 import resource
 import shutil
 import signal
@@ -31,6 +32,7 @@ from deeptrain.saving import model_state
 from deeptrain.saving.checkpoint import (
     CorruptCheckpointError,
     NoIntactCheckpointError,
+    _encode_state,
     list_checkpoints,
     resolve_loadpath,
     state_digest,
@@ -644,4 +646,13 @@ def test_the_schema_checks_every_changed_field_of_a_state_that_passed_before(liv
         changed[field][key] = value
         error = schema_error(changed)
         assert error is not None and error.startswith(field) and message in error, error
+        # the writer's path (the fields' texts given, the memo full of passed ones)
+        payload = {k: v for k, v in changed.items() if k not in writer_adds}
+        with pytest.raises(ValueError, match=rf"state not written: {field}.*{re.escape(message)}"):
+            _encode_state(payload, changed["files"], decoded=True)
     assert schema_error(state) is None
+    payload = {k: v for k, v in state.items() if k not in writer_adds}
+    assert json.loads(_encode_state(payload, state["files"], decoded=True)) == state
+
+
+writer_adds = ("format", "version", "files", "state_sha256")

@@ -116,3 +116,50 @@ def test_attributes_other_than_plain_scalars_get_no_template(tmp_path):
         write_h5(tmp_path / name, groups)
         assert template_of(groups) is None
         assert read_all(tmp_path / name) == expected(groups)
+
+
+def test_ml_dtypes_arrays_get_no_template(tmp_path):
+    """bfloat16 (stored opaque, as Keras' H5IOStore does) is not NumPy's own number type."""
+    import ml_dtypes
+
+    groups = groups_of(np.random.default_rng(5), "bfloat16")
+    groups[1][2].append(("6", np.arange(4).astype(ml_dtypes.bfloat16), {"dtype": "bfloat16"}))
+    for name in ("a.h5", "b.h5"):
+        write_h5(tmp_path / name, groups)
+        assert template_of(groups) is None
+        with h5py.File(tmp_path / name, "r") as f:
+            raw = f["layers/dense/vars/6"][()]
+        np.testing.assert_array_equal(raw.view(ml_dtypes.bfloat16).astype("float32"), np.arange(4))
+
+
+def test_parts_are_written_in_order_whatever_each_system_call_takes(tmp_path, monkeypatch):
+    """More parts than one writev takes, empty parts, and writes the kernel cuts short
+    (real writev calls given at most 7 bytes: a regular file is cut short only at a signal
+    or a full disk)."""
+    import os
+
+    from deeptrain.saving import h5_template
+
+    rng = np.random.default_rng(6)
+    parts = [memoryview(rng.bytes(int(n))) for n in rng.integers(0, 40, 2500)]
+    expected_bytes = b"".join(parts)
+    for name, limit in (("whole", None), ("short", 7)):
+        if limit is not None:
+            real = os.writev
+
+            def short(fd, buffers, real=real, limit=limit):
+                out, left = [], limit
+                for b in buffers:
+                    if left <= 0:
+                        break
+                    out.append(b[:left])
+                    left -= len(out[-1])
+                return real(fd, out)
+
+            monkeypatch.setattr(os, "writev", short)
+        fd = os.open(tmp_path / name, os.O_WRONLY | os.O_CREAT)
+        try:
+            h5_template._writev_all(fd, list(parts))
+        finally:
+            os.close(fd)
+        assert (tmp_path / name).read_bytes() == expected_bytes

@@ -54,8 +54,10 @@ _lock = threading.Lock()
 
 
 def _raw(array: np.ndarray) -> bool:
-    """Whether the array's bytes are the bytes HDF5 stores for it."""
-    return array.dtype.kind in "biuf" and array.dtype.isnative and str(array.dtype) != "bfloat16"
+    """Whether the array's bytes are the bytes HDF5 stores for it: NumPy's own numbers in
+    native byte order (not ml_dtypes' bfloat16 or float8 types, some of kind ``f``)."""
+    dtype = array.dtype
+    return dtype.kind in "biuf" and dtype.isnative and dtype.type.__module__ == "numpy"
 
 
 def _key(groups: Sequence[Group]) -> tuple | None:
@@ -179,12 +181,13 @@ def _read_template(path: Path, offsets: list, arrays: list[np.ndarray]) -> Templ
 
 def _write_from_template(path: Path, template: Template, arrays: list[np.ndarray]) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+    parts: list[memoryview] = []
+    for gap, i in zip(template.gaps[:-1], template.order, strict=True):  # in file order
+        parts += (memoryview(gap), _bytes(arrays[i]))
+    parts.append(memoryview(template.gaps[-1]))
     fd = os.open(path, flags, 0o666)
     try:
-        for gap, i in zip(template.gaps[:-1], template.order, strict=True):  # in file order
-            _write_all(fd, memoryview(gap))
-            _write_all(fd, _bytes(arrays[i]))
-        _write_all(fd, memoryview(template.gaps[-1]))
+        _writev_all(fd, parts)
     finally:
         os.close(fd)
 
@@ -201,6 +204,29 @@ def _bytes(array: np.ndarray) -> memoryview:
 def _write_all(fd: int, data: memoryview) -> None:
     while data:
         data = data[os.write(fd, data) :]
+
+
+_IOV_MAX = 1024  # buffers a writev takes at most (POSIX allows less: IOV_MAX, 16 at least)
+if hasattr(os, "sysconf") and "SC_IOV_MAX" in getattr(os, "sysconf_names", {}):
+    _IOV_MAX = max(16, min(_IOV_MAX, os.sysconf("SC_IOV_MAX")))
+
+
+def _writev_all(fd: int, parts: list[memoryview]) -> None:
+    """Write ``parts`` in order, a system call for up to ``_IOV_MAX`` of them (a weights
+    file of 80 arrays is 161 parts: 161 ``write`` calls cost ~0.5 ms on a 2-core CPU)."""
+    if not hasattr(os, "writev"):  # pragma: no cover - Windows
+        for part in parts:
+            _write_all(fd, part)
+        return
+    pending = [part for part in parts if part.nbytes]
+    first = 0
+    while first < len(pending):
+        written = os.writev(fd, pending[first : first + _IOV_MAX])
+        while written and written >= pending[first].nbytes:  # whole parts written
+            written -= pending[first].nbytes
+            first += 1
+        if written:  # a part written in part: its rest next
+            pending[first] = pending[first][written:]
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:

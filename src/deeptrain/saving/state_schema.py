@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import functools
 import numbers
+from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import fields
 from typing import Any
 
@@ -285,17 +287,25 @@ _PASSED_PER_FIELD = 4  # digests of a top-level field's JSON texts known to pass
 _passed: dict[str, list[bytes]] = {}
 
 
+_field_texts: ContextVar[Mapping[str, str] | None] = ContextVar("field_texts", default=None)
+"""The JSON texts of the top-level fields of the state being validated, where its writer
+has them already (:func:`schema_error`'s ``field_texts``)."""
+
+
 def _checked_once(validator: Any, name: str, value: Any, schema: Any) -> Any:
     """The errors of top-level field ``name``, unless its JSON text passed before (known by
     its SHA-256: a state read from a file may be made to collide with a weaker hash)."""
     import hashlib
     import json
 
-    try:
-        text = json.dumps(value, sort_keys=True, allow_nan=True)
-    except (TypeError, ValueError):  # not plain JSON: checked every time
-        yield from validator.descend(value, schema, path=name, schema_path=name)
-        return
+    texts = _field_texts.get()
+    text = texts.get(name) if texts is not None else None
+    if text is None:
+        try:
+            text = json.dumps(value, allow_nan=True)  # (as the writer encodes a field)
+        except (TypeError, ValueError):  # not plain JSON: checked every time
+            yield from validator.descend(value, schema, path=name, schema_path=name)
+            return
     digest = hashlib.sha256(text.encode("utf-8")).digest()
     known = _passed.setdefault(name, [])
     if digest in known:
@@ -316,12 +326,17 @@ def _field(path: Any) -> str:
     return text or "(top level)"
 
 
-def schema_error(state: Any) -> str | None:
+def schema_error(state: Any, field_texts: Mapping[str, str] | None = None) -> str | None:
     """``'<field>: <what is wrong>'`` for the most relevant schema violation in ``state``
-    (None: valid)."""
+    (None: valid). ``field_texts``: ``json.dumps(state[name], allow_nan=True)`` of its
+    top-level fields, where the caller has them (a writer: not encoded again here)."""
     from jsonschema.exceptions import best_match
 
-    error = best_match(_validator().iter_errors(state))
+    token = _field_texts.set(field_texts)
+    try:
+        error = best_match(_validator().iter_errors(state))
+    finally:
+        _field_texts.reset(token)
     if error is None:
         return None
     message = error.message if len(error.message) <= 300 else error.message[:300] + "..."
