@@ -59,6 +59,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -245,6 +246,8 @@ def floor_write(files: list[Path], scratch: Path) -> float:
     contents = [(f.name, f.read_bytes()) for f in files]
     scratch.mkdir(exist_ok=True)
     tmp, final, pointer = scratch / ".tmp-ckpt", scratch / "ckpt", scratch / "latest"
+    for leftover in (tmp, final):  # (of a run that was stopped)
+        shutil.rmtree(leftover, ignore_errors=True)
     os.sync()
     t = time.perf_counter()
     tmp.mkdir()

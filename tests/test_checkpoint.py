@@ -695,3 +695,25 @@ def test_a_snapshot_holds_the_train_state_of_its_moment_not_a_later_one(data, tm
     state = json.loads((tmp_path / "ck" / "state.json").read_text())
     assert state["train_state"] == before and state["state_sha256"] == state_digest(state)
     resolve_loadpath(tmp_path / "ck")  # verified: digest, schema, files
+
+
+def test_file_sources_are_written_fsynced_and_recorded_by_their_bytes(tmp_path):
+    """A memoryview of other items than bytes (a float32 matrix) is written and recorded by
+    its bytes; a file from 1 MiB on, and every file after it, is fsynced in the helper
+    thread, the ones before at once."""
+    from deeptrain.saving.checkpoint import BACKGROUND_FSYNC_BYTES, _FileSyncs, _write_file
+    from deeptrain.saving.safe_io import FILE_DIGEST, bytes_digest
+
+    matrix = np.arange(12, dtype="float32").reshape(3, 4)
+    big = np.ones(BACKGROUND_FSYNC_BYTES // 4 + 1, "float32").tobytes()
+    sources = {"matrix": memoryview(matrix), "big": big, "after": b"small"}
+    with _FileSyncs() as syncs:
+        records, inline = {}, {}
+        for name, source in sources.items():
+            inline[name] = syncs.inline(1)
+            records[name] = _write_file(tmp_path / name, source, syncs)
+        syncs.wait()
+    assert inline == {"matrix": True, "big": True, "after": False}
+    for name, expected in (("matrix", matrix.tobytes()), ("big", big), ("after", b"small")):
+        assert (tmp_path / name).read_bytes() == expected
+        assert records[name] == {"bytes": len(expected), FILE_DIGEST: bytes_digest(expected)}

@@ -163,3 +163,19 @@ def test_parts_are_written_in_order_whatever_each_system_call_takes(tmp_path, mo
         finally:
             os.close(fd)
         assert (tmp_path / name).read_bytes() == expected_bytes
+
+
+def test_dtypes_with_metadata_get_no_template(tmp_path):
+    """h5py's enum types are NumPy integers with metadata: a file of plain int8 made after
+    one of enum int8 of the same structure holds plain integers."""
+    enum = h5py.enum_dtype({"off": 0, "on": 1}, basetype="i1")
+    groups = [("vars", {}, [("0", np.array([0, 1, 1], dtype=enum), {})])]
+    write_h5(tmp_path / "enum.h5", groups)
+    assert template_of(groups) is None
+    plain = [("vars", {}, [("0", np.array([0, 1, 1], dtype="i1"), {})])]
+    write_h5(tmp_path / "plain.h5", plain)
+    with h5py.File(tmp_path / "enum.h5", "r") as f:
+        assert h5py.check_enum_dtype(f["vars/0"].dtype) == {"off": 0, "on": 1}
+    with h5py.File(tmp_path / "plain.h5", "r") as f:
+        assert h5py.check_enum_dtype(f["vars/0"].dtype) is None
+        np.testing.assert_array_equal(f["vars/0"][()], [0, 1, 1])

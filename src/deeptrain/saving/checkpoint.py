@@ -141,13 +141,13 @@ def state_digest(state: dict[str, Any]) -> str:
 def _encode_state(payload: dict[str, Any], files: dict[str, Any], decoded: bool = False) -> str:
     """``state.json``'s text: header fields first, then the digest, then the rest.
     ``decoded``: ``payload`` was read from JSON text (it is what a reader sees already)."""
-    from .state_schema import schema_error
+    from .state_schema import encoded_schema_error
 
     plain = {"format": FORMAT, "version": VERSION, **payload, "files": files}
     if not decoded:  # as a reader sees it (tuples as lists; not JSON: an error here)
         plain = json.loads(json.dumps(plain, allow_nan=True))
     texts = {k: json.dumps(v, allow_nan=True) for k, v in plain.items()}  # each field once
-    error = schema_error(plain, texts)  # (its memo of fields that passed reads these texts)
+    error = encoded_schema_error(plain, texts)  # (its memo of passed fields reads the texts)
     if error is not None:
         raise ValueError(f"checkpoint state not written: {error}")
     texts[DIGEST_FIELD] = json.dumps(state_digest(plain))
@@ -239,9 +239,9 @@ class _FileSyncs:
     def __enter__(self) -> _FileSyncs:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if self._pool is not None:  # (after a failure: the files are deleted next)
+            self._pool.shutdown(wait=True, cancel_futures=exc_type is not None)
 
 
 BACKGROUND_FSYNC_BYTES = 1 << 20
@@ -252,7 +252,7 @@ def _write_bytes(file: Path, data: bytes | memoryview, sync: bool = False) -> No
     """Write a new file; ``sync``: fsynced before it is closed."""
     fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
-        view = memoryview(data)
+        view = _byte_view(data)
         while view:
             view = view[os.write(fd, view) :]
         if sync:
@@ -261,15 +261,22 @@ def _write_bytes(file: Path, data: bytes | memoryview, sync: bool = False) -> No
         os.close(fd)
 
 
+def _byte_view(data: bytes | bytearray | memoryview) -> memoryview:
+    """``data`` as a flat view of bytes (a memoryview of other items, or of several
+    dimensions, counts and slices items, not bytes)."""
+    view = memoryview(data)
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
 def _write_file(file: Path, source: FileSource, syncs: _FileSyncs) -> dict[str, Any]:
     """Write one file, fsynced (or queued: :class:`_FileSyncs`); returns its manifest record."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        size = len(source)
-        inline = syncs.inline(size)
-        _write_bytes(file, source, sync=inline)
+        view = _byte_view(source)
+        inline = syncs.inline(view.nbytes)
+        _write_bytes(file, view, sync=inline)
         if not inline:
-            syncs.sync(file, size)
-        return {"bytes": size, FILE_DIGEST: bytes_digest(source)}
+            syncs.sync(file, view.nbytes)
+        return {"bytes": view.nbytes, FILE_DIGEST: bytes_digest(view)}
     if isinstance(source, Path):
         shutil.copyfile(source, file)
     else:

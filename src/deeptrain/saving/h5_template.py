@@ -55,9 +55,15 @@ _lock = threading.Lock()
 
 def _raw(array: np.ndarray) -> bool:
     """Whether the array's bytes are the bytes HDF5 stores for it: NumPy's own numbers in
-    native byte order (not ml_dtypes' bfloat16 or float8 types, some of kind ``f``)."""
+    native byte order (not ml_dtypes' bfloat16 or float8 types, some of kind ``f``), with
+    no metadata (h5py's enum and opaque types carry theirs there: not in a template's key)."""
     dtype = array.dtype
-    return dtype.kind in "biuf" and dtype.isnative and dtype.type.__module__ == "numpy"
+    return (
+        dtype.kind in "biuf"
+        and dtype.isnative
+        and dtype.metadata is None
+        and dtype.type.__module__ == "numpy"
+    )
 
 
 def _key(groups: Sequence[Group]) -> tuple | None:

@@ -271,9 +271,12 @@ def _validator() -> Any:
         if schema is not root or not isinstance(instance, dict):
             yield from plain_properties(validator, properties, instance, schema)
             return
+        held = _field_texts.get()
+        texts = held[1] if held is not None and held[0] is instance else {}
         for name, subschema in properties.items():
             if name in instance:
-                yield from _checked_once(validator, name, instance[name], subschema)
+                text = texts.get(name)
+                yield from _checked_once(validator, name, instance[name], subschema, text)
 
     strict = validators.extend(
         Draft202012Validator,
@@ -287,19 +290,22 @@ _PASSED_PER_FIELD = 4  # digests of a top-level field's JSON texts known to pass
 _passed: dict[str, list[bytes]] = {}
 
 
-_field_texts: ContextVar[Mapping[str, str] | None] = ContextVar("field_texts", default=None)
-"""The JSON texts of the top-level fields of the state being validated, where its writer
-has them already (:func:`schema_error`'s ``field_texts``)."""
+_field_texts: ContextVar[tuple[Any, Mapping[str, str]] | None] = ContextVar(
+    "field_texts", default=None
+)
+"""``(state, texts)``: the JSON texts of the top-level fields of ``state``, being validated,
+where its writer has them already (:func:`schema_error`'s ``field_texts``)."""
 
 
-def _checked_once(validator: Any, name: str, value: Any, schema: Any) -> Any:
-    """The errors of top-level field ``name``, unless its JSON text passed before (known by
-    its SHA-256: a state read from a file may be made to collide with a weaker hash)."""
+def _checked_once(
+    validator: Any, name: str, value: Any, schema: Any, text: str | None = None
+) -> Any:
+    """The errors of top-level field ``name``, unless its JSON text (``text``, or encoded
+    here) passed before (known by its SHA-256: a state read from a file may be made to
+    collide with a weaker hash)."""
     import hashlib
     import json
 
-    texts = _field_texts.get()
-    text = texts.get(name) if texts is not None else None
     if text is None:
         try:
             text = json.dumps(value, allow_nan=True)  # (as the writer encodes a field)
@@ -326,13 +332,19 @@ def _field(path: Any) -> str:
     return text or "(top level)"
 
 
-def schema_error(state: Any, field_texts: Mapping[str, str] | None = None) -> str | None:
+def schema_error(state: Any) -> str | None:
     """``'<field>: <what is wrong>'`` for the most relevant schema violation in ``state``
-    (None: valid). ``field_texts``: ``json.dumps(state[name], allow_nan=True)`` of its
-    top-level fields, where the caller has them (a writer: not encoded again here)."""
+    (None: valid)."""
+    return encoded_schema_error(state, None)
+
+
+def encoded_schema_error(state: Any, field_texts: Mapping[str, str] | None) -> str | None:
+    """:func:`schema_error` for a writer that has encoded ``state``'s top-level fields
+    already: ``field_texts[name]`` must be ``json.dumps(state[name], allow_nan=True)``
+    (not checked: the memo of fields that passed trusts them; so not exported)."""
     from jsonschema.exceptions import best_match
 
-    token = _field_texts.set(field_texts)
+    token = _field_texts.set(None if field_texts is None else (state, field_texts))
     try:
         error = best_match(_validator().iter_errors(state))
     finally:
