@@ -35,7 +35,9 @@ Measured per model, medians over ``--repeats``:
   ``floor``: the least a crash-safe checkpoint with a pointer does in plain calls (the
   files fsynced in a new directory, it fsynced and renamed, the pointer file written,
   fsynced and renamed, the parent fsynced: three fsyncs more than ``plain``, which is what
-  bounds ``write/plain`` for small states), and ``write/floor``;
+  bounds ``write/plain`` for small states), timed on the other side of the write from
+  ``plain`` (the first of two large writes in a row pays for reclaiming page cache), and
+  ``write/floor``;
   ``figs``: the background part of a unique checkpoint (history and report PNGs drawn);
 * ``load``: ``tg.load(checkpoint)`` (verify the files' digests, load weights, optimizer,
   arrays, state and data position);
@@ -310,6 +312,7 @@ def bench_deeptrain(name: str, maker: Callable, root: Path, repeats: int) -> dic
     floor: list[float] = []
     tg.state.fit_iters += 1
     ck.checkpoint("temp")  # plain writes of a temp checkpoint's files may come first
+    pipe.wait()
     temp = ck.latest()
     for r in range(repeats):
         steps.append(step())
@@ -327,8 +330,11 @@ def bench_deeptrain(name: str, maker: Callable, root: Path, repeats: int) -> dic
         # a temp checkpoint: the background write against plain writes of the same bytes,
         # back to back in alternating order (this disk's speed drifts: paired ratios)
         plain_first = r % 2 == 1
+        # (and the floor on the other side of it: the first of two large writes in a row
+        # pays for reclaiming the page cache, the second finds free pages)
         if plain_first:  # the previous temp checkpoint's files: the same sizes
             plain.append(plain_write(checkpoint_files(temp), root / "plain"))
+        else:
             floor.append(floor_write(checkpoint_files(temp), root / "floor"))
         tg.state.fit_iters += 1
         os.sync()  # no dirty pages of earlier writes: both writes start alike
@@ -340,9 +346,10 @@ def bench_deeptrain(name: str, maker: Callable, root: Path, repeats: int) -> dic
         path = temp = ck.latest()
         files = checkpoint_files(path)
         sizes.append(sum(f.stat().st_size for f in files))
-        if not plain_first:
-            plain.append(plain_write(files, root / "plain"))
+        if plain_first:
             floor.append(floor_write(files, root / "floor"))
+        else:
+            plain.append(plain_write(files, root / "plain"))
         t, _ = timed(lambda p=path: tg.load(p))
         load.append(t)
     n_during = sum(n for n, _ in during)
