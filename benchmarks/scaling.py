@@ -21,6 +21,10 @@ both alike), after a warm-up epoch each:
   torch distribution, so a third loop shows what Keras' own torch train step costs: Keras
   ``fit`` on each process's rows, gradients averaged as DeepTrain averages them.
 
+``--torch-jit-compile`` adds torch rows with both Keras models compiled with
+``jit_compile=True`` (Keras' train function through ``torch.compile``; the DDP loop stays
+eager): Keras' eager torch train step is what the plain rows measure against plain torch.
+
 DeepTrain's loop is a ``TrainGenerator`` over a DataGenerator of in-RAM files
 (``superbatch_set_nums='all'``), validation and logs off. Reported: median ms per step of
 each loop and the median of the per-round ratios; goal: DeepTrain within 1.05x of the
@@ -72,7 +76,7 @@ def make_data(root: Path) -> Path:
 
 
 # -- worker ------------------------------------------------------------------------------
-def build(scope):
+def build(scope, jit_compile: bool = False):
     import keras
 
     keras.utils.set_random_seed(0)
@@ -85,7 +89,7 @@ def build(scope):
                 keras.layers.Dense(CLASSES, "softmax"),
             ]
         )
-        m.compile(keras.optimizers.Adam(1e-3), "categorical_crossentropy")
+        m.compile(keras.optimizers.Adam(1e-3), "categorical_crossentropy", jit_compile=jit_compile)
     return m
 
 
@@ -130,8 +134,9 @@ def worker(args: argparse.Namespace) -> None:
     vdg = DataGenerator(
         data, batch_size=BATCH, labels_path=data / "labels.h5", set_nums=[1], seed=0
     )
+    jit = bool(args.jit_compile)
     tg = TrainGenerator(
-        build(scope),
+        build(scope, jit),
         dg,
         vdg,
         epochs=1,
@@ -146,7 +151,7 @@ def worker(args: argparse.Namespace) -> None:
     engine = engine_loop(args.backend, build(scope), x, y)
     loops = {"deeptrain": None, "engine": engine}
     if args.backend == "torch":  # Keras' own loop on torch, for the gap of its train step
-        loops["keras"] = keras_fit_loop(build(scope), x, y)
+        loops["keras"] = keras_fit_loop(build(scope, jit), x, y)
     steps = len(dg)
 
     def deeptrain_epoch():
@@ -174,6 +179,7 @@ def worker(args: argparse.Namespace) -> None:
                     "backend": args.backend,
                     "size": args.size,
                     "describe": tg.distribution.describe(),
+                    "jit_compile": jit,
                     **timings,
                 }
             ),
@@ -237,7 +243,7 @@ def keras_fit_loop(model, x, y):
 
 
 # -- driver ------------------------------------------------------------------------------
-def run(backend: str, size: int, data: Path, rounds: int) -> dict | None:
+def run(backend: str, size: int, data: Path, rounds: int, jit: bool = False) -> dict | None:
     script = [
         python_for(backend),
         __file__,
@@ -250,6 +256,7 @@ def run(backend: str, size: int, data: Path, rounds: int) -> dict | None:
         str(data),
         "--rounds",
         str(rounds),
+        *(["--jit-compile"] if jit else []),
     ]
     path = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, PYTHONPATH=path, TF_CPP_MIN_LOG_LEVEL="2")
@@ -299,6 +306,13 @@ def main() -> None:
     p.add_argument("--sizes", nargs="+", type=int, default=[1, 2, 4, 8])
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--quick", action="store_true", help="sizes 1 and 2, 3 rounds")
+    p.add_argument(
+        "--torch-jit-compile",
+        action="store_true",
+        help="torch rows also with compile(jit_compile=True): Keras' train function "
+        "through torch.compile (the DDP loop stays eager)",
+    )
+    p.add_argument("--jit-compile", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--backend", help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -313,10 +327,12 @@ def main() -> None:
         file_bytes = sum(f.stat().st_size for f in data.glob("*.npy"))
         rows = []
         for backend in args.backends:
-            for size in args.sizes:
-                result = run(backend, size, data, args.rounds)
-                if result is not None:
-                    rows.append(result)
+            jits = [False, True] if backend == "torch" and args.torch_jit_compile else [False]
+            for jit in jits:
+                for size in args.sizes:
+                    result = run(backend, size, data, args.rounds, jit)
+                    if result is not None:
+                        rows.append(result)
     print(
         f"\nMLP {FEATURES}-{UNITS}-{UNITS}-{CLASSES}, Adam, global batch {BATCH}, "
         f"{FILES} steps per epoch; median ms/step over rounds\n"
@@ -334,7 +350,8 @@ def main() -> None:
             keras_ms = f"{statistics.median(r['keras']):.2f}"
             keras_ratio = f"{paired(r['deeptrain'], r['keras']):.3f}"
         print(
-            f"| {r['backend']} | {r['size']} | {r['describe']} | "
+            f"| {r['backend']}{', jit_compile' if r.get('jit_compile') else ''} | "
+            f"{r['size']} | {r['describe']} | "
             f"{statistics.median(r['engine']):.2f} | {statistics.median(r['deeptrain']):.2f} | "
             f"{ratio:.3f} | {'PASS' if ratio <= 1.05 else 'FAIL'} | {keras_ms} | "
             f"{keras_ratio} | {file_bytes / 2**20:.1f} MiB | "
@@ -342,7 +359,9 @@ def main() -> None:
         )
     print(
         "\ntorch: the engine is a plain DDP loop (torch's Adam and loss); Keras fit runs "
-        "Keras' own torch train step, its gradients averaged as DeepTrain averages them."
+        "Keras' own torch train step, its gradients averaged as DeepTrain averages them; "
+        "'jit_compile': both Keras models compiled with jit_compile=True (torch.compile), "
+        "the DDP loop eager."
     )
 
 

@@ -72,6 +72,7 @@ def set_up_engine(args: argparse.Namespace):
 
 OPTIMIZER = "adam"  # --optimizer
 PREDICT = False  # --predict
+JIT_COMPILE = False  # --jit-compile
 
 
 def build_model(dropout: float, seed: int = 0):
@@ -89,7 +90,10 @@ def build_model(dropout: float, seed: int = 0):
     optimizer = keras.optimizers.SGD(0.1) if OPTIMIZER == "sgd" else keras.optimizers.Adam(0.01)
     # AUC: a metric whose result is no mean of the replicas' (its state is confusion counts)
     m.compile(
-        optimizer, "categorical_crossentropy", metrics=["accuracy", keras.metrics.AUC(name="auc")]
+        optimizer,
+        "categorical_crossentropy",
+        metrics=["accuracy", keras.metrics.AUC(name="auc")],
+        jit_compile=JIT_COMPILE,  # (torch: the train function through torch.compile)
     )
     return m
 
@@ -476,9 +480,10 @@ def main() -> None:
     p.add_argument("--model-parallel", action="store_true", help="JAX: a batch x model mesh")
     p.add_argument("--predict", action="store_true", help="validate in predict mode")
     p.add_argument("--check-load", action="store_true", help="load the last checkpoint back")
+    p.add_argument("--jit-compile", action="store_true", help="compile(jit_compile=True)")
     args = p.parse_args()
-    global OPTIMIZER, PREDICT
-    OPTIMIZER, PREDICT = args.optimizer, args.predict
+    global OPTIMIZER, PREDICT, JIT_COMPILE
+    OPTIMIZER, PREDICT, JIT_COMPILE = args.optimizer, args.predict, args.jit_compile
     os.environ["KERAS_BACKEND"] = args.backend
     if args.backend == "jax":
         os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
@@ -498,6 +503,7 @@ def main() -> None:
     out["rows"] = np.arange(BATCH)[rows]
     out["fit_iters"] = np.asarray(tg.state.fit_iters)
     out["describe"] = np.asarray(tg.distribution.describe())
+    out["jit_compile"] = np.asarray(bool(model.jit_compile))
     if args.reference:
         with scope():
             ref = build_model(args.dropout)

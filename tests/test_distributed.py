@@ -403,6 +403,26 @@ def test_torch_gloo_processes(data, tmp_path):
         np.testing.assert_allclose(results[0][key], results[0]["single_" + key], atol=1e-5)
 
 
+@pytest.mark.skipif(BACKEND != "torch", reason="runs in the torch job")
+@pytest.mark.backends
+def test_torch_gloo_processes_with_a_compiled_train_function(data, tmp_path):
+    """``compile(jit_compile=True)``: Keras' train function through ``torch.compile`` (with
+    it, DeepTrain's torch step is as fast as a plain DDP loop: benchmarks/scaling.py). The
+    gradients are still averaged inside it: the weights equal torch's own
+    DistributedDataParallel on the same global batches, and the metrics are global, the
+    same on both processes."""
+    out = tmp_path / "out.npz"
+    flags = ("--dropout", "0.0", "--optimizer", "sgd", "--jit-compile", "--reference")
+    for r in launch("torch", data, tmp_path / "logs", out, 2, 1, *flags):
+        assert r.returncode == 0, r.stdout[-3000:]
+    results = [dict(np.load(out.with_name(f"out_{rank}.npz"))) for rank in range(2)]
+    assert all(r["jit_compile"] for r in results)
+    assert_global_and_complementary(results, 16)
+    assert_modes_agree(results)
+    for key in weight_keys(results[0]):
+        np.testing.assert_allclose(results[0][key], results[0]["ref_" + key], atol=1e-5)
+
+
 @pytest.mark.skipif(BACKEND != "jax", reason="runs in the JAX job")
 @pytest.mark.backends
 def test_jax_model_parallel(data, tmp_path):
