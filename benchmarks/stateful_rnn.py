@@ -20,6 +20,9 @@ Goal (issue #15.5): torch within 1.5x of TensorFlow on CPU, on its fused LSTM pa
 workaround copies the state before the fused step instead of falling back to Keras'
 per-step loop, and runs that step on torch's own LSTM kernel on CPU as well, where Keras
 would loop over timesteps in Python: ``deeptrain.backend.stateful``).
+``--torch-jit-compile`` adds torch with ``compile(jit_compile=True)`` (Keras' train function
+through ``torch.compile``, Keras' own fused step inside it; its compilation falls in the
+untimed first epoch).
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ from pathlib import Path
 
 BACKENDS = ("tensorflow", "torch", "jax")
 GOAL_TORCH_VS_TF = 1.5
+TORCH_JIT = "torch, jit_compile"  # compile(jit_compile=True): Keras' step through torch.compile
 
 
-def child(epochs: int) -> dict[str, float]:
+def child(epochs: int, jit_compile: bool = False) -> dict[str, float]:
     """Train the job in this process; returns ms per window iteration."""
     import keras
     import numpy as np
@@ -60,7 +64,7 @@ def child(epochs: int) -> dict[str, float]:
     h = keras.layers.LSTM(units, return_sequences=True, stateful=True)(ipt)
     h = keras.layers.LSTM(units, stateful=True)(h)
     model = keras.Model(ipt, keras.layers.Dense(1, activation="sigmoid")(h))
-    model.compile("adam", "binary_crossentropy")
+    model.compile("adam", "binary_crossentropy", jit_compile=jit_compile)
     tg = TrainGenerator(
         model, datagen(), datagen(), epochs=1, val_freq=None, reset_statefuls=True,
         iter_verbosity=0, plot_history_freq=None, unique_checkpoint_freq=None,
@@ -75,7 +79,9 @@ def child(epochs: int) -> dict[str, float]:
     return {"ms_per_iter": 1000 * elapsed / iters, "iters": iters}
 
 
-def run_backend(backend: str, python: str, epochs: int, threads: int | None) -> dict:
+def run_backend(
+    backend: str, python: str, epochs: int, threads: int | None, jit_compile: bool = False
+) -> dict:
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
     src = str(Path(__file__).resolve().parents[1] / "src")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
@@ -85,6 +91,7 @@ def run_backend(backend: str, python: str, epochs: int, threads: int | None) -> 
         env["TF_NUM_INTEROP_THREADS"] = "1"
         env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     cmd = [python, __file__, "--child", "--epochs", str(epochs)]
+    cmd += ["--jit-compile"] if jit_compile else []
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
@@ -101,28 +108,35 @@ def main() -> None:
         "--python", action="append", default=[], metavar="BACKEND=PATH",
         help="the interpreter for a backend (default: this one)",
     )  # fmt: skip
+    p.add_argument(
+        "--torch-jit-compile", action="store_true",
+        help=f"also torch with compile(jit_compile=True) (row '{TORCH_JIT}')",
+    )  # fmt: skip
+    p.add_argument("--jit-compile", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(child(args.epochs)))
+        print(json.dumps(child(args.epochs, args.jit_compile)))
         return
     pythons = dict.fromkeys(BACKENDS, sys.executable)
     pythons.update(dict(item.split("=", 1) for item in args.python))
-    times: dict[str, list[float]] = {b: [] for b in BACKENDS}
+    contenders = [*BACKENDS, *([TORCH_JIT] if args.torch_jit_compile else [])]
+    times: dict[str, list[float]] = {c: [] for c in contenders}
     errors: dict[str, str] = {}
     for _ in range(args.rounds):
-        for backend in BACKENDS:
-            if backend in errors:
+        for name in contenders:
+            if name in errors:
                 continue
-            result = run_backend(backend, pythons[backend], args.epochs, args.threads)
+            backend, jit = ("torch", True) if name == TORCH_JIT else (name, False)
+            result = run_backend(backend, pythons[backend], args.epochs, args.threads, jit)
             if "error" in result:
-                errors[backend] = result["error"]
+                errors[name] = result["error"]
             else:
-                times[backend].append(result["ms_per_iter"])
+                times[name].append(result["ms_per_iter"])
     medians = {b: statistics.median(t) for b, t in times.items() if t}
     tf_times = times["tensorflow"]
     print("| backend | ms / window iteration | each round | vs TensorFlow (paired) |")
     print("|---|---|---|---|")
-    for backend in BACKENDS:
+    for backend in contenders:
         if backend in medians:
             rounds = " ".join(f"{t:.2f}" for t in times[backend])
             paired = _paired(times[backend], tf_times)
@@ -134,6 +148,9 @@ def main() -> None:
     if ratio:
         verdict = "PASS" if ratio <= GOAL_TORCH_VS_TF else "FAIL"
         print(f"\ngoal torch/TF <= {GOAL_TORCH_VS_TF}: {ratio:.2f} {verdict}")
+    jit_ratio = _paired(times.get(TORCH_JIT, []), tf_times)
+    if jit_ratio:
+        print(f"torch with jit_compile=True / TF: {jit_ratio:.2f}")
 
 
 def _paired(times: list[float], reference: list[float]) -> float | None:

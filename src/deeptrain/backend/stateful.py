@@ -294,7 +294,9 @@ def _copy_state_first(layer: Any) -> None:
     ``RNN.call`` passes ``self.states`` (the variables' own tensors) to ``inner_loop``,
     whose fused step saves them for backward; ``call`` then assigns the new state into the
     same tensors in place. With a copy going in, backward finds its tensors unchanged. The
-    copy is of the state only (batch x units), a few microseconds per call.
+    copy is of the state only (batch x units), a few microseconds per call. While
+    ``torch.compile`` traces the step (``compile(jit_compile=True)``), Keras' own step runs:
+    it cannot lower torch's LSTM kernel on CPU (``mkldnn_rnn_layer``).
     """
     import keras
     import torch
@@ -306,7 +308,12 @@ def _copy_state_first(layer: Any) -> None:
         initial_state = keras.tree.map_structure(torch.clone, initial_state)
         if keras.tree.is_nested(mask):
             mask = mask[0]
-        if native is not None and mask is None and not (training and layer.dropout):
+        if (
+            native is not None
+            and mask is None
+            and not (training and layer.dropout)
+            and not torch.compiler.is_compiling()
+        ):
             return native(sequences, initial_state)
         return fused(sequences, initial_state, mask, training=training)
 
