@@ -89,7 +89,11 @@ def build(scope, jit_compile: bool = False):
                 keras.layers.Dense(CLASSES, "softmax"),
             ]
         )
-        m.compile(keras.optimizers.Adam(1e-3), "categorical_crossentropy", jit_compile=jit_compile)
+        m.compile(
+            keras.optimizers.Adam(1e-3),
+            "categorical_crossentropy",
+            jit_compile=True if jit_compile else "auto",  # (Keras' default: "auto")
+        )
     return m
 
 

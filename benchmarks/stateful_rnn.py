@@ -64,7 +64,7 @@ def child(epochs: int, jit_compile: bool = False) -> dict[str, float]:
     h = keras.layers.LSTM(units, return_sequences=True, stateful=True)(ipt)
     h = keras.layers.LSTM(units, stateful=True)(h)
     model = keras.Model(ipt, keras.layers.Dense(1, activation="sigmoid")(h))
-    model.compile("adam", "binary_crossentropy", jit_compile=jit_compile)
+    model.compile("adam", "binary_crossentropy", jit_compile=True if jit_compile else "auto")
     tg = TrainGenerator(
         model, datagen(), datagen(), epochs=1, val_freq=None, reset_statefuls=True,
         iter_verbosity=0, plot_history_freq=None, unique_checkpoint_freq=None,

@@ -93,7 +93,9 @@ def build_model(dropout: float, seed: int = 0):
         optimizer,
         "categorical_crossentropy",
         metrics=["accuracy", keras.metrics.AUC(name="auc")],
-        jit_compile=JIT_COMPILE,  # (torch: the train function through torch.compile)
+        # --jit-compile: on torch, the train function through torch.compile; else Keras'
+        # default ("auto": JAX and TensorFlow compile, and the references are bitwise so)
+        jit_compile=True if JIT_COMPILE else "auto",
     )
     return m
 
