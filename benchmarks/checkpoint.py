@@ -99,6 +99,7 @@ from deeptrain import DataGenerator, TrainGenerator  # noqa: E402
 from deeptrain.preprocessing import numpy_data_to_numpy_sets  # noqa: E402
 from deeptrain.saving import checkpointer as _checkpointer  # noqa: E402
 from deeptrain.saving.snapshot import take_snapshot  # noqa: E402
+from deeptrain.util.files import fsync_path  # noqa: E402
 from deeptrain.util.preprocessors import TimeseriesPreprocessor  # noqa: E402
 
 _pruned: list[float] = []  # seconds of each prune: the superseded checkpoints deleted
@@ -229,15 +230,20 @@ def plain_write(files: list[Path], scratch: Path) -> float:
     scratch.mkdir(exist_ok=True)
     os.sync()
     t = time.perf_counter()
-    for name, data in contents:
-        with open(scratch / name, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+    write_fsynced(contents, scratch)
     elapsed = time.perf_counter() - t
     for name, _ in contents:
         (scratch / name).unlink()
     return elapsed
+
+
+def write_fsynced(contents: list[tuple[str, bytes]], directory: Path) -> None:
+    """Each ``(name, bytes)`` written to a file of ``directory`` and fsynced."""
+    for name, data in contents:
+        with open(directory / name, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def floor_write(files: list[Path], scratch: Path) -> float:
@@ -253,33 +259,18 @@ def floor_write(files: list[Path], scratch: Path) -> float:
     os.sync()
     t = time.perf_counter()
     tmp.mkdir()
-    for name, data in contents:
-        with open(tmp / name, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    _fsync_dir(tmp)
+    write_fsynced(contents, tmp)
+    fsync_path(tmp)
     os.rename(tmp, final)
-    with open(scratch / ".latest.tmp", "w") as f:
-        f.write("ckpt\n")
-        f.flush()
-        os.fsync(f.fileno())
+    write_fsynced([(".latest.tmp", b"ckpt\n")], scratch)
     os.replace(scratch / ".latest.tmp", pointer)
-    _fsync_dir(scratch)
+    fsync_path(scratch)
     elapsed = time.perf_counter() - t
     for name, _ in contents:
         (final / name).unlink()
     final.rmdir()
     pointer.unlink()
     return elapsed
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def checkpoint_files(path: Path | None) -> list[Path]:

@@ -294,7 +294,7 @@ _field_texts: ContextVar[tuple[Any, Mapping[str, str]] | None] = ContextVar(
     "field_texts", default=None
 )
 """``(state, texts)``: the JSON texts of the top-level fields of ``state``, being validated,
-where its writer has them already (:func:`schema_error`'s ``field_texts``)."""
+where its writer has them already (:func:`encoded_schema_error`'s ``field_texts``)."""
 
 
 def _checked_once(
