@@ -37,7 +37,7 @@ Contenders (ms per train step):
 Tracking (a second table; ``--no-tracking`` skips it, a logger whose package is missing is
 left out): one TrainGenerator with a ``TensorBoardLogger`` (``tg_tb``, event files in a temp
 folder) and an ``MLflowLogger`` (``tg_mlflow``, a SQLite store in a temp folder), each at
-its default frequencies (TensorBoard: train metrics every batch; MLflow: every 10th batch,
+its default frequencies (TensorBoard: train metrics every batch; MLflow: every 50th batch,
 sent every 5 s; both: the learning rate every epoch), switched on one at a time between
 ``train()`` calls, or none (``tg``, and again ``tg_aa``: the run's noise floor). The same
 TrainGenerator for every mode because separately built ones differ by a few percent with

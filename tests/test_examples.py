@@ -438,7 +438,7 @@ def test_tracking(examples):
     (run,) = client.search_runs([client.get_experiment_by_name("deeptrain-examples").experiment_id])
     assert run.info.status == "FINISHED" and run.data.params["model.units"] == "16"
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
-    assert sorted(steps) == [10, 20]  # MLflow's default: every 10th batch
+    assert sorted(steps) == [4, 8, 12, 16, 20, 24]  # the example's train_freq
     assert f"tensorboard --logdir {logdir / 'tensorboard'}" in output
     assert f"mlflow ui --backend-store-uri {default_tracking_uri(logs)}" in output
     assert f"deeptrain runs {logs}" in output

@@ -467,7 +467,7 @@ def test_mlflow_run_without_checkpoints_sends_every_send_every_s(data, tmp_path)
     """Without checkpoints, metrics reach the store as training goes: at every batch end
     with ``send_every_s=0``; with an interval longer than the run, all at the end of
     ``train()`` (one call to the store instead of one per step). By default, train metrics
-    every 10th batch."""
+    every 50th batch."""
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -476,7 +476,7 @@ def test_mlflow_run_without_checkpoints_sends_every_send_every_s(data, tmp_path)
     for every, freq, epochs, expected, steps in (
         (0, every_batch, 1, [[1], [1, 2], [1, 2, 3], [1, 2, 3, 4]], [1, 2, 3, 4]),
         (3600, every_batch, 1, [[]] * 4, [1, 2, 3, 4]),
-        (0, None, 6, [[]] * 9 + [[10]] * 10 + [[10, 20]] * 5, [10, 20]),
+        (0, None, 25, [[]] * 49 + [[50]] * 50 + [[50, 100]], [50, 100]),
     ):
         in_store: list[list[int]] = []
 

@@ -1,7 +1,7 @@
 """Experiment tracking: the run in TensorBoard and MLflow, as callbacks.
 
 ``callbacks=[TensorBoardLogger(), MLflowLogger()]``: train metrics (per batch in
-TensorBoard, every 10th batch in MLflow, whose SQL store costs more per record), validation
+TensorBoard, every 50th batch in MLflow, whose SQL store costs more per record), validation
 metrics, the learning rate, the history figure and the report, the settings; recorded off
 the train thread, and continued exactly by a resumed run (the state of each logger is in
 the checkpoints). See :mod:`.base` for what is recorded when.

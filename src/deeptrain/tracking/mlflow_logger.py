@@ -29,9 +29,11 @@ MAX_KEY = 250  # MLflow's limits
 MAX_PARAM_VALUE = 6000
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
-# train metrics every 10th batch by default: an MLflow SQL store spends ~0.1-0.2 ms of CPU
-# per metric row (measured, SQLite), as much as a small model's whole train step
-TRAIN_EVERY = 10
+# train metrics every 50th batch by default (Lightning's log_every_n_steps): an MLflow SQL
+# store spends ~0.05-0.2 ms of CPU per metric row (measured, SQLite: its ORM), as much as a
+# small model's whole train step; every 10th cost a 0.9 ms step 3-5% (benchmarks/
+# loop_overhead.py), every 50th ~1%. MLflow's charts sample long histories anyway.
+TRAIN_EVERY = 50
 
 
 def default_tracking_uri(logs_dir: str | Path) -> str:
@@ -52,8 +54,8 @@ def mlflow_key(name: str) -> str:
 class MLflowLogger(TrackingLogger):
     """Record the run in MLflow (install ``deeptrain[mlflow]``).
 
-    Records (see :mod:`deeptrain.tracking.base`) train metrics every 10th batch (an MLflow
-    SQL store spends ~0.1-0.2 ms of CPU per metric row; ``train_freq={'batch': 1}`` for
+    Records (see :mod:`deeptrain.tracking.base`) train metrics every 50th batch (an MLflow
+    SQL store spends ~0.05-0.2 ms of CPU per metric row; ``train_freq={'batch': 1}`` for
     every batch), validation metrics and the learning rate as metrics (step: batches
     fit); the run's settings as params; tags ``deeptrain.model_name``,
     ``deeptrain.backend``, ``deeptrain.version``, ``keras.version``, ``deeptrain.logdir``;
@@ -72,7 +74,7 @@ class MLflowLogger(TrackingLogger):
             store: ``<logs_dir>/mlartifacts``).
         tags: more tags for the run.
         train_freq, lr_freq, images_freq: ``{'batch' | 'epoch' | 'val': n}`` or None
-            (default train metrics every 10 batches, the learning rate every epoch,
+            (default train metrics every 50 batches, the learning rate every epoch,
             figures at every validation).
         send_every_s: in a run that writes no checkpoints, metrics are sent at the first
             batch, epoch or validation end ``send_every_s`` seconds after the last send (or
