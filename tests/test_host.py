@@ -8,7 +8,13 @@ import keras
 import numpy as np
 import pytest
 
-from deeptrain.backend.host import aligned_empty, assign_from_host, read_to_host, values_kept
+from deeptrain.backend.host import (
+    EAGER_READS,
+    aligned_empty,
+    assign_from_host,
+    read_to_host,
+    values_kept,
+)
 
 
 def small_and_large() -> tuple:
@@ -105,6 +111,28 @@ def test_values_are_read_into_the_arrays_offered_where_they_fit():
         np.testing.assert_array_equal(a, want)  # copies: the variables moved on
     again = read_to_host(model, variables, offered[:-1])  # another length: all new
     assert not any(a is o for a, o in zip(again, offered, strict=False))
+
+
+@pytest.mark.backends
+def test_a_few_variables_read_one_by_one_equal_a_batched_read_and_stay_copies():
+    """Up to ``EAGER_READS`` variables are read one by one (TensorFlow: eager reads, cheaper
+    than a traced call for a learning rate read per epoch), more in one batched call: both
+    give the values, as copies that the train step after the read does not change."""
+    model, variables = small_and_large()
+    assert len(variables) > EAGER_READS
+    rng = np.random.default_rng(4)
+    values = [rng.normal(size=v.shape).astype(v.dtype) for v in variables]
+    assign_from_host(model, variables, values)
+    few = read_to_host(model, variables[:3])
+    every = read_to_host(model, variables)
+    x, y = rng.normal(size=(8, 500)).astype("float32"), rng.normal(size=(8, 3)).astype("float32")
+    model.train_on_batch(x, y)
+    for got in (few, every[:3]):
+        for a, want in zip(got, values, strict=False):
+            np.testing.assert_array_equal(a, want)
+    after = read_to_host(model, variables[:3])
+    assert not np.array_equal(after[0], values[0])  # (the step changed the kernel)
+    np.testing.assert_array_equal(after[0], read_to_host(model, variables)[0])
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's reader")
