@@ -3,7 +3,7 @@
     python tests/resume_job.py DATA LOGS OUT.npz --model dense|lstm --epochs N
         [--loadpath PATH] [--kill-at-iter K | --kill-in-write K STEP]
         [--temp-freq '{"iter": 1}'] [--keras-callbacks]
-        [--precision mixed_float16|mixed_bfloat16] [--accumulate STEPS]
+        [--precision mixed_float16|mixed_bfloat16] [--accumulate STEPS] [--jit-compile]
 
 It builds its own data on first use (in DATA), trains with a fixed seed, shuffled data and
 Dropout (dense) or a stateful LSTM fed windows (lstm), and at the end writes the model's
@@ -21,7 +21,8 @@ the best weights) and ReduceLROnPlateau, set to stop and to decay on schedule (n
 the first is an improvement). ``--precision`` sets a ``keras.mixed_precision`` policy for the
 dense model (mixed_float16: with a LossScaleOptimizer whose dynamic scale grows, overflows
 and shrinks during the run); ``--accumulate`` gives its optimizer
-``gradient_accumulation_steps``.
+``gradient_accumulation_steps``. ``--jit-compile`` compiles the model with
+``jit_compile=True`` (on torch: Keras' train function through ``torch.compile``).
 """
 
 from __future__ import annotations
@@ -71,7 +72,10 @@ def make_data(root: Path, model: str) -> None:
         )
 
 
-def build(model: str, precision: str = "float32", accumulate: int | None = None) -> keras.Model:
+def build(
+    model: str, precision: str = "float32", accumulate: int | None = None, jit: bool = False
+) -> keras.Model:
+    jit_compile = True if jit else "auto"  # (False would turn off JAX's and TF's default)
     if model == "dense":
         keras.mixed_precision.set_global_policy(precision)
         m = keras.Sequential(
@@ -87,14 +91,16 @@ def build(model: str, precision: str = "float32", accumulate: int | None = None)
             optimizer = keras.optimizers.LossScaleOptimizer(  # at 2**19: steps 3, 6, 11 skipped
                 optimizer, initial_scale=2.0**18, dynamic_growth_steps=2
             )
-        m.compile(optimizer, "categorical_crossentropy", metrics=["accuracy"])
+        m.compile(
+            optimizer, "categorical_crossentropy", metrics=["accuracy"], jit_compile=jit_compile
+        )
     else:
         inp = keras.Input(batch_shape=(LSTM_BATCH, WINDOW, 3))
         x = keras.layers.LSTM(8, stateful=True, return_sequences=True)(inp)
         x = keras.layers.LSTM(8, stateful=True)(x)
         x = keras.layers.Dropout(0.2)(x)
         m = keras.Model(inp, keras.layers.Dense(1, activation="sigmoid")(x))
-        m.compile(keras.optimizers.Adam(0.01), "binary_crossentropy")
+        m.compile(keras.optimizers.Adam(0.01), "binary_crossentropy", jit_compile=jit_compile)
     return m
 
 
@@ -112,6 +118,7 @@ def main() -> None:
     p.add_argument("--keras-callbacks", action="store_true")
     p.add_argument("--precision", default="float32")  # a keras.mixed_precision policy
     p.add_argument("--accumulate", type=int)  # gradient_accumulation_steps
+    p.add_argument("--jit-compile", action="store_true")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO)
 
@@ -166,7 +173,7 @@ def main() -> None:
             ),
         ]
     tg = TrainGenerator(
-        build(args.model, args.precision, args.accumulate),
+        build(args.model, args.precision, args.accumulate, args.jit_compile),
         dg,
         vdg,
         epochs=args.epochs,
@@ -191,6 +198,7 @@ def main() -> None:
     arrays.update({f"hist_{k}": np.asarray(v, dtype=float) for k, v in tg.history.items()})
     arrays.update({f"val_{k}": np.asarray(v, dtype=float) for k, v in tg.val_history.items()})
     arrays["fit_iters"] = np.asarray(tg.state.fit_iters)
+    arrays["jit_compile"] = np.asarray(model.jit_compile is True)
     for cb in tg.callbacks.objects:
         counters = cb.state_dict().get("counters", {})
         for name, value in counters.items():

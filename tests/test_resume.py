@@ -83,18 +83,19 @@ def kill_and_resume(
     freq: str,
     kill: list[str] | None = None,
     external_kill=None,
+    options: tuple[str, ...] = (),
 ) -> tuple[dict, str]:
     data, logs = workdir / f"data_{model}", workdir / f"logs_{name}"
     out = workdir / f"{name}.npz"
     if external_kill is None:
-        proc = run_job(data, logs, out, "--model", model, "--temp-freq", freq, *kill)
+        proc = run_job(data, logs, out, "--model", model, "--temp-freq", freq, *options, *kill)
         assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     else:
         external_kill(data, logs, out)
     assert not out.exists()
     (logdir,) = list(logs.glob("M*__*"))
     proc = run_job(
-        data, logs, out, "--model", model, "--loadpath", str(logdir), "--temp-freq", freq
+        data, logs, out, "--model", model, "--loadpath", str(logdir), "--temp-freq", freq, *options
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return load(out), proc.stderr
@@ -114,6 +115,25 @@ def test_sigkill_then_resume_is_bit_exact(workdir, reference, model, freq, kill,
     resumed, log = kill_and_resume(workdir, model, f"{model}_{kill[1]}", freq, kill)
     assert_identical(resumed, reference(model), f"{model} killed ({kill}), checkpoints {freq}")
     assert re.search(rf"Loaded checkpoint \S+_{resumed_at}iters", log), log[-2000:]
+
+
+@pytest.mark.skipif(os.environ.get("KERAS_BACKEND") != "torch", reason="torch.compile")
+def test_torch_compiled_train_function_resumes_bit_exact(workdir):
+    """``compile(jit_compile=True)`` on torch: Keras' train function through
+    ``torch.compile`` (the stateful LSTM layers on Keras' fused step while it traces).
+    Killed mid-batch inside a background write and resumed (compiled again), the run ends
+    bit-identical to the uninterrupted compiled run."""
+    freq, options = '{"iter": 2}', ("--jit-compile",)
+    ref = workdir / "ref_lstm_compiled.npz"
+    data, ref_logs = workdir / "data_lstm", workdir / "ref_logs_lstm_compiled"
+    proc = run_job(data, ref_logs, ref, "--model", "lstm", "--temp-freq", freq, *options)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reference = load(ref)
+    assert int(reference["fit_iters"]) == ITERS["lstm"] and bool(reference["jit_compile"])
+    kill = ["--kill-in-write", "22", "rename into place"]
+    resumed, log = kill_and_resume(workdir, "lstm", "lstm_compiled", freq, kill, options=options)
+    assert_identical(resumed, reference, "compiled LSTM killed mid-batch in a write")
+    assert re.search(r"Loaded checkpoint \S+_20iters", log), log[-2000:]
 
 
 def test_keras_callbacks_stop_and_decay_at_the_same_batch_after_a_sigkill(workdir):
