@@ -593,6 +593,43 @@ def test_scalar_events_encoded_at_once_are_the_protobuf_messages_bytes(tmp_path)
             scalar_records(tags, [bad])
 
 
+def test_scalar_events_in_large_random_tables_are_the_protobuf_messages_bytes(tmp_path):
+    """Hundreds of rows at once, as the logger hands them over: steps counting up across
+    varint lengths (127 -> 128, 2**14 - 1 -> 2**14, ..., 2**49 - 1 -> 2**49) and in random
+    order, random values (float32's range and beyond, NaN, zeros): the same bytes as
+    tensorboardX's ``Event`` messages, and as the rows encoded one at a time."""
+    from tensorboardX.proto import event_pb2, summary_pb2
+
+    from deeptrain.tracking.records import frame, scalar_records
+
+    rng = np.random.default_rng(7)
+    tags = ("train/loss", "train/acc", "lr")
+    edges = [2 ** (7 * k) + d for k in range(1, 8) for d in range(-3, 3)]
+    counting = list(range(1, 300)) + edges
+    shuffled = rng.permutation([0, *counting, 2**53 - 1]).tolist()
+    specials = [np.nan, np.inf, -np.inf, 0.0, -0.0, 3.5e38, -3.5e38, 1e-46]
+    for steps in (counting, shuffled):
+        values = rng.normal(scale=10.0 ** rng.integers(-40, 41, (len(steps), 3)))
+        values.flat[rng.integers(0, values.size, 40)] = rng.choice(specials, 40)
+        rows = [(s, 1.7e9 + rng.random(), *v) for s, v in zip(steps, values.tolist(), strict=True)]
+        expected = b""
+        for step, walltime, *row in rows:
+            summary = summary_pb2.Summary(
+                value=[
+                    summary_pb2.Summary.Value(tag=t, simple_value=v)
+                    for t, v in zip(tags, row, strict=True)
+                ]
+            )
+            event = event_pb2.Event(wall_time=walltime, step=step, summary=summary)
+            expected += frame(event.SerializeToString())
+        assert scalar_records(tags, rows) == expected
+        assert b"".join(scalar_records(tags, [row]) for row in rows) == expected
+    with pytest.raises(ValueError, match="3 values"):
+        scalar_records(tags, [(1, 1.0, 2.0)])
+    with pytest.raises(ValueError, match="an integer step >= 0"):
+        scalar_records(tags, [(1, 1.0, 1, 2, 3), (2**53, 1.0, 1, 2, 3)])
+
+
 def test_train_metrics_at_an_epoch_frequency_are_the_epochs_means(data, tmp_path):
     """``train_freq={'epoch': 1}``: one ``train/<metric>`` per epoch, the epoch's mean at
     its last batch (what the progress bar shows), and none per batch."""
@@ -605,10 +642,14 @@ def test_train_metrics_at_an_epoch_frequency_are_the_epochs_means(data, tmp_path
     assert [v for _, v in scalars(events, "train/loss")] == means
 
 
-def test_scalars_reach_the_event_file_while_training(data, tmp_path):
-    """Train rows are handed to the writer every 64 rows even when other records (the
-    learning rate at every 4-batch epoch end) fall between them, and written through to
-    the file: TensorBoard sees them while the run goes on, not only at its end."""
+def test_scalars_reach_the_event_file_while_training(data, tmp_path, monkeypatch):
+    """Train rows are handed to the writer every ``HANDOVER_EVERY`` rows (64 here) even
+    when other records (the learning rate at every 4-batch epoch end) fall between them,
+    and written through to the file: TensorBoard sees them while the run goes on, not only
+    at its end."""
+    from deeptrain.tracking import tensorboard_logger
+
+    monkeypatch.setattr(tensorboard_logger, "HANDOVER_EVERY", 64)
     seen: list[list[int]] = []
 
     def look(tg: TrainGenerator) -> None:
