@@ -43,8 +43,9 @@ sent every 5 s; both: the learning rate every epoch), switched on one at a time 
 TrainGenerator for every mode because separately built ones differ by a few percent with
 nothing else changed. Each mode trains one ``train()`` call of ``--tracking-epochs`` epochs
 (default 160: ~10 s, so that MLflow's store works during the timed steps as in a long run)
-per round, ``--tracking-rounds`` rounds (``--mlflow-send-s`` changes MLflow's send
-interval); per step: its steady state, from the end of the
+per round, ``--tracking-rounds`` rounds (default: 7, or as many as train ~150 s in all, up
+to 41: the short JAX calls get more rounds, whose paired ratios need them; ``--mlflow-send-s``
+changes MLflow's send interval); per step: its steady state, from the end of the
 first epoch to the end of the last batch; per call: the rest (the loggers' start, and their
 flush at the end: once per run). Also per step: CPU time of this process (all its threads)
 and of the MLflow store process; and each logger's own work timed where it runs during
@@ -80,6 +81,7 @@ import argparse
 import contextlib
 import cProfile
 import gc
+import math
 import os
 import pstats
 import random
@@ -132,7 +134,9 @@ TRACKING_GOAL = 1.03  # a logger at its default frequencies vs the same loop wit
 # its store's work (~20 ms a call plus ~0.1 ms a row) then falls inside the timed steps as
 # in a long run; shorter calls would leave it all to the flush at a call's end
 TRACKING_EPOCHS = 160  # ~10 s a call at ~2 ms a step, 32 steps an epoch
-TRACKING_ROUNDS = 7
+TRACKING_ROUNDS = 7  # at least; more where calls are short (JAX: ~1.4 s a call), so that
+TRACKING_BUDGET_S = 150.0  # the modes train about this long in all: the ratios' noise
+TRACKING_MAX_ROUNDS = 41  # shrinks with the rounds' count, and a JAX step is 0.3 ms
 
 
 # -- data and model ---------------------------------------------------------------------
@@ -436,7 +440,7 @@ def set_loggers(tg: TrainGenerator, clock: StepClock, loggers: list[Any]) -> Non
     tg.callbacks.entries = [clock, *loggers]
 
 
-def tracking(root: Path, tmp: Path, rounds: int, epochs: int, send_s: float | None) -> bool:
+def tracking(root: Path, tmp: Path, rounds: int | None, epochs: int, send_s: float | None) -> bool:
     """One TrainGenerator, its loggers switched on and off between ``train()`` calls (so
     every mode trains the same model, data and arrays: separately built TrainGenerators
     differ by a few percent from each other with nothing else changed), in a random order
@@ -453,10 +457,17 @@ def tracking(root: Path, tmp: Path, rounds: int, epochs: int, send_s: float | No
     n = len(tg.datagen)
     epochs = max(epochs, 2)
     steady = (epochs - 1) * n
-    for loggers_on in modes.values():  # warm-up (and the loggers' start: stores, files)
+    warm_up = {}
+    for name, loggers_on in modes.items():  # warm-up (and the loggers' start: stores, files)
         set_loggers(tg, clock, loggers_on)
         tg.epochs += 1
+        t0 = time.perf_counter()
         tg.train()
+        warm_up[name] = time.perf_counter() - t0
+    if rounds is None:  # (the no-logger warm-up epoch: an estimate of a call's length)
+        round_s = len(modes) * epochs * min(warm_up["tg"], warm_up["tg_aa"])
+        wanted = math.ceil(TRACKING_BUDGET_S / round_s)
+        rounds = min(TRACKING_MAX_ROUNDS, max(TRACKING_ROUNDS, wanted))
     wall: dict[str, list[float]] = {k: [] for k in modes}
     cpu: dict[str, list[float]] = {k: [] for k in modes}
     per_call: dict[str, list[float]] = {k: [] for k in modes}
@@ -860,7 +871,8 @@ def main() -> None:
         "--tracking-rounds",
         type=int,
         default=None,
-        help=f"rounds of the tracking table (default {TRACKING_ROUNDS}; quick 3)",
+        help=f"rounds of the tracking table (default: {TRACKING_ROUNDS} or more, up to "
+        f"{TRACKING_MAX_ROUNDS}, to train ~{TRACKING_BUDGET_S:.0f} s in all; quick 3)",
     )
     p.add_argument(
         "--mlflow-send-s",
@@ -892,7 +904,7 @@ def main() -> None:
             main_table(root, batches, args, rounds, epochs)
         if not args.no_tracking:
             call = args.tracking_epochs or (4 if args.quick else TRACKING_EPOCHS)
-            t_rounds = args.tracking_rounds or (3 if args.quick else TRACKING_ROUNDS)
+            t_rounds = args.tracking_rounds or (3 if args.quick else None)
             tracking(root, Path(tmp) / "tracking", t_rounds, call, args.mlflow_send_s)
         if args.profile:
             profile(root, batches, epochs)
