@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -589,7 +590,9 @@ def test_scalar_events_encoded_at_once_are_the_protobuf_messages_bytes(tmp_path)
     assert scalar_records(tags, rows) == (tmp_path / "tensorboardx").read_bytes()
     assert scalar_records(tags, []) == b""
     for bad in ((-1, 1.0, 1, 2, 3, 4), (1.5, 1.0, 1, 2, 3, 4), (1, 0.0, 1, 2, 3, 4)):
-        with pytest.raises(ValueError, match="an integer step >= 0, a non-zero wall time"):
+        with pytest.raises(
+            ValueError, match=r"an integer step \(0 <= step < 2\*\*53\), a non-zero"
+        ):
             scalar_records(tags, [bad])
 
 
@@ -624,10 +627,38 @@ def test_scalar_events_in_large_random_tables_are_the_protobuf_messages_bytes(tm
             expected += frame(event.SerializeToString())
         assert scalar_records(tags, rows) == expected
         assert b"".join(scalar_records(tags, [row]) for row in rows) == expected
-    with pytest.raises(ValueError, match="3 values"):
-        scalar_records(tags, [(1, 1.0, 2.0)])
-    with pytest.raises(ValueError, match="an integer step >= 0"):
-        scalar_records(tags, [(1, 1.0, 1, 2, 3), (2**53, 1.0, 1, 2, 3)])
+    bad_rows = [(1, 1.0, 2.0), (2**53, 1.0, 1, 2, 3), (2, None, 1, 2, 3), (2, 1.0, "x", 2, 3)]
+    for bad in bad_rows:  # (after a good row: the bad one is named)
+        with pytest.raises(ValueError, match=r"0 <= step < 2\*\*53.*got " + re.escape(repr(bad))):
+            scalar_records(tags, [(1, 1.0, 1, 2, 3), bad])
+    empty = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag="", simple_value=2.0)])
+    event = event_pb2.Event(wall_time=1.5, step=3, summary=empty)
+    assert scalar_records(("",), [(3, 1.5, 2.0)]) == frame(event.SerializeToString())
+
+
+def test_a_tags_events_keep_their_step_order_in_the_file(data, tmp_path):
+    """Rows are written a tag set at a time; a set sharing a tag with a pending one (here
+    ``train/loss`` with another scalar, every 3rd batch) is handed over after what came
+    before it, so every tag's steps come in order in the file: TensorBoard's loader drops
+    a tag's events at steps >= one that follows them."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    logger = TensorBoardLogger(logdir=tmp_path / "tb")
+
+    def extra(tg: TrainGenerator) -> None:
+        if tg.state.batches_fit % 3 == 0:
+            logger._scalars({"train/loss": -1.0, "extra": 2.0}, tg.state.batches_fit)
+
+    tg = make_traingen(data, None, [logger, {"train:batch": extra}], epochs=3, val_freq=None)
+    tg.train()
+    steps: dict[str, list[int]] = {}
+    for file in sorted((tmp_path / "tb").glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(file)).Load():
+            for value in event.summary.value:
+                steps.setdefault(value.tag, []).append(event.step)
+    n = tg.state.batches_fit
+    assert steps["extra"] == list(range(3, n + 1, 3))
+    assert steps["train/loss"] == sorted([*range(1, n + 1), *range(3, n + 1, 3)])
 
 
 def test_train_metrics_at_an_epoch_frequency_are_the_epochs_means(data, tmp_path):
