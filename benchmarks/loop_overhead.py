@@ -49,8 +49,8 @@ changes MLflow's send interval); per step: its steady state, from the end of the
 first epoch to the end of the last batch; per call: the rest (the loggers' start, and their
 flush at the end: once per run). Also per step: CPU time of this process (all its threads)
 and of the MLflow store process; and each logger's own work timed where it runs during
-training (its batch-end hook on the train thread, its worker thread's CPU, the store
-process's CPU), as a share of the step.
+training (its iteration, batch and epoch hooks on the train thread, its worker thread's
+CPU, the store process's CPU), as a share of the step.
 
 Warm-up: every contender runs one epoch (fit: two calls) before timing. Timing: ``--rounds``
 rounds; in each round every contender trains E epochs, in an order rotated every round, so
@@ -563,24 +563,37 @@ def _thread_cpu_s(thread: Any) -> float:
     return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
 
+STEADY_HOOKS = ("on_train_iter_end", "on_train_batch_end", "on_train_epoch_end")
+
+
 def logger_work_us(tg: TrainGenerator, logger: Any, epochs: int) -> tuple[float, float, float]:
-    """Per train step of a real run: the logger's batch-end work on the train thread (the
-    hook timed in place), its worker thread's CPU and its store process's CPU (MLflow)."""
-    hook = type(logger).on_train_batch_end
+    """Per train step of a real run: the logger's work on the train thread (its iteration,
+    batch and epoch hooks, timed in place: the epoch's includes its learning-rate read),
+    its worker thread's CPU and its store process's CPU (MLflow)."""
     spent = [0.0]
 
-    def timed(stage: Any) -> None:
-        t0 = time.perf_counter()
-        hook(logger, stage)
-        spent[0] += time.perf_counter() - t0
+    def timed(hook: Callable[[Any, Any], None]) -> Callable[[Any], None]:
+        def run(stage: Any) -> None:
+            t0 = time.perf_counter()
+            hook(logger, stage)
+            spent[0] += time.perf_counter() - t0
 
-    logger.on_train_batch_end = timed
+        return run
+
+    hooks = [
+        name
+        for name in STEADY_HOOKS
+        if getattr(type(logger), name) is not getattr(TraingenCallback, name)
+    ]
+    for name in hooks:
+        setattr(logger, name, timed(getattr(type(logger), name)))
     worker = logger._worker
     w0, s0 = _thread_cpu_s(worker._thread), _process_cpu_s(_store_pid(logger))
     tg.epochs += epochs
     tg.train()  # ends with the logger flushed: its work for these steps is done
     w1, s1 = _thread_cpu_s(worker._thread), _process_cpu_s(_store_pid(logger))
-    del logger.on_train_batch_end
+    for name in hooks:
+        delattr(logger, name)
     steps = epochs * len(tg.datagen)
     return spent[0] / steps * 1e6, (w1 - w0) / steps * 1e6, (s1 - s0) / steps * 1e6
 

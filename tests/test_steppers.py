@@ -115,6 +115,32 @@ def test_read_gives_current_values_and_the_step_goes_on():
         np.testing.assert_array_equal(np.asarray(va), np.asarray(vb), err_msg=va.path)
 
 
+def test_a_fixed_read_is_the_current_value_after_the_model_is_changed_between_steps():
+    """``read(..., fixed=True)`` (a learning rate: the step reads it, never writes it) may
+    reuse its copy while the device state goes on (JAX), and gives the new value once the
+    variable was set after a sync (what a callback that sets it gets first); its copies
+    are the caller's."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(8, 6)).astype("float32")
+    y = np.eye(3, dtype="float32")[[0, 1, 2, 0, 1, 2, 0, 1]]
+    m = model()
+    step = make_train_step(m)
+    rate = m.optimizer._learning_rate
+    seen = []
+    for new_rate in (None, 0.5, None, 0.25):
+        if new_rate is not None:
+            step.sync()  # (the TrainGenerator syncs before a callback that may set it)
+            m.optimizer.learning_rate = new_rate
+        step(x, y)
+        for _ in range(2):
+            (value,) = step.read([rate], fixed=True)
+            seen.append(float(value))
+            value[...] = -1  # the caller's own copy
+    assert seen == [np.float32(r) for r in (0.01, 0.01, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25)]
+    (iterations,) = step.read([m.optimizer.iterations])
+    assert int(iterations) == 4
+
+
 def test_batches_reach_the_step_as_fit_gives_them():
     """torch: tensors of Keras' convert_to_tensor's dtypes and values, plain arrays without
     a copy, nested inputs and read-only memory (no torch warning) included; the other

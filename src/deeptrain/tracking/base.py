@@ -58,9 +58,9 @@ def learning_rate(tg: Traingen) -> float | None:
     optimizer = inner_optimizer(tg.model.optimizer)
     rate = getattr(optimizer, "_learning_rate", None)  # (the property computes schedules)
     try:
-        if isinstance(rate, keras.Variable):  # a host copy: no conversion (on JAX
-            (value,) = tg.variable_values([rate])  # keras.ops' would cost ~50 us in place)
-            return float(value)
+        if isinstance(rate, keras.Variable):  # the step only reads it: fixed (on JAX one
+            (value,) = tg.variable_values([rate], fixed=True)  # read per device state)
+            return float(value)  # (a host copy: keras.ops' conversion would cost ~50 us)
         if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
             (step,) = tg.variable_values([optimizer.iterations])
             value = rate(step)

@@ -86,9 +86,9 @@ class Traingen(Protocol):
     def sync_model(self) -> None:
         """Make the model's variables current (JAX keeps them on the device while training)."""
 
-    def variable_values(self, variables: Sequence[Any]) -> list[np.ndarray]:
+    def variable_values(self, variables: Sequence[Any], fixed: bool = False) -> list[np.ndarray]:
         """Host copies of ``variables``' current values (on JAX, without ending the
-        device state)."""
+        device state; ``fixed``: not written by the train step, read once per state)."""
         ...
 
     def build_optimizer(self) -> None:

@@ -581,12 +581,16 @@ class TrainGenerator(TrainStateAliases):
                 self.sync_model()
             self.callbacks(stage, self)
 
-    def variable_values(self, variables: Sequence[Any]) -> list[np.ndarray]:
+    def variable_values(self, variables: Sequence[Any], fixed: bool = False) -> list[np.ndarray]:
         """Host copies of the current values of ``variables`` (the model's or its
         optimizer's): on JAX read from the train step's device state, which goes on (a
-        learning rate read per epoch; :meth:`sync_model` would end it)."""
+        learning rate read per epoch; :meth:`sync_model` would end it). ``fixed``: the
+        train step does not write them (a learning rate Variable): on JAX read once per
+        device state (see ``JaxStepper.read``)."""
         read = getattr(self._fit_fn, "read", None)
-        return read(variables) if read is not None else read_to_host(self.model, variables)
+        if read is None:
+            return read_to_host(self.model, variables)
+        return read(variables, fixed) if fixed else read(variables)
 
     def sync_model(self) -> None:
         """Make the model's variables current (the JAX train step keeps them on the

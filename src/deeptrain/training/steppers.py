@@ -78,9 +78,10 @@ class _Stepper:
     def sync(self) -> None:
         """Write any state kept outside the model back into it (no-op here)."""
 
-    def read(self, variables: Sequence[Any]) -> list[np.ndarray]:
+    def read(self, variables: Sequence[Any], fixed: bool = False) -> list[np.ndarray]:
         """Host copies of the current values of ``variables`` (the model's or its
-        optimizer's), without ending any state kept outside the model."""
+        optimizer's), without ending any state kept outside the model; ``fixed``: they
+        are not written by the train step (a learning rate), so a copy may be reused."""
         return read_to_host(self.model, variables)
 
     def discard(self) -> None:
@@ -240,6 +241,7 @@ class JaxStepper(_Stepper):
         self._metric_slots: dict[int, int] = {}  # id(metric variable) -> its index
         self._metrics_vars: list | None = None
         self._metrics_reset: list | None = None
+        self._fixed: dict[int, np.ndarray] = {}  # read(fixed=True) copies, this device state
 
     def _build(self) -> None:
         import jax
@@ -271,6 +273,7 @@ class JaxStepper(_Stepper):
         self.state = tuple([v.value for v in group] for group in groups)
         self._slots = {id(v): (g, i) for g, group in enumerate(groups) for i, v in enumerate(group)}
         self._metric_slots = {id(v): i for i, v in enumerate(m.metrics_variables)}
+        self._fixed = {}
 
     def __call__(self, x: Any, y: Any, sw: Any = None) -> dict[str, float]:
         import jax
@@ -299,27 +302,40 @@ class JaxStepper(_Stepper):
                 ref.assign(value)
         self.state = None
 
-    def read(self, variables: Sequence[Any]) -> list[np.ndarray]:
+    def read(self, variables: Sequence[Any], fixed: bool = False) -> list[np.ndarray]:
         """Host copies of ``variables``, from the device state where it holds them (a
-        learning rate read per epoch need not end it, nor write into the model)."""
+        learning rate read per epoch need not end it, nor write into the model).
+
+        ``fixed``: variables the train step reads but does not write (a learning rate held
+        in a Variable; Keras' optimizers only read it). Their values change only between
+        device states (whoever sets one, a callback or the user, has the model synced
+        first, and the next step starts a new state), so one copy per state is read: a
+        read from the device costs ~50 us in place, next to a 0.3 ms step."""
         state = self.state
         if state is None:
             return super().read(variables)
         values = []
         for v in variables:
-            slot = self._slots.get(id(v))
-            metric = self._metric_slots.get(id(v))
-            if slot is not None:
-                value = local_whole_copy(state[slot[0]][slot[1]])
-            elif metric is not None and self._metrics_vars is not None:
-                value = local_whole_copy(self._metrics_vars[metric])  # (the last step's)
-            else:  # not in the device state: the model holds it
-                values += super().read([v])
-                continue
-            if value is None:
-                raise ValueError(f"{v.path} is split across processes: it cannot be read here")
-            values.append(np.array(value))  # (a copy: the next step donates the buffer)
+            copy = self._fixed.get(id(v)) if fixed else None
+            if copy is None:
+                copy = self._read_one(state, v)
+                if fixed:
+                    self._fixed[id(v)] = copy
+            values.append(copy.copy() if fixed else copy)
         return values
+
+    def _read_one(self, state: tuple, v: Any) -> np.ndarray:
+        slot = self._slots.get(id(v))
+        metric = self._metric_slots.get(id(v))
+        if slot is not None:
+            value = local_whole_copy(state[slot[0]][slot[1]])
+        elif metric is not None and self._metrics_vars is not None:
+            value = local_whole_copy(self._metrics_vars[metric])  # (the last step's)
+        else:  # not in the device state: the model holds it
+            return super().read([v])[0]
+        if value is None:
+            raise ValueError(f"{v.path} is split across processes: it cannot be read here")
+        return np.array(value)  # (a copy: the next step donates the buffer)
 
     def _state_pairs(self) -> Iterator[tuple[Any, Any]]:
         """``(variable, device value)`` for every variable of the device state."""
