@@ -562,12 +562,24 @@ def test_event_records_are_framed_as_tensorboardx_frames_them(tmp_path):
     assert b"".join(map(frame, payloads)) == (tmp_path / "tensorboardx").read_bytes()
 
 
+def scalar_event(tags, step: int, walltime: float, values) -> bytes:
+    """A scalar ``Event`` as tensorboardX's protobuf classes serialize it."""
+    from tensorboardX.proto import event_pb2, summary_pb2
+
+    summary = summary_pb2.Summary(
+        value=[
+            summary_pb2.Summary.Value(tag=t, simple_value=v)
+            for t, v in zip(tags, values, strict=True)
+        ]
+    )
+    return event_pb2.Event(wall_time=walltime, step=step, summary=summary).SerializeToString()
+
+
 def test_scalar_events_encoded_at_once_are_the_protobuf_messages_bytes(tmp_path):
     """Scalar events encoded many at a time are byte for byte tensorboardX's ``Event``
     messages, serialized and framed by its ``RecordWriter``: steps whose varints take 0
     (step 0: absent) to 6 bytes in one call, values float32 cannot hold (+-inf), NaN, -0,
     subnormals, non-ASCII and long tags; bad steps are refused."""
-    from tensorboardX.proto import event_pb2, summary_pb2
     from tensorboardX.record_writer import RecordWriter
 
     from deeptrain.tracking.records import scalar_records
@@ -578,14 +590,7 @@ def test_scalar_events_encoded_at_once_are_the_protobuf_messages_bytes(tmp_path)
     rows = [(s, 1.7e9 + i / 7, *v) for i, (s, v) in enumerate(zip(steps, values, strict=True))]
     writer = RecordWriter(str(tmp_path / "tensorboardx"))
     for step, walltime, *row in rows:
-        summary = summary_pb2.Summary(
-            value=[
-                summary_pb2.Summary.Value(tag=t, simple_value=v)
-                for t, v in zip(tags, row, strict=True)
-            ]
-        )
-        event = event_pb2.Event(wall_time=walltime, step=step, summary=summary)
-        writer.write(event.SerializeToString())
+        writer.write(scalar_event(tags, step, walltime, row))
     writer.close()
     assert scalar_records(tags, rows) == (tmp_path / "tensorboardx").read_bytes()
     assert scalar_records(tags, []) == b""
@@ -601,8 +606,6 @@ def test_scalar_events_in_large_random_tables_are_the_protobuf_messages_bytes(tm
     varint lengths (127 -> 128, 2**14 - 1 -> 2**14, ..., 2**49 - 1 -> 2**49) and in random
     order, random values (float32's range and beyond, NaN, zeros): the same bytes as
     tensorboardX's ``Event`` messages, and as the rows encoded one at a time."""
-    from tensorboardX.proto import event_pb2, summary_pb2
-
     from deeptrain.tracking.records import frame, scalar_records
 
     rng = np.random.default_rng(7)
@@ -617,23 +620,15 @@ def test_scalar_events_in_large_random_tables_are_the_protobuf_messages_bytes(tm
         rows = [(s, 1.7e9 + rng.random(), *v) for s, v in zip(steps, values.tolist(), strict=True)]
         expected = b""
         for step, walltime, *row in rows:
-            summary = summary_pb2.Summary(
-                value=[
-                    summary_pb2.Summary.Value(tag=t, simple_value=v)
-                    for t, v in zip(tags, row, strict=True)
-                ]
-            )
-            event = event_pb2.Event(wall_time=walltime, step=step, summary=summary)
-            expected += frame(event.SerializeToString())
+            expected += frame(scalar_event(tags, step, walltime, row))
         assert scalar_records(tags, rows) == expected
         assert b"".join(scalar_records(tags, [row]) for row in rows) == expected
     bad_rows = [(1, 1.0, 2.0), (2**53, 1.0, 1, 2, 3), (2, None, 1, 2, 3), (2, 1.0, "x", 2, 3)]
     for bad in bad_rows:  # (after a good row: the bad one is named)
         with pytest.raises(ValueError, match=r"0 <= step < 2\*\*53.*got " + re.escape(repr(bad))):
             scalar_records(tags, [(1, 1.0, 1, 2, 3), bad])
-    empty = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag="", simple_value=2.0)])
-    event = event_pb2.Event(wall_time=1.5, step=3, summary=empty)
-    assert scalar_records(("",), [(3, 1.5, 2.0)]) == frame(event.SerializeToString())
+    empty_tag = frame(scalar_event(("",), 3, 1.5, [2.0]))  # (proto3 omits an empty string)
+    assert scalar_records(("",), [(3, 1.5, 2.0)]) == empty_tag
 
 
 def test_a_tags_events_keep_their_step_order_in_the_file(data, tmp_path):
