@@ -113,9 +113,8 @@ def _table(rows: Sequence[Sequence[float]], n_values: int) -> np.ndarray:
         good = (steps >= 0) & (steps < _MAX_STEP) & (steps == np.floor(steps)) & (walltimes != 0)
         if good.all():
             return table
-        bad = rows[int(np.argmin(good))]
-    else:  # (None, strings, nested sequences: not numbers)
-        bad = next((row for row in rows if not _good_row(row, n_values)), rows[0])
+    # (None, strings, bad steps...: found row by row, to be named)
+    bad = next((row for row in rows if not _good_row(row, n_values)), rows[0])
     raise ValueError(
         f"a scalar event needs an integer step (0 <= step < 2**53), a non-zero wall time "
         f"and {n_values} values, all numbers; got {bad!r}"

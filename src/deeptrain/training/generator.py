@@ -590,7 +590,7 @@ class TrainGenerator(TrainStateAliases):
         read = getattr(self._fit_fn, "read", None)
         if read is None:
             return read_to_host(self.model, variables)
-        return read(variables, fixed) if fixed else read(variables)
+        return read(variables, fixed)
 
     def sync_model(self) -> None:
         """Make the model's variables current (the JAX train step keeps them on the
