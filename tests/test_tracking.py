@@ -7,6 +7,7 @@ the same MLflow run with no step recorded twice."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -464,6 +465,88 @@ def test_mlflow_run_continues_after_close_and_destroy_closes_the_loggers(data, t
     assert not any(t.is_alive() for t in threads)
 
 
+def test_the_mlflow_process_ignores_the_jobs_signals_and_a_killed_one_is_replaced(
+    data, tmp_path, caplog
+):
+    """A Ctrl-C in the terminal or a scheduler's SIGTERM to the job does not reach the MLflow
+    process (the training process handles them, and sends what is left); one killed anyway
+    (the OOM killer) is replaced within ``train()``: the same run gets every step once."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ml = MLflowLogger(uri, artifact_location=str(tmp_path / "artifacts"), train_freq={"batch": 1})
+    killed: list[int] = []
+
+    def kill(tg: TrainGenerator) -> None:  # mid-epoch, metrics recorded but not yet sent
+        if tg.state.batches_fit == N_TRAIN + 2 and not killed:
+            proc = ml._store.proc
+            proc.kill()
+            proc.wait()
+            killed.append(proc.pid)
+
+    tg = make_traingen(data, tmp_path / "logs", [ml, {"train:batch": kill}], epochs=1)
+    tg.train()
+    run_id, proc = ml.run_id, ml._store.proc
+    assert os.getsid(proc.pid) != os.getsid(0)  # (a signal to the job's group misses it)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        proc.send_signal(sig)
+    ml._worker.call(ml._request, "set_tag", run_id, "probe", "after the signals")
+    assert proc.poll() is None and not killed
+
+    tg.epochs = 3
+    with caplog.at_level(logging.WARNING, logger="deeptrain"):
+        tg.train()
+    assert killed and ml._store.proc.pid != killed[0] and ml.run_id == run_id
+    assert "MLflowLogger: the MLflow process" in caplog.text
+    client = MlflowClient(uri)
+    steps = [s for s, _ in history(client, run_id, "train/loss")]
+    assert steps == list(range(1, 3 * N_TRAIN + 1))
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["probe"] == "after the signals"
+    ml.close()
+
+
+def test_mlflow_flush_sends_and_what_is_recorded_after_train_is_sent_at_exit(data, tmp_path):
+    """``flush()`` sends what is buffered (a ``validate()`` after ``train()`` in a run with
+    checkpoints is sent at no checkpoint); at interpreter exit, whatever is still buffered
+    is sent (a real interpreter exits after ``validate()``)."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ml = MLflowLogger(uri, artifact_location=str(tmp_path / "artifacts"))
+    tg = make_traingen(data, tmp_path / "logs", [ml], epochs=1)
+    tg.train()
+    client = MlflowClient(uri)
+    before = len(history(client, ml.run_id, "val/loss"))
+    tg.epochs = 2
+    tg.train()
+    tg.validate()
+    assert ml._buffer  # (held for the next send)
+    assert ml.flush() and not ml._buffer
+    assert len(history(client, ml.run_id, "val/loss")) > before
+    ml.close()
+
+    script = f"""
+import sys
+sys.path[:0] = {[str(Path(__file__).parent)]!r}
+import test_tracking as t
+from pathlib import Path
+from deeptrain.tracking import MLflowLogger
+ml = MLflowLogger({uri!r}, experiment="at-exit", artifact_location={str(tmp_path / "a2")!r})
+tg = t.make_traingen(Path({str(data)!r}), Path({str(tmp_path / "logs2")!r}), [ml], epochs=1)
+tg.train()
+tg.validate()
+print(ml.run_id, len(ml._buffer))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True
+    )
+    run_id, buffered = out.stdout.split()[-2:]
+    assert int(buffered) > 0
+    validations = history(client, run_id, "val/loss")
+    assert len(validations) == 2  # train()'s and the validate() after it, at one step
+
+
 def test_mlflow_run_without_checkpoints_sends_every_send_every_s(data, tmp_path):
     """Without checkpoints, metrics reach the store as training goes: at every batch end
     with ``send_every_s=0``; with an interval longer than the run, all at the end of
@@ -483,7 +566,7 @@ def test_mlflow_run_without_checkpoints_sends_every_send_every_s(data, tmp_path)
 
         def look(tg: TrainGenerator, in_store: list = in_store) -> None:
             logger = tg.callbacks.objects[0]
-            assert logger.flush()
+            assert logger._worker.flush()  # (what was sent so far is in; flush() would send)
             in_store.append([s for s, _ in history(client, logger.run_id, "train/loss")])
 
         kw = {"train_freq": freq} if freq else {}  # None: the default

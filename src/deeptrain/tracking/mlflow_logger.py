@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import importlib.util
 import logging
@@ -11,22 +12,23 @@ import re
 import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..callbacks.base import Stage
 from .base import FLUSH_TIMEOUT_S, TrackingLogger
-from .mlflow_store import METRICS_PER_BATCH
+from .mlflow_store import MAX_KEY, METRICS_PER_BATCH
 from .settings import run_settings
-from .store_process import StoreProcess
+from .store_process import StoreEnded, StoreProcess
 
 __all__ = ["MLflowLogger", "default_tracking_uri", "mlflow_key"]
 
 log = logging.getLogger(__name__)
 
-MAX_KEY = 250  # MLflow's limits
-MAX_PARAM_VALUE = 6000
+MAX_PARAM_VALUE = 6000  # MLflow's limits (and MAX_KEY)
+MAX_TAG_VALUE = 8000
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 # train metrics every 50th batch by default (Lightning's log_every_n_steps): an MLflow SQL
@@ -34,6 +36,18 @@ ARTIFACTS_DIR = "mlartifacts"
 # small model's whole train step; every 10th cost a 0.9 ms step 3-5% (benchmarks/
 # loop_overhead.py), every 50th ~1%. MLflow's charts sample long histories anyway.
 TRAIN_EVERY = 50
+
+
+MAX_RESTARTS = 3  # MLflow processes started in place of one that ended, per logger
+_live: weakref.WeakSet[MLflowLogger] = weakref.WeakSet()
+
+
+@atexit.register  # (runs before the workers drain: registered after theirs)
+def _send_at_exit() -> None:
+    """Metrics recorded outside ``train()`` (a ``validate()`` after it) and not yet sent
+    go to the workers, which send them before the interpreter exits."""
+    for logger in list(_live):
+        logger._send()
 
 
 def default_tracking_uri(logs_dir: str | Path) -> str:
@@ -125,7 +139,8 @@ class MLflowLogger(TrackingLogger):
         self.experiment = experiment
         self.run_name = run_name
         self.artifact_location = artifact_location
-        self.tags = {str(k): str(v) for k, v in (tags or {}).items()}  # (MLflow's are text)
+        # (MLflow's tags are text, their keys and values of limited length)
+        self.tags = {mlflow_key(k): str(v)[:MAX_TAG_VALUE] for k, v in (tags or {}).items()}
         self.log_best_model = log_best_model
         self.log_final_checkpoint = log_final_checkpoint
         self.send_every_s = float(send_every_s)
@@ -138,6 +153,9 @@ class MLflowLogger(TrackingLogger):
         self._sent_steps: dict[str, int] = {}  # per key, the newest step the store has
         self._last_send = time.monotonic()
         self._best_sent: tuple | None = None
+        self._start_info: tuple[str, dict[str, Any]] = ("", {})  # what _start was given
+        self._restarts = 0  # MLflow processes started after one ended
+        _live.add(self)
 
     # -- opening ---------------------------------------------------------------------------
     def _uri(self) -> str:
@@ -168,6 +186,7 @@ class MLflowLogger(TrackingLogger):
             "tags": {**self._run_tags(), **self.tags},
             "params": params,
         }
+        self._start_info = (uri, info)
         try:
             started = self._worker.call(self._start, uri, info)
         except Exception as e:
@@ -184,7 +203,10 @@ class MLflowLogger(TrackingLogger):
         )
 
     def _start(self, uri: str, info: dict[str, Any]) -> dict[str, Any]:
-        """(Worker) The MLflow process (once), the store, the run."""
+        """(Worker) The MLflow process (a new one if the last ended), the store, the run."""
+        if self._store is not None and not self._store.alive:
+            self._store.close()
+            self._store = None
         if self._store is None:
             self._store = StoreProcess()
         store = self._store
@@ -192,10 +214,28 @@ class MLflowLogger(TrackingLogger):
         return store.request("start_run", info)
 
     def _request(self, op: str, *args: Any) -> None:
-        """(Worker) One operation in the MLflow process (started by :meth:`_start`)."""
+        """(Worker) One operation in the MLflow process (started by :meth:`_start`). If the
+        process is gone (killed by the OOM killer, a signal to it alone), a new one takes
+        the run over and the operation is sent again; metrics the store already has at a
+        step are not (a process killed within a call may have stored part of it)."""
         if self._store is None:
             raise RuntimeError("the MLflow process is not running")
-        self._store.request(op, *args)
+        try:
+            self._store.request(op, *args)
+        except StoreEnded as e:
+            if self._restarts >= MAX_RESTARTS or self.run_id is None:
+                raise
+            self._restarts += 1
+            log.warning(
+                "MLflowLogger: %s; starting a new one (%d of %d)", e, self._restarts, MAX_RESTARTS
+            )
+            uri, info = self._start_info
+            saved = {"run_id": self.run_id, "run_dir": info["run_dir"]}  # the same run
+            steps = self._start(uri, {**info, "saved": saved})["steps"]
+            if op == "log_metrics":
+                run_id, rows = args
+                args = (run_id, [r for r in rows if r[3] > steps.get(r[0], -1)])
+            self._store.request(op, *args)
 
     def _run_tags(self) -> dict[str, str]:
         import keras
@@ -326,6 +366,11 @@ class MLflowLogger(TrackingLogger):
             self._worker.submit(self._request, "set_status", self.run_id, "FINISHED")
         if not self.flush(FLUSH_TIMEOUT_S):
             log.warning("MLflowLogger: still sending to %s after train()", self._uri())
+
+    def flush(self, timeout: float | None = FLUSH_TIMEOUT_S) -> bool:
+        """Send what is buffered and wait until the store has it; False on a timeout."""
+        self._send()
+        return super().flush(timeout)
 
     def on_load(self, stage: Stage) -> None:
         """Drop what was recorded after the last send (the loaded checkpoint is at or before

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
 from collections.abc import Iterator
@@ -27,8 +28,9 @@ except ImportError:  # Windows: no lock (MLflow's own behaviour)
     fcntl = None  # type: ignore[assignment]
 
 NICENESS = 10  # added to the training process's (os.nice)
-PARAMS_PER_BATCH = 100  # MLflow's limits per log_batch call
+PARAMS_PER_BATCH = 100  # MLflow's limits per log_batch call (params, tags)
 METRICS_PER_BATCH = 1000
+MAX_KEY = 250  # of a param, tag or metric key
 
 _client: Any = None
 
@@ -103,14 +105,14 @@ def _saved_run(saved: dict[str, Any], run_dir: str | None) -> Any:
 
 
 def _log_params(run_id: str, params: dict[str, str], tags: dict[str, str]) -> None:
+    """Params and tags, as many calls as MLflow's limit per call (100 of each) needs."""
     from mlflow.entities import Param, RunTag
 
-    items = list(params.items())
-    for i in range(0, len(items), PARAMS_PER_BATCH):
-        batch = [Param(k, v) for k, v in items[i : i + PARAMS_PER_BATCH]]
-        _client.log_batch(run_id, params=batch)
-    if tags:
-        _client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    for kind, entity, items in (("params", Param, params), ("tags", RunTag, tags)):
+        pairs = list(items.items())
+        for i in range(0, len(pairs), PARAMS_PER_BATCH):
+            batch = [entity(k, v) for k, v in pairs[i : i + PARAMS_PER_BATCH]]
+            _client.log_batch(run_id, **{kind: batch})
 
 
 def start_run(info: dict[str, Any]) -> dict[str, Any]:
@@ -125,7 +127,9 @@ def start_run(info: dict[str, Any]) -> dict[str, Any]:
         _client.update_run(run_id, status="RUNNING")
         old = run.data.params
         new = {k: v for k, v in params.items() if k not in old}
-        changed = {f"changed_param.{k}": v for k, v in params.items() if old.get(k, v) != v}
+        changed = {
+            f"changed_param.{k}"[:MAX_KEY]: v for k, v in params.items() if old.get(k, v) != v
+        }
         _log_params(run_id, new, {**tags, **changed})
         steps = {
             key: max((m.step for m in _client.get_metric_history(run_id, key)), default=-1)
@@ -134,8 +138,8 @@ def start_run(info: dict[str, Any]) -> dict[str, Any]:
         return {"run_id": run_id, "resumed": True, "steps": steps}
     if info["saved"].get("run_id"):
         tags = {**tags, "deeptrain.parent_run_id": info["saved"]["run_id"]}
-    run = _client.create_run(experiment_id, run_name=info["run_name"], tags=tags)
-    _log_params(run.info.run_id, params, {})
+    run = _client.create_run(experiment_id, run_name=info["run_name"])
+    _log_params(run.info.run_id, params, tags)
     return {"run_id": run.info.run_id, "resumed": False, "steps": {}}
 
 
@@ -182,6 +186,10 @@ def serve(fd_in: int, fd_out: int) -> None:
 
 
 if __name__ == "__main__":
+    # the training process handles Ctrl-C and SIGTERM, and sends what is left before it
+    # ends; this process ends when its input closes (see store_process.py)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # below the training process's priority: MLflow's SQL work (~0.2 ms of CPU per metric
     # row) takes the cores training leaves idle, and all of them while a checkpoint waits
     # for it, rather than time slices of the training's threads
