@@ -774,3 +774,28 @@ def test_scalars_reach_the_event_file_while_training(data, tmp_path, monkeypatch
     # 64 rows (train rows and a learning rate per 4) were reached at step 51 or 52
     for steps in seen:
         assert len(steps) >= 51 and steps == list(range(1, len(steps) + 1))
+
+
+def test_mlflow_tags_and_changed_params_within_mlflows_limits(data, tmp_path):
+    """More tags than MLflow takes in one call, keys and values longer than it takes, and a
+    long setting changed between two ``train()`` calls of one run (a ``changed_param.``
+    tag): all recorded, cut to MLflow's limits, none failing the run's start."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tags = {f"t{i}": i for i in range(150)}
+    tags["k" * 300] = "v" * 9000
+    ml = MLflowLogger(uri, artifact_location=str(tmp_path / "artifacts"), tags=tags)
+    long_key = "u" * 245
+    tg = make_traingen(data, tmp_path / "logs", [ml], epochs=1)
+    tg.model_configs = {long_key: 1}
+    tg.train()
+    ml.close()
+    tg.model_configs = {long_key: 2}
+    tg.epochs = 2
+    tg.train()
+    run = MlflowClient(uri).get_run(ml.run_id)
+    assert run.data.tags["t149"] == "149" and run.data.tags["k" * 250] == "v" * 8000
+    (changed,) = [k for k in run.data.tags if k.startswith("changed_param.model.")]
+    assert len(changed) == 250 and run.data.tags[changed] == "2"
+    ml.close()
