@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -29,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 BATCH = 8
 
 
-def deeptrain(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def deeptrain(*args: str | Path, cwd: Path | None = None, **kw: Any) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
     return subprocess.run(
@@ -39,6 +40,7 @@ def deeptrain(*args: str | Path, cwd: Path | None = None) -> subprocess.Complete
         env=env,
         cwd=cwd,
         timeout=900,
+        **kw,
     )
 
 
@@ -300,6 +302,108 @@ def test_export_tensorboard_from_the_metrics_log(runs, tmp_path):
     assert proc.returncode == 1
     assert "already holds TensorBoard event files" in proc.stderr
     assert deeptrain("export-tensorboard", logdir, "--out", tmp_path / "tb").returncode == 0
+
+
+def read_scalars(directory: Path) -> dict[str, list[tuple[int, float]]]:
+    """``{tag: [(step, value), ...]}`` of the event files in ``directory``, read with
+    TensorBoard's reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(directory), size_guidance={"scalars": 0})
+    events.Reload()
+    return {
+        tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+    }
+
+
+def test_export_tensorboard_skips_damaged_rows_and_says_where(tmp_path):
+    """Steps that are not integers 0 <= step < 2**53 (NaN, negative, 2.5, beyond float64):
+    the row is left out; a value that is not a number is left out, one beyond float32's
+    range (1e400, an integer of 400 digits) is +-inf as the logger stores it; the count and
+    the first bad line are reported, the good rows exported."""
+    run = tmp_path / "run"
+    run.mkdir()
+    lines = [
+        '{"event": "train_batch", "epoch": 1, "batches_fit": 1, "loss": 0.5}',
+        '{"event": "train_batch", "epoch": 1, "batches_fit": NaN, "loss": 9.0}',  # 2
+        '{"event": "train_batch", "epoch": 1, "batches_fit": -1, "loss": 9.0}',
+        '{"event": "train_batch", "epoch": 1, "batches_fit": 2.5, "loss": 9.0}',
+        '{"event": "train_batch", "epoch": 1, "batches_fit": 1e400, "loss": 9.0}',
+        '{"event": "train_batch", "epoch": 1, "batches_fit": 3, "loss": 1e400}',
+        f'{{"event": "train_batch", "epoch": 1, "batches_fit": 4, "loss": -{10**400}}}',
+        '{"event": "train_batch", "epoch": 1, "batches_fit": 5.0, "loss": "oops", "acc": 1}',
+        '{"event": "validation", "epoch": 1, "batches_fit": 5, "loss": 0.25}',
+    ]
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    proc = deeptrain("export-tensorboard", run)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (
+        f"warning: {run / 'metrics.jsonl'}: skipped 4 rows (a step that is not an integer "
+        "0 <= step < 2**53) and 1 values (not numbers); the first at line 2"
+    ) in proc.stderr
+    assert "wrote 5 scalars and 0 images" in proc.stdout
+    inf = float("inf")
+    assert read_scalars(run / "tensorboard") == {
+        "train/loss": [(1, 0.5), (3, inf), (4, -inf)],
+        "train/acc": [(5, 1.0)],
+        "val/loss": [(5, 0.25)],
+    }
+    assert [p.name.startswith("events.out.tfevents.") for p in (run / "tensorboard").iterdir()] == [
+        True
+    ]
+
+
+def test_a_failed_export_leaves_nothing_and_can_be_run_again(tmp_path):
+    """A metrics log with no usable rows is an error (nothing written); a write that fails
+    midway (the file size limit: a full disk's error) leaves no event file either; the
+    export then runs again without being refused."""
+    import resource
+    import signal
+
+    run, out = tmp_path / "run", tmp_path / "tb"
+    run.mkdir()
+    out.mkdir()
+    log_file = run / "metrics.jsonl"
+    log_file.write_text('{"event": "train_batch", "batches_fit": NaN, "loss": 1.0}\n')
+    for where in ((), ("--out", out)):
+        proc = deeptrain("export-tensorboard", run, *where)
+        assert proc.returncode == 1
+        assert proc.stderr.startswith(f"Error: {log_file} has no usable rows (1 rows with a step")
+        assert "the first at line 1" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (run / "tensorboard").exists() and list(out.iterdir()) == []
+
+    rows = [{"event": "train_batch", "batches_fit": n, "loss": 1.0 / n} for n in range(1, 3001)]
+    log_file.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    def small_files():  # (in the child: writes past 16 KiB fail with EFBIG)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16384, resource.RLIM_INFINITY))
+
+    proc = deeptrain("export-tensorboard", run, "--out", out, preexec_fn=small_files)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("Error: ") and "File too large" in proc.stderr
+    assert list(out.iterdir()) == []
+
+    proc = deeptrain("export-tensorboard", run, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    expected = [(n, float(np.float32(1.0 / n))) for n in range(1, 3001)]
+    assert read_scalars(out) == {"train/loss": expected}
+
+
+def test_runs_skips_counts_beyond_floats_range_in_the_metrics_log(tmp_path):
+    """A run without checkpoints: its counts from the newest rows that hold readable ones
+    (an epoch of 1e400 is not)."""
+    run = tmp_path / "logs" / "run"
+    run.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text(
+        '{"event": "train_batch", "epoch": 2, "batches_fit": 7, "loss": 0.5}\n'
+        '{"event": "train_batch", "epoch": 1e400, "batches_fit": 8, "loss": 0.5}\n'
+    )
+    proc = deeptrain("runs", tmp_path / "logs", "--json")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    (row,) = json.loads(proc.stdout)
+    assert (row["epoch"], row["batches_fit"]) == (2, 8)
 
 
 # -- wrong paths -----------------------------------------------------------------------------

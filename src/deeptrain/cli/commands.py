@@ -161,16 +161,24 @@ def export_tensorboard(log_dir: Path, out: Path | None) -> None:
         raise click.ClickException(
             "export-tensorboard writes with tensorboardX: pip install 'deeptrain[tensorboard]'"
         )
+    from .export import ExportError
     from .export import export_tensorboard as export
 
     try:
         done = export(log_dir, out)
-    except (PathError, FileExistsError) as e:
+    except (PathError, ExportError, OSError) as e:  # (OSError: FileExistsError, disk full)
         raise click.ClickException(str(e)) from None
     click.echo(
         f"wrote {done['scalars']} scalars and {done['images']} images to {done['directory']}\n"
         f"open with: tensorboard --logdir {done['directory']}"
     )
+    if done["skipped_rows"] or done["skipped_values"]:
+        click.echo(
+            f"warning: {done['metrics_file']}: skipped {done['skipped_rows']} rows (a step "
+            f"that is not an integer 0 <= step < 2**53) and {done['skipped_values']} values "
+            f"(not numbers); the first at {done['first_bad']}",
+            err=True,
+        )
 
 
 @click.command()

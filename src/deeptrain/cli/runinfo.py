@@ -125,7 +125,7 @@ def _last_count(rows: list[dict[str, Any]], key: str) -> int:
     for row in reversed(rows):
         try:
             return int(row[key])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):  # (NaN, +-inf: unreadable)
             continue
     return 0
 
