@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -799,3 +800,26 @@ def test_mlflow_tags_and_changed_params_within_mlflows_limits(data, tmp_path):
     (changed,) = [k for k in run.data.tags if k.startswith("changed_param.model.")]
     assert len(changed) == 250 and run.data.tags[changed] == "2"
     ml.close()
+
+
+def test_a_worker_closed_while_a_call_hangs_runs_later_calls_on_a_new_thread():
+    """``close()`` gives up on a call that does not return within its timeout (a store that
+    does not answer); later calls run in order on a new thread, never beside the old one
+    on one queue; the old thread ends when its call returns."""
+    from deeptrain.tracking.worker import BackgroundWorker
+
+    worker = BackgroundWorker("test.worker")
+    release, ran = threading.Event(), []
+    worker.submit(release.wait)
+    old = worker._thread
+    worker.close(timeout=0.2)
+    assert old is not None and old.is_alive()
+    for i in range(3):
+        worker.submit(ran.append, (i, threading.current_thread().name))
+    worker.submit(lambda: ran.append(threading.current_thread()))
+    assert worker.flush(timeout=30)
+    assert [r[0] for r in ran[:3]] == [0, 1, 2] and ran[3] is not old
+    release.set()
+    old.join(timeout=30)
+    assert not old.is_alive() and worker.pending == 0
+    worker.close(timeout=30)

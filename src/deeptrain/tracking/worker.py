@@ -71,21 +71,30 @@ class BackgroundWorker:
             log.warning("%s: calls still queued after %s s; not waiting longer", self.name, timeout)
         self._queue.put(_STOP)
         self._thread.join(timeout)
+        if self._thread.is_alive():  # a call hangs (a store that does not answer): later
+            # calls go to a new thread and queue; this one stops when its call returns
+            log.warning(
+                "%s: a call still running after %s s; not waiting for it", self.name, timeout
+            )
+            with self._done:
+                self._queue, self._pending = queue.SimpleQueue(), 0
         self._thread = None
         _live.discard(self)
 
     def _put(self, fn: Callable[..., Any], args: tuple, box: dict | None) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, args=(self._queue,), name=self.name, daemon=True
+            )
             self._thread.start()
             _live.add(self)
         with self._done:
             self._pending += 1
         self._queue.put((fn, args, box))
 
-    def _run(self) -> None:
+    def _run(self, calls: queue.SimpleQueue) -> None:
         while True:
-            item = self._queue.get()
+            item = calls.get()
             if item is _STOP:
                 return
             fn, args, box = item
@@ -100,7 +109,8 @@ class BackgroundWorker:
                     self._report(fn, e)
             finally:
                 with self._done:
-                    self._pending -= 1
+                    if calls is self._queue:  # (not a thread given up on by close())
+                        self._pending -= 1
                     self._done.notify_all()
 
     def _report(self, fn: Callable, error: Exception) -> None:
