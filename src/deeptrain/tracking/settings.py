@@ -4,7 +4,8 @@ From a live TrainGenerator (:func:`run_settings`) or from a checkpoint's state
 (:func:`state_settings`): the TrainGenerator's settings (not the code-valued ones, paths or
 display options), ``model_configs`` as ``model.<key>``, and from a live one also the fit and
 eval functions, the optimizer, the parameter count and the DataGenerators' batch settings.
-Nested dicts become dotted names (``val_freq.epoch``); lists become JSON text.
+Nested dicts become dotted names (``val_freq.epoch``); lists become JSON text, and values
+that are not plain numbers (None, non-finite floats, integers TensorBoard cannot take) text.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from ..util.jsonstate import UNSUPPORTED, to_json
 __all__ = ["run_settings", "state_settings", "flatten"]
 
 Scalar = bool | int | float | str
+
+# the integers TensorBoard's hyperparameters take (tensorboardX converts them with NumPy:
+# int64 or uint64; a larger one is an object array, which it refuses)
+_INT_MIN, _INT_END = -(2**63), 2**64
 
 # Left out: how a run loads or displays, paths (machine-specific), and long lookup tables.
 _EXCLUDED = {
@@ -61,22 +66,27 @@ def inner_optimizer(optimizer: Any) -> Any:
 
 
 def flatten(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Scalar]:
-    """Nested dicts as dotted names; lists as JSON text; None and non-finite floats as
-    text."""
+    """Nested dicts as dotted names; lists as JSON text; None, non-finite floats and
+    integers outside ``[-2**63, 2**64)`` as text."""
     out: dict[str, Scalar] = {}
     for key, value in settings.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) and value and set(value) != {"__items__"}:
             out.update(flatten(value, f"{name}."))
-        elif isinstance(value, bool | int | str) or (
-            isinstance(value, float) and math.isfinite(value)
-        ):
+        elif isinstance(value, bool | str) or _plain_number(value):
             out[name] = value
-        elif value is None or isinstance(value, float):
+        elif value is None or isinstance(value, int | float):
             out[name] = str(value)
         else:
             out[name] = json.dumps(value, default=str)
     return out
+
+
+def _plain_number(value: Any) -> bool:
+    """A number TensorBoard's hyperparameters take as a number."""
+    if isinstance(value, int):
+        return _INT_MIN <= value < _INT_END
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _plain(value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import time
@@ -111,10 +112,16 @@ class TensorBoardLogger(TrackingLogger):
     def _open_file(
         self, directory: Path, purge: int | None, hparams: dict | None, tags: list[str]
     ) -> None:
-        self._file = EventFile(directory, purge)
-        if hparams is not None:
-            self._file.hparams(hparams, tags)
-        self._file.flush()
+        events = EventFile(directory, purge)
+        try:
+            if hparams is not None:
+                events.hparams(hparams, tags)
+            events.flush()
+        except BaseException:
+            with contextlib.suppress(OSError):  # (not left open; its error is the one to see)
+                events.close()
+            raise
+        self._file = events
 
     # -- records ---------------------------------------------------------------------------
     def _record_scalars(self, values: dict[str, float], step: int, walltime: float) -> None:
