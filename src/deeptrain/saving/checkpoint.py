@@ -229,7 +229,11 @@ class _FileSyncs:
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="deeptrain-fsync")
-        self._pending.append(self._pool.submit(fsync_path, file))
+        try:
+            self._pending.append(self._pool.submit(fsync_path, file))
+        except RuntimeError:  # the interpreter is exiting (a write it waits for): no new
+            self.wait()  # threads then; in order, here
+            fsync_path(file)
 
     def wait(self) -> None:
         """Until every queued fsync is done (raises the first one's error)."""

@@ -29,6 +29,7 @@ first waits for a checkpoint being written.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from . import model_state
 from .atomic import TEMP_PREFIX, final_name, recover_backups
 from .checkpoint import (
     CHECKPOINTS_DIR,
+    STATE_FILE,
     WEIGHTS_FILE,
     CorruptCheckpointError,
     is_intact,
@@ -74,6 +76,7 @@ class Checkpointer:
         self.tg = tg
         self.fault: Callable[[str], None] | None = None
         self.pipeline = CheckpointPipeline(asynchronous=bool(tg.checkpoint_async))
+        self.pipeline.on_error = self._due_again
         # the large host arrays of the last snapshot written, copied into by the next one
         # (fresh memory's page faults cost more than the copy), kept only while a train()
         # or validate() runs: one state's worth of host memory, as a snapshot in flight
@@ -87,8 +90,21 @@ class Checkpointer:
     # -- saving ------------------------------------------------------------------------
     def save(self, path: Path, kind: str, wait: bool = True) -> Path:
         """A checkpoint of ``kind`` in the directory ``path`` (no figures, nothing else
-        moved or pruned); returns the path."""
-        return self._save(lambda: [Target(Path(path), kind, 0)], wait)[0]
+        moved or pruned); returns the path. What is at ``path`` already is replaced only if
+        it is a checkpoint (a directory with a ``state.json``): anything else is refused,
+        never deleted."""
+        path = Path(path)
+        if os.path.lexists(path) and not (is_real_dir(path) and (path / STATE_FILE).is_file()):
+            raise FileExistsError(
+                f"save: {path} exists and is not a DeepTrain checkpoint (a directory with "
+                f"{STATE_FILE}); not replaced. Give a new path, or remove it first."
+            )
+        return self._save(lambda: [Target(path, kind, 0)], wait)[0]
+
+    def _due_again(self, failed: list[Target]) -> None:
+        """The saves of a write that failed are due again (written when ``train()`` goes
+        on, as a save cut on the training thread is)."""
+        self.tg._saves.due_again([(t.kind, t.path) for t in failed])
 
     def checkpoint(
         self, kind: str, wait: bool = False, overwrite: bool | None = None

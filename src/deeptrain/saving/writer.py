@@ -190,6 +190,10 @@ class CheckpointPipeline:
         self._error: BaseException | None = None
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._failed: list[Target] = []  # the targets of the write whose error is kept
+        # called on the training thread with those targets when their error is raised
+        # there: the saves become due again (none is lost to a failure in the background)
+        self.on_error: Callable[[list[Target]], None] | None = None
         self.idle = threading.Event()  # set while no job is in flight
         self.idle.set()
         _pipelines.add(self)
@@ -213,16 +217,28 @@ class CheckpointPipeline:
             return
         job.figure_process = True  # drawing in this process would take the GIL from training
         self.idle.clear()
-        with self._wake:
-            self._job = job
-            self._wake.notify()
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(
-                target=self._serve, name="deeptrain-checkpoint", daemon=True
-            )
-            self._thread.start()
+        try:
+            with self._wake:
+                self._job = job
+                self._wake.notify()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._serve, name="deeptrain-checkpoint", daemon=True
+                )
+                self._thread.start()
+        except BaseException:  # (a second Ctrl-C here): a job no thread will take is
+            self._drop_unserved(job)  # dropped, never left marking the pipeline busy
+            raise
         if wait:
             self.wait()
+
+    def _drop_unserved(self, job: CheckpointJob) -> None:
+        with self._wake:
+            if self._job is not job or (self._thread is not None and self._thread.is_alive()):
+                return  # (taken, or a live thread takes it)
+            self._job = None
+        job.discard()
+        self.idle.set()
 
     def check(self) -> None:
         """Raise the error of a background write that has ended (never waits)."""
@@ -244,12 +260,15 @@ class CheckpointPipeline:
     def take_error(self) -> BaseException | None:
         """Once no write is in flight: the error of one that failed (cleared), or None."""
         self.join()
-        error, self._error = self._error, None
+        error, self._error, self._failed = self._error, None, []
         return error
 
     def _raise(self) -> None:
         error, self._error = self._error, None
+        failed, self._failed = self._failed, []
         if error is not None:
+            if self.on_error is not None:
+                self.on_error(failed)
             raise error
 
     def _serve(self) -> None:
@@ -259,6 +278,7 @@ class CheckpointPipeline:
                     self._wake.wait()
                 job = self._job
             self._run(job)
+            del job  # (not kept while waiting: it holds a whole state's host copy)
 
     def _run(self, job: CheckpointJob) -> None:
         try:
@@ -266,7 +286,7 @@ class CheckpointPipeline:
             job.commit()  # the pointer moves once the checkpoint is complete and durable
         except BaseException as e:  # kept for the training thread
             e.add_note(f"(raised while writing the checkpoint {job.describe()})")
-            self._error = e
+            self._error, self._failed = e, job.targets
             if self.asynchronous:
                 log.error("Writing the checkpoint %s failed: %s", job.describe(), e)
         finally:

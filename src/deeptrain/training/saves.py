@@ -75,14 +75,28 @@ class Saves:
             path = tg._checkpointer.save_due(
                 best, due, wait=self._wait, overwrite=overwrite, one_best=one_best
             )
-        except BaseException:
-            state.checkpoint_due, self.best_pending = due, best
+        except BaseException:  # (with what a failed background write made due again)
+            state.checkpoint_due = _first_due(state.checkpoint_due, due)
+            self.best_pending = self.best_pending or best
             raise
         self.best_pending, self.best_keep_one = False, None
         while self.paths_pending:  # (one that fails stays, with those after it)
             tg._checkpointer.save(self.paths_pending[0], "manual", wait=self._wait)
             self.paths_pending.pop(0)
         return path
+
+    def due_again(self, failed: list[tuple[str, Path]]) -> None:
+        """The saves ``(kind, path)`` of a write that failed in the background are due
+        again: the checkpoint (a unique one before a temp one), the best model, a save to
+        a path."""
+        state = self.tg.state
+        for kind, path in failed:
+            if kind == "best":
+                self.best_pending = True
+            elif kind in ("temp", "unique"):
+                state.checkpoint_due = _first_due(state.checkpoint_due, kind)
+            elif path not in self.paths_pending:
+                self.paths_pending.append(path)
 
     def pending(self) -> None:
         """A checkpoint or best model whose save was cut, or asked for from inside an
@@ -137,3 +151,8 @@ class Saves:
             assert path is not None  # there is a log directory
             return path
         return tg._checkpointer.save(Path(savepath), "manual", wait=self._wait)
+
+
+def _first_due(a: str | None, b: str | None) -> str | None:
+    """Of two due checkpoints, the one to write: unique before temp."""
+    return "unique" if "unique" in (a, b) else a or b
