@@ -76,7 +76,6 @@ class Checkpointer:
         self.tg = tg
         self.fault: Callable[[str], None] | None = None
         self.pipeline = CheckpointPipeline(asynchronous=bool(tg.checkpoint_async))
-        self.pipeline.on_error = self._due_again
         # the large host arrays of the last snapshot written, copied into by the next one
         # (fresh memory's page faults cost more than the copy), kept only while a train()
         # or validate() runs: one state's worth of host memory, as a snapshot in flight
@@ -100,11 +99,6 @@ class Checkpointer:
                 f"{STATE_FILE}); not replaced. Give a new path, or remove it first."
             )
         return self._save(lambda: [Target(path, kind, 0)], wait)[0]
-
-    def _due_again(self, failed: list[Target]) -> None:
-        """The saves of a write that failed are due again (written when ``train()`` goes
-        on, as a save cut on the training thread is)."""
-        self.tg._saves.due_again([(t.kind, t.path) for t in failed])
 
     def checkpoint(
         self, kind: str, wait: bool = False, overwrite: bool | None = None

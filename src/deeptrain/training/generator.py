@@ -229,6 +229,9 @@ class TrainGenerator(TrainStateAliases):
         self._validation = ValidationLoop(self)  # (where a validation in progress began)
         self.logdir = Path(self.logdir) if self.logdir is not None else None
         self._checkpointer = Checkpointer(self)
+        # the saves of a background write that failed are due again (written when train()
+        # goes on, as a save cut on the training thread is)
+        self._checkpointer.pipeline.on_error = self._saves.due_again
         self._loop_depth = 0  # train() / validate() calls running (checkpoints: see _loop)
         self._lock: LogdirLock | None = None
         self.model_num = 0  # the M<num> of the model name, set with the log directory

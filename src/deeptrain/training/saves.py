@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ..saving.writer import Target
     from .generator import TrainGenerator
 
 __all__ = ["Saves"]
@@ -85,18 +86,17 @@ class Saves:
             self.paths_pending.pop(0)
         return path
 
-    def due_again(self, failed: list[tuple[str, Path]]) -> None:
-        """The saves ``(kind, path)`` of a write that failed in the background are due
-        again: the checkpoint (a unique one before a temp one), the best model, a save to
-        a path."""
+    def due_again(self, failed: list[Target]) -> None:
+        """The saves of a write that failed in the background are due again: the
+        checkpoint (a unique one before a temp one), the best model, a save to a path."""
         state = self.tg.state
-        for kind, path in failed:
-            if kind == "best":
+        for target in failed:
+            if target.kind == "best":
                 self.best_pending = True
-            elif kind in ("temp", "unique"):
-                state.checkpoint_due = _first_due(state.checkpoint_due, kind)
-            elif path not in self.paths_pending:
-                self.paths_pending.append(path)
+            elif target.kind in ("temp", "unique"):
+                state.checkpoint_due = _first_due(state.checkpoint_due, target.kind)
+            elif target.path not in self.paths_pending:
+                self.paths_pending.append(target.path)
 
     def pending(self) -> None:
         """A checkpoint or best model whose save was cut, or asked for from inside an
