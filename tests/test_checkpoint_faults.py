@@ -146,3 +146,18 @@ def test_a_write_in_flight_at_interpreter_exit_is_completed(data, tmp_path):
     logdir = Path(proc.stdout.split("logdir", 1)[1].split()[0])
     path, payload = resolve_loadpath(logdir)
     assert payload["kind"] == "temp" and payload["train_state"]["batches_fit"] == 6
+
+
+def test_checkpoints_after_loading_an_older_one_are_numbered_after_the_newest(data, tmp_path):
+    """``tg.load()`` of an older checkpoint of the run, then training on: the new
+    checkpoints sort after the abandoned newer ones (as when a run is continued at
+    construction), so that keeping the newest few never prunes the new ones first."""
+    tg = make_tg(data, tmp_path, epochs=3, unique_checkpoint_freq={"epoch": 1})
+    tg.train()
+    ckdir = tg.logdir / "checkpoints"
+    _, first = min(list_checkpoints(ckdir))
+    tg.load(first)
+    tg.epochs = 2
+    tg.train()
+    seqs = {p.name: seq for seq, p in list_checkpoints(ckdir)}
+    assert max(seqs.values()) == seqs[tg.get_last_log("checkpoint").name] == 4

@@ -846,6 +846,8 @@ class TrainGenerator(TrainStateAliases):
 
         with self.distribution.scope():  # variables are created and assigned under it
             loaded = self._checkpointer.load(path, passed_args, settle)
+        if self.logdir is not None:  # (an older checkpoint of this run: numbered after)
+            logdirs.continue_numbering(self, self.logdir)
         self._consistency.clear()
         self._validation.start = None
         self.callbacks("load", self)

@@ -52,7 +52,7 @@ def set_up_logdir(tg: TrainGenerator, run_dir: Path | None = None) -> None:
         return
     tg.distribution.on_writer(lambda: _lock_logdir(tg), f"lock {tg.logdir}")  # one writer
     if run_dir is not None:
-        _continue_numbering(tg, tg.logdir)
+        continue_numbering(tg, tg.logdir)
         log.info("Continuing run %s", tg.logdir)
     else:
         log.info("Logging to %s", tg.logdir)
@@ -68,9 +68,10 @@ def _lock_logdir(tg: TrainGenerator) -> int:
     return 0
 
 
-def _continue_numbering(tg: TrainGenerator, logdir: Path) -> None:
+def continue_numbering(tg: TrainGenerator, logdir: Path) -> None:
     """New checkpoints of a continued run sort after all its existing ones, even when it
-    continues from an older checkpoint (the newer ones are kept)."""
+    continues from an older checkpoint (the newer ones are kept; pruning, oldest first,
+    would otherwise remove the new ones first)."""
     newest = max((seq for seq, _ in list_checkpoints(logdir / CHECKPOINTS_DIR)), default=0)
     if newest > tg.state.save_seq:
         log.warning(
