@@ -5,6 +5,7 @@ nothing that is not a checkpoint is ever replaced."""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from pathlib import Path
@@ -161,3 +162,57 @@ def test_checkpoints_after_loading_an_older_one_are_numbered_after_the_newest(da
     tg.train()
     seqs = {p.name: seq for seq, p in list_checkpoints(ckdir)}
     assert max(seqs.values()) == seqs[tg.get_last_log("checkpoint").name] == 4
+
+
+FD_SCRIPT = """
+import os, resource, sys
+from pathlib import Path
+from deeptrain.saving.atomic import recover_backup
+from deeptrain.saving.checkpoint import is_intact
+
+final = Path(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+held = []
+try:
+    while True:
+        held.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    pass
+for check in (lambda: is_intact(final), lambda: recover_backup(final, is_intact)):
+    try:
+        print("returned", check())
+    except OSError as e:
+        print("errno", e.errno)
+for fd in held:
+    os.close(fd)
+print("intact", is_intact(final))
+"""
+
+
+@pytest.mark.subprocess
+def test_a_checkpoint_that_cannot_be_opened_for_want_of_descriptors_is_not_damaged(data, tmp_path):
+    """Out of file descriptors (or any failure of the process, not of the file), checking a
+    checkpoint raises that error: it is not taken for damage, so a replace's leftover
+    backup never wins over the intact checkpoint, which stays."""
+    import errno
+    import shutil
+    import subprocess
+
+    from deeptrain.saving.atomic import backup_path
+
+    tg = make_tg(data, tmp_path)
+    final = tg.save(tmp_path / "ck")
+    shutil.copytree(final, backup_path(final))  # (what an interrupted replace leaves)
+    src = str(Path(__file__).parents[1] / "src")
+    proc = subprocess.run(
+        [sys.executable, "-c", FD_SCRIPT, str(final)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": src},
+    )
+    assert proc.stdout.split("\n")[:3] == [
+        f"errno {errno.EMFILE}",
+        f"errno {errno.EMFILE}",
+        "intact True",
+    ], proc.stdout + proc.stderr[-2000:]

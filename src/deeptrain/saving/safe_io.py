@@ -8,6 +8,7 @@ whole files are capped. Any failure is a :class:`CorruptCheckpointError` naming 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -62,6 +63,10 @@ def is_real_dir(path: Path) -> bool:
         return False
 
 
+# what opening a checkpoint's file fails with when the file is not what it should be
+_DAMAGED = {errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.ENODEV}
+
+
 def open_regular(path: Path) -> int:
     """A read-only descriptor of the regular file ``path`` (links, FIFOs, devices,
     sockets and directories are refused)."""
@@ -73,6 +78,9 @@ def open_regular(path: Path) -> int:
                 f"{path} is a symbolic link; a checkpoint's files "
                 "must be regular files in its directory"
             ) from None
+        if e.errno not in _DAMAGED:  # too many open files, no permission...: this process's
+            raise  # or this machine's state, not the file's (a damaged checkpoint would be
+            # skipped, or deleted in favour of its backup)
         raise CorruptCheckpointError(f"{path} cannot be opened ({e.strerror or e})") from None
     try:
         mode = os.fstat(fd).st_mode
