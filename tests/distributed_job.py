@@ -233,6 +233,8 @@ def bad_inputs(args: argparse.Namespace, scope) -> dict[str, str]:
         return tg(model=m)
 
     errors["stateful"] = error_of(stateful)
+    backup = keras.callbacks.BackupAndRestore(str(args.out.parent / "backup"))
+    errors["backup"] = error_of(lambda: tg(callbacks=[backup]))
     if args.backend == "torch":
 
         def unbuilt():
@@ -312,19 +314,23 @@ def checks(args: argparse.Namespace, scope) -> dict:
     except Exception as e:  # noqa: BLE001 - the message is what the test reads
         out["error_preprocessor"] = np.asarray(f"{type(e).__name__}: {e}")
 
-    # Keras callbacks: a file writer on process 0 alone, the others on every process
+    # Keras callbacks: file writers on process 0 alone, the others on every process
+    # (ModelCheckpoint's save builds an optimizer: on JAX, a collective but for writing())
     import keras
 
     with scope():
         model = build_model(0.0)
     seen: list[int] = []
     csv = args.out.parent / f"keras_{args.process_id}.csv"
+    saved = args.out.parent / f"keras_{args.process_id}.weights.h5"
     callbacks = [
         keras.callbacks.CSVLogger(str(csv)),
+        keras.callbacks.ModelCheckpoint(str(saved), save_weights_only=True),
         keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(epoch)),
     ]
     TrainGenerator(model, *generators(args.data), iter_verbosity=0, callbacks=callbacks).train()
     out["keras_csv_written"] = np.asarray(csv.exists())
+    out["keras_checkpoint_written"] = np.asarray(saved.exists())
     out["keras_epochs_seen"] = np.asarray(seen)
     out.update(stopped_with_ctrl_c(args, scope))
 
@@ -350,7 +356,47 @@ def checks(args: argparse.Namespace, scope) -> dict:
     out.update({f"two_inputs_{k}": v for k, v in weights(model).items() if k[0] == "w"})
     if args.backend == "torch":
         out.update(custom_train_step(args))
+        out.update(batch_norm(args))
     return out
+
+
+def batch_norm(args: argparse.Namespace) -> dict:
+    """torch: a model with BatchNormalization on its inputs (its batch statistics are the
+    data's) trains 4 global batches. Every process ends with the same moving statistics:
+    the moving mean is one device's on the same global batches (the mean of the processes'
+    batch means), the moving variance is updated with the mean of the processes' batch
+    variances; still one all_reduce a step."""
+    import keras
+    import numpy as np
+
+    from deeptrain import TrainGenerator
+
+    keras.utils.set_random_seed(0)
+    ipt = keras.Input((FEATURES,))
+    bn = keras.layers.BatchNormalization(momentum=0.5)
+    model = keras.Model(ipt, keras.layers.Dense(2, "softmax")(bn(ipt)))
+    model.compile(keras.optimizers.SGD(0.1), "categorical_crossentropy", metrics=["accuracy"])
+    tg = TrainGenerator(model, *generators(args.data), iter_verbosity=0)
+    batches = [(np.asarray(x), np.asarray(y)) for x, y in generators(args.data)[0]][:4]
+    count = collectives_counted(args.backend)
+    marks = [count()]
+    for x, y in batches:
+        tg.fit_fn(x, y, None)
+        marks.append(count())
+    tg.sync_model()
+    mean, variance = np.zeros(FEATURES), np.ones(FEATURES)
+    processes = tg.distribution.process_count
+    for x, _ in batches:  # each process's contiguous share of the global batch
+        shares = np.split(x.astype("float64"), processes)
+        mean = 0.5 * mean + 0.5 * np.mean([s.mean(0) for s in shares], 0)
+        variance = 0.5 * variance + 0.5 * np.mean([s.var(0) for s in shares], 0)
+    return {
+        "bn_moving_mean": keras.ops.convert_to_numpy(bn.moving_mean),
+        "bn_moving_variance": keras.ops.convert_to_numpy(bn.moving_variance),
+        "bn_expected_mean": mean,
+        "bn_expected_variance": variance,
+        "bn_collectives": np.diff(marks),
+    }
 
 
 CLIP = 0.05

@@ -257,6 +257,9 @@ def assert_refused_before_training(
         assert "the model was built before" in str(result["error_built_first"])
     if unbuilt:
         assert "the model is not built: under torch.distributed" in str(result["error_unbuilt"])
+    if processes > 1:  # it would restore its backup on process 0 alone
+        message = str(result["error_backup"])
+        assert "keras.callbacks.BackupAndRestore cannot run under" in message, message
 
 
 def assert_checks(results: list[dict]) -> None:
@@ -264,11 +267,12 @@ def assert_checks(results: list[dict]) -> None:
     evaluate step's metrics are the global batch's, as one device computes them from the
     same predictions (AUC included: no mean of the replicas' AUCs); the weights after a
     recompile and another step are the same; a checkpoint before ``train()`` is written; a
-    preprocessor that drops a row is refused at the step; Keras' ``CSVLogger`` writes on
-    process 0 alone, while a ``LambdaCallback`` runs on every process; a Ctrl-C with a
-    callback's stop ends ``train()`` after that step, and ``train()`` again continues; a
-    model of two inputs (a list of arrays per batch) trains an epoch, alike on every
-    process."""
+    preprocessor that drops a row is refused at the step; Keras' ``CSVLogger`` and
+    ``ModelCheckpoint`` write on process 0 alone, while a ``LambdaCallback`` runs on every
+    process; a Ctrl-C with a callback's stop ends ``train()`` after that step, and
+    ``train()`` again continues; a model of two inputs (a list of arrays per batch) trains
+    an epoch, alike on every process. On torch, BatchNormalization's moving statistics are
+    the same on every process, averaged over them."""
     for r in results:
         for step in ("eval", "train"):
             for metric in ("loss", "accuracy", "auc"):
@@ -287,13 +291,23 @@ def assert_checks(results: list[dict]) -> None:
             assert r["custom_step_max_weight"] <= np.float32(0.05)  # (the clip, in float32)
             for name in ("custom_step", "own_metrics"):
                 assert list(r[f"{name}_collectives"]) == [2] * 7, name
-    assert [bool(r["keras_csv_written"]) for r in results] == [True] + [False] * (len(results) - 1)
+            # the moving statistics ride in the step's one all_reduce, averaged
+            assert list(r["bn_collectives"]) == [1] * 4
+            for stat in ("mean", "variance"):
+                np.testing.assert_allclose(
+                    r[f"bn_moving_{stat}"], r[f"bn_expected_{stat}"], rtol=1e-5, atol=1e-6
+                )
+    writer_only = [True] + [False] * (len(results) - 1)
+    assert [bool(r["keras_csv_written"]) for r in results] == writer_only
+    assert [bool(r["keras_checkpoint_written"]) for r in results] == writer_only
     assert Path(str(results[0]["checkpoint_first"])).is_dir()
     for r in results[1:]:
         for key in (
             k
             for k in results[0]
-            if k.startswith(("recompiled_", "two_inputs_w", "custom_step_", "own_metrics_"))
+            if k.startswith(
+                ("recompiled_", "two_inputs_w", "custom_step_", "own_metrics_", "bn_moving_")
+            )
         ):
             np.testing.assert_array_equal(r[key], results[0][key], err_msg=key)
     assert len([k for k in results[0] if k.startswith("recompiled_")]) == 4

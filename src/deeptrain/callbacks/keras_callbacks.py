@@ -35,12 +35,19 @@ step counters; a callback class of your own saves what its ``state_dict()`` retu
 ``load_state_dict(state)``), as a ``TraingenCallback`` does. They survive every ``train()``
 call of a run (one run is one training, however many calls it takes): ``on_train_begin``
 resets them in Keras, so they are put back right after it when the run has begun.
+
+Under a distribution, Keras' own file writers (:func:`writes_files`) run on process 0 alone,
+their hooks inside the distribution's ``writing()`` (as DeepTrain's own checkpoints are
+written): on JAX with several processes, Keras' ``save_weights`` would otherwise create
+variables under the distribution, a collective that process 0 cannot run alone.
+``BackupAndRestore`` is refused under several processes (:meth:`KerasCallback.check`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +130,32 @@ class KerasCallback(TraingenCallback):
         self.callback = callback
 
     def init_with_traingen(self, tg: Any) -> None:
+        self.check(tg)
         super().init_with_traingen(tg)
         self.callback.set_model(tg.model)
+
+    def check(self, tg: Any) -> None:
+        """Refuse ``BackupAndRestore`` under several processes: its ``on_train_begin``
+        would load the backup on process 0 alone (the one that writes it), and the others
+        would train on from other weights and optimizer state, diverged for good (nor is
+        the data position in its backup)."""
+        import keras
+
+        distribution = getattr(tg, "distribution", None)
+        if (
+            distribution is not None
+            and distribution.process_count > 1
+            and isinstance(self.callback, keras.callbacks.BackupAndRestore)
+        ):
+            from ..distribute.base import DistributionError
+
+            raise DistributionError(
+                f"keras.callbacks.BackupAndRestore cannot run under {distribution.describe()}: "
+                "it would restore its backup on process 0 alone, and the other processes "
+                "would go on from other weights and optimizer state. Use DeepTrain's own "
+                "checkpoints instead (logs_dir=..., resumed with loadpath=...): every process "
+                "loads the same one, with the data position."
+            )
 
     def counter_names(self) -> tuple[str, ...]:
         names: list[str] = []
@@ -172,21 +203,36 @@ class KerasHooks:
         self.last_epoch_logs: dict[str, Any] = {}
         self._test_sums: dict[str, list[float]] = {}
 
-    def _select(self, adapters: list[KerasCallback]) -> None:
+    def _select(self, adapters: list[KerasCallback], distribution: Any = None) -> None:
         self.adapters = adapters
         self.callbacks = [a.callback for a in adapters]
         self.train_batch = [cb for cb in self.callbacks if _overrides(cb, _TRAIN_BATCH_HOOKS)]
         self.test_batch = [cb for cb in self.callbacks if _overrides(cb, _TEST_BATCH_HOOKS)]
+        # whether the model is synced for train batch hooks: decided on every process alike
+        # (on JAX, a sync on process 0 alone makes its next step's start a collective the
+        # others do not run), from all the callbacks, also those of process 0 alone
+        self._sync_batches = any(_overrides(a.callback, _TRAIN_BATCH_HOOKS) for a in self.given)
+        self._writing: Callable[[], contextlib.AbstractContextManager[Any]] = (
+            contextlib.nullcontext if distribution is None else distribution.writing
+        )
+        self._writers = {id(cb) for cb in self.callbacks if writes_files(cb)}
 
     def select_for(self, tg: Any) -> None:
         """The callbacks this process runs: all of them, but under a distribution Keras'
         own file writers (:func:`writes_files`) run on process 0 alone, as DeepTrain's
-        writers do (on every process they would write the same files at once). The others
-        run everywhere: their hooks may steer training (``EarlyStopping``), alike on every
+        writers do (on every process they would write the same files at once), and inside
+        the distribution's ``writing()`` (see the module's docstring). The others run
+        everywhere: their hooks may steer training (``EarlyStopping``), alike on every
         process since the metrics they see are global."""
         distribution = getattr(tg, "distribution", None)
         writer = distribution is None or distribution.is_writer
-        self._select([a for a in self.given if writer or not writes_files(a.callback)])
+        self._select(
+            [a for a in self.given if writer or not writes_files(a.callback)], distribution
+        )
+
+    def _hook(self, cb: Any) -> contextlib.AbstractContextManager[Any]:
+        """Where ``cb``'s hook runs: a file writer's in the distribution's ``writing()``."""
+        return self._writing() if id(cb) in self._writers else contextlib.nullcontext()
 
     # -- train -----------------------------------------------------------------------
     def train_begin(self, tg: Any) -> None:
@@ -202,7 +248,8 @@ class KerasHooks:
             if begun and _is_csv_logger(cb):
                 _continue_csv(cb, _epochs_ended(tg))
             kept = adapter.state_dict() if begun else None
-            cb.on_train_begin({})
+            with self._hook(cb):
+                cb.on_train_begin({})
             if kept is not None:  # one run is one training: its counters go on
                 adapter.load_state_dict(kept)
 
@@ -212,7 +259,8 @@ class KerasHooks:
         tg.sync_model()
         restored = False
         for cb in self.callbacks:
-            cb.on_train_end(dict(self.last_epoch_logs))
+            with self._hook(cb):
+                cb.on_train_end(dict(self.last_epoch_logs))
             restored |= bool(
                 getattr(cb, "restore_best_weights", False)
                 and getattr(cb, "best_weights", None) is not None
@@ -226,23 +274,27 @@ class KerasHooks:
         if new_batch and batch == 0:
             tg.sync_model()
             for cb in self.callbacks:
-                cb.on_epoch_begin(tg.state.epoch, {})
-        if new_batch and self.train_batch:
+                with self._hook(cb):
+                    cb.on_epoch_begin(tg.state.epoch, {})
+        if new_batch and self._sync_batches:
             tg.sync_model()
             for cb in self.train_batch:
-                cb.on_train_batch_begin(batch, {})
+                with self._hook(cb):
+                    cb.on_train_batch_begin(batch, {})
 
     def train_batch_end(self, tg: Any, batch: int, logs: dict[str, Any]) -> None:
-        if self.train_batch:
+        if self._sync_batches:
             tg.sync_model()
             for cb in self.train_batch:
-                cb.on_train_batch_end(batch, logs)
+                with self._hook(cb):
+                    cb.on_train_batch_end(batch, logs)
 
     def epoch_end(self, tg: Any, epoch: int, logs: dict[str, Any]) -> None:
         tg.sync_model()
         self.last_epoch_logs = logs
         for cb in self.callbacks:
-            cb.on_epoch_end(epoch, logs)  # one dict for all, as Keras passes it
+            with self._hook(cb):
+                cb.on_epoch_end(epoch, logs)  # one dict for all, as Keras passes it
 
     # -- validation ------------------------------------------------------------------
     def test_begin(self, tg: Any) -> None:
@@ -250,7 +302,8 @@ class KerasHooks:
         tg.sync_model()
         self._test_sums = {}
         for cb in self.callbacks:
-            cb.on_test_begin({})
+            with self._hook(cb):
+                cb.on_test_begin({})
 
     def restart_test(self) -> None:
         """A validation cut half-way starts over: its running means too."""
@@ -258,7 +311,8 @@ class KerasHooks:
 
     def test_batch_begin(self, batch: int) -> None:
         for cb in self.test_batch:
-            cb.on_test_batch_begin(batch, {})
+            with self._hook(cb):
+                cb.on_test_batch_begin(batch, {})
 
     def test_batch_end(self, batch: int, metrics: Mapping[str, float], n_samples: int) -> None:
         if not self.test_batch:
@@ -269,12 +323,14 @@ class KerasHooks:
             total[1] += n_samples
         logs = {name: s / max(n, 1) for name, (s, n) in self._test_sums.items()}
         for cb in self.test_batch:
-            cb.on_test_batch_end(batch, logs)
+            with self._hook(cb):
+                cb.on_test_batch_end(batch, logs)
 
     def test_end(self, tg: Any, logs: dict[str, Any]) -> None:
         tg.sync_model()
         for cb in self.callbacks:
-            cb.on_test_end(dict(logs))
+            with self._hook(cb):
+                cb.on_test_end(dict(logs))
 
     @staticmethod
     def stop_requested(tg: Any) -> bool:

@@ -12,16 +12,27 @@ keeps doing the work, and the gradients are averaged across processes (one flat
 equal (broadcast from process 0). When a Keras release ships torch distribution, this
 module is what to replace.
 
+State the forward pass updates (BatchNormalization's moving mean and variance: the float
+non-trainable variables of the model's trainable layers) is averaged over processes at
+every train step, so every process holds the same model: each process's change of it in
+the step is averaged (a variable no step changes stays bitwise as it is). With equal shares
+of the global batch the moving mean is then exactly the one device's (the mean of the
+processes' batch means is the global batch's mean); the moving variance is the average of
+the processes' batch variances, which leaves out the spread between their means (as
+``DistributedDataParallel`` without ``SyncBatchNorm`` approximates; it is close for rows
+shuffled across processes).
+
 One collective per train step: with Keras' own ``train_step`` and ``compute_metrics``, the
 optimizer's ``apply`` is deferred to the step's ``compute_metrics`` (which reads only the
 predictions, not the weights), and one ``all_reduce`` there carries the gradients, the
 metric variables (so the step's metrics are the global batch's) and the signals each
 process holds (where gradients and metric variables are all float32; else two). A second
 collective per step costs as much as the first on gloo (a rendezvous of every process:
-~2 ms a step on a loaded 2-core machine). A ``train_step`` or ``compute_metrics`` of the
-user's own (which may read the weights after ``apply``, or apply twice) keeps ``apply``
-where it is called, averaging there, and has the metrics reduced after the step, in a
-collective of their own.
+~2 ms a step on a loaded 2-core machine). The forward pass's state (above) rides in the
+same ``all_reduce``. A ``train_step`` or ``compute_metrics`` of the user's own (which may
+read the weights after ``apply``, or apply twice) keeps ``apply`` where it is called,
+averaging there, and has the metrics and the forward pass's state reduced after the step,
+in a collective of their own.
 """
 
 from __future__ import annotations
@@ -67,6 +78,8 @@ class TorchDistribution(Distribution):
         self._deferring = False  # in a Keras train_step: its optimizer.apply waits
         self._deferred: tuple[Any, ...] | None = None  # (apply, grads, variables) waiting
         self._metrics_reduced = False  # the step's collective reduced its metrics
+        self._forward_state: list[Any] = []  # the prepared model's (see _forward_state)
+        self._state_before: list[Any] | None = None  # their values before this train step
 
     @property
     def replicas(self) -> int:
@@ -88,13 +101,14 @@ class TorchDistribution(Distribution):
         def train(x: Any, y: Any, sw: Any) -> Any:
             self._ready(model)
             self._deferring, self._metrics_reduced = _keras_step(model), False
+            self._state_before = [v.value.detach().clone() for v in self._forward_state]
             try:
                 logs = step(*self._local((x, y, sw)))
                 if self._deferred is not None:  # no compute_metrics after apply
                     self._apply_deferred(model, with_metrics=False)
+                return self._global_logs(model, logs)  # (the state too, if not yet)
             finally:
-                self._deferring, self._deferred = False, None
-            return self._global_logs(model, logs)
+                self._deferring, self._deferred, self._state_before = False, None, None
 
         train.sync = step.sync  # type: ignore[attr-defined]  # the stepper's protocol
         train.discard = step.discard  # type: ignore[attr-defined]
@@ -143,17 +157,45 @@ class TorchDistribution(Distribution):
     def _reduce_metric_variables(self, model: Any) -> None:
         """Sum (or average) the metric variables over processes, in one flat all_reduce
         (float64), with the signals each process holds; variables of other aggregations
-        take process 0's value."""
+        take process 0's value. In a train step whose collective has not run, the forward
+        pass's state (:meth:`_state_parts`) goes in it too."""
         import torch
         import torch.distributed as dist
 
         variables = model.metrics_variables
-        if not variables:
+        state = self._state_parts(torch.float64)
+        if not variables and not state:
             return
-        parts = self._metric_parts(variables, torch.float64)
+        parts = [*state, *self._metric_parts(variables, torch.float64)]
         flat = torch.cat(parts).to(self._device)
         dist.all_reduce(flat)
-        self._take_metric_parts(variables, flat, [len(p) for p in parts])
+        n = sum(len(p) for p in state)
+        self._take_state_parts(flat[:n])
+        self._take_metric_parts(variables, flat[n:], [len(p) for p in parts[len(state) :]])
+
+    def _state_parts(self, dtype: Any) -> list[Any]:
+        """This train step's change of the forward pass's state (:meth:`_forward_state`),
+        flat, as contributions to a sum over processes; none outside a train step or once
+        taken (:meth:`_take_state_parts`)."""
+        if self._state_before is None:
+            return []
+        return [
+            (v.value.detach() - before).reshape(-1).to(dtype)
+            for v, before in zip(self._forward_state, self._state_before, strict=True)
+        ]
+
+    def _take_state_parts(self, flat_sum: Any) -> None:
+        """Each variable of the forward pass's state set to its value before the step plus
+        the processes' mean change in it (``flat_sum``: the reduced :meth:`_state_parts`)."""
+        if self._state_before is None:
+            return
+        offset = 0
+        for v, before in zip(self._forward_state, self._state_before, strict=True):
+            change = flat_sum[offset : offset + before.numel()] / self.process_count
+            offset += before.numel()
+            new = before + change.reshape(before.shape).to(before.device, before.dtype)
+            v.value.data.copy_(new)
+        self._state_before = None
 
     def _metric_parts(self, variables: list[Any], dtype: Any) -> list[Any]:
         """The metric variables' contributions to a sum over processes, flat, then the
@@ -161,7 +203,8 @@ class TorchDistribution(Distribution):
         on them without a collective of its own."""
         import torch
 
-        device = variables[0].value.device  # (the model's: a GPU's, where Keras has one)
+        held = [*variables, *self._forward_state]
+        device = held[0].value.device if held else self._device  # (the model's: a GPU's)
         parts = [
             v.value.detach().reshape(-1).to(dtype)
             if v.aggregation in ("sum", "mean") or self.process_index == 0
@@ -187,8 +230,8 @@ class TorchDistribution(Distribution):
 
     def _apply_deferred(self, model: Any, with_metrics: bool) -> None:
         """The deferred ``apply``, its gradients averaged over processes first; with
-        ``with_metrics``, in the same all_reduce as the metric variables and signals
-        (where the gradients are float32 as the metrics are; else two)."""
+        ``with_metrics``, in the same all_reduce as the forward pass's state, the metric
+        variables and signals (where all of them are float32; else two)."""
         import torch
         import torch.distributed as dist
 
@@ -197,18 +240,22 @@ class TorchDistribution(Distribution):
         self._deferred, self._deferring = None, False  # (an apply inside this one: now)
         present = [g for g in grads if g is not None]
         variables = model.metrics_variables if with_metrics else []
+        state = [v.value for v in self._forward_state] if self._state_before is not None else []
         fused = bool(variables) and all(
-            x.dtype == torch.float32 for x in (*present, *(v.value for v in variables))
+            x.dtype == torch.float32 for x in (*present, *state, *(v.value for v in variables))
         )
         if not fused:
             _all_reduce_mean(present, self.process_count)
         else:
+            state_parts = self._state_parts(torch.float32)
             metric_parts = self._metric_parts(variables, torch.float32)
-            flat = torch.cat([*(g.reshape(-1) for g in present), *metric_parts])
+            flat = torch.cat([*(g.reshape(-1) for g in present), *state_parts, *metric_parts])
             dist.all_reduce(flat)
             n = sum(g.numel() for g in present)
+            k = n + sum(len(p) for p in state_parts)
             _take_mean(present, flat[:n], self.process_count)
-            self._take_metric_parts(variables, flat[n:], [len(p) for p in metric_parts])
+            self._take_state_parts(flat[n:k])
+            self._take_metric_parts(variables, flat[k:], [len(p) for p in metric_parts])
         with torch.no_grad():  # (as Keras' train_step applies)
             apply(grads, trainable_variables)
         if with_metrics and not fused:
@@ -231,7 +278,8 @@ class TorchDistribution(Distribution):
 
     def _ready(self, model: Any) -> None:
         """Before the first step of a model, or of an optimizer (a recompile): start from
-        process 0's weights, average the optimizer's gradients."""
+        process 0's weights, average the optimizer's gradients; find the forward pass's
+        state to average at each train step."""
         if self._prepared is not None:
             prepared_model, prepared_optimizer = self._prepared
             if prepared_model is model and prepared_optimizer is model.optimizer:
@@ -243,6 +291,7 @@ class TorchDistribution(Distribution):
         if model.optimizer is not None:
             average_gradients(model.optimizer, self.process_count, self._defer)
         self._reduce_in_compute_metrics(model)
+        self._forward_state = _forward_state(model)
         self._prepared = (model, model.optimizer)
 
     def _defer(self, apply: Any, grads: list[Any], trainable_variables: Any) -> bool:
@@ -332,6 +381,24 @@ def _collective_device() -> Any:
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def _forward_state(model: Any) -> list[Any]:
+    """The variables a train step's forward pass may update, which no gradient reaches:
+    the float non-trainable variables of the model's trainable layers (BatchNormalization's
+    moving statistics). Not a frozen layer's weights (a frozen BatchNormalization runs in
+    inference mode), nor integer state (seed generators: alike on every process), nor the
+    optimizer's or the metrics' variables (reduced as what they are)."""
+    import keras
+
+    found: dict[int, Any] = {}
+    for layer in model._flatten_layers(include_self=True):
+        if not layer.trainable:
+            continue
+        for v in getattr(layer, "_non_trainable_variables", ()):
+            if not v.trainable and keras.backend.is_float_dtype(v.dtype):
+                found.setdefault(id(v), v)
+    return list(found.values())
 
 
 def _keras_step(model: Any) -> bool:
