@@ -35,18 +35,22 @@ JOB = Path(__file__).with_name("tracking_job.py")
 
 
 # -- helpers -------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tracking_data")
+def make_data(root: Path, n_train: int = N_TRAIN, n_val: int = N_VAL) -> Path:
+    """``root/train`` and ``root/val``: batches of ``BATCH`` rows of 6 features, 2 classes."""
     rng = np.random.default_rng(0)
-    n = (N_TRAIN + N_VAL) * BATCH
+    n = (n_train + n_val) * BATCH
     labels = rng.integers(0, 2, n)
     x = (rng.normal(size=(n, 6)) + labels[:, None]).astype("float32")
     y = np.eye(2, dtype="float32")[labels]
-    cut = N_TRAIN * BATCH
+    cut = n_train * BATCH
     for name, sl in (("train", slice(0, cut)), ("val", slice(cut, n))):
         numpy_data_to_numpy_sets(x[sl], y[sl], root / name, batch_size=BATCH, verbose=0)
     return root
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_data(tmp_path_factory.mktemp("tracking_data"))
 
 
 def make_traingen(

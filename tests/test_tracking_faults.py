@@ -32,17 +32,9 @@ HANDOVER_EVERY = 256  # rows, ~13 KB: more than the write buffer (as the real 10
 
 # -- helpers -------------------------------------------------------------------------------
 def make_data(root: Path) -> Path:
-    from deeptrain.preprocessing import numpy_data_to_numpy_sets
+    from test_tracking import make_data as tracking_data
 
-    rng = np.random.default_rng(0)
-    n = (N_TRAIN + N_VAL) * BATCH
-    labels = rng.integers(0, 2, n)
-    x = (rng.normal(size=(n, 6)) + labels[:, None]).astype("float32")
-    y = np.eye(2, dtype="float32")[labels]
-    cut = N_TRAIN * BATCH
-    for name, sl in (("train", slice(0, cut)), ("val", slice(cut, n))):
-        numpy_data_to_numpy_sets(x[sl], y[sl], root / name, batch_size=BATCH, verbose=0)
-    return root
+    return tracking_data(root, n_train=N_TRAIN, n_val=N_VAL)
 
 
 @pytest.fixture(scope="module")
