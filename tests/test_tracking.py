@@ -827,3 +827,33 @@ def test_a_worker_closed_while_a_call_hangs_runs_later_calls_on_a_new_thread():
     old.join(timeout=30)
     assert not old.is_alive() and worker.pending == 0
     worker.close(timeout=30)
+
+
+def test_mlflow_run_status_says_how_train_ended(data, tmp_path):
+    """A ``train()`` that raises marks the run FAILED (a Ctrl-C or SIGTERM: KILLED), the next
+    ``train()`` RUNNING again, and one that completes the epochs FINISHED."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    ml = MLflowLogger(uri, artifact_location=str(tmp_path / "artifacts"))
+    failures = [RuntimeError("a callback failed"), KeyboardInterrupt()]
+    seen: list[str] = []
+
+    def fail(tg: TrainGenerator) -> None:  # (at a validation's end: train() can go on)
+        seen.append(client.get_run(ml.run_id).info.status)
+        if failures:
+            raise failures.pop(0)
+
+    tg = make_traingen(data, tmp_path / "logs", [ml, {"val_end": fail}], epochs=1)
+    statuses = []
+    for expected in (RuntimeError, KeyboardInterrupt):
+        with pytest.raises(expected):
+            tg.train()
+        ml.flush()
+        statuses.append(client.get_run(ml.run_id).info.status)
+    tg.train()
+    ml.flush()
+    assert statuses == ["FAILED", "KILLED"] and seen == ["RUNNING"] * 3
+    assert client.get_run(ml.run_id).info.status == "FINISHED"
+    ml.close()

@@ -10,6 +10,7 @@ import os
 import posixpath
 import re
 import shutil
+import sys
 import tempfile
 import time
 import weakref
@@ -146,7 +147,7 @@ class MLflowLogger(TrackingLogger):
         self.send_every_s = float(send_every_s)
         self.run_id: str | None = None  # of the open run
         self._store: StoreProcess | None = None  # the MLflow process (see .mlflow_store)
-        self._finished = False  # this logger marked the run FINISHED
+        self._ended = False  # this logger marked the run FINISHED, FAILED or KILLED
         self._model_name_sent: str | None = None
         self._saved: dict[str, Any] = {}  # run id and log directory name from a checkpoint
         self._buffer: list[tuple[str, float, int, int]] = []  # (key, value, ms, step)
@@ -323,8 +324,8 @@ class MLflowLogger(TrackingLogger):
     def on_train_start(self, stage: Stage) -> None:
         opened = self._opened
         super().on_train_start(stage)
-        if opened and self._finished:  # a run finished by an earlier train() goes on
-            self._finished = False
+        if opened and self._ended:  # a run an earlier train() ended goes on
+            self._ended = False
             self._worker.submit(self._request, "set_status", self.run_id, "RUNNING")
 
     def on_train_batch_end(self, stage: Stage) -> None:
@@ -356,14 +357,17 @@ class MLflowLogger(TrackingLogger):
             self._worker.submit(
                 self._request, "set_tag", self.run_id, "deeptrain.model_name", tg.model_name
             )
-        finished = tg.state.epoch >= tg.epochs and not tg.state.train_loop_done
+        raised = sys.exc_info()[1]  # (what train() is raising: 'train_end' runs as it does)
+        finished = raised is None and tg.state.epoch >= tg.epochs and not tg.state.train_loop_done
         if finished and self.log_final_checkpoint and tg.logdir is not None:
             last = tg.get_last_log("checkpoint")
             if last is not None:
                 self._upload(last, f"checkpoint/{last.name}", remove=False)
-        if finished:
-            self._finished = True
-            self._worker.submit(self._request, "set_status", self.run_id, "FINISHED")
+        if finished or raised is not None:  # (a Ctrl-C or SIGTERM: KILLED; RUNNING once resumed)
+            stopped = isinstance(raised, KeyboardInterrupt | SystemExit)
+            status = "FINISHED" if finished else "KILLED" if stopped else "FAILED"
+            self._ended = True
+            self._worker.submit(self._request, "set_status", self.run_id, status)
         if not self.flush(FLUSH_TIMEOUT_S):
             log.warning("MLflowLogger: still sending to %s after train()", self._uri())
 
