@@ -94,6 +94,30 @@ def test_loadskip_list_leaves_keys_alone(npy_dir):
     assert dg.epoch == 0
 
 
+def test_loading_without_the_preprocessors_state_serves_the_next_batch(npy_dir):
+    """With the preprocessor's state skipped (``loadskip_list``), a state saved between
+    batches resumes at the next batch, also into a generator that holds a batch already
+    (as a TrainGenerator's has: it loads one before the checkpoint): the position is the
+    saved one, not the live preprocessor's."""
+    dg = DataGenerator(npy_dir, batch_size=4, seed=1)
+    for _ in range(3):
+        dg.get()
+        dg.update_state()
+    state = json.loads(json.dumps(dg.state_dict()))
+    expected = []
+    for _ in range(3):
+        expected.append(ids_of(dg.get()[0]))
+        dg.update_state()
+    fresh = DataGenerator(npy_dir, batch_size=4, seed=1, loadskip_list=["preprocessor"])
+    assert fresh.hold_next_batch()
+    fresh.load_state_dict(state)
+    served = []
+    for _ in range(3):
+        served.append(ids_of(fresh.get()[0]))
+        fresh.update_state()
+    assert served == expected
+
+
 def test_restored_mid_batch_serves_the_same_batch(npy_dir):
     dg = DataGenerator(npy_dir, batch_size=4, shuffle=True, shuffle_group_samples=True, seed=4)
     for _ in range(3):
