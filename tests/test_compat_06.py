@@ -899,3 +899,39 @@ def test_3_a_malicious_pickle_is_refused_without_running(data, tmp_path):
         back = loads_legacy_pickle(pickle.dumps(plain, protocol=protocol))
         np.testing.assert_array_equal(back["a"], plain["a"])
         assert back["b"] == plain["b"] and back["c"] == plain["c"]
+
+
+def test_a_pickle_cannot_change_the_unpicklers_helpers_nor_import_modules(tmp_path):
+    """A pickle's BUILD on a callable the unpickler hands out (``_codecs.encode`` for the
+    bytes of protocols 0-2) is refused, and later loads read as before; a NumPy name the
+    pickle gives imports nothing (NumPy loads some subpackages on first attribute access)."""
+    import subprocess
+    import sys
+
+    from deeptrain.util.unpickle import RefusedGlobal, loads_legacy_pickle
+
+    # GLOBAL _codecs.encode; BUILD (None, {'__defaults__': ('utf8',)}); STOP
+    evil = (
+        b"\x80\x02c_codecs\nencode\nN}X\x0c\x00\x00\x00__defaults__X\x04\x00\x00\x00utf8\x85s\x86b."
+    )
+    with pytest.raises(RefusedGlobal, match="refused"):
+        loads_legacy_pickle(evil)
+    assert loads_legacy_pickle(pickle.dumps(b"\xff\x00", protocol=2)) == b"\xff\x00"
+
+    script = (
+        "import sys; from deeptrain.util.unpickle import loads_legacy_pickle as load; "
+        "before = set(sys.modules); "
+        "[load(b'c' + m + b'\\n' + n + b'\\n.') for m, n in "
+        "((b'numpy', b'f2py'), (b'numpy', b'testing'), (b'numpy', b'ctypeslib'))]; "
+        "print(sorted(m for m in set(sys.modules) - before if m.startswith('numpy')))"
+    )
+    src = str(Path(__file__).parents[1] / "src")
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": src},
+        check=True,
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

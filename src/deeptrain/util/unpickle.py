@@ -140,6 +140,43 @@ def _windows_path_text(*parts: Any) -> str:
     return str(PureWindowsPath(*[str(p) for p in parts]))
 
 
+class _Helper:
+    """One of the callables the unpickler hands out in place of a global, closed to the
+    pickle: a plain function's attributes (``__defaults__`` included) could be set by a
+    BUILD opcode, changing how every later load in this process reads its data."""
+
+    __slots__ = ("_fn",)
+    _fn: Any
+
+    def __init__(self, fn: Any):
+        object.__setattr__(self, "_fn", fn)
+
+    def __call__(self, *args: Any) -> Any:
+        return self._fn(*args)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise RefusedGlobal(f"the pickle sets {name!r} of {self!r}: refused")
+
+    def __setstate__(self, state: Any) -> None:
+        raise RefusedGlobal(f"the pickle changes {self!r}: refused")
+
+    def __repr__(self) -> str:
+        return f"<unpickler helper {self._fn.__name__}>"
+
+
+_HELPERS = {
+    (module, name): _Helper(fn)
+    for module, names, fn in (
+        ("builtins", ("getattr",), _method_reference),
+        ("copyreg", ("_reconstructor",), _reconstructor),
+        ("_codecs", ("encode",), _latin1_bytes),
+        ("pathlib", ("Path", "PosixPath", "PurePosixPath", "PurePath"), _path_text),
+        ("pathlib", ("WindowsPath", "PureWindowsPath"), _windows_path_text),
+    )
+    for name in names
+}
+
+
 def _numpy_core() -> Any:
     core = getattr(np, "_core", None)
     if core is None:  # NumPy 1.x
@@ -160,7 +197,8 @@ def _numpy_global(module: str, name: str) -> Any:
     if module == "numpy" and name in ("ndarray", "dtype"):
         return getattr(np, name)
     if module == "numpy":
-        value = getattr(np, name, None)  # a scalar type such as numpy.float32
+        value = vars(np).get(name)  # a scalar type such as numpy.float32 (getattr would
+        # import a lazily loaded subpackage the pickle names, e.g. numpy.f2py)
         if isinstance(value, type) and issubclass(value, np.generic):
             return value
     return None
@@ -177,18 +215,10 @@ class RestrictedUnpickler(pickle.Unpickler):
         module = _PY2_MODULES.get(module, module)  # protocols 0-2 write Python 2's names
         if module == "builtins" and name in _BUILTINS:
             return _BUILTINS[name]
-        if module == "builtins" and name == "getattr":
-            return _method_reference
+        if (module, name) in _HELPERS:
+            return _HELPERS[module, name]
         if (module, name) == ("collections", "OrderedDict"):
             return collections.OrderedDict
-        if (module, name) == ("copyreg", "_reconstructor"):
-            return _reconstructor
-        if (module, name) == ("_codecs", "encode"):
-            return _latin1_bytes
-        if module == "pathlib" and name in ("Path", "PosixPath", "PurePosixPath", "PurePath"):
-            return _path_text
-        if module == "pathlib" and name in ("WindowsPath", "PureWindowsPath"):
-            return _windows_path_text
         found = _numpy_global(module, name)
         if found is not None:
             return found
