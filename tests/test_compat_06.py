@@ -838,6 +838,7 @@ def test_3_migrate_command_and_a_model_for_layers_named_by_the_user(data, tmp_pa
     old = write_logdir_06(tmp_path / "logs06", data, weights, names=names)
     with pytest.raises(ValueError, match="layer 'hidden'.*pass model="):
         migrate(old, tmp_path / "nomodel")
+    assert not (tmp_path / "nomodel").exists()  # a failed migration leaves nothing
     ckpt = migrate(old, tmp_path / "withmodel", model=model)
     tg = TrainGenerator(classifier(names=names), *datagens(data), loadpath=ckpt, iter_verbosity=0)
     for live, saved in zip(tg.model.get_weights(), weights, strict=True):
@@ -850,6 +851,13 @@ def test_3_migrate_command_and_a_model_for_layers_named_by_the_user(data, tmp_pa
     assert path.is_dir() and "loadpath" in caplog.text
     with pytest.raises(FileExistsError):
         migrate(state_file, tmp_path / "cli")  # an existing checkpoint is not overwritten
+    run = tmp_path / "run"  # a run's log directory: its 'latest' is not pointed elsewhere
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "latest").write_text("M0__model_1vals_6iters\n")
+    with pytest.raises(FileExistsError, match="is not empty"):
+        migrate(state_file, run)
+    assert (run / "checkpoints" / "latest").read_text() == "M0__model_1vals_6iters\n"
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["latest"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
     for out, code in ((tmp_path / "command", 0), (tmp_path / "cli", 1)):  # deeptrain migrate
         proc = subprocess.run(

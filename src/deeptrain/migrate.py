@@ -27,6 +27,7 @@ counted each validation twice in ``val_epoch``; the checkpoint counts it once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import re
 import shutil
@@ -171,16 +172,32 @@ def migrate(logdir_06: str | Path, out_dir: str | Path, model: Any = None) -> Pa
     }
     out_dir = Path(out_dir)
     directory = out_dir / CHECKPOINTS_DIR
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / _checkpoint_name(state_file)
-    if path.exists():  # before converting the weights (which loads Keras): nothing is replaced
-        raise FileExistsError(f"checkpoint {path} exists")
-    with tempfile.TemporaryDirectory() as tmp:
-        writers, payload["model"], keras_version = _weights(weights_file, model, Path(tmp))
-        payload["keras_version"] = f"{keras_version} (DeepTrain 0.6 files)"
-        payload["backend"] = "tensorflow"
-        write_checkpoint(path, payload, {**writers, ARRAYS_FILE: arrays_bytes({})})
-    update_pointer(directory, path.name)
+    # before converting the weights (which loads Keras): nothing is replaced, and a run's
+    # log directory is not made to resume from the 0.6 state ('latest' would point at it)
+    if path.exists():
+        raise FileExistsError(f"checkpoint {path} exists (not replaced)")
+    if directory.exists() and any(directory.iterdir()):
+        raise FileExistsError(
+            f"{directory} is not empty (a run's checkpoints: its 'latest' would point at the "
+            "0.6 state); migrate into a new directory"
+        )
+    made = [d for d in (out_dir, directory) if not d.exists()]
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            writers, payload["model"], keras_version = _weights(weights_file, model, Path(tmp))
+            payload["keras_version"] = f"{keras_version} (DeepTrain 0.6 files)"
+            payload["backend"] = "tensorflow"
+            write_checkpoint(path, payload, {**writers, ARRAYS_FILE: arrays_bytes({})})
+        update_pointer(directory, path.name)
+    except BaseException:
+        if path.exists():  # (the pointer failed): nothing of a failed migration is left
+            shutil.rmtree(path, ignore_errors=True)
+        for made_dir in reversed(made):
+            with contextlib.suppress(OSError):
+                made_dir.rmdir()
+        raise
     log.info(
         "Migrated %s to %s: epoch %d, %d batches fit, %d validations, best %s=%s; settings "
         "carried: %s%s. Not carried: %s.",
