@@ -60,6 +60,11 @@ def test_csv_labels_one_column_per_set_num_and_pandas_index_column(tmp_path):
         csv.writer(f).writerows([[""] + rows[0]] + [[str(i)] + r for i, r in enumerate(rows[1:])])
     dg = DataGenerator(d, batch_size=8, labels_path=d / "labels.csv")
     assert all(ids == labels for _, ids, labels in run_epoch(dg))
+    # a set num named twice: which column holds its labels is not for the loader to guess
+    with open(d / "labels.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["1", "2", "2"], *rows[1:]])
+    with pytest.raises(DataLoadError, match=r"names column\(s\) '2' more than once"):
+        DataGenerator(d, batch_size=8, labels_path=d / "labels.csv")
 
 
 def test_labels_directory_loaded_per_batch(tmp_path):

@@ -44,6 +44,19 @@ def _table(path: Path) -> tuple[list[str], np.ndarray]:
     return _read_table(Path(path), Path(path).stat().st_mtime_ns)
 
 
+def _keyed_table(path: Path) -> tuple[list[str], np.ndarray]:
+    """:func:`_table` of a dataset file, whose header names one set num per column: a name
+    given twice is refused (which column is that set's?)."""
+    header, table = _table(path)
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise DataLoadError(
+            f"{path}: the header names column(s) {', '.join(map(repr, twice))} more than "
+            "once; each column is one set num's labels"
+        )
+    return header, table
+
+
 class CSVFormat(FileFormat):
     name = "csv"
     extensions = (".csv",)
@@ -52,10 +65,10 @@ class CSVFormat(FileFormat):
         return _table(path)[1].copy()
 
     def dataset_keys(self, path: Path, opts: FormatOptions) -> list[str]:
-        return list(_table(path)[0])
+        return list(_keyed_table(path)[0])
 
     def load_entry(self, path: Path, key: str, opts: FormatOptions) -> np.ndarray:
-        header, table = _table(path)
+        header, table = _keyed_table(path)
         if key not in header:
             raise DataLoadError(f"{path} has no column named {key!r}")
         return table[:, header.index(key)].copy()
