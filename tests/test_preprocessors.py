@@ -152,3 +152,21 @@ def test_preprocessor_state_dict_round_trip_keeps_types_and_skips_config():
     crop2 = RandCropPreprocessor((5, 6))
     crop2.load_state_dict(crop.state_dict())
     assert crop2.size == (3, 4)
+
+
+def test_a_callbacks_get_shows_the_window_the_model_was_fed():
+    """``get(skip_validation=True)``, as callbacks call it after the iteration's
+    ``update_state()``, processes the batch at the window just served, not the next one
+    (nor one past the batch's end after its last)."""
+    x = (np.arange(8)[:, None] * 100 + np.arange(10)[None]).astype("float32")[..., None]
+    dg = DataGenerator(
+        x,
+        batch_size=4,
+        preprocessor="timeseries",
+        preprocessor_configs={"window_size": 4, "slide_size": 3},
+    )
+    for _ in range(6):  # two batches of three windows: [0:4], [3:7], [6:10]
+        served, _ = dg.get()
+        dg.update_state()
+        seen, _ = dg.get(skip_validation=True)
+        np.testing.assert_array_equal(seen, served)

@@ -233,6 +233,7 @@ class DataGenerator:
 
         self.epoch = 0
         self.batch: Any = []
+        self._served_window: int | None = None  # the window the last get() served
         self.labels: Any = []
         self.set_num: str | None = None
         self.set_name: str | None = None
@@ -466,9 +467,13 @@ class DataGenerator:
     def get(self, skip_validation: bool = False) -> tuple[Any, Any]:
         """``preprocessor.process(batch, labels)``, advancing to the next batch if needed.
 
-        ``skip_validation=True`` only processes the current batch (for callbacks).
+        ``skip_validation=True`` only processes the current batch (for callbacks): as the
+        last ``get()`` served it (the window the model was fed, though ``update_state()``
+        has moved the preprocessor on to the next one).
         """
-        if not skip_validation and self.batch_exhausted:
+        if skip_validation:
+            return self._as_served()
+        if self.batch_exhausted:
             if self._data_left():
                 self.advance_batch()
             else:
@@ -479,7 +484,20 @@ class DataGenerator:
                 with self._unchanged_on_failure():
                     self.reset_state()
                     self.advance_batch()
+        self._served_window = self.slice_idx
         return self.preprocessor.process(self.batch, self.labels)
+
+    def _as_served(self) -> tuple[Any, Any]:
+        """The current batch processed at the window the last :meth:`get` served (the
+        current one if none was served since the batch was loaded)."""
+        served, current = self._served_window, self.slice_idx
+        if served is None or current is None or served == current:
+            return self.preprocessor.process(self.batch, self.labels)
+        self.slice_idx = served
+        try:
+            return self.preprocessor.process(self.batch, self.labels)
+        finally:
+            self.slice_idx = current
 
     def advance_batch(self, forced: bool = False, is_recursive: bool = False) -> None:
         """Load the next batch: the next cut of the current group, or a new group.
@@ -655,6 +673,7 @@ class DataGenerator:
         self.batch_exhausted = False
         self.all_data_exhausted = False
         self.slice_idx = 0 if self.slices_per_batch is not None else None
+        self._served_window = None  # (none of this batch yet)
 
     # -- state -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
