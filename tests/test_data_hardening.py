@@ -362,6 +362,35 @@ def test_samples_checked_at_load_where_headers_are_not_cheap(tmp_path):
     )
 
 
+def test_a_bad_first_file_once_fixed_no_longer_fails_the_others(tmp_path):
+    """Formats without headers are checked against the first file loaded; when that file
+    is the bad one, the error names it beside the good one, and once it is rewritten the
+    next get() loads on (the reference is not stuck to its old samples)."""
+    c = tmp_path / "c"
+    c.mkdir()
+
+    def write(s: int, cols: int) -> None:
+        np.savetxt(
+            c / f"b_{s}.csv",
+            batch_for(s, 8, n_features=cols),
+            delimiter=",",
+            header=",".join(f"f{i}" for i in range(cols)),
+            comments="",
+        )
+
+    for s in range(1, 4):
+        write(s, 3 if s == 1 else 2)  # the first file loaded is the odd one
+    dg = DataGenerator(c, batch_size=8, prefetch=0)
+    expect_load_failure(dg, r"b_2\.csv \(set num 2\).*b_1\.csv", n_ok=1)
+    write(1, 2)
+    served = []
+    for _ in range(2):
+        x, _ = dg.get()
+        dg.update_state()
+        served.append(x.shape)
+    assert served == [(8, 2), (8, 2)]
+
+
 def test_file_replaced_after_construction_is_checked_at_load(tmp_path):
     d = write_dataset(tmp_path / "d", n_files=4, file_size=8, fmt="h5")
     dg = DataGenerator(d, batch_size=8, labels_path=d / "labels.h5", prefetch=0)

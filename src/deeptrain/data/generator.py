@@ -619,9 +619,8 @@ class DataGenerator:
                 f"labels of set num {set_num} ({self.labels_loader._path(set_num)}) "
                 f"hold {len(labels)} samples but its data holds {n_samples}"
             )
-        self._loaded_labels.check(
-            labels, f"{self.labels_loader._path(set_num)} (labels of set num {set_num})"
-        )
+        path = self.labels_loader._path(set_num)
+        self._loaded_labels.check(labels, f"{path} (labels of set num {set_num})", path)
         return labels
 
     def _checked(self, set_num: str, data: Any, loader: DataLoader) -> Any:
@@ -630,7 +629,8 @@ class DataGenerator:
                 f"{loader._path(set_num)} (set num {set_num}) holds {len(data)} samples; the "
                 f"files of data_path hold {self._plan.file_size} (all files must be equal)"
             )
-        self._loaded_data.check(data, f"{loader._path(set_num)} (set num {set_num})")
+        path = loader._path(set_num)
+        self._loaded_data.check(data, f"{path} (set num {set_num})", path)
         return data
 
     def _load_group(self, group: Group) -> tuple[Any, Any]:

@@ -8,7 +8,9 @@ the first one loaded.
 
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,24 +33,43 @@ def describe(sig: Signature) -> str:
 
 class FirstSeen:
     """Checks that arrays share the signature of the first one checked (thread-safe: the
-    prefetch threads load files)."""
+    prefetch threads load files). If the first file is what is wrong, it is the one to
+    fix: once it is rewritten, the reference is taken anew from the next file checked."""
 
     def __init__(self, argname: str):
         self.argname = argname
-        self._first: tuple[Signature, str] | None = None
+        self._first: tuple[Signature, str, Path | None, tuple | None] | None = None
         self._lock = threading.Lock()
 
-    def check(self, array: Any, source: str) -> None:
-        """Raise :class:`DataLoadError` naming ``source`` (the file) if ``array`` differs."""
+    def check(self, array: Any, source: str, path: Path | None = None) -> None:
+        """Raise :class:`DataLoadError` naming ``source`` if ``array`` differs from the
+        first one (``path``: the file it came from, whose rewriting renews the reference)."""
         sig = signature(array.shape, array.dtype)
         with self._lock:
-            if self._first is None:
-                self._first = (sig, source)
+            if self._first is None or (self._first[0] != sig and self._rewritten()):
+                self._first = (sig, source, path, _identity(path))
                 return
-        first, first_source = self._first
+            first, first_source, _, _ = self._first
         if sig != first:
             raise DataLoadError(
                 f"{source} holds {describe(sig)}, but {first_source} (the first "
                 f"file loaded) holds {describe(first)}; all files of "
                 f"{self.argname} must hold samples of one shape and dtype"
             )
+
+    def _rewritten(self) -> bool:
+        """Whether the first file was changed since it was checked (fixed, perhaps)."""
+        assert self._first is not None
+        _, _, path, identity = self._first
+        return path is not None and _identity(path) != identity
+
+
+def _identity(path: Path | None) -> tuple | None:
+    """What changes when a file is rewritten: inode, size, modification time."""
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
