@@ -235,6 +235,7 @@ def bad_inputs(args: argparse.Namespace, scope) -> dict[str, str]:
     errors["stateful"] = error_of(stateful)
     backup = keras.callbacks.BackupAndRestore(str(args.out.parent / "backup"))
     errors["backup"] = error_of(lambda: tg(callbacks=[backup]))
+    errors["writer_cut"] = writer_cut(tg().distribution)
     if args.backend == "torch":
 
         def unbuilt():
@@ -253,6 +254,22 @@ def bad_inputs(args: argparse.Namespace, scope) -> dict[str, str]:
 
         errors["built_first"] = error_of(built_first)
     return errors
+
+
+def writer_cut(distribution) -> str:
+    """A Ctrl-C inside what process 0 runs alone (``on_writer``): what each process raises
+    (every process learns of it, none waits in a collective for one that has left)."""
+
+    def cut() -> int:
+        raise KeyboardInterrupt
+
+    try:
+        distribution.on_writer(cut, "write a file")
+    except KeyboardInterrupt:
+        return "KeyboardInterrupt"
+    except Exception as e:  # noqa: BLE001 - the message is what the test reads
+        return f"{type(e).__name__}: {e}"
+    return "no error"
 
 
 def one_device_metrics(y, preds) -> dict:

@@ -273,6 +273,10 @@ def assert_checks(results: list[dict]) -> None:
     ``train()`` again continues; a model of two inputs (a list of arrays per batch) trains
     an epoch, alike on every process. On torch, BatchNormalization's moving statistics are
     the same on every process, averaged over them."""
+    if len(results) > 1:  # a Ctrl-C in process 0's own part: every process raises
+        assert str(results[0]["error_writer_cut"]) == "KeyboardInterrupt"
+        for r in results[1:]:
+            assert "process 0 failed to write a file" in str(r["error_writer_cut"])
     for r in results:
         for step in ("eval", "train"):
             for metric in ("loss", "accuracy", "auc"):

@@ -132,8 +132,8 @@ class Distribution:
         if self.is_writer:
             try:
                 result = fn()
-            except Exception as e:  # noqa: BLE001 - raised below, after the others learn of it
-                error = e
+            except BaseException as e:  # raised below, after the others learn of it (a
+                error = e  # Ctrl-C too: they would wait in the next collective for good)
         if self.process_count > 1:
             if self.max_over_processes(int(error is not None)):
                 if error is None:
