@@ -5,6 +5,7 @@ nothing that is not a checkpoint is ever replaced."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -216,3 +217,42 @@ def test_a_checkpoint_that_cannot_be_opened_for_want_of_descriptors_is_not_damag
         f"errno {errno.EMFILE}",
         "intact True",
     ], proc.stdout + proc.stderr[-2000:]
+
+
+def test_loading_a_checkpoint_into_the_live_run_rolls_its_metrics_log_back(data, tmp_path):
+    """After an error inside an iteration, ``tg.load()`` then ``tg.train()`` (what the
+    refusal says to do) trains the batches after the checkpoint again: their rows in
+    ``metrics.jsonl`` are rolled back first, as when a run is continued at construction,
+    so each batch has one row."""
+    failed: list[int] = []
+
+    def fail_once(tg) -> None:
+        if tg.state.fit_iters == 9 and not failed:  # in the second epoch, after its checkpoint
+            failed.append(1)
+            raise ValueError("a callback failed")
+
+    tg = make_tg(data, tmp_path, epochs=2, callbacks=[{"train:iter": fail_once}])
+    with pytest.raises(ValueError, match="a callback failed"):
+        tg.train()
+    tg.load()
+    tg.train()
+    rows = [json.loads(line) for line in (tg.logdir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["batches_fit"] for r in rows if r["event"] == "train_batch"]
+    assert steps == list(range(1, tg.state.batches_fit + 1)) and tg.state.batches_fit == 12
+    validations = [r["times_validated"] for r in rows if r["event"] == "validation"]
+    assert validations == [1, 2]
+
+
+@pytest.mark.parametrize("eval_fn", ["evaluate", "predict"])
+def test_a_validation_is_over_its_own_batches_after_one_that_kept_its_cache(
+    data, tmp_path, eval_fn
+):
+    """``validate(clear_cache=False)`` keeps the validation's cache for inspection; the next
+    validation starts from an empty one (its whole-set metrics were over both sets of
+    batches)."""
+    tg = make_tg(data, tmp_path, eval_fn=eval_fn)
+    tg.validate(record_progress=False, clear_cache=False)
+    tg.train()  # (other weights: its validation at the epoch's end)
+    recorded = {name: values[-1] for name, values in tg.val_history.items()}
+    again = tg.validate(record_progress=False)
+    assert recorded == {name: again[name] for name in recorded}

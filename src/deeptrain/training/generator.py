@@ -848,10 +848,23 @@ class TrainGenerator(TrainStateAliases):
             loaded = self._checkpointer.load(path, passed_args, settle)
         if self.logdir is not None:  # (an older checkpoint of this run: numbered after)
             logdirs.continue_numbering(self, self.logdir)
+            self._rewind_logs(loaded)
         self._consistency.clear()
         self._validation.start = None
         self.callbacks("load", self)
         return loaded
+
+    def _rewind_logs(self, loaded: Path) -> None:
+        """A checkpoint of this run loaded into the live TrainGenerator (after a cut, to go
+        on): the metrics log's rows and the figures of what follows it are rolled back, as
+        when a run is continued at construction (which rewinds them itself)."""
+        metrics_log = getattr(self, "_metrics_log", None)  # (None while constructing)
+        assert self.logdir is not None  # (the caller checks)
+        if metrics_log is None or loaded.parent.parent.resolve() != self.logdir.resolve():
+            return
+        metrics_log.rewind(self.state.batches_fit, self.state.times_validated)
+        if self.distribution.is_writer:
+            logdirs.rewind_figures(self, loaded)
 
     def _follow_a_new_key_metric(self, saved: str | None, passed_args: list[str]) -> None:
         """Continuing with another ``key_metric`` than the checkpoint's: its best value (of

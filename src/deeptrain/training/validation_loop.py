@@ -66,7 +66,8 @@ class ValidationLoop:
         tg.sync_model()
         if restart:
             tg.reset_validation()
-        if self.start is None:
+        if self.start is None:  # a new validation: over its own batches alone (what an
+            tg.clear_cache()  # earlier one kept, clear_cache=False, or a load left, goes)
             self.start = self._start_point()
             self._reset_rnn_states()
             if tg.callbacks.keras is not None:
