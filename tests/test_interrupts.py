@@ -446,3 +446,34 @@ def test_signals_the_process_ignores_stay_ignored(data, tmp_path, reference):
     assert sent == [0]
     assert handlers == {signal.SIGINT: signal.SIG_IGN, signal.SIGTERM: signal.SIG_IGN}
     assert_same(outcome(tg), reference)
+
+
+def test_a_validation_stopped_half_way_is_finished_as_it_began(data, tmp_path):
+    """The run's validation stopped by a Ctrl-C is not taken over by an evaluation of one's
+    own (``record_progress=False``, refused: it would end it unrecorded), and ``train()``
+    then records it whole; an evaluation of one's own stopped half-way is undone, not
+    continued by ``train()`` as the run's (its first batches uncounted)."""
+    stops: list[str] = []
+
+    def ctrl_c_once(tg) -> None:
+        if stops and stops[-1] == "pending":
+            stops[-1] = "sent"
+            os.kill(os.getpid(), signal.SIGINT)  # "stop after this iteration"
+
+    reference = make_tg(data, None)
+    reference.train()
+    tg = make_tg(data, tmp_path / "cut", callbacks=[{"val:iter": ctrl_c_once}])
+    stops.append("pending")
+    with pytest.raises(KeyboardInterrupt):
+        tg.train()
+    assert tg._validation.start is not None and tg._validation.recording
+    with pytest.raises(RuntimeError, match="A validation of the run is in progress"):
+        tg.validate(record_progress=False)
+    tg.train()
+    stops.append("pending")  # now an evaluation of one's own, stopped half-way
+    with pytest.raises(KeyboardInterrupt):
+        tg.validate(record_progress=False)
+    tg.train()  # (no epochs left: nothing to continue as the run's)
+    for name in ("times_validated", "val_iters", "batches_fit"):
+        assert getattr(tg.state, name) == getattr(reference.state, name), name
+    assert tg.state.key_metric_history == reference.state.key_metric_history

@@ -368,6 +368,7 @@ class TrainGenerator(TrainStateAliases):
             # checkpoint write, so that a signal held meanwhile is passed on after it
             with InterruptGuard(), self._loop():
                 self.build_optimizer()
+                self._validation.drop_evaluation()
                 self._saves.pending()
                 if keras_hooks is not None:
                     keras_hooks.train_begin(self)

@@ -66,6 +66,15 @@ class ValidationLoop:
         tg.sync_model()
         if restart:
             tg.reset_validation()
+        if self.start is not None and self.recording != record_progress:
+            if self.recording:  # the run's own validation (cut by a Ctrl-C) is not replaced
+                raise RuntimeError(
+                    "A validation of the run is in progress (stopped half-way): train(), or "
+                    "validate() with record_progress=True, finishes it; an evaluation of "
+                    "its own (record_progress=False) would take its place unrecorded. "
+                    "validate(restart=True) drops it."
+                )
+            self.drop_evaluation()
         if self.start is None:  # a new validation: over its own batches alone (what an
             tg.clear_cache()  # earlier one kept, clear_cache=False, or a load left, goes)
             self.start = self._start_point()
@@ -97,6 +106,13 @@ class ValidationLoop:
                 raise
             tg._stop_for_preemption()  # one checkpoint, then TrainingPreempted
         return tg.last_validation
+
+    def drop_evaluation(self) -> None:
+        """An evaluation of one's own (``record_progress=False``) cut half-way is undone,
+        not continued as the run's recorded validation (its first batches uncounted)."""
+        if self.start is not None and not self.recording:
+            self.rewind()
+            self.start = None
 
     def _start_point(self) -> ValidationStart:
         """Where a validation starts: what it may change, copied."""
