@@ -583,3 +583,30 @@ def test_predict_mode_loss_follows_a_recompile(data, tmp_path):
         y = np.concatenate([f[k][()] for k in sorted(f, key=int)])
     mae = float(np.mean(np.abs(tg.model.predict_on_batch(x) - y)))
     assert summary["loss"] == pytest.approx(mae, rel=1e-5)
+
+
+def test_a_model_of_two_inputs_gets_a_weight_per_sample(tmp_path):
+    """A batch of several inputs (a list of arrays, from a preprocessor) has as many
+    samples as each array has rows, not as many as it has inputs: class weights and the
+    predict-mode validation weigh every sample (they had ``len(x)``: 2 weights)."""
+    from deeptrain.util.preprocessors import Preprocessor
+
+    class TwoInputs(Preprocessor):
+        def process(self, batch, labels):
+            return [batch[:, :4], batch[:, 4:]], labels
+
+    data = classification_data(tmp_path, n_train=64, n_val=64)
+    keras.utils.set_random_seed(0)
+    halves = [keras.Input((4,)) for _ in range(2)]
+    out = keras.layers.Dense(2, "softmax")(keras.layers.Concatenate()(halves))
+    model = keras.Model(halves, out)
+    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
+    dg, vdg = generators(data)
+    dg.preprocessor, vdg.preprocessor = TwoInputs(), TwoInputs()
+    tg = TrainGenerator(
+        model, dg, vdg, epochs=1, eval_fn="predict", class_weights={0: 1, 1: 3}, **quiet()
+    )
+    x, _, sw = tg.get_data()
+    assert sw is not None and sw.shape == (len(x[0]),)
+    tg.train()
+    assert tg.state.times_validated == 1 and np.isfinite(tg.val_history["loss"][-1])

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..distribute.base import Distribution, DistributionError
+from ..distribute.base import Distribution, DistributionError, batch_rows
 
 __all__ = [
     "FitFn",
@@ -125,7 +125,8 @@ def make_fit_fn(
     if spec == "fit":  # DeepTrain 0.6 passed fit's History on as metrics (bug 8)
 
         def fit(x, y, sw):
-            history = model.fit(x, y, sample_weight=sw, batch_size=len(x), epochs=1, verbose=0)
+            rows = batch_rows(x)  # (a model of several inputs: a list of arrays)
+            history = model.fit(x, y, sample_weight=sw, batch_size=rows, epochs=1, verbose=0)
             return {k: v[-1] for k, v in history.history.items()}
 
         return fit, spec

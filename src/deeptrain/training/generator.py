@@ -40,6 +40,7 @@ from ..backend.stateful import (
     reset_states,
 )
 from ..data.generator import DataGenerator
+from ..distribute.base import batch_rows
 from ..saving.checkpointer import Checkpointer
 from ..saving.lock import LogdirLock
 from ..saving.naming import name_suffix
@@ -715,7 +716,7 @@ class TrainGenerator(TrainStateAliases):
             return x, y, None
         sw = sample_weights(
             None if self.input_as_labels else labels,
-            len(x),
+            batch_rows(x),  # (a model of several inputs: a list of arrays)
             class_weights,
             self.loss_weighted_slices_range,
             dg.slices_per_batch,

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..backend.stateful import get_states, reset_states, set_states
 from ..data.generator import DataGenerator
+from ..distribute.base import batch_rows
 from .fitting import to_metric_dict
 from .interrupts import InterruptGuard, Preempted
 from .state import Bookmark, append_slice
@@ -195,7 +196,7 @@ class ValidationLoop:
         vdg.update_state()
         tg.callbacks("val:iter", tg)
         if vdg.batch_exhausted:
-            self._on_batch_end(len(x))
+            self._on_batch_end(batch_rows(x))
         if vdg.all_data_exhausted:
             self._on_epoch_end()
 
