@@ -288,6 +288,19 @@ def test_class_weights_reach_the_model_and_change_the_loss_as_by_hand(data):
     assert all(sw is None for sw, *_ in unweighted)
 
 
+def test_class_weights_refuse_labels_with_a_class_per_timestep():
+    """Labels of shape (samples, timesteps, classes) have no one class per sample: refused,
+    as Keras' class_weight refuses them (the argmax over all of them was a position)."""
+    from deeptrain.training.weights import sample_weights
+
+    per_step = np.eye(3, dtype="float32")[np.random.default_rng(0).integers(0, 3, (4, 5))]
+    with pytest.raises(ValueError, match=r"one class per sample.*\(4, 5, 3\)"):
+        sample_weights(per_step, 4, {0: 1.0, 2: 4.0}, None, None, None)
+    one_hot = per_step[:, 0]
+    weights = sample_weights(one_hot, 4, {0: 1.0, 2: 4.0}, None, None, None)
+    np.testing.assert_array_equal(weights, np.where(one_hot.argmax(1) == 2, 4.0, 1.0))
+
+
 def test_no_best_metric_sentinel_and_negative_maximised_metric(data):
     dg, vdg = generators(data)
     tg = TrainGenerator(

@@ -26,8 +26,17 @@ def check_class_weights(weights: Any, name: str) -> dict[int, float] | None:
 
 
 def class_of(labels: np.ndarray) -> np.ndarray:
-    """Each sample's class: argmax of one-hot labels, else the (rounded) label itself."""
+    """Each sample's class: argmax of one-hot labels, else the (rounded) label itself.
+    Labels of more dimensions (a class per timestep) are refused, as Keras' ``class_weight``
+    refuses them: the argmax over all of them would be a position, not a class."""
     labels = np.asarray(labels)
+    if labels.ndim > 2:
+        raise ValueError(
+            f"class_weights need one class per sample: labels of shape (samples,) or "
+            f"one-hot (samples, classes); these are of shape {labels.shape} (a class per "
+            "timestep?). Weigh such samples with a loss of your own, or leave class_weights "
+            "unset."
+        )
     flat = labels.reshape(len(labels), -1)
     if flat.shape[1] > 1:
         return flat.argmax(axis=1)
