@@ -331,6 +331,17 @@ def expect_load_failure(dg: DataGenerator, name: str, n_ok: int) -> None:
     assert snapshot(dg) == before
 
 
+def write_csv_batch(directory: Path, set_num: int, n_features: int) -> None:
+    """``b_<set_num>.csv``: a batch of 8 samples of ``n_features`` with a header row."""
+    np.savetxt(
+        directory / f"b_{set_num}.csv",
+        batch_for(set_num, 8, n_features=n_features),
+        delimiter=",",
+        header=",".join(f"f{i}" for i in range(n_features)),
+        comments="",
+    )
+
+
 def test_samples_checked_at_load_where_headers_are_not_cheap(tmp_path):
     d = write_dataset(tmp_path / "d", n_files=4, file_size=8, labels=None)
 
@@ -349,14 +360,7 @@ def test_samples_checked_at_load_where_headers_are_not_cheap(tmp_path):
     c = tmp_path / "c"
     c.mkdir()
     for s in range(1, 4):
-        cols = 3 if s == 2 else 2
-        np.savetxt(
-            c / f"b_{s}.csv",
-            batch_for(s, 8, n_features=cols),
-            delimiter=",",
-            header=",".join(f"f{i}" for i in range(cols)),
-            comments="",
-        )
+        write_csv_batch(c, s, 3 if s == 2 else 2)
     expect_load_failure(
         DataGenerator(c, batch_size=8, prefetch=2), r"b_2\.csv \(set num 2\)", n_ok=1
     )
@@ -368,21 +372,11 @@ def test_a_bad_first_file_once_fixed_no_longer_fails_the_others(tmp_path):
     next get() loads on (the reference is not stuck to its old samples)."""
     c = tmp_path / "c"
     c.mkdir()
-
-    def write(s: int, cols: int) -> None:
-        np.savetxt(
-            c / f"b_{s}.csv",
-            batch_for(s, 8, n_features=cols),
-            delimiter=",",
-            header=",".join(f"f{i}" for i in range(cols)),
-            comments="",
-        )
-
     for s in range(1, 4):
-        write(s, 3 if s == 1 else 2)  # the first file loaded is the odd one
+        write_csv_batch(c, s, 3 if s == 1 else 2)  # the first file loaded is the odd one
     dg = DataGenerator(c, batch_size=8, prefetch=0)
     expect_load_failure(dg, r"b_2\.csv \(set num 2\).*b_1\.csv", n_ok=1)
-    write(1, 2)
+    write_csv_batch(c, 1, 2)
     served = []
     for _ in range(2):
         x, _ = dg.get()
