@@ -27,7 +27,7 @@ from ..saving.checkpoint import STATE_FILE
 from ..saving.errors import CorruptCheckpointError
 from ..saving.safe_io import bytes_digest, read_capped, record_digest
 from ..tracking.events import EventFile
-from ..tracking.records import scalar_records
+from ..tracking.records import MAX_STEP, scalar_records
 from ..tracking.settings import state_settings
 from ..training.progress import METRICS_FILES, _parse_jsonl, read_metrics_log
 from .runinfo import PathError, read_run_state
@@ -45,7 +45,6 @@ _NOT_METRICS = {
     "best_subset",
 }
 _PREFIX = {"train_batch": "train", "validation": "val"}
-_MAX_STEP = 2**53  # an event's step: an integer, exact in float64 (tracking.records)
 _TEMP_PREFIX = ".export-"
 _ROWS_PER_WRITE = 4096  # scalar events encoded together (of one set of tags)
 MAX_FIGURE_BYTES = 64 * 2**20
@@ -89,7 +88,7 @@ def _number(value: Any) -> float | None:
 def _step(value: Any) -> int | None:
     """``value`` as an event's step, if it is an integer ``0 <= step < 2**53``."""
     step = _number(value)
-    if step is None or not 0 <= step < _MAX_STEP or not step.is_integer():  # (NaN: False)
+    if step is None or not 0 <= step < MAX_STEP or not step.is_integer():  # (NaN: False)
         return None
     return int(step)
 

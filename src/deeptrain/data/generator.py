@@ -734,13 +734,15 @@ class DataGenerator:
         # generator's own (a batch held before the load), not the saved position's. A state
         # saved without it (saveskip_list) does not say: the live flag is all there is
         saved = state.get("preprocessor")
-        mid_batch = bool(saved.get("batch_loaded")) if isinstance(saved, dict) else None
+        mid_batch = (
+            bool(saved.get("batch_loaded")) if isinstance(saved, dict) else self.batch_loaded
+        )
         state = {k: v for k, v in state.items() if k not in self.loadskip_list}
         with self._unchanged_on_failure():  # it loads the group's files, which may fail
             self._restore(state, mid_batch)
         self._schedule()
 
-    def _restore(self, state: dict[str, Any], mid_batch: bool | None) -> None:
+    def _restore(self, state: dict[str, Any], mid_batch: bool) -> None:
         self.epoch = state.get("epoch", self.epoch)
         if isinstance(state.get("seed"), int):  # (what made the saved generator's state)
             self.seed = state["seed"]
@@ -751,10 +753,8 @@ class DataGenerator:
         self.all_data_exhausted = state.get("all_data_exhausted", self.all_data_exhausted)
         if "preprocessor" in state:
             self.preprocessor.load_state_dict(state["preprocessor"])
-        elif mid_batch is False:  # (its state not loaded: at the saved boundary no batch
-            self.batch_exhausted, self.batch_loaded = True, False  # is held)
-        if mid_batch is None:
-            mid_batch = self.batch_loaded
+        elif not mid_batch:  # (its state not loaded: at a boundary no batch is held)
+            self.batch_exhausted, self.batch_loaded = True, False
         self._group = self._group_data = None
         if state.get("group") is not None:
             group = Group.from_state_dict(state["group"])

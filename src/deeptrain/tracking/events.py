@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .records import frame, scalar_records
+from .records import frame
 
 __all__ = ["EventFile", "png_size"]
 
@@ -106,10 +106,6 @@ class EventFile:
 
     def summary(self, summary: Any, step: int, walltime: float | None = None) -> None:
         self._write(self._event_of(summary, step, walltime))
-
-    def scalars(self, values: Mapping[str, float], step: int, walltime: float) -> None:
-        """All of a step's scalars in one event."""
-        self._append(scalar_records(tuple(values), [(step, walltime, *values.values())]))
 
     def write_records(self, data: bytes) -> None:
         """Framed records (:mod:`.records`) appended, and handed to the OS (not fsynced):

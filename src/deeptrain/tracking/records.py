@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["frame", "masked_crc32c", "scalar_records"]
+__all__ = ["MAX_STEP", "frame", "masked_crc32c", "scalar_records"]
 
 _MASK_DELTA = 0xA282EAD8
-_MAX_STEP = 2**53  # steps travel as float64 rows: exact below this
+MAX_STEP = 2**53  # steps travel as float64 rows: exact below this
 _pack_u64 = struct.Struct("<Q").pack
 _pack_u32 = struct.Struct("<I").pack
 
@@ -110,7 +110,7 @@ def _table(rows: Sequence[Sequence[float]], n_values: int) -> np.ndarray:
     if table.ndim == 2 and table.shape[1] == 2 + n_values and table.dtype.kind in "biuf":
         table = table.astype(np.float64)
         steps, walltimes = table[:, 0], table[:, 1]
-        good = (steps >= 0) & (steps < _MAX_STEP) & (steps == np.floor(steps)) & (walltimes != 0)
+        good = (steps >= 0) & (steps < MAX_STEP) & (steps == np.floor(steps)) & (walltimes != 0)
         if good.all():
             return table
     # (None, strings, bad steps...: found row by row, to be named)
@@ -128,7 +128,7 @@ def _good_row(row: Any, n_values: int) -> bool:
         return (
             len(row) == 2 + n_values
             and all(isinstance(x, numbers.Real) for x in row)
-            and 0 <= step < _MAX_STEP
+            and 0 <= step < MAX_STEP
             and step == int(step)
             and walltime != 0
         )

@@ -244,10 +244,8 @@ class TrainGenerator(TrainStateAliases):
         self._progress = EpochProgress(self.iter_verbosity)
         writes = self.logdir if self.distribution.is_writer else None
         self._metrics_log = MetricsLog(writes, self.metrics_log)
-        if run_dir is not None:  # rows and figures of batches after the checkpoint: rolled back
-            self._metrics_log.rewind(self.state.batches_fit, self.state.times_validated)
-            if writes is not None and loaded is not None:
-                logdirs.rewind_figures(self, loaded)
+        if run_dir is not None and loaded is not None:  # (what follows it: rolled back)
+            self._rewind_logs(loaded)
         if writes is not None:
             write_init_logs(self, writes / "misc")
         checks.warn_if_state_carries_across_batches(self)
@@ -857,10 +855,11 @@ class TrainGenerator(TrainStateAliases):
         return loaded
 
     def _rewind_logs(self, loaded: Path) -> None:
-        """A checkpoint of this run loaded into the live TrainGenerator (after a cut, to go
-        on): the metrics log's rows and the figures of what follows it are rolled back, as
-        when a run is continued at construction (which rewinds them itself)."""
-        metrics_log = getattr(self, "_metrics_log", None)  # (None while constructing)
+        """A checkpoint of this run loaded (a run continued at construction, or the live
+        TrainGenerator going on after a cut): the metrics log's rows and the figures of
+        what follows it are rolled back."""
+        metrics_log = getattr(self, "_metrics_log", None)  # (not yet while constructing:
+        # the constructor calls this once it is made)
         assert self.logdir is not None  # (the caller checks)
         if metrics_log is None or loaded.parent.parent.resolve() != self.logdir.resolve():
             return
