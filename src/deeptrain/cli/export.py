@@ -29,7 +29,7 @@ from ..saving.safe_io import bytes_digest, read_capped, record_digest
 from ..tracking.events import EventFile
 from ..tracking.records import MAX_STEP, scalar_records
 from ..tracking.settings import state_settings
-from ..training.progress import METRICS_FILES, _parse_jsonl, read_metrics_log
+from ..training.progress import METRICS_FILES, parse_jsonl, read_metrics_log
 from .runinfo import PathError, read_run_state
 
 __all__ = ["export_tensorboard", "ExportError"]
@@ -108,7 +108,7 @@ def _numbered_rows(run: Path) -> tuple[Path | None, list[tuple[str, dict[str, An
     of a csv)."""
     jsonl, csv_file = (run / name for name in METRICS_FILES)
     if jsonl.is_file():
-        lines = _parse_jsonl(jsonl.read_bytes().splitlines(keepends=True), jsonl)
+        lines = parse_jsonl(jsonl.read_bytes().splitlines(keepends=True), jsonl)
         return jsonl, [(f"line {n}", row) for n, row in enumerate(lines, 1) if row]
     rows = read_metrics_log(run)
     return (csv_file if rows else None), [(f"row {n}", row) for n, row in enumerate(rows, 1)]

@@ -21,7 +21,14 @@ from tqdm.auto import tqdm
 from ..saving.atomic import TEMP_PREFIX, atomic_write_text
 from ..util.files import atomic_file
 
-__all__ = ["EpochProgress", "MetricsLog", "format_metrics", "read_metrics_log", "METRICS_FILES"]
+__all__ = [
+    "EpochProgress",
+    "MetricsLog",
+    "format_metrics",
+    "read_metrics_log",
+    "parse_jsonl",
+    "METRICS_FILES",
+]
 
 METRICS_FILES = ("metrics.jsonl", "metrics.csv")
 
@@ -116,7 +123,7 @@ class MetricsLog:
             return
         if self.fmt == "jsonl":
             lines = self.path.read_bytes().splitlines(keepends=True)
-            parsed = _parse_jsonl(lines, self.path)
+            parsed = parse_jsonl(lines, self.path)
             keep = [r is not None and _before(r, batches_fit, times_validated) for r in parsed]
             kept = [line for line, k in zip(lines, keep, strict=True) if k]
             if kept and not kept[-1].endswith(b"\n"):  # rows appended next start a line
@@ -187,7 +194,7 @@ def read_metrics_log(logdir: str | Path) -> list[dict[str, Any]]:
     jsonl, csv_file = (Path(logdir) / name for name in METRICS_FILES)
     if jsonl.is_file():
         lines = jsonl.read_bytes().splitlines(keepends=True)
-        return [row for row in _parse_jsonl(lines, jsonl) if row]
+        return [row for row in parse_jsonl(lines, jsonl) if row]
     if csv_file.is_file():
         with open(csv_file, newline="", encoding="utf-8", errors="replace") as f:
             rows = list(csv.DictReader(f))
@@ -198,7 +205,7 @@ def read_metrics_log(logdir: str | Path) -> list[dict[str, Any]]:
     return []
 
 
-def _parse_jsonl(lines: list[bytes], path: Path) -> list[dict[str, Any] | None]:
+def parse_jsonl(lines: list[bytes], path: Path) -> list[dict[str, Any] | None]:
     """A row per line: ``{}`` for a blank or damaged line (kept, with a warning), ``None``
     for a last line cut short (no newline: a write a crash interrupted; dropped)."""
     rows: list[dict[str, Any] | None] = []
