@@ -348,6 +348,36 @@ def test_threshold_search_maximises_the_key_metric(tmp_path):
     assert f1s[round(tg.predict_threshold, 2)] == pytest.approx(max(f1s.values()))
 
 
+def test_an_evaluation_of_ones_own_leaves_the_run_as_it_was(tmp_path):
+    """``validate(record_progress=False)`` touches no counter of the run: the threshold the
+    run searched, the validation data's position (its epoch, the next validation's batches)."""
+    data = classification_data(tmp_path, binary=True)
+    dg, vdg = generators(data)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy")
+    tg = TrainGenerator(
+        model,
+        dg,
+        vdg,
+        eval_fn="predict",
+        key_metric="f1_score",
+        dynamic_predict_threshold_min_max=(0.05, 0.95),
+        **quiet(),
+    )
+    tg.train()
+    before = (tg.predict_threshold, tg.state.val_epoch, vdg.state_dict(), tg.state.to_dict())
+    kernel, bias = model.layers[0].get_weights()
+    model.layers[0].set_weights([kernel, bias - 3])  # another model: another best threshold
+    summary = tg.validate(record_progress=False)
+    assert summary["f1_score"] >= 0  # it evaluated, with a threshold of its own
+    after = (tg.predict_threshold, tg.state.val_epoch, vdg.state_dict(), tg.state.to_dict())
+    assert after[:3] == before[:3]
+    assert {k: v for k, v in after[3].items() if not k.startswith("val_temp")} == {
+        k: v for k, v in before[3].items() if not k.startswith("val_temp")
+    }
+
+
 class Crop24(Preprocessor):
     """The seed example's random crop (28x28 -> 24x24)."""
 

@@ -258,7 +258,7 @@ class ValidationLoop:
                 weighted_slices=tg.pred_weighted_slices_range,
                 best_subset_size=tg.best_subset_size,
             )
-            if search is not None:
+            if search is not None and self.recording:  # (not an evaluation of one's own)
                 state.predict_threshold = tg.dynamic_predict_threshold = threshold
         tg.best_subset_nums = subset
         tg.last_validation = summary
@@ -319,6 +319,13 @@ class ValidationLoop:
                 tg.callbacks.keras.epoch_end(tg, state.epoch - 1, logs)
         if clear_cache:
             tg.clear_cache()
+        if not record_progress and self.start is not None:
+            # an evaluation of one's own leaves the run's validation data where it was: the
+            # next recorded validation sees the same batches, in the same order, as without it
+            mark = self.start.state
+            tg.val_datagen.load_state_dict(self.start.val_datagen)
+            state.val_epoch = mark.values["val_epoch"]
+            del state.val_set_name_cache[mark.lengths["val_set_name_cache"] :]
         state.val_loop_done = state.train_loop_done = False
         self.recording = True
         return new_best
