@@ -909,6 +909,72 @@ def test_3_a_malicious_pickle_is_refused_without_running(data, tmp_path):
         assert back["b"] == plain["b"] and back["c"] == plain["c"]
 
 
+class _Reduced:
+    """Pickled as ``fn(*args)`` then BUILD ``state``: what a crafted file can hold."""
+
+    def __init__(self, fn, args, state=None):
+        self.reduced = (fn, args) if state is None else (fn, args, state)
+
+    def __reduce__(self):
+        return self.reduced
+
+
+def test_a_pickle_cannot_crash_numpy_nor_ask_for_gigabytes():
+    """NumPy trusts its own pickles: an object array's state with fewer items than its
+    shape crashes the interpreter (checked in a child process), a dtype state can cut an
+    object field short. Those, and sizes a few bytes ask for (``bytes(2**30)``, an empty
+    array of a huge shape), are refused before NumPy or the allocator sees them."""
+    import subprocess
+    import sys
+
+    from deeptrain.util.unpickle import RefusedGlobal, loads_legacy_pickle
+
+    core = getattr(np, "_core", None) or np.core
+    empty = core.multiarray._reconstruct
+    short = _Reduced(empty, (np.ndarray, (0,), b"b"), (1, (10**6,), np.dtype("O"), False, [1]))
+    script = (
+        "import pickle, sys; from deeptrain.util.unpickle import loads_legacy_pickle; "
+        "loads_legacy_pickle(sys.stdin.buffer.read())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        input=pickle.dumps(short, protocol=2),
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")},
+    )
+    assert out.returncode == 1 and b"RefusedGlobal" in out.stderr, (out.returncode, out.stderr)
+    assert b"object array of shape (1000000,) 1 items" in out.stderr
+
+    cut_short = (3, "|", None, ("a",), {"a": (np.dtype("O"), 0)}, 1, 1, 63)
+    crafted = {
+        "an object field cut short": _Reduced(np.dtype, ([("a", "O")], False, True), cut_short),
+        "a size": _Reduced(bytes, (2**30,)),
+        "a huge empty array": _Reduced(empty, (np.ndarray, (2**40,), b"b")),
+        "raw data of another size": _Reduced(
+            empty, (np.ndarray, (0,), b"b"), (1, (4,), np.dtype("f8"), False, b"\0" * 8)
+        ),
+    }
+    for what, obj in crafted.items():
+        with pytest.raises(RefusedGlobal, match="refuse|refused|another size"):
+            loads_legacy_pickle(pickle.dumps(obj, protocol=2))
+            pytest.fail(f"{what}: read")
+    plain = {
+        "objects": np.array([1, "x", None], dtype=object),
+        "fields": np.zeros(2, [("a", "f4"), ("b", "O"), ("c", "i2", (3,))]),
+        "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+        "dates": np.array(["2020-01-01"], "M8[D]"),
+        "buffers": (bytearray(b"xy"), b"", np.dtype(">f4")),
+    }
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        back = loads_legacy_pickle(pickle.dumps(plain, protocol=protocol))
+        assert back["buffers"] == plain["buffers"]
+        for key in ("objects", "fields", "fortran", "dates"):
+            assert repr(back[key]) == repr(plain[key]) and back[key].flags.f_contiguous == (
+                key == "fortran" or back[key].ndim == 1
+            )
+
+
 def test_a_pickle_cannot_change_the_unpicklers_helpers_nor_import_modules(tmp_path):
     """A pickle's BUILD on a callable the unpickler hands out (``_codecs.encode`` for the
     bytes of protocols 0-2) is refused, and later loads read as before; a NumPy name the

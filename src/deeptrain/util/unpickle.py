@@ -15,6 +15,12 @@ A pickle is a program: loading one with :mod:`pickle` calls whatever callables i
 
 Bound methods in 0.6's objects (pickled as ``getattr(obj, name)``) become
 :class:`LegacyMethod` records of a record; ``getattr`` on anything else is refused.
+
+What the file gives NumPy's C code is checked first (NumPy trusts its own pickles: an
+object array's state with fewer items than its shape crashes the interpreter), and sizes
+come from the file's own bytes: a few bytes cannot ask for gigabytes (``bytes(2**30)``, an
+empty array of a huge shape). The pure-Python unpickler is used, for that check of every
+BUILD; 0.6 state files are small (histories and settings; weights are in their own files).
 """
 
 from __future__ import annotations
@@ -22,9 +28,10 @@ from __future__ import annotations
 import builtins
 import collections
 import io
+import math
 import pickle
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -52,8 +59,6 @@ _BUILTINS = {
         "complex",
         "bool",
         "str",
-        "bytes",
-        "bytearray",
         "slice",
         "object",  # the base in copyreg._reconstructor(cls, object, state)
     )
@@ -131,6 +136,70 @@ def _latin1_bytes(text: Any, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+def _buffer(kind: type) -> Any:
+    """``bytes(...)``/``bytearray(...)``, but not of a size: a pickle writes its bytes."""
+
+    def build(*args: Any) -> Any:
+        if args and isinstance(args[0], int):
+            raise RefusedGlobal(f"the pickle calls {kind.__name__}({args[0]}): refused")
+        return kind(*args)
+
+    build.__name__ = kind.__name__
+    return build
+
+
+def _empty_array(cls: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """``numpy.core.multiarray._reconstruct``, as NumPy's pickles call it: an empty array
+    that the file's BUILD then fills (NumPy always writes shape ``(0,)``)."""
+    if not isinstance(shape, tuple) or shape != (0,):
+        raise RefusedGlobal(f"the pickle makes an empty array of shape {shape!r}: refused")
+    return _numpy_core().multiarray._reconstruct(cls, shape, dtype)
+
+
+def _check_array_state(state: Any) -> None:
+    """That NumPy can set ``state`` on an array safely: the shape's count of items matches
+    the data the file gives (a list of objects, or raw bytes)."""
+    if not isinstance(state, tuple) or len(state) not in (4, 5):
+        raise RefusedGlobal(f"the pickle sets an array's state to a {type(state).__name__}")
+    shape, dtype, _, data = state[-4:]
+    if not isinstance(dtype, np.dtype) or not isinstance(shape, tuple):
+        raise RefusedGlobal("the pickle sets an array's state without a shape and a dtype")
+    if not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise RefusedGlobal(f"the pickle sets an array's shape to {shape!r}")
+    count = math.prod(shape)
+    if dtype.hasobject:
+        if not isinstance(data, list) or len(data) != count:
+            raise RefusedGlobal(
+                f"the pickle gives an object array of shape {shape} "
+                f"{len(data) if isinstance(data, list) else type(data).__name__} items"
+            )
+    elif not isinstance(data, bytes | bytearray | str) or len(data) != count * dtype.itemsize:
+        raise RefusedGlobal(f"the pickle gives an array of shape {shape} data of another size")
+
+
+def _check_dtype(dtype: np.dtype) -> None:
+    """That a dtype the file's state made is one NumPy's own constructor makes (which
+    checks fields against the item size: an object field cut short is a wild pointer)."""
+    if dtype.fields is not None:
+        names = list(dtype.fields)
+        spec: Any = {
+            "names": names,
+            "formats": [dtype.fields[n][0] for n in names],
+            "offsets": [dtype.fields[n][1] for n in names],
+            "itemsize": dtype.itemsize,
+        }
+    elif dtype.subdtype is not None:
+        spec = dtype.subdtype
+    else:
+        spec = dtype.str
+    try:
+        same = np.dtype(spec)
+    except (TypeError, ValueError) as e:
+        raise RefusedGlobal(f"the pickle makes a NumPy dtype NumPy refuses: {e}") from None
+    if same.itemsize != dtype.itemsize or same.hasobject != dtype.hasobject:
+        raise RefusedGlobal(f"the pickle makes a NumPy dtype unlike {same}")
+
+
 def _path_text(*parts: Any) -> str:
     """``pathlib`` paths come back as text (built here, not by the pickle's classes)."""
     return str(PurePosixPath(*[str(p) for p in parts]))
@@ -168,10 +237,13 @@ _HELPERS = {
     (module, name): _Helper(fn)
     for module, names, fn in (
         ("builtins", ("getattr",), _method_reference),
+        ("builtins", ("bytes",), _buffer(bytes)),
+        ("builtins", ("bytearray",), _buffer(bytearray)),
         ("copyreg", ("_reconstructor",), _reconstructor),
         ("_codecs", ("encode",), _latin1_bytes),
         ("pathlib", ("Path", "PosixPath", "PurePosixPath", "PurePath"), _path_text),
         ("pathlib", ("WindowsPath", "PureWindowsPath"), _windows_path_text),
+        ("numpy", ("_reconstruct",), _empty_array),  # (under numpy.core or numpy._core)
     )
     for name in names
 }
@@ -186,8 +258,9 @@ def _numpy_core() -> Any:
 
 def _numpy_global(module: str, name: str) -> Any:
     """The NumPy callables and types NumPy's own pickles name; None for others."""
+    if name == "_reconstruct" and module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        return _HELPERS["numpy", "_reconstruct"]
     reconstruct = {
-        ("multiarray", "_reconstruct"),
         ("multiarray", "scalar"),
         ("numeric", "_frombuffer"),
     }
@@ -204,12 +277,33 @@ def _numpy_global(module: str, name: str) -> Any:
     return None
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that builds data only (see the module docstring)."""
+_BUILD: Any = pickle._Unpickler.dispatch[pickle.BUILD[0]]
+
+
+class RestrictedUnpickler(pickle._Unpickler):
+    """An unpickler that builds data only (see the module docstring). It is the pure-Python
+    one (``pickle._Unpickler``): its opcodes are methods, so BUILD can check what it gives
+    NumPy before NumPy's C code sees it."""
 
     def __init__(self, file: Any):
         super().__init__(file)
         self._records: dict[str, type[LegacyRecord]] = {}
+
+    def _load_build(self) -> None:
+        stack: list[Any] = vars(self)["stack"]  # (typeshed declares neither the stack nor
+        state, target = stack[-1], stack[-2]  # the opcode methods of the pure unpickler)
+        if isinstance(target, np.ndarray):
+            _check_array_state(state)
+        elif isinstance(target, np.generic):
+            raise RefusedGlobal(f"the pickle sets the state of a NumPy {type(target).__name__}")
+        _BUILD(self)
+        if isinstance(target, np.dtype):
+            _check_dtype(target)
+
+    dispatch: ClassVar[dict[int, Any]] = {
+        **pickle._Unpickler.dispatch,
+        pickle.BUILD[0]: _load_build,
+    }
 
     def find_class(self, module: str, name: str) -> Any:
         module = _PY2_MODULES.get(module, module)  # protocols 0-2 write Python 2's names
