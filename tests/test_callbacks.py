@@ -18,6 +18,7 @@ from deeptrain import DataGenerator, TrainGenerator, visuals
 from deeptrain.callbacks import (
     PeriodicCallback,
     RandomSeedSetter,
+    TraingenCallback,
     TraingenLogger,
     VizAE2D,
     binary_preds_distribution_cb,
@@ -121,6 +122,39 @@ def test_periodic_callback_counts_and_state(binary_data):
         Every({"load": 1})
     with pytest.raises(ValueError, match="int >= 1"):
         Every({"train:epoch": 0})
+
+
+class EveryOtherValidation(TraingenCallback):
+    """A DeepTrain 0.6 callback: counts its calls in the base class's ``_counters``."""
+
+    def __init__(self):
+        super().__init__()
+        self.acted = []
+
+    def on_val_end(self, stage):
+        self._counters["val_end"] += 1
+        if self._counters["val_end"] % 2 == 0:
+            self.acted.append(self.tg.state.epoch)
+
+
+def test_a_06_callback_counting_its_calls_runs_and_resumes(binary_data, tmp_path):
+    whole = EveryOtherValidation()
+    traingen(binary_model(), binary_data, None, whole, epochs=4).train()
+    assert whole.acted == [2, 4] and whole._counters["val_end"] == 4
+    first = EveryOtherValidation()
+    tg = traingen(binary_model(), binary_data, None, first, epochs=1, logs_dir=tmp_path)
+    tg.train()
+    resumed = EveryOtherValidation()
+    traingen(
+        binary_model(),
+        binary_data,
+        None,
+        resumed,
+        epochs=4,
+        logs_dir=tmp_path,
+        loadpath=tg.logdir,
+    ).train()
+    assert resumed.acted == [2, 4] and resumed._counters == whole._counters
 
 
 def test_train_start_and_end_fire_once_per_train_call_also_when_it_raises(binary_data, caplog):
@@ -453,6 +487,9 @@ def test_traingen_logger_files_hold_weights_outputs_gradients(tmp_path, fmt):
         },
         freq={"train:epoch": 1},
         fmt=fmt,
+    )  # and as 0.6 configured it: gradients w.r.t. the layer's outputs by default
+    logger_06 = TraingenLogger(
+        tmp_path / "tlog06", {"gradients": "lin"}, freq={"train:epoch": 1}, fmt=fmt
     )
     tg = traingen(
         model,
@@ -460,6 +497,7 @@ def test_traingen_logger_files_hold_weights_outputs_gradients(tmp_path, fmt):
         None,
         [
             logger,
+            logger_06,
             {
                 "train:epoch": lambda tg: weights_seen.append(
                     [np.array(w) for w in tg.model.get_weights()]
@@ -487,6 +525,9 @@ def test_traingen_logger_files_hold_weights_outputs_gradients(tmp_path, fmt):
         np.testing.assert_allclose(
             data["gradients"][log_id][bias], d_out.sum(0), rtol=1e-4, atol=1e-6
         )
+        gradients_06 = read_log(tmp_path / "tlog06" / path.name)["gradients"][log_id]
+        assert list(gradients_06) == ["lin"]
+        np.testing.assert_allclose(gradients_06["lin"], d_out, rtol=1e-4, atol=1e-6)
     assert logger.weights == {} and logger.state_dict()["log_id"] == 1  # cleared after save
     assert tg.val_datagen.state_dict()["set_nums_to_process"] == ["1", "2"]  # not moved
     loaded = logger.load()

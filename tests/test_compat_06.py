@@ -193,6 +193,9 @@ def test_1_random_seed_setter_save_and_load_stages_and_seeds_alias(data, tmp_pat
         deeptrain.callbacks.RandomSeedSetter(seeds=1.0)
     deeptrain.set_seeds(seeds=same, reset_graph=False, verbose=0)  # 0.6's signature
     assert np.random.get_state()[1][0] == _numpy_key_after_seed(4)
+    deeptrain.set_seeds(None, False, 0)  # 0.6's first argument, seeds=None: all 0
+    assert np.random.get_state()[1][0] == _numpy_key_after_seed(0)
+    assert deeptrain.callbacks.RandomSeedSetter(None, {"train:epoch": 1}).seed == 0
 
     # 0.6's reproducibility example: re-seed at every save, and on load
     setter = deeptrain.callbacks.RandomSeedSetter(freq={"save": 1, "load": 1})

@@ -335,3 +335,12 @@ def test_weights_early_stopping_puts_back_are_checkpointed(data, tmp_path):
     )
     for loaded, restored in zip(resumed.model.get_weights(), tg.model.get_weights(), strict=True):
         np.testing.assert_array_equal(loaded, restored)
+
+
+def test_backup_and_restore_is_refused_before_training(data, tmp_path):
+    """At every ``train()`` it would put back its last epoch end's weights while the run
+    goes on mid-epoch (a Ctrl-C, a resume): refused, pointing at DeepTrain's checkpoints."""
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(ValueError, match=r"BackupAndRestore cannot run under a TrainGenerator"):
+        make_tg(data, [backup])
+    assert not (tmp_path / "backup").exists()

@@ -81,6 +81,11 @@ class TraingenCallback:
     #: writes files or records of the run, which are written once)
     writer_only: bool = False
 
+    def __init__(self) -> None:
+        # DeepTrain 0.6's counts per stage, for subclasses that count their calls
+        # themselves (``self._counters['val_end'] += 1``); saved with the callback's state
+        self._counters: dict[str, int] = dict.fromkeys(STAGES, 0)
+
     def init_with_traingen(self, tg: Traingen) -> None:
         self.tg = tg
 
@@ -97,10 +102,13 @@ class TraingenCallback:
     def on_train_end(self, stage: Stage) -> None: ...
 
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        counters = getattr(self, "_counters", None)  # (a subclass need not call __init__)
+        return {"counters": dict(counters)} if counters else {}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        pass
+        counters = getattr(self, "_counters", None)
+        if counters is not None:
+            counters.update((k, int(v)) for k, v in dict(state.get("counters", {})).items())
 
 
 # 'save': every n-th save; 'load' and the once-per-train() stages are not periodic

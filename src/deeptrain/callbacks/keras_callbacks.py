@@ -40,7 +40,7 @@ Under a distribution, Keras' own file writers (:func:`writes_files`) run on proc
 their hooks inside the distribution's ``writing()`` (as DeepTrain's own checkpoints are
 written): on JAX with several processes, Keras' ``save_weights`` would otherwise create
 variables under the distribution, a collective that process 0 cannot run alone.
-``BackupAndRestore`` is refused under several processes (:meth:`KerasCallback.check`).
+``BackupAndRestore`` is refused (:meth:`KerasCallback.check`).
 """
 
 from __future__ import annotations
@@ -135,26 +135,25 @@ class KerasCallback(TraingenCallback):
         self.callback.set_model(tg.model)
 
     def check(self, tg: Any) -> None:
-        """Refuse ``BackupAndRestore`` under several processes: its ``on_train_begin``
-        would load the backup on process 0 alone (the one that writes it), and the others
-        would train on from other weights and optimizer state, diverged for good (nor is
-        the data position in its backup)."""
+        """Refuse ``BackupAndRestore``: its ``on_train_begin`` puts back the weights of its
+        last epoch end at every ``train()`` (a resume, or a go-on after Ctrl-C) while the
+        run keeps its data position and counters mid-epoch, so the batches trained since
+        count as trained with their updates undone; under several processes it would also
+        restore on process 0 alone. DeepTrain's checkpoints do its job exactly."""
         import keras
 
-        distribution = getattr(tg, "distribution", None)
-        if (
-            distribution is not None
-            and distribution.process_count > 1
-            and isinstance(self.callback, keras.callbacks.BackupAndRestore)
-        ):
-            from ..distribute.base import DistributionError
-
-            raise DistributionError(
-                f"keras.callbacks.BackupAndRestore cannot run under {distribution.describe()}: "
-                "it would restore its backup on process 0 alone, and the other processes "
-                "would go on from other weights and optimizer state. Use DeepTrain's own "
-                "checkpoints instead (logs_dir=..., resumed with loadpath=...): every process "
-                "loads the same one, with the data position."
+        if isinstance(self.callback, keras.callbacks.BackupAndRestore):
+            distribution = getattr(tg, "distribution", None)
+            alone = ""
+            if distribution is not None and distribution.process_count > 1:
+                alone = f" (and under {distribution.describe()}, on process 0 alone)"
+            raise ValueError(
+                "keras.callbacks.BackupAndRestore cannot run under a TrainGenerator: it "
+                f"restores the weights of its last epoch end at every train() call{alone}, "
+                "while the run goes on from its own position mid-epoch (the batches since "
+                "would count as trained, their updates undone). DeepTrain's checkpoints do "
+                "its job, data position included: logs_dir=... (temp_checkpoint_freq=...), "
+                "resumed with loadpath=..."
             )
 
     def counter_names(self) -> tuple[str, ...]:

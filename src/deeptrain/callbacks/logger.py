@@ -122,6 +122,8 @@ class TraingenLogger(PeriodicCallback):
             if key not in self.configs:
                 continue
             kw = dict(self.configs.get(f"{key}-kw", {}))
+            if key == "gradients" and self.gather_fns[key] is introspection.get_gradients:
+                kw.setdefault("mode", "outputs")  # (0.6's default: w.r.t. layer outputs)
             inputs: list[Any] = []
             if key != "weights":
                 inputs.append(self._data_fns()[0]())

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def set_seeds(
-    seed: int = 0,
+    seed: int | Mapping[str, int] | None = 0,
     reset_graph: bool = False,
     verbose: int = 1,
     seeds: int | Mapping[str, int] | None = None,
@@ -64,7 +64,7 @@ class RandomSeedSetter(PeriodicCallback):
 
     def __init__(
         self,
-        seed: int | Mapping[str, int] = 0,
+        seed: int | Mapping[str, int] | None = 0,
         freq: Mapping[str, int] | None = None,
         reseed_on_load: bool = False,
         seeds: int | Mapping[str, int] | None = None,
@@ -102,7 +102,10 @@ class RandomSeedSetter(PeriodicCallback):
 
 
 def _one_seed(seed: Any) -> int:
-    """The int seed of ``seed`` (an int, or 0.6's dict of one value per library)."""
+    """The int seed of ``seed`` (an int, or 0.6's dict of one value per library; None is
+    0.6's default for its first argument, ``seeds``: 0)."""
+    if seed is None:
+        return 0
     if isinstance(seed, Mapping):
         values = set(seed.values())
         if set(seed) != set(_SEED_NAMES) or len(values) != 1:
