@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 
 import keras
@@ -477,3 +478,70 @@ def test_a_validation_stopped_half_way_is_finished_as_it_began(data, tmp_path):
     for name in ("times_validated", "val_iters", "batches_fit"):
         assert getattr(tg.state, name) == getattr(reference.state, name), name
     assert tg.state.key_metric_history == reference.state.key_metric_history
+
+
+def stop_once(stage_check):
+    """A callback that sends one Ctrl-C ("stop after this iteration") where ``stage_check``
+    says, the first time only."""
+    sent: list[int] = []
+
+    def callback(tg) -> None:
+        if not sent and stage_check(tg):
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    return callback
+
+
+RUN_RECORD = ("times_validated", "batches_validated", "val_iters", "batches_fit")
+
+
+def assert_same_record(tg, reference) -> None:
+    for name in RUN_RECORD:
+        assert getattr(tg.state, name) == getattr(reference.state, name), name
+    assert tg.state.val_history == reference.state.val_history
+
+
+@pytest.mark.parametrize("eval_fn", ["evaluate", "predict"])
+def test_a_checkpoint_of_a_validation_stopped_half_way_holds_its_start(data, tmp_path, eval_fn):
+    """``tg.save()`` after a Ctrl-C inside a validation: the checkpoint (and the run) take
+    the validation back to its start, so that it is redone whole (resumed, it covered its
+    last batches alone: the cached predictions are not saved)."""
+    reference = make_tg(data, None, eval_fn=eval_fn)
+    reference.train()
+    half_way = stop_once(lambda tg: tg.state.val_iters == 1)
+    tg = make_tg(data, tmp_path / "cut", eval_fn=eval_fn, callbacks=[{"val:iter": half_way}])
+    with pytest.raises(KeyboardInterrupt):
+        tg.train()
+    assert tg._validation.start is not None
+    saved = shutil.copytree(tg.save(), tmp_path / "saved")  # (the run goes on over it)
+    tg.train()  # the run that saved goes on alike
+    assert_same_record(tg, reference)
+    resumed = make_tg(data, tmp_path / "resumed", eval_fn=eval_fn, loadpath=saved)
+    resumed.train()
+    assert_same_record(resumed, reference)
+
+
+def test_restarts_and_evaluations_of_ones_own_leave_the_runs_validations(data, tmp_path):
+    """``validate(restart=True)`` on a validation stopped half-way starts it again from
+    where it began (it kept the stopped one's counters); an evaluation of one's own after
+    a Ctrl-C that left a validation due leaves it due (``train()`` skipped it)."""
+    reference = make_tg(data, None)
+    reference.train()
+    half_way = stop_once(lambda tg: tg.state.val_iters == 1)
+    tg = make_tg(data, tmp_path / "restart", callbacks=[{"val:iter": half_way}])
+    with pytest.raises(KeyboardInterrupt):
+        tg.train()
+    tg.validate(restart=True)
+    tg.train()
+    assert_same_record(tg, reference)
+
+    due = stop_once(lambda tg: tg.state.batches_fit == 5)  # val_freq={'batch': 5}
+    tg = make_tg(data, tmp_path / "due", callbacks=[{"train:batch": due}])
+    with pytest.raises(KeyboardInterrupt):
+        tg.train()
+    assert tg.state.train_loop_done and tg.state.times_validated == 0
+    tg.validate(record_progress=False)
+    assert tg.state.train_loop_done  # still due
+    tg.train()
+    assert_same_record(tg, reference)

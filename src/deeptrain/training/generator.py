@@ -783,13 +783,16 @@ class TrainGenerator(TrainStateAliases):
     )
 
     def reset_validation(self) -> None:
-        """Abandon a validation in progress: caches, flags and the val datagen's position."""
+        """Abandon a validation in progress: back to where it started (counters, callbacks'
+        states, the val datagen's position, the train batch's RNN states); with none in
+        progress, the val datagen back to the start of its set."""
         self.sync_model()
-        self.clear_cache()
+        if self._validation.start is not None:
+            self._validation.abandon()
+        else:
+            self.clear_cache()
+            self.val_datagen.reset_state(shuffle=False)
         self.state.val_loop_done = False
-        self.val_datagen.reset_state(shuffle=False)
-        if self.reset_statefuls:
-            reset_states(self.model)
 
     # -- checkpoints -------------------------------------------------------------------
     def checkpoint(self, forced: bool = False, overwrite: bool | None = None) -> Path | None:

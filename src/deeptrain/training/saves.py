@@ -11,6 +11,7 @@ Ctrl-C or an error stays due and is written when ``train()`` goes on. The
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from .generator import TrainGenerator
 
 __all__ = ["Saves"]
+
+log = logging.getLogger(__name__)
 
 
 class Saves:
@@ -121,6 +124,7 @@ class Saves:
         if not forced:
             return self.if_due(at_validation_end=False, overwrite=overwrite)
         tg._require_logdir("checkpoint()")
+        self._whole_validations()
         tg.model_name = tg.get_unique_model_name()
         return tg._checkpointer.checkpoint("unique", wait=self._wait, overwrite=overwrite)
 
@@ -131,6 +135,7 @@ class Saves:
         if tg._consistency.active is not None:  # a callback's: written at the end of it
             self.best_pending, self.best_keep_one = True, del_previous_best
             return None
+        self._whole_validations()
         tg.model_name = tg.get_unique_model_name()
         return tg._checkpointer.save_best(wait=self._wait, one_best=del_previous_best)
 
@@ -146,11 +151,22 @@ class Saves:
             else:
                 self.paths_pending.append(Path(savepath))
             return None
+        self._whole_validations()
         if savepath is None:
             path = tg._checkpointer.checkpoint("temp", wait=self._wait)
             assert path is not None  # there is a log directory
             return path
         return tg._checkpointer.save(Path(savepath), "manual", wait=self._wait)
+
+    def _whole_validations(self) -> None:
+        """A checkpoint holds whole validations: one stopped half-way (a Ctrl-C) is taken
+        back to its start, in the checkpoint and in this run, which then redoes it whole
+        (the predictions it cached are not saved: resumed, it would cover its last batches
+        alone)."""
+        validation = self.tg._validation
+        if validation.start is not None:
+            log.info("The validation stopped half-way is redone from its start after this save")
+            validation.abandon()
 
 
 def _first_due(a: str | None, b: str | None) -> str | None:

@@ -108,12 +108,18 @@ class ValidationLoop:
             tg._stop_for_preemption()  # one checkpoint, then TrainingPreempted
         return tg.last_validation
 
+    def abandon(self) -> None:
+        """The validation in progress (if any) is undone: back to where it started, its
+        counters, callbacks' states, validation data and the train batch's RNN states."""
+        if self.start is not None:
+            self.rewind()
+            self.start = None
+
     def drop_evaluation(self) -> None:
         """An evaluation of one's own (``record_progress=False``) cut half-way is undone,
         not continued as the run's recorded validation (its first batches uncounted)."""
-        if self.start is not None and not self.recording:
-            self.rewind()
-            self.start = None
+        if not self.recording:
+            self.abandon()
 
     def _start_point(self) -> ValidationStart:
         """Where a validation starts: what it may change, copied."""
@@ -327,6 +333,8 @@ class ValidationLoop:
             state.val_epoch = mark.values["val_epoch"]
             del state.val_set_name_cache[mark.lengths["val_set_name_cache"] :]
         state.val_loop_done = state.train_loop_done = False
+        if not record_progress and self.start is not None:  # a validation the run had due
+            state.train_loop_done = self.start.state.values["train_loop_done"]  # stays due
         self.recording = True
         return new_best
 
