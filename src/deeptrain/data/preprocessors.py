@@ -172,7 +172,9 @@ class TimeseriesPreprocessor(Preprocessor):
             slide_size if slide_size is not None else window_size, "slide_size"
         )
         if start_increments is not None:
-            start_increments = [_non_negative_int(s, "start_increments") for s in start_increments]
+            start_increments = [
+                _non_negative_int(s, "start_increments") for s in _as_list(start_increments)
+            ]
             if not start_increments:
                 raise ValueError("start_increments must be None or a non-empty list of ints")
         self.start_increments = start_increments
@@ -206,7 +208,7 @@ class TimeseriesPreprocessor(Preprocessor):
         """Return next `batch` window, and unchanged `labels`."""
         if self.slice_idx == 0:
             # ensure number of windows accurate for every new batch
-            timesteps = int(batch.shape[1])
+            timesteps = _timesteps(batch)
             self._batch_timesteps = timesteps
             self.slices_per_batch = self.windows_for(timesteps)
         return self._next_window(batch), labels
@@ -291,3 +293,33 @@ def _non_negative_int(value: Any, name: str) -> int:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
         raise ValueError(f"{name} must hold ints >= 0, got {value!r}")
     return int(value)
+
+
+def _as_list(start_increments: Any) -> list[Any]:
+    """``start_increments`` as a list, or a ``TypeError`` if it is no sequence (an int)."""
+    if isinstance(start_increments, (Sequence, np.ndarray)) and not isinstance(
+        start_increments, (str, bytes)
+    ):
+        return list(start_increments)
+    one = isinstance(start_increments, (int, np.integer)) and not isinstance(start_increments, bool)
+    raise TypeError(
+        "start_increments must be None or a list of ints >= 0 (the start offsets of "
+        f"successive epochs, cycled), got {start_increments!r}"
+        + (f"; for one offset, pass [{start_increments}]" if one else "")
+    )
+
+
+def _timesteps(batch: Any) -> int:
+    """The timesteps of ``batch`` (its axis 1); an error if it has none."""
+    shape = getattr(batch, "shape", None)
+    if shape is None:
+        raise TypeError(
+            "TimeseriesPreprocessor cuts windows along axis 1 of an array batch "
+            f"(samples, timesteps, ...); got a {type(batch).__name__}"
+        )
+    if len(shape) < 2:
+        raise ValueError(
+            "TimeseriesPreprocessor cuts windows along axis 1 of a batch (samples, "
+            f"timesteps, ...); got a batch of shape {tuple(shape)}"
+        )
+    return int(shape[1])

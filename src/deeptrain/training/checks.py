@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..backend.stateful import stateful_layers
+from ..backend.stateful import state_variables, stateful_layers
 from ..data.generator import DataGenerator
+from ..data.preprocessors import GenericPreprocessor, TimeseriesPreprocessor
 from ..distribute.base import schedule_bytes
 from ..saving.traingen_state import check_skip_names
 from ..util.misc import positive_int
@@ -26,12 +27,16 @@ __all__ = [
     "canonical_metric",
     "check_distribution",
     "check_inputs",
+    "check_stateful_batch_sizes",
     "is_maximized",
     "refuse_tf_graph_mode",
     "warn_if_state_carries_across_batches",
 ]
 
 log = logging.getLogger("deeptrain")
+
+# preprocessors that serve every sample of a batch (the model sees its batch size)
+_KEEP_SAMPLES = (GenericPreprocessor, TimeseriesPreprocessor)
 
 
 def check_inputs(tg: TrainGenerator) -> None:
@@ -106,6 +111,52 @@ def check_inputs(tg: TrainGenerator) -> None:
                 "best_subset_size needs whole validation batches: it cannot be "
                 "used with val_datagen's shuffle_group_samples=True"
             )
+    check_stateful_batch_sizes(tg)
+
+
+def check_stateful_batch_sizes(tg: TrainGenerator) -> None:
+    """Stateful RNN layers hold states for a fixed number of sequences: every batch of
+    both DataGenerators must hold that many (a short last batch of combined files fails
+    only when it comes, at an epoch's end, with an unclear error from the backend)."""
+    layers = stateful_layers(tg.model)
+    if not layers or tg.distribution.distributed:  # (refused there: check_distribution)
+        return
+    fixed = _fixed_batch_size(tg.model)
+    for name in ("datagen", "val_datagen"):
+        dg = getattr(tg, name)
+        sizes = sorted(dg.batch_sizes())
+        # (a preprocessor of one's own may change the number of samples: not compared)
+        expected = fixed if isinstance(dg.preprocessor, _KEEP_SAMPLES) else None
+        if len(sizes) > 1 or (expected is not None and sizes != [expected]):
+            raise ValueError(_batch_sizes_message(layers, name, sizes, expected))
+
+
+def _batch_sizes_message(layers: list[Any], name: str, sizes: list[int], fixed: int | None) -> str:
+    """Why ``name``'s batch ``sizes`` cannot feed ``layers``, and what to do."""
+    if len(sizes) > 1:
+        fix = (
+            f"pass drop_remainder=True to {name} to leave the epoch's short last batch out "
+            "(or use a number of files that fills every batch)"
+        )
+    else:
+        fix = f"give {name} batch_size={fixed}"
+    held = "a fixed number of" if fixed is None else f"a fixed batch of {fixed}"
+    must = "the same number of" if fixed is None else str(fixed)
+    return (
+        f"the model's stateful RNN layers ({', '.join(layer.name for layer in layers)}) hold "
+        f"states for {held} sequences, so every batch must hold {must} samples; {name}'s "
+        f"batches hold {sizes}: {fix}"
+    )
+
+
+def _fixed_batch_size(model: Any) -> int | None:
+    """The batch size a stateful model is built for (its inputs', else its states')."""
+    inputs = getattr(model, "inputs", None) or []
+    size = inputs[0].shape[0] if inputs else None
+    if size is None:
+        states = [v for layer_vars in state_variables(model).values() for v in layer_vars]
+        size = states[0].shape[0] if states else None
+    return None if size is None else int(size)
 
 
 def check_distribution(tg: TrainGenerator) -> None:

@@ -678,19 +678,23 @@ class TrainGenerator(TrainStateAliases):
     ) -> np.ndarray:
         """Per-sample weights of ``class_labels`` (one label, or one-hot labels, per
         sample): ``class_weights`` (``val_class_weights`` with ``val``) times the slice
-        weight of window ``slice_idx`` (``loss_weighted_slices_range``; default: the
-        datagen's current window). ``force_unweighted``: ones."""
+        weight of window ``slice_idx`` (``loss_weighted_slices_range``; default: the window
+        the datagen's last ``get()`` served, as ``get(skip_validation=True)`` gives it, else
+        the one it serves next). ``force_unweighted``: ones."""
         n = len(class_labels)
         if force_unweighted:
             return np.ones(n, dtype="float32")
         dg = self.val_datagen if val else self.datagen
+        if slice_idx is None:  # (update_state() has moved slice_idx on to the next window)
+            served = dg._served_window
+            slice_idx = dg.slice_idx if served is None else served
         return sample_weights(
             class_labels,
             n,
             self.val_class_weights if val else self.class_weights,
             self.loss_weighted_slices_range,
             dg.slices_per_batch,
-            dg.slice_idx if slice_idx is None else slice_idx,
+            slice_idx,
         )
 
     def _epoch_logs(self) -> dict[str, Any]:

@@ -147,20 +147,17 @@ class ValidationLoop:
         self._reset_rnn_states()
 
     def _reset_rnn_states(self) -> None:
-        """A validation between two windows of a train batch starts its sequences from zero
-        with ``reset_statefuls``, as at a batch boundary, not from the train batch's state
-        half-way through (which :meth:`_restore_train_rnn_states` puts back at its end)."""
-        tg = self.tg
-        if tg.reset_statefuls and not starts_batch(tg.datagen):
-            reset_states(tg.model)
+        """A validation starts its sequences from zero, wherever training is (a batch
+        boundary or between two windows), not from the train state, which
+        :meth:`_restore_train_rnn_states` puts back at its end."""
+        reset_states(self.tg.model)
 
     def _restore_train_rnn_states(self) -> None:
-        """After a validation between two windows of a train batch: the RNN states the train
-        batch had, so that its next window continues from them, as without the validation."""
-        tg = self.tg
+        """After a validation: the RNN states training had when it started, so that training
+        continues from them, as without the validation."""
         start = self.start
-        if start is not None and start.rnn_states and not starts_batch(tg.datagen):
-            set_states(tg.model, start.rnn_states)
+        if start is not None and start.rnn_states:
+            set_states(self.tg.model, start.rnn_states)
 
     def rewind(self) -> None:
         """Back to where the validation in progress started, exactly."""
