@@ -73,6 +73,7 @@ __all__ = [
     "roc_curve",
     # lookup
     "get",
+    "is_builtin",
     "call_metric",
     "multi_th_twin",
     "accepts_arg",
@@ -693,6 +694,11 @@ def get(name: str) -> MetricFn:
     close = difflib.get_close_matches(key, [*_REGISTRY, *_ALIASES], n=5)
     hint = f"; close matches: {', '.join(close)}" if close else ""
     raise ValueError(f"Unknown metric '{name}' (not in deeptrain.metrics or sklearn.metrics){hint}")
+
+
+def is_builtin(name: str) -> bool:
+    """Whether :func:`get` finds ``name`` among DeepTrain's own functions (not sklearn's)."""
+    return _canonical_name(name) in _REGISTRY
 
 
 def multi_th_twin(metric_fn: MetricFn) -> MetricFn | None:

@@ -763,6 +763,7 @@ class TrainGenerator(TrainStateAliases):
         self._val_cache = PredictCache()
         self.state.val_temp_history = {}
         self.state.val_temp_sizes = []
+        self.state.val_temp_weights = []
         if reset_val_flags:
             self.state.val_loop_done = self.state.train_loop_done = False
             self._validation.start = None

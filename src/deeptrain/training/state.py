@@ -57,6 +57,7 @@ class TrainState:
     val_history: dict[str, list] = field(default_factory=dict)
     val_temp_history: dict[str, list] = field(default_factory=dict)
     val_temp_sizes: list = field(default_factory=list)  # samples per val batch (weighting)
+    val_temp_weights: list = field(default_factory=list)  # sum of sample weights per val batch
     key_metric_history: list = field(default_factory=list)
     best_key_metric: float | None = None
     predict_threshold: float = 0.5
@@ -119,8 +120,11 @@ class TrainState:
         return cls(**data)
 
 
+# fields without a TrainGenerator attribute of their name (none in DeepTrain 0.6)
+_UNALIASED = ("val_temp_weights",)
+
 # DeepTrain 0.6 attribute name on TrainGenerator -> TrainState field
-LEGACY_NAMES = {f.name: f.name for f in fields(TrainState)} | {
+LEGACY_NAMES = {f.name: f.name for f in fields(TrainState) if f.name not in _UNALIASED} | {
     "_fit_iters": "fit_iters",
     "_batches_fit": "batches_fit",
     "_val_iters": "val_iters",

@@ -23,7 +23,15 @@ from ..distribute.base import batch_rows
 from .fitting import to_metric_dict
 from .interrupts import InterruptGuard, Preempted
 from .state import Bookmark, append_slice
-from .validation import PredictCache, evaluate_mode_summary, predict_mode_summary
+from .validation import (
+    PredictCache,
+    add_window_weight,
+    batch_weight,
+    end_batch,
+    evaluate_mode_summary,
+    predict_mode_summary,
+    weighted_metric_names,
+)
 
 if TYPE_CHECKING:
     from .generator import TrainGenerator
@@ -190,6 +198,12 @@ class ValidationLoop:
         first_slice = vdg.slice_idx in (None, 0)
         eval_sw = sw if (tg.val_class_weights or tg.loss_weighted_slices_range) else None
         out = tg._eval_fn(x, y, eval_sw)
+        add_window_weight(
+            state.val_temp_weights,
+            len(state.val_temp_sizes),
+            batch_weight(eval_sw, batch_rows(x)),
+            first_slice,
+        )
         if tg.val_mode == "evaluate":
             append_slice(state.val_temp_history, to_metric_dict(out, tg.val_metrics), first_slice)
         else:
@@ -210,8 +224,8 @@ class ValidationLoop:
             state.batches_validated += 1
         state.val_set_name_cache.append(state.val_set_name)
         state.val_temp_sizes.append(n_samples)
-        for entries in state.val_temp_history.values():
-            entries[-1] = float(np.mean(entries[-1]))
+        weighted = weighted_metric_names(tg.model) if state.val_temp_history else set()
+        end_batch(state.val_temp_history, state.val_temp_weights, weighted)
         if tg.reset_statefuls:
             reset_states(tg.model)
         if tg.callbacks.keras is not None:
@@ -222,8 +236,8 @@ class ValidationLoop:
                 batch = {n: v[-1] for n, v in state.val_temp_history.items()}
             else:
                 labels, preds, weights = tg._val_cache.per_batch(tg.pred_weighted_slices_range)[-1]
-                batch = tg._predict_resolver.compute(
-                    tg.val_metrics, labels, preds, weights, state.predict_threshold
+                batch = tg._predict_resolver.compute(  # (NaN: AUC on a batch of one class)
+                    tg.val_metrics, labels, preds, weights, state.predict_threshold, True
                 )
             log.info(
                 "Validated set %s: %s",
@@ -244,6 +258,8 @@ class ValidationLoop:
                 tg.best_subset_size,
                 tg.max_is_best,
                 state.val_set_name_cache[-len(state.val_temp_sizes) :],
+                state.val_temp_weights,
+                weighted_metric_names(tg.model),
             )  # this validation's
         else:
             search = (
