@@ -54,7 +54,13 @@ def data(tmp_path_factory) -> Path:
 
 
 def make_traingen(
-    data: Path, logs: Path, callbacks, epochs: int = 2, learning_rate: Any = 0.01, **kw
+    data: Path,
+    logs: Path,
+    callbacks,
+    epochs: int = 2,
+    learning_rate: Any = 0.01,
+    accumulate: int | None = None,
+    **kw,
 ) -> TrainGenerator:
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
@@ -64,7 +70,7 @@ def make_traingen(
             keras.layers.Dense(2, activation="softmax"),
         ]
     )
-    optimizer = keras.optimizers.Adam(learning_rate)
+    optimizer = keras.optimizers.Adam(learning_rate, gradient_accumulation_steps=accumulate)
     model.compile(optimizer, "categorical_crossentropy", metrics=["accuracy"])
     dgs = [
         DataGenerator(data / n, batch_size=BATCH, labels_path=data / n / "labels.h5", seed=0)
@@ -203,12 +209,16 @@ def test_loggers_do_not_make_the_model_sync_every_step(data, tmp_path):
 
 
 @pytest.mark.backends
-def test_learning_rate_recorded_is_the_schedules_at_each_epoch_end(data, tmp_path):
+@pytest.mark.parametrize("accumulate", [None, 2])
+def test_learning_rate_recorded_is_the_schedules_at_each_epoch_end(data, tmp_path, accumulate):
     """The learning rate read per epoch is the schedule's at that step (on JAX: read from
-    the train step's device state without ending it)."""
+    the train step's device state without ending it), with gradient accumulation too (the
+    schedule's step is then the optimizer's Variable, not its computed ``iterations``)."""
     schedule = keras.optimizers.schedules.ExponentialDecay(0.01, decay_steps=1, decay_rate=0.5)
     logger = TensorBoardLogger(logdir=tmp_path / "tb")
-    tg = make_traingen(data, None, [logger], learning_rate=schedule, val_freq=None)
+    tg = make_traingen(
+        data, None, [logger], learning_rate=schedule, val_freq=None, accumulate=accumulate
+    )
     tg.train()
     events = read_events(tmp_path / "tb")
     expected = [(s, as_float32(0.01 * 0.5**s)) for s in (N_TRAIN, 2 * N_TRAIN)]

@@ -62,7 +62,9 @@ def learning_rate(tg: Traingen) -> float | None:
             (value,) = tg.variable_values([rate], fixed=True)  # read per device state)
             return float(value)  # (a host copy: keras.ops' conversion would cost ~50 us)
         if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
-            (step,) = tg.variable_values([optimizer.iterations])
+            # at the step count Keras' optimizer gives it: the Variable (with gradient
+            # accumulation, .iterations is computed from it, on JAX from a donated buffer)
+            (step,) = tg.variable_values([optimizer._iterations])
             value = rate(step)
         else:
             value = optimizer.learning_rate

@@ -126,7 +126,9 @@ def make_fit_fn(
 
         def fit(x, y, sw):
             rows = batch_rows(x)  # (a model of several inputs: a list of arrays)
-            history = model.fit(x, y, sample_weight=sw, batch_size=rows, epochs=1, verbose=0)
+            history = model.fit(  # (in order: row i of a window continues sequence i)
+                x, y, sample_weight=sw, batch_size=rows, epochs=1, verbose=0, shuffle=False
+            )
             return {k: v[-1] for k, v in history.history.items()}
 
         return fit, spec
