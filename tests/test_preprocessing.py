@@ -56,7 +56,7 @@ def test_numpy_sets_oversample(tmp_path, caplog):
         "batch__4.npy",
         "labels.h5",
     ]
-    assert db.shape == (4, 32, 3) and lb.shape == (4, 32)
+    assert db.shape == (4, 32, 3) and lb.shape == (4, 32, 1)  # 1-D labels: (n, 1), as 0.6
 
     for k in range(1, 5):
         saved = np.load(tmp_path / f"batch__{k}.npy")
@@ -75,7 +75,7 @@ def test_numpy_sets_oversample(tmp_path, caplog):
     for k in range(1, 5):
         np.testing.assert_array_equal(saved_labels[str(k)], lb[k - 1])
         np.testing.assert_array_equal(
-            saved_labels[str(k)], np.load(tmp_path / f"batch__{k}.npy")[:, 0]
+            saved_labels[str(k)], np.load(tmp_path / f"batch__{k}.npy")[:, :1]
         )
 
 
@@ -111,7 +111,7 @@ def test_numpy_sets_joint_shuffle_keeps_pairs(tmp_path):
     saved_labels = _read_labels(tmp_path / "labels.h5")
     for k in range(1, 7):
         batch = np.load(tmp_path / f"batch__{k}.npy")
-        np.testing.assert_array_equal(saved_labels[str(k)], batch[:, 0])
+        np.testing.assert_array_equal(saved_labels[str(k)], batch[:, :1])
     # same seed -> same result; savedir=None writes nothing
     db2, lb2 = numpy_data_to_numpy_sets(data, labels, batch_size=16, seed=0)
     np.testing.assert_array_equal(db, db2)
@@ -174,7 +174,7 @@ def test_numpy_sets_small_data_oversampled():
     data, labels = _data(n=5)
     db, lb = numpy_data_to_numpy_sets(data, labels, batch_size=8, seed=3)
     assert db.shape == (1, 8, 3)
-    np.testing.assert_array_equal(lb[0], db[0][:, 0])
+    np.testing.assert_array_equal(lb[0], db[0][:, :1])
 
 
 def test_numpy_sets_overwrite(tmp_path, caplog):

@@ -60,6 +60,24 @@ def describe_source(value: Path | np.ndarray | None) -> str | None:
     return str(value)
 
 
+def _check_set_size(n: int, set_size: int, argname: str, drop_remainder: bool) -> None:
+    """Raise unless ``n`` samples make at least one set of ``set_size`` (whole sets only,
+    unless ``drop_remainder``)."""
+    if n < set_size:
+        raise ValueError(
+            f"{argname}: the array has {n} samples, fewer than one set of {set_size} "
+            "(batch_size, or array_set_size): no batch can be formed; pass a smaller "
+            "batch_size (or array_set_size) or more samples"
+        )
+    remainder = n % set_size
+    if remainder and not drop_remainder:
+        raise ValueError(
+            f"{argname}: the array's {n} samples do not make whole sets of {set_size} "
+            "(batch_size, or array_set_size); choose a size that divides "
+            f"{n}, or pass drop_remainder=True to leave the last {remainder} out"
+        )
+
+
 class ArrayLoader(DataLoader):
     """Set num ``'i'`` of ``array``: samples ``[(i - 1) * set_size, i * set_size)``, a
     read-only view (the array itself stays writable). Trailing samples that fill no set
@@ -68,12 +86,7 @@ class ArrayLoader(DataLoader):
     def __init__(self, array: np.ndarray, set_size: int, argname: str, drop_remainder: bool):
         n = len(array)
         remainder = n % set_size
-        if n < set_size or (remainder and not drop_remainder):
-            raise ValueError(
-                f"{argname}: the array's {n} samples do not make whole sets of {set_size} "
-                "(batch_size, or array_set_size); choose a size that divides "
-                f"{n}, or pass drop_remainder=True to leave the last {remainder} out"
-            )
+        _check_set_size(n, set_size, argname, drop_remainder)
         if remainder:
             log.info(
                 "%s: the last %d samples fill no set of %d: left out", argname, remainder, set_size

@@ -11,14 +11,16 @@ Layouts:
 * **csv labels** (:func:`numpy2D_to_csv`): one column per batch, one row per sample.
 
 Every file is written atomically (temporary file in the target directory, fsync,
-``os.replace``), so a failure never leaves a half-written file behind. An existing
-target is only replaced with ``overwrite=True``; otherwise ``FileExistsError``.
+``os.replace``), so a failure never leaves a half-written file behind; the files of a
+numpy set are committed together (all or none). An existing target is only replaced with
+``overwrite=True``; otherwise ``FileExistsError``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import inspect
 import logging
 import os
 import re
@@ -31,7 +33,7 @@ import lz4.frame
 import numpy as np
 import numpy.typing as npt
 
-from ..util.files import atomic_file
+from ..util.files import atomic_file, atomic_files
 from ..util.misc import positive_int
 
 __all__ = [
@@ -102,6 +104,38 @@ def _as_array(name: str, data: Any) -> np.ndarray:
     return array
 
 
+# dtype kinds a format cannot store: (kind -> what it is, how to convert)
+_UNSTORABLE = {
+    "U": (
+        "text (str)",
+        "class indices (np.unique(x, return_inverse=True)[1]) or bytes (.astype('S'))",
+    ),
+    "M": ("datetime64", "numbers (.astype('int64'))"),
+    "m": ("timedelta64", "numbers (.astype('int64'))"),
+}
+
+
+def _check_storable(name: str, dtype: np.dtype, fmt: str) -> None:
+    """Raise ``TypeError`` naming ``name`` and its dtype if ``fmt`` cannot store it."""
+    if dtype.kind in _UNSTORABLE:
+        what, fix = _UNSTORABLE[dtype.kind]
+        raise TypeError(
+            f"{name} has dtype {dtype} ({what}), which {fmt} cannot store "
+            f"as DeepTrain reads it back; convert it to {fix}"
+        )
+
+
+def _with_suffix(path: PathLike, suffixes: tuple[str, ...], name: str) -> Path:
+    """``path``, with ``suffixes[0]`` appended (and a warning) if it ends in none of
+    ``suffixes``: DeepTrain 0.6 appended it, and loaders read files by extension."""
+    path = Path(path)
+    if path.suffix.lower() in suffixes:
+        return path
+    new = path.with_name(path.name + suffixes[0])
+    logger.warning("`%s` %r has no %r extension; saving to %s", name, str(path), suffixes[0], new)
+    return new
+
+
 def _fit_remainder(
     arrays: Sequence[np.ndarray],
     batch_size: int,
@@ -170,6 +204,8 @@ def numpy_to_lz4f(
     ``np.frombuffer(lz4.frame.decompress(np.load(p).tobytes()), dtype).reshape(shape)``
     (dtype and shape are not stored).
 
+    A ``savepath`` not ending in ``.npy`` gets it appended (with a warning), as in 0.6.
+
     Returns the compressed bytes (nothing is written when ``savepath`` is None).
     """
     array = _as_array("data", data)
@@ -187,6 +223,7 @@ def numpy_to_lz4f(
         np.ascontiguousarray(array).tobytes(), compression_level=int(level), content_checksum=True
     )
     if savepath is not None:
+        savepath = _with_suffix(savepath, (".npy",), "savepath")
         with _atomic_write(savepath, overwrite) as tmp:
             _save_npy(tmp, np.frombuffer(compressed, np.uint8))
         logger.debug(
@@ -223,6 +260,7 @@ def numpy2D_to_csv(
         raise ValueError(f"`data` must be 2-D, got {array.ndim}-D with shape {array.shape}")
     if sample_dim not in (0, 1) or isinstance(sample_dim, bool):
         raise ValueError(f"`sample_dim` must be 0 or 1, got {sample_dim!r}")
+    _check_storable("`data`", array.dtype, "a CSV file")
     _check_overwrite_arg(overwrite)
     table = array if sample_dim == 0 else array.T
     if batch_size is not None:
@@ -261,7 +299,7 @@ def data_to_hdf5(
     shuffle: bool = False,
     compression: str | int | None = "lzf",
     dtype: npt.DTypeLike | None = None,
-    load_fn: Callable[[str], npt.ArrayLike] | None = None,
+    load_fn: Callable[..., npt.ArrayLike] | None = None,
     oversample_remainder: bool = True,
     batches_dim0: bool = False,
     overwrite: bool | None = None,
@@ -278,20 +316,22 @@ def data_to_hdf5(
       shuffles samples; a remainder is oversampled with randomly drawn samples
       (``oversample_remainder``) or dropped.
     * ``loaddir``: its ``.npy`` files in natural numeric order of their names,
-      loaded with ``load_fn`` (default ``np.load``) and stacked consecutively;
-      file lengths must add up exactly to ``batch_size`` per dataset.
-      ``shuffle`` shuffles the file order.
+      loaded with ``np.load`` and stacked consecutively; file lengths must add up
+      exactly to ``batch_size`` per dataset. ``shuffle`` shuffles the file order.
+      With ``load_fn`` they (or, if there are none, its files of one other extension)
+      are read by ``load_fn(path)``, or ``load_fn(paths, index)`` (0.6's signature).
 
     ``compression`` is passed to h5py (datasets are chunked); ``dtype`` casts each
     batch; ``seed`` seeds shuffling and oversampling: by default the same in every call, so
     that data and labels written by two calls (``data.h5``, ``labels.h5``) of the same
     sample count get the same order and extra samples (None: fresh randomness). Missing
-    parent directories of ``savepath`` are created.
+    parent directories of ``savepath`` are created; a ``savepath`` not ending in ``.h5``
+    or ``.hdf5`` gets ``.h5`` appended (with a warning), as in 0.6.
     """
     batch_size = positive_int(batch_size, "`batch_size`")
     _check_overwrite_arg(overwrite)
     rng = np.random.default_rng(seed)
-    savepath = Path(savepath)
+    savepath = _with_suffix(savepath, (".h5", ".hdf5"), "savepath")
 
     batches: Iterable[np.ndarray]
     if data is not None and loaddir is None:
@@ -311,6 +351,8 @@ def data_to_hdf5(
                 batch = np.asarray(batch, dtype=dtype)
             if batch.dtype == object:
                 raise TypeError("batches have object dtype; pass a numeric `dtype`")
+            source = "`data`" if data is not None else f"batch {n - 1} of `loaddir`"
+            _check_storable(source, batch.dtype, "HDF5")
             f.create_dataset(str(n - 1), data=batch, chunks=True, compression=compression)
     _log(
         verbose,
@@ -341,6 +383,7 @@ def _array_batches(
     array = np.asarray(data)
     if array.dtype == object and dtype is None:
         raise TypeError("`data` has object dtype; pass a numeric `dtype`")
+    _check_storable("`data`", np.dtype(dtype) if dtype is not None else array.dtype, "HDF5")
     if batches_dim0:
         if array.ndim < 2:
             raise ValueError(
@@ -360,33 +403,21 @@ def _loaddir_batches(
     loaddir: PathLike,
     batch_size: int,
     shuffle: bool,
-    load_fn: Callable[[str], npt.ArrayLike] | None,
+    load_fn: Callable[..., npt.ArrayLike] | None,
     rng: np.random.Generator,
 ) -> Iterator[np.ndarray]:
-    """Yield ``batch_size``-sample stacks of consecutive ``.npy`` files."""
-    loaddir = Path(loaddir)
-    if not loaddir.is_dir():
-        raise NotADirectoryError(f"`loaddir` {str(loaddir)!r} is not a directory")
-    paths = sorted(
-        (
-            p
-            for p in loaddir.iterdir()
-            if p.suffix == ".npy" and p.is_file() and not p.name.startswith(".")
-        ),
-        key=_natural_key,
-    )
-    if not paths:
-        raise ValueError(f"`loaddir` {str(loaddir)!r} contains no .npy files")
+    """Yield ``batch_size``-sample stacks of consecutive files of ``loaddir``."""
+    paths = _loaddir_paths(Path(loaddir), load_fn is not None)
     if shuffle:
         paths = [paths[i] for i in rng.permutation(len(paths))]
-    load = load_fn if load_fn is not None else np.load
+    load = _loader(load_fn, [str(p) for p in paths])
 
     def batches() -> Iterator[np.ndarray]:
         group: list[np.ndarray] = []
         names: list[str] = []
         count = 0
-        for path in paths:
-            array = np.asarray(load(str(path)))
+        for index, path in enumerate(paths):
+            array = np.asarray(load(index))
             if array.ndim < 1:
                 raise ValueError(f"{path.name!r} holds a scalar, expected (samples, ...)")
             group.append(array)
@@ -411,6 +442,60 @@ def _loaddir_batches(
     return batches()
 
 
+def _loaddir_paths(loaddir: Path, any_extension: bool) -> list[Path]:
+    """The visible ``.npy`` files of ``loaddir`` in natural order; for a ``load_fn``, where
+    there are none, its files of one other extension (as DeepTrain 0.6 read them)."""
+    if not loaddir.is_dir():
+        raise NotADirectoryError(f"`loaddir` {str(loaddir)!r} is not a directory")
+    files = [p for p in loaddir.iterdir() if p.is_file() and not p.name.startswith(".")]
+    npy = [p for p in files if p.suffix == ".npy"]
+    if npy or not any_extension:
+        files = npy
+    if not files:
+        what = "files" if any_extension else ".npy files (pass `load_fn` to read others)"
+        raise ValueError(f"`loaddir` {str(loaddir)!r} contains no {what}")
+    suffixes = sorted({p.suffix for p in files})
+    if len(suffixes) > 1:
+        raise ValueError(
+            f"`loaddir` {str(loaddir)!r} holds no .npy files and files of several "
+            f"extensions {suffixes}; `load_fn` reads the files of one"
+        )
+    return sorted(files, key=_natural_key)
+
+
+def _loader(
+    load_fn: Callable[..., npt.ArrayLike] | None, paths: list[str]
+) -> Callable[[int], npt.ArrayLike]:
+    """``index -> array``: ``np.load(path)`` (pickles refused), ``load_fn(path)``, or
+    ``load_fn(paths, index)`` for DeepTrain 0.6's two-argument ``load_fn``."""
+    if load_fn is None:
+        return lambda i: np.load(paths[i], allow_pickle=False)
+    if _takes_two_args(load_fn):
+        return lambda i: load_fn(paths, i)
+    return lambda i: load_fn(paths[i])
+
+
+def _takes_two_args(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` needs two positional arguments (0.6's ``load_fn(paths, index)``)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # no signature (some builtins): the one-argument form
+        return False
+    try:
+        sig.bind("path")
+        return False
+    except TypeError:
+        pass
+    try:
+        sig.bind(["path"], 0)
+        return True
+    except TypeError:
+        raise TypeError(
+            f"`load_fn` {fn!r} must take one argument, a path (or two, 0.6's paths and "
+            f"index), but its signature is {sig}"
+        ) from None
+
+
 def numpy_data_to_numpy_sets(
     data: npt.ArrayLike,
     labels: npt.ArrayLike,
@@ -429,8 +514,10 @@ def numpy_data_to_numpy_sets(
     Shuffles samples jointly (``shuffle``, ``seed``), oversamples the remainder
     with randomly drawn samples or drops it (``oversample_remainder``), reshapes to
     ``(K, batch_size, ...)`` and writes ``<data_basename>__<k>.npy`` (k = 1..K) plus
-    ``labels.h5`` (datasets ``'1'..'K'``) to ``savedir`` (created if missing). If any
-    target exists and ``overwrite`` is not True, nothing is written.
+    ``labels.h5`` (datasets ``'1'..'K'``) to ``savedir`` (created if missing). 1-D
+    ``labels`` are saved and returned as ``(samples, 1)``, as in DeepTrain 0.6. If any
+    target exists and ``overwrite`` is not True, nothing is written; the files are
+    committed together, so an error (or Ctrl-C) leaves ``savedir`` as it was.
 
     Returns ``(data_batches, labels_batches)``; ``savedir=None`` only returns them.
     """
@@ -442,6 +529,9 @@ def numpy_data_to_numpy_sets(
         )
     data = _as_array("data", data)
     labels = _as_array("labels", labels)
+    _check_storable("`labels`", labels.dtype, "labels.h5 (HDF5)")
+    if labels.ndim == 1:  # 0.6's layout: one label per row, (samples, 1)
+        labels = labels[:, None]
     batch_size = positive_int(batch_size, "`batch_size`")
     _check_overwrite_arg(overwrite)
     if data.ndim < 1 or labels.ndim < 1 or len(data) != len(labels):
@@ -479,13 +569,12 @@ def numpy_data_to_numpy_sets(
         _check_target(path, overwrite)
     _warn_stale_sets(savedir, data_basename, n_batches)
 
-    # all files are staged as temps and only renamed into place once every write
-    # succeeded; on error every temp is removed and the directory is untouched
-    with contextlib.ExitStack() as stack:
-        for path, batch in zip(data_paths, data_batches, strict=True):
-            _save_npy(stack.enter_context(_atomic_write(path, overwrite)), batch)
-        tmp = stack.enter_context(_atomic_write(labels_path, overwrite))
-        with h5py.File(tmp, "w") as f:
+    # every file is written and fsynced as a temp, then all are moved into place (labels
+    # last); on any error the existing files are put back: the directory is as it was
+    with atomic_files([*data_paths, labels_path]) as temps:
+        for tmp, batch in zip(temps, data_batches, strict=False):
+            _save_npy(tmp, batch)
+        with h5py.File(temps[-1], "w") as f:
             for k, batch in enumerate(labels_batches, 1):
                 f.create_dataset(str(k), data=batch)
     _log(

@@ -4,6 +4,12 @@
 (dataset builders, the ``latest`` pointer, the metrics log when it is rewound): the content
 goes to a hidden temporary file beside the target, is fsynced, and replaces the target with
 ``os.replace``; the directory is fsynced so that the rename itself is durable.
+
+:func:`atomic_files` does the same for files that belong together (a dataset's batch files
+and its labels): every file is written and fsynced first, then all are moved into place;
+if any step fails (or Ctrl-C), every target is put back as it was.
+
+:func:`file_version` identifies a file's content for caches keyed by path.
 """
 
 from __future__ import annotations
@@ -11,10 +17,10 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["fsync_path", "atomic_file"]
+__all__ = ["fsync_path", "atomic_file", "atomic_files", "file_version"]
 
 
 def fsync_path(path: str | Path) -> None:
@@ -34,24 +40,116 @@ def fsync_path(path: str | Path) -> None:
         os.close(fd)
 
 
+def file_version(path: str | Path) -> tuple[Path, tuple[int, int, int, int]]:
+    """``(resolved path, (mtime_ns, ctime_ns, size, inode))``: a cache key that changes when
+    the file is rewritten or replaced, also by a copy that keeps the mtime (``cp -p``)."""
+    resolved = Path(path).resolve()
+    st = resolved.stat()
+    return resolved, (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+
+
+def _hidden_sibling(path: Path, prefix: str, suffix: str) -> Path:
+    """Create and return a new empty hidden file ``<prefix><name>.<hex><suffix>`` beside
+    ``path``."""
+    while True:
+        new = path.parent / f"{prefix}{path.name}.{secrets.token_hex(6)}{suffix}"
+        try:
+            os.close(os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return new
+        except FileExistsError:  # pragma: no cover - astronomically unlikely
+            continue
+
+
+def _unlink_quietly(paths: Sequence[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path, prefix: str = ".") -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (hidden: ``<prefix><name>.<hex>.tmp``); when
     the block succeeds it is fsynced and renamed onto ``path``, on any error deleted."""
     path = Path(path)
-    while True:
-        tmp = path.parent / f"{prefix}{path.name}.{secrets.token_hex(6)}.tmp"
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            break
-        except FileExistsError:  # pragma: no cover - astronomically unlikely
-            continue
+    tmp = _hidden_sibling(path, prefix, ".tmp")
     try:
         yield tmp
         fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        _unlink_quietly([tmp])
         raise
     fsync_path(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_files(paths: Sequence[str | Path], prefix: str = ".") -> Iterator[list[Path]]:
+    """Yield one temporary path per target in ``paths``; when the block succeeds, all are
+    fsynced and then moved into place in order (put the file that marks the set complete
+    last). On any error, Ctrl-C included, every target is as it was and no temp is left."""
+    targets = [Path(p) for p in paths]
+    temps: list[Path] = []
+    try:
+        for path in targets:
+            temps.append(_hidden_sibling(path, prefix, ".tmp"))
+        yield temps
+        for tmp in temps:
+            fsync_path(tmp)
+        _commit(targets, temps, prefix)
+    except BaseException:
+        _unlink_quietly(temps)
+        raise
+    _fsync_parents(targets)
+
+
+def _fsync_parents(paths: Sequence[Path]) -> None:
+    for directory in dict.fromkeys(p.parent for p in paths):
+        fsync_path(directory)
+
+
+def _commit(targets: list[Path], temps: list[Path], prefix: str) -> None:
+    """Move ``temps`` onto ``targets``, keeping each existing target as a hidden backup
+    until all are in place; on failure restore every backup and remove the new files."""
+    backups: list[tuple[Path, Path]] = []  # (backup, target)
+    created: list[Path] = []  # targets that did not exist before
+    try:
+        for tmp, path in zip(temps, targets, strict=True):
+            if os.path.lexists(path):
+                backups.append((_backup(path, prefix), path))
+            else:
+                created.append(path)
+            os.replace(tmp, path)
+        _fsync_parents(targets)
+    except BaseException as e:
+        _roll_back(backups, created, e)
+        raise
+    _unlink_quietly([backup for backup, _ in backups])
+
+
+def _backup(path: Path, prefix: str) -> Path:
+    """Keep the existing ``path`` as a hidden hard link beside it (renamed instead where the
+    filesystem has no hard links: the target is then briefly absent)."""
+    while True:
+        backup = path.parent / f"{prefix}{path.name}.{secrets.token_hex(6)}.bak"
+        try:
+            os.link(path, backup, follow_symlinks=False)
+            return backup
+        except FileExistsError:  # pragma: no cover - astronomically unlikely
+            continue
+        except OSError:
+            break
+    os.replace(path, backup)
+    return backup
+
+
+def _roll_back(backups: list[tuple[Path, Path]], created: list[Path], error: BaseException) -> None:
+    """Put every backup back and remove the targets that are new; a backup that cannot be
+    put back is kept, and named in a note on ``error``."""
+    _unlink_quietly(created)
+    for backup, path in backups:
+        try:
+            os.replace(backup, path)
+        except OSError as e:  # pragma: no cover - the directory became unwritable
+            error.add_note(f"could not restore {path} from its backup {backup}: {e}")
+        else:  # a rename onto another link of the same file does nothing: drop the link
+            _unlink_quietly([backup])

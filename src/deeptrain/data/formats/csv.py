@@ -12,13 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ...util.files import file_version
 from .base import DataLoadError, FileFormat, FormatOptions
 
 __all__ = ["CSVFormat"]
 
 
 @lru_cache(maxsize=8)
-def _read_table(path: Path, mtime_ns: int) -> tuple[list[str], np.ndarray]:
+def _read_table(path: Path, version: tuple[int, ...]) -> tuple[list[str], np.ndarray]:
+    """The header and the cells of ``path``; ``version`` (``file_version``) keys the cache."""
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     if not rows:
@@ -41,7 +43,7 @@ def _read_table(path: Path, mtime_ns: int) -> tuple[list[str], np.ndarray]:
 
 
 def _table(path: Path) -> tuple[list[str], np.ndarray]:
-    return _read_table(Path(path), Path(path).stat().st_mtime_ns)
+    return _read_table(*file_version(path))
 
 
 def _keyed_table(path: Path) -> tuple[list[str], np.ndarray]:

@@ -71,7 +71,17 @@ def _checked_dataset(h5file: h5py.File, key: str, path: Path) -> h5py.Dataset:
     error = _storage_error(obj, path, key)
     if error is not None:
         raise error
-    return obj
+    return _not_empty(obj, path, key)
+
+
+def _not_empty(dataset: h5py.Dataset, path: str | Path, name: str) -> h5py.Dataset:
+    """``dataset``, refused if it has no dataspace (``h5py.Empty``: no shape, no data)."""
+    if dataset.shape is None:
+        raise DataLoadError(
+            f"{path}: dataset {name!r} is empty (an HDF5 null dataspace, h5py.Empty): it has "
+            "no shape and no samples"
+        )
+    return dataset
 
 
 def _storage_error(
@@ -109,7 +119,12 @@ def _only_dataset(f: h5py.File, path: Path) -> h5py.Dataset:
     names = sorted(k for k, v in f.items() if isinstance(v, h5py.Dataset))
     if not names:
         raise DataLoadError(f"{path} holds no HDF5 dataset")
-    return f[names[0]]
+    return _not_empty(f[names[0]], path, names[0])
+
+
+def _is_number(key: str) -> bool:
+    """Whether ``key`` names a set num: ASCII digits only (``'²'.isdigit()`` is True)."""
+    return key.isascii() and key.isdigit()
 
 
 def _header(dataset: h5py.Dataset) -> Header:
@@ -127,7 +142,7 @@ class HDF5Format(FileFormat):
     def dataset_keys(self, path: Path, opts: FormatOptions) -> list[str]:
         with h5py.File(path, "r") as f:
             check_self_contained(path, f)
-            keys = [k for k, v in f.items() if isinstance(v, h5py.Dataset) and k.isdigit()]
+            keys = [k for k, v in f.items() if isinstance(v, h5py.Dataset) and _is_number(k)]
         return sorted(keys, key=int)
 
     def load_entry(self, path: Path, key: str, opts: FormatOptions) -> np.ndarray:

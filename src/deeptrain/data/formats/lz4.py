@@ -20,6 +20,7 @@ from pathlib import Path
 import lz4.frame
 import numpy as np
 
+from ...util.files import file_version
 from .base import DataLoadError, FileFormat, FormatOptions
 from .numpy import load_npy
 
@@ -104,7 +105,8 @@ def _decompress_at_most(frame: np.ndarray, limit: int, path: Path, what: str) ->
 
 
 @lru_cache(maxsize=2)
-def _whole_dataset(path: Path, mtime_ns: int, opts: FormatOptions) -> np.ndarray:
+def _whole_dataset(path: Path, version: tuple[int, ...], opts: FormatOptions) -> np.ndarray:
+    """The decompressed dataset; ``version`` (``file_version``) keys the cache."""
     flat = _decompress(path, opts, dataset=True)
     return _reshape(flat, (-1, *_batch_shape(opts)), path)
 
@@ -140,4 +142,4 @@ class LZ4FrameFormat(FileFormat):
 
     @staticmethod
     def _dataset(path: Path, opts: FormatOptions) -> np.ndarray:
-        return _whole_dataset(Path(path), Path(path).stat().st_mtime_ns, opts)
+        return _whole_dataset(*file_version(path), opts)

@@ -15,7 +15,7 @@ from typing import BinaryIO, Literal
 
 import numpy as np
 
-from .base import FileFormat, FormatOptions, Header
+from .base import DataLoadError, FileFormat, FormatOptions, Header
 
 __all__ = ["NumpyFormat", "NumpyMemmapFormat", "load_npy", "npy_header"]
 
@@ -80,6 +80,22 @@ def _open(path: Path) -> np.ndarray:
     return load_npy(path, mmap=True)
 
 
+def _check_dataset_shape(path: Path, shape: tuple[int, ...]) -> None:
+    """A ``.npy`` dataset file is ``(batches, samples, ...)``: refuse fewer dimensions."""
+    if len(shape) < 2:
+        raise DataLoadError(
+            f"{path} holds an array of shape {shape}; as a dataset (one file of batches) it "
+            "must be (batches, samples, ...). A file of one batch is named with its number "
+            "(batch__1.npy)"
+        )
+
+
+def _open_dataset(path: Path) -> np.ndarray:
+    array = _open(path)
+    _check_dataset_shape(path, array.shape)
+    return array
+
+
 class NumpyFormat(FileFormat):
     name = "numpy"
     extensions = (".npy",)
@@ -88,22 +104,23 @@ class NumpyFormat(FileFormat):
         return load_npy(path)
 
     def dataset_keys(self, path: Path, opts: FormatOptions) -> list[str]:
-        return [str(i) for i in range(len(_open(path)))]
+        return [str(i) for i in range(len(_open_dataset(path)))]
 
     def load_entry(self, path: Path, key: str, opts: FormatOptions) -> np.ndarray:
-        return np.array(_open(path)[int(key)])
+        return np.array(_open_dataset(path)[int(key)])
 
     def file_length(self, path: Path, opts: FormatOptions) -> int | None:
         return len(_open(path))
 
     def entry_length(self, path: Path, key: str, opts: FormatOptions) -> int | None:
-        return _open(path).shape[1]
+        return _open_dataset(path).shape[1]
 
     def file_header(self, path: Path, opts: FormatOptions) -> Header | None:
         return npy_header(path)
 
     def entry_header(self, path: Path, key: str, opts: FormatOptions) -> Header | None:
         shape, dtype = npy_header(path)  # one array (batches, samples, ...): entries alike
+        _check_dataset_shape(path, shape)
         return shape[1:], dtype
 
 
@@ -115,4 +132,4 @@ class NumpyMemmapFormat(NumpyFormat):
         return _open(path)
 
     def load_entry(self, path: Path, key: str, opts: FormatOptions) -> np.ndarray:
-        return _open(path)[int(key)]
+        return _open_dataset(path)[int(key)]
