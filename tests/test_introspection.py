@@ -124,6 +124,38 @@ def test_weight_gradients_are_what_sgd_applies():
 
 
 @pytest.mark.backends
+def test_gradients_under_mixed_float16_are_the_ones_the_step_applies():
+    """A loss small enough that its gradients through float16 layers underflow unscaled:
+    they are differentiated scaled, as the step's ``LossScaleOptimizer`` does, and equal
+    what SGD applies (they were zero); the gradient w.r.t. a float16 output too."""
+    keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        inputs = keras.Input((6,))
+        hidden = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
+        out = keras.layers.Dense(3, activation="softmax", dtype="float32", name="out")(hidden)
+        model = keras.Model(inputs, out)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    lr = 1e6
+    model.compile(keras.optimizers.SGD(lr), "categorical_crossentropy", loss_weights=[1e-8])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 6)).astype("float32")
+    y = np.eye(3, dtype="float32")[rng.integers(0, 3, 8)]
+    grads = loss_gradients(
+        model, x, y, variables=model.trainable_variables, layers=[model.get_layer("hidden")]
+    )
+    before = [np.asarray(v, dtype="float64") for v in model.trainable_variables]
+    model.train_on_batch(x, y)
+    for b, v, g in zip(before, model.trainable_variables, grads.weights, strict=True):
+        applied = (b - np.asarray(v, dtype="float64")) / lr
+        assert np.abs(g).sum() > 0, v.path
+        np.testing.assert_allclose(g, applied, rtol=2e-3, atol=1e-12, err_msg=v.path)
+    (d_hidden,) = grads.outputs
+    assert d_hidden.dtype == np.float32 and np.abs(d_hidden).sum() > 0
+
+
+@pytest.mark.backends
 def test_train_mode_leaves_the_model_unchanged():
     keras.utils.set_random_seed(0)
     inp = keras.Input((F,))

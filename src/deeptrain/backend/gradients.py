@@ -16,8 +16,10 @@ so there the wrapper adds a zero "probe" argument to the output: ``d loss / d pr
 
 The model is left as it was: with ``training=True`` (BatchNorm statistics, seed-generator
 states) every non-trainable variable is restored afterwards (on torch also its random
-generators, which Dropout draws from), and the loss computed here is the unscaled one (no
-mixed-precision loss scaling).
+generators, which Dropout draws from). Under mixed precision the loss is differentiated
+scaled, as the train step does (``LossScaleOptimizer``: gradients through float16 layers
+would otherwise underflow), and the gradients are unscaled in float32; the loss returned is
+the unscaled one.
 
 Limits: a layer whose output is wanted must be called once per forward pass (no shared
 layers) and return one tensor; quantized layers (which run ``quantized_call``) are not seen.
@@ -86,11 +88,32 @@ def loss_gradients(
     if fn is None:
         raise NotImplementedError(f"gradients are not implemented for the {backend!r} backend")
     kept = nullcontext() if carry_variables else variables_kept(model, training, carry_states)
+    scale = loss_scale(model)
     with kept:
-        loss, gw, go, updates = fn(model, x, y, sample_weight, variables, layers, training)
+        loss, gw, go, updates = fn(model, x, y, sample_weight, variables, layers, training, scale)
         if updates is not None:  # JAX's stateless pass: its updates, as TF and torch keep them
             _apply_updates(model, updates, carry_variables)
-    return LossGradients(float(_np(loss)), [_np(g) for g in gw], [_np(g) for g in go])
+    return LossGradients(float(_np(loss)), _unscaled(gw, scale), _unscaled(go, scale))
+
+
+def loss_scale(model: Any) -> float:
+    """The factor the model's optimizer scales the loss by before differentiating (a
+    ``LossScaleOptimizer``'s current scale; 1 for others)."""
+    optimizer = getattr(model, "optimizer", None)
+    scale = getattr(optimizer, "scale_loss", None)
+    return 1.0 if scale is None else float(_np(scale(1.0)))
+
+
+def _unscaled(grads: Sequence[Any], scale: float) -> list[np.ndarray]:
+    """Host gradients of a loss scaled by ``scale``, unscaled (in float32 at least: a
+    float16 gradient divided in float16 would underflow again)."""
+    if scale == 1.0:
+        return [_np(g) for g in grads]
+    out = []
+    for g in grads:
+        g = _np(g)
+        out.append(g.astype(np.promote_types(g.dtype, np.float32)) / np.float32(scale))
+    return out
 
 
 def layer_outputs(
@@ -115,7 +138,7 @@ def layer_outputs(
 
 
 # -- per backend -------------------------------------------------------------------------
-def _grads_tf(model, x, y, sw, variables, layers, training):
+def _grads_tf(model, x, y, sw, variables, layers, training, scale):
     import tensorflow as tf
 
     with tf.GradientTape() as tape, _captured(layers) as outs:
@@ -124,12 +147,13 @@ def _grads_tf(model, x, y, sw, variables, layers, training):
             # logits, which bypasses the output tensor: d loss / d output would be zero
             y_pred = tf.nest.map_structure(tf.identity, y_pred)
         loss = _compute_loss(model, x, y, y_pred, sw, training)
+        scaled = loss * scale if scale != 1.0 else loss
     targets = [v.value for v in variables] + _single_outputs(layers, outs)
-    grads = tape.gradient(loss, targets, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    grads = tape.gradient(scaled, targets, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     return loss, grads[: len(variables)], grads[len(variables) :], None
 
 
-def _grads_torch(model, x, y, sw, variables, layers, training):
+def _grads_torch(model, x, y, sw, variables, layers, training, scale):
     import torch
 
     with torch.enable_grad(), _captured(layers) as outs:
@@ -138,12 +162,12 @@ def _grads_torch(model, x, y, sw, variables, layers, training):
     targets = [v.value for v in variables] + _single_outputs(layers, outs)
     if not targets:
         return loss.detach(), [], [], None
-    grads = torch.autograd.grad(loss, targets, allow_unused=True)
+    grads = torch.autograd.grad(loss * scale if scale != 1.0 else loss, targets, allow_unused=True)
     grads = [torch.zeros_like(t) if g is None else g for g, t in zip(grads, targets, strict=True)]
     return loss.detach(), grads[: len(variables)], grads[len(variables) :], None
 
 
-def _grads_jax(model, x, y, sw, variables, layers, training):
+def _grads_jax(model, x, y, sw, variables, layers, training, scale):
     import jax
     import jax.numpy as jnp
 
@@ -173,12 +197,12 @@ def _grads_jax(model, x, y, sw, variables, layers, training):
             _, aux = model.compute_loss_and_updates(
                 values, ntv, mv, x, y, sw, training=training, optimizer_variables=ov
             )
-        return aux[0], aux  # the unscaled loss (mixed-precision scaling left out)
+        return aux[0] * scale, aux  # (aux[0]: the loss unscaled, whatever ``training``)
 
-    (loss, aux), (gw, go) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
+    (_, aux), (gw, go) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
         [tv[i] for i in picked], probes
     )
-    return loss, gw, go, aux[2]  # (the non-trainable values the pass left)
+    return aux[0], gw, go, aux[2]  # (the non-trainable values the pass left)
 
 
 # -- helpers -----------------------------------------------------------------------------
