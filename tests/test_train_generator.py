@@ -660,3 +660,16 @@ def test_a_model_of_two_inputs_gets_a_weight_per_sample(tmp_path):
     assert sw is not None and sw.shape == (len(x[0]),)
     tg.train()
     assert tg.state.times_validated == 1 and np.isfinite(tg.val_history["loss"][-1])
+
+
+@pytest.mark.backends
+def test_a_metric_of_one_value_per_class_is_named_in_the_error(data):
+    """``keras.metrics.F1Score()`` gives a value per class: the error names the metric and
+    what to set, on every backend (on TF and JAX it was 'only 0-dimensional arrays can be
+    converted to Python scalars')."""
+    model = classifier()
+    model.compile("adam", "categorical_crossentropy", metrics=[keras.metrics.F1Score()])
+    dg, vdg = generators(data)
+    tg = TrainGenerator(model, dg, vdg, epochs=1, **quiet())
+    with pytest.raises(TypeError, match=r"metric 'f1_score' must be a scalar.*average="):
+        tg.train()

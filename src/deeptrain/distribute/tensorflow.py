@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..training.fitting import scalar_metric
 from ..training.steppers import global_metrics, split_for_replicas
 from .base import Distribution, DistributionError, StepFn
 
@@ -63,7 +64,8 @@ class TensorFlowDistribution(Distribution):
 
         def evaluate(x: Any, y: Any, sw: Any) -> Any:
             self._build(model, x, y, sw)
-            return {k: float(v) for k, v in step(split_for_replicas(model, (x, y, sw))).items()}
+            logs = step(split_for_replicas(model, (x, y, sw)))
+            return {k: scalar_metric(k, v) for k, v in logs.items()}
 
         return evaluate
 

@@ -8,6 +8,7 @@ order they were given to ``compile`` (Keras 3 returns them sorted by name).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ __all__ = [
     "make_eval_fn",
     "model_metric_names",
     "to_metric_dict",
+    "scalar_metric",
     "VAL_MODES",
 ]
 
@@ -85,23 +87,32 @@ def to_metric_dict(result: Any, names: list[str]) -> dict[str, float]:
     if isinstance(result, dict):
         ordered = {n: result[n] for n in names if n in result}
         ordered.update({k: v for k, v in result.items() if k not in ordered})
-        return {k: _scalar(k, v) for k, v in ordered.items()}
+        return {k: scalar_metric(k, v) for k, v in ordered.items()}
     if np.ndim(result) == 0:
-        return {names[0]: _scalar(names[0], result)}
+        return {names[0]: scalar_metric(names[0], result)}
     values = list(result)
     if len(values) != len(names):
         raise ValueError(
             f"the fit/eval function returned {len(values)} values but the model "
             f"has {len(names)} metrics {names}; return a dict to name them"
         )
-    return {n: _scalar(n, v) for n, v in zip(names, values, strict=True)}
+    return {n: scalar_metric(n, v) for n, v in zip(names, values, strict=True)}
 
 
-def _scalar(name: str, value: Any) -> float:
-    array = np.asarray(value)
-    if array.size != 1:
-        raise TypeError(f"metric {name!r} must be a scalar, got shape {array.shape}")
-    return float(array.reshape(()))
+def scalar_metric(name: str, value: Any) -> float:
+    """A metric's value of one batch as a float; an error naming it if it is not one number
+    (``keras.metrics.F1Score()`` gives one per class unless ``average=`` is set). Read with
+    ``.item()`` where the value has it (a torch tensor on a GPU has no NumPy view)."""
+    shape = getattr(value, "shape", None)
+    shape = np.shape(value) if shape is None else tuple(shape)
+    if math.prod(shape) != 1:
+        raise TypeError(
+            f"metric {name!r} must be a scalar, got shape {shape}: DeepTrain records "
+            "one number per metric and batch (a metric with a value per class, such as "
+            "keras.metrics.F1Score(), needs average='micro', 'macro' or 'weighted')"
+        )
+    item = getattr(value, "item", None)
+    return float(item() if callable(item) else np.asarray(value).reshape(()))
 
 
 def make_fit_fn(

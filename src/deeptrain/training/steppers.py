@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..backend.host import local_whole_copy, read_to_host
+from .fitting import scalar_metric
 
 __all__ = ["as_fit_feeds", "make_train_step"]
 
@@ -124,7 +125,7 @@ class TensorFlowStepper(_Stepper):
         # (with several replicas, train_on_batch would also give every replica the whole batch)
         self._build_without_step(x, y, sw)
         data = (x, y, sw) if self.replicas == 1 else split_for_replicas(self.model, (x, y, sw))
-        return {k: float(v) for k, v in self._step(data).items()}
+        return {k: scalar_metric(k, v) for k, v in self._step(data).items()}
 
     def _symbolic_build(self, x: Any, y: Any, sw: Any) -> None:
         with self.model.distribute_strategy.scope():
@@ -220,7 +221,7 @@ class TorchStepper(_Stepper):
         m = self.model
         m.reset_metrics()
         logs = m.train_function([(x, y, sw)])
-        return {k: float(v) for k, v in logs.items()}
+        return {k: scalar_metric(k, v) for k, v in logs.items()}
 
 
 class JaxStepper(_Stepper):
@@ -287,7 +288,7 @@ class JaxStepper(_Stepper):
         # waits for this step: DeepTrain's per-batch bookkeeping needs the numbers. One
         # device_get for all of them (their copies started together, one wait), not a
         # float() each (a wait and a copy in turn)
-        return {k: float(v) for k, v in jax.device_get(logs).items()}
+        return {k: scalar_metric(k, v) for k, v in jax.device_get(logs).items()}
 
     def sync(self) -> None:
         """Write the device state back into the model's variables; the next step reads
