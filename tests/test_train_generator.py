@@ -249,6 +249,18 @@ def test_fit_fn_fit_returns_metrics_and_trains_as_train_on_batch(data):
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_fit_fn_returning_nothing_is_named(data):
+    dg, vdg = generators(data)
+    model = classifier()
+
+    def fit(x, y, sw):
+        model.train_on_batch(x, y, sample_weight=sw)  # (forgot to return its metrics)
+
+    tg = TrainGenerator(model, dg, vdg, fit_fn=fit, **quiet())
+    with pytest.raises(TypeError, match="the fit/eval function returned None"):
+        tg.train()
+
+
 def recording_fit_fn(model, seen):
     """A fit_fn that records what reaches the model and the loss computed by hand."""
 

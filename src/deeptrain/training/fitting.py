@@ -84,6 +84,11 @@ def to_metric_dict(result: Any, names: list[str]) -> dict[str, float]:
         ordered = {n: result[n] for n in names if n in result}
         ordered.update({k: v for k, v in result.items() if k not in ordered})
         return ordered
+    if result is None:
+        raise TypeError(
+            "the fit/eval function returned None: return the batch's metrics (a dict "
+            f"{{name: value}}, a list ordered like the model's metrics {names}, or the loss)"
+        )
     if isinstance(result, dict):
         ordered = {n: result[n] for n in names if n in result}
         ordered.update({k: v for k, v in result.items() if k not in ordered})
