@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import os
 import pickle
+import struct
 import subprocess
 import sys
 import types
@@ -948,6 +949,46 @@ def test_a_pickle_cannot_crash_numpy_nor_ask_for_gigabytes():
     )
     assert out.returncode == 1 and b"RefusedGlobal" in out.stderr, (out.returncode, out.stderr)
     assert b"object array of shape (1000000,) 1 items" in out.stderr
+
+    def glob(module, name):  # (hand-written opcodes, protocol 3)
+        return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+    def text(value):
+        return b"X" + struct.pack("<I", len(value)) + value.encode()
+
+    def num(value):
+        return b"J" + struct.pack("<i", value)
+
+    def void_state(size):  # a dtype's state: a void of ``size`` bytes
+        return b"(" + num(3) + text("|") + b"NNN" + num(size) + num(1) + num(0) + b"t"
+
+    array_of_memo_0 = (  # _reconstruct(ndarray, (0,), 'b'), BUILD (1, (1,), memo 0, 8 bytes)
+        glob("numpy.core.multiarray", "_reconstruct") + glob("numpy", "ndarray")
+        + b"(" + num(0) + b"t" + text("b") + b"\x87R" + b"(" + num(1) + b"(" + num(1) + b"t"
+        + b"h\x00\x89B" + struct.pack("<I", 8) + b"\0" * 8 + b"tb"
+    )  # fmt: skip
+    hand_written = {  # (bytes: what they ask for)
+        # a dtype laid out under an array, then its state set again: 16 MiB read through
+        # the array's 8 bytes (segfault)
+        "a dtype whose state is set again under an array": (
+            b"\x80\x03" + glob("numpy", "dtype") + text("V8") + b"\x89\x88\x87Rq\x00"
+            + void_state(8) + b"b0" + array_of_memo_0 + b"0h\x00" + void_state(1 << 24) + b"b."
+        ),
+        "numpy.void(n)": b"\x80\x03" + glob("numpy", "void") + b"(" + num(1 << 28) + b"tR.",
+        "numpy.ndarray(shape)": (
+            b"\x80\x03" + glob("numpy", "ndarray") + b"((" + num(1 << 25) + b"t" + text("O")
+            + b"tR."
+        ),
+    }  # fmt: skip
+    for what, data in hand_written.items():
+        with pytest.raises(RefusedGlobal, match="refused|in use"):
+            loads_legacy_pickle(data)
+            pytest.fail(f"{what}: read")
+    # NumPy's own float64 (copy=False): a state set on it would change every float64 of
+    # the process; the pickle gets a dtype of its own
+    shared = glob("numpy", "dtype") + text("f8") + b"\x89\x89\x87R" + void_state(16) + b"b."
+    loads_legacy_pickle(b"\x80\x03" + shared)
+    assert np.dtype("f8").itemsize == 8 and np.zeros(2).nbytes == 16
 
     cut_short = (3, "|", None, ("a",), {"a": (np.dtype("O"), 0)}, 1, 1, 63)
     crafted = {

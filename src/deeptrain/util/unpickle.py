@@ -17,10 +17,12 @@ Bound methods in 0.6's objects (pickled as ``getattr(obj, name)``) become
 :class:`LegacyMethod` records of a record; ``getattr`` on anything else is refused.
 
 What the file gives NumPy's C code is checked first (NumPy trusts its own pickles: an
-object array's state with fewer items than its shape crashes the interpreter), and sizes
-come from the file's own bytes: a few bytes cannot ask for gigabytes (``bytes(2**30)``, an
-empty array of a huge shape). The pure-Python unpickler is used, for that check of every
-BUILD; 0.6 state files are small (histories and settings; weights are in their own files).
+object array's state with fewer items than its shape crashes the interpreter; a dtype's
+state set again under an array reads past its memory), and sizes come from the file's own
+bytes: a few bytes cannot ask for gigabytes (``bytes(2**30)``, ``numpy.void(2**30)``,
+``numpy.ndarray(shape)``, an empty array of a huge shape); see :class:`_NumpyGuard`. The
+pure-Python unpickler is used, for those checks (about 10x slower than the C one: 1.5 s for
+37 MB; 0.6 state files are small, histories and settings, weights are in their own files).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import collections
 import io
 import math
 import pickle
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, ClassVar
 
@@ -148,14 +151,6 @@ def _buffer(kind: type) -> Any:
     return build
 
 
-def _empty_array(cls: Any, shape: Any, dtype: Any) -> np.ndarray:
-    """``numpy.core.multiarray._reconstruct``, as NumPy's pickles call it: an empty array
-    that the file's BUILD then fills (NumPy always writes shape ``(0,)``)."""
-    if not isinstance(shape, tuple) or shape != (0,):
-        raise RefusedGlobal(f"the pickle makes an empty array of shape {shape!r}: refused")
-    return _numpy_core().multiarray._reconstruct(cls, shape, dtype)
-
-
 def _check_array_state(state: Any) -> None:
     """That NumPy can set ``state`` on an array safely: the shape's count of items matches
     the data the file gives (a list of objects, or raw bytes)."""
@@ -243,7 +238,6 @@ _HELPERS = {
         ("_codecs", ("encode",), _latin1_bytes),
         ("pathlib", ("Path", "PosixPath", "PurePosixPath", "PurePath"), _path_text),
         ("pathlib", ("WindowsPath", "PureWindowsPath"), _windows_path_text),
-        ("numpy", ("_reconstruct",), _empty_array),  # (under numpy.core or numpy._core)
     )
     for name in names
 }
@@ -257,18 +251,12 @@ def _numpy_core() -> Any:
 
 
 def _numpy_global(module: str, name: str) -> Any:
-    """The NumPy callables and types NumPy's own pickles name; None for others."""
-    if name == "_reconstruct" and module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        return _HELPERS["numpy", "_reconstruct"]
-    reconstruct = {
-        ("multiarray", "scalar"),
-        ("numeric", "_frombuffer"),
-    }
+    """The NumPy callables and scalar types NumPy's own pickles name (those the unpickler
+    wraps, :class:`_NumpyGuard`, excepted); None for others."""
+    reconstruct = {("multiarray", "scalar"), ("numeric", "_frombuffer")}
     for prefix in ("numpy.core.", "numpy._core."):
         if module.startswith(prefix) and (module[len(prefix) :], name) in reconstruct:
             return getattr(getattr(_numpy_core(), module[len(prefix) :]), name)
-    if module == "numpy" and name in ("ndarray", "dtype"):
-        return getattr(np, name)
     if module == "numpy":
         value = vars(np).get(name)  # a scalar type such as numpy.float32 (getattr would
         # import a lazily loaded subpackage the pickle names, e.g. numpy.f2py)
@@ -277,32 +265,142 @@ def _numpy_global(module: str, name: str) -> Any:
     return None
 
 
-_BUILD: Any = pickle._Unpickler.dispatch[pickle.BUILD[0]]
+def _dtypes_in(value: Any) -> Iterator[np.dtype]:
+    """The dtypes in ``value`` (at any depth of tuples, lists and dicts)."""
+    if isinstance(value, np.dtype):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _dtypes_in(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _dtypes_in(item)
+
+
+class _NumpyGuard:
+    """What a pickle may ask of NumPy, for one load. NumPy trusts its own pickles, so:
+
+    * ``numpy.ndarray`` is a stand-in that only ``_reconstruct`` takes (called, it would
+      allocate any shape), and ``_reconstruct`` makes empty arrays only;
+    * ``numpy.dtype(...)`` always makes a new dtype (``copy=True``: a state set on the one
+      NumPy shares would change every float64 of the process), whose state may be set
+      once, before anything is laid out with it: an array, a scalar, another dtype's
+      field (setting it later would change the item size under their memory)."""
+
+    def __init__(self) -> None:
+        self.ndarray = _Helper(self._refused_ndarray)
+        self.reconstruct = _Helper(self._empty_array)
+        self.dtype = _Helper(self._new_dtype)
+        self._settable: dict[int, np.dtype] = {}  # new dtypes whose state may still be set
+        self._keep: list[Any] = []  # (every dtype seen stays alive: ids stay unique)
+
+    def _refused_ndarray(self, *args: Any) -> Any:
+        raise RefusedGlobal("the pickle calls numpy.ndarray(...): refused (it allocates)")
+
+    def _empty_array(self, cls: Any, shape: Any, dtype: Any) -> np.ndarray:
+        """``numpy.core.multiarray._reconstruct``, as NumPy's pickles call it: an empty
+        array that the file's BUILD then fills (NumPy always writes shape ``(0,)``)."""
+        if cls is not self.ndarray:
+            raise RefusedGlobal(f"the pickle reconstructs an array of {cls!r}: refused")
+        if not isinstance(shape, tuple) or shape != (0,):
+            raise RefusedGlobal(f"the pickle makes an empty array of shape {shape!r}: refused")
+        self.used(dtype)
+        return _numpy_core().multiarray._reconstruct(np.ndarray, shape, dtype)
+
+    def _new_dtype(self, spec: Any, align: Any = False, copy: Any = False) -> np.dtype:
+        self.used(spec)
+        dtype = np.dtype(spec, bool(align), True)
+        self._settable[id(dtype)] = dtype
+        self._keep.append(dtype)
+        return dtype
+
+    def used(self, value: Any) -> None:
+        """The dtypes in ``value`` lay memory out now: their state is fixed."""
+        for dtype in _dtypes_in(value):
+            self._settable.pop(id(dtype), None)
+            self._keep.append(dtype)
+
+    def build(self, target: Any, state: Any) -> None:
+        """Check a BUILD of ``state`` on ``target`` before it runs."""
+        if isinstance(target, np.ndarray):
+            _check_array_state(state)
+            self.used(state)
+        elif isinstance(target, np.dtype):
+            if self._settable.pop(id(target), None) is None:
+                raise RefusedGlobal(
+                    "the pickle sets the state of a dtype already in use, or not its own"
+                )
+            self.used(state)  # (its fields' dtypes)
+        elif isinstance(target, np.generic):
+            raise RefusedGlobal(f"the pickle sets the state of a NumPy {type(target).__name__}")
+
+
+def _refuse_numpy_type(func: Any) -> None:
+    """A NumPy scalar type called by the pickle (``numpy.void(2**30)`` allocates); NumPy's
+    own pickles make scalars with ``multiarray.scalar``."""
+    if isinstance(func, type) and issubclass(func, np.generic):
+        raise RefusedGlobal(f"the pickle calls numpy.{func.__name__}(...): refused")
+
+
+_PURE = pickle._Unpickler
+_BUILD: Any = _PURE.dispatch[pickle.BUILD[0]]
+_REDUCE: Any = _PURE.dispatch[pickle.REDUCE[0]]
+_NEWOBJ: Any = _PURE.dispatch[pickle.NEWOBJ[0]]
+_NEWOBJ_EX: Any = _PURE.dispatch[pickle.NEWOBJ_EX[0]]
+_INSTANTIATE: Any = vars(_PURE)["_instantiate"]
 
 
 class RestrictedUnpickler(pickle._Unpickler):
     """An unpickler that builds data only (see the module docstring). It is the pure-Python
-    one (``pickle._Unpickler``): its opcodes are methods, so BUILD can check what it gives
-    NumPy before NumPy's C code sees it."""
+    one (``pickle._Unpickler``): its opcodes are methods, so what a BUILD or a call gives
+    NumPy is checked before NumPy's C code sees it."""
 
     def __init__(self, file: Any):
         super().__init__(file)
         self._records: dict[str, type[LegacyRecord]] = {}
+        self._numpy = _NumpyGuard()
+
+    def _stack(self) -> list[Any]:
+        return vars(self)["stack"]  # (typeshed declares neither the stack nor the opcodes)
 
     def _load_build(self) -> None:
-        stack: list[Any] = vars(self)["stack"]  # (typeshed declares neither the stack nor
-        state, target = stack[-1], stack[-2]  # the opcode methods of the pure unpickler)
-        if isinstance(target, np.ndarray):
-            _check_array_state(state)
-        elif isinstance(target, np.generic):
-            raise RefusedGlobal(f"the pickle sets the state of a NumPy {type(target).__name__}")
+        stack = self._stack()
+        target, state = stack[-2], stack[-1]
+        self._numpy.build(target, state)
         _BUILD(self)
         if isinstance(target, np.dtype):
             _check_dtype(target)
 
+    def _load_reduce(self) -> None:
+        stack = self._stack()
+        func, args = stack[-2], stack[-1]
+        _refuse_numpy_type(func)
+        self._numpy.used(args)  # (scalar(dtype, bytes) lays a scalar out with its dtype)
+        _REDUCE(self)
+
+    def _load_newobj(self) -> None:
+        stack = self._stack()
+        _refuse_numpy_type(stack[-2])
+        self._numpy.used(stack[-1])
+        _NEWOBJ(self)
+
+    def _load_newobj_ex(self) -> None:
+        stack = self._stack()
+        _refuse_numpy_type(stack[-3])
+        self._numpy.used(stack[-2:])
+        _NEWOBJ_EX(self)
+
+    def _instantiate(self, klass: Any, args: Any) -> None:  # (protocol 0's INST and OBJ)
+        _refuse_numpy_type(klass)
+        self._numpy.used(args)
+        _INSTANTIATE(self, klass, args)
+
     dispatch: ClassVar[dict[int, Any]] = {
-        **pickle._Unpickler.dispatch,
+        **_PURE.dispatch,
         pickle.BUILD[0]: _load_build,
+        pickle.REDUCE[0]: _load_reduce,
+        pickle.NEWOBJ[0]: _load_newobj,
+        pickle.NEWOBJ_EX[0]: _load_newobj_ex,
     }
 
     def find_class(self, module: str, name: str) -> Any:
@@ -313,6 +411,10 @@ class RestrictedUnpickler(pickle._Unpickler):
             return _HELPERS[module, name]
         if (module, name) == ("collections", "OrderedDict"):
             return collections.OrderedDict
+        if module in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray"):
+            guarded = {"ndarray": "ndarray", "dtype": "dtype", "_reconstruct": "reconstruct"}
+            if name in guarded and (module == "numpy") == (name != "_reconstruct"):
+                return getattr(self._numpy, guarded[name])
         found = _numpy_global(module, name)
         if found is not None:
             return found
