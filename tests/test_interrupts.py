@@ -545,3 +545,23 @@ def test_restarts_and_evaluations_of_ones_own_leave_the_runs_validations(data, t
     assert tg.state.train_loop_done  # still due
     tg.train()
     assert_same_record(tg, reference)
+
+
+def test_a_validation_asked_for_and_stopped_half_way_stays_the_runs_after_a_save(data, tmp_path):
+    """``tg.validate()`` stopped by a Ctrl-C, then ``tg.save()``: the checkpoint holds its
+    start and the run redoes it whole at ``train()`` (it was dropped: one validation less),
+    with the TrainGenerator's threshold setting back as it was."""
+    reference = make_tg(data, None)
+    reference.train()
+    reference.validate()
+    armed: list[int] = []
+    half_way = stop_once(lambda tg: bool(armed) and tg.state.val_iters % 2 == 1)
+    tg = make_tg(data, tmp_path / "cut", callbacks=[{"val:iter": half_way}])
+    tg.train()
+    armed.append(1)
+    with pytest.raises(KeyboardInterrupt):
+        tg.validate()
+    tg.save()
+    assert tg._validation.start is None and tg.state.train_loop_done  # still the run's
+    tg.train()
+    assert_same_record(tg, reference)

@@ -369,8 +369,11 @@ def test_threshold_search_maximises_the_key_metric(tmp_path):
 
 def test_an_evaluation_of_ones_own_leaves_the_run_as_it_was(tmp_path):
     """``validate(record_progress=False)`` touches no counter of the run: the threshold the
-    run searched, the validation data's position (its epoch, the next validation's batches)."""
-    data = classification_data(tmp_path, binary=True)
+    run searched, the validation data's position (its epoch, the next validation's batches,
+    its random state whatever its ``saveskip_list``), also with ``restart=True``."""
+    from deeptrain.saving.rollback import whole_datagen_state as whole
+
+    data = classification_data(tmp_path, binary=True, n_val=192)  # 6 val sets
     dg, vdg = generators(data)
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1, activation="sigmoid")])
@@ -384,13 +387,15 @@ def test_an_evaluation_of_ones_own_leaves_the_run_as_it_was(tmp_path):
         dynamic_predict_threshold_min_max=(0.05, 0.95),
         **quiet(),
     )
+    vdg.shuffle, vdg.saveskip_list = True, ["rng"]  # (its random state kept all the same)
     tg.train()
-    before = (tg.predict_threshold, tg.state.val_epoch, vdg.state_dict(), tg.state.to_dict())
+    assert vdg.set_nums_to_process != sorted(vdg.set_nums_to_process, key=int)  # shuffled
+    before = (tg.predict_threshold, tg.state.val_epoch, whole(vdg), tg.state.to_dict())
     kernel, bias = model.layers[0].get_weights()
     model.layers[0].set_weights([kernel, bias - 3])  # another model: another best threshold
-    summary = tg.validate(record_progress=False)
+    summary = tg.validate(record_progress=False, restart=True)  # (nothing to restart)
     assert summary["f1_score"] >= 0  # it evaluated, with a threshold of its own
-    after = (tg.predict_threshold, tg.state.val_epoch, vdg.state_dict(), tg.state.to_dict())
+    after = (tg.predict_threshold, tg.state.val_epoch, whole(vdg), tg.state.to_dict())
     assert after[:3] == before[:3]
     assert {k: v for k, v in after[3].items() if not k.startswith("val_temp")} == {
         k: v for k, v in before[3].items() if not k.startswith("val_temp")

@@ -113,10 +113,8 @@ def test_predict_mode_weighs_only_the_loss_and_weighted_metrics():
         th: np.mean((preds > th) == yv[:, 0]) for th in np.round(np.arange(0.05, 0.951, 0.01), 2)
     }
     assert result["accuracy"] == pytest.approx(max(accuracy.values()))
-    weighted = [np.average((preds > th) == yv[:, 0], weights=sw) for th in accuracy]
-    tuned = (preds > tg.predict_threshold) == yv[:, 0]
+    tuned = (preds > tg.predict_threshold) == yv[:, 0]  # tuned on the unweighted accuracy
     assert np.mean(tuned) == pytest.approx(max(accuracy.values()))
-    assert np.average(tuned, weights=sw) < max(weighted)  # (not tuned on weighted accuracy)
 
 
 def test_evaluate_mode_averages_weighted_metrics_by_weight_sums():
@@ -181,3 +179,38 @@ def test_windows_of_a_batch_weigh_by_their_weight_sums():
     end_batch(temp, weight_sums, {"weighted_acc"})
     assert temp == {"weighted_acc": [np.average([1, 0], weights=[3, 1])], "acc": [0.5]}
     assert weight_sums == [4.0]
+
+
+def test_a_save_after_a_validation_stopped_at_its_end_keeps_the_threshold_setting(tmp_path):
+    """A Ctrl-C after a validation's last batch (its threshold searched, its end not run),
+    then ``tg.save()``: the validation is taken back to its start, the TrainGenerator's
+    ``dynamic_predict_threshold`` with the state's (the checkpoint disagreed with itself)."""
+    import os
+    import signal
+
+    xt, yt, xv, yv = binary_data()
+    sent: list[int] = []
+
+    def at_the_last_batch(tg):
+        if not sent and tg.val_datagen.all_data_exhausted:
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGINT)  # "stop after this iteration"
+
+    tg = TrainGenerator(
+        binary_model(metrics=["accuracy"]),
+        DataGenerator(xt, batch_size=16, labels_path=yt),
+        DataGenerator(xv, batch_size=16, labels_path=yv),
+        epochs=1,
+        eval_fn="predict",
+        key_metric="accuracy",
+        dynamic_predict_threshold_min_max=(0.05, 0.95),
+        logs_dir=tmp_path,
+        callbacks=[{"val:iter": at_the_last_batch}],
+        **quiet(check_model_health=False),
+    )
+    before = (tg.dynamic_predict_threshold, tg.state.predict_threshold)
+    with pytest.raises(KeyboardInterrupt):
+        tg.train()
+    assert tg.state.predict_threshold != before[1]  # searched, the validation not ended
+    tg.save()
+    assert (tg.dynamic_predict_threshold, tg.state.predict_threshold) == before

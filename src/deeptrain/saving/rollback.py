@@ -24,14 +24,14 @@ from ..backend.stateful import get_states, set_states
 from ..training.contract import Traingen
 from . import model_state
 
-__all__ = ["LiveState"]
+__all__ = ["LiveState", "whole_datagen_state", "load_whole_datagen_state"]
 
 log = logging.getLogger("deeptrain")
 
 DATAGENS = ("datagen", "val_datagen")
 
 
-def _datagen_state(dg: Any) -> dict[str, Any]:
+def whole_datagen_state(dg: Any) -> dict[str, Any]:
     """The DataGenerator's whole state, whatever its ``saveskip_list``."""
     skip, dg.saveskip_list = dg.saveskip_list, []
     try:
@@ -40,7 +40,8 @@ def _datagen_state(dg: Any) -> dict[str, Any]:
         dg.saveskip_list = skip
 
 
-def _load_datagen(dg: Any, state: dict[str, Any]) -> None:
+def load_whole_datagen_state(dg: Any, state: dict[str, Any]) -> None:
+    """Load what :func:`whole_datagen_state` gave, whatever the ``loadskip_list``."""
     skip, dg.loadskip_list = dg.loadskip_list, []
     try:
         dg.load_state_dict(state)
@@ -77,7 +78,7 @@ class LiveState:
             train_state=copy.deepcopy(tg.state),
             variables=_read_all(model),
             rnn_states=get_states(model),
-            datagens={name: _datagen_state(getattr(tg, name)) for name in DATAGENS},
+            datagens={name: whole_datagen_state(getattr(tg, name)) for name in DATAGENS},
             rng=model_state.capture_rng(),
             had_keras_seed_generator=model_state.has_keras_global_seed_generator(),
             callbacks=[(cb, copy.deepcopy(cb.state_dict())) for cb in tg.callbacks.objects],
@@ -93,7 +94,12 @@ class LiveState:
                 lambda: set_states(tg.model, self.rnn_states) if self.rnn_states else None,
             ),
             *[
-                (name, lambda name=name: _load_datagen(getattr(tg, name), self.datagens[name]))
+                (
+                    name,
+                    lambda name=name: load_whole_datagen_state(
+                        getattr(tg, name), self.datagens[name]
+                    ),
+                )
                 for name in DATAGENS
             ],
             ("random generators", self._restore_rng),

@@ -108,6 +108,8 @@ def scalar_metric(name: str, value: Any) -> float:
     """A metric's value of one batch as a float; an error naming it if it is not one number
     (``keras.metrics.F1Score()`` gives one per class unless ``average=`` is set). Read with
     ``.item()`` where the value has it (a torch tensor on a GPU has no NumPy view)."""
+    if type(value) is float or getattr(value, "ndim", None) == 0:  # (every step: cheap)
+        return float(value)
     shape = getattr(value, "shape", None)
     shape = np.shape(value) if shape is None else tuple(shape)
     if math.prod(shape) != 1:

@@ -502,7 +502,7 @@ class TrainGenerator(TrainStateAliases):
     def _preemption_checkpoint(self) -> None:
         self.sync_model()
         if self._validation.start is not None and self.state.train_loop_done:
-            self._validation.rewind()
+            self._validation.undo()
         failed = self._checkpointer.pipeline.take_error()
         if failed is not None:  # the last good state is saved now instead
             log.error("An earlier checkpoint write failed: %s", failed)
@@ -789,14 +789,13 @@ class TrainGenerator(TrainStateAliases):
 
     def reset_validation(self) -> None:
         """Abandon a validation in progress: back to where it started (counters, callbacks'
-        states, the val datagen's position, the train batch's RNN states); with none in
-        progress, the val datagen back to the start of its set."""
+        states, the val datagen's position, the train batch's RNN states); one of the run's
+        stays due. With none in progress, only the caches are cleared."""
         self.sync_model()
         if self._validation.start is not None:
             self._validation.abandon()
-        else:
+        else:  # (the val datagen is where the next validation starts: left there)
             self.clear_cache()
-            self.val_datagen.reset_state(shuffle=False)
         self.state.val_loop_done = False
 
     # -- checkpoints -------------------------------------------------------------------

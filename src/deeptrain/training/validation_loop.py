@@ -20,6 +20,7 @@ import numpy as np
 from ..backend.stateful import get_states, reset_states, set_states
 from ..data.generator import DataGenerator
 from ..distribute.base import batch_rows
+from ..saving.rollback import load_whole_datagen_state, whole_datagen_state
 from .fitting import to_metric_dict
 from .interrupts import InterruptGuard, Preempted
 from .state import Bookmark, append_slice
@@ -40,6 +41,10 @@ __all__ = ["ValidationLoop", "ValidationStart", "starts_batch"]
 
 log = logging.getLogger("deeptrain")
 
+# what a validation changes on the TrainGenerator besides its state (the searched threshold,
+# the summary and best subset of the last validation)
+CHANGED_SETTINGS = ("dynamic_predict_threshold", "last_validation", "best_subset_nums")
+
 
 @dataclass
 class ValidationStart:
@@ -52,6 +57,7 @@ class ValidationStart:
     rnn_states: dict[str, list]
     cache: PredictCache
     metrics_log_bytes: int | None
+    settings: dict[str, Any]  # the TrainGenerator's settings a validation changes
     due: bool  # due in training (val_freq), not asked for: may follow the epoch's end
 
 
@@ -117,11 +123,19 @@ class ValidationLoop:
         return tg.last_validation
 
     def abandon(self) -> None:
-        """The validation in progress (if any) is undone: back to where it started, its
-        counters, callbacks' states, validation data and the train batch's RNN states."""
+        """The validation in progress (if any) is undone (:meth:`undo`) and forgotten."""
         if self.start is not None:
-            self.rewind()
+            self.undo()
             self.start = None
+
+    def undo(self) -> None:
+        """Back to where the validation in progress started: its counters, callbacks'
+        states, validation data and the train batch's RNN states. One of the run's
+        (recorded, whether due or asked for) stays due: ``train()`` redoes it whole."""
+        recording = self.recording
+        self.rewind()
+        if recording:
+            self.tg.state.train_loop_done = True
 
     def drop_evaluation(self) -> None:
         """An evaluation of one's own (``record_progress=False``) cut half-way is undone,
@@ -137,11 +151,12 @@ class ValidationLoop:
             log_bytes = tg._metrics_log.path.stat().st_size
         return ValidationStart(
             state=tg.state.bookmark(),
-            val_datagen=tg.val_datagen.state_dict(),
+            val_datagen=whole_datagen_state(tg.val_datagen),
             callbacks=[copy.deepcopy(cb.state_dict()) for cb in tg.callbacks.objects],
             rnn_states=get_states(tg.model),
             cache=tg._val_cache.copy(),
             metrics_log_bytes=log_bytes,
+            settings=copy.deepcopy({name: getattr(tg, name) for name in CHANGED_SETTINGS}),
             due=tg.state.train_loop_done,
         )
 
@@ -174,7 +189,9 @@ class ValidationLoop:
         if start is None:
             raise RuntimeError("no validation in progress to rewind")
         tg.state.rewind(start.state)
-        tg.val_datagen.load_state_dict(start.val_datagen)
+        load_whole_datagen_state(tg.val_datagen, start.val_datagen)
+        for name, value in start.settings.items():
+            setattr(tg, name, copy.deepcopy(value))
         for cb, cb_state in zip(tg.callbacks.objects, start.callbacks, strict=True):
             cb.load_state_dict(copy.deepcopy(cb_state))
         if start.rnn_states:
@@ -342,8 +359,9 @@ class ValidationLoop:
             # an evaluation of one's own leaves the run's validation data where it was: the
             # next recorded validation sees the same batches, in the same order, as without it
             mark = self.start.state
-            tg.val_datagen.load_state_dict(self.start.val_datagen)
+            load_whole_datagen_state(tg.val_datagen, self.start.val_datagen)
             state.val_epoch = mark.values["val_epoch"]
+            state.val_set_name = mark.values["val_set_name"]
             del state.val_set_name_cache[mark.lengths["val_set_name_cache"] :]
         state.val_loop_done = state.train_loop_done = False
         if not record_progress and self.start is not None:  # a validation the run had due
