@@ -214,3 +214,33 @@ def test_a_save_after_a_validation_stopped_at_its_end_keeps_the_threshold_settin
     assert tg.state.predict_threshold != before[1]  # searched, the validation not ended
     tg.save()
     assert (tg.dynamic_predict_threshold, tg.state.predict_threshold) == before
+
+
+def test_ones_own_metric_functions_get_the_sample_weights_as_in_06():
+    """``custom_metrics`` and ``key_metric_fn`` taking ``sample_weight`` get the class
+    weights in predict mode (DeepTrain 0.6 gave them; compiled metrics follow Keras)."""
+    data = binary_data(sort_val=True)
+    xv, yv = data[2:]
+    sw = class_sample_weights(yv)
+
+    def weighted_error(y_true, y_pred, sample_weight=None):
+        return float(np.average(np.abs(y_true - y_pred).ravel(), weights=sample_weight))
+
+    def key_error(y_true, y_pred, sample_weight=None):
+        return weighted_error(y_true, y_pred, sample_weight)
+
+    result, _ = validate(
+        binary_model(metrics=["accuracy"]),
+        data,
+        "predict",
+        val_metrics=["loss", "accuracy", "werr", "kerr"],
+        custom_metrics={"werr": weighted_error},
+        key_metric="kerr",
+        key_metric_fn=key_error,
+        val_class_weights=CLASS_WEIGHTS,
+    )
+    preds = binary_model().predict(xv, verbose=0)
+    expected = weighted_error(yv, preds, sw)
+    assert result["werr"] == pytest.approx(expected, rel=1e-5)
+    assert result["kerr"] == pytest.approx(expected, rel=1e-5)
+    assert expected != pytest.approx(weighted_error(yv, preds), rel=1e-3)  # (weights count)

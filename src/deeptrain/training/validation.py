@@ -8,7 +8,9 @@ sum of sample weights: what Keras computes over the whole set.
 over the whole validation set with NumPy (:mod:`deeptrain.metrics`), which is right for
 metrics that do not decompose over batches (F1, AUC). Labels, weights and predictions are
 cached. As in Keras, sample weights (``val_class_weights``, ``loss_weighted_slices_range``)
-weigh the loss and the compiled ``weighted_metrics`` only; every other metric is unweighted.
+weigh the loss and the compiled ``weighted_metrics``; as in DeepTrain 0.6, one's own
+functions (``custom_metrics``, ``key_metric_fn``) get them if they take ``sample_weight``;
+every other metric is unweighted.
 A compiled Keras metric object with settings of its own (``AUC(curve='PR')``,
 ``BinaryAccuracy(threshold=0.7)``), or of a name DeepTrain has no function for, is computed
 by a fresh copy of itself over the whole set.
@@ -167,8 +169,8 @@ class MetricResolver:
     (binary / categorical / sparse); ``key_metric`` uses ``key_metric_fn`` if given;
     ``custom_metrics`` come before the built-ins. A compiled metric resolves by the name it
     was given (``'weighted_accuracy'``: ``'accuracy'``), a Keras metric object with settings
-    of its own by itself (:func:`_keras_metric`). Sample weights reach the loss and
-    ``weighted_metrics`` only (:meth:`weights_for`).
+    of its own by itself (:func:`_keras_metric`). Sample weights reach the loss,
+    ``weighted_metrics`` and one's own functions (:meth:`weights_for`).
     """
 
     def __init__(
@@ -232,8 +234,13 @@ class MetricResolver:
 
     def is_weighted(self, name: str) -> bool:
         """Whether sample weights weigh ``name``: the loss and the compiled
-        ``weighted_metrics`` (as in Keras)."""
-        return name == "loss" or name in weighted_metric_names(self.model)
+        ``weighted_metrics`` (as in Keras), and one's own functions (``custom_metrics``,
+        ``key_metric_fn``) that take ``sample_weight`` (as in DeepTrain 0.6)."""
+        if name == "loss" or name in weighted_metric_names(self.model):
+            return True
+        if name == self.key_metric and self.key_metric_fn is not None:
+            return True
+        return name in self.custom
 
     def weights_for(self, name: str, weights: Any) -> Any:
         """``weights`` if they weigh ``name``, else None."""
