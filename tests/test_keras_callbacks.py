@@ -344,3 +344,29 @@ def test_backup_and_restore_is_refused_before_training(data, tmp_path):
     with pytest.raises(ValueError, match=r"BackupAndRestore cannot run under a TrainGenerator"):
         make_tg(data, [backup])
     assert not (tmp_path / "backup").exists()
+
+
+def test_a_csv_logger_continued_keeps_its_rows_under_its_header(data, tmp_path):
+    """A run whose first epoch had no validation (columns ``val_<every key>``, Keras' pick)
+    continued in an epoch that has one: its rows stay under the file's header (Keras picked
+    other columns from the first logs it saw, without writing a header: values shifted)."""
+    path = {name: tmp_path / f"{name}.csv" for name in ("whole", "continued")}
+
+    def run(name, epochs):
+        callbacks = [
+            keras.callbacks.ReduceLROnPlateau(monitor="loss"),  # (logs 'learning_rate')
+            keras.callbacks.CSVLogger(str(path[name])),
+        ]
+        return make_tg(data, callbacks, epochs=epochs, val_freq={"epoch": 2})
+
+    run("whole", 2).train()
+    tg = run("continued", 1)
+    tg.train()
+    tg.epochs = 2
+    tg.train()
+    whole, continued = (list(csv.reader(p.open())) for p in path.values())
+    assert continued[0] == whole[0] and "val_learning_rate" in whole[0]
+    assert all(len(row) == len(whole[0]) for row in continued)
+    assert [row[0] for row in continued[1:]] == ["0", "1"]
+    columns = whole[0].index("val_loss")
+    assert float(continued[2][columns]) == pytest.approx(float(whole[2][columns]))

@@ -46,6 +46,7 @@ variables under the distribution, a collective that process 0 cannot run alone.
 from __future__ import annotations
 
 import contextlib
+import csv
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -244,13 +245,16 @@ class KerasHooks:
             cb = adapter.callback
             cb.set_model(tg.model)
             cb.set_params(params)
+            columns = None
             if begun and _is_csv_logger(cb):
-                _continue_csv(cb, _epochs_ended(tg))
+                columns = _continue_csv(cb, _epochs_ended(tg))
             kept = adapter.state_dict() if begun else None
             with self._hook(cb):
                 cb.on_train_begin({})
             if kept is not None:  # one run is one training: its counters go on
                 adapter.load_state_dict(kept)
+            if columns:  # the file's header is not written again: rows go under it (Keras
+                cb.keys = columns  # picks columns from the first epoch's logs it sees)
 
     def train_end(self, tg: Any) -> bool:
         """``on_train_end``; returns whether a callback set the weights there
@@ -354,19 +358,22 @@ def _epochs_ended(tg: Any) -> int:
     return state.epoch - int(state.train_loop_done and tg.datagen.all_data_exhausted)
 
 
-def _continue_csv(cb: Any, epochs_ended: int) -> None:
+def _continue_csv(cb: Any, epochs_ended: int) -> list[str] | None:
     """A ``CSVLogger`` of a run that has begun appends (Keras' ``on_train_begin`` would
     empty its file at every ``train()`` call), after the rows of epochs past
-    ``epochs_ended`` are dropped: written after the checkpoint a resumed run loaded."""
+    ``epochs_ended`` are dropped: written after the checkpoint a resumed run loaded.
+    Returns the columns of the file's header (after ``epoch``), None without one."""
     cb.append = True
     path = Path(cb.filename)
     if not path.is_file():
-        return
+        return None
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     kept = lines[:1] + [line for line in lines[1:] if _epoch_of(line, cb.sep) < epochs_ended]
     if kept != lines:
         with atomic_file(path) as tmp:
             tmp.write_text("".join(kept), encoding="utf-8")
+    header = next(csv.reader(lines[:1], delimiter=cb.sep), [])
+    return header[1:] if header[:1] == ["epoch"] else None
 
 
 def _epoch_of(row: str, sep: str) -> int:
