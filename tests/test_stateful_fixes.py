@@ -13,7 +13,7 @@ import pytest
 from deeptrain import DataGenerator, TrainGenerator
 from deeptrain.backend.stateful import get_states
 from deeptrain.data.preprocessors import TimeseriesPreprocessor
-from test_stateful_training import B, F, W, data, model, traingen, windows  # noqa: F401 (fixture)
+from test_stateful_training import B, F, W, assert_trained_alike, data, model, traingen, windows  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.backends
 
@@ -38,9 +38,7 @@ def test_a_validation_at_a_batch_boundary_leaves_the_training_as_without_it(data
         tg.train()
         runs[str(freq)] = tg
     per_epoch, per_batch = runs["{'epoch': 1}"], runs["{'batch': 1}"]
-    assert per_epoch.history["loss"] == per_batch.history["loss"]
-    for a, b in zip(per_epoch.model.get_weights(), per_batch.model.get_weights(), strict=True):
-        np.testing.assert_array_equal(a, b)
+    assert_trained_alike(per_epoch, per_batch)
     assert len(per_batch.val_history["loss"]) == 2 * 4
     assert per_batch.val_history["loss"][3::4] == per_epoch.val_history["loss"]
 

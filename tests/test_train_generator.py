@@ -338,8 +338,8 @@ def test_no_best_metric_sentinel_and_negative_maximised_metric(data):
     assert tg.best_key_metric == max(tg.key_metric_history) < 0
 
 
-def test_threshold_search_maximises_the_key_metric(tmp_path):
-    data = classification_data(tmp_path, binary=True)
+def threshold_searching_traingen(data):
+    """A binary classifier's TrainGenerator searching the threshold that maximises F1."""
     dg, vdg = generators(data)
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1, activation="sigmoid")])
@@ -353,6 +353,12 @@ def test_threshold_search_maximises_the_key_metric(tmp_path):
         dynamic_predict_threshold_min_max=(0.05, 0.95),
         **quiet(),
     )
+    return tg, model, vdg
+
+
+def test_threshold_search_maximises_the_key_metric(tmp_path):
+    data = classification_data(tmp_path, binary=True)
+    tg, model, vdg = threshold_searching_traingen(data)
     tg.train()
     from deeptrain import metrics
 
@@ -374,19 +380,7 @@ def test_an_evaluation_of_ones_own_leaves_the_run_as_it_was(tmp_path):
     from deeptrain.saving.rollback import whole_datagen_state as whole
 
     data = classification_data(tmp_path, binary=True, n_val=192)  # 6 val sets
-    dg, vdg = generators(data)
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1, activation="sigmoid")])
-    model.compile("adam", "binary_crossentropy")
-    tg = TrainGenerator(
-        model,
-        dg,
-        vdg,
-        eval_fn="predict",
-        key_metric="f1_score",
-        dynamic_predict_threshold_min_max=(0.05, 0.95),
-        **quiet(),
-    )
+    tg, model, vdg = threshold_searching_traingen(data)
     vdg.shuffle, vdg.saveskip_list = True, ["rng"]  # (its random state kept all the same)
     tg.train()
     assert vdg.set_nums_to_process != sorted(vdg.set_nums_to_process, key=int)  # shuffled
