@@ -38,7 +38,7 @@ from deeptrain.saving.checkpoint import (
     state_digest,
 )
 from deeptrain.saving.hdf5_check import check_hdf5_self_contained
-from deeptrain.saving.rollback import _datagen_state
+from deeptrain.saving.rollback import whole_datagen_state
 from test_checkpoint import make_tg, model, weights_of
 from test_train_generator import classification_data
 
@@ -344,7 +344,8 @@ def live_state(tg) -> dict:
         "variables": [np.array(v.numpy()) for v in model_state.all_variables(tg.model)],
         "train_state": json.dumps(tg.state.to_dict(), sort_keys=True),
         "datagens": [
-            json.dumps(_datagen_state(dg), sort_keys=True) for dg in (tg.datagen, tg.val_datagen)
+            json.dumps(whole_datagen_state(dg), sort_keys=True)
+            for dg in (tg.datagen, tg.val_datagen)
         ],
         "python_rng": random.getstate(),
         "numpy_rng": np.random.get_state(),
