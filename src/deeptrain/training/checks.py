@@ -18,6 +18,7 @@ from ..saving.traingen_state import check_skip_names
 from ..util.misc import positive_int
 from .frequency import check_freq
 from .plotting import merge_plot_configs
+from .setting_checks import check_settings
 from .weights import check_class_weights
 
 if TYPE_CHECKING:
@@ -70,8 +71,7 @@ def check_inputs(tg: TrainGenerator) -> None:
                     f"{name} has no labels_path; pass labels_path= or "
                     "input_as_labels=True (autoencoders)"
                 )
-    if not isinstance(tg.epochs, int) or tg.epochs < 0:
-        raise ValueError(f"epochs must be an int >= 0, got {tg.epochs!r}")
+    check_settings(tg)
     for name in ("loadskip_list", "saveskip_list"):
         check_skip_names(name, getattr(tg, name))
     if tg.iter_verbosity not in (0, 1, 2):
@@ -83,6 +83,11 @@ def check_inputs(tg: TrainGenerator) -> None:
         "temp_checkpoint_freq",
     ):
         setattr(tg, name, check_freq(getattr(tg, name), name))
+    if tg.temp_checkpoint_freq and tg.logs_dir is None and tg.logdir is None:
+        log.warning(
+            "temp_checkpoint_freq=%s, but no logs_dir or logdir: no checkpoint is written",
+            tg.temp_checkpoint_freq,
+        )
     if tg.val_freq and "val" in tg.val_freq:
         raise ValueError(
             "val_freq={'val': n} would validate based on validations: use "

@@ -18,9 +18,11 @@ def check_class_weights(weights: Any, name: str) -> dict[int, float] | None:
     for k, v in weights.items():
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 0:
             raise ValueError(f"{name}: class keys must be ints >= 0, got {k!r}")
-        if not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v) or v < 0:
+        number = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+        # (finite as the float32 the step weighs with: 1e39 would be inf there, then NaN)
+        if not number or not np.isfinite(np.float32(v)) or v < 0:
             raise ValueError(
-                f"{name}: weights must be finite numbers >= 0, got {v!r} for class {k}"
+                f"{name}: weights must be finite float32 numbers >= 0, got {v!r} for class {k}"
             )
     return {int(k): float(v) for k, v in weights.items()}
 
