@@ -10,6 +10,7 @@ import pytest
 
 from datafactory import write_dataset
 from deeptrain import DataGenerator
+from deeptrain.data import generator as generator_module
 from deeptrain.util.data_loaders import DataLoadError
 
 
@@ -130,3 +131,117 @@ def test_file_corrupted_after_construction_is_named_at_load(tmp_path):
     dg.update_state()
     with pytest.raises(DataLoadError, match=r"batch__2.npy \(set num 2\) holds 3 samples"):
         dg.get()
+
+
+BOOL_ARGS = (
+    "shuffle",
+    "preload_labels",
+    "drop_remainder",
+    "shuffle_group_batches",
+    "shuffle_group_samples",
+)
+
+
+@pytest.mark.parametrize("name", BOOL_ARGS)
+def test_boolean_settings_must_be_bools(npy_dir, name):
+    with pytest.raises(TypeError, match=f"{name} must be True or False, got 'no'"):
+        DataGenerator(npy_dir, batch_size=8, **{name: "no"})
+    with pytest.raises(ValueError, match=f"{name} must be True or False, got 2"):
+        DataGenerator(npy_dir, batch_size=8, **{name: 2})
+    for ok in (np.bool_(False), 0, 1):
+        assert getattr(DataGenerator(npy_dir, batch_size=8, **{name: ok}), name) is bool(ok)
+
+
+def test_set_nums_empty_or_not_a_list(npy_dir):
+    with pytest.raises(ValueError, match=r"set_nums is empty; pass None"):
+        DataGenerator(npy_dir, batch_size=8, set_nums=[])
+    with pytest.raises(TypeError, match=r"set_nums must be a list .*got '12' \(one set num"):
+        DataGenerator(npy_dir, batch_size=8, set_nums="12")
+    with pytest.raises(TypeError, match=r"set_nums must be a list .*got 1.5 in \[1, 1.5\]"):
+        DataGenerator(npy_dir, batch_size=8, set_nums=[1, 1.5])
+    assert DataGenerator(npy_dir, batch_size=8, set_nums=(2, "1")).set_nums_original == [
+        "2",
+        "1",
+    ]
+
+
+def test_superbatch_set_nums_not_a_list(npy_dir):
+    with pytest.raises(TypeError, match=r"superbatch_set_nums must be a list .*got 5"):
+        DataGenerator(npy_dir, batch_size=8, superbatch_set_nums=5)
+    with pytest.raises(ValueError, match=r"superbatch_set_nums has duplicates: \['1', '1'\]"):
+        DataGenerator(npy_dir, batch_size=8, superbatch_set_nums=["1", 1])
+    assert DataGenerator(npy_dir, batch_size=8, superbatch_set_nums=[]).superbatch == {}
+    assert len(DataGenerator(npy_dir, batch_size=8, superbatch_set_nums="all").superbatch) == 6
+
+
+def test_seed_must_be_none_or_a_non_negative_int(npy_dir):
+    for bad, error in (("x", TypeError), (1.5, TypeError), (True, TypeError), (-1, ValueError)):
+        with pytest.raises(error, match=f"seed must be None or an int >= 0, got {bad!r}"):
+            DataGenerator(npy_dir, batch_size=8, seed=bad)
+    dg = DataGenerator(npy_dir, batch_size=8, seed=np.int64(3))
+    assert dg.seed == 3 and type(dg.seed) is int
+
+
+@pytest.mark.parametrize(
+    "name, bad, error, minimum",
+    [
+        ("prefetch", -5, ValueError, 0),
+        ("prefetch", 1.5, TypeError, 0),
+        ("prefetch", "2", TypeError, 0),
+        ("prefetch_workers", 0, ValueError, 1),
+        ("prefetch_workers", -1, ValueError, 1),
+        ("prefetch_workers", "1", TypeError, 1),
+        ("array_set_size", 0, ValueError, 1),
+    ],
+)
+def test_prefetch_settings_must_be_ints(npy_dir, name, bad, error, minimum):
+    with pytest.raises(error, match=f"{name} must be an int >= {minimum}, got {bad!r}"):
+        DataGenerator(npy_dir, batch_size=8, **{name: bad})
+
+
+def test_memmap_threshold_must_be_a_number_of_bytes(npy_dir):
+    with pytest.raises(TypeError, match="memmap_threshold must be None or a number .*'x'"):
+        DataGenerator(npy_dir, batch_size=8, memmap_threshold="x")
+    with pytest.raises(ValueError, match="memmap_threshold must be None or a number .*-1"):
+        DataGenerator(npy_dir, batch_size=8, memmap_threshold=-1)
+    assert DataGenerator(npy_dir, batch_size=8, memmap_threshold=None).memmap_threshold is None
+
+
+def test_preprocessor_configs_are_named(npy_dir):
+    with pytest.raises(
+        TypeError,
+        match=r"preprocessor_configs=\{\} does not fit preprocessor='timeseries'.*window_size",
+    ):
+        DataGenerator(npy_dir, batch_size=8, preprocessor="timeseries")
+    with pytest.raises(TypeError, match=r"preprocessor_configs=\{'bogus': 1\} does not fit"):
+        DataGenerator(npy_dir, batch_size=8, preprocessor_configs={"bogus": 1})
+    for bad in (["x"], "x"):
+        with pytest.raises(
+            TypeError, match=f"preprocessor_configs must be None or a dict.*{bad!r}"
+        ):
+            DataGenerator(
+                npy_dir, batch_size=8, preprocessor="timeseries", preprocessor_configs=bad
+            )
+
+
+@pytest.mark.parametrize("name", ["loadskip_list", "saveskip_list"])
+def test_skip_lists_name_state_dict_keys(npy_dir, name):
+    for bad in ("rng", 5):
+        with pytest.raises(TypeError, match=f"{name} must be a list of state_dict keys"):
+            DataGenerator(npy_dir, batch_size=8, **{name: bad})
+    with pytest.raises(ValueError, match=f"{name} names 'epochs'.*did you mean 'epoch'"):
+        DataGenerator(npy_dir, batch_size=8, **{name: ["epochs"]})
+    with pytest.raises(ValueError, match=f"{name} names 'bogus', which is not"):
+        DataGenerator(npy_dir, batch_size=8, **{name: ["bogus"]})
+    dg = DataGenerator(npy_dir, batch_size=8, **{name: ("rng", "superbatch")})  # 0.6's too
+    assert getattr(dg, name) == ["rng", "superbatch"]
+    assert set(dg.state_dict()) - {"format"} <= set(generator_module.STATE_KEYS)
+
+
+def test_batch_size_beyond_the_data_set_warns(npy_dir, caplog):
+    with caplog.at_level(logging.WARNING):
+        dg = DataGenerator(npy_dir, batch_size=64)
+    assert "batch_size=64 exceeds the 48 samples of data_path" in caplog.text
+    assert len(dg) == 1 and dg.batch_sizes() == {48}
+    with pytest.raises(ValueError, match="batch_size=64 exceeds .*drop_remainder=True"):
+        DataGenerator(npy_dir, batch_size=64, drop_remainder=True)

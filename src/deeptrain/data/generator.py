@@ -43,6 +43,16 @@ from ..util.jsonstate import to_json
 from ..util.misc import check_kwargs, positive_int
 from .arrays import ArrayLoader, check_source, describe_source, is_array
 from .batching import Group, GroupPlan
+from .checks import (
+    as_bool,
+    as_int,
+    check_configs_fit,
+    check_memmap_threshold,
+    check_preprocessor_configs,
+    check_seed,
+    check_set_nums,
+    check_skip_names,
+)
 from .formats import DataLoadError
 from .loader import DataLoader
 from .prefetch import Prefetcher
@@ -54,6 +64,19 @@ __all__ = ["DataGenerator", "DATAGEN_KWARGS"]
 log = logging.getLogger(__name__)
 
 STATE_FORMAT = 1
+# what saveskip_list / loadskip_list may name ("format" is always saved)
+STATE_KEYS = (
+    "epoch",
+    "set_nums_original",
+    "set_nums_to_process",
+    "group",
+    "set_num",
+    "set_name",
+    "all_data_exhausted",
+    "rng",
+    "seed",
+    "preprocessor",
+)
 
 DATAGEN_KWARGS: dict[str, Any] = {
     "shuffle_group_batches": False,  # shuffle the order of batches cut from one file
@@ -138,17 +161,17 @@ class DataGenerator:
         **kwargs: Any,
     ):
         check_kwargs(kwargs, DATAGEN_KWARGS, "DataGenerator", signature_of=DataGenerator.__init__)
-        for name, default in DATAGEN_KWARGS.items():
-            value = kwargs.get(name, default)
-            setattr(
-                self,
-                name,
-                list(value)
-                if isinstance(value, (list, tuple)) and name.endswith("_list")
-                else value,
-            )
+        settings = {name: kwargs.get(name, default) for name, default in DATAGEN_KWARGS.items()}
+        for name, value in _checked_settings(settings).items():
+            setattr(self, name, value)
         if batch_size is not None:
             batch_size = positive_int(batch_size, "batch_size")
+        shuffle = as_bool(shuffle, "shuffle")
+        if preload_labels is not None:
+            preload_labels = as_bool(preload_labels, "preload_labels")
+        set_nums = check_set_nums(set_nums, "set_nums")
+        superbatch_set_nums = _check_superbatch_set_nums(superbatch_set_nums)
+        configs = check_preprocessor_configs(preprocessor_configs)
         if self.shuffle_group_samples and self.shuffle_group_batches:
             log.warning(
                 "shuffle_group_samples and shuffle_group_batches are both set; "
@@ -161,9 +184,9 @@ class DataGenerator:
         self._data_name = describe_source(self.data_path)
         self._labels_name = describe_source(self.labels_path)
         self.superbatch_path = Path(superbatch_path) if superbatch_path is not None else None
-        self.shuffle = bool(shuffle)
+        self.shuffle = shuffle
 
-        self.preprocessor = _make_preprocessor(preprocessor, preprocessor_configs or {})
+        self.preprocessor = _make_preprocessor(preprocessor, configs)
         self._data_loader_spec = data_loader  # superbatch_path is read the same way
         self.data_loader = self._make_loader(
             data_loader,
@@ -197,7 +220,7 @@ class DataGenerator:
         self.preload_labels = (
             self.labels_loader is not None and self.labels_loader._is_dataset
             if preload_labels is None
-            else bool(preload_labels)
+            else preload_labels
         )
         self.all_labels: dict[str, np.ndarray] = {}
         if self.preload_labels and self.labels_loader is not None:
@@ -205,9 +228,10 @@ class DataGenerator:
         self._plan = GroupPlan.create(
             self._file_size(),
             self.batch_size,
-            shuffle_group_samples=bool(self.shuffle_group_samples),
-            shuffle_group_batches=bool(self.shuffle_group_batches),
+            shuffle_group_samples=self.shuffle_group_samples,
+            shuffle_group_batches=self.shuffle_group_batches,
         )
+        self._check_batch_fits()
         self._check_files()
         # loaded arrays must match the first one loaded (covers formats without cheap headers)
         self._loaded_data = FirstSeen("data_path")
@@ -274,22 +298,20 @@ class DataGenerator:
             return spec(path, **kwargs)
         return DataLoader(path, spec, **kwargs)
 
-    def _select_set_nums(self, requested: Sequence[int | str] | None) -> list[str]:
+    def _select_set_nums(self, requested: list[str] | None) -> list[str]:
         available = self.data_loader._get_set_nums()
         if not available:
             raise ValueError(f"data_path={self._data_name!r} holds no set nums")
         if requested is None:
             selected = available
         else:
-            selected = [str(s) for s in requested]
+            selected = requested
             missing = [s for s in selected if s not in set(available)]
             if missing:
                 raise ValueError(
                     f"set_nums {missing} not found in data_path="
                     f"{self._data_name!r}; available: {_preview(available)}"
                 )
-            if len(set(selected)) != len(selected):
-                raise ValueError(f"set_nums has duplicates: {selected}")
         if self.labels_loader is not None:
             have = set(self.labels_loader._get_set_nums())
             missing = [s for s in selected if s not in have]
@@ -310,6 +332,25 @@ class DataGenerator:
                 "file of data_path must hold at least one"
             )
         return size
+
+    def _check_batch_fits(self) -> None:
+        """Warn if ``batch_size`` exceeds the whole data set (one short batch an epoch);
+        raise if, with ``drop_remainder``, that leaves no batch at all."""
+        total = self._plan.file_size * len(self.set_nums_original)
+        if self.batch_size is None or self.batch_size <= total:
+            return
+        if self.drop_remainder:
+            raise ValueError(
+                f"batch_size={self.batch_size} exceeds the {total} samples of data_path, "
+                "and drop_remainder=True drops the short batch: an epoch would hold no batch"
+            )
+        log.warning(
+            "batch_size=%d exceeds the %d samples of data_path: every epoch is one batch "
+            "of %d samples",
+            self.batch_size,
+            total,
+            total,
+        )
 
     def _check_files(self) -> None:
         """Compare every file's sample count, and its samples' shape and dtype, with the
@@ -358,16 +399,12 @@ class DataGenerator:
                 probed[set_num] = (int(header[0][0]), signature(*header))
         return probed
 
-    def _select_superbatch(self, requested: Sequence[int | str] | str | None) -> list[str]:
+    def _select_superbatch(self, requested: list[str] | str | None) -> list[str]:
         if requested is None:
             return list(self.set_nums_original) if self.superbatch_path is not None else []
-        if isinstance(requested, str):
-            if requested != "all":
-                raise ValueError(
-                    f"superbatch_set_nums must be 'all' or a list of set nums, got {requested!r}"
-                )
+        if requested == "all":
             return list(self.set_nums_original)
-        selected = [str(s) for s in requested]
+        selected = list(requested)
         missing = [s for s in selected if s not in set(self.set_nums_original)]
         if missing:
             raise ValueError(
@@ -457,8 +494,8 @@ class DataGenerator:
         plan = self._plan
         if plan.files_per_batch == 1:
             return {plan.file_size // plan.batches_per_file}
-        sizes = {plan.file_size * plan.files_per_batch}
-        remainder = len(self.set_nums_original) % plan.files_per_batch
+        full, remainder = divmod(len(self.set_nums_original), plan.files_per_batch)
+        sizes = {plan.file_size * plan.files_per_batch} if full else set()
         if remainder and not self.drop_remainder:
             sizes.add(plan.file_size * remainder)
         return sizes
@@ -905,6 +942,33 @@ def _check_state_values(state: dict[str, Any], known: set[str], plan: GroupPlan)
             fail(f"group.{key}", f"must be None or a permutation of range({size})")
 
 
+def _checked_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The keyword settings (``DATAGEN_KWARGS``) checked and normalised."""
+    s = dict(settings)
+    for name in ("shuffle_group_batches", "shuffle_group_samples", "drop_remainder"):
+        s[name] = as_bool(s[name], name)
+    for name in ("loadskip_list", "saveskip_list"):
+        s[name] = check_skip_names(s[name], name, STATE_KEYS)
+    s["seed"] = check_seed(s["seed"])
+    s["prefetch"] = 0 if s["prefetch"] is None else as_int(s["prefetch"], "prefetch", 0)
+    s["prefetch_workers"] = as_int(s["prefetch_workers"], "prefetch_workers", 1)
+    s["memmap_threshold"] = check_memmap_threshold(s["memmap_threshold"])
+    if s["array_set_size"] is not None:
+        s["array_set_size"] = as_int(s["array_set_size"], "array_set_size", 1)
+    return s
+
+
+def _check_superbatch_set_nums(value: Any) -> list[str] | str | None:
+    """None, ``'all'``, or a list of set nums (empty: no superbatch), as strings."""
+    if isinstance(value, str) and value != "all":
+        raise ValueError(f"superbatch_set_nums must be 'all' or a list of set nums, got {value!r}")
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) and not value:
+        return []
+    return check_set_nums(value, "superbatch_set_nums")
+
+
 def _check_arrays(data: Path | np.ndarray, labels: Path | np.ndarray | None) -> None:
     """Labels as an array go with data as an array, sample for sample."""
     if labels is None or not is_array(labels):
@@ -948,12 +1012,16 @@ def _same_files(a: DataLoader, b: DataLoader) -> bool:
 
 
 def _make_preprocessor(spec: Any, configs: dict) -> Preprocessor:
+    cls: Any = None
     if spec is None:
-        return GenericPreprocessor(**configs)
-    if spec == "timeseries":
-        return TimeseriesPreprocessor(**configs)
-    if isinstance(spec, type) and issubclass(spec, Preprocessor):
-        return spec(**configs)
+        cls = GenericPreprocessor
+    elif isinstance(spec, str) and spec == "timeseries":
+        cls = TimeseriesPreprocessor
+    elif isinstance(spec, type) and issubclass(spec, Preprocessor):
+        cls = spec
+    if cls is not None:
+        check_configs_fit(cls, configs, spec)
+        return cls(**configs)
     if isinstance(spec, Preprocessor):
         if configs:
             log.warning("preprocessor_configs is ignored when preprocessor is an instance")
