@@ -81,3 +81,19 @@ def test_good_settings_are_normalised(data):
     assert tg.max_is_best is False and tg.checkpoint_async is False
     assert "loss" in tg.val_metrics and "l" not in tg.val_metrics  # (a name, not letters)
     assert tg.dynamic_predict_threshold_min_max == (0.0, 1.0)
+
+
+def test_settings_set_as_attributes_are_checked_by_train(tmp_path):
+    """Settings are attributes (as in 0.6): one set after construction is checked when
+    ``train()`` starts (``val_freq={'epochs': 1}`` never validated)."""
+    tg = make(classification_data(tmp_path), epochs=1)
+    tg.train()
+    tg.val_freq, tg.epochs = {"epochs": 1}, 2
+    with pytest.raises(ValueError, match="val_freq"):
+        tg.train()
+    tg.val_freq, tg.max_is_best = {"epoch": 1}, "False"
+    with pytest.raises(TypeError, match="max_is_best must be True or False"):
+        tg.train()
+    tg.max_is_best = None
+    tg.train()
+    assert tg.state.epoch == 2 and tg.state.times_validated == 2

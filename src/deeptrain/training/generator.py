@@ -358,6 +358,7 @@ class TrainGenerator(TrainStateAliases):
         interrupt (or with more ``epochs``), call it again."""
         self.ensure_consistent()
         self.check_logdir_owned()
+        checks.check_inputs(self)  # (settings are attributes: set since, they count now)
         use_console(self.iter_verbosity)
         state = self.state
         keras_hooks = self.callbacks.keras
