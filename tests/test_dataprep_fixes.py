@@ -104,6 +104,40 @@ def test_numpy_sets_failed_commit_without_hard_links_and_into_a_fresh_dir(tmp_pa
     assert _listing(tmp_path / "fresh") == {}
 
 
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_numpy_sets_failed_removal_of_an_older_sets_extra_files_restores_all(
+    tmp_path, monkeypatch, hard_links
+):
+    """A shorter set replacing a longer one removes the older set's extra files in the
+    same commit: a failure removing the last one puts back the ones removed before it and
+    the files the new set replaced."""
+    before = _old_set(tmp_path)  # 4 batches
+    if not hard_links:
+        monkeypatch.setattr(files.os, "link", lambda *a, **kw: _raise(errno.EPERM))
+    real_unlink, real_replace = Path.unlink, os.replace
+
+    def unlink(path, missing_ok=False):
+        if path.name == "batch__4.npy":
+            raise OSError(errno.EIO, "Input/output error")
+        return real_unlink(path, missing_ok=missing_ok)
+
+    def replace(src, dst, **kw):  # (without hard links the backup is a rename)
+        if Path(src).name == "batch__4.npy":
+            raise OSError(errno.EIO, "Input/output error")
+        return real_replace(src, dst, **kw)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    monkeypatch.setattr(files.os, "replace", replace)
+    data, labels = _data(n=32, dim=2)
+    with pytest.raises(OSError, match="Input/output"):
+        numpy_data_to_numpy_sets(data, labels, tmp_path, batch_size=16, overwrite=True)
+    assert _listing(tmp_path) == before
+
+
+def _raise(code: int):
+    raise OSError(code, os.strerror(code))
+
+
 def test_numpy_sets_overwrite_commits_every_file_and_leaves_no_backup(tmp_path):
     _old_set(tmp_path)
     _overwrite(tmp_path)

@@ -11,6 +11,7 @@ import lz4.frame
 import numpy as np
 import pytest
 
+from deeptrain import DataGenerator
 from deeptrain.data import builders as pp  # (its functions, monkeypatched below)
 from deeptrain.preprocessing import (
     data_to_hdf5,
@@ -194,14 +195,36 @@ def test_numpy_sets_overwrite(tmp_path, caplog):
         numpy_data_to_numpy_sets(data, labels, other, batch_size=32)
     assert _listing(other) == {"labels.h5": b"keep"}
 
-    # overwrite=True replaces; fewer batches now -> stale files reported
+    # overwrite=True replaces the whole set: fewer batches now -> the older set's extra
+    # files are removed (a loader would read them as batches of no labels), and logged
     with caplog.at_level(logging.WARNING, logger="deeptrain.data.builders"):
         db, _ = numpy_data_to_numpy_sets(
             data * 2, labels, tmp_path, batch_size=50, shuffle=False, overwrite=True
         )
     np.testing.assert_array_equal(np.load(tmp_path / "batch__1.npy"), data[:50] * 2)
-    assert "stale" in caplog.text and "batch__3.npy" in caplog.text
+    assert "removing 2 files" in caplog.text and "batch__3.npy" in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "batch__1.npy",
+        "batch__2.npy",
+        "labels.h5",
+        "other",
+    ]
     assert set(_read_labels(tmp_path / "labels.h5")) == {"1", "2"}
+    dg = DataGenerator(tmp_path, batch_size=50, labels_path=None, shuffle=False)
+    assert sorted(dg.set_nums_original) == ["1", "2"]
+
+
+def test_numpy_sets_refuses_an_older_sets_extra_files(tmp_path):
+    """Files of an older, longer set alone (its first files and labels gone) are targets
+    too: without overwrite=True nothing is written."""
+    data, labels = _data()
+    numpy_data_to_numpy_sets(data, labels, tmp_path, batch_size=20, seed=0)
+    for name in ("batch__1.npy", "batch__2.npy", "labels.h5"):
+        (tmp_path / name).unlink()
+    before = _listing(tmp_path)
+    with pytest.raises(FileExistsError, match=r"beyond the 2 to write \(batch__3.npy"):
+        numpy_data_to_numpy_sets(data, labels, tmp_path, batch_size=50)
+    assert _listing(tmp_path) == before
 
 
 def test_numpy_sets_atomic_on_failure(tmp_path, monkeypatch):
@@ -224,6 +247,10 @@ def test_numpy_sets_atomic_on_failure(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         numpy_data_to_numpy_sets(data * 3, labels, tmp_path, batch_size=32, overwrite=True)
     assert _listing(tmp_path) == before  # nothing replaced, no temp left
+    calls[:] = ["(so the second batch fails)"]  # fewer batches: the older set's extra
+    with pytest.raises(OSError, match="disk full"):  # files stay too
+        numpy_data_to_numpy_sets(data * 3, labels, tmp_path, batch_size=50, overwrite=True)
+    assert _listing(tmp_path) == before
     # fresh dir: nothing at all appears
     fresh = tmp_path / "fresh"
     calls.clear()

@@ -567,11 +567,12 @@ def numpy_data_to_numpy_sets(
     labels_path = savedir / _LABELS_FILENAME
     for path in (*data_paths, labels_path):  # refuse before writing anything
         _check_target(path, overwrite)
-    _warn_stale_sets(savedir, data_basename, n_batches)
+    stale = _stale_sets(savedir, data_basename, n_batches, overwrite)
 
     # every file is written and fsynced as a temp, then all are moved into place (labels
-    # last); on any error the existing files are put back: the directory is as it was
-    with atomic_files([*data_paths, labels_path]) as temps:
+    # last) and an older set's extra files removed; on any error the existing files are
+    # put back: the directory is as it was
+    with atomic_files([*data_paths, labels_path], remove=stale) as temps:
         for tmp, batch in zip(temps, data_batches, strict=False):
             _save_npy(tmp, batch)
         with h5py.File(temps[-1], "w") as f:
@@ -590,24 +591,34 @@ def numpy_data_to_numpy_sets(
     return data_batches, labels_batches
 
 
-def _warn_stale_sets(savedir: Path, data_basename: str, n_batches: int) -> None:
-    """Warn about ``<basename>__<k>.npy`` with k > n_batches left from an older
-    write: loaders would pick them up as extra sets."""
+def _stale_sets(
+    savedir: Path, data_basename: str, n_batches: int, overwrite: bool | None
+) -> list[Path]:
+    """``<basename>__<k>.npy`` with k > n_batches, left from an older, longer set: a loader
+    would read them as extra batches (with no labels of the new set). They are part of the
+    set being replaced, so ``overwrite=True`` removes them with the commit (logged);
+    otherwise the write is refused like any other existing target."""
     pattern = re.compile(rf"{re.escape(data_basename)}__(\d+)\.npy")
     stale = sorted(
         (
-            p.name
+            p
             for p in savedir.iterdir()
             if (m := pattern.fullmatch(p.name)) and int(m.group(1)) > n_batches
         ),
-        key=lambda name: _natural_key(Path(name)),
+        key=_natural_key,
     )
+    if stale and overwrite is not True:
+        raise FileExistsError(
+            f"{str(savedir)!r} holds {len(stale)} set files beyond the {n_batches} to write "
+            f"({', '.join(p.name for p in stale[:3])} ...), from an older set; pass "
+            "overwrite=True to replace the whole set (they are removed), or write elsewhere"
+        )
     if stale:
         logger.warning(
-            "%s holds %d stale set files beyond the %d written (%s ...); "
-            "remove them or loaders will read them as extra batches",
+            "%s: removing %d files of the older set beyond the %d written (%s ...)",
             savedir,
             len(stale),
             n_batches,
-            ", ".join(stale[:3]),
+            ", ".join(p.name for p in stale[:3]),
         )
+    return stale

@@ -83,10 +83,13 @@ def atomic_file(path: str | Path, prefix: str = ".") -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_files(paths: Sequence[str | Path], prefix: str = ".") -> Iterator[list[Path]]:
+def atomic_files(
+    paths: Sequence[str | Path], prefix: str = ".", remove: Sequence[str | Path] = ()
+) -> Iterator[list[Path]]:
     """Yield one temporary path per target in ``paths``; when the block succeeds, all are
     fsynced and then moved into place in order (put the file that marks the set complete
-    last). On any error, Ctrl-C included, every target is as it was and no temp is left."""
+    last), and the files in ``remove`` (an older set's leftovers) are removed. On any
+    error, Ctrl-C included, every target is as it was and no temp is left."""
     targets = [Path(p) for p in paths]
     temps: list[Path] = []
     try:
@@ -95,7 +98,7 @@ def atomic_files(paths: Sequence[str | Path], prefix: str = ".") -> Iterator[lis
         yield temps
         for tmp in temps:
             fsync_path(tmp)
-        _commit(targets, temps, prefix)
+        _commit(targets, temps, prefix, [Path(p) for p in remove])
     except BaseException:
         _unlink_quietly(temps)
         raise
@@ -107,9 +110,10 @@ def _fsync_parents(paths: Sequence[Path]) -> None:
         fsync_path(directory)
 
 
-def _commit(targets: list[Path], temps: list[Path], prefix: str) -> None:
-    """Move ``temps`` onto ``targets``, keeping each existing target as a hidden backup
-    until all are in place; on failure restore every backup and remove the new files."""
+def _commit(targets: list[Path], temps: list[Path], prefix: str, remove: list[Path]) -> None:
+    """Move ``temps`` onto ``targets`` and remove ``remove``, keeping each existing target
+    (and removed file) as a hidden backup until all is done; on failure restore every
+    backup and remove the new files."""
     backups: list[tuple[Path, Path]] = []  # (backup, target)
     created: list[Path] = []  # targets that did not exist before
     try:
@@ -119,7 +123,10 @@ def _commit(targets: list[Path], temps: list[Path], prefix: str) -> None:
             else:
                 created.append(path)
             os.replace(tmp, path)
-        _fsync_parents(targets)
+        for path in remove:
+            backups.append((_backup(path, prefix), path))
+            path.unlink(missing_ok=True)  # (gone already if _backup had to rename it)
+        _fsync_parents([*targets, *remove])
     except BaseException as e:
         _roll_back(backups, created, e)
         raise
