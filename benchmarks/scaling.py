@@ -26,9 +26,11 @@ both alike), after a warm-up epoch each:
 eager): Keras' eager torch train step is what the plain rows measure against plain torch.
 
 DeepTrain's loop is a ``TrainGenerator`` over a DataGenerator of in-RAM files
-(``superbatch_set_nums='all'``), validation and logs off. Reported: median ms per step of
-each loop and the median of the per-round ratios; goal: DeepTrain within 1.05x of the
-engine's loop at every size.
+(``superbatch_set_nums='all'``), validation and logs off. Each timed call trains as many
+epochs as take ~0.5 s (one 16-step epoch on simulated devices is tens of ms, about the
+machine's jitter), and a configuration gets 6 to 30 rounds, as many as ~60 s of timing
+allows (``--rounds`` fixes it). Reported: median ms per step of each loop and the median of
+the per-round ratios; goal: DeepTrain within 1.05x of the engine's loop at every size.
 
 Bytes read per epoch: DeepTrain's default is one global schedule; every process reads every
 file of the epoch and feeds its own rows (so the data position does not depend on the
@@ -52,6 +54,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH, FEATURES, UNITS, CLASSES, FILES = 256, 128, 512, 10, 16
+CALL_S, BUDGET_S, MIN_ROUNDS, MAX_ROUNDS = 0.5, 60.0, 6, 30  # (see round_plan)
 
 
 def python_for(backend: str) -> str:
@@ -158,22 +161,23 @@ def worker(args: argparse.Namespace) -> None:
         loops["keras"] = keras_fit_loop(build(scope, jit), x, y)
     steps = len(dg)
 
-    def deeptrain_epoch():
-        tg.epochs += 1
+    def deeptrain_epochs(n: int) -> None:
+        tg.epochs += n
         tg.train()
 
-    loops["deeptrain"] = deeptrain_epoch
-    timings: dict[str, list[float]] = {name: [] for name in loops}
+    loops["deeptrain"] = deeptrain_epochs
     for fn in loops.values():
-        fn()  # warm-up (compiles)
-    for r in range(args.rounds):
+        fn(1)  # warm-up (compiles)
+    epochs, rounds = round_plan(loops["deeptrain"], steps, args.rounds, len(loops))
+    timings: dict[str, list[float]] = {name: [] for name in loops}
+    for r in range(rounds):
         order = list(loops.items())
         for name, fn in order if r % 2 == 0 else order[::-1]:
             sync()
             t0 = time.perf_counter()
-            fn()
+            fn(epochs)
             sync()
-            timings[name].append((time.perf_counter() - t0) / steps * 1e3)
+            timings[name].append((time.perf_counter() - t0) / (epochs * steps) * 1e3)
     rank = int(os.environ.get("RANK", 0))
     if rank == 0:
         print(
@@ -184,11 +188,35 @@ def worker(args: argparse.Namespace) -> None:
                     "size": args.size,
                     "describe": tg.distribution.describe(),
                     "jit_compile": jit,
+                    "rounds": rounds,
+                    "epochs": epochs,
                     **timings,
                 }
             ),
             flush=True,
         )
+
+
+def round_plan(deeptrain, steps: int, rounds: int | None, loops: int) -> tuple[int, int]:
+    """Epochs per timed call, and rounds: each call ~``CALL_S`` long (a 16-step epoch on
+    simulated devices is tens of ms, where the machine's jitter is several percent), and
+    unless ``--rounds`` is given, as many rounds as ~``BUDGET_S`` of timing allows, from
+    ``MIN_ROUNDS`` to ``MAX_ROUNDS``: the paired ratio's median needs more of them when a
+    call is short. One plan for every process (process 0's)."""
+    t0 = time.perf_counter()
+    deeptrain(1)
+    epoch_s = time.perf_counter() - t0
+    epochs = max(1, round(CALL_S / epoch_s))
+    if rounds is None:
+        rounds = int(BUDGET_S / (loops * epochs * epoch_s))
+        rounds = min(MAX_ROUNDS, max(MIN_ROUNDS, rounds))
+    plan = [epochs, rounds]
+    if "torch.distributed" in sys.modules:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.broadcast_object_list(plan, src=0)
+    return plan[0], plan[1]
 
 
 def sync() -> None:
@@ -202,7 +230,7 @@ def sync() -> None:
 def engine_loop(backend: str, model, x, y):
     """One epoch of the engine's own loop over the same global batches."""
     if backend != "torch":
-        return lambda: model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+        return lambda n: model.fit(x, y, batch_size=BATCH, epochs=n, shuffle=False, verbose=0)
     import torch
     import torch.distributed as dist
 
@@ -213,16 +241,17 @@ def engine_loop(backend: str, model, x, y):
     xs = torch.as_tensor(x)
     ys = torch.as_tensor(y)
 
-    def epoch():
-        for start in range(0, len(x), BATCH):
-            rows = slice(start + rank * share, start + (rank + 1) * share)
-            probs = ddp(xs[rows], training=True)
-            loss = -(ys[rows] * torch.log(probs.clamp(1e-7, 1 - 1e-7))).sum(-1).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    def epochs(n: int) -> None:
+        for _ in range(n):
+            for start in range(0, len(x), BATCH):
+                rows = slice(start + rank * share, start + (rank + 1) * share)
+                probs = ddp(xs[rows], training=True)
+                loss = -(ys[rows] * torch.log(probs.clamp(1e-7, 1 - 1e-7))).sum(-1).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
 
-    return epoch
+    return epochs
 
 
 def keras_fit_loop(model, x, y):
@@ -243,11 +272,11 @@ def keras_fit_loop(model, x, y):
         model.optimizer.build(model.trainable_variables)
         average_gradients(model.optimizer, world)
     xs, ys = x[rows], y[rows]
-    return lambda: model.fit(xs, ys, batch_size=share, epochs=1, shuffle=False, verbose=0)
+    return lambda n: model.fit(xs, ys, batch_size=share, epochs=n, shuffle=False, verbose=0)
 
 
 # -- driver ------------------------------------------------------------------------------
-def run(backend: str, size: int, data: Path, rounds: int, jit: bool = False) -> dict | None:
+def run(backend: str, size: int, data: Path, rounds: int | None, jit: bool = False) -> dict | None:
     script = [
         python_for(backend),
         __file__,
@@ -258,8 +287,7 @@ def run(backend: str, size: int, data: Path, rounds: int, jit: bool = False) -> 
         str(size),
         "--data",
         str(data),
-        "--rounds",
-        str(rounds),
+        *(["--rounds", str(rounds)] if rounds else []),
         *(["--jit-compile"] if jit else []),
     ]
     path = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
@@ -308,7 +336,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backends", nargs="+", default=["jax", "tensorflow", "torch"])
     p.add_argument("--sizes", nargs="+", type=int, default=[1, 2, 4, 8])
-    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help=f"rounds per configuration (default: {MIN_ROUNDS}-{MAX_ROUNDS}, as many as "
+        f"~{BUDGET_S:.0f} s of timing allows)",
+    )
     p.add_argument("--quick", action="store_true", help="sizes 1 and 2, 3 rounds")
     p.add_argument(
         "--torch-jit-compile",
@@ -339,7 +373,8 @@ def main() -> None:
                         rows.append(result)
     print(
         f"\nMLP {FEATURES}-{UNITS}-{UNITS}-{CLASSES}, Adam, global batch {BATCH}, "
-        f"{FILES} steps per epoch; median ms/step over rounds\n"
+        f"{FILES} steps per epoch; median ms/step over rounds (rounds x epochs per "
+        "timed call in the devices column)\n"
     )
     print(
         "| backend | devices | distribution | engine ms | DeepTrain ms | ratio | goal "
@@ -355,7 +390,7 @@ def main() -> None:
             keras_ratio = f"{paired(r['deeptrain'], r['keras']):.3f}"
         print(
             f"| {r['backend']}{', jit_compile' if r.get('jit_compile') else ''} | "
-            f"{r['size']} | {r['describe']} | "
+            f"{r['size']} ({r['rounds']}x{r['epochs']}) | {r['describe']} | "
             f"{statistics.median(r['engine']):.2f} | {statistics.median(r['deeptrain']):.2f} | "
             f"{ratio:.3f} | {'PASS' if ratio <= 1.05 else 'FAIL'} | {keras_ms} | "
             f"{keras_ratio} | {file_bytes / 2**20:.1f} MiB | "
