@@ -34,7 +34,9 @@ Counters are checkpointed (:class:`KerasCallback`): ``EarlyStopping``'s ``wait``
 step counters; a callback class of your own saves what its ``state_dict()`` returns (with a
 ``load_state_dict(state)``), as a ``TraingenCallback`` does. They survive every ``train()``
 call of a run (one run is one training, however many calls it takes): ``on_train_begin``
-resets them in Keras, so they are put back right after it when the run has begun.
+resets them in Keras, so they are put back right after it when the run has begun. A
+validation cut half-way and redone (a second Ctrl-C or an error) ends once for them: its
+counters, the learning rate and ``model.stop_training`` go back to its start with it.
 
 Under a distribution, Keras' own file writers (:func:`writes_files`) run on process 0 alone,
 their hooks inside the distribution's ``writing()`` (as DeepTrain's own checkpoints are
@@ -202,6 +204,7 @@ class KerasHooks:
         self._select(adapters)
         self.last_epoch_logs: dict[str, Any] = {}
         self._test_sums: dict[str, list[float]] = {}
+        self._test_start: _ModelSettings | None = None  # at the validation's start
 
     def _select(self, adapters: list[KerasCallback], distribution: Any = None) -> None:
         self.adapters = adapters
@@ -301,16 +304,22 @@ class KerasHooks:
 
     # -- validation ------------------------------------------------------------------
     def test_begin(self, tg: Any) -> None:
-        self.select_for(tg)
         tg.sync_model()
+        self._test_start = _ModelSettings.of(tg)
+        self.select_for(tg)
         self._test_sums = {}
         for cb in self.callbacks:
             with self._hook(cb):
                 cb.on_test_begin({})
 
     def restart_test(self) -> None:
-        """A validation cut half-way starts over: its running means too."""
+        """A validation cut half-way starts over: its running means too, and what Keras'
+        callbacks set on the model at its end before the cut (a ``ReduceLROnPlateau``'s
+        learning rate: its counters are rewound with the validation, so the redone end would
+        cut the rate again)."""
         self._test_sums = {}
+        if self._test_start is not None:
+            self._test_start.put_back()
 
     def test_batch_begin(self, batch: int) -> None:
         for cb in self.test_batch:
@@ -343,6 +352,36 @@ class KerasHooks:
         if distribution is not None and distribution.process_count > 1:
             stop = bool(distribution.max_over_processes(int(stop)))
         return stop
+
+
+class _ModelSettings:
+    """What Keras' callbacks set on the model at an epoch's end (the optimizer's learning
+    rate, held in a Variable, and ``stop_training``), as it was at a moment, to put back."""
+
+    def __init__(self, tg: Any, rate: Any, value: np.ndarray | None, stop: bool):
+        self.tg, self.rate, self.value, self.stop = tg, rate, value, stop
+
+    @classmethod
+    def of(cls, tg: Any) -> _ModelSettings:
+        """The settings now (``tg``'s model synced)."""
+        import keras
+
+        optimizer = getattr(tg.model, "optimizer", None)
+        optimizer = getattr(optimizer, "inner_optimizer", None) or optimizer  # (mixed precision)
+        rate = getattr(optimizer, "_learning_rate", None)  # (not a schedule: set by none)
+        value = None
+        if isinstance(rate, keras.Variable):
+            value = np.array(keras.ops.convert_to_numpy(rate))
+        return cls(tg, rate, value, bool(getattr(tg.model, "stop_training", False)))
+
+    def put_back(self) -> None:
+        import keras
+
+        if self.value is not None:
+            self.tg.sync_model()  # (JAX: the next step reads the variable again)
+            if not np.array_equal(np.asarray(keras.ops.convert_to_numpy(self.rate)), self.value):
+                self.rate.assign(self.value)
+        self.tg.model.stop_training = self.stop
 
 
 def _is_csv_logger(cb: Any) -> bool:

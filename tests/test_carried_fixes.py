@@ -1,0 +1,79 @@
+"""Fixes of suspected bugs carried over from earlier reviews: a Keras callback's epoch end
+redone after a cut validation, TensorBoard's purge step at a preemption, ``deeptrain
+migrate`` of a custom ``set_nums`` order."""
+
+from __future__ import annotations
+
+import keras
+import pytest
+
+from deeptrain import TrainGenerator
+from test_train_generator import classification_data, classifier, generators
+
+pytestmark = pytest.mark.slow
+
+NEVER_BETTER = 1e9  # min_delta: no validation after the first counts as an improvement
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return classification_data(tmp_path_factory.mktemp("cls"))  # 6 train, 2 val batches
+
+
+def lr_of(model) -> float:
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+class CutOnce(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt once, in ``on_epoch_end`` of epoch ``epoch``: after the
+    callbacks before it in the list got the epoch's end (its validation's end)."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch, self.cut = epoch, False
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch and not self.cut:
+            self.cut = True
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("where", ["val:batch", "keras epoch end"])
+def test_a_validation_cut_and_redone_ends_once_for_reduce_lr_on_plateau(data, where):
+    """A validation cut half-way (an error, a second Ctrl-C) is redone from its start by the
+    next ``train()``, Keras' callbacks' counters rewound with it; a cut after a
+    ``ReduceLROnPlateau`` got its end left the rate it had cut, and the redone end cut it
+    again (1/4 instead of 1/2). Rates and counters are those of a run without the cut."""
+    runs = []
+    for cut in (False, True):
+        reduce = keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=1, cooldown=1, min_delta=NEVER_BETTER
+        )
+        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=9, min_delta=NEVER_BETTER)
+        sent = []
+
+        def val_batch(tg, sent=sent, cut=cut):
+            if cut and where == "val:batch" and tg.state.epoch == 2 and not sent:
+                sent.append(1)
+                raise KeyboardInterrupt
+
+        late = CutOnce(1 if cut and where == "keras epoch end" else -1)
+        dg, vdg = generators(data)
+        tg = TrainGenerator(
+            classifier(),
+            dg,
+            vdg,
+            epochs=3,
+            callbacks=[stop, reduce, late, {"val:batch": val_batch}],
+            iter_verbosity=0,
+            plot_history_freq=None,
+        )
+        if cut:
+            with pytest.raises(KeyboardInterrupt):
+                tg.train()
+            assert tg.state.epoch == 2  # (inside the validation after epoch 1 or 2)
+        tg.train()
+        runs.append((lr_of(tg.model), reduce.wait, reduce.cooldown_counter, reduce.best, stop.wait))
+        assert tg.state.times_validated == 3
+    assert runs[1] == runs[0]
+    assert runs[0][0] == pytest.approx(0.0025)  # cut at epochs 1 and 2 (patience 1, cooldown 1)
