@@ -77,3 +77,60 @@ def test_a_validation_cut_and_redone_ends_once_for_reduce_lr_on_plateau(data, wh
         assert tg.state.times_validated == 3
     assert runs[1] == runs[0]
     assert runs[0][0] == pytest.approx(0.0025)  # cut at epochs 1 and 2 (patience 1, cooldown 1)
+
+
+# -- TensorBoard: a preemption during a validation -----------------------------------------
+def histogram_steps(directory) -> dict[str, list[tuple[int, float, float, float]]]:
+    """Each histogram tag's ``(step, count, min, max)`` as TensorBoard shows them."""
+    from test_tracking import read_events
+
+    events = read_events(directory)
+    return {
+        tag: [
+            (e.step, e.histogram_value.num, e.histogram_value.min, e.histogram_value.max)
+            for e in events.Histograms(tag)
+        ]
+        for tag in events.Tags()["histograms"]
+    }
+
+
+def test_histograms_at_a_checkpoint_taken_during_a_validation_are_kept(tmp_path):
+    """SIGTERM during the validation after epoch 1 (step 4): the checkpoint is taken at the
+    validation's start, and the resumed event file hides step 4 on (its validation is
+    recorded again). The epoch's histograms at step 4 were hidden with it and never
+    written again; now they are, with the same values as in a run without the SIGTERM."""
+    import os
+    import signal
+
+    from deeptrain.tracking import TensorBoardLogger
+    from deeptrain.training.interrupts import TrainingPreempted
+    from test_tracking import make_data, make_traingen, read_events, scalars
+
+    data = make_data(tmp_path / "data")  # 4 train batches per epoch, 2 validation batches
+    kw = dict(histogram_freq={"epoch": 1}, histograms=("weights", "gradients"))
+    runs = []
+    for preempt in (False, True):
+        sent: list[int] = []
+
+        def sigterm(tg, sent=sent, preempt=preempt):
+            if preempt and tg.state.times_validated == 0 and not sent:
+                sent.append(1)
+                os.kill(os.getpid(), signal.SIGTERM)  # a checkpoint after this iteration
+
+        logs = tmp_path / f"logs{preempt}"
+        keras.backend.clear_session()  # (the same layer names, so the same tags, in each)
+        tg = make_traingen(data, logs, [TensorBoardLogger(**kw), {"val:batch": sigterm}])
+        if preempt:
+            with pytest.raises(TrainingPreempted):
+                tg.train()
+            logdir = tg.logdir
+            keras.backend.clear_session()
+            tg = make_traingen(data, logs, [TensorBoardLogger(**kw)], loadpath=logdir)
+        tg.train()
+        directory = tg.logdir / "tensorboard"
+        runs.append(histogram_steps(directory))
+        val = [s for s, _ in scalars(read_events(directory), "val/loss")]
+        assert val == [4, 8]
+    plain, resumed = runs
+    assert len(plain) == 8 and all([e[0] for e in v] == [4, 8] for v in plain.values())
+    assert resumed == plain

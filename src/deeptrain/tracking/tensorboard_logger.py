@@ -45,8 +45,9 @@ class TensorBoardLogger(TrackingLogger):
 
     Resuming: loading a checkpoint starts a new event file in the same directory that
     hides the events after the checkpoint's step (TensorBoard's purge on restart), so the
-    stream continues with no step recorded twice. Open it with
-    ``tensorboard --logdir <logdir>`` (one run per directory below it).
+    stream continues with no step recorded twice (a checkpoint taken during a validation
+    hides its own step too, and the step's train scalars and histograms are written again).
+    Open it with ``tensorboard --logdir <logdir>`` (one run per directory below it).
     """
 
     def __init__(
@@ -76,6 +77,8 @@ class TensorBoardLogger(TrackingLogger):
         self._file: EventFile | None = None
         self._purge_step: int | None = None
         self._relog: dict[str, float] = {}
+        self._histogram_step = -1  # the step of the last histograms of a batch or epoch end
+        self._rehistogram = False  # written again at the next opening (see on_load)
         self._gradient_batch: tuple | None = None
         # scalars not handed over yet: rows (step, walltime, *values) by tag set, each set's
         # rows in the order recorded. Written a set at a time, so tags' events interleave
@@ -108,6 +111,9 @@ class TensorBoardLogger(TrackingLogger):
         if self._relog:  # the step of a checkpoint taken during a validation: written again
             relog, self._relog = self._relog, {}
             self._scalars(relog, tg.state.batches_fit)
+        if self._rehistogram:  # (the weights are the checkpoint's: those of its step)
+            self._rehistogram = False
+            self._histograms(tg.state.batches_fit)
 
     def _open_file(
         self, directory: Path, purge: int | None, hparams: dict | None, tags: list[str]
@@ -185,7 +191,10 @@ class TensorBoardLogger(TrackingLogger):
     def _periodic(self, mode: str) -> None:
         super()._periodic(mode)
         if self._due(self.histogram_freq, mode):
-            self._histograms(self.tg.state.batches_fit)
+            step = self.tg.state.batches_fit
+            self._histograms(step)
+            if mode != "val":  # (a validation's are recorded again when it is redone)
+                self._histogram_step = step
 
     def _histograms(self, step: int) -> None:
         tg = self.tg
@@ -240,11 +249,18 @@ class TensorBoardLogger(TrackingLogger):
             self._write_out()
         return super().flush(timeout)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "histogram_step": self._histogram_step}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._histogram_step = int(state.get("histogram_step", -1))
+
     def on_load(self, stage: Stage) -> None:
         """A new event file at the next record, hiding what came after this checkpoint.
         Loaded during a validation (a checkpoint taken inside one), the checkpoint's own
         step is hidden too, since that validation is recorded again, and its train
-        scalars are written again."""
+        scalars and the histograms of its batch or epoch end are written again."""
         state = self.tg.state
         if self._opened:
             self._hand_over()  # into the old file: the new one's start hides what follows
@@ -255,6 +271,7 @@ class TensorBoardLogger(TrackingLogger):
         step, values = self._newest_scalars()
         relog = pending and step == state.batches_fit
         self._relog = {k: v for k, v in values.items() if not k.startswith("val/")} if relog else {}
+        self._rehistogram = pending and self._histogram_step == state.batches_fit
 
     def close(self) -> None:
         """Write what is queued and close the event file (a later record opens a new one)."""
