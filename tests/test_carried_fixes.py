@@ -134,3 +134,76 @@ def test_histograms_at_a_checkpoint_taken_during_a_validation_are_kept(tmp_path)
     plain, resumed = runs
     assert len(plain) == 8 and all([e[0] for e in v] == [4, 8] for v in plain.values())
     assert resumed == plain
+
+
+# -- deeptrain migrate: a custom set_nums order ---------------------------------------------
+@pytest.fixture(scope="module")
+def data_06(tmp_path_factory):
+    from test_compat_06 import classification_data
+
+    return classification_data(tmp_path_factory.mktemp("cls06"))  # 6 train, 2 val files
+
+
+@pytest.mark.parametrize("order", [["3", "1", "2"], ["6", "4"]])
+def test_migrate_keeps_a_custom_set_nums_order_of_0_6(data_06, tmp_path, order):
+    """A 0.6 run whose DataGenerator had ``set_nums`` in an order of its own (or a subset
+    out of order), unshuffled: 0.6 served them in that order every epoch. Migrated, they
+    were put in numeric order, so the same ``set_nums`` were refused at load, and sorted
+    ones served another order. Now the order is kept: loaded with the same ``set_nums``,
+    the next epoch serves them as 0.6 did."""
+    from deeptrain import DataGenerator
+    from deeptrain.migrate import migrate
+    from test_compat_06 import FILE_SIZE, datagens, write_logdir_06
+    from test_compat_06 import classifier as classifier_06
+
+    data = data_06
+    old = write_logdir_06(
+        tmp_path / "logs06",
+        data,
+        classifier_06().get_weights(),
+        datagen=datagen_06(data / "train", order),
+    )
+    ckpt = migrate(old, tmp_path / "logs" / "M3__model-adam")
+
+    dg = DataGenerator(
+        data / "train",
+        batch_size=FILE_SIZE,
+        labels_path=data / "train" / "labels.h5",
+        set_nums=order,
+    )
+    _, vdg = datagens(data)
+    tg = TrainGenerator(classifier_06(), dg, vdg, loadpath=ckpt, epochs=3, iter_verbosity=0)
+    tg.train()  # epoch 2, as 0.6 would have served it
+    assert tg.epoch == 3 and tg._set_name_cache[-len(order) :] == order
+
+
+def datagen_06(directory, order: list[str]):
+    """0.6's DataGenerator as pickled, at epoch 2 with ``set_nums=order``, unshuffled."""
+    from test_compat_06 import DataGenerator06, DataLoader06
+
+    dg, loader = DataGenerator06(), DataLoader06()
+    loader._load_fn = loader.numpy_loader
+    dg.__dict__.update(
+        data_path=str(directory),
+        epoch=2,
+        set_nums_original=list(order),
+        set_nums_to_process=list(order[1:]),
+        data_loader=loader,
+        shuffle=False,
+    )
+    return dg
+
+
+def test_set_nums_0_6_inferred_from_one_hdf5_file_are_put_in_numeric_order():
+    """0.6 inferred the set nums of one HDF5 file in its key order, this version in numeric
+    order: those are reordered (else the load would refuse the same data), a given order
+    is not, nor one of files in a directory (0.6 inferred those in numeric order)."""
+    from deeptrain.migrate import _set_nums_06
+    from deeptrain.util.unpickle import LegacyRecord
+
+    keys = sorted(map(str, range(12)))  # '0', '1', '10', '11', '2', ...
+    assert _set_nums_06(keys, None) == [str(k) for k in range(12)]
+    assert _set_nums_06(["3", "1", "2"], None) == ["3", "1", "2"]
+    directory = LegacyRecord.__new__(LegacyRecord)
+    directory.__setstate__({"_is_dataset": False})  # files: the key order was given
+    assert _set_nums_06(keys, directory) == keys

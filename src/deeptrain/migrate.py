@@ -14,14 +14,15 @@ arrays, inert records of 0.6's objects) and refuses to call anything else.
 
 Carried over: the counters (epochs, iterations, batches, validations), histories, the best
 key metric, the plot bookkeeping, set-name caches, the prediction threshold, the
-DataGenerators' epochs and set nums (checked against your data at load), the settings of
-0.6 that keep their meaning here, and the model's weights (written in Keras 3's layout:
-layers are placed by the class their Keras 2 names say, ``dense_1`` -> ``Dense``; pass
-``model=`` if names do not say it). Not carried (a log line says so): the optimizer's state
-(Keras 2 slot variables do not map to Keras 3 optimizers; the optimizer starts fresh), the
-random generators (0.6 did not save them), callbacks' state, and the position inside an
-epoch (as 0.6's own load, the run continues from the start of its current epoch). 0.6
-counted each validation twice in ``val_epoch``; the checkpoint counts it once.
+DataGenerators' epochs and set nums (in 0.6's order: a custom ``set_nums`` order or subset
+is kept, so pass the same ``set_nums`` again; checked against your data at load), the
+settings of 0.6 that keep their meaning here, and the model's weights (written in Keras 3's
+layout: layers are placed by the class their Keras 2 names say, ``dense_1`` -> ``Dense``;
+pass ``model=`` if names do not say it). Not carried (a log line says so): the optimizer's
+state (Keras 2 slot variables do not map to Keras 3 optimizers; the optimizer starts
+fresh), the random generators (0.6 did not save them), callbacks' state, and the position
+inside an epoch (as 0.6's own load, the run continues from the start of its current epoch).
+0.6 counted each validation twice in ``val_epoch``; the checkpoint counts it once.
 """
 
 from __future__ import annotations
@@ -277,9 +278,9 @@ def _valid_setting(name: str, value: Any) -> bool:
 
 
 def _datagen_state(record: Any, epoch: int) -> dict[str, Any]:
-    """A DataGenerator state at the start of epoch ``epoch``, over the set nums 0.6 used
-    (in numeric order: the queue of an epoch's start without shuffling, as 0.6 restarted
-    it)."""
+    """A DataGenerator state at the start of epoch ``epoch``, over the set nums 0.6 used, in
+    its order (:func:`_set_nums_06`): the queue of an epoch's start without shuffling, as
+    0.6 restarted it."""
     state: dict[str, Any] = {
         "format": 1,
         "epoch": epoch,
@@ -292,10 +293,28 @@ def _datagen_state(record: Any, epoch: int) -> dict[str, Any]:
     attrs = record.attrs if isinstance(record, LegacyRecord) else {}
     nums = attrs.get("set_nums_original")
     if isinstance(nums, (list, tuple)) and nums:
-        nums = sorted((str(_number(n)) for n in nums), key=_numeric)
+        nums = _set_nums_06([str(_number(n)) for n in nums], attrs.get("data_loader"))
         state["set_nums_original"] = nums
         state["set_nums_to_process"] = list(nums)
     return state
+
+
+def _set_nums_06(nums: list[str], loader: Any) -> list[str]:
+    """0.6's ``set_nums_original`` in the order this version's DataGenerator has them. The
+    order is 0.6's (an epoch's queue without shuffling; a custom ``set_nums=`` order, or a
+    subset, stays as given, to be passed again), but for set nums 0.6 inferred from one
+    HDF5 file: in its key order (``'1', '10', '2'``), where this version infers numeric
+    order; those are put in numeric order."""
+    numeric = sorted(nums, key=_numeric)
+    one_file = not isinstance(loader, LegacyRecord) or loader.attrs.get("_is_dataset", True)
+    if nums != numeric and nums == sorted(nums) and one_file:
+        log.info(
+            "Set nums %s in HDF5 key order (as 0.6 inferred them from one file) are put in "
+            "numeric order, as this version infers them",
+            nums[:8],
+        )
+        return numeric
+    return nums
 
 
 def _numeric(set_num: str) -> tuple[int, str]:
