@@ -19,6 +19,7 @@ from ..util.misc import positive_int
 from .frequency import check_freq
 from .plotting import merge_plot_configs
 from .setting_checks import check_settings
+from .shape_checks import check_data_fits_model
 from .weights import check_class_weights
 
 if TYPE_CHECKING:
@@ -117,6 +118,7 @@ def check_inputs(tg: TrainGenerator) -> None:
                 "used with val_datagen's shuffle_group_samples=True"
             )
     check_stateful_batch_sizes(tg)
+    check_data_fits_model(tg)  # (the batches held: at train(), once per model and data)
 
 
 def check_stateful_batch_sizes(tg: TrainGenerator) -> None:
