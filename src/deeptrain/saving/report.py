@@ -36,6 +36,7 @@ __all__ = [
     "report_entries",
     "state_report_sections",
     "format_sections",
+    "check_report_configs",
     "report_figure",
     "report_png",
     "traingen_report_png",
@@ -171,12 +172,43 @@ def _datagen_items(dg: Any) -> dict[str, Any]:
     return items
 
 
+def _model_items(model_configs: Any) -> dict[str, Any]:
+    """``model_configs`` as the report's hyperparameters."""
+    return dict(model_configs or {})
+
+
+_TARGETS = ("model", "traingen", "datagen", "val_datagen")
+
+
+def check_report_configs(configs: Any, model_configs: Any) -> None:
+    """Raise, naming the setting, for ``report_configs`` or ``model_configs`` that drawing
+    the report would refuse: the report's own filtering, run on one entry per section."""
+    try:
+        _model_items(model_configs)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"model_configs must be None or a dict {{name: value}}, got {model_configs!r}"
+        ) from None
+    probe: dict[str, tuple[str, list[Entry]]] = {
+        target: (target, [("probe", int, "'probe' = 1")]) for target in _TARGETS
+    }
+    try:
+        format_sections(probe, configs)
+    except (AttributeError, TypeError, ValueError) as e:
+        if str(e).startswith("report_configs"):  # (its own message names it)
+            raise
+        raise TypeError(
+            "report_configs must be None or a dict {section: {'include' or 'exclude': "
+            f"[names], 'exclude_types': [types]}}, got {configs!r} ({e})"
+        ) from None
+
+
 def report_entries(tg: Traingen) -> dict[str, tuple[str, list[Entry]]]:
     """What the report shows, as text, before ``report_configs`` filters it: ``{section
     title: (target, [(attribute, type, "'attr' = value"), ...])}``. Cheap (the text of the
     short values only), and independent of ``tg`` afterwards."""
     sources = {
-        ">>HYPERPARAMETERS": ("model", dict(tg.model_configs or {})),
+        ">>HYPERPARAMETERS": ("model", _model_items(tg.model_configs)),
         ">>TRAINGEN STATE": ("traingen", _traingen_items(tg)),
         ">>TRAIN DATAGEN STATE": ("datagen", _datagen_items(tg.datagen)),
         ">>VAL DATAGEN STATE": ("val_datagen", _datagen_items(tg.val_datagen)),

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,8 @@ __all__ = [
     "PLOT_CFG",
     "default_plot_configs",
     "merge_plot_configs",
+    "check_plot_configs",
+    "plot_configs_for",
     "history_figure",
     "saved_history_figure",
     "runs_figure",
@@ -97,11 +100,20 @@ def with_plot_cfg(defaults: dict[str, Any]) -> dict[str, Any]:
 
 def merge_plot_configs(user: Mapping[str, Any] | None, defaults: dict[str, Any]) -> dict:
     """``defaults`` updated pane by pane (and key by key) with the user's ``plot_configs``."""
+    if user is not None and not isinstance(user, Mapping):
+        raise TypeError(
+            "plot_configs must be None or a dict {'fig_kw': {...}, '0': {...}, ...}, "
+            f"got {user!r}"
+        )
     merged = copy.deepcopy(defaults)
     for key, value in (user or {}).items():
         key = str(key)
         if key == "fig_kw":
-            merged["fig_kw"] = {**merged.get("fig_kw", {}), **value}
+            if value is not None and not isinstance(value, Mapping):
+                raise TypeError(
+                    f"plot_configs['fig_kw'] must be a dict of Figure keywords, got {value!r}"
+                )
+            merged["fig_kw"] = {**merged.get("fig_kw", {}), **(value or {})}
         elif key.isdigit():
             if not isinstance(value, Mapping) or "metrics" not in value and key not in merged:
                 raise ValueError(
@@ -114,6 +126,85 @@ def merge_plot_configs(user: Mapping[str, Any] | None, defaults: dict[str, Any])
                 f"plot_configs key {key!r} is not 'fig_kw' or a pane number ('0', '1', ...)"
             )
     return merged
+
+
+def plot_configs_for(
+    user: Mapping[str, Any] | None,
+    train_metrics: list[str],
+    val_metrics: list[str],
+    key_metric: str,
+    max_is_best: bool,
+    first_pane_max_vals: int = 2,
+) -> dict[str, Any]:
+    """The history figure's configs: the user's ``plot_configs`` over :data:`PLOT_CFG`'s
+    edits over :func:`default_plot_configs` (as ``TrainGenerator`` merges them)."""
+    defaults = default_plot_configs(
+        train_metrics, val_metrics, key_metric, max_is_best, first_pane_max_vals
+    )
+    return merge_plot_configs(user, with_plot_cfg(defaults))
+
+
+# ax.plot's own keywords (not Line2D properties)
+_PLOT_ONLY_KW = ("scalex", "scaley", "data")
+
+
+def check_plot_configs(configs: Mapping[str, Any]) -> None:
+    """Raise, naming the key, for merged ``configs`` that :func:`history_figure` cannot draw
+    (it runs this first): panes, their keys, the figure's and the lines' keywords (checked
+    by matplotlib, on a figure and lines of no data). The attributes that ``x_ticks`` and
+    ``vhlines`` name are looked up when drawing (a callback may set them)."""
+    from matplotlib.lines import Line2D
+
+    fig_kw = configs.get("fig_kw") or {}
+    if not isinstance(fig_kw, Mapping):
+        raise TypeError(f"plot_configs['fig_kw'] must be a dict of Figure keywords, got {fig_kw!r}")
+    _matplotlib_kw(Figure, "plot_configs['fig_kw']", fig_kw)
+    for key in (k for k in configs if k.isdigit()):
+        pane = configs[key]
+        where = f"plot_configs[{key!r}]"
+        if not isinstance(pane, Mapping):
+            raise TypeError(f"{where} must be a dict, got {pane!r}")
+        lines = _check_pane_keys(pane, where)
+        per_line = {k: _extend(v, lines) for k, v in pane.items() if k not in _RESERVED}
+        for i in range(lines):
+            kw = {k: v[i] for k, v in per_line.items() if v[i] is not None}
+            kw = {k: v for k, v in kw.items() if k not in _PLOT_ONLY_KW}
+            _matplotlib_kw(partial(Line2D, [], []), f"{where}'s line keywords", kw)
+
+
+def _check_pane_keys(pane: Mapping[str, Any], where: str) -> int:
+    """A pane's reserved keys checked as drawing uses them; returns its number of lines."""
+    for name in ("metrics", "x_ticks", "legend_kw", "vhlines", "mark_best_cfg"):
+        value = pane.get(name, {})
+        if isinstance(value, Mapping) or (name == "legend_kw" and value is None):
+            continue
+        if name in ("vhlines", "mark_best_cfg") and not value:  # (drawn without)
+            continue
+        raise TypeError(f"{where}[{name!r}] must be a dict, got {value!r}")
+    lines = 0
+    for kind in ("train", "val"):
+        names = pane.get("metrics", {}).get(kind, [])
+        if not isinstance(names, list | tuple):
+            raise TypeError(
+                f"{where}['metrics'][{kind!r}] must be a list of metric names, got {names!r}"
+            )
+        lines += len(names)
+    ylims = pane.get("ylims")
+    if ylims is not None and (
+        isinstance(ylims, str) or not hasattr(ylims, "__len__") or len(ylims) not in (1, 2)
+    ):
+        raise ValueError(f"{where}['ylims'] must be None or (bottom, top), got {ylims!r}")
+    return lines
+
+
+def _matplotlib_kw(make: Callable[..., Any], where: str, kw: Mapping[str, Any]) -> None:
+    """``make(**kw)``, matplotlib's error raised naming ``where``."""
+    if not kw:
+        return
+    try:
+        make(**kw)
+    except (AttributeError, TypeError, ValueError) as e:
+        raise ValueError(f"{where} {dict(kw)}: {e}") from None
 
 
 def _extend(values: list, n: int) -> list:
@@ -132,6 +223,7 @@ def history_figure(
 ) -> Figure:
     """Draw the panes of ``configs`` (see the module docstring); ``lookup(name)`` gives the
     TrainGenerator attribute ``name`` (x ticks, vertical line positions)."""
+    check_plot_configs(configs)
     panes = [configs[k] for k in sorted((k for k in configs if k.isdigit()), key=int)]
     fig_kw = dict(configs.get("fig_kw") or {})
     fig_kw.setdefault("figsize", (12 * w, 5 * h * max(1, len(panes))))

@@ -7,7 +7,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_class_weights", "class_of", "sample_weights", "slice_weight"]
+__all__ = [
+    "check_class_keys",
+    "check_class_weights",
+    "class_of",
+    "sample_weights",
+    "slice_weight",
+]
 
 
 def check_class_weights(weights: Any, name: str) -> dict[int, float] | None:
@@ -20,11 +26,31 @@ def check_class_weights(weights: Any, name: str) -> dict[int, float] | None:
             raise ValueError(f"{name}: class keys must be ints >= 0, got {k!r}")
         number = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
         # (finite as the float32 the step weighs with: 1e39 would be inf there, then NaN)
-        if not number or not np.isfinite(np.float32(v)) or v < 0:
+        with np.errstate(over="ignore"):  # (an overflow is the error raised here)
+            finite = number and np.isfinite(np.float32(v))
+        if not finite or v < 0:
             raise ValueError(
                 f"{name}: weights must be finite float32 numbers >= 0, got {v!r} for class {k}"
             )
     return {int(k): float(v) for k, v in weights.items()}
+
+
+def check_class_keys(
+    weights: Mapping[int, float] | None, name: str, classes: tuple[int, str] | None
+) -> None:
+    """Refuse classes the model does not have: ``classes`` is ``(number, why)`` (None: not
+    known). Their weights would never be applied (:func:`class_of` gives classes below the
+    number of the model's outputs)."""
+    if not weights or classes is None:
+        return
+    n_classes, why = classes
+    beyond = sorted(k for k in weights if k >= n_classes)
+    if beyond:
+        raise ValueError(
+            f"{name} names classes {beyond}, but the model has {n_classes} classes, 0 to "
+            f"{n_classes - 1} ({why}): their weights would never be applied. Give weights "
+            f"of classes 0 to {n_classes - 1}."
+        )
 
 
 def class_of(labels: np.ndarray) -> np.ndarray:
