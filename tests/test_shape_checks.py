@@ -112,7 +112,7 @@ def test_a_dense_model_fed_another_number_of_features_is_refused(tmp_path):
     refused(
         tg,
         rf"datagen's batches do not fit the model: set 1 \({file}\) is served with shape "
-        r"\(8, 6\), but the model's input '.*' takes \(None, 8\)",
+        r"\(8, 6\), but the model's input \(layer '.*'\) takes \(None, 8\)",
     )
 
 
@@ -157,7 +157,7 @@ def test_a_functional_model_fed_another_number_of_features_is_refused(tmp_path):
     model.compile("adam", "categorical_crossentropy")
     refused(
         traingen(model, *generators(root)),
-        r"shape \(8, 6\), but the model's input 'features' takes \(None, 8\)",
+        r"shape \(8, 6\), but the model's input \(layer 'features'\) takes \(None, 8\)",
     )
 
 

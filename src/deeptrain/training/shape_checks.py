@@ -178,7 +178,7 @@ def input_mismatch(model: Any, x: Any) -> tuple[str, Shape, Shape] | None:
             and (not declared or _spec_fits(shape, expected) or _manual_spec(model))
         )
         if not fits:
-            return str(getattr(ref, "name", "input")), shape, expected
+            return _name_of(ref), shape, expected
     return None
 
 
@@ -198,6 +198,14 @@ def _pairs(model: Any, refs: list[Any], x: Any) -> list[tuple[Any, Any]]:
     else:
         pairs = [(refs[0], x)] if len(refs) == 1 else []
     return [(r, a) for r, a in pairs if _has_shape(a) and _has_shape(r)]
+
+
+def _name_of(tensor: Any) -> str:
+    """The name of the layer that makes a model's input or output tensor (``'dense_1'``;
+    a tensor's own name is ``'keras_tensor_3'``)."""
+    history = getattr(tensor, "_keras_history", None)
+    layer = getattr(history, "operation", None)
+    return str(getattr(layer, "name", None) or getattr(tensor, "name", "?"))
 
 
 def _has_shape(obj: Any) -> bool:
@@ -291,7 +299,7 @@ def label_mismatch(model: Any, labels: Any) -> tuple[str, Shape, Shape, str] | N
     y, o = _same_rank(shape, out)
     if len(y) == len(o) and (not o or o[-1] is None or y[-1] == o[-1]):
         return None
-    return str(getattr(outputs[0], "name", "output")), shape, out, loss
+    return _name_of(outputs[0]), shape, out, loss
 
 
 def _categorical_loss(loss: Any) -> str | None:
@@ -348,7 +356,7 @@ def _input_message(name: str, dg: DataGenerator, problem: tuple[str, Shape, Shap
     input_name, shape, expected = problem
     return (
         f"{name}'s batches do not fit the model: {_where(dg)} is served with shape "
-        f"{shape}{_served(dg)}, but the model's input {input_name!r} takes "
+        f"{shape}{_served(dg)}, but the model's input (layer {input_name!r}) takes "
         f"{expected} (the batch dimension and None are free). Give {name} "
         "data of that shape, or build the model for the data's shape"
     )
@@ -364,6 +372,6 @@ def _label_message(name: str, dg: DataGenerator, problem: tuple[str, Shape, Shap
     )
     return (
         f"{name}'s labels do not fit the model: {_where(dg, labels=True)} has labels of "
-        f"shape {shape}, but the model's output {output!r} is {out} and its "
+        f"shape {shape}, but the model's output (layer {output!r}) is {out} and its "
         f"loss {loss} needs labels of that shape (one-hot, {classes} classes){hint}"
     )
