@@ -2,7 +2,7 @@
 
     python tests/distributed_job.py BACKEND DATA LOGS OUT.npz [--devices N]
         [--processes P --process-id I --port PORT] [--loadpath PATH]
-        [--kill-at-iter K] [--term-at-iter K] [--reference] [--single]
+        [--kill-at-iter K] [--term-at-iter K] [--raise-at-iter K] [--reference] [--single]
 
 BACKEND is ``jax`` (``keras.distribution.DataParallel`` over ``--devices`` simulated CPU
 devices per process; several processes with ``keras.distribution.initialize``),
@@ -12,7 +12,8 @@ engine is set up exactly as its documentation says; DeepTrain is given no extra 
 
 It trains a small dense classifier with Dropout for 2 epochs on shuffled data (global batch
 32, a validation every 4 batches, a checkpoint after every iteration), optionally SIGKILLs
-itself or SIGTERMs itself after train iteration K, and writes to OUT.npz: weights,
+itself, SIGTERMs itself or raises an error (on ``--victim`` alone) after train iteration
+K, and writes to OUT.npz: weights,
 optimizer variables, histories, this process's rows of a batch. ``--reference`` also runs
 the engine's own loop on the same batches (JAX: ``train_on_batch`` under the same
 distribution; TensorFlow: ``fit`` under the same strategy) and ``--single`` DeepTrain on one
@@ -122,7 +123,7 @@ def train_deeptrain(args: argparse.Namespace, model, logs: Path | None, loadpath
 
     dg, vdg = generators(args.data)
     callbacks = []
-    if args.kill_at_iter or args.term_at_iter:
+    if args.kill_at_iter or args.term_at_iter or args.raise_at_iter:
 
         def stop(tg):
             if tg.state.fit_iters == args.kill_at_iter and args.process_id == args.victim:
@@ -131,6 +132,8 @@ def train_deeptrain(args: argparse.Namespace, model, logs: Path | None, loadpath
                 os.kill(os.getpid(), signal.SIGKILL)
             if tg.state.fit_iters == args.term_at_iter and args.process_id == args.victim:
                 os.kill(os.getpid(), signal.SIGTERM)  # held until the iteration ends
+            if tg.state.fit_iters == args.raise_at_iter and args.process_id == args.victim:
+                raise RuntimeError(f"a callback failed on process {args.victim}")
 
         callbacks.append({"train:iter": stop})
     tg = TrainGenerator(
@@ -536,6 +539,7 @@ def main() -> None:
     p.add_argument("--loadpath")
     p.add_argument("--kill-at-iter", type=int)
     p.add_argument("--term-at-iter", type=int)
+    p.add_argument("--raise-at-iter", type=int)
     p.add_argument("--victim", type=int, default=0, help="the process that is signalled")
     p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--reference", action="store_true")

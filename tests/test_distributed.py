@@ -380,6 +380,27 @@ def test_jax_data_parallel(data, tmp_path, processes, devices):
             np.testing.assert_allclose(results[0][key], results[0]["single_" + key], atol=1e-6)
 
 
+@pytest.mark.skipif(BACKEND != "jax", reason="runs in the JAX job")
+@pytest.mark.backends
+@pytest.mark.parametrize("victim", [0, 1])
+def test_jax_error_on_one_process_stops_the_others_with_it(data, tmp_path, victim):
+    """An error on one process alone (a callback's, outside any checkpoint): it exits with
+    its error and the other is told which and stops within seconds. Without DeepTrain's
+    failure watch JAX hangs both for its 5-minute shutdown barrier, then aborts them with
+    a message that names no error."""
+    logs, out = tmp_path / "logs", tmp_path / "out.npz"
+    args = ["--dropout", "0.0", "--raise-at-iter", "3", "--victim", str(victim)]
+    results = launch("jax", data, logs, out, 2, 2, *args)
+    failed, other = results[victim], results[1 - victim]
+    assert failed.returncode == 1, failed.stdout[-3000:]
+    assert f"RuntimeError: a callback failed on process {victim}" in failed.stdout
+    assert other.returncode == 1, other.stdout[-3000:]
+    assert (
+        f"Another process of this job failed (process {victim}: RuntimeError: a callback "
+        f"failed on process {victim})" in other.stdout
+    ), other.stdout[-3000:]
+
+
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="runs in the TensorFlow job")
 def test_tensorflow_mirrored_strategy(data, tmp_path):
     (result,) = run_layout("tensorflow", data, tmp_path, 1, 4, "0.0", single=True)

@@ -111,6 +111,9 @@ class Distribution:
     def start_loop(self) -> None:
         """``train()`` or ``validate()`` begins (the outermost; on every process alike)."""
 
+    def end_loop(self, error: BaseException | None) -> None:
+        """The loop :meth:`start_loop` began ended, raising ``error`` (None: it returned)."""
+
     def agree_on_interrupt(self, pending: int) -> int:
         """What every process acts on at a boundary between iterations: the most urgent
         signal any of them holds (:meth:`max_over_processes` of ``pending``; a collective)."""

@@ -22,6 +22,7 @@ import numpy as np
 from ..backend.host import held_whole
 from ..training.steppers import JaxStepper
 from .base import Distribution, DistributionError, StepFn, batch_rows
+from .failure_watch import FailureWatch
 
 __all__ = ["JaxDistribution", "DistributedJaxStepper"]
 
@@ -35,6 +36,7 @@ class JaxDistribution(Distribution):
         self.process_count = jax.process_count()
         self._rows: dict[int, slice | np.ndarray] = {}
         self._shardings: dict[tuple[int, ...], Any] = {}
+        self._watch: FailureWatch | None = None  # (several processes: see start_loop)
 
     @property
     def replicas(self) -> int:
@@ -138,6 +140,23 @@ class JaxDistribution(Distribution):
         return out
 
     # -- agreement -------------------------------------------------------------------
+    def start_loop(self) -> None:
+        # an error on one process must stop the others in seconds (see .failure_watch)
+        if self.process_count > 1:
+            if self._watch is None:
+                from jax._src import distributed  # (its client: no public name for it)
+
+                self._watch = FailureWatch(distributed.global_state.client, self.process_index)
+            self._watch.start()
+
+    def end_loop(self, error: BaseException | None) -> None:
+        if self._watch is None:
+            return
+        if isinstance(error, Exception):  # (Ctrl-C and SIGTERM: agreed on by all)
+            self._watch.report(error)
+        else:
+            self._watch.stop()
+
     def barrier(self, name: str) -> None:
         if self.process_count > 1:
             from jax.experimental import multihost_utils

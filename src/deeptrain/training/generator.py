@@ -444,13 +444,18 @@ class TrainGenerator(TrainStateAliases):
             self.distribution.start_loop()
             self._checkpointer.keep_spare = True  # (snapshots reuse host arrays meanwhile)
         self._loop_depth += 1
-        ok = False
+        ok, error = False, None
         try:
             yield
             ok = True
+        except BaseException as e:
+            error = e
+            raise
         finally:
             self._loop_depth -= 1
             if self._loop_depth == 0:
+                # (first: the other processes must not wait for this one's writes)
+                self.distribution.end_loop(error)
                 try:
                     self._finish_writes(raise_error=ok)
                 finally:
