@@ -68,9 +68,9 @@ def test_a_file_where_a_directory_goes_is_refused(data, tmp_path):
         assert path.read_text() == "mine"
 
 
-def test_good_settings_are_normalised(data):
+def test_good_settings_are_normalised(tmp_path):
     tg = make(
-        data,
+        classification_data(tmp_path),
         epochs=np.int64(2),
         max_is_best=np.bool_(False),
         checkpoint_async=0,

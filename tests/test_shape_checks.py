@@ -5,6 +5,7 @@ the backend's message); set-ups that train are never refused. Real models, real 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -87,7 +88,13 @@ def traingen(model, dg, vdg, **kw) -> TrainGenerator:
     return TrainGenerator(model, dg, vdg, epochs=1, iter_verbosity=0, plot_history_freq=None, **kw)
 
 
-def refused(tg: TrainGenerator, match: str) -> None:
+def refused(make: Callable[[], TrainGenerator], match: str) -> None:
+    """Building the TrainGenerator raises ``match``: before any log directory or step."""
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def refused_by_train(tg: TrainGenerator, match: str) -> None:
     """``train()`` raises ``match`` before any step, the data position unmoved."""
     states = [json.dumps(dg.state_dict(), default=str) for dg in (tg.datagen, tg.val_datagen)]
     with pytest.raises(ValueError, match=match):
@@ -107,10 +114,9 @@ def trains(tg: TrainGenerator) -> None:
 # -- refused ---------------------------------------------------------------------------
 def test_a_dense_model_fed_another_number_of_features_is_refused(tmp_path):
     root = dataset(tmp_path, shape=(6,))
-    tg = traingen(dense(features=8), *generators(root))
     file = root / "train" / "batch__1.npy"
     refused(
-        tg,
+        lambda: traingen(dense(features=8), *generators(root)),
         rf"datagen's batches do not fit the model: set 1 \({file}\) is served with shape "
         r"\(8, 6\), but the model's input \(layer '.*'\) takes \(None, 8\)",
     )
@@ -118,10 +124,9 @@ def test_a_dense_model_fed_another_number_of_features_is_refused(tmp_path):
 
 def test_one_hot_labels_of_another_width_are_refused(tmp_path):
     root = dataset(tmp_path, classes=3)
-    tg = traingen(dense(outputs=2), *generators(root))
     labels = root / "train" / "labels.h5"
     refused(
-        tg,
+        lambda: traingen(dense(outputs=2), *generators(root)),
         rf"datagen's labels do not fit the model: set 1 \({labels}\) has labels of shape "
         r"\(8, 3\), but the model's output .* is \(None, 2\) and its loss "
         r"categorical_crossentropy needs labels of that shape \(one-hot, 2 classes\)$",
@@ -135,7 +140,7 @@ def test_integer_labels_with_a_categorical_loss_are_refused_naming_the_sparse_lo
     root = dataset(tmp_path, labels=labels)
     loss = keras.losses.CategoricalCrossentropy()
     refused(
-        traingen(dense(loss=loss), *generators(root)),
+        lambda: traingen(dense(loss=loss), *generators(root)),
         r"labels of shape \(8,( 1)?\).*CategoricalCrossentropy.*sparse_categorical_crossentropy",
     )
 
@@ -144,7 +149,7 @@ def test_integer_labels_with_a_categorical_loss_are_refused_naming_the_sparse_lo
 def test_an_lstm_fed_other_timesteps_or_features_is_refused(tmp_path, shape):
     root = dataset(tmp_path, shape=shape, labels="binary")
     refused(
-        traingen(functional_lstm(10, 3), *generators(root)),
+        lambda: traingen(functional_lstm(10, 3), *generators(root)),
         rf"datagen's batches .* shape \(8, {shape[0]}, {shape[1]}\), .* takes \(None, 10, 3\)",
     )
 
@@ -156,7 +161,7 @@ def test_a_functional_model_fed_another_number_of_features_is_refused(tmp_path):
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
     model.compile("adam", "categorical_crossentropy")
     refused(
-        traingen(model, *generators(root)),
+        lambda: traingen(model, *generators(root)),
         r"shape \(8, 6\), but the model's input \(layer 'features'\) takes \(None, 8\)",
     )
 
@@ -168,7 +173,9 @@ def test_a_sequential_lstm_fed_other_features_is_refused(tmp_path):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((10, 3)), keras.layers.LSTM(4), keras.layers.Dense(1)])
     model.compile("adam", "mse")
-    refused(traingen(model, *generators(root)), r"shape \(8, 10, 4\), .* takes \(None, 10, 3\)")
+    refused(
+        lambda: traingen(model, *generators(root)), r"shape \(8, 10, 4\), .* takes \(None, 10, 3\)"
+    )
 
 
 def test_val_datagen_that_does_not_fit_is_refused_before_training(tmp_path):
@@ -178,7 +185,7 @@ def test_val_datagen_that_does_not_fit_is_refused_before_training(tmp_path):
     _, vdg = generators(bad)
     file = bad / "val" / "batch__1.npy"
     refused(
-        traingen(dense(), dg, vdg),
+        lambda: traingen(dense(), dg, vdg),
         rf"val_datagen's batches do not fit the model: set 1 \({file}\) .* \(8, 5\)",
     )
 
@@ -191,10 +198,20 @@ def test_a_window_that_does_not_fit_is_named_as_the_preprocessor_cut_it(tmp_path
         root, preprocessor=TimeseriesPreprocessor, preprocessor_configs={"window_size": 5}
     )
     refused(
-        traingen(functional_lstm(4, 3, batch=FILE, stateful=True), dg, vdg),
+        lambda: traingen(functional_lstm(4, 3, batch=FILE, stateful=True), dg, vdg),
         r"shape \(8, 5, 3\) \(as windows of 5 timesteps, by TimeseriesPreprocessor\), "
         r"but the model's input .* takes \(8, 4, 3\)",
     )
+
+
+def test_a_model_recompiled_after_construction_is_checked_by_train(tmp_path):
+    """Integer labels and a sparse loss fit; recompiled with a categorical loss after the
+    TrainGenerator was built, they do not: ``train()`` checks again, nothing moves."""
+    root = dataset(tmp_path, labels="sparse")
+    model = dense(loss="sparse_categorical_crossentropy")
+    tg = traingen(model, *generators(root))
+    model.compile("adam", "categorical_crossentropy")
+    refused_by_train(tg, r"labels of shape \(8,\).*categorical_crossentropy.*sparse")
 
 
 # -- trained, as before ----------------------------------------------------------------

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "canonical_metric",
+    "check_data_fits_model",
     "check_distribution",
     "check_inputs",
     "check_stateful_batch_sizes",

@@ -239,6 +239,7 @@ class TrainGenerator(TrainStateAliases):
         self.callbacks.init_with_traingen(self)
         loaded = self.load(self.loadpath) if self.loadpath is not None else None
         self._hold_first_batches()
+        checks.check_data_fits_model(self)  # (the batches held: before a log dir is made)
         run_dir = logdirs.run_dir_of(self, loaded)
         logdirs.set_up_logdir(self, run_dir)
         self._progress = EpochProgress(self.iter_verbosity)
