@@ -58,7 +58,7 @@ def test_class_weights_the_model_has_or_cannot_tell_are_kept(onehot, binary, tmp
     outs = [keras.layers.Dense(2, "softmax")(inputs), keras.layers.Dense(1)(inputs)]
     model = keras.Model(inputs, outs)
     model.compile("adam", ["categorical_crossentropy", "mse"])
-    from deeptrain.training.setting_checks import model_classes
+    from deeptrain.training.model_head import model_classes
 
     assert model_classes(model) is None
     # sparse integer labels of 3 classes, a softmax of 3: classes 0, 1, 2 are weighed

@@ -1,35 +1,35 @@
-"""Checks of a TrainGenerator's plain settings, at construction: flags, thresholds, counts,
-names, paths and one's own functions. Each wrong value is refused naming the argument, what
-it got and what it must be, before anything trains or is written (a string ``'False'`` for
-``max_is_best`` would count as True and keep the worst model; ``''`` as a path would write
-into the working directory)."""
+"""Checks of a TrainGenerator's settings, at construction and when ``train()`` starts:
+flags, thresholds, counts, names, paths, one's own functions, class weights (of classes the
+model has), figure, report and optimizer configs (by the rules their first use applies), and
+predict-mode metrics (:mod:`.metric_checks`). Each wrong value is refused naming the
+argument, what it got and what it must be, before anything trains or is written (a string
+``'False'`` for ``max_is_best`` would count as True and keep the worst model; ``''`` as a
+path would write into the working directory)."""
 
 from __future__ import annotations
 
 import os
-import typing
-import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import metrics as metrics_lib
 from ..saving.model_state import optimizer_selection
 from ..saving.naming import name_suffix
 from ..saving.report import check_report_configs, report_configs
-from .fitting import make_eval_fn, model_metric_names
+from .fitting import model_metric_names
+from .metric_checks import check_predict_metrics, val_mode
+from .model_head import model_classes
 from .plotting import check_plot_configs, plot_configs_for
 from .progress import format_metrics
-from .validation import MetricResolver
 from .weights import check_class_keys, check_class_weights
 
 if TYPE_CHECKING:
     from .generator import TrainGenerator
 
-__all__ = ["check_settings", "check_flag", "model_classes"]
+__all__ = ["check_settings", "check_flag"]
 
 # settings that are True or False (None allowed where the default is None: decided later)
 FLAGS = (
@@ -73,7 +73,7 @@ def check_settings(tg: TrainGenerator) -> None:
     _check_class_weight_keys(tg)
     _check_display_settings(tg)
     _check_optimizer_configs(tg)
-    _check_predict_metrics(tg)
+    check_predict_metrics(tg)
 
 
 def _check_epochs(tg: TrainGenerator) -> None:
@@ -174,64 +174,6 @@ def _check_functions(tg: TrainGenerator) -> None:
 
 
 # -- class weights: classes the model has -------------------------------------------------
-_CROSSENTROPIES = {
-    "binary_crossentropy",
-    "binary_focal_crossentropy",
-    "categorical_crossentropy",
-    "categorical_focal_crossentropy",
-    "sparse_categorical_crossentropy",
-}
-
-
-def _head(model: Any) -> tuple[int, str | None] | None:
-    """``(k, activation)`` of a model with one output of shape ``(batch, k)``, made by a
-    Keras ``Dense``, ``Activation`` or ``Softmax`` layer (activation None for any other
-    layer); None for several outputs, other shapes or shapes not known."""
-    import keras
-
-    outputs = getattr(model, "outputs", None)
-    if not outputs or len(outputs) != 1:
-        return None
-    shape = tuple(outputs[0].shape)
-    if len(shape) != 2 or not isinstance(shape[1], int):
-        return None
-    layer = getattr(getattr(outputs[0], "_keras_history", None), "operation", None)
-    if type(layer) is keras.layers.Softmax:
-        return shape[1], "softmax"
-    if type(layer) in (keras.layers.Dense, keras.layers.Activation):
-        return shape[1], getattr(getattr(layer, "activation", None), "__name__", None)
-    return shape[1], None
-
-
-def _loss_names(model: Any) -> set[str]:
-    """The compiled loss's names, canonical (``BinaryCrossentropy``: ``binary_crossentropy``)."""
-    loss = getattr(model, "loss", None)
-    names: list[Any] = [loss]
-    if not isinstance(loss, str):
-        names = [getattr(loss, n, None) for n in ("name", "__name__")] + [type(loss).__name__]
-    return {metrics_lib._canonical_name(n) for n in names if isinstance(n, str)}
-
-
-def model_classes(model: Any) -> tuple[int, str] | None:
-    """``(number of classes, why)`` of a classifier with one output ``(batch, k)``: ``k``
-    for ``k > 1``, 2 for one sigmoid unit (or a binary crossentropy); None where it is not
-    known (several outputs, other shapes, a regression)."""
-    head = _head(model)
-    if head is None:
-        return None
-    k, activation = head
-    losses = _loss_names(model) & _CROSSENTROPIES
-    if activation not in ("softmax", "sigmoid") and not losses:
-        return None
-    if k > 1:
-        return k, f"its output has shape (batch, {k})"
-    if activation == "sigmoid":
-        return 2, "one sigmoid unit: classes 0 and 1"
-    if any(n.startswith("binary") for n in losses):
-        return 2, "one output of a binary crossentropy: classes 0 and 1"
-    return None
-
-
 def _check_class_weight_keys(tg: TrainGenerator) -> None:
     if tg.input_as_labels:  # (refused with class weights: check_inputs)
         return
@@ -272,7 +214,7 @@ def _history_configs(tg: TrainGenerator) -> dict[str, Any]:
 
 def _val_metric_names(tg: TrainGenerator, compiled: list[str]) -> list[str]:
     """The validation's metrics before they are set up (as ``TrainGenerator`` sets them)."""
-    if _val_mode(tg) != "predict":
+    if val_mode(tg) != "predict":
         return list(compiled)
     names = list(tg.val_metrics or compiled)
     if "*" in names:
@@ -312,158 +254,3 @@ def _check_optimizer_configs(tg: TrainGenerator) -> None:
                 f"{name}: the names must be a list of strings (variable names, or "
                 f"'*text' for paths containing text), got {configs!r}"
             ) from None
-
-
-# -- predict mode: what the metrics give, and what they can take ---------------------------
-_PREDICTS = ("predict", "predict_on_batch")
-# activations whose outputs are continuous (never class labels)
-_CONTINUOUS = {
-    "softmax",
-    "sigmoid",
-    "tanh",
-    "linear",
-    "softplus",
-    "softsign",
-    "elu",
-    "selu",
-    "gelu",
-    "silu",
-    "swish",
-    "exponential",
-    "log_softmax",
-    "mish",
-}
-_MAX_PROBE_CLASSES = 1000
-
-
-def _val_mode(tg: TrainGenerator) -> str | None:
-    """``'evaluate'`` or ``'predict'`` (None: not known; ``_set_up_model`` names why)."""
-    if tg.val_mode in ("evaluate", "predict"):
-        return tg.val_mode
-    try:
-        return make_eval_fn(tg.model, tg._eval_fn_spec, tg.val_mode)[2]
-    except (TypeError, ValueError):
-        return None
-
-
-def _check_predict_metrics(tg: TrainGenerator) -> None:
-    """Predict mode: the key metric must give one number, and metrics found in sklearn must
-    take the model's predictions."""
-    if _val_mode(tg) != "predict":
-        return
-    resolver = MetricResolver(tg.model, tg.custom_metrics, tg.key_metric, tg.key_metric_fn)
-    _check_key_metric_is_scalar(tg, resolver)
-    head = _head(tg.model)
-    if head is None or head[1] not in _CONTINUOUS or head[0] > _MAX_PROBE_CLASSES:
-        return  # (predictions that may be class labels, or too many classes to probe)
-    if not _builtin_predict(tg):
-        return  # (an eval_fn of one's own may return class labels)
-    for name, source in _predict_metric_names(tg).items():
-        _check_takes_predictions(resolver, name, source, head, tg.predict_threshold)
-
-
-def _resolved(resolver: MetricResolver, name: str) -> Callable | None:
-    try:
-        return resolver.resolve(name)
-    except Exception:  # (an unknown name: refused, naming it, when metrics are set up)
-        return None
-
-
-def _returns_list(fn: Callable) -> bool:
-    """Whether ``fn``'s return annotation is a list or tuple (as ``tnr_tpr``'s)."""
-    try:
-        returned = typing.get_type_hints(fn).get("return")
-    except Exception:  # (no annotations to read: not known)
-        return False
-    return (typing.get_origin(returned) or returned) in (list, tuple)
-
-
-def _check_key_metric_is_scalar(tg: TrainGenerator, resolver: MetricResolver) -> None:
-    """A key metric that gives a list of values is never a new best (a best is one number
-    compared with another), so no best model would ever be saved."""
-    fn = _resolved(resolver, tg.key_metric)
-    if fn is None or not _returns_list(fn):
-        return
-    by = "key_metric_fn" if fn is tg.key_metric_fn else getattr(fn, "__name__", repr(fn))
-    raise ValueError(
-        f"key_metric={tg.key_metric!r} gives a list of values (by {by}), so it can never "
-        "decide the best model: a validation's key metric is a new best when it is one "
-        "number higher (max_is_best) or lower than the best so far, and a list is never "
-        "one. Use a metric of one number as key_metric (instead of 'tnr_tpr': "
-        "'binary_informedness', tnr + tpr - 1, or 'tnr' or 'tpr'), or key_metric_fn "
-        "returning one number; a list-valued metric can still be reported in val_metrics."
-    )
-
-
-def _builtin_predict(tg: TrainGenerator) -> bool:
-    """Whether validation predicts with the model itself (not an eval_fn of one's own)."""
-    fn = getattr(tg, "_eval_fn", None)
-    if fn is not None:  # (set up: train())
-        own = getattr(fn, "__module__", None) or ""
-        return tg._eval_fn_name in _PREDICTS and own.startswith("deeptrain.")
-    return tg._eval_fn_spec in _PREDICTS
-
-
-def _predict_metric_names(tg: TrainGenerator) -> dict[str, str]:
-    """The metrics predict mode computes, each with the setting that names it."""
-    names = {tg.key_metric: "key_metric"}
-    given = tg.val_metrics if tg.val_metrics is not None else ["*"]
-    compiled = getattr(tg, "train_metrics", None)
-    for name in given:
-        if name != "*":
-            names.setdefault(name, "val_metrics")
-            continue
-        for metric in compiled or model_metric_names(tg.model):
-            names.setdefault(metric, "the model's compiled metrics")
-    return names
-
-
-def _probe_data(k: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Predictions like a model's of ``k`` continuous outputs, and every form labels of
-    such a model take: classes (a column or one-hot), class indices, soft labels."""
-    n = max(8, 2 * k)
-    classes = np.arange(n) % max(k, 2)
-    if k == 1:
-        preds = np.linspace(0.1, 0.9, n, dtype="float32")[:, None]
-        soft = np.linspace(0.2, 0.8, n, dtype="float32")[:, None]
-        return preds, [classes[:, None].astype("float32"), classes, soft]
-    preds = np.full((n, k), 0.4 / (k - 1), dtype="float32")
-    preds[np.arange(n), classes] = 0.6
-    onehot = np.eye(k, dtype="float32")[classes]
-    return preds, [onehot, classes, classes[:, None], onehot * 0.8 + 0.2 / k]
-
-
-def _check_takes_predictions(
-    resolver: MetricResolver,
-    name: str,
-    source: str,
-    head: tuple[int, str | None],
-    threshold: float,
-) -> None:
-    """A metric found in ``sklearn.metrics`` (the fallback of names DeepTrain has no
-    function for) called as the validation calls it, on predictions like the model's and
-    labels of every form: refused if it fails on all (e.g. ``precision_score`` needs class
-    labels, not probabilities)."""
-    fn = _resolved(resolver, name)
-    if fn is None or not (getattr(fn, "__module__", None) or "").startswith("sklearn."):
-        return
-    k, activation = head
-    preds, label_forms = _probe_data(k)
-    first: Exception | None = None
-    for labels in label_forms:
-        try:
-            with warnings.catch_warnings(), np.errstate(all="ignore"):
-                warnings.simplefilter("ignore")
-                resolver.compute([name], labels, preds, np.ones(len(preds)), threshold)
-            return
-        except Exception as e:  # (whatever sklearn raises)
-            first = first or e
-    raise ValueError(
-        f"validation metric {name!r} (from {source}) is sklearn.metrics.{fn.__name__}, "
-        f"which cannot take this model's predictions: validation passes it the model's "
-        f"outputs ({activation} values of shape (batch, {k}), not class labels), and it "
-        f"raises {type(first).__name__}: {first}. Use a metric that takes probabilities "
-        "(DeepTrain's 'f1_score', 'tpr', 'tnr', 'binary_accuracy' threshold them at "
-        f"predict_threshold), or custom_metrics={{{name!r}: fn}} with fn(y_true, y_pred) "
-        "turning the predictions into labels first."
-    )
