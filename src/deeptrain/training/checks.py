@@ -17,7 +17,6 @@ from ..distribute.base import schedule_bytes
 from ..saving.traingen_state import check_skip_names
 from ..util.misc import positive_int
 from .frequency import check_freq
-from .plotting import merge_plot_configs
 from .setting_checks import check_settings
 from .shape_checks import check_data_fits_model
 from .weights import check_class_weights
@@ -95,8 +94,6 @@ def check_inputs(tg: TrainGenerator) -> None:
             "val_freq={'val': n} would validate based on validations: use "
             "'iter', 'batch' or 'epoch'"
         )
-    if tg.plot_configs is not None:
-        merge_plot_configs(tg.plot_configs, {"0": {}, "1": {}})  # raises if malformed
     tg.class_weights = check_class_weights(tg.class_weights, "class_weights")
     tg.val_class_weights = check_class_weights(tg.val_class_weights, "val_class_weights")
     if tg.input_as_labels and (tg.class_weights or tg.val_class_weights):

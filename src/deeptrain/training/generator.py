@@ -54,7 +54,7 @@ from .configs import TRAINGEN_DEFAULTS, defaults
 from .fitting import make_eval_fn, make_fit_fn, model_metric_names, to_metric_dict
 from .frequency import should_do
 from .interrupts import Consistency, InterruptGuard, Preempted, TrainingPreempted
-from .plotting import default_plot_configs, history_figure, merge_plot_configs, with_plot_cfg
+from .plotting import history_figure, plot_configs_for
 from .progress import EpochProgress, MetricsLog, format_metrics
 from .saves import Saves
 from .state import TrainState, append_slice
@@ -1080,17 +1080,13 @@ class TrainGenerator(TrainStateAliases):
         val_names = [
             n for n in self.val_metrics if n in self.state.val_history or not self.state.val_history
         ]
-        return merge_plot_configs(
+        return plot_configs_for(
             self.plot_configs,
-            with_plot_cfg(
-                default_plot_configs(
-                    self.train_metrics,
-                    val_names,
-                    self.key_metric,
-                    self.max_is_best,
-                    self.plot_first_pane_max_vals,
-                )
-            ),
+            self.train_metrics,
+            val_names,
+            self.key_metric,
+            self.max_is_best,
+            self.plot_first_pane_max_vals,
         )
 
     # -- introspection (see deeptrain.introspection) -------------------------------------
